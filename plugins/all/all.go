@@ -1,0 +1,19 @@
+// Package all registers the Braze and Amplitude plugins of this distribution
+// with Benthos' global environment. Blank-import it to add them to your own
+// Benthos or Redpanda Connect build:
+//
+//	import _ "github.com/opencurrents/currents-amplitude/plugins/all"
+//
+// The Kafka (kafka_franz) and Prometheus plugins are not included: Redpanda
+// Connect already has components of those names. This distribution imports
+// them from plugins/kafka and plugins/prometheus in main.go.
+package all
+
+import (
+	// Each package registers its components in init().
+	_ "github.com/opencurrents/currents-amplitude/plugins/amplitude"
+	_ "github.com/opencurrents/currents-amplitude/plugins/avroscan"
+	_ "github.com/opencurrents/currents-amplitude/plugins/cohort"
+	_ "github.com/opencurrents/currents-amplitude/plugins/currents"
+	_ "github.com/opencurrents/currents-amplitude/plugins/ratelimit"
+)
