@@ -1,0 +1,211 @@
+package amplitude
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
+)
+
+// Amplitude's per-request limits (amplitude-api.md §3), counted on the
+// uncompressed JSON body.
+const (
+	maxEventsPerRequest   = 2000
+	maxBytesHTTPV2Request = 1_000_000
+	maxBytesBatchRequest  = 20_000_000
+)
+
+// refusedIDs are user_id/device_id values Amplitude always refuses with 400
+// (compared in lower case).
+var refusedIDs = map[string]bool{
+	"anonymous": true, "nil": true, "none": true, "null": true, "n/a": true, "na": true,
+	"undefined": true, "unknown": true, `""`: true, "00000000-0000-0000-0000-000000000000": true,
+	"{}": true, "lmy47d": true, "0": true, "-1": true,
+}
+
+// maxRefusedIDLen is the length of the longest refusedIDs entry but the
+// all-zero UUID, which the all-zero check covers.
+const maxRefusedIDLen = 9
+
+// event is one message's Amplitude event, checked and ready to send.
+type event struct {
+	index    int    // index of the message in the batch
+	raw      []byte // the event object's JSON
+	deviceID string
+	userID   string
+}
+
+// idKeys returns the throttling keys of the event's ids.
+func (e *event) idKeys() []string {
+	keys := make([]string, 0, 2)
+	if e.deviceID != "" {
+		keys = append(keys, deviceKey(e.deviceID))
+	}
+	if e.userID != "" {
+		keys = append(keys, userKey(e.userID))
+	}
+	return keys
+}
+
+func deviceKey(id string) string { return "d:" + id }
+func userKey(id string) string   { return "u:" + id }
+
+// requestBuilder checks events and writes request bodies.
+type requestBuilder struct {
+	minIDLength int
+	maxEvents   int
+	maxBytes    int
+	prefix      []byte // {"api_key":"…","events":[
+	suffix      []byte // ],"options":{…}}
+}
+
+func newRequestBuilder(apiKey string, minIDLength, maxEvents, maxBytes int) *requestBuilder {
+	prefix := jsonw.AppendKey([]byte("{"), "api_key")
+	prefix = jsonw.AppendString(prefix, apiKey)
+	prefix = append(prefix, `,"events":[`...)
+	suffix := append([]byte(`],"options":{"min_id_length":`), jsonw.AppendInt(nil, int64(minIDLength))...)
+	suffix = append(suffix, "}}"...)
+	return &requestBuilder{
+		minIDLength: minIDLength,
+		maxEvents:   maxEvents,
+		maxBytes:    maxBytes,
+		prefix:      prefix,
+		suffix:      suffix,
+	}
+}
+
+// refusedID reports whether Amplitude would refuse id as a user_id or
+// device_id.
+func (b *requestBuilder) refusedID(id string) bool {
+	if utf8.RuneCountInString(id) < b.minIDLength || (len(id) <= maxRefusedIDLen && refusedIDs[strings.ToLower(id)]) {
+		return true
+	}
+	// All-zero advertising ids (iOS Limit Ad Tracking) are refused too.
+	return strings.Trim(id, "0-") == ""
+}
+
+// prepare checks one message's JSON and fills ev. Ids Amplitude always
+// refuses are removed from the event; an event without event_type, without
+// any usable id, with a non-integer time or too large for a request is
+// refused with the reason.
+func (b *requestBuilder) prepare(ev *event, index int, raw []byte) *eventError {
+	if !gjson.ValidBytes(raw) {
+		return newEventError(reasonInvalidEvent, "message is not valid JSON")
+	}
+	obj := gjson.Parse(string(raw))
+	if !obj.IsObject() {
+		return newEventError(reasonInvalidEvent, "message is not a JSON object")
+	}
+	// One pass over the top-level keys.
+	var eventType, userID, deviceID, tm gjson.Result
+	obj.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "event_type":
+			eventType = v
+		case "user_id":
+			userID = v
+		case "device_id":
+			deviceID = v
+		case "time":
+			tm = v
+		}
+		return true
+	})
+	if eventType.Type != gjson.String || eventType.Str == "" {
+		return newEventError(reasonMissingFields, "event_type is missing or not a non-empty string")
+	}
+	if tm.Exists() && (tm.Type != gjson.Number || strings.ContainsAny(tm.Raw, ".eE")) {
+		return newEventError(reasonInvalidFields, "time must be an integer of milliseconds since the epoch")
+	}
+	*ev = event{index: index, raw: raw}
+	var drop []string
+	var ok bool
+	if ev.userID, ok = b.usableID(userID); !ok {
+		drop = append(drop, "user_id")
+	}
+	if ev.deviceID, ok = b.usableID(deviceID); !ok {
+		drop = append(drop, "device_id")
+	}
+	if ev.userID == "" && ev.deviceID == "" {
+		return newEventError(reasonMissingFields, "no user_id or device_id Amplitude accepts (shorter than min_id_length, a placeholder such as \"null\", or missing)")
+	}
+	if len(drop) > 0 {
+		ev.raw = withoutKeys(obj, drop)
+	}
+	if len(b.prefix)+len(ev.raw)+len(b.suffix) > b.maxBytes {
+		return newEventError(reasonTooLarge, "event is larger than one request may be")
+	}
+	return nil
+}
+
+// usableID returns the id in v, or false when v holds an id Amplitude
+// refuses (then the key must be removed). A missing id is "" and true.
+func (b *requestBuilder) usableID(v gjson.Result) (string, bool) {
+	switch {
+	case !v.Exists():
+		return "", true
+	case v.Type == gjson.String && !b.refusedID(v.Str):
+		return v.Str, true
+	}
+	return "", false
+}
+
+// withoutKeys rewrites a JSON object without the top-level keys named.
+func withoutKeys(obj gjson.Result, keys []string) []byte {
+	out := make([]byte, 0, len(obj.Raw))
+	out = append(out, '{')
+	first := true
+	obj.ForEach(func(k, v gjson.Result) bool {
+		for _, d := range keys {
+			if k.Str == d {
+				return true
+			}
+		}
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = append(out, k.Raw...)
+		out = append(out, ':')
+		out = append(out, v.Raw...)
+		return true
+	})
+	return append(out, '}')
+}
+
+// split cuts events into requests within the event and byte limits, keeping
+// their order.
+func (b *requestBuilder) split(events []*event) [][]*event {
+	var out [][]*event
+	envelope := len(b.prefix) + len(b.suffix)
+	start, size := 0, envelope
+	for i, e := range events {
+		add := len(e.raw)
+		if i > start {
+			add++ // comma
+		}
+		if i > start && (i-start >= b.maxEvents || size+add > b.maxBytes) {
+			out = append(out, events[start:i:i])
+			start, size, add = i, envelope, len(e.raw)
+		}
+		size += add
+	}
+	if start < len(events) {
+		out = append(out, events[start:len(events):len(events)])
+	}
+	return out
+}
+
+// build appends the request body for events to dst.
+func (b *requestBuilder) build(dst []byte, events []*event) []byte {
+	dst = append(dst, b.prefix...)
+	for i, e := range events {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, e.raw...)
+	}
+	return append(dst, b.suffix...)
+}

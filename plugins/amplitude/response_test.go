@@ -1,0 +1,106 @@
+package amplitude
+
+import (
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		name      string
+		status    int
+		body      string
+		n         int
+		verdict   verdict
+		failed    map[int]string // index -> reason
+		throttled []int
+		ids       []string // throttled id keys
+		quota     []string
+		message   string // substring of the message
+	}{
+		{name: "ok", status: 200, body: `{"code":200,"events_ingested":50,"payload_size_bytes":50,"server_upload_time":1396381378123}`, n: 50, verdict: verdictOK},
+		{name: "ok non-json", status: 204, body: ``, n: 1, verdict: verdictOK},
+		{name: "missing api_key", status: 400, body: `{"code":400,"error":"Request missing required field","missing_field":"api_key","events_with_invalid_fields":{"time":[3]}}`,
+			n: 5, verdict: verdictFatal, message: "api_key"},
+		{name: "invalid api key", status: 400, body: `{"code":400,"error":"Invalid API key: secret-123"}`, n: 5, verdict: verdictFatal, message: "Invalid API key"},
+		{name: "indexes", status: 400, n: 14, verdict: verdictPartial, body: `{
+			"code": 400, "error": "Request missing required field",
+			"events_with_invalid_fields": {"time": [3, 4, 7]},
+			"events_with_missing_fields": {"event_type": [3, 4, 7]},
+			"events_with_invalid_id_lengths": {"user_id": [10, 11], "device_id": [13, 99]}}`,
+			failed: map[int]string{3: reasonMissingFields, 4: reasonMissingFields, 7: reasonMissingFields, 10: reasonInvalidIDLength, 11: reasonInvalidIDLength, 13: reasonInvalidIDLength}},
+		{name: "silenced", status: 400, n: 7, verdict: verdictPartial, body: `{"code": 400, "error": "Events silenced for device_id", "eps_threshold": 100,
+			"exceeded_daily_quota_devices": {}, "silenced_devices": ["a","b"], "silenced_events": [5, 6],
+			"throttled_devices": {"a": 0}, "throttled_events": [3, 4]}`,
+			failed: map[int]string{5: reasonSilenced, 6: reasonSilenced}},
+		{name: "400 no index", status: 400, body: `{"code":400,"error":"Invalid event JSON"}`, n: 4, verdict: verdictBisect, message: "Invalid event JSON"},
+		{name: "400 html", status: 400, body: `<html>bad</html>`, n: 4, verdict: verdictBisect, message: "<html>bad</html>"},
+		{name: "403", status: 403, body: `{"code":403,"error":"Forbidden"}`, n: 4, verdict: verdictBisect},
+		{name: "413", status: 413, body: `{"code":413,"error":"Payload too large"}`, n: 4, verdict: verdictSplit},
+		{name: "429 v2", status: 429, n: 8, verdict: verdictThrottled, body: `{"code": 429, "error": "Too many requests for some devices and users", "eps_threshold": 30,
+			"throttled_devices": {"C8F9E604": 31}, "throttled_users": {"datamonster@amplitude.com": 32}, "throttled_events": [3, 4, 7, 8]}`,
+			throttled: []int{3, 4, 7}, ids: []string{"d:C8F9E604", "u:datamonster@amplitude.com"}},
+		{name: "429 quota", status: 429, n: 2, verdict: verdictThrottled, body: `{"code":429,"eps_threshold":1000,
+			"exceeded_daily_quota_users": {"datanom@amplitude.com": 500200}, "exceeded_daily_quota_devices": {"A1A1": 500900}, "throttled_events":[1]}`,
+			throttled: []int{1}, quota: []string{"d:A1A1", "u:datanom@amplitude.com"}},
+		{name: "429 nobody", status: 429, body: `{"code":429,"error":"Too many requests"}`, n: 3, verdict: verdictRetry},
+		{name: "500", status: 500, body: `{"code":500,"error":"Internal"}`, n: 3, verdict: verdictRetry, message: "Internal"},
+		{name: "502 html", status: 502, body: `<html><h1>502 Bad Gateway</h1>` + strings.Repeat("x", 1000), n: 3, verdict: verdictRetry, message: "502 Bad Gateway"},
+		{name: "503 empty", status: 503, body: ``, n: 3, verdict: verdictRetry, message: "Service Unavailable"},
+		{name: "408", status: 408, body: ``, n: 3, verdict: verdictRetry},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := classify(tc.status, []byte(tc.body), tc.n)
+			if o.verdict != tc.verdict || o.status != tc.status {
+				t.Fatalf("verdict %d status %d, want %d", o.verdict, o.status, tc.verdict)
+			}
+			if !strings.Contains(o.message, tc.message) || len(o.message) > maxMessageLen+4 {
+				t.Errorf("message %q lacks %q", o.message, tc.message)
+			}
+			if strings.Contains(o.message, "secret-123") {
+				t.Errorf("message repeats the key: %q", o.message)
+			}
+			got := map[int]string{}
+			for i, e := range o.failed {
+				got[i] = e.reason
+			}
+			if tc.failed == nil {
+				tc.failed = map[int]string{}
+			}
+			if !reflect.DeepEqual(got, tc.failed) {
+				t.Errorf("failed %v, want %v", got, tc.failed)
+			}
+			if !reflect.DeepEqual(o.throttled, tc.throttled) {
+				t.Errorf("throttled %v, want %v", o.throttled, tc.throttled)
+			}
+			if keys := sortedKeys(o.throttledIDs); !reflect.DeepEqual(keys, tc.ids) {
+				t.Errorf("throttled ids %v, want %v", keys, tc.ids)
+			}
+			if keys := sortedKeys(o.quotaIDs); !reflect.DeepEqual(keys, tc.quota) {
+				t.Errorf("quota ids %v, want %v", keys, tc.quota)
+			}
+		})
+	}
+}
+
+func TestClassifyDetail(t *testing.T) {
+	o := classify(400, []byte(`{"code":400,"events_with_invalid_fields":{"time":[0]},"events_with_missing_fields":{"event_type":[0]}}`), 1)
+	if got := o.failed[0].Error(); got != "amplitude (missing_fields): Amplitude refused the event: missing event_type, invalid time" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

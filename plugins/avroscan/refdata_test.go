@@ -1,0 +1,143 @@
+package avroscan
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hamba/avro/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/refdata"
+)
+
+// TestBrazeSamplesDecode decodes every real Braze sample file and compares
+// it with avro-tools' JSON of the same file, after unwrapping that JSON's
+// unions ({"string": "x"} -> "x") and reading its floats as float32.
+func TestBrazeSamplesDecode(t *testing.T) {
+	avroDir := refdata.Dir(t, "avro")
+	jsonDir := refdata.Dir(t, "avro-as-json")
+	files, err := filepath.Glob(filepath.Join(avroDir, "*.avro"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+
+	for _, f := range files {
+		eventType := strings.TrimSuffix(filepath.Base(f), ".avro")
+		t.Run(eventType, func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			require.NoError(t, err)
+			res := scan(t, "    {}", "bucket/event_type="+eventType+"/date=2026-11-29-13/"+filepath.Base(f), data)
+			require.NoError(t, res.err)
+			require.NoError(t, res.ackErr)
+
+			o, err := newOCFReader(bytes.NewReader(data), limits{blockBytes: 1 << 20, blockRecords: 1 << 10, jsonBytes: 1 << 20})
+			require.NoError(t, err)
+			wantRecords := avroToolsRecords(t, filepath.Join(jsonDir, eventType+".json"))
+			require.Len(t, res.msgs, len(wantRecords))
+			for i, m := range res.msgs {
+				got, err := m.AsBytes()
+				require.NoError(t, err)
+				require.True(t, json.Valid(got), "invalid JSON: %s", got)
+				want := unwrapUnions(t, o.schema, wantRecords[i])
+				assert.Equal(t, want, decodeNumbers(t, got))
+				et, _ := m.MetaGetMut(MetaEventType)
+				assert.Equal(t, eventType, et)
+			}
+			// Without the path, the event type comes from the schema name.
+			res = scan(t, "    {}", "", data)
+			require.NoError(t, res.err)
+			et, _ := res.msgs[0].MetaGetMut(MetaEventType)
+			assert.Equal(t, eventType, et)
+		})
+	}
+}
+
+// avroToolsRecords reads the records of an avro-tools tojson file (one JSON
+// document per record, pretty-printed or not).
+func avroToolsRecords(t *testing.T, path string) []any {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var out []any
+	for dec.More() {
+		var v any
+		require.NoError(t, dec.Decode(&v))
+		out = append(out, v)
+	}
+	return out
+}
+
+// decodeNumbers parses JSON keeping numbers as written.
+func decodeNumbers(t *testing.T, b []byte) any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	require.NoError(t, dec.Decode(&v))
+	return v
+}
+
+// unwrapUnions turns avro-tools' JSON of a value of schema s into the JSON
+// the scanner must write: a union's {"<branch type>": value} becomes the
+// value alone, and a float becomes its shortest float32 form.
+func unwrapUnions(t *testing.T, s avro.Schema, v any) any {
+	t.Helper()
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		return unwrapUnions(t, s.Schema(), v)
+	case *avro.UnionSchema:
+		if v == nil {
+			return nil
+		}
+		obj, ok := v.(map[string]any)
+		require.True(t, ok, "union value %v is not an object", v)
+		require.Len(t, obj, 1)
+		for branch, inner := range obj {
+			for _, typ := range s.Types() {
+				name := string(typ.Type())
+				if named, ok := typ.(avro.NamedSchema); ok {
+					name = named.FullName()
+				}
+				if name == branch {
+					return unwrapUnions(t, typ, inner)
+				}
+			}
+			t.Fatalf("union branch %q not in %s", branch, s)
+		}
+	case *avro.RecordSchema:
+		obj := v.(map[string]any)
+		out := make(map[string]any, len(obj))
+		for _, f := range s.Fields() {
+			out[f.Name()] = unwrapUnions(t, f.Type(), obj[f.Name()])
+		}
+		return out
+	case *avro.ArraySchema:
+		arr := v.([]any)
+		out := make([]any, len(arr))
+		for i := range arr {
+			out[i] = unwrapUnions(t, s.Items(), arr[i])
+		}
+		return out
+	case *avro.MapSchema:
+		obj := v.(map[string]any)
+		out := make(map[string]any, len(obj))
+		for k, e := range obj {
+			out[k] = unwrapUnions(t, s.Values(), e)
+		}
+		return out
+	case *avro.PrimitiveSchema:
+		if s.Type() == avro.Float {
+			f, err := v.(json.Number).Float64()
+			require.NoError(t, err)
+			return json.Number(strconv.FormatFloat(float64(float32(f)), 'f', -1, 32))
+		}
+	}
+	return v
+}

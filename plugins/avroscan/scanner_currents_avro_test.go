@@ -1,0 +1,263 @@
+package avroscan
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/hamba/avro/v2/ocf"
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const purchasePath = "bucket/currents/dataexport.prod-01.S3.integration.abc/event_type=users.behaviors.Purchase/date=2026-11-29-13/7/0/dataexport.prod-01.S3.integration.abc+0+0000001.avro"
+
+func TestScannerCodecsAndBlocks(t *testing.T) {
+	tests := []struct {
+		name     string
+		codec    ocf.CodecName
+		n        int
+		perBlock int
+	}{
+		{"null one record", ocf.Null, 1, 1},
+		{"null many blocks", ocf.Null, 1000, 7},
+		{"deflate many blocks", ocf.Deflate, 1000, 64},
+		{"snappy many blocks", ocf.Snappy, 1000, 64},
+		{"zstandard", ocf.ZStandard, 300, 100},
+		{"deflate one big block", ocf.Deflate, 5000, 5000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data, _, blockEnds := genFile(t, tt.codec, tt.n, tt.perBlock)
+			res := scan(t, "    {}", purchasePath, data)
+			require.NoError(t, res.err)
+			assert.True(t, res.acked)
+			require.NoError(t, res.ackErr)
+			assert.Equal(t, len(blockEnds), res.batches, "one batch per block")
+			require.Equal(t, wantRange(0, tt.n), bodies(t, res.msgs))
+
+			for i, m := range res.msgs {
+				et, _ := m.MetaGetMut(MetaEventType)
+				assert.Equal(t, "users.behaviors.Purchase", et)
+				schema, _ := m.MetaGetMut(MetaSchema)
+				assert.Equal(t, "dataexport.S3.inner.users.behaviors.Purchase", schema)
+				file, _ := m.MetaGetMut(MetaFile)
+				assert.Equal(t, purchasePath, file)
+				rec, _ := m.MetaGetMut(MetaRecord)
+				assert.EqualValues(t, i, rec)
+				blk, _ := m.MetaGetMut(MetaBlock)
+				assert.EqualValues(t, i/tt.perBlock, blk)
+			}
+		})
+	}
+}
+
+// TestScannerFaults damages generated files in every way the issue lists
+// and checks that the records of the blocks before the damage come out
+// exactly once, followed by an error naming the file and the block.
+func TestScannerFaults(t *testing.T) {
+	const n, perBlock = 100, 10
+	nullFile, nullHeader, nullEnds := genFile(t, ocf.Null, n, perBlock)
+	snappyFile, _, snappyEnds := genFile(t, ocf.Snappy, n, perBlock)
+	deflateFile, _, deflateEnds := genFile(t, ocf.Deflate, n, perBlock)
+
+	flip := func(data []byte, at int) []byte {
+		out := bytes.Clone(data)
+		out[at] ^= 0xff
+		return out
+	}
+	tests := []struct {
+		name      string
+		data      []byte
+		delivered int      // records emitted before the error
+		wantErr   []string // substrings of the error
+	}{
+		{"empty file", nil, 0, []string{"header", "truncated"}},
+		{"wrong magic", append([]byte("PK\x03\x04"), nullFile[4:]...), 0, []string{"header", "not an Avro object container file"}},
+		{"truncated header", nullFile[:nullHeader-5], 0, []string{"header", "truncated"}},
+		{"truncated in block 3", nullFile[:nullEnds[2]+20], 30, []string{"block 3", "truncated"}},
+		{"truncated in sync marker of block 5", nullFile[:nullEnds[5]-3], 50, []string{"block 5", "sync marker", "truncated"}},
+		{"truncated snappy block 0", snappyFile[:snappyEnds[0]-30], 0, []string{"block 0", "truncated"}},
+		{"corrupt sync marker of block 4", flip(nullFile, nullEnds[4]-1), 40, []string{"block 4", "sync marker does not match"}},
+		{"corrupt snappy data in block 6", flip(snappyFile, snappyEnds[6]-40), 60, []string{"block 6", "snappy codec"}},
+		{"corrupt deflate data in block 2", flip(deflateFile, deflateEnds[1]+8), 20, []string{"block 2", "deflate codec"}},
+		{"corrupt record count of block 1", flip(nullFile, nullEnds[0]), 10, []string{"block 1", "record count"}},
+		{"schema mismatch in block 0", mismatchedFile(t, 5), 0, []string{"block 0", "schema"}},
+		{"trailing garbage after the last block", append(bytes.Clone(nullFile), 0x02, 0x04, 'x'), 100, []string{"block 10", "truncated"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := scan(t, "    {}", purchasePath, tt.data)
+			require.Error(t, res.err)
+			for _, s := range append(tt.wantErr, purchasePath) {
+				assert.Contains(t, res.err.Error(), s)
+			}
+			assert.Equal(t, wantRange(0, tt.delivered), bodies(t, res.msgs))
+			assert.True(t, res.acked, "the source must be acknowledged")
+			assert.Error(t, res.ackErr, "a damaged file must not be acknowledged as done")
+		})
+	}
+}
+
+// mismatchedFile returns a file whose header declares purchaseSchema but
+// whose one block holds n records of another schema.
+func mismatchedFile(t testing.TB, n int) []byte {
+	t.Helper()
+	other := avro.MustParse(`{"type":"record","name":"Other","fields":[{"name":"a","type":"long"},{"name":"b","type":"long"}]}`)
+	var buf bytes.Buffer
+	enc, err := ocf.NewEncoder(purchaseSchema, &buf, ocf.WithEncoderSchemaCache(&avro.SchemaCache{}))
+	require.NoError(t, err)
+	for i := range n {
+		raw, err := avro.Marshal(other, map[string]any{"a": int64(i), "b": int64(-i)})
+		require.NoError(t, err)
+		_, err = enc.Write(raw)
+		require.NoError(t, err)
+	}
+	require.NoError(t, enc.Close())
+	return buf.Bytes()
+}
+
+func TestScannerEventType(t *testing.T) {
+	data, _, _ := genFile(t, ocf.Null, 3, 10)
+	tests := []struct {
+		name    string
+		conf    string
+		path    string
+		want    string
+		wantErr string
+	}{
+		{"schema name without path", "    {}", "", "users.behaviors.Purchase", ""},
+		{"schema name, path without event_type", "    {}", "/data/file.avro", "users.behaviors.Purchase", ""},
+		{"path agrees", "    {}", purchasePath, "users.behaviors.Purchase", ""},
+		{"path disagrees: error", "    {}", "x/event_type=users.messages.email.Open/f.avro", "", "event_type=users.messages.email.Open"},
+		{"path disagrees: use_path", "    event_type_mismatch: use_path", "x/event_type=users.messages.email.Open/f.avro", "users.messages.email.Open", ""},
+		{"path disagrees: use_schema", "    event_type_mismatch: use_schema", "x/event_type=users.messages.email.Open/f.avro", "users.behaviors.Purchase", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := scan(t, tt.conf, tt.path, data)
+			if tt.wantErr != "" {
+				require.Error(t, res.err)
+				assert.Contains(t, res.err.Error(), tt.wantErr)
+				assert.Empty(t, res.msgs, "a mismatched file emits nothing")
+				return
+			}
+			require.NoError(t, res.err)
+			require.Len(t, res.msgs, 3)
+			for _, m := range res.msgs {
+				et, _ := m.MetaGetMut(MetaEventType)
+				assert.Equal(t, tt.want, et)
+				_, hasFile := m.MetaGetMut(MetaFile)
+				assert.Equal(t, tt.path != "", hasFile)
+			}
+		})
+	}
+}
+
+func TestScannerConfigValidation(t *testing.T) {
+	for _, field := range []string{caFieldMaxBlockSize, caFieldMaxBlockRecords, caFieldMaxDecodedSize} {
+		t.Run(field, func(t *testing.T) {
+			pConf, err := currentsAvroScannerSpec().ParseYAML(field+": 0", nil)
+			require.NoError(t, err)
+			_, err = newCurrentsAvroFromParsed(pConf, service.MockResources())
+			require.ErrorContains(t, err, field+" must be at least 1")
+		})
+	}
+	t.Run(caFieldEventTypeMismatch, func(t *testing.T) {
+		pConf, err := currentsAvroScannerSpec().ParseYAML(caFieldEventTypeMismatch+": maybe", nil)
+		require.NoError(t, err)
+		_, err = newCurrentsAvroFromParsed(pConf, service.MockResources())
+		require.ErrorContains(t, err, `event_type_mismatch must be one of error, use_path, use_schema, got "maybe"`)
+	})
+}
+
+// TestScannerLimits checks that a file cannot make the scanner allocate
+// more than its limits, whatever its blocks claim.
+func TestScannerLimits(t *testing.T) {
+	data, _, _ := genFile(t, ocf.Null, 100, 100)
+	tests := []struct {
+		conf    string
+		wantErr string
+	}{
+		{"    max_block_size: 1000", "invalid block size"},
+		{"    max_block_records: 99", "invalid record count 100"},
+		{"    max_decoded_block_size: 1000", "decoded JSON of the block exceeds 1000 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.conf, func(t *testing.T) {
+			res := scan(t, tt.conf, "f.avro", data)
+			require.Error(t, res.err)
+			assert.Contains(t, res.err.Error(), "block 0")
+			assert.Contains(t, res.err.Error(), tt.wantErr)
+		})
+	}
+}
+
+// TestFileInputMovesOnAfterBadFile runs the scanner under Benthos' file
+// input over a Braze-like folder holding a good file, a damaged file and
+// another good file: every good record arrives once, the damaged file's
+// records before the damage too, and the stream ends (is not stuck).
+func TestFileInputMovesOnAfterBadFile(t *testing.T) {
+	dir := t.TempDir()
+	good, _, ends := genFile(t, ocf.Snappy, 50, 10)
+	write := func(rel string, data []byte) {
+		p := filepath.Join(dir, rel)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, data, 0o644))
+	}
+	write("event_type=users.behaviors.Purchase/date=2026-11-29-10/a.avro", good)
+	write("event_type=users.behaviors.Purchase/date=2026-11-29-11/b.avro", good[:ends[1]+5]) // 20 records survive
+	write("event_type=users.behaviors.Purchase/date=2026-11-29-12/c.avro", good)
+	write("event_type=users.behaviors.Purchase/date=2026-11-29-12/notes.txt", []byte("not avro"))
+
+	sb := service.NewStreamBuilder()
+	require.NoError(t, sb.SetLoggerYAML("level: none"))
+	require.NoError(t, sb.AddInputYAML(`
+file:
+  paths: [ "`+dir+`/**/*.avro" ]
+  scanner:
+    currents_avro: {}
+`))
+	var mu sync.Mutex
+	perFile := map[string][]string{}
+	require.NoError(t, sb.AddBatchConsumerFunc(func(_ context.Context, b service.MessageBatch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range b {
+			p, _ := m.MetaGetMut("path")
+			et, _ := m.MetaGetMut(MetaEventType)
+			assert.Equal(t, "users.behaviors.Purchase", et)
+			body, _ := m.AsBytes()
+			perFile[filepath.Base(p.(string))] = append(perFile[filepath.Base(p.(string))], string(body))
+		}
+		return nil
+	}))
+	strm, err := sb.Build()
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, strm.Run(ctx))
+
+	files := make([]string, 0, len(perFile))
+	for f := range perFile {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	assert.Equal(t, []string{"a.avro", "b.avro", "c.avro"}, files)
+	assert.Equal(t, wantRange(0, 50), perFile["a.avro"])
+	assert.Equal(t, wantRange(0, 20), perFile["b.avro"])
+	assert.Equal(t, wantRange(0, 50), perFile["c.avro"])
+	for _, f := range files {
+		assert.False(t, strings.HasSuffix(f, ".txt"))
+	}
+}

@@ -1,0 +1,166 @@
+package cohort
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// amplitudeRegions maps a region to the base URL of Amplitude's Dashboard
+// REST API.
+var amplitudeRegions = map[string]string{
+	"US": "https://amplitude.com",
+	"EU": "https://analytics.eu.amplitude.com",
+}
+
+// cohortInfo is one cohort of Amplitude's cohort list.
+type cohortInfo struct {
+	ID           string
+	Name         string
+	LastComputed string
+	Archived     bool
+}
+
+// amplitudeClient talks to Amplitude's Behavioral Cohorts API.
+type amplitudeClient struct {
+	base         string
+	apiKey       string
+	secretKey    string
+	http         *http.Client // requests bounded by timeout
+	fileHTTP     *http.Client // the file download, bounded by the job context
+	pollInterval time.Duration
+	sleep        func(context.Context, time.Duration) error
+}
+
+func (c *amplitudeClient) get(ctx context.Context, hc *http.Client, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(c.apiKey, c.secretKey)
+	resp, err := hc.Do(req)
+	if err != nil {
+		// The error names the URL, which carries no credentials.
+		return nil, fmt.Errorf("amplitude %s: %w", path, err)
+	}
+	return resp, nil
+}
+
+// getJSON performs a GET and returns the body of a 200 or 202 response.
+func (c *amplitudeClient) getJSON(ctx context.Context, path string) (int, []byte, error) {
+	resp, err := c.get(ctx, c.http, path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return 0, nil, fmt.Errorf("amplitude %s: reading response: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
+		return resp.StatusCode, nil, fmt.Errorf("amplitude %s: status %d: %s", path, resp.StatusCode, snippet(body))
+	}
+	return resp.StatusCode, body, nil
+}
+
+// listCohorts returns every cohort of the project (GET /api/3/cohorts).
+func (c *amplitudeClient) listCohorts(ctx context.Context) ([]cohortInfo, error) {
+	_, body, err := c.getJSON(ctx, "/api/3/cohorts")
+	if err != nil {
+		return nil, err
+	}
+	list := gjson.GetBytes(body, "cohorts")
+	if !list.IsArray() {
+		return nil, errors.New("amplitude /api/3/cohorts: response has no cohorts array")
+	}
+	var out []cohortInfo
+	list.ForEach(func(_, v gjson.Result) bool {
+		if id := v.Get("id").String(); id != "" {
+			out = append(out, cohortInfo{
+				ID:           id,
+				Name:         v.Get("name").String(),
+				LastComputed: v.Get("lastComputed").Raw,
+				Archived:     v.Get("archived").Bool(),
+			})
+		}
+		return true
+	})
+	return out, nil
+}
+
+// requestCohort starts an export job and waits until it completes; it
+// returns the request id to download.
+func (c *amplitudeClient) requestCohort(ctx context.Context, cohortID string) (string, error) {
+	_, body, err := c.getJSON(ctx, "/api/5/cohorts/request/"+url.PathEscape(cohortID))
+	if err != nil {
+		return "", err
+	}
+	reqID := gjson.GetBytes(body, "request_id").String()
+	if reqID == "" {
+		return "", fmt.Errorf("amplitude cohort %s: request returned no request_id", cohortID)
+	}
+	statusPath := "/api/5/cohorts/request-status/" + url.PathEscape(reqID)
+	for {
+		code, body, err := c.getJSON(ctx, statusPath)
+		if err != nil && code != http.StatusTooManyRequests {
+			return "", err
+		}
+		status := gjson.GetBytes(body, "async_status").String()
+		switch {
+		case code == http.StatusOK && status == "JOB COMPLETED":
+			return reqID, nil
+		case code == http.StatusOK && status != "" && status != "JOB INPROGRESS":
+			return "", fmt.Errorf("amplitude cohort %s: export job ended with status %q", cohortID, status)
+		}
+		if err := c.sleep(ctx, c.pollInterval); err != nil {
+			return "", fmt.Errorf("amplitude cohort %s: waiting for export job: %w", cohortID, err)
+		}
+	}
+}
+
+// download opens the cohort file of a completed job, following the redirect
+// to storage. The caller closes the body.
+func (c *amplitudeClient) download(ctx context.Context, reqID string) (io.ReadCloser, error) {
+	path := "/api/5/cohorts/request/" + url.PathEscape(reqID) + "/file"
+	resp, err := c.get(ctx, c.fileHTTP, path)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return nil, fmt.Errorf("amplitude %s: status %d: %s", path, resp.StatusCode, snippet(body))
+	}
+	return resp.Body, nil
+}
+
+// snippet shortens a response body for an error message.
+func snippet(b []byte) string {
+	const max = 256
+	if len(b) > max {
+		return strconv.Quote(string(b[:max])) + "…"
+	}
+	return strconv.Quote(string(b))
+}
+
+// sleepCtx waits d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,221 @@
+package currents
+
+// NameSource says where the Amplitude base name of an event type comes from.
+type NameSource string
+
+// The sources of Amplitude base names, in order of authority.
+const (
+	// SourcePage: the event list of Braze's "Amplitude for Currents" page.
+	SourcePage NameSource = "page"
+	// SourceGlossary: the Amplitude tab of Braze's Currents event glossary.
+	SourceGlossary NameSource = "glossary"
+	// SourceDerived: Braze documents no Amplitude name (storage-only, beta
+	// or retired types, or a glossary header without its channel word); the
+	// name follows the same "<Channel> <Action>" style and can be overridden
+	// with event_names.
+	SourceDerived NameSource = "derived"
+)
+
+// Kind tells the mapper which special fields an event type carries.
+type Kind uint8
+
+// Event kinds.
+const (
+	// KindRegular events carry only Braze fields.
+	KindRegular Kind = iota
+	// KindCustom is users.behaviors.CustomEvent: named after its `name`
+	// field, its properties become "[Custom event property] <key>".
+	KindCustom
+	// KindPurchase is users.behaviors.Purchase: top-level productId, price
+	// and quantity, its properties become "[Purchase property] <key>".
+	KindPurchase
+)
+
+// rule flags adjust the generic event_properties rule for one event type
+// (braze-currents.md §4.3).
+type rule uint8
+
+const (
+	// keepTimezone keeps the user's timezone in event_properties (Braze
+	// drops it for most types).
+	keepTimezone rule = 1 << iota
+	// cardID renames the Avro field content_card_id to card_id.
+	cardID
+	// noPhone leaves phone_number out.
+	noPhone
+)
+
+// EventType is one row of the catalogue: a Currents event type and the
+// Amplitude event it becomes.
+type EventType struct {
+	// Type is the Currents event type, e.g. "users.messages.email.Open".
+	Type string
+	// Name is the Amplitude base name, before the event prefix, e.g.
+	// "Email Open" (exported as "[Appboy] Email Open").
+	Name string
+	// Source says which Braze document Name comes from.
+	Source NameSource
+	// Kind marks custom events and purchases.
+	Kind Kind
+	rules rule
+}
+
+// Currents event type names the mapper treats specially.
+const (
+	TypeCustomEvent = "users.behaviors.CustomEvent"
+	TypePurchase    = "users.behaviors.Purchase"
+)
+
+// catalogue lists every Currents event type of the Braze sample repository
+// (current and removed schemas). Names follow Braze's Amplitude for Currents
+// page where it names the type, else the glossary's Amplitude tab.
+var catalogue = []EventType{
+	// Storage-only and agent events: no Amplitude tab in the glossary.
+	{Type: "agentconsole.AgentExecuted", Name: "Agent Executed", Source: SourceDerived},
+	{Type: "agentconsole.ToolInvocation", Name: "Agent Tool Invocation", Source: SourceDerived},
+	{Type: "users.RandomBucketNumberUpdate", Name: "Random Bucket Number Update", Source: SourceDerived},
+	{Type: "users.UserDeleteRequest", Name: "User Delete Request", Source: SourceDerived},
+	{Type: "users.UserOrphan", Name: "User Orphan", Source: SourceDerived},
+	{Type: "users.profile.Update", Name: "User Profile Update", Source: SourceDerived},
+
+	// Customer behaviour events.
+	{Type: TypeCustomEvent, Name: "Custom Event", Source: SourcePage, Kind: KindCustom},
+	{Type: TypePurchase, Name: "Purchase", Source: SourcePage, Kind: KindPurchase},
+	{Type: "users.behaviors.InstallAttribution", Name: "Install Attribution", Source: SourcePage},
+	{Type: "users.behaviors.Location", Name: "Location", Source: SourcePage},
+	{Type: "users.behaviors.Uninstall", Name: "Uninstall", Source: SourcePage},
+	{Type: "users.behaviors.UpgradedApp", Name: "Upgraded App", Source: SourceDerived},
+	{Type: "users.behaviors.app.FirstSession", Name: "First Session", Source: SourcePage},
+	{Type: "users.behaviors.app.SessionStart", Name: "Session Start", Source: SourcePage},
+	{Type: "users.behaviors.app.SessionEnd", Name: "Session End", Source: SourcePage},
+	{Type: "users.behaviors.app.NewsFeedImpression", Name: "News Feed Impression", Source: SourcePage},
+	{Type: "users.behaviors.liveactivity.PushToStartTokenChange", Name: "Live Activity Push To Start Token Change", Source: SourceGlossary},
+	{Type: "users.behaviors.liveactivity.UpdateTokenChange", Name: "Live Activity Update Token Change", Source: SourceGlossary},
+	{Type: "users.behaviors.pushnotification.TokenStateChange", Name: "Push Notification Token State Change", Source: SourceGlossary},
+	{Type: "users.behaviors.subscription.GlobalStateChange", Name: "Global Subscription State Change", Source: SourceGlossary, rules: keepTimezone},
+	{Type: "users.behaviors.subscriptiongroup.StateChange", Name: "Subscription Group State Change", Source: SourcePage, rules: keepTimezone | noPhone},
+
+	// Campaigns and Canvases.
+	{Type: "users.campaigns.Abort", Name: "Campaign Abort", Source: SourceDerived},
+	{Type: "users.campaigns.Conversion", Name: "Campaign Conversion Event", Source: SourcePage},
+	{Type: "users.campaigns.EnrollInControl", Name: "Campaign Control Group Enrollment", Source: SourcePage},
+	{Type: "users.canvas.Abort", Name: "Canvas Abort", Source: SourceDerived},
+	{Type: "users.canvas.Conversion", Name: "Canvas Conversion Event", Source: SourcePage},
+	{Type: "users.canvas.Entry", Name: "Canvas Entry", Source: SourcePage},
+	{Type: "users.canvas.costep.Send", Name: "Content Optimizer Step Send", Source: SourceDerived},
+	{Type: "users.canvas.exit.MatchedAudience", Name: "Exit Match Audience", Source: SourceGlossary},
+	{Type: "users.canvas.exit.PerformedEvent", Name: "Exit Perform Event", Source: SourceGlossary},
+	{Type: "users.canvas.experimentstep.Conversion", Name: "Experiment Step Conversion", Source: SourceGlossary},
+	{Type: "users.canvas.experimentstep.SplitEntry", Name: "Experiment Split Entry", Source: SourceGlossary},
+	{Type: "users.canvasstep.Progression", Name: "Canvas Step Progression", Source: SourceGlossary},
+
+	// Banners.
+	{Type: "users.messages.banner.Abort", Name: "Banner Abort", Source: SourceGlossary, rules: keepTimezone},
+	{Type: "users.messages.banner.Click", Name: "Banner Click", Source: SourceGlossary, rules: keepTimezone},
+	{Type: "users.messages.banner.Dismiss", Name: "Banner Dismiss", Source: SourceDerived, rules: keepTimezone},
+	{Type: "users.messages.banner.Impression", Name: "Banner Impression", Source: SourceGlossary, rules: keepTimezone},
+
+	// Content Cards.
+	{Type: "users.messages.contentcard.Abort", Name: "Content Card Abort", Source: SourceGlossary, rules: cardID},
+	{Type: "users.messages.contentcard.Click", Name: "Content Card Click", Source: SourcePage, rules: cardID},
+	{Type: "users.messages.contentcard.Dismiss", Name: "Content Card Dismiss", Source: SourcePage, rules: cardID},
+	{Type: "users.messages.contentcard.Impression", Name: "Content Card Impression", Source: SourcePage, rules: cardID},
+	{Type: "users.messages.contentcard.Send", Name: "Content Card Send", Source: SourcePage, rules: cardID},
+
+	// Email.
+	{Type: "users.messages.email.Abort", Name: "Email Abort", Source: SourceGlossary},
+	{Type: "users.messages.email.Bounce", Name: "Email Bounce", Source: SourcePage},
+	{Type: "users.messages.email.Click", Name: "Email Click", Source: SourcePage},
+	{Type: "users.messages.email.Deferral", Name: "Email Deferral", Source: SourceGlossary, rules: keepTimezone},
+	{Type: "users.messages.email.Delivery", Name: "Email Delivery", Source: SourcePage},
+	{Type: "users.messages.email.MarkAsSpam", Name: "Email Mark As Spam", Source: SourcePage},
+	{Type: "users.messages.email.Open", Name: "Email Open", Source: SourcePage},
+	{Type: "users.messages.email.Retry", Name: "Email Retry", Source: SourceDerived},
+	{Type: "users.messages.email.Send", Name: "Email Send", Source: SourcePage},
+	{Type: "users.messages.email.SoftBounce", Name: "Email Soft Bounce", Source: SourcePage},
+	{Type: "users.messages.email.Unsubscribe", Name: "Email Unsubscribe", Source: SourcePage},
+
+	// Feature flags and in-app messages (the page writes "In-app message").
+	{Type: "users.messages.featureflag.Impression", Name: "Feature Flag Experiment Impression", Source: SourceGlossary, rules: keepTimezone},
+	{Type: "users.messages.inappmessage.Abort", Name: "In-App Message Abort", Source: SourceGlossary},
+	{Type: "users.messages.inappmessage.Click", Name: "In-app message Click", Source: SourcePage},
+	{Type: "users.messages.inappmessage.Impression", Name: "In-app message Impression", Source: SourcePage},
+
+	// LINE (the glossary headers lack the channel word for three of them).
+	{Type: "users.messages.line.Abort", Name: "LINE Abort", Source: SourceDerived, rules: keepTimezone},
+	{Type: "users.messages.line.Click", Name: "LINE Click", Source: SourceDerived, rules: keepTimezone},
+	{Type: "users.messages.line.InboundReceive", Name: "LINE Inbound Receive", Source: SourceGlossary, rules: keepTimezone},
+	{Type: "users.messages.line.Retry", Name: "LINE Retry", Source: SourceDerived, rules: keepTimezone},
+	{Type: "users.messages.line.Send", Name: "LINE Send", Source: SourceDerived, rules: keepTimezone},
+
+	// Live Activities.
+	{Type: "users.messages.liveactivity.Outcome", Name: "Live Activity Outcome", Source: SourceGlossary},
+	{Type: "users.messages.liveactivity.Send", Name: "Live Activity Send", Source: SourceGlossary},
+
+	// News Feed (retired).
+	{Type: "users.messages.newsfeedcard.Abort", Name: "News Feed Card Abort", Source: SourceDerived},
+	{Type: "users.messages.newsfeedcard.Click", Name: "News Feed Card Click", Source: SourcePage},
+	{Type: "users.messages.newsfeedcard.Impression", Name: "News Feed Card Impression", Source: SourcePage},
+
+	// Push.
+	{Type: "users.messages.pushnotification.Abort", Name: "Push Notification Abort", Source: SourceGlossary},
+	{Type: "users.messages.pushnotification.Bounce", Name: "Push Notification Bounce", Source: SourcePage},
+	{Type: "users.messages.pushnotification.InfluencedOpen", Name: "Push Notification Influenced Open", Source: SourceDerived},
+	{Type: "users.messages.pushnotification.IosForeground", Name: "Push Notification iOS Foreground Open", Source: SourcePage},
+	{Type: "users.messages.pushnotification.Open", Name: "Push Notification Open", Source: SourcePage},
+	{Type: "users.messages.pushnotification.Retry", Name: "Push Notification Retry", Source: SourceDerived},
+	{Type: "users.messages.pushnotification.Send", Name: "Push Notification Send", Source: SourcePage},
+
+	// RCS (the glossary headers lack the channel word).
+	{Type: "users.messages.rcs.Abort", Name: "RCS Abort", Source: SourceDerived, rules: keepTimezone},
+	{Type: "users.messages.rcs.Click", Name: "RCS Click", Source: SourceDerived, rules: keepTimezone},
+	{Type: "users.messages.rcs.Delivery", Name: "RCS Delivery", Source: SourceDerived, rules: keepTimezone},
+	{Type: "users.messages.rcs.InboundReceive", Name: "RCS Inbound Receive", Source: SourceDerived, rules: keepTimezone},
+	{Type: "users.messages.rcs.Read", Name: "RCS Read", Source: SourceDerived, rules: keepTimezone},
+	{Type: "users.messages.rcs.Rejection", Name: "RCS Rejection", Source: SourceDerived, rules: keepTimezone},
+	{Type: "users.messages.rcs.Send", Name: "RCS Send", Source: SourceDerived, rules: keepTimezone},
+
+	// SMS.
+	{Type: "users.messages.sms.Abort", Name: "SMS Abort", Source: SourceGlossary},
+	{Type: "users.messages.sms.CarrierSend", Name: "SMS Send To Carrier", Source: SourcePage},
+	{Type: "users.messages.sms.Delivery", Name: "SMS Delivery", Source: SourcePage},
+	{Type: "users.messages.sms.DeliveryFailure", Name: "SMS Delivery Failure", Source: SourcePage},
+	{Type: "users.messages.sms.InboundReceive", Name: "SMS Inbound Received", Source: SourceGlossary},
+	{Type: "users.messages.sms.Rejection", Name: "SMS Rejection", Source: SourcePage},
+	{Type: "users.messages.sms.Retry", Name: "SMS Retry", Source: SourceDerived},
+	{Type: "users.messages.sms.Send", Name: "SMS Send", Source: SourcePage},
+	{Type: "users.messages.sms.ShortLinkClick", Name: "SMS Short Link Click", Source: SourceGlossary},
+
+	// Webhooks.
+	{Type: "users.messages.webhook.Abort", Name: "Webhook Abort", Source: SourceGlossary},
+	{Type: "users.messages.webhook.Failure", Name: "Webhook Failure", Source: SourceGlossary},
+	{Type: "users.messages.webhook.Retry", Name: "Webhook Retry", Source: SourceDerived},
+	{Type: "users.messages.webhook.Send", Name: "Webhook Send", Source: SourcePage},
+
+	// WhatsApp (only Abort and Click were read in the glossary).
+	{Type: "users.messages.whatsapp.Abort", Name: "WhatsApp Abort", Source: SourceGlossary},
+	{Type: "users.messages.whatsapp.Click", Name: "WhatsApp Tracked Link Click", Source: SourceGlossary, rules: keepTimezone},
+	{Type: "users.messages.whatsapp.Delivery", Name: "WhatsApp Delivery", Source: SourceDerived},
+	{Type: "users.messages.whatsapp.Failure", Name: "WhatsApp Failure", Source: SourceDerived},
+	{Type: "users.messages.whatsapp.InboundReceive", Name: "WhatsApp Inbound Receive", Source: SourceDerived},
+	{Type: "users.messages.whatsapp.Read", Name: "WhatsApp Read", Source: SourceDerived},
+	{Type: "users.messages.whatsapp.Retry", Name: "WhatsApp Retry", Source: SourceDerived},
+	{Type: "users.messages.whatsapp.Send", Name: "WhatsApp Send", Source: SourceDerived},
+}
+
+// Catalogue returns a copy of the built-in event table: every Currents event
+// type this package knows, with its Amplitude base name.
+func Catalogue() []EventType {
+	return append([]EventType(nil), catalogue...)
+}
+
+// floatFields are the Avro `float` (32-bit) fields of the Currents schemas:
+// their values are written with the shortest float32 representation so that
+// 3.140000104904175 (a float32 widened by the Avro decoder) becomes 3.14.
+func isFloatField(key string) bool {
+	switch key {
+	case "price", "latitude", "longitude", "altitude", "ll_accuracy", "alt_accuracy", "duration":
+		return true
+	}
+	return false
+}

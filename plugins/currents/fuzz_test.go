@@ -1,0 +1,46 @@
+package currents
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// FuzzAppendEvent feeds arbitrary bytes to the decoder: it must never panic,
+// and whatever it emits must be one valid JSON object appended to dst.
+func FuzzAppendEvent(f *testing.F) {
+	for _, tc := range mappingCases {
+		f.Add([]byte(tc.flat), tc.typ)
+	}
+	for _, seed := range []string{
+		`{"event_type":"users.behaviors.CustomEvent","id":"i","time":1,"user":{"external_user_id":"u"},"properties":{"name":"n","custom_properties":{"a\"b":[1,{"c":null}]}}}`,
+		`{"events":[{"id":"a"}]}`,
+		`{"id":"i","time":1,"device_id":"d","properties":"{\"\\u00e9\":1e400}"}`,
+		`{"id":"i","time":1e3,"external_user_id":"\ud800"}`,
+		`{"id":"i","time":1,"external_user_id":"u","price":-0.0,"product_id":"p","latitude":1e-46}`,
+		`{`, `null`, ``,
+	} {
+		f.Add([]byte(seed), TypePurchase)
+	}
+	derive := mustMapper(f, func(o *Options) { o.UnknownEvents, o.DeviceFields = PolicyDerive, true })
+	f.Fuzz(func(t *testing.T, event []byte, hint string) {
+		for _, m := range []*Mapper{derive} {
+			out, res, err := m.AppendEvent([]byte("x"), event, hint)
+			if string(out[:1]) != "x" {
+				t.Fatalf("dst prefix lost: %q", out)
+			}
+			if err != nil || res.Dropped != "" {
+				if len(out) != 1 {
+					t.Fatalf("output written for an error or drop: %q", out)
+				}
+				continue
+			}
+			var v map[string]any
+			if jerr := json.Unmarshal(out[1:], &v); jerr != nil {
+				t.Fatalf("invalid output for %q: %v\n%s", event, jerr, out[1:])
+			}
+			if v["event_type"] == nil || v["insert_id"] == nil || v["time"] == nil {
+				t.Fatalf("required fields missing: %s", out[1:])
+			}
+		}
+	})
+}

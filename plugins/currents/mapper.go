@@ -1,0 +1,668 @@
+package currents
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"unicode"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
+)
+
+// Policy says what happens to an event the mapper cannot send as is.
+type Policy string
+
+// Policies for Options.UnknownEvents and Options.UnidentifiedEvents.
+const (
+	// PolicyDrop drops the event (the caller counts and logs it).
+	PolicyDrop Policy = "drop"
+	// PolicyDerive (unknown events only) derives an Amplitude name from the
+	// Currents type, e.g. users.messages.foo.BarSent -> "Foo Bar Sent".
+	PolicyDerive Policy = "derive"
+	// PolicyReject returns an error naming the reason.
+	PolicyReject Policy = "reject"
+)
+
+// DropReason says why AppendEvent dropped an event; empty when mapped.
+type DropReason string
+
+// Drop reasons, used as the `reason` label of the drop metric.
+const (
+	// DropFiltered: the type is excluded by include_events/exclude_events.
+	DropFiltered DropReason = "filtered"
+	// DropUnknown: the type is not in the catalogue and unknown_events is drop.
+	DropUnknown DropReason = "unknown_event"
+	// DropUnidentified: neither external_user_id nor device_id is set.
+	DropUnidentified DropReason = "unidentified"
+)
+
+// Braze's own prefixes (Amplitude for Currents page).
+const (
+	DefaultEventPrefix            = "[Appboy] "
+	DefaultCustomEventPrefix      = "[Appboy] [Custom Event] "
+	DefaultCustomPropertyPrefix   = "[Custom event property] "
+	DefaultPurchasePropertyPrefix = "[Purchase property] "
+)
+
+// MaxIDLength is the longest id, user id, device id, event type or custom
+// event name accepted, in bytes (Amplitude's string limit).
+const MaxIDLength = 1024
+
+// library is the Amplitude `library` value Braze sets.
+const library = "Braze"
+
+// Options configures a Mapper. The zero value is not valid: start from
+// DefaultOptions.
+type Options struct {
+	// IncludeEvents lists Currents types (path.Match globs) to send; empty
+	// means all.
+	IncludeEvents []string
+	// ExcludeEvents lists Currents types (globs) never sent; it wins over
+	// IncludeEvents.
+	ExcludeEvents []string
+	// UnknownEvents is the policy for types missing from the catalogue and
+	// from EventNames: PolicyDrop, PolicyDerive or PolicyReject.
+	UnknownEvents Policy
+	// UnidentifiedEvents is the policy for events with neither
+	// external_user_id nor device_id: PolicyDrop or PolicyReject.
+	UnidentifiedEvents Policy
+	// EventNames overrides (or adds) Amplitude base names by Currents type.
+	EventNames map[string]string
+	// Prefixes put before base names, custom event names, custom event
+	// property keys and purchase property keys.
+	EventPrefix, CustomEventPrefix, CustomPropertyPrefix, PurchasePropertyPrefix string
+	// DeviceFields also fills Amplitude's top-level platform, os_version,
+	// device_model, location_lat and location_lng.
+	DeviceFields bool
+}
+
+// DefaultOptions returns the options that reproduce Braze's own connector.
+func DefaultOptions() Options {
+	return Options{
+		UnknownEvents:          PolicyDrop,
+		UnidentifiedEvents:     PolicyDrop,
+		EventPrefix:            DefaultEventPrefix,
+		CustomEventPrefix:      DefaultCustomEventPrefix,
+		CustomPropertyPrefix:   DefaultCustomPropertyPrefix,
+		PurchasePropertyPrefix: DefaultPurchasePropertyPrefix,
+	}
+}
+
+// typeInfo is a catalogue entry resolved against the options.
+type typeInfo struct {
+	kind    Kind
+	rules   rule
+	allowed bool   // passes include/exclude
+	name    []byte // JSON string: prefix + base name
+}
+
+// Mapper turns Braze Currents events into Amplitude HTTP API event objects.
+// It is safe for concurrent use.
+type Mapper struct {
+	opts  Options
+	types map[string]*typeInfo
+	// JSON-escaped prefixes without quotes, ready to splice into keys.
+	customEventPrefix, customPropPrefix, purchasePropPrefix []byte
+}
+
+// NewMapper validates opts and builds a Mapper.
+func NewMapper(opts Options) (*Mapper, error) {
+	for _, list := range [][]string{opts.IncludeEvents, opts.ExcludeEvents} {
+		for _, p := range list {
+			if _, err := path.Match(p, ""); err != nil {
+				return nil, fmt.Errorf("invalid event type pattern %q: %w", p, err)
+			}
+		}
+	}
+	switch opts.UnknownEvents {
+	case PolicyDrop, PolicyDerive, PolicyReject:
+	default:
+		return nil, fmt.Errorf("unknown_events must be drop, derive or reject, got %q", opts.UnknownEvents)
+	}
+	switch opts.UnidentifiedEvents {
+	case PolicyDrop, PolicyReject:
+	default:
+		return nil, fmt.Errorf("unidentified_events must be drop or reject, got %q", opts.UnidentifiedEvents)
+	}
+	m := &Mapper{
+		opts:               opts,
+		types:              make(map[string]*typeInfo, len(catalogue)+len(opts.EventNames)),
+		customEventPrefix:  escapeInner(opts.CustomEventPrefix),
+		customPropPrefix:   escapeInner(opts.CustomPropertyPrefix),
+		purchasePropPrefix: escapeInner(opts.PurchasePropertyPrefix),
+	}
+	for _, et := range catalogue {
+		m.types[et.Type] = m.resolve(et.Type, et.Name, et.Kind, et.rules)
+	}
+	for typ, name := range opts.EventNames {
+		if typ == TypeCustomEvent {
+			return nil, fmt.Errorf("event_names cannot rename %s: custom events are named after their name field (see custom_event_prefix)", typ)
+		}
+		if strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("event_names: empty Amplitude name for %q", typ)
+		}
+		var kind Kind
+		var rules rule
+		if old, ok := m.types[typ]; ok {
+			kind, rules = old.kind, old.rules
+		}
+		m.types[typ] = m.resolve(typ, name, kind, rules)
+	}
+	return m, nil
+}
+
+func (m *Mapper) resolve(typ, name string, kind Kind, rules rule) *typeInfo {
+	return &typeInfo{
+		kind:    kind,
+		rules:   rules,
+		allowed: m.allowed(typ),
+		name:    jsonw.AppendString(nil, m.opts.EventPrefix+name),
+	}
+}
+
+// allowed applies include_events and exclude_events to a Currents type.
+func (m *Mapper) allowed(typ string) bool {
+	ok := len(m.opts.IncludeEvents) == 0
+	for _, p := range m.opts.IncludeEvents {
+		if match, _ := path.Match(p, typ); match {
+			ok = true
+			break
+		}
+	}
+	for _, p := range m.opts.ExcludeEvents {
+		if match, _ := path.Match(p, typ); match {
+			return false
+		}
+	}
+	return ok
+}
+
+// Result describes one AppendEvent call.
+type Result struct {
+	// EventType is the Currents event type (empty when it could not be read).
+	EventType string
+	// Dropped is set when the event was dropped instead of mapped.
+	Dropped DropReason
+}
+
+// fields holds what the mapper collects while walking an event.
+type fields struct {
+	id, time, timeMS, extUserID, deviceID, name   gjson.Result
+	productID, price, quantity, adID, adIDType    gjson.Result
+	platform, osVersion, deviceModel, lat, lng    gjson.Result
+	props                                         int // number of event_properties written
+}
+
+// AppendEvent maps one Currents event, in the HTTP connector shape or the
+// flat storage shape, and appends the Amplitude event JSON object to dst.
+// typeHint names the Currents type of flat records that carry no
+// event_type field (the currents_event_type metadata); an event_type field
+// wins over it. When the event is dropped, dst is returned unchanged and
+// Result.Dropped says why; bad input and rejected events return an error.
+func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result, error) {
+	var res Result
+	if !gjson.ValidBytes(event) {
+		return dst, res, errors.New("event is not valid JSON")
+	}
+	root := gjson.Parse(bytesToString(event))
+	if !root.IsObject() {
+		return dst, res, fmt.Errorf("event must be a JSON object, got %s", typeName(root))
+	}
+	typ := root.Get("event_type")
+	switch {
+	case typ.Type == gjson.String && typ.Str != "":
+		res.EventType = typ.Str
+	case typ.Exists() && typ.Type != gjson.Null:
+		return dst, res, fmt.Errorf("field event_type must be a string, got %s", typeName(typ))
+	case typeHint != "":
+		res.EventType = typeHint
+	default:
+		return dst, res, errors.New("missing event type: no event_type field and no currents_event_type metadata")
+	}
+	if len(res.EventType) > MaxIDLength {
+		return dst, res, fmt.Errorf("event type is %d bytes long, over the %d-byte limit", len(res.EventType), MaxIDLength)
+	}
+
+	info, err := m.lookup(res.EventType)
+	if err != nil || info == nil {
+		if err == nil {
+			res.Dropped = DropUnknown
+		}
+		return dst, res, err
+	}
+	if !info.allowed {
+		res.Dropped = DropFiltered
+		return dst, res, nil
+	}
+
+	start := len(dst)
+	w := walker{m: m, info: info, dst: append(dst, `{"event_properties":{`...)}
+	root.ForEach(w.visit)
+	if w.err != nil {
+		return dst[:start], res, w.err
+	}
+	out, err := m.finish(w.dst, info, &w.f)
+	if err != nil {
+		return dst[:start], res, err
+	}
+	if out == nil {
+		if m.opts.UnidentifiedEvents == PolicyReject {
+			return dst[:start], res, errors.New("event has neither external_user_id nor device_id: Amplitude needs one of them")
+		}
+		res.Dropped = DropUnidentified
+		return dst[:start], res, nil
+	}
+	return out, res, nil
+}
+
+// lookup finds the type in the table, or applies the unknown_events policy:
+// nil, nil means drop.
+func (m *Mapper) lookup(typ string) (*typeInfo, error) {
+	if info, ok := m.types[typ]; ok {
+		return info, nil
+	}
+	switch m.opts.UnknownEvents {
+	case PolicyDerive:
+		return m.resolve(typ, DeriveName(typ), KindRegular, 0), nil
+	case PolicyReject:
+		return nil, fmt.Errorf("unknown Currents event type %q (add it to event_names or set unknown_events: derive)", typ)
+	}
+	return nil, nil
+}
+
+// finish closes event_properties and writes the top-level fields. It returns
+// nil, nil when the event has no identity.
+func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields) ([]byte, error) {
+	id, err := requiredString(f.id, "id")
+	if err != nil {
+		return nil, err
+	}
+	ms, err := eventTime(f)
+	if err != nil {
+		return nil, err
+	}
+	ext, err := optionalString(f.extUserID, "external_user_id")
+	if err != nil {
+		return nil, err
+	}
+	dev, err := optionalString(f.deviceID, "device_id")
+	if err != nil {
+		return nil, err
+	}
+	dst = append(dst, `},"event_type":`...)
+	if info.kind == KindCustom {
+		name, err := requiredString(f.name, "name")
+		if err != nil {
+			return nil, err
+		}
+		dst = append(dst, '"')
+		dst = append(dst, m.customEventPrefix...)
+		dst = append(dst, name.Raw[1:]...)
+	} else {
+		dst = append(dst, info.name...)
+	}
+	if ext.Raw == "" && dev.Raw == "" {
+		return nil, nil
+	}
+	if ext.Raw != "" {
+		dst = append(append(dst, `,"user_id":`...), ext.Raw...)
+	}
+	if dev.Raw != "" {
+		dst = append(append(dst, `,"device_id":`...), dev.Raw...)
+	}
+	dst = append(append(dst, `,"insert_id":`...), id.Raw...)
+	dst = jsonw.AppendInt(append(dst, `,"time":`...), ms)
+	dst = append(dst, `,"library":"`+library+`"`...)
+	if ad, err := optionalString(f.adID, "ad_id"); err == nil && ad.Raw != "" {
+		switch f.adIDType.Str {
+		case "ios_idfa":
+			dst = append(append(dst, `,"idfa":`...), ad.Raw...)
+		case "google_ad_id":
+			dst = append(append(dst, `,"adid":`...), ad.Raw...)
+		}
+	}
+	if info.kind == KindPurchase {
+		if dst, err = appendPurchase(dst, f); err != nil {
+			return nil, err
+		}
+	}
+	if m.opts.DeviceFields {
+		dst = appendDeviceFields(dst, f)
+	}
+	return append(dst, '}'), nil
+}
+
+func appendPurchase(dst []byte, f *fields) ([]byte, error) {
+	pid, err := requiredString(f.productID, "product_id")
+	if err != nil {
+		return nil, err
+	}
+	if f.price.Type != gjson.Number {
+		return nil, fmt.Errorf("field price must be a number, got %s", typeName(f.price))
+	}
+	dst = append(append(dst, `,"productId":`...), pid.Raw...)
+	dst = appendNumber(append(dst, `,"price":`...), f.price, true)
+	switch f.quantity.Type {
+	case gjson.Null:
+	case gjson.Number:
+		dst = append(append(dst, `,"quantity":`...), f.quantity.Raw...)
+	default:
+		return nil, fmt.Errorf("field quantity must be a number, got %s", typeName(f.quantity))
+	}
+	return dst, nil
+}
+
+func appendDeviceFields(dst []byte, f *fields) []byte {
+	for _, kv := range [...]struct {
+		key string
+		v   gjson.Result
+	}{{`,"platform":`, f.platform}, {`,"os_version":`, f.osVersion}, {`,"device_model":`, f.deviceModel}} {
+		if kv.v.Type == gjson.String {
+			dst = append(append(dst, kv.key...), kv.v.Raw...)
+		}
+	}
+	if f.lat.Type == gjson.Number && f.lng.Type == gjson.Number {
+		dst = appendNumber(append(dst, `,"location_lat":`...), f.lat, true)
+		dst = appendNumber(append(dst, `,"location_lng":`...), f.lng, true)
+	}
+	return dst
+}
+
+// eventTime returns the event time in milliseconds: time_ms when present,
+// else time (seconds) × 1000.
+func eventTime(f *fields) (int64, error) {
+	if f.timeMS.Type != gjson.Null {
+		return positiveInt(f.timeMS, "time_ms")
+	}
+	if !f.time.Exists() {
+		return 0, errors.New("missing field time")
+	}
+	s, err := positiveInt(f.time, "time")
+	if err != nil {
+		return 0, err
+	}
+	if s > 1<<53/1000 {
+		return 0, fmt.Errorf("field time %d is out of range", s)
+	}
+	return s * 1000, nil
+}
+
+func positiveInt(v gjson.Result, name string) (int64, error) {
+	if v.Type != gjson.Number {
+		return 0, fmt.Errorf("field %s must be an integer, got %s", name, typeName(v))
+	}
+	n, err := strconv.ParseInt(v.Raw, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("field %s must be a positive integer, got %.40s", name, v.Raw)
+	}
+	return n, nil
+}
+
+func requiredString(v gjson.Result, name string) (gjson.Result, error) {
+	if !v.Exists() || v.Type == gjson.Null {
+		return v, fmt.Errorf("missing field %s", name)
+	}
+	v, err := optionalString(v, name)
+	if err == nil && v.Raw == "" {
+		err = fmt.Errorf("field %s is empty", name)
+	}
+	return v, err
+}
+
+// optionalString checks a string field; absent, null and "" all come back
+// with an empty Raw.
+func optionalString(v gjson.Result, name string) (gjson.Result, error) {
+	switch v.Type {
+	case gjson.Null:
+		return gjson.Result{}, nil
+	case gjson.String:
+		if len(v.Raw) > MaxIDLength+2 {
+			return v, fmt.Errorf("field %s is %d bytes long, over the %d-byte limit", name, len(v.Raw)-2, MaxIDLength)
+		}
+		if v.Str == "" {
+			return gjson.Result{}, nil
+		}
+		return v, nil
+	}
+	return v, fmt.Errorf("field %s must be a string, got %s", name, typeName(v))
+}
+
+// walker visits the keys of an event (and of its user/properties objects),
+// collecting the special fields and writing the rest as event_properties.
+type walker struct {
+	m    *Mapper
+	info *typeInfo
+	dst  []byte
+	f    fields
+	err  error
+}
+
+func (w *walker) visit(key, value gjson.Result) bool {
+	k := key.Str
+	switch k {
+	case "event_type", "user_id":
+		return true
+	case "id":
+		w.f.id = value
+		return true
+	case "time":
+		w.f.time = value
+		return true
+	case "external_user_id":
+		w.f.extUserID = value
+		return true
+	case "device_id":
+		w.f.deviceID = value
+		return true
+	case "user":
+		return w.nested(value, k)
+	case "properties":
+		switch {
+		case value.IsObject():
+			return w.nested(value, k)
+		case w.info.kind != KindRegular:
+			return w.customProperties(value, k)
+		}
+	case "custom_properties", "purchase_properties":
+		if w.info.kind != KindRegular {
+			return w.customProperties(value, k)
+		}
+	case "time_ms":
+		w.f.timeMS = value
+	case "ad_id":
+		w.f.adID = value
+	case "ad_id_type":
+		w.f.adIDType = value
+	case "platform":
+		w.f.platform = value
+	case "os_version":
+		w.f.osVersion = value
+	case "device_model":
+		w.f.deviceModel = value
+	case "latitude":
+		w.f.lat = value
+	case "longitude":
+		w.f.lng = value
+	case "gender", "country", "language", "carrier", "resolution", "sdk_version",
+		"canvas_step_message_variation_id":
+		return true // demographics and internal ids Braze does not send
+	case "timezone":
+		if w.info.rules&keepTimezone == 0 {
+			return true
+		}
+	case "phone_number":
+		if w.info.rules&noPhone != 0 {
+			return true
+		}
+	case "name":
+		if w.info.kind == KindCustom {
+			w.f.name = value
+			return true
+		}
+	case "product_id", "price", "quantity":
+		if w.info.kind == KindPurchase {
+			switch k {
+			case "product_id":
+				w.f.productID = value
+			case "price":
+				w.f.price = value
+			default:
+				w.f.quantity = value
+			}
+			return true
+		}
+	case "content_card_id":
+		if w.info.rules&cardID != 0 {
+			w.property(`"card_id"`, value, false)
+			return true
+		}
+	}
+	if strings.HasSuffix(k, "_api_id") {
+		return true // deprecated API-id duplicates of the BSON ids
+	}
+	w.property(key.Raw, value, isFloatField(k))
+	return true
+}
+
+// nested walks the user and properties objects of the HTTP shape.
+func (w *walker) nested(value gjson.Result, name string) bool {
+	if !value.IsObject() {
+		if value.Type == gjson.Null {
+			return true
+		}
+		w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(value))
+		return false
+	}
+	value.ForEach(w.visit)
+	return w.err == nil
+}
+
+// customProperties writes custom event or purchase properties, given as an
+// object (HTTP shape) or a JSON-encoded string (storage shape), with the
+// configured key prefix.
+func (w *walker) customProperties(value gjson.Result, name string) bool {
+	switch value.Type {
+	case gjson.Null:
+		return true
+	case gjson.String:
+		if value.Str == "" {
+			return true
+		}
+		if !gjson.Valid(value.Str) {
+			w.err = fmt.Errorf("field %s is not a valid JSON-encoded object", name)
+			return false
+		}
+		value = gjson.Parse(value.Str)
+	}
+	if !value.IsObject() {
+		w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(value))
+		return false
+	}
+	prefix := w.m.customPropPrefix
+	if w.info.kind == KindPurchase {
+		prefix = w.m.purchasePropPrefix
+	}
+	value.ForEach(func(key, v gjson.Result) bool {
+		if v.Type == gjson.Null {
+			return true
+		}
+		w.comma()
+		w.dst = append(w.dst, '"')
+		w.dst = append(w.dst, prefix...)
+		w.dst = append(w.dst, key.Raw[1:]...)
+		w.dst = append(append(w.dst, ':'), v.Raw...)
+		return true
+	})
+	return true
+}
+
+func (w *walker) comma() {
+	if w.f.props > 0 {
+		w.dst = append(w.dst, ',')
+	}
+	w.f.props++
+}
+
+// property writes one Braze field under its raw (quoted) JSON key; nulls are
+// left out.
+func (w *walker) property(rawKey string, value gjson.Result, float bool) {
+	if value.Type == gjson.Null {
+		return
+	}
+	w.comma()
+	w.dst = append(append(w.dst, rawKey...), ':')
+	w.dst = appendNumber(w.dst, value, float)
+}
+
+// appendNumber writes value as is, except Avro floats: a number exactly
+// representable as a float32 is written in its shortest float32 form.
+func appendNumber(dst []byte, value gjson.Result, float bool) []byte {
+	if float && value.Type == gjson.Number && strings.ContainsAny(value.Raw, ".eE") {
+		if f32 := float32(value.Num); float64(f32) == value.Num {
+			return strconv.AppendFloat(dst, float64(f32), 'g', -1, 32)
+		}
+	}
+	return append(dst, value.Raw...)
+}
+
+// DeriveName builds an Amplitude base name for a Currents type the catalogue
+// does not know: the segments after "users." and "messages."/"behaviors.",
+// each capitalised and split at case changes, e.g.
+// "users.messages.pigeon.DeliveryFailure" -> "Pigeon Delivery Failure".
+func DeriveName(typ string) string {
+	rest := strings.TrimPrefix(typ, "users.")
+	for _, p := range []string{"messages.", "behaviors."} {
+		rest = strings.TrimPrefix(rest, p)
+	}
+	var b strings.Builder
+	for i, seg := range strings.Split(rest, ".") {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		for j, r := range seg {
+			switch {
+			case j == 0:
+				r = unicode.ToUpper(r)
+			case unicode.IsUpper(r) && !unicode.IsUpper(rune(seg[j-1])):
+				b.WriteByte(' ')
+			}
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// escapeInner returns s as JSON string content, without the quotes.
+func escapeInner(s string) []byte {
+	q := jsonw.AppendString(nil, s)
+	return q[1 : len(q)-1]
+}
+
+func typeName(v gjson.Result) string {
+	switch {
+	case !v.Exists():
+		return "nothing"
+	case v.IsObject():
+		return "an object"
+	case v.IsArray():
+		return "an array"
+	case v.Type == gjson.String:
+		return "a string"
+	case v.Type == gjson.Number:
+		return "a number"
+	case v.Type == gjson.True, v.Type == gjson.False:
+		return "a boolean"
+	}
+	return "null"
+}
+
+// bytesToString views b as a string without copying; the string (and every
+// gjson result taken from it) must not outlive b.
+func bytesToString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}

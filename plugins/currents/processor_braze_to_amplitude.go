@@ -1,0 +1,268 @@
+package currents
+
+import (
+	"context"
+	"sync"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// MetaEventType is the metadata key holding the Currents event type: read
+// from input messages of the flat storage shape that carry no event_type
+// field, and set on every output message.
+const MetaEventType = "currents_event_type"
+
+const (
+	btaFieldIncludeEvents          = "include_events"
+	btaFieldExcludeEvents          = "exclude_events"
+	btaFieldUnknownEvents          = "unknown_events"
+	btaFieldUnidentifiedEvents     = "unidentified_events"
+	btaFieldEventNames             = "event_names"
+	btaFieldEventPrefix            = "event_prefix"
+	btaFieldCustomEventPrefix      = "custom_event_prefix"
+	btaFieldCustomPropertyPrefix   = "custom_property_prefix"
+	btaFieldPurchasePropertyPrefix = "purchase_property_prefix"
+	btaFieldDeviceFields           = "device_fields"
+
+	// btaMetricDropped counts dropped events by reason and is exported by
+	// every metrics exporter of the stream.
+	btaMetricDropped = "braze_to_amplitude_dropped"
+	// btaMaxWarnedTypes bounds the set of (reason, type) pairs logged at warn
+	// level; later drops are logged at debug level.
+	btaMaxWarnedTypes = 1000
+)
+
+func brazeToAmplitudeSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Categories("Mapping").
+		Version("0.1.0").
+		Summary("Turns one Braze Currents event into one Amplitude HTTP API event, as Braze's own Amplitude connector does.").
+		Description(`
+Accepts, without further configuration:
+
+- the HTTP connector shape `+"`{\"event_type\", \"id\", \"time\", \"user\": {...}, \"properties\": {...}}`"+`, and a whole
+  request body `+"`{\"events\": [...]}`"+`, which expands into one message per event;
+- the flat storage (Avro) shape decoded to JSON, with custom and purchase `+"`properties`"+` as a JSON-encoded string and
+  the event type in an `+"`event_type`"+` field or in the metadata key `+"`currents_event_type`"+`.
+
+Each output message is one Amplitude event object: `+"`event_type`"+` is the event prefix plus the Amplitude name of the
+Currents type (custom events: the custom event prefix plus their name), `+"`user_id`"+` is `+"`external_user_id`"+`,
+`+"`device_id`"+` is `+"`device_id`"+`, `+"`insert_id`"+` is the Currents `+"`id`"+`, `+"`time`"+` is in milliseconds and
+`+"`library`"+` is `+"`Braze`"+`. Braze fields go to `+"`event_properties`"+` (nulls left out), custom event and purchase
+properties too, with their prefixes. Purchases set `+"`productId`"+`, `+"`price`"+` and `+"`quantity`"+`; ad ids set
+`+"`idfa`"+` (`+"`ios_idfa`"+`) or `+"`adid`"+` (`+"`google_ad_id`"+`). Avro float artefacts are removed
+(3.140000104904175 becomes 3.14).
+
+Every output carries the metadata `+"`currents_event_type`"+`. Dropped events (filtered, unknown or unidentified) are
+counted in the metric `+"`braze_to_amplitude_dropped`"+` (label `+"`reason`"+`) and logged. Bad input and rejected
+events keep flowing as errored messages whose error names the reason, ready for `+"`switch`"+`, `+"`fallback`"+` or
+`+"`reject_errored`"+` routing to a dead-letter output.`).
+		Fields(
+			service.NewStringListField(btaFieldIncludeEvents).
+				Description("Currents event types to send, glob patterns allowed (`*` matches any run of characters, dots included). Empty sends every type.").
+				Default([]any{}).
+				Example([]any{"users.messages.*", "users.behaviors.CustomEvent", "users.behaviors.Purchase"}),
+			service.NewStringListField(btaFieldExcludeEvents).
+				Description("Currents event types never sent, glob patterns allowed. Wins over `include_events`.").
+				Default([]any{}).
+				Example([]any{"users.messages.*.Retry", "agentconsole.*", "users.UserDeleteRequest"}),
+			service.NewStringAnnotatedEnumField(btaFieldUnknownEvents, map[string]string{
+				string(PolicyDrop):   "Drop events whose type is neither in the catalogue nor in `event_names` (counted and logged).",
+				string(PolicyDerive): "Send them under a name derived from the type, e.g. `users.messages.pigeon.Send` becomes `Pigeon Send`.",
+				string(PolicyReject): "Flag them with an error for dead-letter routing.",
+			}).
+				Description("What to do with Currents event types this processor does not know.").
+				Default(string(PolicyDrop)).
+				Example(string(PolicyDerive)),
+			service.NewStringAnnotatedEnumField(btaFieldUnidentifiedEvents, map[string]string{
+				string(PolicyDrop):   "Drop events with neither `external_user_id` nor `device_id`, as Braze does (counted and logged).",
+				string(PolicyReject): "Flag them with an error for dead-letter routing.",
+			}).
+				Description("What to do with events Amplitude cannot attribute to a user or device.").
+				Default(string(PolicyDrop)).
+				Example(string(PolicyReject)),
+			service.NewStringMapField(btaFieldEventNames).
+				Description("Amplitude base names by Currents event type, overriding the catalogue or adding types to it. The event prefix is still added.").
+				Default(map[string]any{}).
+				Example(map[string]any{"users.messages.sms.CarrierSend": "SMS Carrier Send", "users.messages.pigeon.Send": "Pigeon Send"}),
+			service.NewStringField(btaFieldEventPrefix).
+				Description("Prefix of the Amplitude `event_type` of regular events (include the joining space).").
+				Default(DefaultEventPrefix).
+				Example("[Braze] "),
+			service.NewStringField(btaFieldCustomEventPrefix).
+				Description("Prefix of the Amplitude `event_type` of custom events, followed by the custom event name.").
+				Default(DefaultCustomEventPrefix).
+				Example("[Braze Custom Event] "),
+			service.NewStringField(btaFieldCustomPropertyPrefix).
+				Description("Prefix of each custom event property key in `event_properties`.").
+				Default(DefaultCustomPropertyPrefix).
+				Example(""),
+			service.NewStringField(btaFieldPurchasePropertyPrefix).
+				Description("Prefix of each purchase property key in `event_properties`.").
+				Default(DefaultPurchasePropertyPrefix).
+				Example(""),
+			service.NewBoolField(btaFieldDeviceFields).
+				Description("Also fill Amplitude's top-level `platform`, `os_version`, `device_model`, `location_lat` and `location_lng` (they stay in `event_properties` too), so that Amplitude's device and location charts work. Braze's connector does not.").
+				Default(false).
+				Example(true),
+		).
+		Example("Storage files to Amplitude events", "Maps the records of Currents Avro files, keeping only message engagement events.", `
+pipeline:
+  processors:
+    - braze_to_amplitude:
+        include_events: [ "users.messages.*" ]
+        exclude_events: [ "users.messages.*.Retry" ]
+        unidentified_events: reject
+`)
+}
+
+func init() {
+	service.MustRegisterProcessor("braze_to_amplitude", brazeToAmplitudeSpec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.Processor, error) {
+			return newBrazeToAmplitudeFromParsed(conf, mgr)
+		})
+}
+
+// optionsFromParsed reads the processor fields into mapper Options.
+func optionsFromParsed(conf *service.ParsedConfig) (opts Options, err error) {
+	if opts.IncludeEvents, err = conf.FieldStringList(btaFieldIncludeEvents); err != nil {
+		return opts, err
+	}
+	if opts.ExcludeEvents, err = conf.FieldStringList(btaFieldExcludeEvents); err != nil {
+		return opts, err
+	}
+	for field, dst := range map[string]*Policy{
+		btaFieldUnknownEvents:      &opts.UnknownEvents,
+		btaFieldUnidentifiedEvents: &opts.UnidentifiedEvents,
+	} {
+		s, err := conf.FieldString(field)
+		if err != nil {
+			return opts, err
+		}
+		*dst = Policy(s)
+	}
+	if opts.EventNames, err = conf.FieldStringMap(btaFieldEventNames); err != nil {
+		return opts, err
+	}
+	for field, dst := range map[string]*string{
+		btaFieldEventPrefix:            &opts.EventPrefix,
+		btaFieldCustomEventPrefix:      &opts.CustomEventPrefix,
+		btaFieldCustomPropertyPrefix:   &opts.CustomPropertyPrefix,
+		btaFieldPurchasePropertyPrefix: &opts.PurchasePropertyPrefix,
+	} {
+		if *dst, err = conf.FieldString(field); err != nil {
+			return opts, err
+		}
+	}
+	opts.DeviceFields, err = conf.FieldBool(btaFieldDeviceFields)
+	return opts, err
+}
+
+type brazeToAmplitude struct {
+	mapper  *Mapper
+	log     *service.Logger
+	dropped *service.MetricCounter
+	bufs    sync.Pool
+
+	mu     sync.Mutex
+	warned map[[2]string]struct{}
+}
+
+func newBrazeToAmplitudeFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*brazeToAmplitude, error) {
+	opts, err := optionsFromParsed(conf)
+	if err != nil {
+		return nil, err
+	}
+	mapper, err := NewMapper(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &brazeToAmplitude{
+		mapper:  mapper,
+		log:     mgr.Logger(),
+		dropped: mgr.Metrics().NewCounter(btaMetricDropped, "reason"),
+		bufs:    sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }},
+		warned:  map[[2]string]struct{}{},
+	}, nil
+}
+
+// Process maps one message: a single Currents event, or a request body
+// whose events each become a message.
+func (p *brazeToAmplitude) Process(_ context.Context, msg *service.Message) (service.MessageBatch, error) {
+	raw, err := msg.AsBytes()
+	if err != nil {
+		return nil, err
+	}
+	events, isBody, err := SplitEvents(raw)
+	if err != nil {
+		return nil, err
+	}
+	hint, _ := msg.MetaGet(MetaEventType)
+	if !isBody {
+		out, err := p.mapOne(msg, raw, hint)
+		if out == nil || err != nil {
+			return nil, err
+		}
+		return service.MessageBatch{out}, nil
+	}
+	batch := make(service.MessageBatch, 0, len(events))
+	for _, ev := range events {
+		out, err := p.mapOne(msg.Copy(), ev, hint)
+		if err != nil {
+			// The failing event alone, flagged, so that a dead-letter
+			// output receives it with its reason.
+			failed := msg.Copy()
+			failed.SetBytes(append([]byte(nil), ev...))
+			failed.SetError(err)
+			out = failed
+		}
+		if out != nil {
+			batch = append(batch, out)
+		}
+	}
+	return batch, nil
+}
+
+// mapOne maps event into msg (which it owns). It returns nil, nil when the
+// event is dropped.
+func (p *brazeToAmplitude) mapOne(msg *service.Message, event []byte, hint string) (*service.Message, error) {
+	bufp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bufp)
+	buf, res, err := p.mapper.AppendEvent((*bufp)[:0], event, hint)
+	*bufp = buf[:0]
+	if res.EventType != "" {
+		msg.MetaSetMut(MetaEventType, res.EventType)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if res.Dropped != "" {
+		p.drop(res)
+		return nil, nil
+	}
+	msg.SetBytes(append(make([]byte, 0, len(buf)), buf...))
+	return msg, nil
+}
+
+// drop counts a dropped event and logs it: at warn level the first time a
+// (reason, type) pair is seen, at debug level afterwards.
+func (p *brazeToAmplitude) drop(res Result) {
+	p.dropped.Incr(1, string(res.Dropped))
+	key := [2]string{string(res.Dropped), res.EventType}
+	p.mu.Lock()
+	_, seen := p.warned[key]
+	if !seen && len(p.warned) < btaMaxWarnedTypes {
+		p.warned[key] = struct{}{}
+	}
+	p.mu.Unlock()
+	if seen {
+		p.log.Debugf("Dropped Currents event of type %q: %s", res.EventType, res.Dropped)
+		return
+	}
+	p.log.Warnf("Dropped Currents event of type %q: %s (counted in %s; further drops of this type are logged at debug level)", res.EventType, res.Dropped, btaMetricDropped)
+}
+
+// Close releases nothing: the processor holds no resources.
+func (*brazeToAmplitude) Close(context.Context) error {
+	return nil
+}

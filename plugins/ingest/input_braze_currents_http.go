@@ -1,0 +1,581 @@
+package ingest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/currents"
+)
+
+const (
+	bchFieldAddress          = "address"
+	bchFieldPath             = "path"
+	bchFieldToken            = "token"
+	bchFieldAcceptedVersions = "accepted_versions"
+	bchFieldMaxBodyBytes     = "max_body_bytes"
+	bchFieldMaxEvents        = "max_events"
+	bchFieldMaxInFlight      = "max_in_flight"
+	bchFieldTimeout          = "timeout"
+	bchFieldRetryAfter       = "retry_after"
+	bchFieldCertFile         = "cert_file"
+	bchFieldKeyFile          = "key_file"
+
+	// MetaVersion is the metadata key holding the request's
+	// Braze-Currents-Version header ("" when absent).
+	MetaVersion = "braze_currents_version"
+
+	versionHeader = "Braze-Currents-Version"
+)
+
+func brazeCurrentsHTTPSpec() *service.ConfigSpec {
+	return service.NewConfigSpec().
+		Stable().
+		Categories("Network").
+		Summary("Receives Braze Currents events from Braze's HTTP (\"Custom Currents\") connector and answers each request according to Braze's retry contract.").
+		Description(`
+Braze posts `+"`{\"events\": [...]}`"+` batches (100 events by default) with the headers `+"`Authorization: Bearer <token>`"+` and `+"`Braze-Currents-Version: 1`"+`. Each request becomes ONE message batch, one message per event holding the raw event JSON, and the HTTP response waits for that batch to be acknowledged:
+
+| Situation | Status | What Braze does |
+|---|---|---|
+| every event delivered, or routed to a dead-letter output | 200 | done |
+| empty body or no events (after authentication) | 200 | done |
+| missing or wrong bearer token (checked even for empty bodies) | 401 | re-sends later, alerts the customer |
+| malformed JSON, or not a `+"`{\"events\": [...]}`"+` object of objects | 400 | splits into single events, drops those refused again |
+| body larger than `+"`max_body_bytes`"+`, or more events than `+"`max_events`"+` | 413 | splits into smaller batches |
+| `+"`max_in_flight`"+` requests already waiting, or no acknowledgement within `+"`timeout`"+` | 429 (with Retry-After) | retries with backoff |
+| the pipeline nacked the batch (e.g. Amplitude unavailable and no dead-letter output took it) | 502 | retries with backoff |
+| the input is shutting down | 503 | retries with backoff |
+| `+"`Braze-Currents-Version`"+` not in `+"`accepted_versions`"+` | 501 | retries with backoff (nothing is lost while you upgrade) |
+| unsupported Content-Encoding | 415 | retries |
+
+Request bodies may be gzip-compressed (`+"`Content-Encoding: gzip`"+`); `+"`max_body_bytes`"+` applies to both the compressed and the decompressed size. Memory is bounded by `+"`max_in_flight`"+` × `+"`max_body_bytes`"+`.
+
+Because Braze re-sends a whole request after a 429/5xx, some events of a re-sent request may already be in Amplitude: Amplitude de-duplicates them by `+"`insert_id`"+` (the Currents event `+"`id`"+`), so delivery is effectively exactly once.
+
+On shutdown the input stops taking requests (503), waits for the batches already in the pipeline to be acknowledged and answers them, then closes the listener.
+
+### Metadata
+
+Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header, empty when absent) and one key per URL query parameter (Braze lets you tag the source workspace with a query parameter).
+
+### Metrics
+
+`+"`braze_currents_requests`"+` (counter, label `+"`status`"+`: the HTTP status code), `+"`braze_currents_events_received`"+` (counter), `+"`braze_currents_requests_pending`"+` (gauge: requests waiting for their acknowledgement), `+"`braze_currents_request_latency_ns`"+` (timer).`).
+		Fields(
+			service.NewStringField(bchFieldAddress).
+				Description("The address to listen on.").
+				Default("0.0.0.0:8080").
+				Example("127.0.0.1:9000"),
+			service.NewStringField(bchFieldPath).
+				Description("The URL path Braze posts to (the connector's endpoint URL path). Query parameters are allowed and become metadata.").
+				Default("/currents").
+				Example("/braze/currents"),
+			service.NewStringField(bchFieldToken).
+				Description("The bearer token configured in the Braze connector. Every request, even an empty one, must carry `Authorization: Bearer <token>`; it is compared in constant time. Leave empty to accept unauthenticated requests (a warning is logged at start).").
+				Default("").
+				Example("${BRAZE_CURRENTS_TOKEN}").
+				Secret(),
+			service.NewStringListField(bchFieldAcceptedVersions).
+				Description("Values of the `Braze-Currents-Version` header this input understands. A request without the header is accepted. A request with another version is answered 501 so that Braze keeps it and retries while you upgrade; an empty list accepts every version.").
+				Default([]any{"1"}).
+				Example([]any{"1", "2"}),
+			service.NewIntField(bchFieldMaxBodyBytes).
+				Description("The largest request body accepted, in bytes, before and after gzip decompression; larger requests get 413 and Braze splits them.").
+				Default(10<<20).
+				Example(1<<20),
+			service.NewIntField(bchFieldMaxEvents).
+				Description("The largest number of events accepted in one request; larger requests get 413 and Braze splits them.").
+				Default(1000).
+				Example(100),
+			service.NewIntField(bchFieldMaxInFlight).
+				Description("How many requests may wait for their acknowledgement at once; further requests get 429 at once.").
+				Default(64).
+				Example(256),
+			service.NewDurationField(bchFieldTimeout).
+				Description("How long a request may wait for the pipeline to take and acknowledge its events before it is answered 429 (Braze retries; Amplitude de-duplicates what was delivered meanwhile).").
+				Default("30s").
+				Example("2m"),
+			service.NewDurationField(bchFieldRetryAfter).
+				Description("The Retry-After value sent with 429, 501 and 503 answers.").
+				Default("5s").
+				Example("30s"),
+			service.NewStringField(bchFieldCertFile).
+				Description("A PEM certificate file to serve HTTPS directly; leave empty for plain HTTP behind a TLS-terminating load balancer.").
+				Default("").
+				Example("/etc/tls/tls.crt").
+				Advanced(),
+			service.NewStringField(bchFieldKeyFile).
+				Description("The PEM private key file matching `cert_file`.").
+				Default("").
+				Example("/etc/tls/tls.key").
+				Advanced(),
+		).
+		LintRule(`root = if (this.cert_file.or("") == "") != (this.key_file.or("") == "") { ["cert_file and key_file must be set together"] }`).
+		Example("Receive Braze Currents", "Listen on port 8080 for Braze's Custom Currents connector.", `
+input:
+  braze_currents_http:
+    address: 0.0.0.0:8080
+    path: /currents
+    token: ${BRAZE_CURRENTS_TOKEN}
+`)
+}
+
+func init() {
+	service.MustRegisterBatchInput("braze_currents_http", brazeCurrentsHTTPSpec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchInput, error) {
+			return newBrazeCurrentsHTTPFromParsed(conf, mgr)
+		})
+}
+
+// httpConfig is the parsed configuration of the braze_currents_http input.
+type httpConfig struct {
+	address, path      string
+	token              string
+	versions           []string
+	maxBody, maxEvents int
+	maxInFlight        int
+	timeout            time.Duration
+	retryAfter         time.Duration
+	certFile, keyFile  string
+}
+
+func newBrazeCurrentsHTTPFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*brazeCurrentsHTTP, error) {
+	var c httpConfig
+	var err error
+	if c.address, err = conf.FieldString(bchFieldAddress); err != nil {
+		return nil, err
+	}
+	if c.path, err = conf.FieldString(bchFieldPath); err != nil {
+		return nil, err
+	}
+	if c.token, err = conf.FieldString(bchFieldToken); err != nil {
+		return nil, err
+	}
+	if c.versions, err = conf.FieldStringList(bchFieldAcceptedVersions); err != nil {
+		return nil, err
+	}
+	if c.maxBody, err = conf.FieldInt(bchFieldMaxBodyBytes); err != nil {
+		return nil, err
+	}
+	if c.maxEvents, err = conf.FieldInt(bchFieldMaxEvents); err != nil {
+		return nil, err
+	}
+	if c.maxInFlight, err = conf.FieldInt(bchFieldMaxInFlight); err != nil {
+		return nil, err
+	}
+	if c.timeout, err = conf.FieldDuration(bchFieldTimeout); err != nil {
+		return nil, err
+	}
+	if c.retryAfter, err = conf.FieldDuration(bchFieldRetryAfter); err != nil {
+		return nil, err
+	}
+	if c.certFile, err = conf.FieldString(bchFieldCertFile); err != nil {
+		return nil, err
+	}
+	if c.keyFile, err = conf.FieldString(bchFieldKeyFile); err != nil {
+		return nil, err
+	}
+	return newBrazeCurrentsHTTP(c, mgr)
+}
+
+// brazeCurrentsHTTP is the braze_currents_http input: an HTTP server whose
+// handlers hand each request's events to ReadBatch and answer once the batch
+// is acknowledged.
+type brazeCurrentsHTTP struct {
+	conf      httpConfig
+	tokenHash [sha256.Size]byte
+	log       *service.Logger
+
+	srv      *http.Server
+	listener net.Listener
+
+	requests chan *pendingRequest
+	slots    chan struct{}
+
+	drainOnce, closeOnce sync.Once
+	draining             chan struct{} // closed at soft stop: refuse new requests
+	closed               chan struct{} // closed by Close: answer whoever still waits
+
+	mRequests *service.MetricCounter
+	mEvents   *service.MetricCounter
+	mPending  *service.MetricGauge
+	mLatency  *service.MetricTimer
+	pending   atomic.Int64
+}
+
+// pendingRequest is one accepted request whose events travel the pipeline.
+type pendingRequest struct {
+	batch service.MessageBatch
+	res   chan error // buffered: the ack never blocks
+}
+
+func newBrazeCurrentsHTTP(c httpConfig, mgr *service.Resources) (*brazeCurrentsHTTP, error) {
+	switch {
+	case c.address == "":
+		return nil, errors.New("address must not be empty")
+	case !strings.HasPrefix(c.path, "/"):
+		return nil, fmt.Errorf("path %q must start with /", c.path)
+	case c.maxBody <= 0:
+		return nil, fmt.Errorf("max_body_bytes must be positive, got %d", c.maxBody)
+	case c.maxEvents <= 0:
+		return nil, fmt.Errorf("max_events must be positive, got %d", c.maxEvents)
+	case c.maxInFlight <= 0:
+		return nil, fmt.Errorf("max_in_flight must be positive, got %d", c.maxInFlight)
+	case c.timeout <= 0:
+		return nil, fmt.Errorf("timeout must be positive, got %v", c.timeout)
+	case c.retryAfter < time.Second:
+		return nil, fmt.Errorf("retry_after must be at least 1s, got %v", c.retryAfter)
+	case (c.certFile == "") != (c.keyFile == ""):
+		return nil, errors.New("cert_file and key_file must be set together")
+	}
+	in := &brazeCurrentsHTTP{
+		conf:      c,
+		tokenHash: sha256.Sum256([]byte(c.token)),
+		log:       mgr.Logger(),
+		requests:  make(chan *pendingRequest),
+		slots:     make(chan struct{}, c.maxInFlight),
+		draining:  make(chan struct{}),
+		closed:    make(chan struct{}),
+		mRequests: mgr.Metrics().NewCounter("braze_currents_requests", "status"),
+		mEvents:   mgr.Metrics().NewCounter("braze_currents_events_received"),
+		mPending:  mgr.Metrics().NewGauge("braze_currents_requests_pending"),
+		mLatency:  mgr.Metrics().NewTimer("braze_currents_request_latency_ns"),
+	}
+	if c.token == "" {
+		in.log.Warn("braze_currents_http: no token configured, requests are not authenticated")
+	}
+	mux := http.NewServeMux()
+	mux.Handle(c.path, in)
+	in.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       c.timeout,
+		IdleTimeout:       2 * time.Minute,
+	}
+	return in, nil
+}
+
+// Connect starts listening; it is idempotent.
+func (in *brazeCurrentsHTTP) Connect(context.Context) error {
+	if in.listener != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", in.conf.address)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", in.conf.address, err)
+	}
+	in.listener = ln
+	go func() {
+		var err error
+		if in.conf.certFile != "" {
+			err = in.srv.ServeTLS(ln, in.conf.certFile, in.conf.keyFile)
+		} else {
+			err = in.srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			in.log.Errorf("braze_currents_http: server stopped: %v", err)
+		}
+	}()
+	in.log.Infof("braze_currents_http: receiving Braze Currents on %s%s", ln.Addr(), in.conf.path)
+	return nil
+}
+
+// Addr returns the address the input listens on, or nil before Connect.
+func (in *brazeCurrentsHTTP) Addr() net.Addr {
+	if in.listener == nil {
+		return nil
+	}
+	return in.listener.Addr()
+}
+
+// ReadBatch hands the events of the next accepted request to the pipeline;
+// the ack answers that request.
+func (in *brazeCurrentsHTTP) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	select {
+	case p := <-in.requests:
+		return p.batch, func(_ context.Context, err error) error {
+			select {
+			case p.res <- err:
+			default: // already answered: acks are delivered once
+			}
+			return nil
+		}, nil
+	case <-ctx.Done():
+		// Benthos cancels ctx when the stream stops: refuse new requests
+		// while the batches already taken are acknowledged.
+		in.drain()
+		return nil, nil, ctx.Err()
+	case <-in.closed:
+		return nil, nil, service.ErrEndOfInput
+	}
+}
+
+func (in *brazeCurrentsHTTP) drain() {
+	in.drainOnce.Do(func() { close(in.draining) })
+}
+
+// Close answers every request still waiting (503) and stops the server.
+func (in *brazeCurrentsHTTP) Close(ctx context.Context) error {
+	in.drain()
+	in.closeOnce.Do(func() { close(in.closed) })
+	if in.listener == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := in.srv.Shutdown(ctx); err != nil {
+		return in.srv.Close()
+	}
+	return nil
+}
+
+// ServeHTTP implements the Braze Currents HTTP contract.
+func (in *brazeCurrentsHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	status, msg := in.serve(w, r)
+	if status != 0 {
+		writeAnswer(w, status, msg)
+	}
+	in.mRequests.Incr(1, strconv.Itoa(status))
+	in.mLatency.Timing(time.Since(start).Nanoseconds())
+}
+
+// serve handles one request and returns the status and message to answer
+// with (status 0: the client went away, nothing to write).
+func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request) (int, string) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return http.StatusMethodNotAllowed, "only POST is accepted"
+	}
+	if !in.authorized(r.Header.Get("Authorization")) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="braze-currents"`)
+		return http.StatusUnauthorized, "missing or invalid bearer token"
+	}
+	version := r.Header.Get(versionHeader)
+	if !in.versionAccepted(version) {
+		in.setRetryAfter(w)
+		in.log.Warnf("braze_currents_http: refusing Braze-Currents-Version %q (accepted_versions: %v): Braze will retry", version, in.conf.versions)
+		return http.StatusNotImplemented, "unsupported Braze-Currents-Version"
+	}
+	select {
+	case <-in.draining:
+		in.setRetryAfter(w)
+		return http.StatusServiceUnavailable, "shutting down"
+	default:
+	}
+	select {
+	case in.slots <- struct{}{}:
+		defer func() { <-in.slots }()
+	default:
+		in.setRetryAfter(w)
+		return http.StatusTooManyRequests, "too many requests in flight"
+	}
+
+	body, status, err := in.readBody(r)
+	if err != nil {
+		return status, err.Error()
+	}
+	events, err := splitEvents(body)
+	if err != nil {
+		in.log.Debugf("braze_currents_http: malformed request: %v", err)
+		return http.StatusBadRequest, err.Error()
+	}
+	if len(events) == 0 {
+		return http.StatusOK, "no events"
+	}
+	if len(events) > in.conf.maxEvents {
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("%d events exceed max_events %d", len(events), in.conf.maxEvents)
+	}
+	in.mEvents.Incr(int64(len(events)))
+
+	p := &pendingRequest{batch: in.toBatch(events, version, r), res: make(chan error, 1)}
+	in.addPending(1)
+	defer in.addPending(-1)
+
+	timer := time.NewTimer(in.conf.timeout)
+	defer timer.Stop()
+	select {
+	case in.requests <- p:
+	case <-timer.C:
+		in.setRetryAfter(w)
+		return http.StatusTooManyRequests, "pipeline saturated"
+	case <-in.draining:
+		in.setRetryAfter(w)
+		return http.StatusServiceUnavailable, "shutting down"
+	case <-r.Context().Done():
+		return 0, ""
+	}
+	select {
+	case err := <-p.res:
+		return in.ackStatus(w, err, len(events))
+	case <-timer.C:
+		in.setRetryAfter(w)
+		return http.StatusTooManyRequests, "events not acknowledged in time"
+	case <-r.Context().Done():
+		return 0, ""
+	case <-in.closed:
+		select { // an ack that raced with Close wins
+		case err := <-p.res:
+			return in.ackStatus(w, err, len(events))
+		default:
+		}
+		in.setRetryAfter(w)
+		return http.StatusServiceUnavailable, "shutting down"
+	}
+}
+
+func (in *brazeCurrentsHTTP) ackStatus(w http.ResponseWriter, err error, n int) (int, string) {
+	if err != nil {
+		in.log.Warnf("braze_currents_http: %d events not delivered, Braze will retry: %v", n, err)
+		return http.StatusBadGateway, "events not delivered, retry later"
+	}
+	return http.StatusOK, "ok"
+}
+
+func (in *brazeCurrentsHTTP) addPending(d int64) {
+	in.mPending.Set(in.pending.Add(d))
+}
+
+// authorized compares the bearer token in constant time; hashing both sides
+// first also hides the token's length.
+func (in *brazeCurrentsHTTP) authorized(header string) bool {
+	if in.conf.token == "" {
+		return true
+	}
+	const prefix = "bearer "
+	if len(header) <= len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(header[len(prefix):])))
+	return subtle.ConstantTimeCompare(got[:], in.tokenHash[:]) == 1
+}
+
+func (in *brazeCurrentsHTTP) versionAccepted(v string) bool {
+	if v == "" || len(in.conf.versions) == 0 {
+		return true
+	}
+	v = strings.TrimSpace(v)
+	for _, a := range in.conf.versions {
+		if a == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (in *brazeCurrentsHTTP) setRetryAfter(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(in.conf.retryAfter/time.Second)))
+}
+
+// readBody reads the (possibly gzip-compressed) body within max_body_bytes.
+func (in *brazeCurrentsHTTP) readBody(r *http.Request) ([]byte, int, error) {
+	limit := int64(in.conf.maxBody)
+	if r.ContentLength > limit {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes exceeds max_body_bytes %d", r.ContentLength, limit)
+	}
+	var src io.Reader = io.LimitReader(r.Body, limit+1)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("invalid gzip body: %w", err)
+		}
+		defer zr.Close()
+		src = io.LimitReader(zr, limit+1)
+	default:
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q", enc)
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 && r.Header.Get("Content-Encoding") == "" {
+		buf.Grow(int(r.ContentLength))
+	}
+	if _, err := buf.ReadFrom(src); err != nil {
+		if errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, http.StatusBadRequest, fmt.Errorf("invalid body: %w", err)
+		}
+		return nil, http.StatusBadRequest, fmt.Errorf("reading body: %w", err)
+	}
+	if buf.Len() > in.conf.maxBody {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body exceeds max_body_bytes %d", limit)
+	}
+	return buf.Bytes(), 0, nil
+}
+
+// splitEvents validates a Currents request body and returns the raw JSON of
+// each event, sharing body's memory. An empty body, an empty object and a
+// null "events" are no events; anything but an object whose "events" is an
+// array of objects is malformed.
+func splitEvents(body []byte) ([][]byte, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, nil
+	}
+	if !gjson.ValidBytes(body) {
+		return nil, errors.New("body is not valid JSON")
+	}
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() {
+		return nil, errors.New(`body must be a JSON object {"events": [...]}`)
+	}
+	switch events := root.Get("events"); {
+	case !events.Exists() && len(root.Map()) == 0, events.Type == gjson.Null && events.Exists():
+		return nil, nil
+	case !events.Exists():
+		return nil, errors.New(`body has no "events" field`)
+	case !events.IsArray():
+		return nil, errors.New(`"events" must be an array`)
+	}
+	events, isBody, err := currents.SplitEvents(body)
+	if err != nil {
+		return nil, err
+	}
+	if !isBody {
+		return nil, errors.New(`body must be {"events": [...]}, not an event`)
+	}
+	return events, nil
+}
+
+// toBatch turns the events into one message batch with the request metadata.
+func (in *brazeCurrentsHTTP) toBatch(events [][]byte, version string, r *http.Request) service.MessageBatch {
+	query := r.URL.Query()
+	batch := make(service.MessageBatch, len(events))
+	for i, ev := range events {
+		m := service.NewMessage(ev)
+		m.MetaSetMut(MetaVersion, version)
+		for k, v := range query {
+			if len(v) > 0 {
+				m.MetaSetMut(k, v[0])
+			}
+		}
+		batch[i] = m
+	}
+	return batch
+}
+
+// writeAnswer writes a small JSON body so that operators reading Braze's
+// error reports see why a request was refused.
+func writeAnswer(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	key := "error"
+	if status < 300 {
+		key = "status"
+	}
+	_, _ = fmt.Fprintf(w, "{%q:%q}\n", key, msg)
+}

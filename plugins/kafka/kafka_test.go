@@ -1,0 +1,300 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// newCluster starts an in-process Kafka cluster with the topic seeded.
+func newCluster(t *testing.T, topic string, partitions int32, opts ...kfake.Opt) string {
+	t.Helper()
+	opts = append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic)}, opts...)
+	c, err := kfake.NewCluster(opts...)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return strings.Join(c.ListenAddrs(), ",")
+}
+
+// produce writes n records to topic, keyed key-<i%keys>, valued v-<i>.
+func produce(t *testing.T, brokers, topic string, from, n, keys int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	require.NoError(t, err)
+	defer cl.Close()
+	recs := make([]*kgo.Record, 0, n)
+	for i := from; i < from+n; i++ {
+		recs = append(recs, &kgo.Record{
+			Topic:   topic,
+			Key:     fmt.Appendf(nil, "key-%d", i%keys),
+			Value:   fmt.Appendf(nil, "v-%d", i),
+			Headers: []kgo.RecordHeader{{Key: "source", Value: []byte("test")}},
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, cl.ProduceSync(ctx, recs...).FirstErr())
+}
+
+// consumer is a running stream with a kafka_franz input and a recording
+// output whose outcome per message is decided by nack.
+type consumer struct {
+	stream *service.Stream
+	done   chan error
+
+	mu    sync.Mutex
+	acked map[string]int // value -> times acked
+	seen  []*service.Message
+}
+
+func inputYAML(brokers, topic, group string, extra string) string {
+	return fmt.Sprintf(`
+kafka_franz:
+  seed_brokers: [ %q ]
+  topics: [ %s ]
+  consumer_group: %s
+  commit_period: 100ms
+  fetch_max_wait: 100ms
+  session_timeout: 10s
+  rebalance_timeout: 20s
+  heartbeat_interval: 200ms
+%s`, brokers, topic, group, extra)
+}
+
+// startConsumer runs a stream consuming with the given input YAML. handle,
+// when not nil, can hold or fail a message before it is acknowledged.
+func startConsumer(t *testing.T, inYAML string, handle func(*service.Message) error) *consumer {
+	t.Helper()
+	sb := service.NewStreamBuilder()
+	require.NoError(t, sb.SetLoggerYAML("level: none"))
+	require.NoError(t, sb.AddInputYAML(inYAML))
+	c := &consumer{acked: map[string]int{}, done: make(chan error, 1)}
+	require.NoError(t, sb.AddBatchConsumerFunc(func(_ context.Context, b service.MessageBatch) error {
+		for _, m := range b {
+			if handle != nil {
+				if err := handle(m); err != nil {
+					return err
+				}
+			}
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, m := range b {
+			v, _ := m.AsBytes()
+			c.acked[string(v)]++
+			c.seen = append(c.seen, m)
+		}
+		return nil
+	}))
+	s, err := sb.Build()
+	require.NoError(t, err)
+	c.stream = s
+	go func() { c.done <- s.Run(context.Background()) }()
+	t.Cleanup(func() { c.stop(t) })
+	return c
+}
+
+// stop stops the stream gracefully (at most once).
+func (c *consumer) stop(t *testing.T) {
+	t.Helper()
+	if c.stream == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = c.stream.Stop(ctx)
+	<-c.done
+	c.stream = nil
+}
+
+func (c *consumer) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.acked)
+}
+
+func (c *consumer) ackedValues() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.acked))
+	for k, v := range c.acked {
+		out[k] = v
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	require.Eventually(t, cond, 60*time.Second, 20*time.Millisecond, what)
+}
+
+func TestInputConsumesWithMetadataAndResumesAfterCommit(t *testing.T) {
+	brokers := newCluster(t, "events", 3)
+	produce(t, brokers, "events", 0, 300, 7)
+
+	c := startConsumer(t, inputYAML(brokers, "events", "g1", "  batch_size: 50"), nil)
+	waitFor(t, "all 300 records consumed", func() bool { return c.count() == 300 })
+
+	c.mu.Lock()
+	m := c.seen[0]
+	c.mu.Unlock()
+	key, _ := m.MetaGet(metaKey)
+	assert.True(t, strings.HasPrefix(key, "key-"), key)
+	topic, _ := m.MetaGet(metaTopic)
+	assert.Equal(t, "events", topic)
+	src, _ := m.MetaGet("source")
+	assert.Equal(t, "test", src)
+	for _, k := range []string{metaPartition, metaOffset, metaTimestampUnix, metaTimestampMs, metaTombstone} {
+		_, ok := m.MetaGetMut(k)
+		assert.True(t, ok, k)
+	}
+
+	// Per partition, offsets arrive in order.
+	last := map[any]int{}
+	c.mu.Lock()
+	for _, m := range c.seen {
+		p, _ := m.MetaGetMut(metaPartition)
+		o, _ := m.MetaGetMut(metaOffset)
+		prev, ok := last[p]
+		assert.True(t, !ok || o.(int) == prev+1, "partition %v: offset %v after %v", p, o, prev)
+		last[p] = o.(int)
+	}
+	c.mu.Unlock()
+	c.stop(t)
+
+	// A new member of the group resumes after the committed offsets.
+	produce(t, brokers, "events", 300, 20, 7)
+	c2 := startConsumer(t, inputYAML(brokers, "events", "g1", ""), nil)
+	waitFor(t, "20 new records consumed", func() bool { return c2.count() >= 20 })
+	time.Sleep(300 * time.Millisecond)
+	for v := range c2.ackedValues() {
+		var i int
+		_, err := fmt.Sscanf(v, "v-%d", &i)
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, i, 300, "record %s redelivered after it was acknowledged and committed", v)
+	}
+	assert.Equal(t, 20, c2.count())
+}
+
+func TestInputRedeliversNackedAndNeverCommitsPastThem(t *testing.T) {
+	brokers := newCluster(t, "events", 1)
+	produce(t, brokers, "events", 0, 10, 1)
+
+	// v-5 always fails: the output keeps nacking it. Later records of the
+	// partition are still processed (checkpoint_limit allows it) but their
+	// offsets cannot be committed past v-5.
+	var attempts atomic.Int64
+	c := startConsumer(t, inputYAML(brokers, "events", "g2", "  batch_size: 1"), func(m *service.Message) error {
+		if v, _ := m.AsBytes(); string(v) == "v-5" {
+			attempts.Add(1)
+			return errors.New("downstream refused")
+		}
+		return nil
+	})
+	waitFor(t, "v-5 redelivered several times", func() bool { t.Log(attempts.Load(), c.count()); return attempts.Load() >= 3 && c.count() == 9 })
+	assert.NotContains(t, c.ackedValues(), "v-5")
+	c.stop(t)
+
+	// The next member starts at the unacked record: nothing lost.
+	c2 := startConsumer(t, inputYAML(brokers, "events", "g2", ""), nil)
+	waitFor(t, "v-5..v-9 consumed", func() bool { return c2.count() == 5 })
+	for i := 5; i < 10; i++ {
+		assert.Contains(t, c2.ackedValues(), fmt.Sprintf("v-%d", i))
+	}
+}
+
+func TestInputStrictOrderWithCheckpointLimitOne(t *testing.T) {
+	brokers := newCluster(t, "events", 1)
+	produce(t, brokers, "events", 0, 10, 1)
+
+	var attempts atomic.Int64
+	c := startConsumer(t, inputYAML(brokers, "events", "g3", "  batch_size: 1\n  checkpoint_limit: 1"), func(m *service.Message) error {
+		if v, _ := m.AsBytes(); string(v) == "v-5" && attempts.Add(1) < 3 {
+			return errors.New("downstream refused twice")
+		}
+		return nil
+	})
+	waitFor(t, "all consumed", func() bool { return c.count() == 10 })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, m := range c.seen {
+		v, _ := m.AsBytes()
+		assert.Equal(t, fmt.Sprintf("v-%d", i), string(v), "records of a partition stay in order, redeliveries included")
+	}
+}
+
+func TestNextBatchOrderAndCheckpointLimit(t *testing.T) {
+	f := newFranzInput(franzInputConf{checkpointLimit: 20, batchSize: 10}, service.MockResources())
+	p0 := &partitionTracker{tp: topicPartition{"t", 0}}
+	p1 := &partitionTracker{tp: topicPartition{"t", 1}}
+	mk := func(p *partitionTracker, n int) *trackedBatch {
+		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, n)}
+		p.batches = append(p.batches, b)
+		f.queue = append(f.queue, b)
+		return b
+	}
+	a1, a2, a3 := mk(p0, 10), mk(p0, 10), mk(p0, 10)
+	b1 := mk(p1, 5)
+	now := time.Now()
+
+	next := func() *trackedBatch {
+		b, _, _ := f.nextBatchLocked(now)
+		return b
+	}
+	assert.Same(t, a1, next())
+	assert.Same(t, a2, next(), "two batches fit the checkpoint limit")
+	assert.Same(t, b1, next(), "p0 is at its limit, p1 is not")
+	b, wait, queued := f.nextBatchLocked(now)
+	assert.Nil(t, b)
+	assert.Zero(t, wait)
+	assert.True(t, queued, "a3 waits for an ack")
+
+	// a2 is nacked: it goes first again, after its back-off, before a3.
+	f.ack(a2, errors.New("nope"))
+	b, wait, _ = f.nextBatchLocked(now)
+	assert.Nil(t, b, "a2 is backing off and a3 must not overtake it")
+	assert.Positive(t, wait)
+	assert.Same(t, a2, func() *trackedBatch { b, _, _ := f.nextBatchLocked(now.Add(time.Second)); return b }())
+
+	// A revoked partition's queued batches are released, not handed out.
+	p0.state = partDraining
+	b, _, queued = f.nextBatchLocked(now.Add(time.Second))
+	assert.Nil(t, b)
+	assert.False(t, queued)
+	_ = a3
+}
+
+func TestAckAdvancesOnlyOverContiguousBatches(t *testing.T) {
+	f := newFranzInput(franzInputConf{checkpointLimit: 100, batchSize: 10}, service.MockResources())
+	p := &partitionTracker{tp: topicPartition{"t", 0}}
+	var bs []*trackedBatch
+	for i := range 3 {
+		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, 1), next: kgo.EpochOffset{Offset: int64(i + 1)}}
+		p.batches = append(p.batches, b)
+		p.inFlight++
+		bs = append(bs, b)
+	}
+	f.ack(bs[1], nil)
+	assert.Len(t, p.batches, 3, "batch 0 is not acked: nothing may be committed")
+	f.ack(bs[0], nil)
+	assert.Len(t, p.batches, 1, "batches 0 and 1 are committable")
+	assert.Same(t, bs[2], p.batches[0])
+
+	// After release, late acks are ignored.
+	f.releasePartitionLocked(p)
+	f.ack(bs[2], nil)
+	assert.Empty(t, p.batches)
+	assert.Zero(t, p.inFlight)
+}

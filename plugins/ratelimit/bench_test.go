@@ -1,0 +1,106 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+// benchKeys returns n (device, user) hash pairs.
+func benchKeys(n int) [][2]uint64 {
+	rng := rand.New(rand.NewPCG(3, 4))
+	keys := make([][2]uint64, n)
+	for i := range keys {
+		keys[i] = [2]uint64{rng.Uint64(), rng.Uint64()}
+	}
+	return keys
+}
+
+// benchTake times limiter.take for events with a device and a user key,
+// drawn from n keys, all under their limits (the pass path).
+func benchTake(b *testing.B, n int) {
+	keys := benchKeys(n)
+	l := newLimiter(65535, 1<<31, t0)
+	for i, k := range keys {
+		l.take(t0+int64(i), k[:])
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer reportCPU(b)()
+	now := t0
+	for i := 0; b.Loop(); i++ {
+		now += 1000
+		if l.take(now, keys[i%n][:]).reason != reasonNone {
+			b.Fatal("limited")
+		}
+	}
+}
+
+// reportCPU reports the process CPU time per operation (cpu-ns/op) of the
+// benchmark between its call and the call of the function it returns.
+func reportCPU(b *testing.B) func() {
+	start := cpuTime()
+	return func() {
+		if used := cpuTime() - start; used > 0 && b.N > 0 {
+			b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
+func BenchmarkLimiterTake(b *testing.B) {
+	for _, n := range []int{1024, 1_000_000} {
+		b.Run(fmt.Sprint("keys=", n), func(b *testing.B) { benchTake(b, n) })
+	}
+}
+
+func BenchmarkLimiterTakeParallel(b *testing.B) {
+	keys := benchKeys(1 << 16)
+	l := newLimiter(65535, 1<<31, t0)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
+		for pb.Next() {
+			l.take(t0, keys[rng.IntN(len(keys))][:])
+		}
+	})
+}
+
+// BenchmarkProcessor times the processor on one Amplitude event per batch:
+// keys read with gjson (the default keys) against the same keys evaluated as
+// Bloblang interpolations (what a plain Benthos config would do).
+func BenchmarkProcessor(b *testing.B) {
+	const ev = `{"event_type":"purchase","device_id":"%08d-F01A-4BD9-95C6-8E5357DF265D","user_id":"user-%d","time":1764421661123,` +
+		`"insert_id":"9a3b7f0c-1c2d-4e5f-8a9b-0c1d2e3f4a5b","platform":"iOS","os_name":"ios","os_version":"18.1","device_model":"iPhone16,2",` +
+		`"country":"FR","language":"fr","price":9.99,"quantity":1,"revenue":9.99,"event_properties":{"sku":"abc-123","campaign_id":"c-77"}}`
+	for _, tt := range []struct{ name, yaml string }{
+		{"gjson", ``},
+		{"bloblang", `keys: [ '${! json("device_id").string() }', '${! json("user_id").string() }' ]`},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			conf, err := deviceRateLimitSpec().ParseYAML("per_second: 65535\nper_day: 2147483648\n"+tt.yaml, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := newDeviceRateLimitFromParsed(conf, service.MockResources(), systemClock{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			batches := make([]service.MessageBatch, 4096)
+			for i := range batches {
+				batches[i] = service.MessageBatch{service.NewMessage(fmt.Appendf(nil, ev, i, i))}
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			defer reportCPU(b)()
+			for i := 0; b.Loop(); i++ {
+				if _, err := p.ProcessBatch(ctx, batches[i%len(batches)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

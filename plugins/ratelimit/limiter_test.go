@@ -1,0 +1,244 @@
+package ratelimit
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// t0 is an arbitrary start time (unix nanoseconds), in the middle of an hour.
+var t0 = time.Date(2026, 11, 29, 13, 27, 41, 123456789, time.UTC).UnixNano()
+
+// maxInWindow returns the largest number of times in any window [t, t+w).
+func maxInWindow(times []int64, w int64) int {
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	best, lo := 0, 0
+	for hi := range times {
+		for times[hi]-times[lo] >= w {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
+}
+
+func TestLimiterWindows(t *testing.T) {
+	tests := []struct {
+		name           string
+		perSec, perDay uint32
+		meanGap        time.Duration // mean gap between attempts (exponential)
+		span           time.Duration
+	}{
+		{"bursty at 30/s", 30, 1 << 30, 5 * time.Millisecond, 20 * time.Second},
+		{"just over 30/s", 30, 1 << 30, 30 * time.Millisecond, 60 * time.Second},
+		{"one per second", 1, 1 << 30, 300 * time.Millisecond, 60 * time.Second},
+		{"batch 1000/s", 1000, 1 << 30, 200 * time.Microsecond, 5 * time.Second},
+		{"daily 500 over 3 days", 30, 500, 90 * time.Second, 72 * time.Hour},
+		{"daily with bursts", 5, 2000, 5 * time.Second, 50 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			l := newLimiter(tt.perSec, tt.perDay, t0)
+			hs := []uint64{rng.Uint64()}
+			var passed []int64
+			for now := t0; now < t0+int64(tt.span); now += int64(rng.ExpFloat64() * float64(tt.meanGap)) {
+				v := l.take(now, hs)
+				if v.reason == reasonNone {
+					passed = append(passed, now)
+					continue
+				}
+				assert.Greater(t, v.retryAt, now, "retry time must be in the future")
+			}
+			require.NotEmpty(t, passed)
+			assert.LessOrEqual(t, maxInWindow(passed, int64(time.Second)), int(tt.perSec), "per second")
+			assert.LessOrEqual(t, maxInWindow(passed, int64(24*time.Hour)), int(tt.perDay), "per day")
+		})
+	}
+}
+
+func TestLimiterThroughputNotTooStrict(t *testing.T) {
+	// Attempting every ms for 60 s, a key at 30/s must pass at least
+	// 30/1.1 per second on average.
+	l := newLimiter(30, 1<<30, t0)
+	hs := []uint64{42}
+	n := 0
+	for now := t0; now < t0+int64(60*time.Second); now += int64(time.Millisecond) {
+		if l.take(now, hs).reason == reasonNone {
+			n++
+		}
+	}
+	assert.GreaterOrEqual(t, n, 60*30*10/11)
+	assert.LessOrEqual(t, n, 60*30)
+}
+
+func TestLimiterRetryAt(t *testing.T) {
+	tests := []struct {
+		name           string
+		perSec, perDay uint32
+		gap            time.Duration
+		want           reason
+	}{
+		{"per second", 3, 1000, 10 * time.Millisecond, reasonPerSecond},
+		{"per day", 1000, 5, time.Minute, reasonPerDay},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLimiter(tt.perSec, tt.perDay, t0)
+			hs := []uint64{7}
+			now := t0
+			var v verdict
+			for v = l.take(now, hs); v.reason == reasonNone; v = l.take(now, hs) {
+				now += int64(tt.gap)
+			}
+			require.Equal(t, tt.want, v.reason)
+			assert.Equal(t, tt.want, l.take(v.retryAt-1, hs).reason, "one ns before the retry time")
+			assert.Equal(t, reasonNone, l.take(v.retryAt, hs).reason, "at the retry time")
+		})
+	}
+}
+
+func TestLimiterEveryKeyMustHaveRoom(t *testing.T) {
+	l := newLimiter(2, 100, t0)
+	device, user1, user2 := uint64(1), uint64(2)<<58|2, uint64(3)<<58|3
+	require.Equal(t, reasonNone, l.take(t0, []uint64{device, user1}).reason)
+	require.Equal(t, reasonNone, l.take(t0, []uint64{device, user2}).reason)
+	v := l.take(t0, []uint64{user1, device})
+	assert.Equal(t, reasonPerSecond, v.reason)
+	assert.Equal(t, 1, v.key, "the device is the key over the limit")
+	// The refused event counted against no key: user1 still has one slot.
+	assert.Equal(t, reasonNone, l.take(t0, []uint64{user1}).reason)
+	assert.Equal(t, reasonPerSecond, l.take(t0, []uint64{user1}).reason)
+	// Same shard twice (and the same key twice) must not deadlock.
+	assert.Equal(t, reasonNone, l.take(t0, []uint64{5, 6, 5 | 1<<58, 6}).reason)
+}
+
+func TestLimiterSweep(t *testing.T) {
+	l := newLimiter(30, 640, t0)
+	quiet, busy := []uint64{1}, []uint64{2}
+	for i := range 10 {
+		require.Equal(t, reasonNone, l.take(t0, quiet).reason)
+		require.Equal(t, reasonNone, l.take(t0+int64(i)*int64(time.Second), busy).reason)
+	}
+	require.Equal(t, 2, l.sweep(t0+int64(9*time.Second)))
+	s := l.shardOf(1)
+	assert.Contains(t, s.cold, uint64(1), "quiet key is idle with a small count: cold")
+	assert.Contains(t, s.hot, uint64(2), "busy key is still hot")
+
+	// A cold key keeps its daily count: 640-10 more events pass, then no more.
+	now := t0 + int64(time.Hour)
+	n := 0
+	for ; l.take(now, quiet).reason == reasonNone; now += int64(time.Second) {
+		n++
+	}
+	assert.Equal(t, 630, n)
+
+	// Once the daily window is empty, keys are forgotten and the maps released.
+	assert.Equal(t, 0, l.sweep(now+int64(26*time.Hour)))
+}
+
+func TestLimiterClockStepsBack(t *testing.T) {
+	l := newLimiter(2, 100, t0)
+	hs := []uint64{9}
+	require.Equal(t, reasonNone, l.take(t0, hs).reason)
+	require.Equal(t, reasonNone, l.take(t0-int64(time.Hour), hs).reason)
+	assert.Equal(t, reasonPerSecond, l.take(t0-int64(2*time.Hour), hs).reason)
+}
+
+func TestLimiterConcurrent(t *testing.T) {
+	// Workers hammer a few keys at the same instant, round after round (each
+	// round 1.1 s after the previous, so the per-second window is empty).
+	// Single-key events must pass exactly perSec times per key and round;
+	// two-key events at most perSec; the daily limit holds across rounds.
+	const perSec, perDay, workers, attempts, rounds = 20, 150, 8, 400, 10
+	l := newLimiter(perSec, perDay, t0)
+	for r := range rounds {
+		now := t0 + int64(r)*int64(1100*time.Millisecond)
+		var mu sync.Mutex
+		passed := map[uint64]int{}
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(w), uint64(r)))
+				for range attempts {
+					hs := []uint64{rng.Uint64N(4)}
+					if r%2 == 1 {
+						hs = append(hs, 1<<58|rng.Uint64N(4))
+					}
+					if l.take(now, hs).reason == reasonNone {
+						mu.Lock()
+						for _, h := range hs {
+							passed[h]++
+						}
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for h, n := range passed {
+			if r%2 == 0 && r < 6 {
+				assert.Equal(t, perSec, n, "round %d key %x", r, h)
+			}
+			assert.LessOrEqual(t, n, perSec, "round %d key %x", r, h)
+		}
+	}
+	// Keys 0-3 passed up to 20 per round until the daily limit of 150
+	// stopped them.
+	for h := range uint64(4) {
+		v := l.take(t0+int64(rounds)*int64(1100*time.Millisecond), []uint64{h})
+		assert.Equal(t, reasonPerDay, v.reason, "key %d", h)
+	}
+}
+
+// TestLimiterMemory measures the memory per tracked key with a million
+// distinct devices, and checks that it is released once they go idle.
+func TestLimiterMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1M keys: run without -short")
+	}
+	n := 1_000_000
+	if raceEnabled {
+		n = 100_000
+	}
+	heap := func() int64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	base := heap()
+	l := newLimiter(30, 500000, t0)
+	fill := func(start int64, seed uint64) {
+		rng := rand.New(rand.NewPCG(seed, seed))
+		hs := make([]uint64, 1)
+		for i := range n {
+			hs[0] = rng.Uint64()
+			require.Equal(t, reasonNone, l.take(start+int64(i)*100, hs).reason)
+		}
+	}
+	fill(t0, 1)
+	hot := heap() - base
+	require.Equal(t, n, l.sweep(t0+int64(5*time.Second)))
+	cold := heap() - base
+	require.Equal(t, 0, l.sweep(t0+int64(26*time.Hour)))
+	idle := heap() - base
+	t.Logf("%d keys: %d bytes/key while active, %d bytes/key idle (compact), %d bytes total once forgotten",
+		n, hot/int64(n), cold/int64(n), idle)
+	assert.Less(t, hot/int64(n), int64(200), "bytes per active key")
+	assert.Less(t, cold/int64(n), int64(64), "bytes per idle key")
+	assert.Less(t, idle, int64(n), "memory released after the keys went idle")
+
+	// A second wave of new devices does not grow the heap beyond the first.
+	fill(t0+int64(27*time.Hour), 2)
+	assert.Less(t, heap()-base, hot*11/10, "no growth")
+	runtime.KeepAlive(l)
+}

@@ -1,0 +1,352 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	// Benthos' core components and ours, as the distribution's main.go
+	// registers them.
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	_ "github.com/opencurrents/currents-amplitude/plugins/all"
+)
+
+// Environment variables that switch a test binary into child mode.
+const (
+	envChildSpec   = "CURRENTS_BENCH_CHILD_SPEC"
+	envChildResult = "CURRENTS_BENCH_CHILD_RESULT"
+)
+
+// Spec is one measured run: a complete Benthos config that consumes Events
+// events and then stops.
+type Spec struct {
+	Name    string        `json:"name"`
+	YAML    string        `json:"yaml"`
+	Events  int           `json:"events"`
+	Timeout time.Duration `json:"timeout"`
+	// CPUProfile, when set, is where the child writes a pprof CPU profile
+	// of the run.
+	CPUProfile string `json:"cpu_profile,omitempty"`
+}
+
+// Result is what a child process measured while running a Spec.
+type Result struct {
+	Name   string `json:"name"`
+	Events int    `json:"events"`
+	// Wall is the time from the stream's start to its end, once every
+	// message was acknowledged.
+	Wall time.Duration `json:"wall"`
+	// CPU is user plus system time of the process over the same interval.
+	CPU time.Duration `json:"cpu"`
+	// Mallocs and AllocBytes are the heap allocations over the interval.
+	Mallocs    uint64 `json:"mallocs"`
+	AllocBytes uint64 `json:"alloc_bytes"`
+	// BaseRSS is the process' resident set once the stream was built and
+	// before it ran; PeakRSS its high-water mark at the end. Bytes.
+	BaseRSS int64 `json:"base_rss"`
+	PeakRSS int64 `json:"peak_rss"`
+	// Delivered is filled in by the parent for runs that send to the fake
+	// Amplitude server: distinct events it ingested.
+	Delivered int `json:"delivered"`
+	// Duplicates is filled in by the parent: events the server ingested
+	// more than once (by insert_id).
+	Duplicates int `json:"duplicates"`
+}
+
+// EventsPerSec is the throughput of the run.
+func (r Result) EventsPerSec() float64 { return float64(r.Events) / r.Wall.Seconds() }
+
+// CPUPerMillion is the CPU time, in seconds, spent per million events.
+func (r Result) CPUPerMillion() float64 { return r.CPU.Seconds() / float64(r.Events) * 1e6 }
+
+// AllocsPerEvent is the number of heap allocations per event.
+func (r Result) AllocsPerEvent() float64 { return float64(r.Mallocs) / float64(r.Events) }
+
+// PeakRSSMB is the peak resident set in MiB.
+func (r Result) PeakRSSMB() float64 { return float64(r.PeakRSS) / (1 << 20) }
+
+// IsChild reports whether this process was started by Measure to run a
+// Spec; TestMain calls ChildMain instead of the tests when it is.
+func IsChild() bool { return os.Getenv(envChildSpec) != "" }
+
+// ChildMain runs the Spec named by the environment, writes its Result and
+// returns the process exit code.
+func ChildMain() int {
+	if err := childMain(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench child:", err)
+		return 1
+	}
+	return 0
+}
+
+func childMain() error {
+	raw, err := os.ReadFile(os.Getenv(envChildSpec))
+	if err != nil {
+		return err
+	}
+	var sp Spec
+	if err := json.Unmarshal(raw, &sp); err != nil {
+		return err
+	}
+	res, err := runStream(sp)
+	if err != nil {
+		return err
+	}
+	out, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(os.Getenv(envChildResult), out, 0o600)
+}
+
+// runStream runs sp in this process and measures it.
+func runStream(sp Spec) (Result, error) {
+	sb := service.NewStreamBuilder()
+	if err := sb.SetYAML(sp.YAML); err != nil {
+		return Result{}, fmt.Errorf("%s: config: %w", sp.Name, err)
+	}
+	strm, err := sb.Build()
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: build: %w", sp.Name, err)
+	}
+	timeout := sp.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+
+	if sp.CPUProfile != "" {
+		f, err := os.Create(sp.CPUProfile)
+		if err != nil {
+			return Result{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return Result{}, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	runtime.GC()
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	baseRSS, _ := memStatus()
+	ru0 := rusage()
+	start := time.Now()
+	err = strm.Run(ctx)
+	wall := time.Since(start)
+	ru1 := rusage()
+	runtime.ReadMemStats(&ms1)
+	_, peakRSS := memStatus()
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: run: %w", sp.Name, err)
+	}
+	return Result{
+		Name:       sp.Name,
+		Events:     sp.Events,
+		Wall:       wall,
+		CPU:        cpuTime(ru1) - cpuTime(ru0),
+		Mallocs:    ms1.Mallocs - ms0.Mallocs,
+		AllocBytes: ms1.TotalAlloc - ms0.TotalAlloc,
+		BaseRSS:    baseRSS,
+		PeakRSS:    peakRSS,
+	}, nil
+}
+
+// memStatus returns this process' current and peak resident set, in bytes,
+// from /proc/self/status (VmRSS, VmHWM). getrusage's ru_maxrss would not do:
+// Linux carries it across fork and exec, so a child would report its
+// parent's peak.
+func memStatus() (rss, peak int64) {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name != "VmRSS" && name != "VmHWM" {
+			continue
+		}
+		kib, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+		if name == "VmRSS" {
+			rss = kib << 10
+		} else {
+			peak = kib << 10
+		}
+	}
+	return rss, peak
+}
+
+// rusage returns the resource usage of this process.
+func rusage() syscall.Rusage {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru
+}
+
+func cpuTime(ru syscall.Rusage) time.Duration {
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Measure runs sp in a child process (this test binary, re-executed) so
+// that its CPU time and peak RSS are its own, and returns what it measured.
+func Measure(sp Spec) (Result, error) {
+	dir, err := os.MkdirTemp("", "currents-bench-child")
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	specPath, resPath := filepath.Join(dir, "spec.json"), filepath.Join(dir, "result.json")
+	raw, err := json.Marshal(sp)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := os.WriteFile(specPath, raw, 0o600); err != nil {
+		return Result{}, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return Result{}, err
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChildSpec+"="+specPath, envChildResult+"="+resPath)
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitedBuffer{b: &stderr, max: 64 << 10}
+	cmd.Stdout = cmd.Stderr
+	if err := cmd.Run(); err != nil {
+		return Result{}, fmt.Errorf("%s: child failed: %w\n%s", sp.Name, err, stderr.String())
+	}
+	raw, err = os.ReadFile(resPath)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: no result: %w\n%s", sp.Name, err, stderr.String())
+	}
+	var res Result
+	return res, json.Unmarshal(raw, &res)
+}
+
+// limitedBuffer keeps the first max bytes written to it.
+type limitedBuffer struct {
+	b   *bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+// RepoRoot returns the module root (the folder holding go.mod) above the
+// working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Dataset names a generated stream of Currents events.
+type Dataset struct {
+	Events  int
+	Devices int
+	Seed    uint64
+	// Skew, when above 1, concentrates events on a few hot devices.
+	Skew float64
+}
+
+func (d Dataset) String() string {
+	s := fmt.Sprintf("n%d-d%d-s%d", d.Events, d.Devices, d.Seed)
+	if d.Skew > 1 {
+		s += fmt.Sprintf("-z%g", d.Skew)
+	}
+	return s
+}
+
+// EnsureData writes the dataset as JSON lines (HTTP connector shape) under
+// dir, unless a previous run already did, and returns its path.
+func EnsureData(dir string, d Dataset) (string, error) {
+	path := filepath.Join(dir, "currents-"+d.String()+".jsonl")
+	return path, generate(dir, d, path, "-o", path+".tmp")
+}
+
+// EnsureAvro writes the dataset as Avro files in the storage layout under
+// dir, unless a previous run already did, and returns a glob matching them.
+func EnsureAvro(dir string, d Dataset) ([]string, error) {
+	path := filepath.Join(dir, "avro-"+d.String())
+	glob := filepath.Join(path, "event_type=*", "date=*", "*.avro")
+	return []string{glob}, generate(dir, d, path, "-shape", "avro", "-o", path+".tmp")
+}
+
+// generate runs the currentsgen command (which tests outside plugins/
+// cannot import) with args, which write to path+".tmp", then renames that to
+// path. It does nothing when path exists.
+func generate(dir string, d Dataset, path string, args ...string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	gen := filepath.Join(dir, "currentsgen")
+	if _, err := os.Stat(gen); err != nil {
+		build := exec.Command("go", "build", "-o", gen, "./plugins/internal/currentsgen/cmd/currentsgen")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("building currentsgen: %w\n%s", err, out)
+		}
+	}
+	_ = os.RemoveAll(path + ".tmp")
+	args = append([]string{"-n", fmt.Sprint(d.Events), "-devices", fmt.Sprint(d.Devices),
+		"-seed", fmt.Sprint(d.Seed), "-skew", fmt.Sprint(d.Skew)}, args...)
+	if out, err := exec.Command(gen, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("generating %s: %w\n%s", d, err, out)
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// HasComponents reports which of the named components (processor, output or
+// scanner names) are missing from the global environment.
+func HasComponents(names ...string) (missing []string) {
+	env := service.GlobalEnvironment()
+	for _, n := range names {
+		_, p := env.GetProcessorConfig(n)
+		_, o := env.GetOutputConfig(n)
+		_, s := env.GetScannerConfig(n)
+		if !p && !o && !s {
+			missing = append(missing, n)
+		}
+	}
+	return missing
+}
+
+// indent prefixes every line of s with n spaces, to embed it in YAML.
+func indent(s string, n int) string {
+	pad := strings.Repeat(" ", n)
+	return pad + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad)
+}

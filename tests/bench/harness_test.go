@@ -1,0 +1,126 @@
+package bench
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	if IsChild() {
+		os.Exit(ChildMain())
+	}
+	os.Exit(m.Run())
+}
+
+// TestHarness runs every scenario on a small stream, each in its own child
+// process, so that the harness cannot rot: configs must build, streams must
+// end, and both end-to-end sides must deliver every event exactly once.
+func TestHarness(t *testing.T) {
+	d := Dataset{Events: 2000, Devices: 300, Seed: 1}
+	rows, err := Run(Options{DataDir: t.TempDir(), Datasets: []Dataset{d}, Timeout: 2 * time.Minute, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(Scenarios()) {
+		t.Fatalf("%d rows, want one per scenario (%d)", len(rows), len(Scenarios()))
+	}
+	for _, r := range rows {
+		if r.Skipped != "" {
+			t.Logf("%s skipped: %s", r.Scenario.Name(), r.Skipped)
+			continue
+		}
+		res := r.Result
+		if res.Events != d.Events || res.Wall <= 0 || res.CPU <= 0 || res.PeakRSS <= 0 || res.Mallocs == 0 {
+			t.Errorf("%s: implausible measurement %+v", r.Scenario.Name(), res)
+		}
+		if r.Scenario.Server && (res.Delivered != d.Events || res.Duplicates != 0) {
+			t.Errorf("%s: server ingested %d distinct events (%d duplicates), want %d exactly once",
+				r.Scenario.Name(), res.Delivered, res.Duplicates, d.Events)
+		}
+	}
+	t.Log(Markdown(rows))
+}
+
+// TestReport is the full measurement behind BENCHMARKS.md; run.sh runs it.
+// It is skipped unless CURRENTS_BENCH_FULL=1. CURRENTS_BENCH_EVENTS,
+// CURRENTS_BENCH_DEVICES (comma-separated), CURRENTS_BENCH_SCALE_EVENTS and
+// CURRENTS_BENCH_DATA override the defaults; the tables are written to
+// CURRENTS_BENCH_OUT (default: the test log only), CPU profiles to
+// CURRENTS_BENCH_PROFILES when set.
+func TestReport(t *testing.T) {
+	if os.Getenv("CURRENTS_BENCH_FULL") != "1" {
+		t.Skip("set CURRENTS_BENCH_FULL=1 (or use tests/bench/run.sh) for the full measurement")
+	}
+	if raceEnabled {
+		t.Fatal("the race detector distorts every figure: run without -race")
+	}
+	events := envInt(t, "CURRENTS_BENCH_EVENTS", 100000)
+	devices := envInts(t, "CURRENTS_BENCH_DEVICES", []int{10000, 100000, 1000000})
+	scaleEvents := 1000000
+	if v := os.Getenv("CURRENTS_BENCH_SCALE_EVENTS"); v != "0" {
+		scaleEvents = envInt(t, "CURRENTS_BENCH_SCALE_EVENTS", scaleEvents)
+	}
+	dataDir := os.Getenv("CURRENTS_BENCH_DATA")
+	if dataDir == "" {
+		dataDir = os.TempDir() + "/currents-amplitude-bench"
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{DataDir: dataDir, Timeout: 30 * time.Minute, Logf: t.Logf,
+		ProfileDir: os.Getenv("CURRENTS_BENCH_PROFILES")}
+
+	// Every scenario (or those of CURRENTS_BENCH_GROUPS) on the main stream.
+	opts.Datasets = []Dataset{{Events: events, Devices: devices[0], Seed: 1}}
+	if g := os.Getenv("CURRENTS_BENCH_GROUPS"); g != "" {
+		opts.Groups = strings.Split(g, ",")
+	}
+	rows, err := Run(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("CURRENTS_BENCH_SCALE_EVENTS") == "0" {
+		t.Log("\n" + Markdown(rows))
+		return
+	}
+	// Scaling: the end-to-end and limiter runs over growing populations.
+	opts.Groups = []string{"end to end", "limiter"}
+	opts.Datasets = nil
+	for _, n := range devices {
+		opts.Datasets = append(opts.Datasets, Dataset{Events: max(scaleEvents, events), Devices: n, Seed: 1})
+	}
+	scale, err := Run(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := "## Main stream\n" + Markdown(rows) + "\n## Scaling\n" + Markdown(scale)
+	if out := os.Getenv("CURRENTS_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Log("\n" + md)
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	return envInts(t, name, []int{def})[0]
+}
+
+func envInts(t *testing.T, name string, def []int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			t.Fatalf("%s: %q is not a positive integer list", name, v)
+		}
+		out = append(out, n)
+	}
+	return out
+}

@@ -1,0 +1,157 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+)
+
+// Options select what Run measures.
+type Options struct {
+	// DataDir holds generated data; files are reused between runs.
+	DataDir string
+	// Datasets are the streams to run on.
+	Datasets []Dataset
+	// Groups, when not empty, restricts the run to these scenario groups
+	// (for instance the scaling runs measure only "end to end").
+	Groups []string
+	// Timeout bounds each child run.
+	Timeout time.Duration
+	// ProfileDir, when set, receives a pprof CPU profile per run, named
+	// after the dataset and scenario.
+	ProfileDir string
+	// Logf reports progress; nil is silent.
+	Logf func(format string, args ...any)
+}
+
+// Row is the outcome of one scenario on one dataset.
+type Row struct {
+	Dataset  Dataset
+	Scenario Scenario
+	Result   Result
+	// Skipped, when not empty, says why the scenario did not run.
+	Skipped string
+}
+
+// Run measures every selected scenario on every dataset, each in its own
+// child process, and returns one row per scenario and dataset. A scenario
+// whose components are not available is skipped, not failed.
+func Run(o Options) ([]Row, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	var blobl string
+	if b, err := os.ReadFile(filepath.Join(root, BloblangPath)); err == nil {
+		blobl = string(b)
+	}
+	var rows []Row
+	for _, d := range o.Datasets {
+		currents, err := EnsureData(o.DataDir, d)
+		if err != nil {
+			return rows, err
+		}
+		inputs := map[string][]string{InputCurrents: {currents}}
+		for _, s := range Scenarios() {
+			if !selected(o.Groups, s.Group) {
+				continue
+			}
+			row := Row{Dataset: d, Scenario: s}
+			if missing := s.Missing(root); len(missing) > 0 {
+				row.Skipped = "missing " + strings.Join(missing, ", ")
+				rows = append(rows, row)
+				logf("%s %s: skipped (%s)", d, s.Name(), row.Skipped)
+				continue
+			}
+			paths, ok := inputs[s.Input]
+			if !ok {
+				if paths, err = prepare(o, d, s.Input, currents); err != nil {
+					row.Skipped = err.Error()
+					rows = append(rows, row)
+					logf("%s %s: skipped (%s)", d, s.Name(), row.Skipped)
+					continue
+				}
+				inputs[s.Input] = paths
+			}
+			row.Result, err = measure(o, d, s, Params{InputPaths: paths, Bloblang: blobl})
+			if err != nil {
+				return rows, err
+			}
+			rows = append(rows, row)
+			r := row.Result
+			logf("%s %s: %.0f events/s, %.2f CPU s/M, %.1f allocs/event, peak RSS %.0f MiB",
+				d, s.Name(), r.EventsPerSec(), r.CPUPerMillion(), r.AllocsPerEvent(), r.PeakRSSMB())
+		}
+	}
+	return rows, nil
+}
+
+func selected(groups []string, g string) bool {
+	if len(groups) == 0 {
+		return true
+	}
+	for _, x := range groups {
+		if x == g {
+			return true
+		}
+	}
+	return false
+}
+
+// measure runs s in a child process, with a fresh fake Amplitude when s
+// sends to one, and checks that every event arrived exactly once.
+func measure(o Options, d Dataset, s Scenario, p Params) (Result, error) {
+	var srv *amplitudetest.Server
+	if s.Server {
+		srv = amplitudetest.NewServer(amplitudetest.Options{APIKey: APIKey})
+		defer srv.Close()
+		p.URL = srv.HTTPV2URL()
+	}
+	sp := Spec{Name: s.Name(), YAML: s.Config(p), Events: d.Events, Timeout: o.Timeout}
+	if o.ProfileDir != "" {
+		name := strings.NewReplacer(" / ", "-", " ", "_", "(", "", ")", "").Replace(s.Name())
+		sp.CPUProfile = filepath.Join(o.ProfileDir, d.String()+"-"+name+".pprof")
+	}
+	res, err := Measure(sp)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", d, err)
+	}
+	if srv != nil {
+		res.Delivered, res.Duplicates = srv.Count(), srv.Duplicates()
+	}
+	return res, nil
+}
+
+// prepare derives the input of kind from the Currents stream: Amplitude
+// events (mapped by braze_to_amplitude) or Avro files.
+func prepare(o Options, d Dataset, kind, currents string) ([]string, error) {
+	switch kind {
+	case InputAmplitude:
+		path := filepath.Join(o.DataDir, "amplitude-"+d.String()+".jsonl")
+		if _, err := os.Stat(path); err == nil {
+			return []string{path}, nil
+		}
+		if missing := HasComponents("braze_to_amplitude"); len(missing) > 0 {
+			return nil, fmt.Errorf("missing %s to prepare Amplitude events", missing[0])
+		}
+		tmp := path + ".tmp"
+		s := Scenario{Group: "prepare", Side: Ours, Input: InputCurrents, Processors: oursMapping,
+			Output: func(Params) string { return fmt.Sprintf("file:\n  path: %q\n  codec: lines", tmp) }}
+		if _, err := Measure(Spec{Name: "prepare amplitude", YAML: s.Config(Params{InputPaths: []string{currents}}),
+			Events: d.Events, Timeout: o.Timeout}); err != nil {
+			return nil, err
+		}
+		return []string{path}, os.Rename(tmp, path)
+	case InputAvro:
+		return EnsureAvro(o.DataDir, d)
+	}
+	return nil, fmt.Errorf("unknown input %q", kind)
+}

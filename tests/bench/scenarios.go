@@ -1,0 +1,192 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Sides of a comparison.
+const (
+	Ours  = "ours"
+	Plain = "plain Benthos"
+)
+
+// Inputs a scenario reads.
+const (
+	// InputCurrents is the generated Currents stream, JSON lines.
+	InputCurrents = "currents"
+	// InputAmplitude is the same stream already mapped to Amplitude events.
+	InputAmplitude = "amplitude"
+	// InputAvro is the same stream as Avro object container files, one per
+	// event type, in the storage layout.
+	InputAvro = "avro"
+)
+
+// Scenario is one benchmark: a side of one comparison.
+type Scenario struct {
+	// Group names the comparison ("end to end", "mapping", ...).
+	Group string
+	// Side is Ours or Plain.
+	Side string
+	// Needs lists the components (or "bloblang-file") the scenario uses;
+	// it is skipped while one is missing.
+	Needs []string
+	// Input is one of the Input* constants.
+	Input string
+	// Server is set when the scenario sends to the fake Amplitude server.
+	Server bool
+	// Processors and Output are YAML list items and an output body, built
+	// from the run's parameters.
+	Processors func(p Params) string
+	Output     func(p Params) string
+}
+
+// Name is the scenario's unique name.
+func (s Scenario) Name() string { return s.Group + " / " + s.Side }
+
+// Params are what a scenario's config is built from.
+type Params struct {
+	// InputPaths are the files read (globs allowed).
+	InputPaths []string
+	// URL is the fake Amplitude's HTTP V2 endpoint.
+	URL string
+	// Bloblang is the plain-Benthos mapping.
+	Bloblang string
+	// OutputPath is where a preparation run writes its events.
+	OutputPath string
+}
+
+// Shared settings, identical on both sides so that the comparison is fair.
+const (
+	// InputBatch is the number of events per input batch, as Braze's HTTP
+	// connector posts them.
+	InputBatch = 100
+	// RequestEvents is the number of events per request to Amplitude.
+	RequestEvents = 500
+	// MaxInFlight is the number of concurrent requests to Amplitude.
+	MaxInFlight = 4
+	// APIKey is the key both sides send to the fake server.
+	APIKey = "bench-api-key-0123456789"
+)
+
+// BloblangPath is the plain-Benthos mapping maintained with the
+// braze_to_amplitude processor, relative to the repository root.
+const BloblangPath = "plugins/currents/testdata/braze_to_amplitude.blobl"
+
+// needBloblang marks scenarios that use the Bloblang mapping file.
+const needBloblang = "bloblang-file"
+
+func oursMapping(Params) string { return "- braze_to_amplitude: {}" }
+
+func plainMapping(p Params) string { return "- mapping: |\n" + indent(p.Bloblang, 4) }
+
+func limiter(Params) string { return "- device_rate_limit: {}" }
+
+func noProcessors(Params) string { return "" }
+
+func drop(Params) string { return "drop: {}" }
+
+func amplitudeOut(p Params) string {
+	return fmt.Sprintf(`amplitude:
+  api_key: %q
+  url: %q
+  max_in_flight: %d
+  batching:
+    count: %d
+    period: 50ms`, APIKey, p.URL, MaxInFlight, RequestEvents)
+}
+
+func httpClientOut(p Params) string {
+	return fmt.Sprintf(`http_client:
+  url: %q
+  verb: POST
+  headers:
+    Content-Type: application/json
+  max_in_flight: %d
+  batching:
+    count: %d
+    period: 50ms
+    processors:
+      - archive:
+          format: json_array
+      - mapping: 'root = {"api_key": %q, "events": this}'`, p.URL, MaxInFlight, RequestEvents, APIKey)
+}
+
+// Scenarios lists every benchmark, ours before plain within each group.
+func Scenarios() []Scenario {
+	both := func(p1, p2 func(Params) string) func(Params) string {
+		return func(p Params) string { return p1(p) + "\n" + p2(p) }
+	}
+	return []Scenario{
+		{Group: "end to end", Side: Ours, Needs: []string{"braze_to_amplitude", "device_rate_limit", "amplitude"},
+			Input: InputCurrents, Server: true, Processors: both(oursMapping, limiter), Output: amplitudeOut},
+		{Group: "end to end", Side: Plain, Needs: []string{needBloblang},
+			Input: InputCurrents, Server: true, Processors: plainMapping, Output: httpClientOut},
+		{Group: "mapping", Side: Ours, Needs: []string{"braze_to_amplitude"},
+			Input: InputCurrents, Processors: oursMapping, Output: drop},
+		{Group: "mapping", Side: Plain, Needs: []string{needBloblang},
+			Input: InputCurrents, Processors: plainMapping, Output: drop},
+		{Group: "limiter", Side: Ours, Needs: []string{"device_rate_limit"},
+			Input: InputAmplitude, Processors: limiter, Output: drop},
+		{Group: "avro decode", Side: Ours, Needs: []string{"currents_avro"},
+			Input: InputAvro, Processors: noProcessors, Output: drop},
+		{Group: "read JSON lines (baseline)", Side: Plain,
+			Input: InputCurrents, Processors: noProcessors, Output: drop},
+	}
+}
+
+// Config returns the complete Benthos config of scenario s.
+func (s Scenario) Config(p Params) string {
+	scanner := "lines: {}"
+	if s.Input == InputAvro {
+		scanner = "currents_avro: {}"
+	}
+	paths := make([]string, len(p.InputPaths))
+	for i, path := range p.InputPaths {
+		paths[i] = fmt.Sprintf("%q", path)
+	}
+	procs := s.Processors(p)
+	if procs == "" {
+		procs = "[]"
+	} else {
+		procs = "\n" + indent(procs, 4)
+	}
+	return fmt.Sprintf(`logger:
+  level: WARN
+metrics:
+  none: {}
+input:
+  broker:
+    batching:
+      count: %d
+      period: 10ms
+    inputs:
+      - file:
+          paths: [ %s ]
+          scanner:
+            %s
+pipeline:
+  threads: -1
+  processors: %s
+output:
+%s
+`, InputBatch, strings.Join(paths, ", "), scanner, procs, indent(s.Output(p), 2))
+}
+
+// Missing returns the components s needs that are not available: not
+// registered, or (for the Bloblang mapping) not present under root.
+func (s Scenario) Missing(root string) []string {
+	var missing []string
+	for _, n := range s.Needs {
+		if n == needBloblang {
+			if _, err := os.Stat(filepath.Join(root, BloblangPath)); err != nil {
+				missing = append(missing, BloblangPath)
+			}
+			continue
+		}
+		missing = append(missing, HasComponents(n)...)
+	}
+	return missing
+}

@@ -1,0 +1,267 @@
+package tests
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+	"github.com/opencurrents/currents-amplitude/plugins/ingest/ingesttest"
+)
+
+const httpPipeline = "currents_http_to_amplitude.yaml"
+
+// ackChecker is a Connector.OnAcked hook that records every event whose
+// Braze request was answered 2xx and counts those Amplitude did not have at
+// that moment: a 2xx must mean delivered.
+type ackChecker struct {
+	amp          *amplitudetest.Server
+	acked        sync.Map
+	n            atomic.Int64
+	undelivered  atomic.Int64
+	firstMissing atomic.Value
+}
+
+func (a *ackChecker) onAcked(batch []ingesttest.Event) {
+	for _, ev := range batch {
+		if _, ok := a.amp.Event(ev.ID); !ok {
+			a.undelivered.Add(1)
+			a.firstMissing.CompareAndSwap(nil, ev.ID)
+		}
+		a.acked.Store(ev.ID, true)
+		a.n.Add(1)
+	}
+}
+
+func (a *ackChecker) check(t *testing.T) {
+	t.Helper()
+	assert.Zero(t, a.undelivered.Load(), "events answered 2xx before reaching Amplitude (first: %v)", a.firstMissing.Load())
+}
+
+// TestE2EMixedStreamExactlyOnce: 10,000 events of a realistic mix, posted as
+// Braze does, all reach Amplitude once, correctly mapped.
+func TestE2EMixedStreamExactlyOnce(t *testing.T) {
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
+	defer amp.Close()
+	env := httpEnv(t, amp)
+	startPipeline(t, httpPipeline, env)
+	waitListening(t, currentsURL(env))
+
+	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 1, Devices: 5000}, 10000)
+	acks := &ackChecker{amp: amp}
+	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
+	c.OnAcked = acks.onAcked
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	require.NoError(t, c.SendAll(ctx, events, 8))
+
+	acks.check(t)
+	assert.Equal(t, map[int]int{200: len(events) / ingesttest.BatchSize}, c.Statuses(), "no fault: every request answered 200 at once")
+	assert.Equal(t, len(events), amp.Count())
+	assert.Zero(t, amp.Duplicates(), "no fault, no re-send")
+	for _, ev := range events {
+		checkMapped(t, amp, ev)
+	}
+	assert.Empty(t, readLines(t, env["DLQ_PATH"]))
+}
+
+// TestE2EAmplitudeFaults: with 30% of Amplitude requests failing (5xx, 429,
+// timeouts, dropped connections), the pipeline's retries absorb the faults:
+// Braze only ever gets 200, and every event is in Amplitude once.
+func TestE2EAmplitudeFaults(t *testing.T) {
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key", FaultRate: 0.3, Seed: 7})
+	defer amp.Close()
+	env := httpEnv(t, amp)
+	env["AMPLITUDE_TIMEOUT"] = "1s"
+	startPipeline(t, httpPipeline, env)
+	waitListening(t, currentsURL(env))
+
+	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 2, Devices: 5000}, 5000)
+	acks := &ackChecker{amp: amp}
+	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
+	c.OnAcked = acks.onAcked
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	require.NoError(t, c.SendAll(ctx, events, 8))
+
+	acks.check(t)
+	faults := 0
+	for _, n := range amp.FaultCounts() {
+		faults += n
+	}
+	assert.Greater(t, faults, 10, "faults were injected: %v", amp.FaultCounts())
+	assert.Equal(t, map[int]int{200: len(events) / ingesttest.BatchSize}, c.Statuses(),
+		"transient faults are retried inside the pipeline, Braze need not retry")
+	assert.Equal(t, len(events), amp.Count(), "nothing lost")
+	for _, ev := range events {
+		checkMapped(t, amp, ev)
+	}
+	assert.Empty(t, readLines(t, env["DLQ_PATH"]), "transient faults never dead-letter an event")
+}
+
+// TestE2EAmplitudeOutage: while Amplitude is down, Braze's requests get 5xx
+// (after the pipeline's own retries) and nothing is acknowledged; after the
+// outage Braze's retries deliver everything exactly once.
+func TestE2EAmplitudeOutage(t *testing.T) {
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
+	defer amp.Close()
+	proxy := newOutageProxy(t, amp.URL)
+	proxy.down.Store(true)
+	env := httpEnv(t, amp)
+	env["AMPLITUDE_URL"] = proxy.URL + amplitudetest.PathHTTPV2
+	env["AMPLITUDE_RETRY_FOR"] = "1s"
+	startPipeline(t, httpPipeline, env)
+	waitListening(t, currentsURL(env))
+
+	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 3, Devices: 5000}, 2000)
+	acks := &ackChecker{amp: amp}
+	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
+	c.OnAcked = acks.onAcked
+	c.MaxBackoff = 200 * time.Millisecond
+
+	// Amplitude comes back once Braze has seen a few failures.
+	go func() {
+		for proxy.down.Load() {
+			st := c.Statuses()
+			if st[http.StatusBadGateway]+st[http.StatusTooManyRequests] >= 8 {
+				assert.Zero(t, acks.n.Load(), "nothing is acknowledged while Amplitude is down")
+				proxy.down.Store(false)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	require.NoError(t, c.SendAll(ctx, events, 4))
+
+	acks.check(t)
+	st := c.Statuses()
+	assert.GreaterOrEqual(t, st[http.StatusBadGateway]+st[http.StatusTooManyRequests], 8, "%v", st)
+	assert.Equal(t, len(events), amp.Count(), "nothing lost")
+	assert.Zero(t, amp.Duplicates(), "nothing reached Amplitude twice: failed requests ingest nothing")
+	assert.Empty(t, readLines(t, env["DLQ_PATH"]))
+}
+
+// TestE2ESaturatedAnswers429: when Amplitude is slower than the Braze
+// request timeout, Braze gets 429 (retry later), never a 2xx for undelivered
+// events.
+func TestE2ESaturatedAnswers429(t *testing.T) {
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key", Latency: 3 * time.Second})
+	defer amp.Close()
+	env := httpEnv(t, amp)
+	env["CURRENTS_HTTP_TIMEOUT"] = "500ms"
+	env["AMPLITUDE_TIMEOUT"] = "10s"
+	startPipeline(t, httpPipeline, env)
+	waitListening(t, currentsURL(env))
+
+	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 4}, 100)
+	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
+	status := c.Post(context.Background(), ingesttest.Body(events))
+	assert.Equal(t, http.StatusTooManyRequests, status)
+}
+
+// TestE2ERestart: the pipeline is stopped twice mid-stream, once gracefully
+// and once forcibly, and restarted on the same address. Every event
+// acknowledged before a stop is in Amplitude at that moment, and at the end
+// every event is there once.
+func TestE2ERestart(t *testing.T) {
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key", Latency: 5 * time.Millisecond})
+	defer amp.Close()
+	env := httpEnv(t, amp)
+	p := startPipeline(t, httpPipeline, env)
+	waitListening(t, currentsURL(env))
+
+	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 5, Devices: 5000}, 6000)
+	acks := &ackChecker{amp: amp}
+	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
+	c.OnAcked = acks.onAcked
+	c.MaxBackoff = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sent := make(chan error, 1)
+	go func() { sent <- c.SendAll(ctx, events, 6) }()
+
+	for i, graceful := range []bool{true, false} {
+		threshold := int64(len(events) * (i + 1) / 3)
+		require.Eventually(t, func() bool { return acks.n.Load() >= threshold }, 2*time.Minute, 5*time.Millisecond)
+		if graceful {
+			p.stop(t, 30*time.Second)
+		} else {
+			p.stop(t, time.Millisecond) // the deadline passes at once: forced stop
+		}
+		// Everything acknowledged so far is in Amplitude.
+		acks.acked.Range(func(k, _ any) bool {
+			if _, ok := amp.Event(k.(string)); !ok {
+				t.Errorf("event %v acknowledged but not in Amplitude after the stop", k)
+			}
+			return true
+		})
+		time.Sleep(200 * time.Millisecond) // Braze meets a closed port for a while
+		p = startPipeline(t, httpPipeline, env)
+	}
+	require.NoError(t, <-sent)
+
+	acks.check(t)
+	assert.Positive(t, c.Statuses()[0]+c.Statuses()[http.StatusServiceUnavailable], "the restarts were noticed by Braze: %v", c.Statuses())
+	assert.Equal(t, len(events), amp.Count(), "nothing lost")
+	for _, ev := range events {
+		checkMapped(t, amp, ev)
+	}
+}
+
+// TestE2EAuthAndBadRequests: wrong or missing tokens get 401 and forward
+// nothing; malformed bodies get 400; an event the mapper refuses goes to the
+// dead-letter file with its reason while its neighbours are delivered.
+func TestE2EAuthAndBadRequests(t *testing.T) {
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
+	defer amp.Close()
+	env := httpEnv(t, amp)
+	startPipeline(t, httpPipeline, env)
+	url := currentsURL(env)
+	waitListening(t, url)
+
+	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 6}, 10)
+	good := ingesttest.Body(events)
+	for _, tt := range []struct {
+		name   string
+		token  string
+		body   string
+		status int
+	}{
+		{"wrong token", "not-the-token", string(good), http.StatusUnauthorized},
+		{"missing token", "", string(good), http.StatusUnauthorized},
+		{"wrong token on an empty request", "not-the-token", "", http.StatusUnauthorized},
+		{"truncated body", e2eToken, string(good[:len(good)/2]), http.StatusBadRequest},
+		{"not an events envelope", e2eToken, `[{"id":"x"}]`, http.StatusBadRequest},
+		{"events not objects", e2eToken, `{"events":["a","b"]}`, http.StatusBadRequest},
+		{"empty request", e2eToken, "", http.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ingesttest.NewConnector(url, tt.token)
+			assert.Equal(t, tt.status, c.Post(context.Background(), []byte(tt.body)))
+		})
+	}
+	assert.Zero(t, amp.Requests(), "nothing was forwarded to Amplitude")
+
+	// One unmappable event (no time) among good ones.
+	bad := ingesttest.Event{ID: "bad-1", Raw: []byte(`{"event_type":"users.messages.email.Open","id":"bad-1","user":{"external_user_id":"usr_bad"},"properties":{}}`)}
+	c := ingesttest.NewConnector(url, e2eToken)
+	require.Equal(t, http.StatusOK, c.Post(context.Background(), ingesttest.Body(append([]ingesttest.Event{bad}, events...))))
+	assert.Equal(t, len(events), amp.Count())
+	for _, ev := range events {
+		checkMapped(t, amp, ev)
+	}
+	dlq := readLines(t, env["DLQ_PATH"])
+	require.Len(t, dlq, 1)
+	rec := gjson.Parse(dlq[0])
+	assert.Equal(t, "bad-1", rec.Get("event.id").String())
+	assert.True(t, strings.Contains(rec.Get("reason").String(), "time"), rec.Get("reason").String())
+}
