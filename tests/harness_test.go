@@ -33,8 +33,10 @@ const e2eToken = "e2e-currents-token"
 // pipeline is one of the shipped config/*.yaml streams, built from the real
 // file with environment variables pointing at loopback servers.
 type pipeline struct {
-	stream *service.Stream
-	done   chan error
+	stream    *service.Stream
+	cancelRun context.CancelFunc
+	done      chan error
+	stopped   atomic.Bool
 }
 
 // startPipeline builds config/<file> with env as its only environment
@@ -52,23 +54,31 @@ func startPipeline(t *testing.T, file string, env map[string]string) *pipeline {
 	sb.SetHTTPMux(http.NewServeMux()) // no Benthos API server: tests run side by side
 	stream, err := sb.Build()
 	require.NoError(t, err)
-	p := &pipeline{stream: stream, done: make(chan error, 1)}
-	go func() { p.done <- stream.Run(context.Background()) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pipeline{stream: stream, cancelRun: cancel, done: make(chan error, 1)}
+	go func() { p.done <- stream.Run(ctx) }()
 	t.Cleanup(func() { p.stop(t, 30*time.Second) })
 	return p
 }
 
-// stop stops the stream gracefully within timeout; it is idempotent.
+// stop stops the stream, gracefully if it can within timeout, and returns
+// once it is stopped; it is idempotent.
 func (p *pipeline) stop(t *testing.T, timeout time.Duration) {
 	t.Helper()
+	if p.stopped.Swap(true) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	_ = p.stream.Stop(ctx)
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		t.Errorf("pipeline did not stop within %v", timeout)
+	start := time.Now()
+	err := p.stream.Stop(ctx)
+	if err != nil && timeout >= time.Second {
+		t.Errorf("pipeline did not stop gracefully within %v: %v", timeout, err)
 	}
+	t.Logf("pipeline stopped in %v (err: %v)", time.Since(start), err)
+	// Run only returns by itself when the input ends: release it.
+	p.cancelRun()
+	<-p.done
 }
 
 // wait waits for a pipeline whose input ends by itself.
@@ -76,6 +86,7 @@ func (p *pipeline) wait(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	select {
 	case err := <-p.done:
+		p.stopped.Store(true)
 		require.NoError(t, err)
 	case <-time.After(timeout):
 		t.Fatalf("pipeline did not finish within %v", timeout)

@@ -63,49 +63,48 @@ const maxResponseBytes = 1 << 20
 // (shutdown) before they were delivered.
 const reasonInterrupted = "interrupted"
 
+// amplitudeOutputDescription is the long description of the amplitude output.
+const amplitudeOutputDescription = "" +
+	"Each message must be one Amplitude event object, such as the output of the `braze_to_amplitude` processor. " +
+	"Messages are packed into requests of at most 2000 events and 1 MB (HTTP V2) or 20 MB (Batch), counted on the " +
+	"uncompressed JSON.\n\n" +
+	"Before sending, ids Amplitude always refuses (shorter than `min_id_length`, or a placeholder such as \"null\", " +
+	"\"undefined\", \"0\", \"-1\" or an all-zero id) are removed from the event. Events left with neither `user_id` nor " +
+	"`device_id`, without `event_type`, with a non-integer `time`, or that are not JSON objects fail.\n\n" +
+	"Answers are handled as Amplitude documents:\n\n" +
+	"- 2xx: the events are acknowledged.\n" +
+	"- 400 naming events: only those messages fail, with the reason; the others are re-sent at once. 400 for the " +
+	"whole request (missing field, invalid API key): every message fails. 400 or other 4xx naming no event: the " +
+	"request is halved until the refused event is isolated.\n" +
+	"- 413: the request is halved and re-sent; a single event still refused fails.\n" +
+	"- 429: events of ids over their daily quota fail; events of throttled devices and users are held for " +
+	"`throttle_hold` and re-sent, while events of other ids, in this batch and in others, keep flowing.\n" +
+	"- 5xx, 408, a 429 naming nobody, timeouts and connection errors: the request is retried with exponential " +
+	"back-off and jitter (`backoff`), with the same `insert_id`s so Amplitude de-duplicates. When the back-off runs " +
+	"out, the remaining messages fail (`retries_exhausted`) and are nacked, never dropped.\n\n" +
+	"Failed messages are reported individually, so a `fallback` output can route exactly those to a dead-letter " +
+	"output. Their error, available there as `@fallback_error`, reads `amplitude (<reason>): <detail>`, with reason " +
+	"one of invalid_event, missing_fields, invalid_fields, invalid_id_length, silenced, daily_quota, " +
+	"payload_too_large, rejected, request_refused, retries_exhausted, interrupted. (Metadata an output sets does not " +
+	"reach the next `fallback` tier: copy `@fallback_error` into `@amplitude_error` there, as in the example.) With " +
+	"output-level `batching`, Benthos reports failures per upstream transaction (a message read in a batch fails " +
+	"with its batch).\n\n" +
+	"### Metrics\n\n" +
+	"- `amplitude_events_sent`: events put in requests (re-sends included).\n" +
+	"- `amplitude_events_ingested`: events acknowledged by Amplitude.\n" +
+	"- `amplitude_events_failed` (label `reason`): events that failed, by reason.\n" +
+	"- `amplitude_events_retried`: events re-sent after a 5xx, timeout or connection error.\n" +
+	"- `amplitude_events_throttled`: events held after a 429.\n" +
+	"- `amplitude_requests` (label `status`: the HTTP status, or `error`): requests sent.\n" +
+	"- `amplitude_request_latency_ns`: request round trip time.\n\n" +
+	"The API key is never logged, and is removed from any answer quoted in errors and logs."
+
 func amplitudeOutputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
 		Categories("Services").
 		Summary("Sends Amplitude events (one JSON object per message) to Amplitude's HTTP V2 or Batch Event Upload API, without losing any.").
-		Description(`
-Each message must be one Amplitude event object, such as the output of the ` + "`braze_to_amplitude`" + ` processor. Messages
-are packed into requests of at most 2000 events and 1 MB (HTTP V2) or 20 MB (Batch), counted on the uncompressed JSON.
-
-Before sending, ids Amplitude always refuses (shorter than ` + "`min_id_length`" + `, or a placeholder such as "null",
-"undefined", "0", "-1" or an all-zero id) are removed from the event. Events left with neither ` + "`user_id`" + ` nor
-` + "`device_id`" + `, without ` + "`event_type`" + `, with a non-integer ` + "`time`" + `, or that are not JSON objects fail.
-
-Answers are handled as Amplitude documents:
-
-- 2xx: the events are acknowledged.
-- 400 naming events: only those messages fail, with the reason; the others are re-sent at once. 400 for the whole
-  request (missing field, invalid API key): every message fails. 400 or other 4xx naming no event: the request is
-  halved until the refused event is isolated.
-- 413: the request is halved and re-sent; a single event still refused fails.
-- 429: events of ids over their daily quota fail; events of throttled devices and users are held for
-  ` + "`throttle_hold`" + ` and re-sent, while events of other ids, in this batch and in others, keep flowing.
-- 5xx, 408, a 429 naming nobody, timeouts and connection errors: the request is retried with exponential back-off
-  and jitter (` + "`backoff`" + `), with the same ` + "`insert_id`" + `s so Amplitude de-duplicates. When the back-off
-  runs out, the remaining messages fail (` + "`retries_exhausted`" + `) and are nacked, never dropped.
-
-Failed messages are reported individually, so a ` + "`fallback`" + ` output can route exactly those to a dead-letter
-output. Their error, available there as ` + "`@fallback_error`" + `, reads ` + "`amplitude (<reason>): <detail>`" + `, with
-reason one of invalid_event, missing_fields, invalid_fields, invalid_id_length, silenced, daily_quota,
-payload_too_large, rejected, request_refused, retries_exhausted, interrupted. With output-level ` + "`batching`" + `, Benthos
-reports failures per upstream transaction (a message read in a batch fails with its batch).
-
-### Metrics
-
-- ` + "`amplitude_events_sent`" + `: events put in requests (re-sends included).
-- ` + "`amplitude_events_ingested`" + `: events acknowledged by Amplitude.
-- ` + "`amplitude_events_failed`" + ` (label ` + "`reason`" + `): events that failed, by reason.
-- ` + "`amplitude_events_retried`" + `: events re-sent after a 5xx, timeout or connection error.
-- ` + "`amplitude_events_throttled`" + `: events held after a 429.
-- ` + "`amplitude_requests`" + ` (label ` + "`status`" + `: the HTTP status, or ` + "`error`" + `): requests sent.
-- ` + "`amplitude_request_latency_ns`" + `: request round trip time.
-
-The API key is never logged, and is removed from any answer quoted in errors and logs.` + service.OutputPerformanceDocs(true, true)).
+		Description(amplitudeOutputDescription+service.OutputPerformanceDocs(true, true)).
 		Fields(
 			service.NewStringField(aoFieldAPIKey).
 				Description("The Amplitude project API key (sent in the request body).").
@@ -152,7 +151,7 @@ The API key is never logged, and is removed from any answer quoted in errors and
 			service.NewTLSToggledField(aoFieldTLS),
 		).
 		Example("Forward events with a dead-letter file",
-			"Events Amplitude refuses go to a file with the reason; everything else is retried until delivered.",
+			"Events Amplitude refuses, and events still undelivered when the back-off runs out, go to a file with the reason.",
 			`
 output:
   fallback:
@@ -568,12 +567,8 @@ func (d *delivery) retry(ctx context.Context, req []*event, status int, msg stri
 func (d *delivery) throttled(req []*event, out outcome) bool {
 	now := time.Now()
 	until := now.Add(d.o.hold)
-	named := make(map[int]bool, len(out.throttled))
-	for _, i := range out.throttled {
-		named[i] = true
-	}
 	// Ids of named events are throttled even when the body lists no id.
-	for i := range named {
+	for _, i := range out.throttled {
 		keys := req[i].idKeys()
 		if !anyIn(keys, out.quotaIDs) {
 			for _, k := range keys {

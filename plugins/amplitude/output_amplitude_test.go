@@ -337,12 +337,12 @@ func TestOutputInterrupted(t *testing.T) {
 
 func TestOutputConfigErrors(t *testing.T) {
 	cases := map[string]string{
-		"api_key must be set":                 "region: us\n",
-		"url must be an absolute http":        "api_key: k\nurl: /relative\n",
-		"min_id_length must be at least 1":    "api_key: k\nmin_id_length: 0\n",
-		"timeout must be positive":            "api_key: k\ntimeout: 0s\n",
-		"throttle_hold must not be negative":  "api_key: k\nthrottle_hold: -1s\n",
-		"region must be \"us\" or \"eu\"":     "api_key: k\nregion: asia\n",
+		"api_key must be set":                  "region: us\n",
+		"url must be an absolute http":         "api_key: k\nurl: /relative\n",
+		"min_id_length must be at least 1":     "api_key: k\nmin_id_length: 0\n",
+		"timeout must be positive":             "api_key: k\ntimeout: 0s\n",
+		"throttle_hold must not be negative":   "api_key: k\nthrottle_hold: -1s\n",
+		"region must be \"us\" or \"eu\"":      "api_key: k\nregion: asia\n",
 		"endpoint \"http_v2\" or \"batch\", g": "api_key: k\nendpoint: v3\n",
 	}
 	for want, conf := range cases {

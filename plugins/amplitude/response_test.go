@@ -104,3 +104,31 @@ func sortedKeys(m map[string]bool) []string {
 	sort.Strings(out)
 	return out
 }
+
+func FuzzClassify(f *testing.F) {
+	for _, s := range []string{
+		`{"code":400,"events_with_invalid_fields":{"time":[0,5,-1,99999999999]},"silenced_events":[1]}`,
+		`{"code":429,"throttled_devices":{"a":1},"throttled_events":[0,2,-3],"exceeded_daily_quota_users":{"u":1}}`,
+		`{"code":400,"missing_field":"api_key"}`, `<html>`, ``, `{"error":12}`,
+	} {
+		f.Add(400, []byte(s))
+		f.Add(429, []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		const n = 3
+		o := classify(status, body, n)
+		for i := range o.failed {
+			if i < 0 || i >= n {
+				t.Fatalf("failed index %d out of range", i)
+			}
+		}
+		for _, i := range o.throttled {
+			if i < 0 || i >= n {
+				t.Fatalf("throttled index %d out of range", i)
+			}
+		}
+		if o.verdict == verdictPartial && len(o.failed) == 0 {
+			t.Fatal("partial verdict without failed events")
+		}
+	})
+}

@@ -19,11 +19,10 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
 )
 
-// runStream sends batches through a stream whose output is outputYAML and
-// waits until every batch is acknowledged.
-func runStream(t testing.TB, outputYAML string, batches [][]string) {
+// runStream sends batches through a stream built by sb whose output is
+// outputYAML and waits until every batch is acknowledged.
+func runStream(t testing.TB, sb *service.StreamBuilder, outputYAML string, batches [][]string) {
 	t.Helper()
-	sb := service.NewStreamBuilder()
 	if err := sb.SetLoggerYAML("level: none"); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +110,7 @@ func TestStreamFaultsAndDeadLetters(t *testing.T) {
 		batches = append(batches, batch)
 	}
 
-	runStream(t, fmt.Sprintf(`
+	runStream(t, service.NewStreamBuilder(), fmt.Sprintf(`
 fallback:
   - amplitude:
       api_key: %s
@@ -219,7 +218,7 @@ http_client:
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			runStream(b, fmt.Sprintf(outputs[name], testKey, srv.HTTPV2URL()), batches)
+			runStream(b, service.NewStreamBuilder(), fmt.Sprintf(outputs[name], testKey, srv.HTTPV2URL()), batches)
 			b.StopTimer()
 			if srv.Count() != b.N {
 				b.Fatalf("ingested %d of %d", srv.Count(), b.N)

@@ -39,7 +39,9 @@ type purchase struct {
 }
 
 // testPurchase returns record i of the generated files; odd records leave
-// the optional fields null.
+// the optional fields null (braze_to_amplitude drops them: no user id, no
+// device id), and records i%10 == 4 have a user id too short for Amplitude
+// (the amplitude output refuses them).
 func testPurchase(i int) purchase {
 	p := purchase{
 		ID:         fmt.Sprintf("evt-%06d", i),
@@ -50,6 +52,9 @@ func testPurchase(i int) purchase {
 	}
 	if i%2 == 0 {
 		ext, qty, ad := fmt.Sprintf("ext-%d", i), int32(i%7), i%4 == 0
+		if i%10 == 4 {
+			ext = "x"
+		}
 		p.External, p.Quantity, p.AdTracking = &ext, &qty, &ad
 	}
 	return p

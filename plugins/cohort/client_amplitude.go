@@ -86,7 +86,7 @@ func (c *amplitudeClient) listCohorts(ctx context.Context) ([]cohortInfo, error)
 			out = append(out, cohortInfo{
 				ID:           id,
 				Name:         v.Get("name").String(),
-				LastComputed: v.Get("lastComputed").Raw,
+				LastComputed: v.Get("lastComputed").String(),
 				Archived:     v.Get("archived").Bool(),
 			})
 		}

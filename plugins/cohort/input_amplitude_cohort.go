@@ -452,7 +452,8 @@ func (in *amplitudeCohortInput) syncCohort(ctx context.Context, c cohortInfo) er
 			old, found = state{}, false
 		}
 	}
-	if found && old.lastComputed == c.LastComputed {
+	// Without a lastComputed in the list there is no way to tell: download.
+	if found && c.LastComputed != "" && old.lastComputed == c.LastComputed {
 		in.mSyncs.Incr(1, "unchanged")
 		in.log.Debugf("Amplitude cohort %s unchanged since lastComputed %s", c.ID, c.LastComputed)
 		return nil

@@ -135,18 +135,11 @@ func TestMapperEveryCatalogueType(t *testing.T) {
 	m := mustMapper(t, nil)
 	for _, et := range catalogue {
 		t.Run(et.Type, func(t *testing.T) {
-			flat := map[string]any{
-				"id": fxID, "user_id": "5f0000000000000000000001", "external_user_id": "user-42",
-				"device_id": "dev-1", "time": fxTime, "app_id": "app-1", "campaign_name": "Spring",
-				"timezone": "Asia/Tokyo", "gender": "M",
-			}
+			flat := syntheticEvent(et)
 			wantName := "[Appboy] " + et.Name
 			switch et.Kind {
 			case KindCustom:
-				flat["name"], flat["properties"] = "Level Up", `{"level":3}`
 				wantName = "[Appboy] [Custom Event] Level Up"
-			case KindPurchase:
-				flat["product_id"], flat["price"], flat["currency"], flat["properties"] = "sku", 9.5, "USD", `{"n":1}`
 			}
 			flatOut, _, err := m.AppendEvent(nil, mustJSON(t, flat), et.Type)
 			require.NoError(t, err)
@@ -180,6 +173,24 @@ func TestMapperEveryCatalogueType(t *testing.T) {
 			}
 		})
 	}
+}
+
+// syntheticEvent builds a flat event of type et with the usual ids, a
+// demographic field Braze does not send, and the fields custom events and
+// purchases need.
+func syntheticEvent(et EventType) map[string]any {
+	flat := map[string]any{
+		"id": fxID, "user_id": "5f0000000000000000000001", "external_user_id": "user-42",
+		"device_id": "dev-1", "time": fxTime, "app_id": "app-1", "campaign_name": "Spring",
+		"timezone": "Asia/Tokyo", "gender": "M",
+	}
+	switch et.Kind {
+	case KindCustom:
+		flat["name"], flat["properties"] = "Level Up", `{"level":3}`
+	case KindPurchase:
+		flat["product_id"], flat["price"], flat["currency"], flat["properties"] = "sku", 9.5, "USD", `{"n":1}`
+	}
+	return flat
 }
 
 func TestMapperOptions(t *testing.T) {

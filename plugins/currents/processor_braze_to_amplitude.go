@@ -207,14 +207,14 @@ func (p *brazeToAmplitude) Process(_ context.Context, msg *service.Message) (ser
 	}
 	batch := make(service.MessageBatch, 0, len(events))
 	for _, ev := range events {
-		out, err := p.mapOne(msg.Copy(), ev, hint)
+		part := msg.Copy()
+		out, err := p.mapOne(part, ev, hint)
 		if err != nil {
 			// The failing event alone, flagged, so that a dead-letter
 			// output receives it with its reason.
-			failed := msg.Copy()
-			failed.SetBytes(append([]byte(nil), ev...))
-			failed.SetError(err)
-			out = failed
+			part.SetBytes(append([]byte(nil), ev...))
+			part.SetError(err)
+			out = part
 		}
 		if out != nil {
 			batch = append(batch, out)

@@ -236,6 +236,9 @@ type franzInput struct {
 	// changed is closed and replaced whenever an ack or a revocation may
 	// unblock a waiter.
 	changed chan struct{}
+	// interruptPoll, set while ReadBatch polls, ends the poll early so that
+	// a nacked batch is redelivered without waiting for new records.
+	interruptPoll context.CancelFunc
 }
 
 func newFranzInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*franzInput, error) {
@@ -499,9 +502,15 @@ func (f *franzInput) releaseLocked(b *trackedBatch, why string) {
 	f.log.Debugf("Released %d records of %s/%d to the new owner: %s", len(b.msgs), b.part.tp.topic, b.part.tp.partition, why)
 }
 
-// poll fetches records and queues them as batches of their partitions.
+// poll fetches records and queues them as batches of their partitions. A
+// nack interrupts it (see ack).
 func (f *franzInput) poll(ctx context.Context, cl *kgo.Client) error {
-	fetches := cl.PollFetches(ctx)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f.mu.Lock()
+	f.interruptPoll = cancel
+	f.mu.Unlock()
+	fetches := cl.PollFetches(pctx)
 	// BlockRebalanceOnPoll guarantees that the partitions of these records
 	// stay ours until AllowRebalance, so they are registered as owned first.
 	defer cl.AllowRebalance()
@@ -520,6 +529,7 @@ func (f *franzInput) poll(ctx context.Context, cl *kgo.Client) error {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.interruptPoll = nil
 	queued := len(f.queue)
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 		if len(ftp.Records) == 0 {
@@ -591,6 +601,9 @@ func (f *franzInput) ack(b *trackedBatch, err error) {
 		f.mRedelivered.Incr(int64(len(b.msgs)))
 		f.log.Debugf("Redelivering %d records of %s/%d after nack: %v", len(b.msgs), p.tp.topic, p.tp.partition, err)
 		f.queue = append([]*trackedBatch{b}, f.queue...)
+		if f.interruptPoll != nil {
+			f.interruptPoll()
+		}
 		return
 	}
 	b.acked = true
@@ -631,6 +644,8 @@ func (f *franzInput) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[
 	}
 	f.mRevoked.Incr(int64(len(parts)))
 
+	st := time.Now()
+	defer func() { fmt.Println("REVOKE", len(parts), time.Since(st)) }()
 	drainCtx, cancel := context.WithTimeout(ctx, f.conf.drainTimeout)
 	defer cancel()
 	for {
@@ -733,12 +748,15 @@ func (f *franzInput) Close(ctx context.Context) error {
 	if cl == nil {
 		return nil
 	}
+	st := time.Now()
+	defer func() { fmt.Println("CLOSE total", time.Since(st)) }()
 	cctx, cancel := context.WithTimeout(ctx, closeCommitTimeout)
 	defer cancel()
 	if err := cl.CommitMarkedOffsets(cctx); err != nil {
 		f.mCommitErrs.Incr(1)
 		f.log.Errorf("Failed to commit offsets on close: %v", err)
 	}
+	fmt.Println("CLOSE commit", time.Since(st))
 	cl.CloseAllowingRebalance()
 	return nil
 }

@@ -203,7 +203,7 @@ func TestInputRedeliversNackedAndNeverCommitsPastThem(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, "v-5 redelivered several times", func() bool { t.Log(attempts.Load(), c.count()); return attempts.Load() >= 3 && c.count() == 9 })
+	waitFor(t, "v-5 redelivered several times", func() bool { return attempts.Load() >= 3 && c.count() == 9 })
 	assert.NotContains(t, c.ackedValues(), "v-5")
 	c.stop(t)
 
@@ -297,4 +297,45 @@ func TestAckAdvancesOnlyOverContiguousBatches(t *testing.T) {
 	f.ack(bs[2], nil)
 	assert.Empty(t, p.batches)
 	assert.Zero(t, p.inFlight)
+}
+
+func TestInputRebalanceMovesPartitionsWithoutLossOrDuplicates(t *testing.T) {
+	brokers := newCluster(t, "events", 6)
+	const total = 600
+	produce(t, brokers, "events", 0, total, 60)
+
+	// Slow processing keeps records in flight when partitions move.
+	slow := func(*service.Message) error {
+		time.Sleep(2 * time.Millisecond)
+		return nil
+	}
+	in := inputYAML(brokers, "events", "g-rebalance", "  batch_size: 5")
+	a := startConsumer(t, in, slow)
+	waitFor(t, "a consumes", func() bool { return a.count() >= 100 })
+
+	b := startConsumer(t, in, slow)
+	waitFor(t, "b takes partitions over", func() bool { return b.count() > 0 })
+
+	// a leaves mid-stream: its partitions move to b.
+	require.Less(t, a.count()+b.count(), total, "test too slow to stop a mid-stream")
+	a.stop(t)
+	waitFor(t, "every record acknowledged", func() bool {
+		n := 0
+		bv := b.ackedValues()
+		for v := range a.ackedValues() {
+			if bv[v] == 0 {
+				n++
+			}
+		}
+		return n+len(bv) == total
+	})
+	time.Sleep(300 * time.Millisecond) // let stray redeliveries show up
+
+	av, bv := a.ackedValues(), b.ackedValues()
+	for v, n := range av {
+		assert.Equal(t, 1, n+bv[v], "record %s processed %d times by a and %d times by b", v, n, bv[v])
+	}
+	for v, n := range bv {
+		assert.Equal(t, 1, n, "record %s processed %d times by b", v, n)
+	}
 }

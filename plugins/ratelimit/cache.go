@@ -210,9 +210,8 @@ func (l *limiter) known(h uint64) bool {
 	s := l.shardOf(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, hot := s.hot[h]
 	_, cold := s.cold[h]
-	return hot || cold
+	return cold || s.hot.get(h) != nil
 }
 
 // seed merges stored daily counts into key h, keeping for each hour the
@@ -223,7 +222,7 @@ func (l *limiter) seed(h uint64, now int64, d dayCounts) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sb, hour := l.buckets(now)
-	st := &s.slab[s.state(h, sb, hour)]
+	st := s.state(h, sb, hour)
 	st.advance(sb, max(hour, d.newest))
 	for i, c := range d.counts {
 		hr := d.newest - uint32(i)
@@ -243,8 +242,7 @@ func (l *limiter) counts(h uint64) (dayCounts, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var d dayCounts
-	if i, ok := s.hot[h]; ok {
-		st := &s.slab[i]
+	if st := s.hot.get(h); st != nil {
 		d.newest = st.dayLast
 		for j := range d.counts {
 			d.counts[j] = st.day[(st.dayLast-uint32(j))%daySlots]

@@ -50,19 +50,16 @@ type verdict struct {
 }
 
 // keyState is the full ("hot") state of one key: two rings of bucket counts
-// with running totals. 140 bytes, no pointers (the GC never scans the slabs).
+// with running totals. 152 bytes, no pointers (the GC never scans them).
 type keyState struct {
+	hash     uint64 // the key
 	secLast  uint32 // index of the newest 100 ms bucket, relative to limiter.epoch
 	dayLast  uint32 // unix hour of the newest hourly bucket
 	secTotal uint32
 	dayTotal uint32
 	sec      [secSlots]uint16
+	live     bool // in use (see hotTable)
 	day      [daySlots]uint32
-}
-
-// reset makes s an empty state whose newest buckets are sb and hour.
-func (s *keyState) reset(sb, hour uint32) {
-	*s = keyState{secLast: sb, dayLast: hour}
 }
 
 // advance moves both rings forward to the buckets sb and hour, expiring what
@@ -132,17 +129,16 @@ func (s *keyState) newestDayHour() uint32 {
 // the strict side and has a probability around 3e-8 with a million keys.
 type shard struct {
 	mu sync.Mutex
-	// hot indexes slab: keys seen in the last seconds, full state.
-	hot  map[uint64]uint32
-	slab []keyState
-	free []uint32
+	// hot holds the full state of the keys seen in the last seconds.
+	hot hotTable
 	// cold holds idle keys with a small daily count, packed as
 	// unix hour<<32 | count: all of it is treated as having happened in that
 	// hour, so it expires no earlier than it really would.
 	cold map[uint64]uint64
-	// peak sizes since the maps were last rebuilt (Go maps never shrink).
-	peakHot, peakCold int
-	_                 [40]byte // keep shards on separate cache lines
+	// peakCold is the largest size of cold since it was last rebuilt (Go
+	// maps never shrink).
+	peakCold int
+	_        [8]byte // 128 bytes: shards do not share cache lines
 }
 
 // limiter is the keyed sliding-window limiter: every key may count at most
@@ -162,7 +158,6 @@ type limiter struct {
 func newLimiter(perSec, perDay uint32, epoch int64) *limiter {
 	l := &limiter{perSec: perSec, perDay: perDay, demoteMax: max(perDay/64, 1), epoch: epoch}
 	for i := range l.shards {
-		l.shards[i].hot = map[uint64]uint32{}
 		l.shards[i].cold = map[uint64]uint64{}
 	}
 	return l
@@ -178,31 +173,22 @@ func (l *limiter) shardOf(h uint64) *shard {
 	return &l.shards[h>>58]
 }
 
-// state returns the slab index of key h, creating (or promoting from the
-// cold map) its state. The caller holds s.mu.
-func (s *shard) state(h uint64, sb, hour uint32) uint32 {
-	if i, ok := s.hot[h]; ok {
-		return i
+// state returns the state of key h, creating it (or promoting it from the
+// cold map). The caller holds s.mu; the state stays at its address until the
+// next sweep.
+func (s *shard) state(h uint64, sb, hour uint32) *keyState {
+	if st := s.hot.get(h); st != nil {
+		return st
 	}
-	var i uint32
-	if n := len(s.free); n > 0 {
-		i = s.free[n-1]
-		s.free = s.free[:n-1]
-	} else {
-		s.slab = append(s.slab, keyState{})
-		i = uint32(len(s.slab) - 1)
-	}
-	st := &s.slab[i]
-	st.reset(sb, hour)
+	st := s.hot.insert(h)
+	st.secLast, st.dayLast = sb, hour
 	if c, ok := s.cold[h]; ok {
 		delete(s.cold, h)
 		st.dayLast = uint32(c >> 32)
 		st.day[st.dayLast%daySlots] = uint32(c)
 		st.dayTotal = uint32(c)
 	}
-	s.hot[h] = i
-	s.peakHot = max(s.peakHot, len(s.hot))
-	return i
+	return st
 }
 
 // take counts one event for every key in hs if all of them have room under
@@ -214,13 +200,12 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	n := l.lock(hs, &order)
 	defer l.unlock(&order, n)
 
-	var idx [maxKeys]uint32
+	var states [maxKeys]*keyState
 	for i, h := range hs {
-		idx[i] = l.shardOf(h).state(h, sb, hour)
+		states[i] = l.shardOf(h).state(h, sb, hour)
 	}
 	v := verdict{}
-	for i, h := range hs {
-		st := &l.shardOf(h).slab[idx[i]]
+	for i, st := range states[:len(hs)] {
 		st.advance(sb, hour)
 		r, at := l.check(st)
 		if r == reasonNone {
@@ -234,8 +219,8 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	if v.reason != reasonNone {
 		return v
 	}
-	for i, h := range hs {
-		l.shardOf(h).slab[idx[i]].count()
+	for _, st := range states[:len(hs)] {
+		st.count()
 	}
 	return v
 }
@@ -285,7 +270,7 @@ func (l *limiter) check(st *keyState) (reason, int64) {
 
 // sweep expires what is out of the windows at now: keys with nothing left in
 // their daily window are forgotten, idle keys with a small daily count move
-// to the compact cold map, and maps and slabs that emptied out are rebuilt so
+// to the compact cold map, and maps and chunks that emptied out are rebuilt so
 // their memory is released. It returns the number of keys still tracked.
 func (l *limiter) sweep(now int64) int {
 	sb, hour := l.buckets(now)
@@ -294,7 +279,7 @@ func (l *limiter) sweep(now int64) int {
 		s := &l.shards[i]
 		s.mu.Lock()
 		s.sweep(sb, hour, l.demoteMax)
-		total += len(s.hot) + len(s.cold)
+		total += s.hot.n + len(s.cold)
 		s.mu.Unlock()
 	}
 	return total
@@ -304,27 +289,25 @@ func (l *limiter) sweep(now int64) int {
 const shrinkMin = 1024
 
 func (s *shard) sweep(sb, hour, demoteMax uint32) {
-	for h, i := range s.hot {
-		st := &s.slab[i]
+	s.hot.sweep(func(st *keyState) bool {
 		st.advance(sb, hour)
 		switch {
 		case st.dayTotal == 0:
+			return false
 		case st.secTotal == 0 && st.dayTotal <= demoteMax:
-			s.cold[h] = uint64(st.newestDayHour())<<32 | uint64(st.dayTotal)
-		default:
-			continue
+			s.cold[st.hash] = uint64(st.newestDayHour())<<32 | uint64(st.dayTotal)
+			return false
 		}
-		delete(s.hot, h)
-		s.free = append(s.free, i)
-	}
+		return true
+	})
 	for h, c := range s.cold {
 		if hour-uint32(c>>32) >= daySlots {
 			delete(s.cold, h)
 		}
 	}
 	s.peakCold = max(s.peakCold, len(s.cold))
-	if s.peakHot > shrinkMin && len(s.hot) < s.peakHot/4 {
-		s.compactHot()
+	if s.hot.peak > shrinkMin && s.hot.n < s.hot.peak/4 {
+		s.hot.compact()
 	}
 	if s.peakCold > shrinkMin && len(s.cold) < s.peakCold/4 {
 		cold := make(map[uint64]uint64, len(s.cold))
@@ -333,15 +316,4 @@ func (s *shard) sweep(sb, hour, demoteMax uint32) {
 		}
 		s.cold, s.peakCold = cold, len(cold)
 	}
-}
-
-// compactHot rebuilds the hot map and slab with only the live keys.
-func (s *shard) compactHot() {
-	hot := make(map[uint64]uint32, len(s.hot))
-	slab := make([]keyState, 0, len(s.hot))
-	for h, i := range s.hot {
-		hot[h] = uint32(len(slab))
-		slab = append(slab, s.slab[i])
-	}
-	s.hot, s.slab, s.free, s.peakHot = hot, slab, nil, len(hot)
 }

@@ -350,9 +350,9 @@ func isObject(raw string) bool {
 
 // pending is a message of a batch waiting for room in delay mode.
 type pending struct {
-	i       int
-	keys    msgKeys
-	retryAt int64
+	i    int
+	keys msgKeys
+	v    verdict // the latest refusal
 }
 
 // ProcessBatch limits each message of the batch on its own.
@@ -384,7 +384,7 @@ func (p *deviceRateLimit) ProcessBatch(ctx context.Context, batch service.Messag
 		case p.mode == modeReject || v.reason == reasonPerDay:
 			p.reject(msg, &k, v)
 		default:
-			waiting = append(waiting, pending{i: i, keys: k, retryAt: v.retryAt})
+			waiting = append(waiting, pending{i: i, keys: k, v: v})
 		}
 	}
 	p.mPassed.Incr(passed)
@@ -413,9 +413,9 @@ func (p *deviceRateLimit) delay(ctx context.Context, batch service.MessageBatch,
 	start := p.clock.Now()
 	p.mDelayed.Incr(int64(len(waiting)))
 	for len(waiting) > 0 {
-		wake := waiting[0].retryAt
+		wake := waiting[0].v.retryAt
 		for _, w := range waiting[1:] {
-			wake = min(wake, w.retryAt)
+			wake = min(wake, w.v.retryAt)
 		}
 		var stop error
 		select {
@@ -428,7 +428,7 @@ func (p *deviceRateLimit) delay(ctx context.Context, batch service.MessageBatch,
 		now := p.clock.Now()
 		still := waiting[:0]
 		for _, w := range waiting {
-			v := verdict{reason: reasonPerSecond, retryAt: w.retryAt}
+			v := w.v
 			if stop == nil {
 				v = p.lim.take(now.UnixNano(), w.keys.hs[:w.keys.n])
 			}
@@ -440,7 +440,7 @@ func (p *deviceRateLimit) delay(ctx context.Context, batch service.MessageBatch,
 			case v.reason == reasonPerDay || stop != nil:
 				p.reject(batch[w.i], &w.keys, v)
 			default:
-				w.retryAt = v.retryAt
+				w.v = v
 				still = append(still, w)
 			}
 		}

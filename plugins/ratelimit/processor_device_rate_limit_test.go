@@ -371,3 +371,17 @@ func FuzzDecodeCounts(f *testing.F) {
 		assert.Equal(t, d, again)
 	})
 }
+
+func FuzzProcess(f *testing.F) {
+	f.Add([]byte(`{"device_id":"d","user_id":"u"}`))
+	f.Add([]byte(`{"device_id":{"a":[1,2]},"user_id":12}`))
+	f.Add([]byte(`{"device_id":"d\u0000`))
+	f.Add([]byte(`[1,2]`))
+	p := newTestProc(f, "per_second: 1\non_limit: reject", newFakeClock())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, err := p.ProcessBatch(context.Background(), service.MessageBatch{service.NewMessage(b)})
+		require.NoError(t, err)
+		require.Len(t, out, 1)
+		require.Len(t, out[0], 1)
+	})
+}

@@ -315,7 +315,7 @@ func generate(dir string, d Dataset, path string, args ...string) error {
 	}
 	gen := filepath.Join(dir, "currentsgen")
 	if _, err := os.Stat(gen); err != nil {
-		build := exec.Command("go", "build", "-o", gen, "./plugins/internal/currentsgen/cmd/currentsgen")
+		build := exec.Command("go", "build", "-o", gen, "./plugins/currentsgen/cmd/currentsgen")
 		build.Dir = root
 		if out, err := build.CombinedOutput(); err != nil {
 			return fmt.Errorf("building currentsgen: %w\n%s", err, out)

@@ -46,6 +46,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -300,22 +301,14 @@ func (s *Server) Requests() int {
 func (s *Server) StatusCounts() map[int]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[int]int, len(s.statuses))
-	for k, v := range s.statuses {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.statuses)
 }
 
 // FaultCounts returns the number of faults injected per kind.
 func (s *Server) FaultCounts() map[FaultKind]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[FaultKind]int, len(s.faults))
-	for k, v := range s.faults {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.faults)
 }
 
 // WaitForCount blocks until at least n distinct events were ingested, ctx is

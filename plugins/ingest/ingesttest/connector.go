@@ -23,7 +23,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsgen"
+	"github.com/opencurrents/currents-amplitude/plugins/currentsgen"
 )
 
 // BatchSize is the number of events per request, Braze's default.

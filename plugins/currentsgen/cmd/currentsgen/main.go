@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	go run ./plugins/internal/currentsgen/cmd/currentsgen -n 100000 -devices 10000 -o events.jsonl
+//	go run ./plugins/currentsgen/cmd/currentsgen -n 100000 -devices 10000 -o events.jsonl
 //
 // Flags select the number of events, the device and user populations, the
 // seed and the shape: "http" (one HTTP connector event per line, the
@@ -20,7 +20,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsgen"
+	"github.com/opencurrents/currents-amplitude/plugins/currentsgen"
 )
 
 func main() {

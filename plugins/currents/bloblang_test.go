@@ -1,0 +1,143 @@
+package currents
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const blobPath = "testdata/braze_to_amplitude.blobl"
+
+// newOwnedProcessor builds a processor from its YAML config, the way a
+// pipeline does, so that ours and the Bloblang mapping run in the same
+// harness.
+func newOwnedProcessor(tb testing.TB, yaml string) *service.OwnedProcessor {
+	tb.Helper()
+	conf, err := service.NewConfigSpec().Field(service.NewProcessorField("p")).ParseYAML(yaml, nil)
+	require.NoError(tb, err)
+	p, err := conf.FieldProcessor("p")
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
+}
+
+func bloblangProcessor(tb testing.TB) *service.OwnedProcessor {
+	tb.Helper()
+	mapping, err := os.ReadFile(blobPath)
+	require.NoError(tb, err)
+	quoted, _ := json.Marshal(string(mapping))
+	return newOwnedProcessor(tb, "p:\n  mapping: "+string(quoted))
+}
+
+func process(tb testing.TB, p *service.OwnedProcessor, event []byte, hint string) []byte {
+	tb.Helper()
+	msg := service.NewMessage(event)
+	if hint != "" {
+		msg.MetaSetMut(MetaEventType, hint)
+	}
+	batch, err := p.Process(context.Background(), msg)
+	require.NoError(tb, err)
+	require.Len(tb, batch, 1)
+	require.NoError(tb, batch[0].GetError())
+	out, err := batch[0].AsBytes()
+	require.NoError(tb, err)
+	return out
+}
+
+// equivalenceFixtures are the events both implementations must map alike:
+// every catalogue type in both shapes, and the hand-written cases whose
+// floats survive Bloblang's 6-decimal rounding.
+func equivalenceFixtures(tb testing.TB) (events [][]byte, hints []string) {
+	for _, et := range catalogue {
+		flat := syntheticEvent(et)
+		events = append(events, mustJSON(tb, flat), mustJSON(tb, flatToHTTP(tb, et.Type, flat)))
+		hints = append(hints, et.Type, "")
+	}
+	for _, tc := range mappingCases {
+		if tc.typ == "users.behaviors.Location" {
+			continue // float32 coordinates: see the mapping's header
+		}
+		var flat map[string]any
+		require.NoError(tb, json.Unmarshal([]byte(tc.flat), &flat))
+		events = append(events, []byte(tc.flat), mustJSON(tb, flatToHTTP(tb, tc.typ, flat)))
+		hints = append(hints, tc.typ, "")
+	}
+	return events, hints
+}
+
+func TestBloblangMappingMatchesProcessor(t *testing.T) {
+	ours := newOwnedProcessor(t, "p:\n  braze_to_amplitude: {}")
+	blobl := bloblangProcessor(t)
+	events, hints := equivalenceFixtures(t)
+	for i, ev := range events {
+		want := process(t, ours, ev, hints[i])
+		got := process(t, blobl, ev, hints[i])
+		assert.JSONEq(t, string(want), string(got), "event %d: %s", i, ev)
+	}
+}
+
+// BenchmarkBrazeToAmplitude compares, in one run, the raw mapper, the
+// braze_to_amplitude processor and the same mapping in Bloblang (a `mapping`
+// processor), on a push send (HTTP shape) and a purchase (flat shape).
+func BenchmarkBrazeToAmplitude(b *testing.B) {
+	push := []byte(`{"event_type":"users.messages.pushnotification.Send","id":"a1b2c3d4-e5f6-4a5b-8c7d-9e0f1a2b3c4d","time":1700000000,` +
+		`"user":{"user_id":"5f0000000000000000000001","external_user_id":"user-42","device_id":"fedcba87-6543-210f-edcb-a9876543210f","timezone":"America/Chicago"},` +
+		`"properties":{"app_id":"5f0000000000000000000002","platform":"ios","campaign_id":"5f0000000000000000000003","campaign_name":"Spring Sale",` +
+		`"message_variation_id":"5f0000000000000000000004","message_variation_name":"Variant A","send_id":"send-1","dispatch_id":"5f0000000000000000000005",` +
+		`"ad_id":"ad-1","ad_id_type":"ios_idfa","ad_tracking_enabled":true,"app_group_id":"5f0000000000000000000006"}}`)
+	purchase := []byte(`{"id":"f47ac10b-58cc-4372-a567-0e02b2c3d479","user_id":"639a35d192b0df004d06514c","external_user_id":"user-42",` +
+		`"app_id":"f47ac10b-58cc-4372-a567-0e02b2c3d479","time":1700000000,"platform":"android","os_version":"14","device_model":"Pixel 8",` +
+		`"device_id":"dev-1","product_id":"sku-9","price":3.140000104904175,"currency":"USD",` +
+		`"properties":"{\"color\": \"red\", \"size\": 42, \"tags\": [\"a\"]}","ad_id":"gaid","ad_id_type":"google_ad_id",` +
+		`"ad_tracking_enabled":true,"app_group_id":"f47ac10b-58cc-4372-a567-0e02b2c3d479"}`)
+	inputs := []struct {
+		name, hint string
+		event      []byte
+	}{{"http_push_send", "", push}, {"flat_purchase", TypePurchase, purchase}}
+
+	m := mustMapper(b, nil)
+	procs := map[string]*service.OwnedProcessor{
+		"processor": newOwnedProcessor(b, "p:\n  braze_to_amplitude: {}"),
+		"bloblang":  bloblangProcessor(b),
+	}
+	for _, in := range inputs {
+		b.Run(in.name+"/mapper", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(in.event)))
+			buf := make([]byte, 0, 4096)
+			for b.Loop() {
+				var err error
+				if buf, _, err = m.AppendEvent(buf[:0], in.event, in.hint); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		for _, name := range []string{"processor", "bloblang"} {
+			p := procs[name]
+			b.Run(in.name+"/"+name, func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(len(in.event)))
+				ctx := context.Background()
+				for b.Loop() {
+					msg := service.NewMessage(in.event)
+					if in.hint != "" {
+						msg.MetaSetMut(MetaEventType, in.hint)
+					}
+					batch, err := p.Process(ctx, msg)
+					if err != nil || len(batch) != 1 {
+						b.Fatal(err)
+					}
+					if _, err := batch[0].AsBytes(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,126 @@
+package currents
+
+import (
+	"context"
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func newTestProcessor(t testing.TB, yaml string) *brazeToAmplitude {
+	t.Helper()
+	conf, err := brazeToAmplitudeSpec().ParseYAML(yaml, nil)
+	require.NoError(t, err)
+	p, err := newBrazeToAmplitudeFromParsed(conf, service.MockResources())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
+}
+
+const (
+	procEmailOpen = `{"event_type":"users.messages.email.Open","id":"e-1","time":1700000000,"user":{"external_user_id":"u-1"},"properties":{"email_address":"a@b.c"}}`
+	procFlatPush  = `{"id":"p-1","user_id":"b","external_user_id":"u-2","time":1700000001,"platform":"ios","campaign_id":"c"}`
+)
+
+func TestProcessorSingleEvents(t *testing.T) {
+	p := newTestProcessor(t, `{}`)
+	cases := []struct {
+		name, body, hint string
+		wantType, wantName string
+		wantErr            string
+		dropped            bool
+	}{
+		{name: "http shape", body: procEmailOpen, wantType: "users.messages.email.Open", wantName: "[Appboy] Email Open"},
+		{name: "flat shape with metadata type", body: procFlatPush, hint: "users.messages.pushnotification.Send",
+			wantType: "users.messages.pushnotification.Send", wantName: "[Appboy] Push Notification Send"},
+		{name: "flat shape without type", body: procFlatPush, wantErr: "missing event type"},
+		{name: "unknown type dropped", body: procFlatPush, hint: "users.messages.pigeon.Send", dropped: true},
+		{name: "invalid JSON", body: `{"id"`, wantErr: "not valid JSON"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := service.NewMessage([]byte(tc.body))
+			if tc.hint != "" {
+				msg.MetaSetMut(MetaEventType, tc.hint)
+			}
+			batch, err := p.Process(context.Background(), msg)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			if tc.dropped {
+				assert.Empty(t, batch)
+				return
+			}
+			require.Len(t, batch, 1)
+			b, err := batch[0].AsBytes()
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantName, decode(t, b)["event_type"])
+			typ, _ := batch[0].MetaGet(MetaEventType)
+			assert.Equal(t, tc.wantType, typ)
+		})
+	}
+}
+
+func TestProcessorExpandsRequestBody(t *testing.T) {
+	p := newTestProcessor(t, `
+exclude_events: [ "users.messages.email.*" ]
+unidentified_events: reject
+`)
+	body := `{"events":[` +
+		`{"event_type":"users.behaviors.app.SessionStart","id":"s-1","time":1700000000,"user":{"device_id":"d-1"},"properties":{"session_id":"x"}},` +
+		procEmailOpen + `,` +
+		`{"event_type":"users.behaviors.app.SessionEnd","id":"s-2","time":"late","user":{"device_id":"d-1"}},` +
+		`{"event_type":"users.behaviors.app.SessionEnd","id":"s-3","time":1700000000,"user":{"user_id":"b"}}` +
+		`]}`
+	msg := service.NewMessage([]byte(body))
+	msg.MetaSetMut("http_path", "/currents")
+	batch, err := p.Process(context.Background(), msg)
+	require.NoError(t, err)
+	require.Len(t, batch, 3, "the excluded email event is dropped")
+
+	out, err := batch[0].AsBytes()
+	require.NoError(t, err)
+	got := decode(t, out)
+	assert.Equal(t, "[Appboy] Session Start", got["event_type"])
+	assert.Equal(t, "d-1", got["device_id"])
+	assert.NoError(t, batch[0].GetError())
+	path, _ := batch[0].MetaGet("http_path")
+	assert.Equal(t, "/currents", path, "input metadata is kept")
+
+	for i, want := range []string{"field time must be an integer", "neither external_user_id nor device_id"} {
+		failed := batch[i+1]
+		require.ErrorContains(t, failed.GetError(), want)
+		raw, _ := failed.AsBytes()
+		assert.Contains(t, string(raw), `"id":"s-`, "the failing event alone is kept for the dead-letter output")
+		typ, _ := failed.MetaGet(MetaEventType)
+		assert.Equal(t, "users.behaviors.app.SessionEnd", typ)
+	}
+
+	empty, err := p.Process(context.Background(), service.NewMessage([]byte(`{"events":[]}`)))
+	require.NoError(t, err)
+	assert.Empty(t, empty)
+
+	_, err = p.Process(context.Background(), service.NewMessage([]byte(`{"events":[1]}`)))
+	assert.ErrorContains(t, err, "must be a JSON object")
+}
+
+func TestProcessorConfig(t *testing.T) {
+	conf, err := brazeToAmplitudeSpec().ParseYAML(`{}`, nil)
+	require.NoError(t, err)
+	opts, err := optionsFromParsed(conf)
+	require.NoError(t, err)
+	want := DefaultOptions()
+	want.IncludeEvents, want.ExcludeEvents, want.EventNames = []string{}, []string{}, map[string]string{}
+	assert.Equal(t, want, opts, "the spec defaults are the mapper defaults")
+
+	conf, err = brazeToAmplitudeSpec().ParseYAML(`
+include_events: [ "users.[" ]
+`, nil)
+	require.NoError(t, err)
+	_, err = newBrazeToAmplitudeFromParsed(conf, service.MockResources())
+	assert.ErrorContains(t, err, `invalid event type pattern "users.["`)
+}

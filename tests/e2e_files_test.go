@@ -1,0 +1,150 @@
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+	"github.com/opencurrents/currents-amplitude/plugins/ingest/ingesttest"
+)
+
+// TestE2EReplay: a JSON-lines backfill file goes through the replay pipeline
+// to the Batch endpoint, despite 20% faults; the one unreadable line ends in
+// the dead-letter file, and the pipeline stops by itself.
+func TestE2EReplay(t *testing.T) {
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key", FaultRate: 0.2, Seed: 11})
+	defer amp.Close()
+
+	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 8, Devices: 2000}, 3000)
+	var file bytes.Buffer
+	for i, ev := range events {
+		file.Write(ev.Raw)
+		file.WriteByte('\n')
+		if i == 1000 {
+			file.WriteString("{\"event_type\": \"users.messages.email.Open\", truncated\n")
+		}
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "backfill.jsonl")
+	require.NoError(t, os.WriteFile(path, file.Bytes(), 0o600))
+
+	env := map[string]string{
+		"AMPLITUDE_API_KEY": "e2e-amplitude-key",
+		"AMPLITUDE_URL":     amp.BatchURL(),
+		"AMPLITUDE_TIMEOUT": "1s",
+		"REPLAY_PATHS":      path,
+		"DLQ_PATH":          filepath.Join(dir, "dlq.jsonl"),
+		"LOG_LEVEL":         "ERROR",
+	}
+	startPipeline(t, "currents_replay_to_amplitude.yaml", env).wait(t, 3*time.Minute)
+
+	assert.Equal(t, len(events), amp.Count(), "every event replayed")
+	for _, ev := range events {
+		checkMapped(t, amp, ev)
+	}
+	dlq := readLines(t, env["DLQ_PATH"])
+	require.Len(t, dlq, 1)
+	assert.Contains(t, gjson.Get(dlq[0], "event").String(), "truncated")
+	assert.NotEmpty(t, gjson.Get(dlq[0], "reason").String())
+}
+
+// TestE2EQuickstartDryRun: without AMPLITUDE_API_KEY the quickstart prints
+// one Amplitude event per bundled sample and stops by itself.
+func TestE2EQuickstartDryRun(t *testing.T) {
+	t.Setenv("AMPLITUDE_API_KEY", "")
+	samples := countLines(t, "../config/samples")
+
+	stdout := captureStdout(t)
+	startPipeline(t, "quickstart.yaml", map[string]string{
+		"SAMPLES":   "../config/samples/*.jsonl",
+		"DLQ_PATH":  filepath.Join(t.TempDir(), "dlq.jsonl"),
+		"LOG_LEVEL": "NONE", // logs go to stdout too
+	}).wait(t, time.Minute)
+	printed := stdout()
+
+	require.Len(t, printed, samples)
+	for _, line := range printed {
+		ev := gjson.Parse(line)
+		assert.Regexp(t, `^\[Appboy\] `, ev.Get("event_type").String())
+		assert.NotEmpty(t, ev.Get("insert_id").String())
+		assert.Equal(t, "Braze", ev.Get("library").String())
+		assert.Positive(t, ev.Get("time").Int())
+	}
+}
+
+// TestE2EQuickstartForReal: with AMPLITUDE_API_KEY set, the same samples
+// reach Amplitude.
+func TestE2EQuickstartForReal(t *testing.T) {
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
+	defer amp.Close()
+	t.Setenv("AMPLITUDE_API_KEY", "e2e-amplitude-key")
+	samples := countLines(t, "../config/samples")
+
+	stdout := captureStdout(t)
+	startPipeline(t, "quickstart.yaml", map[string]string{
+		"AMPLITUDE_API_KEY": "e2e-amplitude-key",
+		"AMPLITUDE_URL":     amp.HTTPV2URL(),
+		"SAMPLES":           "../config/samples/*.jsonl",
+		"DLQ_PATH":          filepath.Join(t.TempDir(), "dlq.jsonl"),
+	}).wait(t, time.Minute)
+
+	assert.Empty(t, stdout(), "nothing printed when sending for real")
+	assert.Equal(t, samples, amp.Count())
+}
+
+// countLines counts the JSON lines of the bundled samples in dir.
+func countLines(t *testing.T, dir string) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	n := 0
+	for _, f := range files {
+		n += len(readLines(t, f))
+	}
+	return n
+}
+
+// captureStdout redirects os.Stdout (where the stdout output writes) until
+// the returned function is called; it returns the lines written.
+func captureStdout(t *testing.T) func() []string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	orig := os.Stdout
+	os.Stdout = w
+	lines := make(chan []string, 1)
+	go func() {
+		var out []string
+		sc := bufio.NewScanner(r)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if len(bytes.TrimSpace(sc.Bytes())) > 0 {
+				out = append(out, sc.Text())
+			}
+		}
+		_, _ = io.Copy(io.Discard, r)
+		lines <- out
+	}()
+	restored := false
+	restore := func() []string {
+		if restored {
+			return nil
+		}
+		restored = true
+		os.Stdout = orig
+		w.Close()
+		return <-lines
+	}
+	t.Cleanup(func() { restore() })
+	return restore
+}
