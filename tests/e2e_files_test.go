@@ -22,7 +22,7 @@ import (
 // the dead-letter file, and the pipeline stops by itself.
 func TestE2EReplay(t *testing.T) {
 	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key", FaultRate: 0.2, Seed: 11})
-	defer amp.Close()
+	t.Cleanup(amp.Close)
 
 	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 8, Devices: 2000}, 3000)
 	var file bytes.Buffer
@@ -85,7 +85,7 @@ func TestE2EQuickstartDryRun(t *testing.T) {
 // reach Amplitude.
 func TestE2EQuickstartForReal(t *testing.T) {
 	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
-	defer amp.Close()
+	t.Cleanup(amp.Close)
 	t.Setenv("AMPLITUDE_API_KEY", "e2e-amplitude-key")
 	samples := countLines(t, "../config/samples")
 

@@ -50,7 +50,7 @@ func (a *ackChecker) check(t *testing.T) {
 // Braze does, all reach Amplitude once, correctly mapped.
 func TestE2EMixedStreamExactlyOnce(t *testing.T) {
 	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
-	defer amp.Close()
+	t.Cleanup(amp.Close)
 	env := httpEnv(t, amp)
 	startPipeline(t, httpPipeline, env)
 	waitListening(t, currentsURL(env))
@@ -78,7 +78,7 @@ func TestE2EMixedStreamExactlyOnce(t *testing.T) {
 // Braze only ever gets 200, and every event is in Amplitude once.
 func TestE2EAmplitudeFaults(t *testing.T) {
 	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key", FaultRate: 0.3, Seed: 7})
-	defer amp.Close()
+	t.Cleanup(amp.Close)
 	env := httpEnv(t, amp)
 	env["AMPLITUDE_TIMEOUT"] = "1s"
 	startPipeline(t, httpPipeline, env)
@@ -112,7 +112,7 @@ func TestE2EAmplitudeFaults(t *testing.T) {
 // outage Braze's retries deliver everything exactly once.
 func TestE2EAmplitudeOutage(t *testing.T) {
 	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
-	defer amp.Close()
+	t.Cleanup(amp.Close)
 	proxy := newOutageProxy(t, amp.URL)
 	proxy.down.Store(true)
 	env := httpEnv(t, amp)
@@ -155,7 +155,7 @@ func TestE2EAmplitudeOutage(t *testing.T) {
 // events.
 func TestE2ESaturatedAnswers429(t *testing.T) {
 	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key", Latency: 3 * time.Second})
-	defer amp.Close()
+	t.Cleanup(amp.Close)
 	env := httpEnv(t, amp)
 	env["CURRENTS_HTTP_TIMEOUT"] = "500ms"
 	env["AMPLITUDE_TIMEOUT"] = "10s"
@@ -174,7 +174,7 @@ func TestE2ESaturatedAnswers429(t *testing.T) {
 // every event is there once.
 func TestE2ERestart(t *testing.T) {
 	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key", Latency: 5 * time.Millisecond})
-	defer amp.Close()
+	t.Cleanup(amp.Close)
 	env := httpEnv(t, amp)
 	p := startPipeline(t, httpPipeline, env)
 	waitListening(t, currentsURL(env))
@@ -222,7 +222,7 @@ func TestE2ERestart(t *testing.T) {
 // dead-letter file with its reason while its neighbours are delivered.
 func TestE2EAuthAndBadRequests(t *testing.T) {
 	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
-	defer amp.Close()
+	t.Cleanup(amp.Close)
 	env := httpEnv(t, amp)
 	startPipeline(t, httpPipeline, env)
 	url := currentsURL(env)

@@ -40,7 +40,9 @@ type pipeline struct {
 }
 
 // startPipeline builds config/<file> with env as its only environment
-// (unset variables take the file's defaults) and runs it.
+// (unset variables take the file's defaults) and runs it until the test
+// ends. Register the fake servers' Close with t.Cleanup before calling it, so
+// that the pipeline stops first (cleanups run last-in first-out).
 func startPipeline(t *testing.T, file string, env map[string]string) *pipeline {
 	t.Helper()
 	yaml, err := os.ReadFile("../config/" + file)

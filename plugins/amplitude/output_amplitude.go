@@ -249,8 +249,11 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	}
 	if override != "" {
 		u, err := url.Parse(override)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("url must be an absolute http or https URL, got %q", override)
+		if err != nil {
+			return nil, fmt.Errorf("url must be an absolute http or https URL: %w", err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("url must be an absolute http or https URL, got %q", u.Redacted())
 		}
 		target = override
 	}

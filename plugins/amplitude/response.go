@@ -81,7 +81,7 @@ func classify(status int, body []byte, n int) outcome {
 		o.message = strings.TrimSpace(string(body))
 	}
 	if len(o.message) > maxMessageLen {
-		o.message = o.message[:maxMessageLen] + "…"
+		o.message = strings.ToValidUTF8(o.message[:maxMessageLen], "") + "…"
 	}
 	if o.message == "" {
 		o.message = http.StatusText(status)

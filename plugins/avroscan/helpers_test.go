@@ -20,6 +20,7 @@ const purchaseSchema = `{"type":"record","name":"Purchase","namespace":"dataexpo
  {"name":"user_id","type":"string"},
  {"name":"external_user_id","type":["null","string"],"default":null},
  {"name":"time","type":"int"},
+ {"name":"product_id","type":"string"},
  {"name":"price","type":"float"},
  {"name":"quantity","type":["null","int"],"default":null},
  {"name":"properties","type":"string"},
@@ -32,6 +33,7 @@ type purchase struct {
 	UserID     string  `avro:"user_id"`
 	External   *string `avro:"external_user_id"`
 	Time       int32   `avro:"time"`
+	ProductID  string  `avro:"product_id"`
 	Price      float32 `avro:"price"`
 	Quantity   *int32  `avro:"quantity"`
 	Properties string  `avro:"properties"`
@@ -47,6 +49,7 @@ func testPurchase(i int) purchase {
 		ID:         fmt.Sprintf("evt-%06d", i),
 		UserID:     fmt.Sprintf("user-%d", i%97),
 		Time:       int32(1700000000 + i),
+		ProductID:  fmt.Sprintf("sku-%d", i%13),
 		Price:      float32(i%1000) + 0.25,
 		Properties: fmt.Sprintf(`{"n":%d,"s":"a \"quoted\" é"}`, i),
 	}
@@ -70,8 +73,8 @@ func wantJSON(i int) string {
 		qty = strconv.Itoa(int(*p.Quantity))
 		ad = strconv.FormatBool(*p.AdTracking)
 	}
-	return fmt.Sprintf(`{"id":%q,"user_id":%q,"external_user_id":%s,"time":%d,"price":%s,"quantity":%s,"properties":%s,"ad_tracking_enabled":%s}`,
-		p.ID, p.UserID, ext, p.Time, strconv.FormatFloat(float64(p.Price), 'f', -1, 32), qty,
+	return fmt.Sprintf(`{"id":%q,"user_id":%q,"external_user_id":%s,"time":%d,"product_id":%q,"price":%s,"quantity":%s,"properties":%s,"ad_tracking_enabled":%s}`,
+		p.ID, p.UserID, ext, p.Time, p.ProductID, strconv.FormatFloat(float64(p.Price), 'f', -1, 32), qty,
 		strconv.Quote(p.Properties), ad)
 }
 

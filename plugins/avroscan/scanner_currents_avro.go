@@ -12,6 +12,7 @@ import (
 
 const (
 	caFieldEventTypeMismatch = "event_type_mismatch"
+	caFieldBatchSize         = "batch_size"
 	caFieldMaxBlockSize      = "max_block_size"
 	caFieldMaxBlockRecords   = "max_block_records"
 	caFieldMaxDecodedSize    = "max_decoded_block_size"
@@ -46,7 +47,7 @@ func currentsAvroScannerSpec() *service.ConfigSpec {
 		Description(`
 Each record becomes one message holding the record as a JSON object, in schema field order, with unions unwrapped (`+"`\"platform\":\"ios\"`, not `\"platform\":{\"string\":\"ios\"}`"+`) and Avro `+"`float`"+` values written in their shortest 32-bit form (`+"`3.14`, not `3.140000104904175`"+`). Bytes and fixed values are written as avro-tools does (one code point per byte); NaN and infinities as the strings `+"`\"NaN\"`, `\"Infinity\"`, `\"-Infinity\"`"+`. The codecs null, deflate, snappy and zstandard are supported.
 
-The file is streamed: one Avro block is held in memory at a time, and each block becomes one message batch. A block is checked whole (size, codec, checksum, every record against the schema, sync marker) before any of its records is emitted, so a damaged file yields every record of the blocks before the damage exactly once, then an error naming the file and the block (and its byte offset). The rest of that file is skipped: the input logs the error and moves on to its next file, and the file is not acknowledged as done (`+"`delete_on_finish`"+` keeps it). The metric `+"`currents_avro_files_failed`"+` counts such files.
+The file is streamed: one Avro block is held in memory at a time. Each record is emitted as a batch of its own by default (`+"`batch_size: 1`"+`), so that every record is its own transaction and an output fails, or dead-letters, exactly the records it refused; Benthos' output batching still packs them into large requests. A block is checked whole (size, codec, checksum, every record against the schema, sync marker) before any of its records is emitted, so a damaged file yields every record of the blocks before the damage exactly once, then an error naming the file and the block (and its byte offset). The rest of that file is skipped: the input logs the error and moves on to its next file, and the file is not acknowledged as done (`+"`delete_on_finish`"+` keeps it). The metric `+"`currents_avro_files_failed`"+` counts such files.
 
 == Event type
 
@@ -65,6 +66,11 @@ The metadata key `+"`currents_event_type`"+` is taken from the record schema's f
 `+"`currents_avro_records_decoded`, `currents_avro_blocks_decoded`, `currents_avro_files_completed`, `currents_avro_files_failed`"+` (counters).
 `).
 		Fields(
+			service.NewIntField(caFieldBatchSize).
+				Description("Records per message batch. `1` makes every record its own transaction (per-record failure routing, as with the `lines` scanner). `0` emits each Avro block as one batch: fewer transactions, but an output that fails one record of a batch fails, or dead-letters, the whole batch.").
+				Default(1).
+				Example(0).
+				Example(100),
 			service.NewStringAnnotatedEnumField(caFieldEventTypeMismatch, map[string]string{
 				mismatchError:     "Reject the file before emitting any record: it is logged as failed and skipped.",
 				mismatchUsePath:   "Log a warning and use the event type of the path.",
@@ -119,6 +125,12 @@ func newCurrentsAvroFromParsed(conf *service.ParsedConfig, mgr *service.Resource
 		mFilesFailed: mgr.Metrics().NewCounter("currents_avro_files_failed"),
 	}
 	var err error
+	if c.batchSize, err = conf.FieldInt(caFieldBatchSize); err != nil {
+		return nil, err
+	}
+	if c.batchSize < 0 {
+		return nil, fmt.Errorf("%s must be 0 (one batch per Avro block) or more, got %d", caFieldBatchSize, c.batchSize)
+	}
 	if c.mismatchRules, err = conf.FieldString(caFieldEventTypeMismatch); err != nil {
 		return nil, err
 	}
@@ -152,6 +164,7 @@ func newCurrentsAvroFromParsed(conf *service.ParsedConfig, mgr *service.Resource
 type scannerCreator struct {
 	log           *service.Logger
 	lim           limits
+	batchSize     int // 0: one batch per block
 	mismatchRules string
 
 	mRecords, mBlocks, mFilesDone, mFilesFailed *service.MetricCounter
@@ -181,11 +194,13 @@ type scanner struct {
 	ocf       *ocfReader
 	eventType string
 	schema    string
-	records   int64 // records emitted so far
+	block     *block // the block being emitted
+	next      int    // its next record to emit
+	records   int64  // records of the file emitted so far
 	finished  bool
 }
 
-// NextBatch returns the records of the next block of the file.
+// NextBatch returns the next batch_size records of the file.
 func (s *scanner) NextBatch(context.Context) (service.MessageBatch, error) {
 	if s.finished {
 		return nil, io.EOF
@@ -195,31 +210,38 @@ func (s *scanner) NextBatch(context.Context) (service.MessageBatch, error) {
 			return nil, s.fail(err)
 		}
 	}
-	b, err := s.ocf.next()
-	if errors.Is(err, io.EOF) {
-		s.finished = true
-		s.c.mFilesDone.Incr(1)
-		s.c.log.Debugf("currents_avro: %s: %d records in %d blocks", s.displayName(), s.records, s.ocf.block)
-		return nil, io.EOF
+	if s.block == nil || s.next == s.block.len() {
+		b, err := s.ocf.next()
+		if errors.Is(err, io.EOF) {
+			s.finished = true
+			s.c.mFilesDone.Incr(1)
+			s.c.log.Debugf("currents_avro: %s: %d records in %d blocks", s.displayName(), s.records, s.ocf.block)
+			return nil, io.EOF
+		}
+		if err != nil {
+			return nil, s.fail(err)
+		}
+		s.block, s.next = b, 0
+		s.c.mBlocks.Incr(1)
 	}
-	if err != nil {
-		return nil, s.fail(err)
+	n := s.block.len() - s.next
+	if s.c.batchSize > 0 {
+		n = min(n, s.c.batchSize)
 	}
-	n := b.len()
 	batch := make(service.MessageBatch, n)
-	for i := range n {
-		m := service.NewMessage(b.record(i))
+	for i := range batch {
+		m := service.NewMessage(s.block.record(s.next + i))
 		m.MetaSetMut(MetaEventType, s.eventType)
 		m.MetaSetMut(MetaSchema, s.schema)
 		if s.name != "" {
 			m.MetaSetMut(MetaFile, s.name)
 		}
-		m.MetaSetMut(MetaBlock, b.index)
+		m.MetaSetMut(MetaBlock, s.block.index)
 		m.MetaSetMut(MetaRecord, s.records+int64(i))
 		batch[i] = m
 	}
+	s.next += n
 	s.records += int64(n)
-	s.c.mBlocks.Incr(1)
 	s.c.mRecords.Incr(int64(n))
 	return batch, nil
 }

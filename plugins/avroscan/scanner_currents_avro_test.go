@@ -39,7 +39,7 @@ func TestScannerCodecsAndBlocks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data, _, blockEnds := genFile(t, tt.codec, tt.n, tt.perBlock)
-			res := scan(t, "    {}", purchasePath, data)
+			res := scan(t, "    batch_size: 0", purchasePath, data)
 			require.NoError(t, res.err)
 			assert.True(t, res.acked)
 			require.NoError(t, res.ackErr)
@@ -57,6 +57,35 @@ func TestScannerCodecsAndBlocks(t *testing.T) {
 				assert.EqualValues(t, i, rec)
 				blk, _ := m.MetaGetMut(MetaBlock)
 				assert.EqualValues(t, i/tt.perBlock, blk)
+			}
+		})
+	}
+}
+
+func TestScannerBatchSize(t *testing.T) {
+	data, _, _ := genFile(t, ocf.Null, 25, 10) // blocks of 10, 10, 5
+	tests := []struct {
+		conf    string
+		batches int
+	}{
+		{"    {}", 25},
+		{"    batch_size: 1", 25},
+		{"    batch_size: 4", 3 + 3 + 2},
+		{"    batch_size: 10", 3},
+		{"    batch_size: 0", 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.conf, func(t *testing.T) {
+			res := scan(t, tt.conf, "f.avro", data)
+			require.NoError(t, res.err)
+			require.NoError(t, res.ackErr)
+			assert.Equal(t, tt.batches, res.batches)
+			assert.Equal(t, wantRange(0, 25), bodies(t, res.msgs))
+			for i, m := range res.msgs {
+				rec, _ := m.MetaGetMut(MetaRecord)
+				assert.EqualValues(t, i, rec)
+				blk, _ := m.MetaGetMut(MetaBlock)
+				assert.EqualValues(t, i/10, blk)
 			}
 		})
 	}
@@ -165,6 +194,12 @@ func TestScannerEventType(t *testing.T) {
 }
 
 func TestScannerConfigValidation(t *testing.T) {
+	t.Run(caFieldBatchSize, func(t *testing.T) {
+		pConf, err := currentsAvroScannerSpec().ParseYAML(caFieldBatchSize+": -1", nil)
+		require.NoError(t, err)
+		_, err = newCurrentsAvroFromParsed(pConf, service.MockResources())
+		require.ErrorContains(t, err, "batch_size must be 0 (one batch per Avro block) or more, got -1")
+	})
 	for _, field := range []string{caFieldMaxBlockSize, caFieldMaxBlockRecords, caFieldMaxDecodedSize} {
 		t.Run(field, func(t *testing.T) {
 			pConf, err := currentsAvroScannerSpec().ParseYAML(field+": 0", nil)

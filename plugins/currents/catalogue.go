@@ -56,7 +56,7 @@ type EventType struct {
 	// Source says which Braze document Name comes from.
 	Source NameSource
 	// Kind marks custom events and purchases.
-	Kind Kind
+	Kind  Kind
 	rules rule
 }
 

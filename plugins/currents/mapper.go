@@ -192,10 +192,10 @@ type Result struct {
 
 // fields holds what the mapper collects while walking an event.
 type fields struct {
-	id, time, timeMS, extUserID, deviceID, name   gjson.Result
-	productID, price, quantity, adID, adIDType    gjson.Result
-	platform, osVersion, deviceModel, lat, lng    gjson.Result
-	props                                         int // number of event_properties written
+	id, time, timeMS, extUserID, deviceID, name gjson.Result
+	productID, price, quantity, adID, adIDType  gjson.Result
+	platform, osVersion, deviceModel, lat, lng  gjson.Result
+	props                                       int // number of event_properties written
 }
 
 // AppendEvent maps one Currents event, in the HTTP connector shape or the

@@ -229,7 +229,9 @@ func TestMapperOptions(t *testing.T) {
 			opts:  func(o *Options) { o.EventNames = map[string]string{"users.messages.pigeon.Send": "Pigeon Sent"} },
 			check: wantField("event_type", "[Appboy] Pigeon Sent")},
 		{name: "event_names overrides a known type", typ: "users.messages.sms.CarrierSend",
-			opts:  func(o *Options) { o.EventNames = map[string]string{"users.messages.sms.CarrierSend": "SMS Carrier Send"} },
+			opts: func(o *Options) {
+				o.EventNames = map[string]string{"users.messages.sms.CarrierSend": "SMS Carrier Send"}
+			},
 			check: wantField("event_type", "[Appboy] SMS Carrier Send")},
 		{name: "event prefix", typ: "users.messages.email.Open",
 			opts:  func(o *Options) { o.EventPrefix = "[Braze] " },

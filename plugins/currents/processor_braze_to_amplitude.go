@@ -159,10 +159,13 @@ func optionsFromParsed(conf *service.ParsedConfig) (opts Options, err error) {
 }
 
 type brazeToAmplitude struct {
-	mapper  *Mapper
-	log     *service.Logger
-	dropped *service.MetricCounter
-	bufs    sync.Pool
+	mapper *Mapper
+	log    *service.Logger
+	// typeMeta holds the known event types already boxed for MetaSetMut,
+	// saving an allocation per message.
+	typeMeta map[string]any
+	dropped  *service.MetricCounter
+	bufs     sync.Pool
 
 	mu     sync.Mutex
 	warned map[[2]string]struct{}
@@ -177,12 +180,20 @@ func newBrazeToAmplitudeFromParsed(conf *service.ParsedConfig, mgr *service.Reso
 	if err != nil {
 		return nil, err
 	}
+	typeMeta := make(map[string]any, len(catalogue)+len(opts.EventNames))
+	for _, et := range catalogue {
+		typeMeta[et.Type] = et.Type
+	}
+	for typ := range opts.EventNames {
+		typeMeta[typ] = typ
+	}
 	return &brazeToAmplitude{
-		mapper:  mapper,
-		log:     mgr.Logger(),
-		dropped: mgr.Metrics().NewCounter(btaMetricDropped, "reason"),
-		bufs:    sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }},
-		warned:  map[[2]string]struct{}{},
+		mapper:   mapper,
+		typeMeta: typeMeta,
+		log:      mgr.Logger(),
+		dropped:  mgr.Metrics().NewCounter(btaMetricDropped, "reason"),
+		bufs:     sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }},
+		warned:   map[[2]string]struct{}{},
 	}, nil
 }
 
@@ -230,7 +241,9 @@ func (p *brazeToAmplitude) mapOne(msg *service.Message, event []byte, hint strin
 	defer p.bufs.Put(bufp)
 	buf, res, err := p.mapper.AppendEvent((*bufp)[:0], event, hint)
 	*bufp = buf[:0]
-	if res.EventType != "" {
+	if boxed, ok := p.typeMeta[res.EventType]; ok {
+		msg.MetaSetMut(MetaEventType, boxed)
+	} else if res.EventType != "" {
 		msg.MetaSetMut(MetaEventType, res.EventType)
 	}
 	if err != nil {

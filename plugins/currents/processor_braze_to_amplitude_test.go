@@ -27,7 +27,7 @@ const (
 func TestProcessorSingleEvents(t *testing.T) {
 	p := newTestProcessor(t, `{}`)
 	cases := []struct {
-		name, body, hint string
+		name, body, hint   string
 		wantType, wantName string
 		wantErr            string
 		dropped            bool

@@ -18,59 +18,57 @@ import (
 
 // TestBrazeHTTPSamples maps every Custom HTTP sample of Braze's repository.
 func TestBrazeHTTPSamples(t *testing.T) {
-	dir := refdata.Dir(t, "custom-http-samples")
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	require.NoError(t, err)
-	require.NotEmpty(t, files)
 	m := mustMapper(t, func(o *Options) { o.UnknownEvents = PolicyReject })
-	for _, f := range files {
-		typ := strings.TrimSuffix(filepath.Base(f), ".json")
-		t.Run(typ, func(t *testing.T) {
-			raw, err := os.ReadFile(f)
-			require.NoError(t, err)
-			var in map[string]any
-			require.NoError(t, json.Unmarshal(raw, &in))
-			user, _ := in["user"].(map[string]any)
-			props, _ := in["properties"].(map[string]any)
-			flat := map[string]any{"id": in["id"], "time": in["time"]}
-			for _, src := range []map[string]any{user, props} {
-				for k, v := range src {
-					flat[k] = v
-				}
+	forEachSample(t, "custom-http-samples", func(t *testing.T, typ string, raw []byte) {
+		var in map[string]any
+		require.NoError(t, json.Unmarshal(raw, &in))
+		user, _ := in["user"].(map[string]any)
+		props, _ := in["properties"].(map[string]any)
+		flat := map[string]any{"id": in["id"], "time": in["time"]}
+		for _, src := range []map[string]any{user, props} {
+			for k, v := range src {
+				flat[k] = v
 			}
-			checkSample(t, m, raw, "", typ, flat)
-		})
-	}
+		}
+		checkSample(t, m, raw, "", typ, flat)
+	})
 }
 
 // TestBrazeAvroSamplesAsJSON maps every record of the avro-tools JSON dumps
 // of Braze's Avro samples, unions unwrapped as the Avro scanner emits them.
 func TestBrazeAvroSamplesAsJSON(t *testing.T) {
-	dir := refdata.Dir(t, "avro-as-json")
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	m := mustMapper(t, func(o *Options) { o.UnknownEvents = PolicyReject })
+	forEachSample(t, "avro-as-json", func(t *testing.T, typ string, raw []byte) {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		n := 0
+		for {
+			var rec any
+			if err := dec.Decode(&rec); errors.Is(err, io.EOF) {
+				break
+			} else {
+				require.NoError(t, err)
+			}
+			flat := unwrapUnions(rec).(map[string]any)
+			checkSample(t, m, mustJSON(t, flat), typ, typ, flat)
+			n++
+		}
+		require.Positive(t, n)
+	})
+}
+
+// forEachSample runs fn, in a subtest named after the event type, on every
+// JSON file of a sample folder.
+func forEachSample(t *testing.T, sub string, fn func(t *testing.T, typ string, raw []byte)) {
+	files, err := filepath.Glob(filepath.Join(refdata.Dir(t, sub), "*.json"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
-	m := mustMapper(t, func(o *Options) { o.UnknownEvents = PolicyReject })
 	for _, f := range files {
 		typ := strings.TrimSuffix(filepath.Base(f), ".json")
 		t.Run(typ, func(t *testing.T) {
 			raw, err := os.ReadFile(f)
 			require.NoError(t, err)
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.UseNumber()
-			n := 0
-			for {
-				var rec any
-				if err := dec.Decode(&rec); errors.Is(err, io.EOF) {
-					break
-				} else {
-					require.NoError(t, err)
-				}
-				flat := unwrapUnions(rec).(map[string]any)
-				checkSample(t, m, mustJSON(t, flat), typ, typ, flat)
-				n++
-			}
-			require.Positive(t, n)
+			fn(t, typ, raw)
 		})
 	}
 }

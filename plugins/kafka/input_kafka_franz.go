@@ -644,8 +644,6 @@ func (f *franzInput) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[
 	}
 	f.mRevoked.Incr(int64(len(parts)))
 
-	st := time.Now()
-	defer func() { fmt.Println("REVOKE", len(parts), time.Since(st)) }()
 	drainCtx, cancel := context.WithTimeout(ctx, f.conf.drainTimeout)
 	defer cancel()
 	for {
@@ -744,19 +742,25 @@ func (f *franzInput) Close(ctx context.Context) error {
 	f.mu.Lock()
 	cl := f.client
 	f.client = nil
+	// Every ack that will ever come has come: release the partitions now, so
+	// that leaving the group does not wait for batches that Benthos read but
+	// never delivered because it was stopping.
+	for tp, p := range f.parts {
+		f.releasePartitionLocked(p)
+		delete(f.parts, tp)
+	}
+	clear(f.queue)
+	f.queue = nil
 	f.mu.Unlock()
 	if cl == nil {
 		return nil
 	}
-	st := time.Now()
-	defer func() { fmt.Println("CLOSE total", time.Since(st)) }()
 	cctx, cancel := context.WithTimeout(ctx, closeCommitTimeout)
 	defer cancel()
 	if err := cl.CommitMarkedOffsets(cctx); err != nil {
 		f.mCommitErrs.Incr(1)
 		f.log.Errorf("Failed to commit offsets on close: %v", err)
 	}
-	fmt.Println("CLOSE commit", time.Since(st))
 	cl.CloseAllowingRebalance()
 	return nil
 }

@@ -279,7 +279,8 @@ func (o *franzOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 	}
 
 	recs := make([]*kgo.Record, 0, len(batch))
-	idx := make([]int, 0, len(batch))
+	// Results come back in completion order: map records to their index.
+	idx := make(map[*kgo.Record]int, len(batch))
 	for i, msg := range batch {
 		rec, err := o.buildRecord(batch, i, msg)
 		if err != nil {
@@ -288,17 +289,17 @@ func (o *franzOutput) WriteBatch(ctx context.Context, batch service.MessageBatch
 			continue
 		}
 		recs = append(recs, rec)
-		idx = append(idx, i)
+		idx[rec] = i
 	}
 
 	if len(recs) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, o.timeout)
 		results := cl.ProduceSync(pctx, recs...)
 		cancel()
-		for j, res := range results {
+		for _, res := range results {
 			if res.Err != nil {
 				o.log.Errorf("Kafka refused a record for %s: %v", res.Record.Topic, res.Err)
-				fail(idx[j], "produce", fmt.Errorf("produce to %s: %w", res.Record.Topic, res.Err))
+				fail(idx[res.Record], "produce", fmt.Errorf("produce to %s: %w", res.Record.Topic, res.Err))
 			}
 		}
 	}

@@ -10,14 +10,20 @@ import (
 )
 
 // TestHotTableMatchesMap runs random inserts, removals and compactions
-// against a Go map. Hashes share their low bits often, so that probe
-// sequences collide and wrap around the index.
+// against a Go map. Hashes share their low bits often, half of them at the
+// end of the index, so that probe sequences collide and wrap around it.
 func TestHotTableMatchesMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	var tab hotTable
 	want := map[uint64]uint32{} // hash -> secTotal, used as a payload
-	key := func() uint64 { return rng.Uint64N(3000)<<20 | rng.Uint64N(4) }
-	for step := range 200_000 {
+	key := func() uint64 {
+		low := rng.Uint64N(4)
+		if rng.IntN(2) == 0 {
+			low = 1<<20 - 1 - low
+		}
+		return rng.Uint64N(300)<<20 | low
+	}
+	for step := range 10_000 {
 		h := key()
 		switch op := rng.IntN(10); {
 		case op < 5:
@@ -54,4 +60,24 @@ func TestHotTableMatchesMap(t *testing.T) {
 func TestSizes(t *testing.T) {
 	assert.Equal(t, uintptr(152), unsafe.Sizeof(keyState{}))
 	assert.Equal(t, uintptr(128), unsafe.Sizeof(shard{}))
+}
+
+// TestHotTableWrap removes entries of a probe run that wraps around the end
+// of the index (homes 63 and 0 of 64 slots), in every order.
+func TestHotTableWrap(t *testing.T) {
+	keys := []uint64{1<<20 | 0, 2<<20 | 63, 3<<20 | 63, 4<<20 | 0, 5<<20 | 62}
+	for del := range keys {
+		var tab hotTable
+		for _, h := range keys {
+			tab.insert(h)
+		}
+		require.Len(t, tab.slots, minSlots)
+		tab.sweep(func(st *keyState) bool { return st.hash != keys[del] })
+		for i, h := range keys {
+			if i != del {
+				assert.NotNil(t, tab.get(h), "removing %x lost %x", keys[del], h)
+			}
+		}
+		assert.Nil(t, tab.get(keys[del]))
+	}
 }

@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+#
+# currents-amplitude: a static binary on a distroless, non-root base.
+#
+#   docker build -t currents-amplitude .
+#   docker run --rm currents-amplitude run config/quickstart.yaml          # dry run on the bundled samples
+#   docker run --rm -p 8080:8080 -p 4195:4195 \
+#     -e AMPLITUDE_API_KEY -e BRAZE_CURRENTS_TOKEN \
+#     currents-amplitude run config/currents_http_to_amplitude.yaml
+#
+# Layout of the image:
+#   /usr/local/bin/currents-amplitude   the binary (the entrypoint)
+#   /etc/currents-amplitude/config/     the shipped pipelines and samples (working directory:
+#                                       /etc/currents-amplitude, so "config/quickstart.yaml" works)
+#   /var/lib/currents-amplitude/        writable by the runtime user: the default DLQ_PATH lives here
+# Mount your own pipelines over /etc/currents-amplitude/config or anywhere else.
+
+ARG GO_VERSION=1.26
+
+FROM golang:${GO_VERSION} AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+ARG DATE_BUILT=unknown
+# The same build as .ci/run's "static binary" step.
+RUN CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X main.Version=${VERSION} -X main.DateBuilt=${DATE_BUILT}" \
+      -o /out/currents-amplitude . \
+ && /out/currents-amplitude lint $(ls config/*.yaml config/*/*.yaml 2>/dev/null | grep -v '_benthos_test.yaml$') \
+ && mkdir -p /out/var/lib/currents-amplitude
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/currents-amplitude /usr/local/bin/currents-amplitude
+COPY --from=build --chown=65532:65532 /out/var/lib/currents-amplitude /var/lib/currents-amplitude
+COPY config /etc/currents-amplitude/config
+WORKDIR /etc/currents-amplitude
+USER 65532:65532
+ENV DLQ_PATH=/var/lib/currents-amplitude/dlq.jsonl
+# 8080: Braze Currents connector endpoint; 4195: Benthos' /ping, /ready and /metrics.
+EXPOSE 8080 4195
+ENTRYPOINT ["/usr/local/bin/currents-amplitude"]
+CMD ["run", "config/quickstart.yaml"]

@@ -1,0 +1,206 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// newOutput builds and connects a kafka_franz output from YAML.
+func newOutput(t *testing.T, yaml string) *franzOutput {
+	t.Helper()
+	conf, err := kafkaFranzOutputSpec().ParseYAML(yaml, nil)
+	require.NoError(t, err)
+	o, err := newFranzOutputFromParsed(conf, service.MockResources())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, o.Connect(ctx))
+	t.Cleanup(func() { _ = o.Close(context.Background()) })
+	return o
+}
+
+// readAll consumes n records of topic from the start.
+func readAll(t *testing.T, brokers, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		require.NoError(t, ctx.Err(), "only %d of %d records", len(out), n)
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+func TestOutputProducesKeyedRecordsWithHeaders(t *testing.T) {
+	brokers := newCluster(t, "currents", 4)
+	o := newOutput(t, fmt.Sprintf(`
+seed_brokers: [ %q ]
+topic: currents
+key: '${! this.device.or("") }'
+metadata:
+  include_prefixes: [ "braze_" ]
+`, brokers))
+
+	var batch service.MessageBatch
+	for i := range 40 {
+		m := service.NewMessage(fmt.Appendf(nil, `{"device":"d%d","n":%d}`, i%5, i))
+		m.MetaSetMut("braze_source", "http")
+		m.MetaSetMut("secret_internal", "x")
+		batch = append(batch, m)
+	}
+	batch = append(batch, service.NewMessage([]byte(`{"n":99}`)))
+	require.NoError(t, o.WriteBatch(context.Background(), batch))
+
+	recs := readAll(t, brokers, "currents", len(batch))
+	partOf := map[string]int32{}
+	for _, r := range recs {
+		if string(r.Value) == `{"n":99}` {
+			assert.Nil(t, r.Key, "an empty key writes a record without key")
+			continue
+		}
+		key := string(r.Key)
+		if p, ok := partOf[key]; ok {
+			assert.Equal(t, p, r.Partition, "records of device %s spread over partitions", key)
+		}
+		partOf[key] = r.Partition
+		require.Len(t, r.Headers, 1)
+		assert.Equal(t, kgo.RecordHeader{Key: "braze_source", Value: []byte("http")}, r.Headers[0])
+	}
+	assert.Len(t, partOf, 5)
+}
+
+func TestOutputFailsOnlyTheBadMessages(t *testing.T) {
+	brokers := newCluster(t, "currents", 1)
+	o := newOutput(t, fmt.Sprintf(`
+seed_brokers: [ %q ]
+topic: '${! if this.bad == "topic" { throw("no topic for this event") } else { "currents" } }'
+max_message_bytes: 1KiB
+timeout: 5s
+`, brokers))
+
+	batch := service.MessageBatch{
+		service.NewMessage([]byte(`{"ok":1}`)),
+		service.NewMessage([]byte(`{"bad":"topic"}`)),
+		service.NewMessage([]byte(`{"big":"` + strings.Repeat("x", 2048) + `"}`)),
+		service.NewMessage([]byte(`{"ok":2}`)),
+	}
+	err := o.WriteBatch(context.Background(), batch)
+	var berr *service.BatchError
+	require.ErrorAs(t, err, &berr)
+	failed := map[int]string{}
+	berr.WalkMessages(func(i int, _ *service.Message, err error) bool {
+		if err != nil {
+			failed[i] = err.Error()
+		}
+		return true
+	})
+	require.Len(t, failed, 2)
+	assert.Contains(t, failed[1], "no topic for this event")
+	assert.Contains(t, failed[2], "MESSAGE_TOO_LARGE", "%v", failed)
+
+	recs := readAll(t, brokers, "currents", 2)
+	assert.Equal(t, `{"ok":1}`, string(recs[0].Value))
+	assert.Equal(t, `{"ok":2}`, string(recs[1].Value))
+}
+
+func TestOutputManualPartition(t *testing.T) {
+	brokers := newCluster(t, "currents", 3)
+	o := newOutput(t, fmt.Sprintf(`
+seed_brokers: [ %q ]
+topic: currents
+partitioner: manual
+partition: '${! @p }'
+`, brokers))
+	batch := service.MessageBatch{service.NewMessage([]byte("a")), service.NewMessage([]byte("b"))}
+	batch[0].MetaSetMut("p", "2")
+	batch[1].MetaSetMut("p", "nope")
+	err := o.WriteBatch(context.Background(), batch)
+	require.ErrorContains(t, err, "not a partition number")
+	recs := readAll(t, brokers, "currents", 1)
+	assert.Equal(t, int32(2), recs[0].Partition)
+}
+
+func TestSASLAuthentication(t *testing.T) {
+	for _, mech := range []string{saslPlain, saslScramSHA256, saslScramSHA512} {
+		t.Run(mech, func(t *testing.T) {
+			brokers := newCluster(t, "currents", 1, kfake.EnableSASL(), kfake.Superuser(mech, "braze", "s3cret-pass"))
+			yaml := func(pass string) string {
+				return fmt.Sprintf(`
+seed_brokers: [ %q ]
+topic: currents
+sasl:
+  - mechanism: %s
+    username: braze
+    password: %s
+`, brokers, mech, pass)
+			}
+			o := newOutput(t, yaml("s3cret-pass"))
+			require.NoError(t, o.WriteBatch(context.Background(), service.MessageBatch{service.NewMessage([]byte("x"))}))
+
+			conf, err := kafkaFranzOutputSpec().ParseYAML(yaml("wrong-pass"), nil)
+			require.NoError(t, err)
+			bad, err := newFranzOutputFromParsed(conf, service.MockResources())
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err = bad.Connect(ctx)
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), "wrong-pass", "the password leaked into an error")
+		})
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	tests := []struct {
+		name, spec, yaml, wantErr string
+	}{
+		{"no brokers", "input", `{seed_brokers: [" , "], topics: [t], consumer_group: g}`, "seed_brokers"},
+		{"no group", "input", `{seed_brokers: [b:9092], topics: [t]}`, "consumer_group"},
+		{"no topics", "input", `{seed_brokers: [b:9092], topics: [], consumer_group: g}`, "topics"},
+		{"bad regexp", "input", `{seed_brokers: [b:9092], topics: ["("], regexp_topics: true, consumer_group: g}`, "regular expression"},
+		{"zero checkpoint", "input", `{seed_brokers: [b:9092], topics: [t], consumer_group: g, checkpoint_limit: 0}`, "checkpoint_limit"},
+		{"bad size", "input", `{seed_brokers: [b:9092], topics: [t], consumer_group: g, fetch_max_bytes: lots}`, "fetch_max_bytes"},
+		{"sasl no user", "input", `{seed_brokers: [b:9092], topics: [t], consumer_group: g, sasl: [{mechanism: PLAIN}]}`, "username"},
+		{"manual without partition", "output", `{seed_brokers: [b:9092], topic: t, partitioner: manual}`, "partition"},
+		{"partition without manual", "output", `{seed_brokers: [b:9092], topic: t, partition: "1"}`, "partition"},
+		{"write max below message max", "output", `{seed_brokers: [b:9092], topic: t, max_message_bytes: 2MiB, broker_write_max_bytes: 1MiB}`, "broker_write_max_bytes"},
+		{"ok input", "input", `{seed_brokers: ["a:1,b:2"], topics: [t], consumer_group: g}`, ""},
+		{"ok output", "output", `{seed_brokers: [a:1], topic: t, compression: zstd}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.spec == "input" {
+				var conf *service.ParsedConfig
+				if conf, err = kafkaFranzInputSpec().ParseYAML(tt.yaml, nil); err == nil {
+					_, err = newFranzInputFromParsed(conf, service.MockResources())
+				}
+			} else {
+				var conf *service.ParsedConfig
+				if conf, err = kafkaFranzOutputSpec().ParseYAML(tt.yaml, nil); err == nil {
+					_, err = newFranzOutputFromParsed(conf, service.MockResources())
+				}
+			}
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+}
