@@ -46,19 +46,31 @@ func (a *ackChecker) check(t *testing.T) {
 	assert.Zero(t, a.undelivered.Load(), "events answered 2xx before reaching Amplitude (first: %v)", a.firstMissing.Load())
 }
 
-// TestE2EMixedStreamExactlyOnce: 10,000 events of a realistic mix, posted as
-// Braze does, all reach Amplitude once, correctly mapped.
-func TestE2EMixedStreamExactlyOnce(t *testing.T) {
-	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
+// liveSetup starts a fake Amplitude with opts and the live pipeline pointing
+// at it (tweak adjusts the environment first), and returns a Braze connector
+// whose 2xx answers are checked against Amplitude.
+func liveSetup(t *testing.T, opts amplitudetest.Options, tweak func(env map[string]string)) (*amplitudetest.Server, map[string]string, *pipeline, *ingesttest.Connector, *ackChecker) {
+	t.Helper()
+	opts.APIKey = "e2e-amplitude-key"
+	amp := amplitudetest.NewServer(opts)
 	t.Cleanup(amp.Close)
 	env := httpEnv(t, amp)
-	startPipeline(t, httpPipeline, env)
+	if tweak != nil {
+		tweak(env)
+	}
+	p := startPipeline(t, httpPipeline, env)
 	waitListening(t, currentsURL(env))
-
-	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 1, Devices: 5000}, 10000)
 	acks := &ackChecker{amp: amp}
 	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
 	c.OnAcked = acks.onAcked
+	return amp, env, p, c, acks
+}
+
+// TestE2EMixedStreamExactlyOnce: 10,000 events of a realistic mix, posted as
+// Braze does, all reach Amplitude once, correctly mapped.
+func TestE2EMixedStreamExactlyOnce(t *testing.T) {
+	amp, env, _, c, acks := liveSetup(t, amplitudetest.Options{}, nil)
+	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 1, Devices: 5000}, 10000)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	require.NoError(t, c.SendAll(ctx, events, 8))
@@ -77,17 +89,9 @@ func TestE2EMixedStreamExactlyOnce(t *testing.T) {
 // timeouts, dropped connections), the pipeline's retries absorb the faults:
 // Braze only ever gets 200, and every event is in Amplitude once.
 func TestE2EAmplitudeFaults(t *testing.T) {
-	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key", FaultRate: 0.3, Seed: 7})
-	t.Cleanup(amp.Close)
-	env := httpEnv(t, amp)
-	env["AMPLITUDE_TIMEOUT"] = "1s"
-	startPipeline(t, httpPipeline, env)
-	waitListening(t, currentsURL(env))
-
+	amp, env, _, c, acks := liveSetup(t, amplitudetest.Options{FaultRate: 0.3, Seed: 7},
+		func(env map[string]string) { env["AMPLITUDE_TIMEOUT"] = "1s" })
 	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 2, Devices: 5000}, 5000)
-	acks := &ackChecker{amp: amp}
-	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
-	c.OnAcked = acks.onAcked
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	require.NoError(t, c.SendAll(ctx, events, 8))
@@ -111,20 +115,15 @@ func TestE2EAmplitudeFaults(t *testing.T) {
 // (after the pipeline's own retries) and nothing is acknowledged; after the
 // outage Braze's retries deliver everything exactly once.
 func TestE2EAmplitudeOutage(t *testing.T) {
-	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
-	t.Cleanup(amp.Close)
-	proxy := newOutageProxy(t, amp.URL)
-	proxy.down.Store(true)
-	env := httpEnv(t, amp)
-	env["AMPLITUDE_URL"] = proxy.URL + amplitudetest.PathHTTPV2
-	env["AMPLITUDE_RETRY_FOR"] = "1s"
-	startPipeline(t, httpPipeline, env)
-	waitListening(t, currentsURL(env))
-
+	var proxy *outageProxy
+	amp, env, _, c, acks := liveSetup(t, amplitudetest.Options{}, func(env map[string]string) {
+		// The pipeline's Amplitude goes through a proxy that can fail everything.
+		proxy = newOutageProxy(t, strings.TrimSuffix(env["AMPLITUDE_URL"], amplitudetest.PathHTTPV2))
+		proxy.down.Store(true)
+		env["AMPLITUDE_URL"] = proxy.URL + amplitudetest.PathHTTPV2
+		env["AMPLITUDE_RETRY_FOR"] = "1s"
+	})
 	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 3, Devices: 5000}, 2000)
-	acks := &ackChecker{amp: amp}
-	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
-	c.OnAcked = acks.onAcked
 	c.MaxBackoff = 200 * time.Millisecond
 
 	// Amplitude comes back once Braze has seen a few failures.
@@ -154,16 +153,11 @@ func TestE2EAmplitudeOutage(t *testing.T) {
 // request timeout, Braze gets 429 (retry later), never a 2xx for undelivered
 // events.
 func TestE2ESaturatedAnswers429(t *testing.T) {
-	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key", Latency: 3 * time.Second})
-	t.Cleanup(amp.Close)
-	env := httpEnv(t, amp)
-	env["CURRENTS_HTTP_TIMEOUT"] = "500ms"
-	env["AMPLITUDE_TIMEOUT"] = "10s"
-	startPipeline(t, httpPipeline, env)
-	waitListening(t, currentsURL(env))
-
+	_, _, _, c, _ := liveSetup(t, amplitudetest.Options{Latency: 3 * time.Second}, func(env map[string]string) {
+		env["CURRENTS_HTTP_TIMEOUT"] = "500ms"
+		env["AMPLITUDE_TIMEOUT"] = "10s"
+	})
 	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 4}, 100)
-	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
 	status := c.Post(context.Background(), ingesttest.Body(events))
 	assert.Equal(t, http.StatusTooManyRequests, status)
 }
@@ -173,16 +167,8 @@ func TestE2ESaturatedAnswers429(t *testing.T) {
 // acknowledged before a stop is in Amplitude at that moment, and at the end
 // every event is there once.
 func TestE2ERestart(t *testing.T) {
-	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key", Latency: 5 * time.Millisecond})
-	t.Cleanup(amp.Close)
-	env := httpEnv(t, amp)
-	p := startPipeline(t, httpPipeline, env)
-	waitListening(t, currentsURL(env))
-
+	amp, env, p, c, acks := liveSetup(t, amplitudetest.Options{Latency: 5 * time.Millisecond}, nil)
 	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 5, Devices: 5000}, 6000)
-	acks := &ackChecker{amp: amp}
-	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
-	c.OnAcked = acks.onAcked
 	c.MaxBackoff = 100 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -221,12 +207,8 @@ func TestE2ERestart(t *testing.T) {
 // nothing; malformed bodies get 400; an event the mapper refuses goes to the
 // dead-letter file with its reason while its neighbours are delivered.
 func TestE2EAuthAndBadRequests(t *testing.T) {
-	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
-	t.Cleanup(amp.Close)
-	env := httpEnv(t, amp)
-	startPipeline(t, httpPipeline, env)
+	amp, env, _, c, _ := liveSetup(t, amplitudetest.Options{}, nil)
 	url := currentsURL(env)
-	waitListening(t, url)
 
 	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 6}, 10)
 	good := ingesttest.Body(events)
@@ -245,15 +227,13 @@ func TestE2EAuthAndBadRequests(t *testing.T) {
 		{"empty request", e2eToken, "", http.StatusOK},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := ingesttest.NewConnector(url, tt.token)
-			assert.Equal(t, tt.status, c.Post(context.Background(), []byte(tt.body)))
+			assert.Equal(t, tt.status, ingesttest.NewConnector(url, tt.token).Post(context.Background(), []byte(tt.body)))
 		})
 	}
 	assert.Zero(t, amp.Requests(), "nothing was forwarded to Amplitude")
 
 	// One unmappable event (no time) among good ones.
 	bad := ingesttest.Event{ID: "bad-1", Raw: []byte(`{"event_type":"users.messages.email.Open","id":"bad-1","user":{"external_user_id":"usr_bad"},"properties":{}}`)}
-	c := ingesttest.NewConnector(url, e2eToken)
 	require.Equal(t, http.StatusOK, c.Post(context.Background(), ingesttest.Body(append([]ingesttest.Event{bad}, events...))))
 	assert.Equal(t, len(events), amp.Count())
 	for _, ev := range events {

@@ -140,13 +140,13 @@ func (c *compiler) compile(s avro.Schema) (node, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &arrayNode{items: items}, nil
+		return &containerNode{items: items}, nil
 	case *avro.MapSchema:
 		values, err := c.compile(s.Values())
 		if err != nil {
 			return nil, err
 		}
-		return &mapNode{values: values}, nil
+		return &containerNode{items: values, isMap: true}, nil
 	case *avro.EnumSchema:
 		n := enumNode{}
 		for _, sym := range s.Symbols() {
@@ -336,12 +336,19 @@ func (n *recordNode) decode(r *binReader, dst []byte, depth int) ([]byte, error)
 	return append(dst, '}'), r.checkOut(dst)
 }
 
-type arrayNode struct {
+// containerNode decodes an Avro array (to a JSON array) or map (to a JSON
+// object): both are a sequence of blocks of items, map items being keyed.
+type containerNode struct {
 	items node
+	isMap bool
 }
 
-func (n *arrayNode) decode(r *binReader, dst []byte, depth int) ([]byte, error) {
-	dst = append(dst, '[')
+func (n *containerNode) decode(r *binReader, dst []byte, depth int) ([]byte, error) {
+	open, closing := byte('['), byte(']')
+	if n.isMap {
+		open, closing = '{', '}'
+	}
+	dst = append(dst, open)
 	first := true
 	err := readBlocks(r, depth, func() error {
 		if !first {
@@ -349,37 +356,18 @@ func (n *arrayNode) decode(r *binReader, dst []byte, depth int) ([]byte, error) 
 		}
 		first = false
 		var err error
+		if n.isMap {
+			if dst, err = (stringNode{}).decode(r, dst, depth); err != nil {
+				return err
+			}
+			dst = append(dst, ':')
+		}
 		if dst, err = n.items.decode(r, dst, depth+1); err != nil {
 			return err
 		}
 		return r.checkOut(dst)
 	})
-	return append(dst, ']'), err
-}
-
-type mapNode struct {
-	values node
-}
-
-func (n *mapNode) decode(r *binReader, dst []byte, depth int) ([]byte, error) {
-	dst = append(dst, '{')
-	first := true
-	err := readBlocks(r, depth, func() error {
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
-		var err error
-		if dst, err = (stringNode{}).decode(r, dst, depth); err != nil {
-			return err
-		}
-		dst = append(dst, ':')
-		if dst, err = n.values.decode(r, dst, depth+1); err != nil {
-			return err
-		}
-		return r.checkOut(dst)
-	})
-	return append(dst, '}'), err
+	return append(dst, closing), err
 }
 
 // readBlocks walks the blocks of an Avro array or map, calling item once per

@@ -78,20 +78,24 @@ func wantJSON(i int) string {
 		strconv.Quote(p.Properties), ad)
 }
 
-// genFile writes n records of purchaseSchema with hamba's OCF encoder, perBlock
-// records per block, and returns the file and the byte offset where each
-// block ends (the last entry is the file size; blockEnds[0] ends block 0).
-// headerEnd is where block 0 starts.
+// genFile writes n records of purchaseSchema (testPurchase) with hamba's OCF
+// encoder, perBlock records per block, and returns the file, the offset
+// where block 0 starts and the offset where each block ends.
 func genFile(t testing.TB, codec ocf.CodecName, n, perBlock int) (data []byte, headerEnd int, blockEnds []int) {
+	t.Helper()
+	return genRecords(t, codec, n, perBlock, func(i int) any { return testPurchase(i) })
+}
+
+// genRecords is genFile with the records given by rec.
+func genRecords(t testing.TB, codec ocf.CodecName, n, perBlock int, rec func(i int) any) (data []byte, headerEnd int, blockEnds []int) {
 	t.Helper()
 	var buf bytes.Buffer
 	enc, err := ocf.NewEncoder(purchaseSchema, &buf, ocf.WithCodec(codec), ocf.WithBlockLength(perBlock+1),
 		ocf.WithSyncBlock([16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}))
 	require.NoError(t, err)
-	require.NoError(t, enc.Flush()) // writes the header
-	headerEnd = buf.Len()
+	headerEnd = buf.Len() // NewEncoder writes the header
 	for i := range n {
-		require.NoError(t, enc.Encode(testPurchase(i)))
+		require.NoError(t, enc.Encode(rec(i)))
 		if (i+1)%perBlock == 0 || i == n-1 {
 			require.NoError(t, enc.Flush())
 			blockEnds = append(blockEnds, buf.Len())

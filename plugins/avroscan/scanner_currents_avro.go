@@ -228,15 +228,17 @@ func (s *scanner) NextBatch(context.Context) (service.MessageBatch, error) {
 	if s.c.batchSize > 0 {
 		n = min(n, s.c.batchSize)
 	}
+	// Values boxed once, not once per message.
+	var eventType, schema, name, blockIndex any = s.eventType, s.schema, s.name, s.block.index
 	batch := make(service.MessageBatch, n)
 	for i := range batch {
 		m := service.NewMessage(s.block.record(s.next + i))
-		m.MetaSetMut(MetaEventType, s.eventType)
-		m.MetaSetMut(MetaSchema, s.schema)
+		m.MetaSetMut(MetaEventType, eventType)
+		m.MetaSetMut(MetaSchema, schema)
 		if s.name != "" {
-			m.MetaSetMut(MetaFile, s.name)
+			m.MetaSetMut(MetaFile, name)
 		}
-		m.MetaSetMut(MetaBlock, s.block.index)
+		m.MetaSetMut(MetaBlock, blockIndex)
 		m.MetaSetMut(MetaRecord, s.records+int64(i))
 		batch[i] = m
 	}

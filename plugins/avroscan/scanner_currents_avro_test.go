@@ -239,9 +239,10 @@ func TestScannerLimits(t *testing.T) {
 }
 
 // TestFileInputMovesOnAfterBadFile runs the scanner under Benthos' file
-// input over a Braze-like folder holding a good file, a damaged file and
-// another good file: every good record arrives once, the damaged file's
-// records before the damage too, and the stream ends (is not stuck).
+// input over a Braze-like folder holding a file that is not Avro, a good
+// file, a damaged file and another good file: every good record arrives
+// once, the damaged file's records before the damage too, and the stream
+// ends (is not stuck).
 func TestFileInputMovesOnAfterBadFile(t *testing.T) {
 	dir := t.TempDir()
 	good, _, ends := genFile(t, ocf.Snappy, 50, 10)
@@ -250,13 +251,19 @@ func TestFileInputMovesOnAfterBadFile(t *testing.T) {
 		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
 		require.NoError(t, os.WriteFile(p, data, 0o644))
 	}
+	write("event_type=users.behaviors.Purchase/date=2026-11-29-09/0.avro", []byte("PK\x03\x04 not avro at all"))
 	write("event_type=users.behaviors.Purchase/date=2026-11-29-10/a.avro", good)
 	write("event_type=users.behaviors.Purchase/date=2026-11-29-11/b.avro", good[:ends[1]+5]) // 20 records survive
 	write("event_type=users.behaviors.Purchase/date=2026-11-29-12/c.avro", good)
 	write("event_type=users.behaviors.Purchase/date=2026-11-29-12/notes.txt", []byte("not avro"))
 
-	sb := service.NewStreamBuilder()
+	counters := &counterCapture{vals: map[string]int64{}}
+	env := service.NewEnvironment()
+	require.NoError(t, env.RegisterMetricsExporter("avroscan_test_capture", service.NewConfigSpec(),
+		func(*service.ParsedConfig, *service.Logger) (service.MetricsExporter, error) { return counters, nil }))
+	sb := env.NewStreamBuilder()
 	require.NoError(t, sb.SetLoggerYAML("level: none"))
+	require.NoError(t, sb.SetMetricsYAML("avroscan_test_capture: {}"))
 	require.NoError(t, sb.AddInputYAML(`
 file:
   paths: [ "`+dir+`/**/*.avro" ]
@@ -295,4 +302,48 @@ file:
 	for _, f := range files {
 		assert.False(t, strings.HasSuffix(f, ".txt"))
 	}
+	counters.mu.Lock()
+	defer counters.mu.Unlock()
+	assert.Equal(t, map[string]int64{
+		"currents_avro_records_decoded": 120,
+		"currents_avro_blocks_decoded":  12,
+		"currents_avro_files_completed": 2,
+		"currents_avro_files_failed":    2,
+	}, counters.vals)
 }
+
+// counterCapture is a metrics exporter that sums the currents_avro_*
+// counters.
+type counterCapture struct {
+	mu   sync.Mutex
+	vals map[string]int64
+}
+
+type capturedCounter struct {
+	c    *counterCapture
+	name string
+}
+
+func (v capturedCounter) Incr(n int64) {
+	if strings.HasPrefix(v.name, "currents_avro_") {
+		v.c.mu.Lock()
+		v.c.vals[v.name] += n
+		v.c.mu.Unlock()
+	}
+}
+func (v capturedCounter) Set(int64)    {}
+func (v capturedCounter) Timing(int64) {}
+
+func (c *counterCapture) NewCounterCtor(name string, _ ...string) service.MetricsExporterCounterCtor {
+	return func(...string) service.MetricsExporterCounter { return capturedCounter{c, name} }
+}
+
+func (c *counterCapture) NewTimerCtor(name string, _ ...string) service.MetricsExporterTimerCtor {
+	return func(...string) service.MetricsExporterTimer { return capturedCounter{c, name} }
+}
+
+func (c *counterCapture) NewGaugeCtor(name string, _ ...string) service.MetricsExporterGaugeCtor {
+	return func(...string) service.MetricsExporterGauge { return capturedCounter{c, name} }
+}
+
+func (*counterCapture) Close(context.Context) error { return nil }

@@ -3,7 +3,9 @@ package currents
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"runtime"
 	"testing"
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
@@ -105,6 +107,7 @@ func BenchmarkBrazeToAmplitude(b *testing.B) {
 	procs := map[string]*service.OwnedProcessor{
 		"processor": newOwnedProcessor(b, "p:\n  braze_to_amplitude: {}"),
 		"bloblang":  bloblangProcessor(b),
+		"noop":      newOwnedProcessor(b, "p:\n  noop: {}"),
 	}
 	for _, in := range inputs {
 		b.Run(in.name+"/mapper", func(b *testing.B) {
@@ -118,26 +121,44 @@ func BenchmarkBrazeToAmplitude(b *testing.B) {
 				}
 			}
 		})
-		for _, name := range []string{"processor", "bloblang"} {
-			p := procs[name]
-			b.Run(in.name+"/"+name, func(b *testing.B) {
-				b.ReportAllocs()
-				b.SetBytes(int64(len(in.event)))
-				ctx := context.Background()
-				for b.Loop() {
-					msg := service.NewMessage(in.event)
-					if in.hint != "" {
-						msg.MetaSetMut(MetaEventType, in.hint)
-					}
-					batch, err := p.Process(ctx, msg)
-					if err != nil || len(batch) != 1 {
-						b.Fatal(err)
-					}
-					if _, err := batch[0].AsBytes(); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
+		for _, name := range []string{"processor", "bloblang", "noop"} {
+			for _, size := range []int{1, 100} {
+				b.Run(fmt.Sprintf("%s/%s/batch=%d", in.name, name, size), func(b *testing.B) {
+					benchProcessor(b, procs[name], in.event, in.hint, size)
+				})
+			}
 		}
 	}
+}
+
+// benchProcessor runs p on batches of size copies of event and reports the
+// time and allocations per event (an op is one batch).
+func benchProcessor(b *testing.B, p *service.OwnedProcessor, event []byte, hint string, size int) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(event) * size))
+	ctx := context.Background()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for b.Loop() {
+		batch := make(service.MessageBatch, size)
+		for i := range batch {
+			batch[i] = service.NewMessage(event)
+			if hint != "" {
+				batch[i].MetaSetMut(MetaEventType, hint)
+			}
+		}
+		out, err := p.ProcessBatch(ctx, batch)
+		if err != nil || len(out) != 1 || len(out[0]) != size {
+			b.Fatalf("unexpected output: %v", err)
+		}
+		for _, m := range out[0] {
+			if _, err := m.AsBytes(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	runtime.ReadMemStats(&after)
+	events := float64(b.N * size)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/events, "ns/event")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/events, "allocs/event")
 }

@@ -95,6 +95,7 @@ func DefaultOptions() Options {
 
 // typeInfo is a catalogue entry resolved against the options.
 type typeInfo struct {
+	typ     string // the Currents type
 	kind    Kind
 	rules   rule
 	allowed bool   // passes include/exclude
@@ -158,6 +159,7 @@ func NewMapper(opts Options) (*Mapper, error) {
 
 func (m *Mapper) resolve(typ, name string, kind Kind, rules rule) *typeInfo {
 	return &typeInfo{
+		typ:     typ,
 		kind:    kind,
 		rules:   rules,
 		allowed: m.allowed(typ),
@@ -214,26 +216,35 @@ func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result
 		return dst, res, fmt.Errorf("event must be a JSON object, got %s", typeName(root))
 	}
 	typ := root.Get("event_type")
+	var name string
 	switch {
 	case typ.Type == gjson.String && typ.Str != "":
-		res.EventType = typ.Str
+		name = typ.Str
 	case typ.Exists() && typ.Type != gjson.Null:
 		return dst, res, fmt.Errorf("field event_type must be a string, got %s", typeName(typ))
 	case typeHint != "":
-		res.EventType = typeHint
+		name = typeHint
 	default:
 		return dst, res, errors.New("missing event type: no event_type field and no currents_event_type metadata")
 	}
-	if len(res.EventType) > MaxIDLength {
-		return dst, res, fmt.Errorf("event type is %d bytes long, over the %d-byte limit", len(res.EventType), MaxIDLength)
+	if len(name) > MaxIDLength {
+		return dst, res, fmt.Errorf("event type is %d bytes long, over the %d-byte limit", len(name), MaxIDLength)
 	}
 
-	info, err := m.lookup(res.EventType)
-	if err != nil || info == nil {
-		if err == nil {
+	info, ok := m.types[name]
+	if ok {
+		res.EventType = info.typ // never an alias of event, which the caller may reuse
+	} else {
+		res.EventType = strings.Clone(name)
+		switch m.opts.UnknownEvents {
+		case PolicyDerive:
+			info = m.resolve(res.EventType, DeriveName(name), KindRegular, 0)
+		case PolicyReject:
+			return dst, res, fmt.Errorf("unknown Currents event type %q (add it to event_names or set unknown_events: derive)", name)
+		default:
 			res.Dropped = DropUnknown
+			return dst, res, nil
 		}
-		return dst, res, err
 	}
 	if !info.allowed {
 		res.Dropped = DropFiltered
@@ -258,21 +269,6 @@ func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result
 		return dst[:start], res, nil
 	}
 	return out, res, nil
-}
-
-// lookup finds the type in the table, or applies the unknown_events policy:
-// nil, nil means drop.
-func (m *Mapper) lookup(typ string) (*typeInfo, error) {
-	if info, ok := m.types[typ]; ok {
-		return info, nil
-	}
-	switch m.opts.UnknownEvents {
-	case PolicyDerive:
-		return m.resolve(typ, DeriveName(typ), KindRegular, 0), nil
-	case PolicyReject:
-		return nil, fmt.Errorf("unknown Currents event type %q (add it to event_names or set unknown_events: derive)", typ)
-	}
-	return nil, nil
 }
 
 // finish closes event_properties and writes the top-level fields. It returns
@@ -430,184 +426,6 @@ func optionalString(v gjson.Result, name string) (gjson.Result, error) {
 		return v, nil
 	}
 	return v, fmt.Errorf("field %s must be a string, got %s", name, typeName(v))
-}
-
-// walker visits the keys of an event (and of its user/properties objects),
-// collecting the special fields and writing the rest as event_properties.
-type walker struct {
-	m    *Mapper
-	info *typeInfo
-	dst  []byte
-	f    fields
-	err  error
-}
-
-func (w *walker) visit(key, value gjson.Result) bool {
-	k := key.Str
-	switch k {
-	case "event_type", "user_id":
-		return true
-	case "id":
-		w.f.id = value
-		return true
-	case "time":
-		w.f.time = value
-		return true
-	case "external_user_id":
-		w.f.extUserID = value
-		return true
-	case "device_id":
-		w.f.deviceID = value
-		return true
-	case "user":
-		return w.nested(value, k)
-	case "properties":
-		switch {
-		case value.IsObject():
-			return w.nested(value, k)
-		case w.info.kind != KindRegular:
-			return w.customProperties(value, k)
-		}
-	case "custom_properties", "purchase_properties":
-		if w.info.kind != KindRegular {
-			return w.customProperties(value, k)
-		}
-	case "time_ms":
-		w.f.timeMS = value
-	case "ad_id":
-		w.f.adID = value
-	case "ad_id_type":
-		w.f.adIDType = value
-	case "platform":
-		w.f.platform = value
-	case "os_version":
-		w.f.osVersion = value
-	case "device_model":
-		w.f.deviceModel = value
-	case "latitude":
-		w.f.lat = value
-	case "longitude":
-		w.f.lng = value
-	case "gender", "country", "language", "carrier", "resolution", "sdk_version",
-		"canvas_step_message_variation_id":
-		return true // demographics and internal ids Braze does not send
-	case "timezone":
-		if w.info.rules&keepTimezone == 0 {
-			return true
-		}
-	case "phone_number":
-		if w.info.rules&noPhone != 0 {
-			return true
-		}
-	case "name":
-		if w.info.kind == KindCustom {
-			w.f.name = value
-			return true
-		}
-	case "product_id", "price", "quantity":
-		if w.info.kind == KindPurchase {
-			switch k {
-			case "product_id":
-				w.f.productID = value
-			case "price":
-				w.f.price = value
-			default:
-				w.f.quantity = value
-			}
-			return true
-		}
-	case "content_card_id":
-		if w.info.rules&cardID != 0 {
-			w.property(`"card_id"`, value, false)
-			return true
-		}
-	}
-	if strings.HasSuffix(k, "_api_id") {
-		return true // deprecated API-id duplicates of the BSON ids
-	}
-	w.property(key.Raw, value, isFloatField(k))
-	return true
-}
-
-// nested walks the user and properties objects of the HTTP shape.
-func (w *walker) nested(value gjson.Result, name string) bool {
-	if !value.IsObject() {
-		if value.Type == gjson.Null {
-			return true
-		}
-		w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(value))
-		return false
-	}
-	value.ForEach(w.visit)
-	return w.err == nil
-}
-
-// customProperties writes custom event or purchase properties, given as an
-// object (HTTP shape) or a JSON-encoded string (storage shape), with the
-// configured key prefix.
-func (w *walker) customProperties(value gjson.Result, name string) bool {
-	switch value.Type {
-	case gjson.Null:
-		return true
-	case gjson.String:
-		if value.Str == "" {
-			return true
-		}
-		if !gjson.Valid(value.Str) {
-			w.err = fmt.Errorf("field %s is not a valid JSON-encoded object", name)
-			return false
-		}
-		value = gjson.Parse(value.Str)
-	}
-	if !value.IsObject() {
-		w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(value))
-		return false
-	}
-	prefix := w.m.customPropPrefix
-	if w.info.kind == KindPurchase {
-		prefix = w.m.purchasePropPrefix
-	}
-	value.ForEach(func(key, v gjson.Result) bool {
-		if v.Type == gjson.Null {
-			return true
-		}
-		w.comma()
-		w.dst = append(w.dst, '"')
-		w.dst = append(w.dst, prefix...)
-		w.dst = append(w.dst, key.Raw[1:]...)
-		w.dst = append(append(w.dst, ':'), v.Raw...)
-		return true
-	})
-	return true
-}
-
-func (w *walker) comma() {
-	if w.f.props > 0 {
-		w.dst = append(w.dst, ',')
-	}
-	w.f.props++
-}
-
-// property writes one Braze field under its raw (quoted) JSON key; nulls are
-// left out.
-func (w *walker) property(rawKey string, value gjson.Result, float bool) {
-	if value.Type == gjson.Null {
-		return
-	}
-	w.comma()
-	w.dst = append(append(w.dst, rawKey...), ':')
-	w.dst = appendNumber(w.dst, value, float)
-}
-
-// appendNumber writes value as is, except Avro floats: a number exactly
-// representable as a float32 is written in its shortest float32 form.
-func appendNumber(dst []byte, value gjson.Result, float bool) []byte {
-	if float && value.Type == gjson.Number && strings.ContainsAny(value.Raw, ".eE") {
-		if f32 := float32(value.Num); float64(f32) == value.Num {
-			return strconv.AppendFloat(dst, float64(f32), 'g', -1, 32)
-		}
-	}
-	return append(dst, value.Raw...)
 }
 
 // DeriveName builds an Amplitude base name for a Currents type the catalogue

@@ -411,3 +411,17 @@ func TestSplitEvents(t *testing.T) {
 	_, _, err = SplitEvents([]byte(`{"events":[{"id":"a"}`))
 	assert.ErrorContains(t, err, "not valid JSON")
 }
+
+// The caller may reuse its event buffer (the Avro scanner does): nothing the
+// mapper returns may alias it.
+func TestResultDoesNotAliasEvent(t *testing.T) {
+	for _, typ := range []string{"users.messages.email.Open", "users.messages.pigeon.Send"} {
+		event := []byte(`{"event_type":"` + typ + `","id":"i","time":1,"user":{"external_user_id":"u"}}`)
+		_, res, err := mustMapper(t, nil).AppendEvent(nil, event, "")
+		require.NoError(t, err)
+		for i := range event {
+			event[i] = 'x'
+		}
+		assert.Equal(t, typ, res.EventType)
+	}
+}

@@ -30,6 +30,8 @@ const (
 	// btaMaxWarnedTypes bounds the set of (reason, type) pairs logged at warn
 	// level; later drops are logged at debug level.
 	btaMaxWarnedTypes = 1000
+	// btaMaxPooledBuffer is the largest scratch buffer kept for reuse.
+	btaMaxPooledBuffer = 64 << 10
 )
 
 func brazeToAmplitudeSpec() *service.ConfigSpec {
@@ -117,8 +119,8 @@ pipeline:
 }
 
 func init() {
-	service.MustRegisterProcessor("braze_to_amplitude", brazeToAmplitudeSpec(),
-		func(conf *service.ParsedConfig, mgr *service.Resources) (service.Processor, error) {
+	service.MustRegisterBatchProcessor("braze_to_amplitude", brazeToAmplitudeSpec(),
+		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchProcessor, error) {
 			return newBrazeToAmplitudeFromParsed(conf, mgr)
 		})
 }
@@ -197,41 +199,58 @@ func newBrazeToAmplitudeFromParsed(conf *service.ParsedConfig, mgr *service.Reso
 	}, nil
 }
 
-// Process maps one message: a single Currents event, or a request body
-// whose events each become a message.
-func (p *brazeToAmplitude) Process(_ context.Context, msg *service.Message) (service.MessageBatch, error) {
+// ProcessBatch maps every message of the batch: a single Currents event, or
+// a request body whose events each become a message. Messages that cannot be
+// mapped stay in the batch, flagged with the reason; dropped events leave it.
+func (p *brazeToAmplitude) ProcessBatch(_ context.Context, in service.MessageBatch) ([]service.MessageBatch, error) {
+	out := make(service.MessageBatch, 0, len(in))
+	for _, msg := range in {
+		out = p.appendMapped(out, msg)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return []service.MessageBatch{out}, nil
+}
+
+func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, msg *service.Message) service.MessageBatch {
 	raw, err := msg.AsBytes()
 	if err != nil {
-		return nil, err
+		msg.SetError(err)
+		return append(out, msg)
 	}
 	events, isBody, err := SplitEvents(raw)
 	if err != nil {
-		return nil, err
+		msg.SetError(err)
+		return append(out, msg)
 	}
 	hint, _ := msg.MetaGet(MetaEventType)
 	if !isBody {
-		out, err := p.mapOne(msg, raw, hint)
-		if out == nil || err != nil {
-			return nil, err
-		}
-		return service.MessageBatch{out}, nil
+		return p.appendEvent(out, msg, raw, hint, false)
 	}
-	batch := make(service.MessageBatch, 0, len(events))
 	for _, ev := range events {
-		part := msg.Copy()
-		out, err := p.mapOne(part, ev, hint)
-		if err != nil {
-			// The failing event alone, flagged, so that a dead-letter
-			// output receives it with its reason.
-			part.SetBytes(append([]byte(nil), ev...))
-			part.SetError(err)
-			out = part
-		}
-		if out != nil {
-			batch = append(batch, out)
-		}
+		out = p.appendEvent(out, msg.Copy(), ev, hint, true)
 	}
-	return batch, nil
+	return out
+}
+
+// appendEvent maps event into msg (which it owns) and appends msg to out,
+// unless the event is dropped. A failing event is flagged; when it was split
+// from a request body, msg is set to that event alone, so that a dead-letter
+// output receives it with its reason.
+func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, msg *service.Message, event []byte, hint string, split bool) service.MessageBatch {
+	mapped, err := p.mapOne(msg, event, hint)
+	if err != nil {
+		if split {
+			msg.SetBytes(append([]byte(nil), event...))
+		}
+		msg.SetError(err)
+		return append(out, msg)
+	}
+	if mapped == nil {
+		return out
+	}
+	return append(out, mapped)
 }
 
 // mapOne maps event into msg (which it owns). It returns nil, nil when the
@@ -240,7 +259,9 @@ func (p *brazeToAmplitude) mapOne(msg *service.Message, event []byte, hint strin
 	bufp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bufp)
 	buf, res, err := p.mapper.AppendEvent((*bufp)[:0], event, hint)
-	*bufp = buf[:0]
+	if cap(buf) <= btaMaxPooledBuffer {
+		*bufp = buf[:0] // keep the grown buffer, unless an outsized event grew it
+	}
 	if boxed, ok := p.typeMeta[res.EventType]; ok {
 		msg.MetaSetMut(MetaEventType, boxed)
 	} else if res.EventType != "" {

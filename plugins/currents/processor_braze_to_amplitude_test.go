@@ -19,6 +19,19 @@ func newTestProcessor(t testing.TB, yaml string) *brazeToAmplitude {
 	return p
 }
 
+// processAll runs the processor on one batch and returns its output
+// messages (zero or one output batch).
+func processAll(t *testing.T, p *brazeToAmplitude, msgs ...*service.Message) service.MessageBatch {
+	t.Helper()
+	batches, err := p.ProcessBatch(context.Background(), msgs)
+	require.NoError(t, err, "errors are reported per message")
+	require.LessOrEqual(t, len(batches), 1)
+	if len(batches) == 0 {
+		return nil
+	}
+	return batches[0]
+}
+
 const (
 	procEmailOpen = `{"event_type":"users.messages.email.Open","id":"e-1","time":1700000000,"user":{"external_user_id":"u-1"},"properties":{"email_address":"a@b.c"}}`
 	procFlatPush  = `{"id":"p-1","user_id":"b","external_user_id":"u-2","time":1700000001,"platform":"ios","campaign_id":"c"}`
@@ -45,17 +58,19 @@ func TestProcessorSingleEvents(t *testing.T) {
 			if tc.hint != "" {
 				msg.MetaSetMut(MetaEventType, tc.hint)
 			}
-			batch, err := p.Process(context.Background(), msg)
-			if tc.wantErr != "" {
-				require.ErrorContains(t, err, tc.wantErr)
-				return
-			}
-			require.NoError(t, err)
+			batch := processAll(t, p, msg)
 			if tc.dropped {
 				assert.Empty(t, batch)
 				return
 			}
 			require.Len(t, batch, 1)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, batch[0].GetError(), tc.wantErr)
+				raw, _ := batch[0].AsBytes()
+				assert.Equal(t, tc.body, string(raw), "a flagged message keeps its content")
+				return
+			}
+			require.NoError(t, batch[0].GetError())
 			b, err := batch[0].AsBytes()
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantName, decode(t, b)["event_type"])
@@ -78,8 +93,7 @@ unidentified_events: reject
 		`]}`
 	msg := service.NewMessage([]byte(body))
 	msg.MetaSetMut("http_path", "/currents")
-	batch, err := p.Process(context.Background(), msg)
-	require.NoError(t, err)
+	batch := processAll(t, p, msg)
 	require.Len(t, batch, 3, "the excluded email event is dropped")
 
 	out, err := batch[0].AsBytes()
@@ -100,12 +114,36 @@ unidentified_events: reject
 		assert.Equal(t, "users.behaviors.app.SessionEnd", typ)
 	}
 
-	empty, err := p.Process(context.Background(), service.NewMessage([]byte(`{"events":[]}`)))
-	require.NoError(t, err)
-	assert.Empty(t, empty)
+	assert.Empty(t, processAll(t, p, service.NewMessage([]byte(`{"events":[]}`))))
 
-	_, err = p.Process(context.Background(), service.NewMessage([]byte(`{"events":[1]}`)))
-	assert.ErrorContains(t, err, "must be a JSON object")
+	bad := processAll(t, p, service.NewMessage([]byte(`{"events":[1]}`)))
+	require.Len(t, bad, 1)
+	assert.ErrorContains(t, bad[0].GetError(), "must be a JSON object")
+}
+
+func TestProcessorBatchKeepsOrder(t *testing.T) {
+	p := newTestProcessor(t, `{}`)
+	dropped := service.NewMessage([]byte(procFlatPush))
+	dropped.MetaSetMut(MetaEventType, "users.messages.pigeon.Send")
+	hinted := service.NewMessage([]byte(procFlatPush))
+	hinted.MetaSetMut(MetaEventType, "users.messages.pushnotification.Send")
+	out := processAll(t, p,
+		service.NewMessage([]byte(procEmailOpen)),
+		dropped,
+		service.NewMessage([]byte(`{"events":[`+procEmailOpen+`,`+procEmailOpen+`]}`)),
+		service.NewMessage([]byte(`nope`)),
+		hinted,
+	)
+	require.Len(t, out, 5)
+	for i, want := range []string{"[Appboy] Email Open", "[Appboy] Email Open", "[Appboy] Email Open", "", "[Appboy] Push Notification Send"} {
+		if want == "" {
+			assert.Error(t, out[i].GetError())
+			continue
+		}
+		b, _ := out[i].AsBytes()
+		assert.Equal(t, want, decode(t, b)["event_type"], "message %d", i)
+	}
+	assert.Nil(t, processAll(t, p, dropped), "a batch of dropped events yields no batch")
 }
 
 func TestProcessorConfig(t *testing.T) {

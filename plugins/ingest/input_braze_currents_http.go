@@ -387,7 +387,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request) (int,
 		return http.StatusTooManyRequests, "too many requests in flight"
 	}
 
-	body, status, err := in.readBody(r)
+	body, status, err := in.readBody(w, r)
 	if err != nil {
 		return status, err.Error()
 	}
@@ -483,39 +483,48 @@ func (in *brazeCurrentsHTTP) setRetryAfter(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(in.conf.retryAfter/time.Second)))
 }
 
-// readBody reads the (possibly gzip-compressed) body within max_body_bytes.
-func (in *brazeCurrentsHTTP) readBody(r *http.Request) ([]byte, int, error) {
+// readBody reads the (possibly gzip-compressed) body within max_body_bytes,
+// returning the status to answer with when it cannot.
+func (in *brazeCurrentsHTTP) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
 	limit := int64(in.conf.maxBody)
+	tooLarge := fmt.Errorf("body exceeds max_body_bytes %d", limit)
 	if r.ContentLength > limit {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes exceeds max_body_bytes %d", r.ContentLength, limit)
+		return nil, http.StatusRequestEntityTooLarge, tooLarge
 	}
-	var src io.Reader = io.LimitReader(r.Body, limit+1)
+	raw := http.MaxBytesReader(w, r.Body, limit)
+	var src io.Reader = raw
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(src)
+		zr, err := gzip.NewReader(raw)
 		if err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("invalid gzip body: %w", err)
+			return nil, readErrorStatus(err), fmt.Errorf("invalid gzip body: %w", err)
 		}
 		defer zr.Close()
-		src = io.LimitReader(zr, limit+1)
+		src = io.LimitReader(zr, limit+1) // decompressed size
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q", enc)
 	}
 	var buf bytes.Buffer
-	if r.ContentLength > 0 && r.Header.Get("Content-Encoding") == "" {
-		buf.Grow(int(r.ContentLength))
-	}
 	if _, err := buf.ReadFrom(src); err != nil {
-		if errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, http.StatusBadRequest, fmt.Errorf("invalid body: %w", err)
+		if status := readErrorStatus(err); status == http.StatusRequestEntityTooLarge {
+			return nil, status, tooLarge
 		}
-		return nil, http.StatusBadRequest, fmt.Errorf("reading body: %w", err)
+		return nil, http.StatusBadRequest, fmt.Errorf("invalid body: %w", err)
 	}
 	if buf.Len() > in.conf.maxBody {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body exceeds max_body_bytes %d", limit)
+		return nil, http.StatusRequestEntityTooLarge, tooLarge
 	}
 	return buf.Bytes(), 0, nil
+}
+
+// readErrorStatus is 413 for a body cut at max_body_bytes, else 400.
+func readErrorStatus(err error) int {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
 }
 
 // splitEvents validates a Currents request body and returns the raw JSON of

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -73,6 +74,7 @@ type req struct {
 	method  string
 	body    string
 	gzip    bool
+	chunked bool // no Content-Length
 	headers map[string]string
 }
 
@@ -90,7 +92,11 @@ func post(t *testing.T, url string, r req) (*http.Response, string) {
 	if method == "" {
 		method = http.MethodPost
 	}
-	hr, err := http.NewRequest(method, url, bytes.NewReader(body))
+	var rd io.Reader = bytes.NewReader(body)
+	if r.chunked {
+		rd = io.MultiReader(rd) // hides the length: chunked transfer encoding
+	}
+	hr, err := http.NewRequest(method, url, rd)
 	require.NoError(t, err)
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("Braze-Currents-Version", "1")
@@ -120,6 +126,13 @@ const (
 
 func TestRequestStatuses(t *testing.T) {
 	big := `{"events":[` + ev1 + `,{"pad":"` + strings.Repeat("x", 1<<16) + `"}]}`
+	// noise does not compress: under max_body_bytes (1<<16) itself, over it
+	// once gzipped.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var noise strings.Builder
+	for noise.Len() < 1<<16-16 {
+		noise.WriteByte(byte(rnd.Uint32()))
+	}
 	tests := []struct {
 		name       string
 		req        req
@@ -147,6 +160,8 @@ func TestRequestStatuses(t *testing.T) {
 		{"invalid gzip", req{body: `{"events":[]}`, headers: map[string]string{"Content-Encoding": "gzip"}}, 400, 0},
 		{"too large", req{body: big}, 413, 0},
 		{"too large once decompressed", req{body: big, gzip: true}, 413, 0},
+		{"too large without length", req{body: big, chunked: true}, 413, 0},
+		{"compressed too large without length", req{body: noise.String(), gzip: true, chunked: true}, 413, 0},
 		{"unsupported encoding", req{body: `{"events":[]}`, headers: map[string]string{"Content-Encoding": "br"}}, 415, 0},
 		{"unknown version", req{body: `{"events":[` + ev1 + `]}`, headers: map[string]string{"Braze-Currents-Version": "2"}}, 501, 0},
 		{"GET", req{method: http.MethodGet}, 405, 0},

@@ -28,6 +28,7 @@ const (
 
 // SASL mechanisms accepted by the sasl field.
 const (
+	saslNone        = "none"
 	saslPlain       = "PLAIN"
 	saslScramSHA256 = "SCRAM-SHA-256"
 	saslScramSHA512 = "SCRAM-SHA-512"
@@ -56,8 +57,8 @@ func clientFields() []*service.ConfigField {
 			Advanced(),
 		service.NewTLSToggledField(kfFieldTLS),
 		service.NewObjectListField(kfFieldSASL,
-			service.NewStringEnumField(kfFieldSASLMech, saslPlain, saslScramSHA256, saslScramSHA512).
-				Description("The SASL mechanism to use.").
+			service.NewStringEnumField(kfFieldSASLMech, saslNone, saslPlain, saslScramSHA256, saslScramSHA512).
+				Description("The SASL mechanism to use; `none` skips the entry, so that one config can switch SASL on and off through an environment variable.").
 				Example(saslScramSHA512),
 			service.NewStringField(kfFieldSASLUser).
 				Description("The user name to authenticate as.").
@@ -149,6 +150,9 @@ func parseSASL(conf *service.ParsedConfig) ([]sasl.Mechanism, error) {
 		pass, err := sc.FieldString(kfFieldSASLPassword)
 		if err != nil {
 			return nil, err
+		}
+		if mech == saslNone {
+			continue
 		}
 		if user == "" {
 			return nil, fmt.Errorf("field sasl[%d]: username is required for %s", i, mech)

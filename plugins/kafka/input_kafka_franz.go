@@ -59,33 +59,33 @@ func kafkaFranzInputSpec() *service.ConfigSpec {
 		Categories("Services").
 		Summary("Consumes records from Kafka topics as a consumer group with franz-go, committing offsets only once messages are acknowledged downstream.").
 		Description(`
-Field names follow Redpanda Connect's ` + "`kafka_franz`" + ` input.
+Field names follow Redpanda Connect's `+"`kafka_franz`"+` input.
 
 ### Delivery and ordering
 
-The input joins the consumer group ` + "`consumer_group`" + ` and the brokers spread the partitions of the
+The input joins the consumer group `+"`consumer_group`"+` and the brokers spread the partitions of the
 topics among the group's members. Records of one partition are handed to the pipeline in offset order, as batches
-of at most ` + "`batch_size`" + ` records; at most ` + "`checkpoint_limit`" + ` records of one partition are in
-flight at once (set it to ` + "`batch_size`" + ` for strictly one batch of a partition at a time). An offset is
+of at most `+"`batch_size`"+` records; at most `+"`checkpoint_limit`"+` records of one partition are in
+flight at once (set it to `+"`batch_size`"+` for strictly one batch of a partition at a time). An offset is
 committed only once its message and every earlier message of the partition are acknowledged by the output
 (at-least-once). Nacked batches are redelivered with a back-off, ahead of the partition's later records.
 
 When a partition is revoked (another instance joins or leaves the group), the input stops handing out its records,
-waits up to half of ` + "`rebalance_timeout`" + ` for the records in flight to be acknowledged, commits, and only
+waits up to half of `+"`rebalance_timeout`"+` for the records in flight to be acknowledged, commits, and only
 then lets the partition move. The new owner therefore starts exactly after the last acknowledged record, and two
 instances never process the same partition at the same time. Records still unacknowledged after that wait are left
-to the new owner (counted in ` + "`kafka_franz_records_released`" + `); their late acknowledgements are ignored.
+to the new owner (counted in `+"`kafka_franz_records_released`"+`); their late acknowledgements are ignored.
 
 ### Metadata
 
-Each message carries ` + "`kafka_key`, `kafka_topic`, `kafka_partition`, `kafka_offset`, `kafka_timestamp_unix`, `kafka_timestamp_ms`, `kafka_tombstone_message`" + `
+Each message carries `+"`kafka_key`, `kafka_topic`, `kafka_partition`, `kafka_offset`, `kafka_timestamp_unix`, `kafka_timestamp_ms`, `kafka_tombstone_message`"+`
 and every record header under its own name.
 
 ### Metrics
 
-` + "`kafka_franz_records_redelivered`" + ` (nacked records queued again), ` + "`kafka_franz_records_released`" + `
-(records of revoked partitions left to their new owner), ` + "`kafka_franz_partitions_revoked`, `kafka_franz_partitions_lost`" + `,
-` + "`kafka_franz_commit_errors`" + `.`).
+`+"`kafka_franz_records_redelivered`"+` (nacked records queued again), `+"`kafka_franz_records_released`"+`
+(records of revoked partitions left to their new owner), `+"`kafka_franz_partitions_revoked`, `kafka_franz_partitions_lost`"+`,
+`+"`kafka_franz_commit_errors`"+`.`).
 		Fields(clientFields()...).
 		Fields(
 			service.NewStringListField(kfiFieldTopics).
@@ -394,6 +394,7 @@ func (f *franzInput) Connect(ctx context.Context) error {
 	opts := append([]kgo.Opt{}, f.conf.client.opts...)
 	opts = append(opts, f.conf.groupOpts...)
 	opts = append(opts,
+		kgo.OnPartitionsAssigned(f.onAssigned),
 		kgo.OnPartitionsRevoked(f.onRevoked),
 		kgo.OnPartitionsLost(f.onLost),
 		kgo.AutoCommitCallback(f.onAutoCommit),
@@ -523,7 +524,10 @@ func (f *franzInput) poll(ctx context.Context, cl *kgo.Client) error {
 	var fetchErr error
 	fetches.EachError(func(topic string, partition int32, err error) {
 		if fetchErr == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-			fetchErr = fmt.Errorf("fetch %s/%d: %w", topic, partition, err)
+			fetchErr = fmt.Errorf("kafka fetch: %w", err)
+			if topic != "" {
+				fetchErr = fmt.Errorf("kafka fetch %s/%d: %w", topic, partition, err)
+			}
 		}
 	})
 
@@ -634,6 +638,11 @@ func (f *franzInput) broadcastLocked() {
 	f.changed = make(chan struct{})
 }
 
+// onAssigned logs the partitions the group gave this member.
+func (f *franzInput) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	f.log.Infof("Consuming partitions %v of group %s", assigned, f.conf.group)
+}
+
 // onRevoked runs in franz-go's group loop before revoked partitions move to
 // another member: stop handing them out, let in-flight records finish
 // (bounded), commit, and release the partitions.
@@ -642,6 +651,7 @@ func (f *franzInput) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[
 	if len(parts) == 0 {
 		return
 	}
+	f.log.Infof("Partitions %v of group %s revoked: finishing their records in flight", revoked, f.conf.group)
 	f.mRevoked.Incr(int64(len(parts)))
 
 	drainCtx, cancel := context.WithTimeout(ctx, f.conf.drainTimeout)

@@ -49,14 +49,14 @@ func kafkaFranzOutputSpec() *service.ConfigSpec {
 		Categories("Services").
 		Summary("Writes messages to a Kafka topic with franz-go, acknowledging them only once Kafka has acknowledged the records.").
 		Description(`
-Field names follow Redpanda Connect's ` + "`kafka_franz`" + ` output.
+Field names follow Redpanda Connect's `+"`kafka_franz`"+` output.
 
-A message is acknowledged only when every in-sync replica has the record (` + "`acks=all`" + `). A record Kafka refuses
-fails only its own message, so ` + "`fallback`" + ` or ` + "`switch`" + ` outputs route exactly that message, with the reason,
-to a dead-letter output. Records with the same key always go to the same partition (` + "`murmur2_hash`" + `, as
+A message is acknowledged only when every in-sync replica has the record (`+"`acks=all`"+`). A record Kafka refuses
+fails only its own message, so `+"`fallback`"+` or `+"`switch`"+` outputs route exactly that message, with the reason,
+to a dead-letter output. Records with the same key always go to the same partition (`+"`murmur2_hash`"+`, as
 Kafka's Java client does), which keeps a device's events in order and on one consumer of a group.
 
-Metrics: ` + "`kafka_franz_produce_failed`" + ` (messages Kafka refused or that could not be built, label ` + "`reason`" + `).` +
+Metrics: `+"`kafka_franz_produce_failed`"+` (messages Kafka refused or that could not be built, label `+"`reason`"+`).`+
 			service.OutputPerformanceDocs(true, true)).
 		Fields(clientFields()...).
 		Fields(

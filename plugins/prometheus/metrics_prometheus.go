@@ -31,16 +31,16 @@ func prometheusMetricsSpec() *service.ConfigSpec {
 		Beta().
 		Summary("Serves metrics in the Prometheus text format at `/metrics` (and `/stats`) of the service-wide HTTP server.").
 		Description(`
-Every Benthos metric becomes a Prometheus metric of the same name, with its labels (` + "`label`, `path`" + ` and the
-component's own). Names and label names are made valid for Prometheus by replacing other characters with ` + "`_`" + `.
+Every Benthos metric becomes a Prometheus metric of the same name, with its labels (`+"`label`, `path`"+` and the
+component's own). Names and label names are made valid for Prometheus by replacing other characters with `+"`_`"+`.
 
-- Counters (` + "`output_sent`, `amplitude_events_sent`" + `, ...) are Prometheus counters.
+- Counters (`+"`output_sent`, `amplitude_events_sent`"+`, ...) are Prometheus counters.
 - Gauges are gauges.
-- Timings (` + "`*_ns`" + `) are summaries in nanoseconds, with the quantiles of ` + "`summary_quantiles_objectives`" + `.
-  With ` + "`use_histogram_timing`" + ` they are histograms in seconds instead, and their ` + "`_ns`" + ` suffix becomes
-  ` + "`_seconds`" + ` (for example ` + "`output_latency_seconds`" + `), which aggregates across instances.
+- Timings (`+"`*_ns`"+`) are summaries in nanoseconds, with the quantiles of `+"`summary_quantiles_objectives`"+`.
+  With `+"`use_histogram_timing`"+` they are histograms in seconds instead, and their `+"`_ns`"+` suffix becomes
+  `+"`_seconds`"+` (for example `+"`output_latency_seconds`"+`), which aggregates across instances.
 
-The HTTP server listens on ` + "`http.address`" + ` (default ` + "`0.0.0.0:4195`" + `). A metric name registered twice
+The HTTP server listens on `+"`http.address`"+` (default `+"`0.0.0.0:4195`"+`). A metric name registered twice
 with different label names or types keeps its first definition; the other registration is logged and not exported.`).
 		Fields(
 			service.NewBoolField(pmFieldUseHistogramTiming).

@@ -215,7 +215,7 @@ func (l *limiter) known(h uint64) bool {
 }
 
 // seed merges stored daily counts into key h, keeping for each hour the
-// larger of the local and the stored count. The key's window moves forward
+// larger of the local and the stored count, up to per_day in all. The key's window moves forward
 // to d's newest hour if the local clock is behind it.
 func (l *limiter) seed(h uint64, now int64, d dayCounts) {
 	s := l.shardOf(h)
@@ -230,8 +230,11 @@ func (l *limiter) seed(h uint64, now int64, d dayCounts) {
 			continue
 		}
 		if j := hr % daySlots; c > st.day[j] {
-			st.dayTotal += c - st.day[j]
-			st.day[j] = c
+			// Never beyond per_day in all (which also keeps the
+			// total from overflowing on a corrupt entry).
+			add := min(c-st.day[j], l.perDay-min(st.dayTotal, l.perDay))
+			st.dayTotal += add
+			st.day[j] += add
 		}
 	}
 }

@@ -8,6 +8,6 @@
 // hours. An event passes only when every one of its keys stays within both
 // limits, which guarantees that no one-second interval holds more than
 // per_second events of a key and no 24 hours more than per_day. Keys are
-// sharded over 64 locks; idle keys are compressed to 16 bytes and forgotten
-// once their daily window is empty.
+// sharded over 64 locks; idle keys are compressed to about 40 bytes, and
+// forgotten once their daily window is empty.
 package ratelimit

@@ -125,7 +125,7 @@ func (s *keyState) newestDayHour() uint32 {
 }
 
 // shard is one lock's worth of keys. Keys are 64-bit hashes (see
-// processor.hashKey); a collision makes two keys share a limit, which errs on
+// deviceRateLimit.extract); a collision makes two keys share a limit, which errs on
 // the strict side and has a probability around 3e-8 with a million keys.
 type shard struct {
 	mu sync.Mutex
@@ -301,7 +301,7 @@ func (s *shard) sweep(sb, hour, demoteMax uint32) {
 		return true
 	})
 	for h, c := range s.cold {
-		if hour-uint32(c>>32) >= daySlots {
+		if int32(hour-uint32(c>>32)) >= daySlots {
 			delete(s.cold, h)
 		}
 	}

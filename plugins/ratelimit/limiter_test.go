@@ -144,11 +144,16 @@ func TestLimiterSweep(t *testing.T) {
 }
 
 func TestLimiterClockStepsBack(t *testing.T) {
-	l := newLimiter(2, 100, t0)
+	l := newLimiter(2, 640, t0)
 	hs := []uint64{9}
 	require.Equal(t, reasonNone, l.take(t0, hs).reason)
 	require.Equal(t, reasonNone, l.take(t0-int64(time.Hour), hs).reason)
 	assert.Equal(t, reasonPerSecond, l.take(t0-int64(2*time.Hour), hs).reason)
+
+	// A sweep with the clock an hour back keeps the (now cold) key.
+	require.Equal(t, 1, l.sweep(t0+int64(5*time.Second)))
+	require.Equal(t, 1, l.sweep(t0-int64(time.Hour)))
+	require.Contains(t, l.shardOf(9).cold, uint64(9))
 }
 
 func TestLimiterConcurrent(t *testing.T) {

@@ -40,7 +40,7 @@ const (
 	// maintainEvery is how often idle keys are swept (and dirty daily counts
 	// written to the cache).
 	maintainEvery = 10 * time.Second
-	// warnEvery bounds the drop warnings to one line per period.
+	// warnEvery bounds the drop and cache warnings to one line per period.
 	warnEvery = 10 * time.Second
 )
 
@@ -58,7 +58,7 @@ func deviceRateLimitSpec() *service.ConfigSpec {
 		Description(`
 Every message is limited by each of its `+"`keys`"+` (by default the `+"`device_id`"+` and the `+"`user_id`"+` of an Amplitude event), each counted on its own: a message passes only when every non-empty key has room under both limits, and then it counts against all of them. A key that evaluates to an empty string or `+"`null`"+` is not limited.
 
-The windows slide: no interval of one second ever holds more than `+"`per_second`"+` passed events of one key, and no 24 hours more than `+"`per_day`"+`. To guarantee it with about 140 bytes per key, counts are kept in 100 ms buckets over the last 1.1 s and hourly buckets over the last 25 hours; a key sending steadily therefore passes up to `+"`per_second`"+`/1.1 events per second.
+The windows slide: no interval of one second ever holds more than `+"`per_second`"+` passed events of one key, and no 24 hours more than `+"`per_day`"+`. To guarantee it with about 160 bytes per active key, counts are kept in 100 ms buckets over the last 1.1 s and hourly buckets over the last 25 hours; a key sending steadily therefore passes up to `+"`per_second`"+`/1.1 events per second.
 
 ### What happens to an event over the limit (`+"`on_limit`"+`)
 
@@ -200,8 +200,7 @@ type deviceRateLimit struct {
 	mDelay                                            *service.MetricTimer
 	mKeys                                             *service.MetricGauge
 
-	dropsSinceWarn atomic.Int64
-	lastWarn       atomic.Int64
+	dropWarn, cacheWarn throttledWarn
 }
 
 func newDeviceRateLimitFromParsed(conf *service.ParsedConfig, mgr *service.Resources, clk clock) (*deviceRateLimit, error) {
@@ -465,17 +464,30 @@ func (p *deviceRateLimit) drop(batch service.MessageBatch, i int, k *msgKeys, v 
 	batch[i] = nil
 	p.mDropped.Incr(1, v.reason.String())
 	p.log.Debugf("Dropped a message over the %s rate limit of key %q", v.reason, k.vals[v.key])
-	n := p.dropsSinceWarn.Add(1)
-	now := p.clock.Now().UnixNano()
-	if last := p.lastWarn.Load(); now-last >= int64(warnEvery) && p.lastWarn.CompareAndSwap(last, now) {
-		p.dropsSinceWarn.Add(-n)
-		p.log.Warnf("Dropped %d messages over rate limits (last: key %q over %s)", n, k.vals[v.key], v.reason)
-	}
+	p.dropWarn.warn(p.log, p.clock.Now().UnixNano(), "Dropped %d messages over rate limits (last: key %q over %s)", k.vals[v.key], v.reason)
 }
 
+// cacheFailed counts a cache error and logs it (at most every warnEvery).
 func (p *deviceRateLimit) cacheFailed(err error) {
 	p.mCacheErr.Incr(1)
-	p.log.Warnf("Rate limit cache: %v", err)
+	p.cacheWarn.warn(p.log, p.clock.Now().UnixNano(), "Rate limit cache: %d errors (last: %v)", err)
+}
+
+// throttledWarn logs a warning at most once every warnEvery, with the number
+// of occurrences since the previous one.
+type throttledWarn struct {
+	count atomic.Int64
+	last  atomic.Int64
+}
+
+// warn counts one occurrence and, when due, logs format with the count as
+// its first argument, followed by args.
+func (w *throttledWarn) warn(log *service.Logger, now int64, format string, args ...any) {
+	n := w.count.Add(1)
+	if last := w.last.Load(); now-last >= int64(warnEvery) && w.last.CompareAndSwap(last, now) {
+		w.count.Add(-n)
+		log.Warnf(format, append([]any{n}, args...)...)
+	}
 }
 
 // start runs the periodic maintenance until Close.
@@ -488,7 +500,9 @@ func (p *deviceRateLimit) start() {
 		for {
 			select {
 			case <-t.C:
-				p.maintain(context.Background())
+				ctx, cancel := context.WithTimeout(context.Background(), maintainEvery)
+				p.maintain(ctx)
+				cancel()
 			case <-p.closed:
 				return
 			}

@@ -334,6 +334,21 @@ func TestCacheCorruptValue(t *testing.T) {
 	assert.NoError(t, process(t, p, event("d", "u"))[0].GetError(), "a bad cache entry does not stop events")
 }
 
+func TestSeedCapsAtPerDay(t *testing.T) {
+	l := newLimiter(30, 1000, t0)
+	hour := uint32(t0 / int64(time.Hour))
+	var d dayCounts
+	d.newest = hour
+	for i := range d.counts {
+		d.counts[i] = 1 << 31
+	}
+	l.seed(7, t0, d)
+	got, ok := l.counts(7)
+	require.True(t, ok)
+	assert.Equal(t, uint32(1000), got.counts[0])
+	assert.Equal(t, reasonPerDay, l.take(t0, []uint64{7}).reason)
+}
+
 func TestCountsEncoding(t *testing.T) {
 	tests := []struct {
 		enc string

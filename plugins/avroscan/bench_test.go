@@ -1,0 +1,189 @@
+package avroscan
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/hamba/avro/v2/ocf"
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/stretchr/testify/require"
+
+	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+)
+
+// benchRecords is the number of records in the benchmark files, in blocks
+// of benchPerBlock (about 64 KB, as Braze's writer makes them).
+const (
+	benchRecords  = 20000
+	benchPerBlock = 250
+)
+
+// identifiedPurchase is testPurchase with a user id on every record, so
+// that every record is sent to Amplitude.
+func identifiedPurchase(i int) any {
+	p := testPurchase(i)
+	ext := fmt.Sprintf("customer-%06d", i)
+	p.External = &ext
+	return p
+}
+
+// writeBenchFile writes a benchmark file with codec, records first to
+// first+benchRecords-1, and returns its path.
+func writeBenchFile(b *testing.B, dir string, codec ocf.CodecName, first int) string {
+	b.Helper()
+	data, _, _ := genRecords(b, codec, benchRecords, benchPerBlock, func(i int) any { return identifiedPurchase(first + i) })
+	p := filepath.Join(dir, "event_type=users.behaviors.Purchase", fmt.Sprintf("date=2026-11-29-%02d", first/benchRecords), string(codec)+".avro")
+	require.NoError(b, os.MkdirAll(filepath.Dir(p), 0o755))
+	require.NoError(b, os.WriteFile(p, data, 0o644))
+	return p
+}
+
+// reportRecords reports records/s over the whole benchmark.
+func reportRecords(b *testing.B, perOp int) {
+	b.ReportMetric(float64(perOp)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkDecode compares, per codec, reading a file of 20,000 Braze-like
+// records: the raw read (the floor), this package's block decoder, the whole
+// scanner (messages with metadata), and hamba's generic OCF decoder with
+// encoding/json (the obvious alternative).
+//
+//	go test -run '^$' -bench BenchmarkDecode -benchmem ./plugins/avroscan
+func BenchmarkDecode(b *testing.B) {
+	dir := b.TempDir()
+	for _, codec := range []ocf.CodecName{ocf.Null, ocf.Snappy, ocf.Deflate} {
+		path := writeBenchFile(b, dir, codec, 0)
+		st, err := os.Stat(path)
+		require.NoError(b, err)
+
+		b.Run(string(codec)+"/raw_read", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(st.Size())
+			for b.Loop() {
+				f, err := os.Open(path)
+				require.NoError(b, err)
+				_, err = io.Copy(io.Discard, bufio.NewReaderSize(f, 64<<10))
+				require.NoError(b, err)
+				f.Close()
+			}
+			reportRecords(b, benchRecords)
+		})
+		b.Run(string(codec)+"/currents_avro_decoder", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(st.Size())
+			lim := limits{blockBytes: 16 << 20, blockRecords: 1 << 20, jsonBytes: 256 << 20}
+			for b.Loop() {
+				f, err := os.Open(path)
+				require.NoError(b, err)
+				o, err := newOCFReader(f, lim)
+				require.NoError(b, err)
+				n := 0
+				for {
+					blk, err := o.next()
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					require.NoError(b, err)
+					n += blk.len()
+				}
+				require.Equal(b, benchRecords, n)
+				o.close()
+				f.Close()
+			}
+			reportRecords(b, benchRecords)
+		})
+		b.Run(string(codec)+"/currents_avro_scanner", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(st.Size())
+			c := newTestCreator(b, "    {}")
+			ctx := context.Background()
+			for b.Loop() {
+				f, err := os.Open(path)
+				require.NoError(b, err)
+				details := service.NewScannerSourceDetails()
+				details.SetName(path)
+				s, err := c.Create(f, func(context.Context, error) error { return nil }, details)
+				require.NoError(b, err)
+				n := 0
+				for {
+					batch, ack, err := s.NextBatch(ctx)
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					require.NoError(b, err)
+					n += len(batch)
+					_ = ack(ctx, nil)
+				}
+				require.Equal(b, benchRecords, n)
+				require.NoError(b, s.Close(ctx))
+			}
+			reportRecords(b, benchRecords)
+		})
+		b.Run(string(codec)+"/hamba_generic_encoding_json", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(st.Size())
+			for b.Loop() {
+				f, err := os.Open(path)
+				require.NoError(b, err)
+				dec, err := ocf.NewDecoder(bufio.NewReaderSize(f, 64<<10), ocf.WithDecoderSchemaCache(&avro.SchemaCache{}))
+				require.NoError(b, err)
+				n := 0
+				for dec.HasNext() {
+					var rec map[string]any
+					require.NoError(b, dec.Decode(&rec))
+					_, err := json.Marshal(rec)
+					require.NoError(b, err)
+					n++
+				}
+				require.NoError(b, dec.Error())
+				require.Equal(b, benchRecords, n)
+				f.Close()
+			}
+			reportRecords(b, benchRecords)
+		})
+	}
+}
+
+// BenchmarkBackfillEndToEnd runs the shipped pipeline
+// (config/currents_storage_backfill.yaml: file input with currents_avro ->
+// braze_to_amplitude -> device_rate_limit -> amplitude, Batch endpoint) over
+// 5 files of 20,000 records into a loopback Amplitude, and reports events/s
+// ingested. Each run ends with up to one batching period (1 s) spent waiting
+// for the last, partial, request: a real backfill amortises it over far more
+// events.
+//
+//	go test -run '^$' -bench BenchmarkBackfillEndToEnd -benchtime 1x ./plugins/avroscan
+func BenchmarkBackfillEndToEnd(b *testing.B) {
+	const files = 5
+	dir := b.TempDir()
+	for k := range files {
+		writeBenchFile(b, dir, ocf.Null, k*benchRecords)
+	}
+	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: "bench-key-123"})
+	defer srv.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		strm := buildBackfill(b, map[string]string{
+			"CURRENTS_DIR":      dir,
+			"AMPLITUDE_API_KEY": "bench-key-123",
+			"AMPLITUDE_URL":     srv.BatchURL(),
+			"DLQ_PATH":          filepath.Join(b.TempDir(), "dlq.jsonl"),
+			"LOG_LEVEL":         "none",
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		require.NoError(b, strm.Run(ctx))
+		cancel()
+	}
+	b.StopTimer()
+	require.Equal(b, files*benchRecords, srv.Count(), "every event ingested")
+	reportRecords(b, files*benchRecords)
+}

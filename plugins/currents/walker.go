@@ -1,0 +1,187 @@
+package currents
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
+
+// walker visits the keys of an event (and of its user/properties objects),
+// collecting the special fields and writing the rest as event_properties.
+type walker struct {
+	m    *Mapper
+	info *typeInfo
+	dst  []byte
+	f    fields
+	err  error
+}
+
+func (w *walker) visit(key, value gjson.Result) bool {
+	k := key.Str
+	switch k {
+	case "event_type", "user_id":
+		return true
+	case "id":
+		w.f.id = value
+		return true
+	case "time":
+		w.f.time = value
+		return true
+	case "external_user_id":
+		w.f.extUserID = value
+		return true
+	case "device_id":
+		w.f.deviceID = value
+		return true
+	case "user":
+		return w.nested(value, k)
+	case "properties":
+		switch {
+		case value.IsObject():
+			return w.nested(value, k)
+		case w.info.kind != KindRegular:
+			return w.customProperties(value, k)
+		}
+	case "custom_properties", "purchase_properties":
+		if w.info.kind != KindRegular {
+			return w.customProperties(value, k)
+		}
+	case "time_ms":
+		w.f.timeMS = value
+	case "ad_id":
+		w.f.adID = value
+	case "ad_id_type":
+		w.f.adIDType = value
+	case "platform":
+		w.f.platform = value
+	case "os_version":
+		w.f.osVersion = value
+	case "device_model":
+		w.f.deviceModel = value
+	case "latitude":
+		w.f.lat = value
+	case "longitude":
+		w.f.lng = value
+	case "gender", "country", "language", "carrier", "resolution", "sdk_version",
+		"canvas_step_message_variation_id":
+		return true // demographics and internal ids Braze does not send
+	case "timezone":
+		if w.info.rules&keepTimezone == 0 {
+			return true
+		}
+	case "phone_number":
+		if w.info.rules&noPhone != 0 {
+			return true
+		}
+	case "name":
+		if w.info.kind == KindCustom {
+			w.f.name = value
+			return true
+		}
+	case "product_id", "price", "quantity":
+		if w.info.kind == KindPurchase {
+			switch k {
+			case "product_id":
+				w.f.productID = value
+			case "price":
+				w.f.price = value
+			default:
+				w.f.quantity = value
+			}
+			return true
+		}
+	case "content_card_id":
+		if w.info.rules&cardID != 0 {
+			w.property(`"card_id"`, value, false)
+			return true
+		}
+	}
+	if strings.HasSuffix(k, "_api_id") {
+		return true // deprecated API-id duplicates of the BSON ids
+	}
+	w.property(key.Raw, value, isFloatField(k))
+	return true
+}
+
+// nested walks the user and properties objects of the HTTP shape.
+func (w *walker) nested(value gjson.Result, name string) bool {
+	if !value.IsObject() {
+		if value.Type == gjson.Null {
+			return true
+		}
+		w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(value))
+		return false
+	}
+	value.ForEach(w.visit)
+	return w.err == nil
+}
+
+// customProperties writes custom event or purchase properties, given as an
+// object (HTTP shape) or a JSON-encoded string (storage shape), with the
+// configured key prefix.
+func (w *walker) customProperties(value gjson.Result, name string) bool {
+	switch value.Type {
+	case gjson.Null:
+		return true
+	case gjson.String:
+		if value.Str == "" {
+			return true
+		}
+		if !gjson.Valid(value.Str) {
+			w.err = fmt.Errorf("field %s is not a valid JSON-encoded object", name)
+			return false
+		}
+		value = gjson.Parse(value.Str)
+	}
+	if !value.IsObject() {
+		w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(value))
+		return false
+	}
+	prefix := w.m.customPropPrefix
+	if w.info.kind == KindPurchase {
+		prefix = w.m.purchasePropPrefix
+	}
+	value.ForEach(func(key, v gjson.Result) bool {
+		if v.Type == gjson.Null {
+			return true
+		}
+		w.comma()
+		w.dst = append(w.dst, '"')
+		w.dst = append(w.dst, prefix...)
+		w.dst = append(w.dst, key.Raw[1:]...)
+		w.dst = append(append(w.dst, ':'), v.Raw...)
+		return true
+	})
+	return true
+}
+
+func (w *walker) comma() {
+	if w.f.props > 0 {
+		w.dst = append(w.dst, ',')
+	}
+	w.f.props++
+}
+
+// property writes one Braze field under its raw (quoted) JSON key; nulls are
+// left out.
+func (w *walker) property(rawKey string, value gjson.Result, float bool) {
+	if value.Type == gjson.Null {
+		return
+	}
+	w.comma()
+	w.dst = append(append(w.dst, rawKey...), ':')
+	w.dst = appendNumber(w.dst, value, float)
+}
+
+// appendNumber writes value as is, except Avro floats: a number exactly
+// representable as a float32 is written in its shortest float32 form.
+func appendNumber(dst []byte, value gjson.Result, float bool) []byte {
+	if float && value.Type == gjson.Number && strings.ContainsAny(value.Raw, ".eE") {
+		if f32 := float32(value.Num); float64(f32) == value.Num {
+			return strconv.AppendFloat(dst, float64(f32), 'g', -1, 32)
+		}
+	}
+	return append(dst, value.Raw...)
+}

@@ -1,0 +1,329 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+)
+
+// kafkaSentEvent is one event as an instance sent it to Amplitude.
+type kafkaSentEvent struct {
+	instance string
+	device   string
+	insertID string
+	at       time.Time
+}
+
+// kafkaSendLog records, per delivery instance, the events it sends to Amplitude.
+type kafkaSendLog struct {
+	mu     sync.Mutex
+	events []kafkaSentEvent
+}
+
+// proxy returns the Amplitude URL for one instance: a loopback proxy in
+// front of the fake Amplitude that records what the instance sends.
+func (l *kafkaSendLog) proxy(t *testing.T, instance string, target *amplitudetest.Server) string {
+	t.Helper()
+	u, err := url.Parse(target.URL)
+	require.NoError(t, err)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		now := time.Now()
+		l.mu.Lock()
+		gjson.GetBytes(body, "events").ForEach(func(_, ev gjson.Result) bool {
+			l.events = append(l.events, kafkaSentEvent{instance, ev.Get("device_id").String(), ev.Get("insert_id").String(), now})
+			return true
+		})
+		l.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + amplitudetest.PathHTTPV2
+}
+
+// perInstance counts the events each instance sent.
+func (l *kafkaSendLog) perInstance() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]int{}
+	for _, e := range l.events {
+		out[e.instance]++
+	}
+	return out
+}
+
+// kafkaRunPipeline runs a config file of config/ with the given environment and
+// returns a function stopping it gracefully. When mux is not nil, the
+// endpoints of Benthos' HTTP server (/metrics...) are registered on it.
+func kafkaRunPipeline(t *testing.T, file string, env map[string]string, mux *http.ServeMux) (stop func()) {
+	t.Helper()
+	conf, err := os.ReadFile(file)
+	require.NoError(t, err)
+	sb := service.NewStreamBuilder()
+	if mux != nil {
+		sb.SetHTTPMux(mux)
+	}
+	sb.SetEnvVarLookupFunc(func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	})
+	require.NoError(t, sb.SetYAML(string(conf)))
+	s, err := sb.Build()
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			assert.NoError(t, s.Stop(ctx), "stopping %s", file)
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// kafkaCurrentsRequests builds Braze Custom Currents request bodies: devices
+// devices with perDevice events each, plus hot devices with hotEvents each,
+// interleaved, 100 events per request as Braze sends them. Event ids start
+// with idPrefix (8 hex digits).
+func kafkaCurrentsRequests(idPrefix string, devices, perDevice, hot, hotEvents int) (bodies [][]byte, total int) {
+	type ev struct{ device string }
+	var evs []ev
+	for round := 0; ; round++ {
+		added := false
+		for d := range devices + hot {
+			n := perDevice
+			if d >= devices {
+				n = hotEvents
+			}
+			if round < n {
+				evs = append(evs, ev{fmt.Sprintf("device-%04d-%s", d, strings.Repeat("x", 8))})
+				added = true
+			}
+		}
+		if !added {
+			break
+		}
+	}
+	var b bytes.Buffer
+	for i, e := range evs {
+		if i%100 == 0 {
+			if b.Len() > 0 {
+				b.WriteString("]}")
+				bodies = append(bodies, bytes.Clone(b.Bytes()))
+			}
+			b.Reset()
+			b.WriteString(`{"events":[`)
+		} else {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"event_type":"users.behaviors.CustomEvent","id":"%s-0000-4000-8000-%012d","time":%d,`+
+			`"user":{"user_id":"braze-%s","external_user_id":"user-%s","device_id":"%s"},`+
+			`"properties":{"app_id":"app-1","platform":"ios","name":"Viewed Item","custom_properties":{"n":%d}}}`,
+			idPrefix, i, 1767225600+i, e.device, e.device, e.device, i)
+	}
+	b.WriteString("]}")
+	bodies = append(bodies, b.Bytes())
+	return bodies, len(evs)
+}
+
+// TestKafkaScaleOut runs the two-tier deployment on an in-process Kafka:
+// config/currents_http_to_kafka.yaml ingests Braze requests, and three
+// instances of config/kafka_to_amplitude.yaml share the topic's partitions
+// as one consumer group. One delivery instance is stopped mid-stream and its
+// partitions move. Nothing acknowledged is lost, nothing reaches Amplitude
+// twice, and every device is sent by one instance at a time, so each
+// instance's per-device limit is the limit of the whole group.
+func TestKafkaScaleOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-instance end-to-end test")
+	}
+	const topic = "braze-currents"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, topic), kfake.SeedTopics(1, topic+"-dlq"))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close) // after the pipelines stop (cleanups run last-in first-out)
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "test-key"})
+	t.Cleanup(amp.Close)
+	var log kafkaSendLog
+
+	base := map[string]string{
+		"KAFKA_BROKERS":            brokers,
+		"KAFKA_TOPIC":              topic,
+		"KAFKA_BATCH_SIZE":         "50",
+		"KAFKA_HEARTBEAT_INTERVAL": "200ms",
+		"AMPLITUDE_API_KEY":        "test-key",
+		"LOG_LEVEL":                "NONE",
+	}
+	envFor := func(extra map[string]string) map[string]string {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return env
+	}
+
+	// Three delivery instances; the first one's /metrics is scraped.
+	mux := http.NewServeMux()
+	metricsSrv := httptest.NewServer(mux)
+	defer metricsSrv.Close()
+	stops := map[string]func(){}
+	for i, name := range []string{"a", "b", "c"} {
+		var m *http.ServeMux
+		if i == 0 {
+			m = mux
+		}
+		stops[name] = kafkaRunPipeline(t, "../config/kafka_to_amplitude.yaml", envFor(map[string]string{
+			"AMPLITUDE_URL": log.proxy(t, name, amp),
+		}), m)
+	}
+
+	// The ingest tier, fed with Braze-shaped requests.
+	ingestAddr := freeAddr(t)
+	kafkaRunPipeline(t, "../config/currents_http_to_kafka.yaml", envFor(map[string]string{
+		"CURRENTS_HTTP_ADDRESS": ingestAddr,
+		"BRAZE_CURRENTS_TOKEN":  "braze-token",
+	}), nil)
+	post := func(body []byte) {
+		for {
+			req, err := http.NewRequest(http.MethodPost, "http://"+ingestAddr+"/currents", bytes.NewReader(body))
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer braze-token")
+			req.Header.Set("Braze-Currents-Version", "1")
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return
+				}
+			}
+			time.Sleep(50 * time.Millisecond) // as Braze, retry later
+		}
+	}
+	postAll := func(bodies [][]byte) {
+		var wg sync.WaitGroup
+		for _, body := range bodies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				post(body)
+			}()
+		}
+		wg.Wait()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	// Warm up until the group has settled enough for every instance to own
+	// partitions: one event per device per round.
+	total := 0
+	for round := 0; ; round++ {
+		require.Less(t, round, 100, "the three instances never all delivered")
+		bodies, n := kafkaCurrentsRequests(fmt.Sprintf("%08x", round), 62, 1, 0, 0)
+		postAll(bodies)
+		total += n
+		require.NoError(t, amp.WaitForCount(ctx, total))
+		if len(log.perInstance()) == 3 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// The load: 60 devices with 40 events, 2 hot devices with 90.
+	bodies, n := kafkaCurrentsRequests("ffffffff", 60, 40, 2, 90)
+	postAll(bodies)
+	warm := total
+	total += n
+
+	// Stop b mid-stream: its partitions move to a and c.
+	require.NoError(t, amp.WaitForCount(ctx, warm+n/3))
+	stops["b"]()
+	require.NoError(t, amp.WaitForCount(ctx, total), "events lost: %d of %d in Amplitude", amp.Count(), total)
+
+	// Scrape a's /metrics before stopping anything else.
+	resp, err := http.Get(metricsSrv.URL + "/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"amplitude_events_sent{", "amplitude_events_ingested{", "device_rate_limit_passed{", "input_received{", "output_latency_seconds_bucket{"} {
+		assert.Contains(t, string(metrics), name)
+	}
+
+	time.Sleep(500 * time.Millisecond) // let stray duplicates arrive
+	assert.Equal(t, total, amp.Count())
+	assert.Zero(t, amp.Duplicates(), "events sent twice to Amplitude")
+
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	byDevice := map[string][]kafkaSentEvent{}
+	for _, e := range log.events {
+		byDevice[e.device] = append(byDevice[e.device], e)
+	}
+	moved := 0
+	for device, evs := range byDevice {
+		sort.SliceStable(evs, func(i, j int) bool { return evs[i].at.Before(evs[j].at) })
+		// One instance at a time: once a device moved away from an
+		// instance, that instance never sends it again.
+		done := map[string]bool{}
+		cur := evs[0].instance
+		for _, e := range evs[1:] {
+			if e.instance != cur {
+				done[cur] = true
+				require.False(t, done[e.instance], "device %s sent by %s again after it moved away", device, e.instance)
+				cur = e.instance
+				moved++
+			}
+		}
+	}
+	assert.Positive(t, moved, "no partition moved when b stopped")
+
+	// The hot devices' 90 events (30/s per device) were spread over time by
+	// the limiter, across the rebalance too.
+	for _, d := range []string{"device-0060-xxxxxxxx", "device-0061-xxxxxxxx"} {
+		var first, last time.Time
+		for _, e := range byDevice[d] {
+			if !strings.HasPrefix(e.insertID, "ffffffff") {
+				continue // warm-up
+			}
+			if first.IsZero() {
+				first = e.at
+			}
+			last = e.at
+		}
+		require.False(t, first.IsZero())
+		assert.GreaterOrEqual(t, last.Sub(first), 2*time.Second, "device %s not rate limited", d)
+	}
+}
