@@ -48,12 +48,14 @@ type ocfReader struct {
 	codec  string
 	sync   [16]byte
 
-	block      int    // index of the next block
-	raw        []byte // reused: the stored block
-	plain      []byte // reused: the decompressed block
-	flate      io.ReadCloser
-	zstd       *zstd.Decoder
-	lastJSONSz int
+	block int    // index of the next block
+	raw   []byte // reused: the stored block
+	plain []byte // reused: the decompressed block
+	flate io.ReadCloser
+	zstd  *zstd.Decoder
+	// jsonPerByte is the JSON size per decompressed Avro byte of the last
+	// block, to size the next block's buffer in one allocation.
+	jsonPerByte float64
 }
 
 // block is one decoded block: record i is json[offs[i]:offs[i+1]].
@@ -235,7 +237,10 @@ func (o *ocfReader) readBlock(b *block) error {
 // exactly: bytes left over mean the data does not match the schema.
 func (o *ocfReader) decodeRecords(b *block, data []byte, count int) error {
 	r := binReader{b: data, outLimit: o.lim.jsonBytes}
-	b.json = make([]byte, 0, max(o.lastJSONSz, 2*len(data)))
+	if o.jsonPerByte == 0 {
+		o.jsonPerByte = 3
+	}
+	b.json = make([]byte, 0, min(int(o.jsonPerByte*float64(len(data)))+64, o.lim.jsonBytes))
 	b.offs = make([]int, 1, count+1)
 	var err error
 	for i := range count {
@@ -250,7 +255,9 @@ func (o *ocfReader) decodeRecords(b *block, data []byte, count int) error {
 	if r.p != len(data) {
 		return fmt.Errorf("%d bytes left after the block's %d records: the data does not match the file's schema", len(data)-r.p, count)
 	}
-	o.lastJSONSz = len(b.json)
+	if len(data) > 0 {
+		o.jsonPerByte = 1.05 * float64(len(b.json)) / float64(len(data))
+	}
 	return nil
 }
 
@@ -284,7 +291,7 @@ func (o *ocfReader) decompress(src []byte) ([]byte, error) {
 			return nil, err
 		}
 		if crc32.ChecksumIEEE(out) != binary.BigEndian.Uint32(src[len(src)-4:]) {
-			return nil, errors.New("CRC-32 checksum mismatch")
+			return nil, errors.New("checksum mismatch (CRC-32 of the decompressed block)")
 		}
 		return out, nil
 	case "zstandard":

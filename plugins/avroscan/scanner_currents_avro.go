@@ -131,14 +131,14 @@ func newCurrentsAvroFromParsed(conf *service.ParsedConfig, mgr *service.Resource
 	if c.batchSize < 0 {
 		return nil, fmt.Errorf("%s must be 0 (one batch per Avro block) or more, got %d", caFieldBatchSize, c.batchSize)
 	}
-	if c.mismatchRules, err = conf.FieldString(caFieldEventTypeMismatch); err != nil {
+	if c.onMismatch, err = conf.FieldString(caFieldEventTypeMismatch); err != nil {
 		return nil, err
 	}
-	switch c.mismatchRules {
+	switch c.onMismatch {
 	case mismatchError, mismatchUsePath, mismatchUseSchema:
 	default:
 		return nil, fmt.Errorf("%s must be one of %s, %s, %s, got %q", caFieldEventTypeMismatch,
-			mismatchError, mismatchUsePath, mismatchUseSchema, c.mismatchRules)
+			mismatchError, mismatchUsePath, mismatchUseSchema, c.onMismatch)
 	}
 	for _, f := range []struct {
 		name string
@@ -162,10 +162,10 @@ func newCurrentsAvroFromParsed(conf *service.ParsedConfig, mgr *service.Resource
 
 // scannerCreator holds the parsed config of one currents_avro scanner.
 type scannerCreator struct {
-	log           *service.Logger
-	lim           limits
-	batchSize     int // 0: one batch per block
-	mismatchRules string
+	log        *service.Logger
+	lim        limits
+	batchSize  int // 0: one batch per block
+	onMismatch string
 
 	mRecords, mBlocks, mFilesDone, mFilesFailed *service.MetricCounter
 }
@@ -267,7 +267,7 @@ func (s *scanner) open() error {
 		return nil
 	}
 	msg := fmt.Sprintf("the path says event_type=%s but the file's schema is %q", fromPath, s.schema)
-	switch s.c.mismatchRules {
+	switch s.c.onMismatch {
 	case mismatchUsePath:
 		s.c.log.Warnf("currents_avro: %s: %s: using %s", s.displayName(), msg, fromPath)
 		s.eventType = fromPath

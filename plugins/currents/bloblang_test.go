@@ -74,7 +74,7 @@ func equivalenceFixtures(tb testing.TB) (events [][]byte, hints []string) {
 }
 
 func TestBloblangMappingMatchesProcessor(t *testing.T) {
-	ours := newOwnedProcessor(t, "p:\n  braze_to_amplitude: {}")
+	ours := newOwnedProcessor(t, "p:\n  braze_to_amplitude: { exclude_events: [] }")
 	blobl := bloblangProcessor(t)
 	events, hints := equivalenceFixtures(t)
 	for i, ev := range events {

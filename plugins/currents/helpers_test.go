@@ -56,9 +56,13 @@ func decode(t testing.TB, b []byte) map[string]any {
 	return m
 }
 
+// mustMapper builds a Mapper from DefaultOptions with every type allowed
+// (DefaultExcludeEvents cleared, so each catalogue type can be checked), then
+// applies mod.
 func mustMapper(t testing.TB, mod func(*Options)) *Mapper {
 	t.Helper()
 	opts := DefaultOptions()
+	opts.ExcludeEvents = nil
 	if mod != nil {
 		mod(&opts)
 	}

@@ -56,6 +56,19 @@ const MaxIDLength = 1024
 // library is the Amplitude `library` value Braze sets.
 const library = "Braze"
 
+// DefaultExcludeEvents are the Currents types excluded by default: storage-only
+// system records that Braze's own Amplitude connector never exports (user
+// deletion and orphaning requests, A/B bucket reassignments, profile updates,
+// AI agent logs). They are in the catalogue, so setting exclude_events to []
+// sends them too.
+var DefaultExcludeEvents = []string{
+	"agentconsole.*",
+	"users.RandomBucketNumberUpdate",
+	"users.UserDeleteRequest",
+	"users.UserOrphan",
+	"users.profile.Update",
+}
+
 // Options configures a Mapper. The zero value is not valid: start from
 // DefaultOptions.
 type Options struct {
@@ -84,6 +97,7 @@ type Options struct {
 // DefaultOptions returns the options that reproduce Braze's own connector.
 func DefaultOptions() Options {
 	return Options{
+		ExcludeEvents:          append([]string(nil), DefaultExcludeEvents...),
 		UnknownEvents:          PolicyDrop,
 		UnidentifiedEvents:     PolicyDrop,
 		EventPrefix:            DefaultEventPrefix,

@@ -425,3 +425,23 @@ func TestResultDoesNotAliasEvent(t *testing.T) {
 		assert.Equal(t, typ, res.EventType)
 	}
 }
+
+func TestDefaultExcludeEvents(t *testing.T) {
+	m, err := NewMapper(DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := func(typ string) []byte {
+		return []byte(`{"event_type":"` + typ + `","id":"e1","time":1700000000,"user":{"external_user_id":"u1"},"properties":{}}`)
+	}
+	for _, typ := range []string{"users.UserDeleteRequest", "users.UserOrphan", "users.RandomBucketNumberUpdate", "users.profile.Update", "agentconsole.AgentExecuted", "agentconsole.ToolInvocation"} {
+		out, res, err := m.AppendEvent(nil, event(typ), "")
+		if err != nil || res.Dropped != DropFiltered || len(out) != 0 {
+			t.Errorf("%s: got %q, %+v, %v; want it filtered by default", typ, out, res, err)
+		}
+	}
+	out, res, err := m.AppendEvent(nil, event("users.messages.email.Open"), "")
+	if err != nil || res.Dropped != "" || len(out) == 0 {
+		t.Errorf("email open: got %q, %+v, %v; want it mapped", out, res, err)
+	}
+}

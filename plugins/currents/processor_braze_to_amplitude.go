@@ -65,8 +65,8 @@ events keep flowing as errored messages whose error names the reason, ready for 
 				Default([]any{}).
 				Example([]any{"users.messages.*", "users.behaviors.CustomEvent", "users.behaviors.Purchase"}),
 			service.NewStringListField(btaFieldExcludeEvents).
-				Description("Currents event types never sent, glob patterns allowed. Wins over `include_events`.").
-				Default([]any{}).
+				Description("Currents event types never sent, glob patterns allowed. Wins over `include_events`. The default leaves out the storage-only system records that Braze's own Amplitude connector never exports (user deletion and orphaning requests, bucket reassignments, profile updates, AI agent logs); set `[]` to send every type.").
+				Default(defaultExcludeEventsAny()).
 				Example([]any{"users.messages.*.Retry", "agentconsole.*", "users.UserDeleteRequest"}),
 			service.NewStringAnnotatedEnumField(btaFieldUnknownEvents, map[string]string{
 				string(PolicyDrop):   "Drop events whose type is neither in the catalogue nor in `event_names` (counted and logged).",
@@ -299,4 +299,13 @@ func (p *brazeToAmplitude) drop(res Result) {
 // Close releases nothing: the processor holds no resources.
 func (*brazeToAmplitude) Close(context.Context) error {
 	return nil
+}
+
+// defaultExcludeEventsAny is DefaultExcludeEvents as a config default.
+func defaultExcludeEventsAny() []any {
+	out := make([]any, len(DefaultExcludeEvents))
+	for i, t := range DefaultExcludeEvents {
+		out[i] = t
+	}
+	return out
 }

@@ -152,7 +152,7 @@ func TestProcessorConfig(t *testing.T) {
 	opts, err := optionsFromParsed(conf)
 	require.NoError(t, err)
 	want := DefaultOptions()
-	want.IncludeEvents, want.ExcludeEvents, want.EventNames = []string{}, []string{}, map[string]string{}
+	want.IncludeEvents, want.EventNames = []string{}, map[string]string{}
 	assert.Equal(t, want, opts, "the spec defaults are the mapper defaults")
 
 	conf, err = brazeToAmplitudeSpec().ParseYAML(`

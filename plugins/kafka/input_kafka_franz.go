@@ -30,6 +30,7 @@ const (
 	kfiFieldSessionTimeout         = "session_timeout"
 	kfiFieldRebalanceTimeout       = "rebalance_timeout"
 	kfiFieldHeartbeatInterval      = "heartbeat_interval"
+	kfiFieldPartitionStartDelay    = "partition_start_delay"
 )
 
 // Metadata keys set on every consumed message.
@@ -148,6 +149,10 @@ and every record header under its own name.
 				Default("3s").
 				Example("1s").
 				Advanced(),
+			service.NewDurationField(kfiFieldPartitionStartDelay).
+				Description("How long a partition newly assigned to this member waits before its first records are handed out. Set it to the window of a per-key rate limit downstream (`1s` for `device_rate_limit`): the previous owner sent its last records before the partition moved, so no window then holds records of two members and the limit holds across the group.").
+				Default("0s").
+				Example("1s"),
 		).
 		Example("Consume Currents events", "Joins the group `currents-to-amplitude` and consumes the topic `braze-currents`.", `
 input:
@@ -191,6 +196,9 @@ type partitionTracker struct {
 	batches []*trackedBatch
 	// inFlight counts the records handed to the pipeline and not yet acked.
 	inFlight int
+	// startAt is when the partition's records may first be handed out
+	// (partition_start_delay after its assignment).
+	startAt time.Time
 }
 
 // trackedBatch is a run of consecutive records of one partition delivered as
@@ -214,6 +222,7 @@ type franzInputConf struct {
 	batchSize       int
 	commitPeriod    time.Duration
 	drainTimeout    time.Duration
+	startDelay      time.Duration
 	groupOpts       []kgo.Opt
 }
 
@@ -230,6 +239,9 @@ type franzInput struct {
 	mu     sync.Mutex
 	client *kgo.Client
 	parts  map[topicPartition]*partitionTracker
+	// assignedAt holds when partitions were assigned until their tracker is
+	// created (on their first records).
+	assignedAt map[topicPartition]time.Time
 	// queue holds batches ready to be handed out: fetched ones and nacked
 	// ones waiting for redelivery (those go first).
 	queue []*trackedBatch
@@ -325,6 +337,12 @@ func parseFranzInputConf(conf *service.ParsedConfig) (franzInputConf, error) {
 		durs[f] = d
 	}
 	c.drainTimeout = durs[kfiFieldRebalanceTimeout] / 2
+	if c.startDelay, err = conf.FieldDuration(kfiFieldPartitionStartDelay); err != nil {
+		return c, err
+	}
+	if c.startDelay < 0 {
+		return c, errors.New("field partition_start_delay: must not be negative")
+	}
 
 	reset := kgo.NewOffset().AtEnd()
 	if oldest {
@@ -380,6 +398,7 @@ func newFranzInput(c franzInputConf, mgr *service.Resources) *franzInput {
 		mLost:        m.NewCounter("kafka_franz_partitions_lost"),
 		mCommitErrs:  m.NewCounter("kafka_franz_commit_errors"),
 		parts:        map[topicPartition]*partitionTracker{},
+		assignedAt:   map[topicPartition]time.Time{},
 		changed:      make(chan struct{}),
 	}
 }
@@ -476,7 +495,7 @@ func (f *franzInput) nextBatchLocked(now time.Time) (found *trackedBatch, wait t
 			continue
 		}
 		if !blocked[p] {
-			if d := qb.notBefore.Sub(now); d > 0 {
+			if d := max(qb.notBefore.Sub(now), p.startAt.Sub(now)); d > 0 {
 				blocked[p] = true
 				if wait == 0 || d < wait {
 					wait = d
@@ -542,7 +561,8 @@ func (f *franzInput) poll(ctx context.Context, cl *kgo.Client) error {
 		tp := topicPartition{ftp.Topic, ftp.Partition}
 		p := f.parts[tp]
 		if p == nil {
-			p = &partitionTracker{tp: tp}
+			p = &partitionTracker{tp: tp, startAt: f.assignedAt[tp].Add(f.conf.startDelay)}
+			delete(f.assignedAt, tp)
 			f.parts[tp] = p
 		}
 		for recs := ftp.Records; len(recs) > 0; {
@@ -638,9 +658,18 @@ func (f *franzInput) broadcastLocked() {
 	f.changed = make(chan struct{})
 }
 
-// onAssigned logs the partitions the group gave this member.
+// onAssigned notes when the group gave partitions to this member, for
+// partition_start_delay.
 func (f *franzInput) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	f.log.Infof("Consuming partitions %v of group %s", assigned, f.conf.group)
+	now := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for topic, ps := range assigned {
+		for _, p := range ps {
+			f.assignedAt[topicPartition{topic, p}] = now
+		}
+	}
 }
 
 // onRevoked runs in franz-go's group loop before revoked partitions move to
@@ -702,6 +731,7 @@ func (f *franzInput) detach(tps map[string][]int32, state partitionState) []*par
 	for topic, ps := range tps {
 		for _, id := range ps {
 			tp := topicPartition{topic, id}
+			delete(f.assignedAt, tp)
 			if p := f.parts[tp]; p != nil {
 				p.state = state
 				delete(f.parts, tp)

@@ -268,6 +268,17 @@ func TestNextBatchOrderAndCheckpointLimit(t *testing.T) {
 	assert.Positive(t, wait)
 	assert.Same(t, a2, func() *trackedBatch { b, _, _ := f.nextBatchLocked(now.Add(time.Second)); return b }())
 
+	// A newly assigned partition waits for partition_start_delay.
+	p2 := &partitionTracker{tp: topicPartition{"t", 2}, startAt: now.Add(time.Second)}
+	c1 := mk(p2, 1)
+	f.queue = []*trackedBatch{c1}
+	b, wait, _ = f.nextBatchLocked(now)
+	assert.Nil(t, b)
+	assert.Equal(t, time.Second, wait)
+	b, _, _ = f.nextBatchLocked(now.Add(time.Second))
+	assert.Same(t, c1, b)
+	f.queue = []*trackedBatch{a3}
+
 	// A revoked partition's queued batches are released, not handed out.
 	p0.state = partDraining
 	b, _, queued = f.nextBatchLocked(now.Add(time.Second))
