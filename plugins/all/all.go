@@ -15,5 +15,6 @@ import (
 	_ "github.com/opencurrents/currents-amplitude/plugins/avroscan"
 	_ "github.com/opencurrents/currents-amplitude/plugins/cohort"
 	_ "github.com/opencurrents/currents-amplitude/plugins/currents"
+	_ "github.com/opencurrents/currents-amplitude/plugins/ingest"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ratelimit"
 )

@@ -144,7 +144,8 @@ func TestBackfillPipelineEndToEnd(t *testing.T) {
 // the scanner and braze_to_amplitude: each becomes one Amplitude event named
 // "[Appboy] ...", with insert_id, time and user of the record, except the
 // samples with neither external_user_id nor device_id, which Braze does not
-// send either (flagged here with unidentified_events: reject).
+// send either (flagged here with unidentified_events: reject). Nothing is
+// excluded (exclude_events: [] overrides the default exclusions).
 func TestBrazeSamplesMapToAmplitude(t *testing.T) {
 	avroDir := refdata.Dir(t, "avro")
 	sb := service.NewStreamBuilder()
@@ -155,7 +156,7 @@ file:
   scanner:
     currents_avro: {}
 `, filepath.Join(avroDir, "*.avro"))))
-	require.NoError(t, sb.AddProcessorYAML(`braze_to_amplitude: { unknown_events: reject, unidentified_events: reject }`))
+	require.NoError(t, sb.AddProcessorYAML(`braze_to_amplitude: { unknown_events: reject, unidentified_events: reject, exclude_events: [] }`))
 	var mu sync.Mutex
 	out := map[string]*service.Message{}
 	require.NoError(t, sb.AddConsumerFunc(func(_ context.Context, m *service.Message) error {

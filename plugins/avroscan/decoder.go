@@ -84,6 +84,7 @@ func (r *binReader) next(n int) ([]byte, error) {
 	return b, nil
 }
 
+// checkOut fails once the JSON written for the block passes outLimit.
 func (r *binReader) checkOut(dst []byte) error {
 	if len(dst) > r.outLimit {
 		return fmt.Errorf("decoded JSON of the block exceeds %d bytes", r.outLimit)
@@ -99,6 +100,8 @@ func compile(s avro.Schema) (node, error) {
 	return c.compile(s)
 }
 
+// compiler holds the record nodes built so far, by full name, so that a
+// recursive schema compiles to a cyclic tree instead of looping.
 type compiler struct {
 	records map[string]*recordNode
 }

@@ -29,7 +29,7 @@ func SplitEvents(body []byte) (events [][]byte, isBody bool, err error) {
 			return false
 		}
 		if end := v.Index + len(v.Raw); v.Index > 0 && end <= len(body) && string(body[v.Index:end]) == v.Raw {
-			events = append(events, body[v.Index:end])
+			events = append(events, body[v.Index:end:end])
 		} else {
 			events = append(events, []byte(v.Raw))
 		}

@@ -41,6 +41,10 @@ const (
 	MetaVersion = "braze_currents_version"
 
 	versionHeader = "Braze-Currents-Version"
+
+	// bodyBufferSize is the initial buffer of a body of unknown length
+	// (compressed or chunked): a typical request of 100 events.
+	bodyBufferSize = 128 << 10
 )
 
 func brazeCurrentsHTTPSpec() *service.ConfigSpec {
@@ -505,7 +509,12 @@ func (in *brazeCurrentsHTTP) readBody(w http.ResponseWriter, r *http.Request) ([
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q", enc)
 	}
-	var buf bytes.Buffer
+	// Size the buffer once: the events keep pointing into it.
+	size := bodyBufferSize
+	if r.ContentLength > 0 && src == io.Reader(raw) {
+		size = int(r.ContentLength) + bytes.MinRead
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
 	if _, err := buf.ReadFrom(src); err != nil {
 		if status := readErrorStatus(err); status == http.StatusRequestEntityTooLarge {
 			return nil, status, tooLarge
@@ -535,6 +544,14 @@ func splitEvents(body []byte) ([][]byte, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, nil
 	}
+	// The common case, {"events": [...]}, is validated and split in one pass.
+	events, isBody, err := currents.SplitEvents(body)
+	switch {
+	case err != nil:
+		return nil, err
+	case isBody:
+		return events, nil
+	}
 	if !gjson.ValidBytes(body) {
 		return nil, errors.New("body is not valid JSON")
 	}
@@ -542,22 +559,16 @@ func splitEvents(body []byte) ([][]byte, error) {
 	if !root.IsObject() {
 		return nil, errors.New(`body must be a JSON object {"events": [...]}`)
 	}
-	switch events := root.Get("events"); {
-	case !events.Exists() && len(root.Map()) == 0, events.Type == gjson.Null && events.Exists():
+	list := root.Get("events")
+	switch {
+	case !list.Exists() && len(root.Map()) == 0, list.Exists() && list.Type == gjson.Null:
 		return nil, nil
-	case !events.Exists():
+	case !list.Exists():
 		return nil, errors.New(`body has no "events" field`)
-	case !events.IsArray():
+	case !list.IsArray():
 		return nil, errors.New(`"events" must be an array`)
 	}
-	events, isBody, err := currents.SplitEvents(body)
-	if err != nil {
-		return nil, err
-	}
-	if !isBody {
-		return nil, errors.New(`body must be {"events": [...]}, not an event`)
-	}
-	return events, nil
+	return nil, errors.New(`body must be {"events": [...]}, not an event`)
 }
 
 // toBatch turns the events into one message batch with the request metadata.

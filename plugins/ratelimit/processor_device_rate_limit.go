@@ -361,7 +361,18 @@ func (p *deviceRateLimit) ProcessBatch(ctx context.Context, batch service.Messag
 	dropped := false
 	// The messages of a batch are taken at one instant.
 	now := p.clock.Now().UnixNano()
+	if p.mode == modeDrop {
+		// Dropping removes messages: work on a copy of the slice, never on
+		// the caller's.
+		batch = append(service.MessageBatch(nil), batch...)
+	}
 	for i, msg := range batch {
+		if msg.GetError() != nil {
+			// Already failed upstream (e.g. unmappable): pass it on untouched
+			// so the dead-letter output sees the original reason. It will not
+			// be sent, so it does not count against any limit.
+			continue
+		}
 		k, err := p.extract(msg)
 		if err != nil {
 			msg.SetError(fmt.Errorf("device rate limit: %w", err))
@@ -391,7 +402,7 @@ func (p *deviceRateLimit) ProcessBatch(ctx context.Context, batch service.Messag
 		p.delay(ctx, batch, waiting)
 	}
 	if dropped {
-		kept := batch[:0]
+		kept := make(service.MessageBatch, 0, len(batch))
 		for _, m := range batch {
 			if m != nil {
 				kept = append(kept, m)

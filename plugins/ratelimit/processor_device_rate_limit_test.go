@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -194,6 +195,28 @@ func TestDrop(t *testing.T) {
 	}
 	assert.Equal(t, []string{"a", "b", "d"}, users)
 	assert.Nil(t, process(t, p, event("hot", "f")), "all dropped: empty result")
+}
+
+func TestDropLeavesCallerBatchIntact(t *testing.T) {
+	p := newTestProc(t, "per_second: 1\non_limit: drop", newFakeClock())
+	in := service.MessageBatch{event("hot", "a"), event("hot", "b")}
+	out := process(t, p, in...)
+	require.Len(t, out, 1)
+	assert.NotNil(t, in[1], "the caller's slice is not modified")
+}
+
+func TestErroredMessagesPassUntouched(t *testing.T) {
+	for _, mode := range []string{"reject", "drop", "delay"} {
+		t.Run(mode, func(t *testing.T) {
+			p := newTestProc(t, "per_second: 1\non_limit: "+mode, newFakeClock())
+			failed := service.NewMessage([]byte(`not json`))
+			failed.SetError(errors.New("unmappable event"))
+			out := process(t, p, failed, event("d1", "u1"))
+			require.Len(t, out, 2)
+			assert.EqualError(t, out[0].GetError(), "unmappable event", "the upstream reason is kept")
+			assert.NoError(t, out[1].GetError(), "the errored message used none of the key's room")
+		})
+	}
 }
 
 func TestDelay(t *testing.T) {

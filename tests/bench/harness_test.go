@@ -86,8 +86,13 @@ func TestReport(t *testing.T) {
 		t.Log("\n" + Markdown(rows))
 		return
 	}
-	// Scaling: the end-to-end and limiter runs over growing populations.
+	// Scaling: our end-to-end and limiter runs over growing populations (the
+	// plain pipeline keeps no per-device state; CURRENTS_BENCH_SCALE_PLAIN=1
+	// measures it too).
 	opts.Groups = []string{"end to end", "limiter"}
+	if os.Getenv("CURRENTS_BENCH_SCALE_PLAIN") != "1" {
+		opts.Sides = []string{Ours}
+	}
 	opts.Datasets = nil
 	for _, n := range devices {
 		opts.Datasets = append(opts.Datasets, Dataset{Events: max(scaleEvents, events), Devices: n, Seed: 1})

@@ -19,6 +19,9 @@ type Options struct {
 	// Groups, when not empty, restricts the run to these scenario groups
 	// (for instance the scaling runs measure only "end to end").
 	Groups []string
+	// Sides, when not empty, restricts the run to these sides (Ours,
+	// Plain).
+	Sides []string
 	// Timeout bounds each child run.
 	Timeout time.Duration
 	// ProfileDir, when set, receives a pprof CPU profile per run, named
@@ -61,7 +64,7 @@ func Run(o Options) ([]Row, error) {
 		}
 		inputs := map[string][]string{InputCurrents: {currents}}
 		for _, s := range Scenarios() {
-			if !selected(o.Groups, s.Group) {
+			if !selected(o.Groups, s.Group) || !selected(o.Sides, s.Side) {
 				continue
 			}
 			row := Row{Dataset: d, Scenario: s}
@@ -94,12 +97,13 @@ func Run(o Options) ([]Row, error) {
 	return rows, nil
 }
 
-func selected(groups []string, g string) bool {
-	if len(groups) == 0 {
+// selected reports whether v is in list, or list is empty.
+func selected(list []string, v string) bool {
+	if len(list) == 0 {
 		return true
 	}
-	for _, x := range groups {
-		if x == g {
+	for _, x := range list {
+		if x == v {
 			return true
 		}
 	}
