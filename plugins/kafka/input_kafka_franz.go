@@ -700,7 +700,7 @@ func (f *franzInput) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[
 
 	f.mu.Lock()
 	for _, p := range parts {
-		f.releasePartitionLocked(p)
+		f.releasePartitionLocked(p, false)
 	}
 	f.mu.Unlock()
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
@@ -717,7 +717,7 @@ func (f *franzInput) onLost(_ context.Context, _ *kgo.Client, lost map[string][]
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, p := range parts {
-		f.releasePartitionLocked(p)
+		f.releasePartitionLocked(p, false)
 	}
 }
 
@@ -743,12 +743,18 @@ func (f *franzInput) detach(tps map[string][]int32, state partitionState) []*par
 }
 
 // releasePartitionLocked forgets a partition for good, counting its records
-// still in flight: their new owner redelivers them.
-func (f *franzInput) releasePartitionLocked(p *partitionTracker) {
+// still in flight: their new owner redelivers them. Records read but never
+// delivered because Benthos was stopping are expected on shutdown, hence
+// only logged at info level then.
+func (f *franzInput) releasePartitionLocked(p *partitionTracker, shutdown bool) {
 	p.state = partGone
 	if p.inFlight > 0 {
 		f.mReleased.Incr(int64(p.inFlight))
-		f.log.Warnf("Partition %s/%d moved with %d records still unacknowledged: the new owner redelivers them", p.tp.topic, p.tp.partition, p.inFlight)
+		logf := f.log.Warnf
+		if shutdown {
+			logf = f.log.Infof
+		}
+		logf("Partition %s/%d released with %d records unacknowledged: its next owner redelivers them", p.tp.topic, p.tp.partition, p.inFlight)
 	}
 	p.batches = nil
 }
@@ -786,7 +792,7 @@ func (f *franzInput) Close(ctx context.Context) error {
 	// that leaving the group does not wait for batches that Benthos read but
 	// never delivered because it was stopping.
 	for tp, p := range f.parts {
-		f.releasePartitionLocked(p)
+		f.releasePartitionLocked(p, true)
 		delete(f.parts, tp)
 	}
 	clear(f.queue)

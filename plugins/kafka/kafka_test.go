@@ -304,7 +304,7 @@ func TestAckAdvancesOnlyOverContiguousBatches(t *testing.T) {
 	assert.Same(t, bs[2], p.batches[0])
 
 	// After release, late acks are ignored.
-	f.releasePartitionLocked(p)
+	f.releasePartitionLocked(p, false)
 	f.ack(bs[2], nil)
 	assert.Empty(t, p.batches)
 	assert.Zero(t, p.inFlight)

@@ -179,16 +179,7 @@ func (e *Exporter) NewCounterCtor(name string, labelKeys ...string) service.Metr
 	vec, ok := e.vector("counter", sanitize(name), labelKeys, func(n string, l []string) prometheus.Collector {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: n, Help: "Benthos counter " + n}, l)
 	})
-	return func(labelValues ...string) service.MetricsExporterCounter {
-		if !ok {
-			return noop{}
-		}
-		c, err := vec.(*prometheus.CounterVec).GetMetricWithLabelValues(labelValues...)
-		if err != nil {
-			return noop{}
-		}
-		return counter{c}
-	}
+	return withLabels(vec, ok, func(c prometheus.Counter) service.MetricsExporterCounter { return counter{c} })
 }
 
 // NewGaugeCtor returns a constructor of gauges of the given name.
@@ -196,16 +187,7 @@ func (e *Exporter) NewGaugeCtor(name string, labelKeys ...string) service.Metric
 	vec, ok := e.vector("gauge", sanitize(name), labelKeys, func(n string, l []string) prometheus.Collector {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: n, Help: "Benthos gauge " + n}, l)
 	})
-	return func(labelValues ...string) service.MetricsExporterGauge {
-		if !ok {
-			return noop{}
-		}
-		g, err := vec.(*prometheus.GaugeVec).GetMetricWithLabelValues(labelValues...)
-		if err != nil {
-			return noop{}
-		}
-		return gauge{g}
-	}
+	return withLabels(vec, ok, func(g prometheus.Gauge) service.MetricsExporterGauge { return gauge{g} })
 }
 
 // NewTimerCtor returns a constructor of timings of the given name: summaries
@@ -223,15 +205,24 @@ func (e *Exporter) NewTimerCtor(name string, labelKeys ...string) service.Metric
 		}
 		return prometheus.NewSummaryVec(prometheus.SummaryOpts{Name: n, Help: "Benthos timing " + n + " (nanoseconds)", Objectives: e.objectives}, l)
 	})
-	return func(labelValues ...string) service.MetricsExporterTimer {
-		if !ok {
-			return noop{}
+	return withLabels(vec, ok, func(o prometheus.Observer) service.MetricsExporterTimer { return timer{o: o, scale: scale} })
+}
+
+// labelled is a Prometheus metric vector yielding metrics of type M.
+type labelled[M any] interface {
+	GetMetricWithLabelValues(lvs ...string) (M, error)
+}
+
+// withLabels returns a constructor of the vector's metrics wrapped for
+// Benthos. Unregistered vectors and bad label values yield a no-op metric.
+func withLabels[M, R any](vec any, ok bool, wrap func(M) R) func(...string) R {
+	return func(labelValues ...string) R {
+		if ok {
+			if m, err := vec.(labelled[M]).GetMetricWithLabelValues(labelValues...); err == nil {
+				return wrap(m)
+			}
 		}
-		o, err := vec.(prometheus.ObserverVec).GetMetricWithLabelValues(labelValues...)
-		if err != nil {
-			return noop{}
-		}
-		return timer{o: o, scale: scale}
+		return any(noop{}).(R)
 	}
 }
 

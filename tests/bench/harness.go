@@ -23,6 +23,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	_ "github.com/opencurrents/currents-amplitude/plugins/all"
+	"github.com/opencurrents/currents-amplitude/plugins/currentsgen"
 )
 
 // Environment variables that switch a test binary into child mode.
@@ -65,6 +66,8 @@ type Result struct {
 	// Duplicates is filled in by the parent: events the server ingested
 	// more than once (by insert_id).
 	Duplicates int `json:"duplicates"`
+	// Counters are the non-zero metric counters of the run.
+	Counters map[string]int64 `json:"counters,omitempty"`
 }
 
 // EventsPerSec is the throughput of the run.
@@ -164,6 +167,7 @@ func runStream(sp Spec) (Result, error) {
 		AllocBytes: ms1.TotalAlloc - ms0.TotalAlloc,
 		BaseRSS:    baseRSS,
 		PeakRSS:    peakRSS,
+		Counters:   lastCounters.snapshot(),
 	}, nil
 }
 
@@ -287,11 +291,26 @@ func (d Dataset) String() string {
 	return s
 }
 
+// Generator returns the generator of the dataset's stream.
+func (d Dataset) Generator() *currentsgen.Generator {
+	return currentsgen.New(currentsgen.Config{Seed: d.Seed, Devices: d.Devices, Skew: d.Skew})
+}
+
 // EnsureData writes the dataset as JSON lines (HTTP connector shape) under
 // dir, unless a previous run already did, and returns its path.
 func EnsureData(dir string, d Dataset) (string, error) {
 	path := filepath.Join(dir, "currents-"+d.String()+".jsonl")
-	return path, generate(dir, d, path, "-o", path+".tmp")
+	return path, generate(path, func(tmp string) error {
+		f, err := os.Create(tmp)
+		if err != nil {
+			return err
+		}
+		if err := d.Generator().WriteLines(f, d.Events, currentsgen.HTTP); err != nil {
+			_ = f.Close()
+			return err
+		}
+		return f.Close()
+	})
 }
 
 // EnsureAvro writes the dataset as Avro files in the storage layout under
@@ -299,35 +318,25 @@ func EnsureData(dir string, d Dataset) (string, error) {
 func EnsureAvro(dir string, d Dataset) ([]string, error) {
 	path := filepath.Join(dir, "avro-"+d.String())
 	glob := filepath.Join(path, "event_type=*", "date=*", "*.avro")
-	return []string{glob}, generate(dir, d, path, "-shape", "avro", "-o", path+".tmp")
+	return []string{glob}, generate(path, func(tmp string) error {
+		_, err := currentsgen.WriteAvro(tmp, d.Generator(), d.Events, currentsgen.AvroOptions{})
+		return err
+	})
 }
 
-// generate runs the currentsgen command (which tests outside plugins/
-// cannot import) with args, which write to path+".tmp", then renames that to
-// path. It does nothing when path exists.
-func generate(dir string, d Dataset, path string, args ...string) error {
+// generate calls write with a temporary path beside path, then renames it
+// to path, so that an interrupted run leaves no partial data. It does
+// nothing when path exists.
+func generate(path string, write func(tmp string) error) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
-	root, err := RepoRoot()
-	if err != nil {
-		return err
+	tmp := path + ".tmp"
+	_ = os.RemoveAll(tmp)
+	if err := write(tmp); err != nil {
+		return fmt.Errorf("generating %s: %w", filepath.Base(path), err)
 	}
-	gen := filepath.Join(dir, "currentsgen")
-	if _, err := os.Stat(gen); err != nil {
-		build := exec.Command("go", "build", "-o", gen, "./plugins/currentsgen/cmd/currentsgen")
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("building currentsgen: %w\n%s", err, out)
-		}
-	}
-	_ = os.RemoveAll(path + ".tmp")
-	args = append([]string{"-n", fmt.Sprint(d.Events), "-devices", fmt.Sprint(d.Devices),
-		"-seed", fmt.Sprint(d.Seed), "-skew", fmt.Sprint(d.Skew)}, args...)
-	if out, err := exec.Command(gen, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("generating %s: %w\n%s", d, err, out)
-	}
-	return os.Rename(path+".tmp", path)
+	return os.Rename(tmp, path)
 }
 
 // HasComponents reports which of the named components (processor, output or

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 // process, so that the harness cannot rot: configs must build, streams must
 // end, and both end-to-end sides must deliver every event exactly once.
 func TestHarness(t *testing.T) {
-	d := Dataset{Events: 2000, Devices: 300, Seed: 1}
+	d := Dataset{Events: 1000, Devices: 5000, Seed: 1}
 	rows, err := Run(Options{DataDir: t.TempDir(), Datasets: []Dataset{d}, Timeout: 2 * time.Minute, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)

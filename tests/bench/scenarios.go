@@ -28,6 +28,9 @@ const (
 type Scenario struct {
 	// Group names the comparison ("end to end", "mapping", ...).
 	Group string
+	// Versus, for an Ours scenario without a Plain side in its own group,
+	// names the group whose Plain side it is compared with.
+	Versus string
 	// Side is Ours or Plain.
 	Side string
 	// Needs lists the components (or "bloblang-file") the scenario uses;
@@ -124,6 +127,8 @@ func Scenarios() []Scenario {
 			Input: InputCurrents, Server: true, Processors: both(oursMapping, limiter), Output: amplitudeOut},
 		{Group: "end to end", Side: Plain, Needs: []string{needBloblang},
 			Input: InputCurrents, Server: true, Processors: plainMapping, Output: httpClientOut},
+		{Group: "end to end without limiter", Versus: "end to end", Side: Ours, Needs: []string{"braze_to_amplitude", "amplitude"},
+			Input: InputCurrents, Server: true, Processors: oursMapping, Output: amplitudeOut},
 		{Group: "mapping", Side: Ours, Needs: []string{"braze_to_amplitude"},
 			Input: InputCurrents, Processors: oursMapping, Output: drop},
 		{Group: "mapping", Side: Plain, Needs: []string{needBloblang},
@@ -156,7 +161,7 @@ func (s Scenario) Config(p Params) string {
 	return fmt.Sprintf(`logger:
   level: WARN
 metrics:
-  none: {}
+  %s: {}
 input:
   broker:
     batching:
@@ -172,7 +177,7 @@ pipeline:
   processors: %s
 output:
 %s
-`, InputBatch, strings.Join(paths, ", "), scanner, procs, indent(s.Output(p), 2))
+`, countersExporter, InputBatch, strings.Join(paths, ", "), scanner, procs, indent(s.Output(p), 2))
 }
 
 // Missing returns the components s needs that are not available: not
