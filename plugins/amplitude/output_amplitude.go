@@ -18,6 +18,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/wait"
 )
 
 // Field names of the amplitude output.
@@ -548,15 +550,15 @@ func (d *delivery) handle(ctx context.Context, req []*event, out outcome) bool {
 // out; false means ctx ended and every event left was failed.
 func (d *delivery) retry(ctx context.Context, req []*event, status int, msg string) bool {
 	o := d.o
-	wait := d.bo.NextBackOff()
-	if wait == backoff.Stop {
+	pause := d.bo.NextBackOff()
+	if pause == backoff.Stop {
 		o.log.Errorf("Giving up on %d events after retries; last answer (%d): %s", len(req), status, msg)
 		d.failAll(req, newEventError(reasonRetriesExhausted, fmt.Sprintf("gave up after retries, last answer (%d): %s", status, msg)))
 		return true
 	}
-	o.log.Warnf("Request of %d events failed (%d): %s; retrying in %v", len(req), status, msg, wait.Round(time.Millisecond))
+	o.log.Warnf("Request of %d events failed (%d): %s; retrying in %v", len(req), status, msg, pause.Round(time.Millisecond))
 	d.pushFront(req)
-	if err := sleep(ctx, wait); err != nil {
+	if err := wait.Sleep(ctx, pause); err != nil {
 		d.interrupt(err)
 		return false
 	}
@@ -630,7 +632,7 @@ func (d *delivery) waitForHeld(ctx context.Context) bool {
 			earliest = h.until
 		}
 	}
-	if err := sleep(ctx, time.Until(earliest)); err != nil {
+	if err := wait.Sleep(ctx, time.Until(earliest)); err != nil {
 		d.interrupt(err)
 		return false
 	}
@@ -660,19 +662,4 @@ func (d *delivery) interrupt(err error) {
 		d.fail(h.ev.index, e)
 	}
 	d.queue, d.held = nil, nil
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -3,7 +3,6 @@ package amplitude
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/batchtest"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
@@ -69,22 +70,7 @@ func write(t *testing.T, ctx context.Context, out *amplitudeOutput, raws []strin
 		batch[i] = service.NewMessage([]byte(r))
 	}
 	idx := batch.Index()
-	err := out.WriteBatch(ctx, batch)
-	failed := map[int]error{}
-	if err == nil {
-		return failed
-	}
-	var berr *service.BatchError
-	if !errors.As(err, &berr) {
-		t.Fatalf("WriteBatch returned %v, not a BatchError", err)
-	}
-	berr.WalkMessagesIndexedBy(idx, func(i int, _ *service.Message, err error) bool {
-		if err != nil {
-			failed[i] = err
-		}
-		return true
-	})
-	return failed
+	return batchtest.Failures(t, idx, out.WriteBatch(ctx, batch))
 }
 
 func evt(insertID, device string) string {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/wait"
 )
 
 // clusterNames lists the Braze clusters in documentation order.
@@ -43,7 +45,7 @@ type clock interface {
 type realClock struct{}
 
 func (realClock) Now() time.Time                                   { return time.Now() }
-func (realClock) Sleep(ctx context.Context, d time.Duration) error { return sleepCtx(ctx, d) }
+func (realClock) Sleep(ctx context.Context, d time.Duration) error { return wait.Sleep(ctx, d) }
 
 // brazeClient posts JSON to Braze, retrying 429, 423, 5xx and network errors
 // with back-off, honouring Retry-After and X-RateLimit-* headers. It is safe

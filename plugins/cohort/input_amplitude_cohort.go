@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/wait"
 )
 
 const (
@@ -267,7 +269,7 @@ func newAmplitudeCohortInputFromParsed(conf *service.ParsedConfig, mgr *service.
 		http:         &http.Client{Transport: transport, Timeout: timeout},
 		fileHTTP:     &http.Client{Transport: transport},
 		pollInterval: poll,
-		sleep:        sleepCtx,
+		sleep:        wait.Sleep,
 	}
 	m := mgr.Metrics()
 	in.mSyncs = m.NewCounter("amplitude_cohort_syncs", "outcome")
@@ -319,7 +321,7 @@ func (in *amplitudeCohortInput) loop() {
 	defer cancel()
 	for {
 		in.syncAll(ctx)
-		if sleepCtx(ctx, in.interval) != nil {
+		if wait.Sleep(ctx, in.interval) != nil {
 			return
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/batchtest"
+
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -135,19 +137,10 @@ func TestBrazePerMessageErrors(t *testing.T) {
 		changeMsg(Change{CohortID: "c1", CohortName: "N", IDType: IDTypeDevice, Added: []string{"d1"}}),
 		changeMsg(Change{CohortID: "c1", CohortName: "N", Added: []string{"b"}}),
 	}
-	err := out.WriteBatch(t.Context(), batch)
-	var bErr *service.BatchError
-	require.ErrorAs(t, err, &bErr)
-	failed := map[int]string{}
-	bErr.WalkMessages(func(i int, _ *service.Message, err error) bool {
-		if err != nil {
-			failed[i] = err.Error()
-		}
-		return true
-	})
+	failed := batchtest.Failures(t, batch.Index(), out.WriteBatch(t.Context(), batch))
 	assert.Len(t, failed, 2)
-	assert.Contains(t, failed[1], "no cohort_name")
-	assert.Contains(t, failed[2], "device id")
+	assert.ErrorContains(t, failed[1], "no cohort_name")
+	assert.ErrorContains(t, failed[2], "device id")
 	assert.Equal(t, []string{"a", "b"}, braze.UsersWith("amplitude_cohorts", DisplayName("N", "c1")))
 }
 

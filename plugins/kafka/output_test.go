@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/batchtest"
+
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -99,19 +101,10 @@ timeout: 5s
 		service.NewMessage([]byte(`{"big":"` + strings.Repeat("x", 2048) + `"}`)),
 		service.NewMessage([]byte(`{"ok":2}`)),
 	}
-	err := o.WriteBatch(context.Background(), batch)
-	var berr *service.BatchError
-	require.ErrorAs(t, err, &berr)
-	failed := map[int]string{}
-	berr.WalkMessages(func(i int, _ *service.Message, err error) bool {
-		if err != nil {
-			failed[i] = err.Error()
-		}
-		return true
-	})
+	failed := batchtest.Failures(t, batch.Index(), o.WriteBatch(context.Background(), batch))
 	require.Len(t, failed, 2)
-	assert.Contains(t, failed[1], "no topic for this event")
-	assert.Contains(t, failed[2], "MESSAGE_TOO_LARGE", "%v", failed)
+	assert.ErrorContains(t, failed[1], "no topic for this event")
+	assert.ErrorContains(t, failed[2], "MESSAGE_TOO_LARGE", "%v", failed)
 
 	recs := readAll(t, brokers, "currents", 2)
 	assert.Equal(t, `{"ok":1}`, string(recs[0].Value))
