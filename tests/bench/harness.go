@@ -42,6 +42,9 @@ type Spec struct {
 	// CPUProfile, when set, is where the child writes a pprof CPU profile
 	// of the run.
 	CPUProfile string `json:"cpu_profile,omitempty"`
+	// Env are extra environment variables (NAME=value) of the child, such
+	// as GOMEMLIMIT.
+	Env []string `json:"env,omitempty"`
 }
 
 // Result is what a child process measured while running a Spec.
@@ -227,7 +230,7 @@ func Measure(sp Spec) (Result, error) {
 		return Result{}, err
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildSpec+"="+specPath, envChildResult+"="+resPath)
+	cmd.Env = append(append(os.Environ(), sp.Env...), envChildSpec+"="+specPath, envChildResult+"="+resPath)
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedBuffer{b: &stderr, max: 64 << 10}
 	cmd.Stdout = cmd.Stderr

@@ -49,7 +49,8 @@ func TestHarness(t *testing.T) {
 // CURRENTS_BENCH_DEVICES (comma-separated), CURRENTS_BENCH_SCALE_EVENTS and
 // CURRENTS_BENCH_DATA override the defaults; the tables are written to
 // CURRENTS_BENCH_OUT (default: the test log only), CPU profiles to
-// CURRENTS_BENCH_PROFILES when set.
+// CURRENTS_BENCH_PROFILES when set. CURRENTS_BENCH_MEMLIMIT sets the
+// GOMEMLIMIT of the extra run on the largest population ("off" skips it).
 func TestReport(t *testing.T) {
 	if os.Getenv("CURRENTS_BENCH_FULL") != "1" {
 		t.Skip("set CURRENTS_BENCH_FULL=1 (or use tests/bench/run.sh) for the full measurement")
@@ -101,7 +102,21 @@ func TestReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md := "## Main stream\n" + Markdown(rows) + "\n## Scaling\n" + Markdown(scale)
+	// The largest population again, with the Go runtime held to a soft
+	// memory limit (CURRENTS_BENCH_MEMLIMIT, default 128MiB; "off" skips).
+	if limit := os.Getenv("CURRENTS_BENCH_MEMLIMIT"); limit != "off" {
+		if limit == "" {
+			limit = "128MiB"
+		}
+		opts.Datasets = opts.Datasets[len(opts.Datasets)-1:]
+		opts.Env = []string{"GOMEMLIMIT=" + limit}
+		limited, err := Run(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scale = append(scale, limited...)
+	}
+	md := "## Main stream\n" + Markdown(rows) + "\n## Scaling\n\n" + Scaling(scale) + "\n### Scaling, full figures\n" + Markdown(scale)
 	if out := os.Getenv("CURRENTS_BENCH_OUT"); out != "" {
 		if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
 			t.Fatal(err)

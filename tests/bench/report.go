@@ -10,19 +10,25 @@ import (
 // better (more events/s; fewer CPU seconds, allocations or bytes of RSS).
 func Markdown(rows []Row) string {
 	var b strings.Builder
-	var order []Dataset
-	byDataset := map[Dataset][]Row{}
-	for _, r := range rows {
-		if _, ok := byDataset[r.Dataset]; !ok {
-			order = append(order, r.Dataset)
-		}
-		byDataset[r.Dataset] = append(byDataset[r.Dataset], r)
+	type key struct {
+		d   Dataset
+		env string
 	}
-	for _, d := range order {
-		fmt.Fprintf(&b, "\n%s events, %s devices%s:\n\n", thousands(d.Events), thousands(d.Devices), skewNote(d))
+	var order []key
+	byDataset := map[key][]Row{}
+	for _, r := range rows {
+		k := key{r.Dataset, r.Env}
+		if _, ok := byDataset[k]; !ok {
+			order = append(order, k)
+		}
+		byDataset[k] = append(byDataset[k], r)
+	}
+	for _, k := range order {
+		d := k.d
+		fmt.Fprintf(&b, "\n%s events, %s devices%s%s:\n\n", thousands(d.Events), thousands(d.Devices), skewNote(d), envNote(k.env))
 		b.WriteString("| benchmark | side | events/s | CPU s per 1M events | allocs/event | peak RSS (MiB) | delivered | notes |\n")
 		b.WriteString("|---|---|---:|---:|---:|---:|---:|---|\n")
-		rs := byDataset[d]
+		rs := byDataset[k]
 		for _, r := range rs {
 			if r.Skipped != "" {
 				fmt.Fprintf(&b, "| %s | %s | skipped: %s | | | | | |\n", r.Scenario.Group, r.Scenario.Side, r.Skipped)
@@ -77,6 +83,63 @@ func ratios(b *strings.Builder, rs []Row) {
 		fmt.Fprintf(b, "| %s | ×%.1f | ×%.1f less | ×%.1f fewer | ×%.1f less |\n", name, o.EventsPerSec()/p.EventsPerSec(),
 			p.CPUPerMillion()/o.CPUPerMillion(), p.AllocsPerEvent()/o.AllocsPerEvent(), p.PeakRSSMB()/o.PeakRSSMB())
 	}
+}
+
+// Scaling renders rows as one table with a line per dataset (and
+// environment) and, per scenario, its events/s and peak RSS: how they grow
+// with the number of devices.
+func Scaling(rows []Row) string {
+	var names []string
+	seen := map[string]bool{}
+	type line struct {
+		label string
+		cells map[string]Result
+	}
+	var lines []*line
+	byLabel := map[string]*line{}
+	for _, r := range rows {
+		if r.Skipped != "" {
+			continue
+		}
+		name := r.Scenario.Name()
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+		label := fmt.Sprintf("%s | %s", thousands(r.Dataset.Devices), thousands(r.Dataset.Events)) + envNote(r.Env)
+		l, ok := byLabel[label]
+		if !ok {
+			l = &line{label: label, cells: map[string]Result{}}
+			byLabel[label] = l
+			lines = append(lines, l)
+		}
+		l.cells[name] = r.Result
+	}
+	var b strings.Builder
+	b.WriteString("| devices | events |")
+	for _, n := range names {
+		fmt.Fprintf(&b, " %s: events/s | %s: peak RSS (MiB) |", n, n)
+	}
+	b.WriteString("\n|---:|---:|" + strings.Repeat("---:|---:|", len(names)) + "\n")
+	for _, l := range lines {
+		b.WriteString("| " + l.label + " |")
+		for _, n := range names {
+			if r, ok := l.cells[n]; ok {
+				fmt.Fprintf(&b, " %s | %.0f |", thousands(int(r.EventsPerSec())), r.PeakRSSMB())
+			} else {
+				b.WriteString(" | |")
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func envNote(env string) string {
+	if env == "" {
+		return ""
+	}
+	return ", " + env
 }
 
 func skewNote(d Dataset) string {

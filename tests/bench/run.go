@@ -22,6 +22,9 @@ type Options struct {
 	// Sides, when not empty, restricts the run to these sides (Ours,
 	// Plain).
 	Sides []string
+	// Env are extra environment variables of every child (NAME=value),
+	// such as GOMEMLIMIT=128MiB; they are shown in the report.
+	Env []string
 	// Timeout bounds each child run.
 	Timeout time.Duration
 	// ProfileDir, when set, receives a pprof CPU profile per run, named
@@ -35,7 +38,9 @@ type Options struct {
 type Row struct {
 	Dataset  Dataset
 	Scenario Scenario
-	Result   Result
+	// Env are the extra environment variables of the run.
+	Env    string
+	Result Result
 	// Skipped, when not empty, says why the scenario did not run.
 	Skipped string
 }
@@ -67,7 +72,7 @@ func Run(o Options) ([]Row, error) {
 			if !selected(o.Groups, s.Group) || !selected(o.Sides, s.Side) {
 				continue
 			}
-			row := Row{Dataset: d, Scenario: s}
+			row := Row{Dataset: d, Scenario: s, Env: strings.Join(o.Env, " ")}
 			if missing := s.Missing(root); len(missing) > 0 {
 				row.Skipped = "missing " + strings.Join(missing, ", ")
 				rows = append(rows, row)
@@ -119,7 +124,7 @@ func measure(o Options, d Dataset, s Scenario, p Params) (Result, error) {
 		defer srv.Close()
 		p.URL = srv.HTTPV2URL()
 	}
-	sp := Spec{Name: s.Name(), YAML: s.Config(p), Events: d.Events, Timeout: o.Timeout}
+	sp := Spec{Name: s.Name(), YAML: s.Config(p), Events: d.Events, Timeout: o.Timeout, Env: o.Env}
 	if o.ProfileDir != "" {
 		name := strings.NewReplacer(" / ", "-", " ", "_", "(", "", ")", "").Replace(s.Name())
 		sp.CPUProfile = filepath.Join(o.ProfileDir, d.String()+"-"+name+".pprof")

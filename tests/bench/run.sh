@@ -15,6 +15,7 @@
 # CURRENTS_BENCH_SCALE_EVENTS (0 skips scaling), CURRENTS_BENCH_SCALE_PLAIN=1,
 # CURRENTS_BENCH_GROUPS, CURRENTS_BENCH_DATA (cache of generated data),
 # CURRENTS_BENCH_PROFILES (folder for one pprof CPU profile per run),
+# CURRENTS_BENCH_MEMLIMIT (GOMEMLIMIT of an extra 10^6-device run; "off" skips),
 # BENCHTIME (Go benchmarks, default 2s).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
