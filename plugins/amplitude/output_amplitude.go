@@ -432,6 +432,9 @@ type delivery struct {
 	queue [][]*event
 	held  []heldEvent
 	bo    backoff.ExponentialBackOff
+	// giveUp is when events still held by a throttle fail: the back-off's
+	// maximum elapsed time after the write began (zero: never).
+	giveUp time.Time
 }
 
 func (d *delivery) fail(index int, err *eventError) {
@@ -474,6 +477,9 @@ func (d *delivery) pushFront(reqs ...[]*event) {
 func (d *delivery) run(ctx context.Context, events []*event) {
 	d.bo = d.o.backoff
 	d.bo.Reset()
+	if d.bo.MaxElapsedTime > 0 {
+		d.giveUp = time.Now().Add(d.bo.MaxElapsedTime)
+	}
 	d.queue = d.o.builder.split(d.withoutHeld(events))
 	for len(d.queue) > 0 || len(d.held) > 0 {
 		if len(d.queue) == 0 {
@@ -631,6 +637,16 @@ func (d *delivery) waitForHeld(ctx context.Context) bool {
 		if h.until.Before(earliest) {
 			earliest = h.until
 		}
+	}
+	if !d.giveUp.IsZero() && earliest.After(d.giveUp) {
+		// Throttled for longer than failures are retried: give the events
+		// back (nack) rather than hold a write slot indefinitely.
+		e := newEventError(reasonRetriesExhausted, fmt.Sprintf("still throttled by Amplitude after %v", d.bo.MaxElapsedTime))
+		for _, h := range d.held {
+			d.fail(h.ev.index, e)
+		}
+		d.held = nil
+		return true
 	}
 	if err := wait.Sleep(ctx, time.Until(earliest)); err != nil {
 		d.interrupt(err)

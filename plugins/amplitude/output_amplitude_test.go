@@ -12,12 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencurrents/currents-amplitude/plugins/internal/batchtest"
-
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/batchtest"
 )
 
 const testKey = "test-api-key-0123456789"
@@ -349,5 +348,52 @@ func TestOutputConfigErrors(t *testing.T) {
 	out, err := newAmplitudeOutputFromParsed(pConf, service.MockResources())
 	if err != nil || out.url != "https://api.eu.amplitude.com/batch" || out.hold != 15*time.Second || out.builder.maxBytes != maxBytesBatchRequest {
 		t.Fatalf("out %+v err %v", out, err)
+	}
+}
+
+// A device Amplitude keeps throttling does not hold a write slot forever:
+// once the back-off's max_elapsed_time has passed, its events are given back
+// (retries_exhausted) and the other devices' events are delivered.
+func TestOutputGivesUpOnEndlessThrottle(t *testing.T) {
+	var ingested sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := new(bytes.Buffer)
+		_, _ = body.ReadFrom(r.Body)
+		events := gjson.GetBytes(body.Bytes(), "events").Array()
+		var throttled []string
+		for i, e := range events {
+			if e.Get("device_id").String() == "hot-device" {
+				throttled = append(throttled, fmt.Sprint(i))
+			}
+		}
+		if len(throttled) > 0 {
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprintf(w, `{"code":429,"error":"Too many requests for some devices and users","eps_threshold":30,`+
+				`"throttled_devices":{"hot-device":31},"throttled_users":{},"throttled_events":[%s]}`, strings.Join(throttled, ","))
+			return
+		}
+		for _, e := range events {
+			ingested.Store(e.Get("insert_id").String(), true)
+		}
+		fmt.Fprintf(w, `{"code":200,"events_ingested":%d,"payload_size_bytes":%d,"server_upload_time":1}`, len(events), body.Len())
+	}))
+	defer srv.Close()
+	out, _ := newTestOutput(t, srv.URL, "throttle_hold: 50ms\nbackoff:\n  initial_interval: 5ms\n  max_interval: 50ms\n  max_elapsed_time: 300ms\n")
+
+	// Without the give-up, the write would last until this context ends and
+	// fail the events as interrupted instead.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	failed := write(t, ctx, out, []string{evt("h1", "hot-device"), evt("c1", "cold-device"), evt("h2", "hot-device")})
+	if len(failed) != 2 || failed[0] == nil || failed[2] == nil {
+		t.Fatalf("want the two hot-device events failed, got %v", failed)
+	}
+	for _, i := range []int{0, 2} {
+		if !strings.Contains(failed[i].Error(), "retries_exhausted") {
+			t.Errorf("event %d: %v, want a retries_exhausted reason", i, failed[i])
+		}
+	}
+	if _, ok := ingested.Load("c1"); !ok {
+		t.Error("the cold device's event was not delivered")
 	}
 }

@@ -8,13 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencurrents/currents-amplitude/plugins/internal/batchtest"
-
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/opencurrents/currents-amplitude/plugins/cohort/cohorttest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/batchtest"
 )
 
 const (

@@ -125,7 +125,10 @@ var DefaultMix = []Weight{
 // Field is one property of an event: its name and its value already
 // encoded as JSON.
 type Field struct {
-	Key   string
+	// Key is the property name.
+	Key string
+	// Value is the property's JSON value (a string with its quotes, a
+	// number, a boolean, an array).
 	Value []byte
 }
 

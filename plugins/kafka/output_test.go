@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencurrents/currents-amplitude/plugins/internal/batchtest"
-
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/batchtest"
 )
 
 // newOutput builds and connects a kafka_franz output from YAML.

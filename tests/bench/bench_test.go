@@ -141,6 +141,12 @@ func BenchmarkMapping(b *testing.B) {
 	})
 }
 
+// BenchmarkNoop is the floor of BenchmarkMapping and BenchmarkLimiter: the
+// same message creation and processor call with Benthos' noop processor.
+func BenchmarkNoop(b *testing.B) {
+	benchProcessor(b, "noop: {}", currentsLines(b))
+}
+
 // BenchmarkLimiter measures device_rate_limit alone on Amplitude events of
 // 10,000 devices, none over its limit. One op is one event.
 func BenchmarkLimiter(b *testing.B) {

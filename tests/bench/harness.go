@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -35,9 +36,13 @@ const (
 // Spec is one measured run: a complete Benthos config that consumes Events
 // events and then stops.
 type Spec struct {
-	Name    string        `json:"name"`
-	YAML    string        `json:"yaml"`
-	Events  int           `json:"events"`
+	// Name labels the run in errors.
+	Name string `json:"name"`
+	// YAML is the stream config.
+	YAML string `json:"yaml"`
+	// Events is the number of events the input holds.
+	Events int `json:"events"`
+	// Timeout bounds the run; 0 means 10 minutes.
 	Timeout time.Duration `json:"timeout"`
 	// CPUProfile, when set, is where the child writes a pprof CPU profile
 	// of the run.
@@ -49,6 +54,7 @@ type Spec struct {
 
 // Result is what a child process measured while running a Spec.
 type Result struct {
+	// Name and Events are the Spec's.
 	Name   string `json:"name"`
 	Events int    `json:"events"`
 	// Wall is the time from the stream's start to its end, once every
@@ -309,6 +315,34 @@ func EnsureData(dir string, d Dataset) (string, error) {
 			return err
 		}
 		if err := d.Generator().WriteLines(f, d.Events, currentsgen.HTTP); err != nil {
+			_ = f.Close()
+			return err
+		}
+		return f.Close()
+	})
+}
+
+// EnsureBodies writes the dataset as HTTP connector request bodies of
+// InputBatch events, one per line, under dir, unless a previous run already
+// did, and returns its path.
+func EnsureBodies(dir string, d Dataset) (string, error) {
+	path := filepath.Join(dir, "bodies-"+d.String()+".jsonl")
+	return path, generate(path, func(tmp string) error {
+		f, err := os.Create(tmp)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriterSize(f, 1<<20)
+		g := d.Generator()
+		var buf []byte
+		for left := d.Events; left > 0; left -= InputBatch {
+			buf = append(g.AppendBody(buf[:0], min(left, InputBatch)), '\n')
+			if _, err := w.Write(buf); err != nil {
+				_ = f.Close()
+				return err
+			}
+		}
+		if err := w.Flush(); err != nil {
 			_ = f.Close()
 			return err
 		}

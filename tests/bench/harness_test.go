@@ -47,7 +47,8 @@ func TestHarness(t *testing.T) {
 // TestReport is the full measurement behind BENCHMARKS.md; run.sh runs it.
 // It is skipped unless CURRENTS_BENCH_FULL=1. CURRENTS_BENCH_EVENTS,
 // CURRENTS_BENCH_DEVICES (comma-separated), CURRENTS_BENCH_SCALE_EVENTS and
-// CURRENTS_BENCH_DATA override the defaults; the tables are written to
+// CURRENTS_BENCH_DATA and CURRENTS_BENCH_THREADS (pipeline.threads) override
+// the defaults; the tables are written to
 // CURRENTS_BENCH_OUT (default: the test log only), CPU profiles to
 // CURRENTS_BENCH_PROFILES when set. CURRENTS_BENCH_MEMLIMIT sets the
 // GOMEMLIMIT of the extra run on the largest population ("off" skips it).
@@ -73,6 +74,9 @@ func TestReport(t *testing.T) {
 	}
 	opts := Options{DataDir: dataDir, Timeout: 30 * time.Minute, Logf: t.Logf,
 		ProfileDir: os.Getenv("CURRENTS_BENCH_PROFILES")}
+	if os.Getenv("CURRENTS_BENCH_THREADS") != "" {
+		opts.Threads = envInt(t, "CURRENTS_BENCH_THREADS", 0)
+	}
 
 	// Every scenario (or those of CURRENTS_BENCH_GROUPS) on the main stream.
 	opts.Datasets = []Dataset{{Events: events, Devices: devices[0], Seed: 1}}

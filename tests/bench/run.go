@@ -25,6 +25,8 @@ type Options struct {
 	// Env are extra environment variables of every child (NAME=value),
 	// such as GOMEMLIMIT=128MiB; they are shown in the report.
 	Env []string
+	// Threads is pipeline.threads of every run; 0 means one per CPU.
+	Threads int
 	// Timeout bounds each child run.
 	Timeout time.Duration
 	// ProfileDir, when set, receives a pprof CPU profile per run, named
@@ -89,7 +91,7 @@ func Run(o Options) ([]Row, error) {
 				}
 				inputs[s.Input] = paths
 			}
-			row.Result, err = measure(o, d, s, Params{InputPaths: paths, Bloblang: blobl})
+			row.Result, err = measure(o, d, s, Params{InputPaths: paths, Bloblang: blobl, Threads: o.Threads})
 			if err != nil {
 				return rows, err
 			}
@@ -140,7 +142,7 @@ func measure(o Options, d Dataset, s Scenario, p Params) (Result, error) {
 }
 
 // prepare derives the input of kind from the Currents stream: Amplitude
-// events (mapped by braze_to_amplitude) or Avro files.
+// events (mapped by braze_to_amplitude), Avro files or request bodies.
 func prepare(o Options, d Dataset, kind, currents string) ([]string, error) {
 	switch kind {
 	case InputAmplitude:
@@ -161,6 +163,9 @@ func prepare(o Options, d Dataset, kind, currents string) ([]string, error) {
 		return []string{path}, os.Rename(tmp, path)
 	case InputAvro:
 		return EnsureAvro(o.DataDir, d)
+	case InputBodies:
+		path, err := EnsureBodies(o.DataDir, d)
+		return []string{path}, err
 	}
 	return nil, fmt.Errorf("unknown input %q", kind)
 }

@@ -22,6 +22,9 @@ const (
 	// InputAvro is the same stream as Avro object container files, one per
 	// event type, in the storage layout.
 	InputAvro = "avro"
+	// InputBodies is the same stream as HTTP connector request bodies,
+	// {"events":[...]} of InputBatch events, one per line.
+	InputBodies = "bodies"
 )
 
 // Scenario is one benchmark: a side of one comparison.
@@ -57,8 +60,8 @@ type Params struct {
 	URL string
 	// Bloblang is the plain-Benthos mapping.
 	Bloblang string
-	// OutputPath is where a preparation run writes its events.
-	OutputPath string
+	// Threads is pipeline.threads; 0 means -1 (one per CPU).
+	Threads int
 }
 
 // Shared settings, identical on both sides so that the comparison is fair.
@@ -86,6 +89,12 @@ func oursMapping(Params) string { return "- braze_to_amplitude: {}" }
 func plainMapping(p Params) string { return "- mapping: |\n" + indent(p.Bloblang, 4) }
 
 func limiter(Params) string { return "- device_rate_limit: {}" }
+
+// plainSplit is how plain Benthos turns a request body into one message
+// per event.
+func plainSplit(Params) string {
+	return "- mapping: root = this.events\n- unarchive:\n    format: json_array"
+}
 
 func noProcessors(Params) string { return "" }
 
@@ -119,8 +128,14 @@ func httpClientOut(p Params) string {
 
 // Scenarios lists every benchmark, ours before plain within each group.
 func Scenarios() []Scenario {
-	both := func(p1, p2 func(Params) string) func(Params) string {
-		return func(p Params) string { return p1(p) + "\n" + p2(p) }
+	both := func(fs ...func(Params) string) func(Params) string {
+		return func(p Params) string {
+			parts := make([]string, len(fs))
+			for i, f := range fs {
+				parts[i] = f(p)
+			}
+			return strings.Join(parts, "\n")
+		}
 	}
 	return []Scenario{
 		{Group: "end to end", Side: Ours, Needs: []string{"braze_to_amplitude", "device_rate_limit", "amplitude"},
@@ -129,6 +144,10 @@ func Scenarios() []Scenario {
 			Input: InputCurrents, Server: true, Processors: plainMapping, Output: httpClientOut},
 		{Group: "end to end without limiter", Versus: "end to end", Side: Ours, Needs: []string{"braze_to_amplitude", "amplitude"},
 			Input: InputCurrents, Server: true, Processors: oursMapping, Output: amplitudeOut},
+		{Group: "end to end from request bodies", Side: Ours, Needs: []string{"braze_to_amplitude", "device_rate_limit", "amplitude"},
+			Input: InputBodies, Server: true, Processors: both(oursMapping, limiter), Output: amplitudeOut},
+		{Group: "end to end from request bodies", Side: Plain, Needs: []string{needBloblang},
+			Input: InputBodies, Server: true, Processors: both(plainSplit, plainMapping), Output: httpClientOut},
 		{Group: "mapping", Side: Ours, Needs: []string{"braze_to_amplitude"},
 			Input: InputCurrents, Processors: oursMapping, Output: drop},
 		{Group: "mapping", Side: Plain, Needs: []string{needBloblang},
@@ -144,13 +163,21 @@ func Scenarios() []Scenario {
 
 // Config returns the complete Benthos config of scenario s.
 func (s Scenario) Config(p Params) string {
-	scanner := "lines: {}"
-	if s.Input == InputAvro {
+	// Bodies are ~70 KB lines, over the lines scanner's default 64 KiB.
+	scanner, batch := "lines:\n              max_buffer_size: 16000000", InputBatch
+	switch s.Input {
+	case InputAvro:
 		scanner = "currents_avro: {}"
+	case InputBodies:
+		batch = 1 // a body already holds InputBatch events
 	}
 	paths := make([]string, len(p.InputPaths))
 	for i, path := range p.InputPaths {
 		paths[i] = fmt.Sprintf("%q", path)
+	}
+	threads := p.Threads
+	if threads == 0 {
+		threads = -1
 	}
 	procs := s.Processors(p)
 	if procs == "" {
@@ -173,11 +200,11 @@ input:
           scanner:
             %s
 pipeline:
-  threads: -1
+  threads: %d
   processors: %s
 output:
 %s
-`, countersExporter, InputBatch, strings.Join(paths, ", "), scanner, procs, indent(s.Output(p), 2))
+`, countersExporter, batch, strings.Join(paths, ", "), scanner, threads, procs, indent(s.Output(p), 2))
 }
 
 // Missing returns the components s needs that are not available: not
