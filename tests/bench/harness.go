@@ -309,16 +309,8 @@ func (d Dataset) Generator() *currentsgen.Generator {
 // dir, unless a previous run already did, and returns its path.
 func EnsureData(dir string, d Dataset) (string, error) {
 	path := filepath.Join(dir, "currents-"+d.String()+".jsonl")
-	return path, generate(path, func(tmp string) error {
-		f, err := os.Create(tmp)
-		if err != nil {
-			return err
-		}
-		if err := d.Generator().WriteLines(f, d.Events, currentsgen.HTTP); err != nil {
-			_ = f.Close()
-			return err
-		}
-		return f.Close()
+	return path, generateFile(path, func(w *bufio.Writer) error {
+		return d.Generator().WriteLines(w, d.Events, currentsgen.HTTP)
 	})
 }
 
@@ -327,20 +319,30 @@ func EnsureData(dir string, d Dataset) (string, error) {
 // did, and returns its path.
 func EnsureBodies(dir string, d Dataset) (string, error) {
 	path := filepath.Join(dir, "bodies-"+d.String()+".jsonl")
-	return path, generate(path, func(tmp string) error {
-		f, err := os.Create(tmp)
-		if err != nil {
-			return err
-		}
-		w := bufio.NewWriterSize(f, 1<<20)
+	return path, generateFile(path, func(w *bufio.Writer) error {
 		g := d.Generator()
 		var buf []byte
 		for left := d.Events; left > 0; left -= InputBatch {
 			buf = append(g.AppendBody(buf[:0], min(left, InputBatch)), '\n')
 			if _, err := w.Write(buf); err != nil {
-				_ = f.Close()
 				return err
 			}
+		}
+		return nil
+	})
+}
+
+// generateFile is generate for a single file written through a buffer.
+func generateFile(path string, write func(w *bufio.Writer) error) error {
+	return generate(path, func(tmp string) error {
+		f, err := os.Create(tmp)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriterSize(f, 1<<20)
+		if err := write(w); err != nil {
+			_ = f.Close()
+			return err
 		}
 		if err := w.Flush(); err != nil {
 			_ = f.Close()
