@@ -6,6 +6,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unsafe"
 
@@ -121,6 +122,9 @@ type typeInfo struct {
 type Mapper struct {
 	opts  Options
 	types map[string]*typeInfo
+	// props pools the buffers event_properties are written to before the
+	// event is assembled (*[]byte).
+	props sync.Pool
 	// JSON-escaped prefixes without quotes, ready to splice into keys.
 	customEventPrefix, customPropPrefix, purchasePropPrefix []byte
 }
@@ -151,6 +155,7 @@ func NewMapper(opts Options) (*Mapper, error) {
 		customPropPrefix:   escapeInner(opts.CustomPropertyPrefix),
 		purchasePropPrefix: escapeInner(opts.PurchasePropertyPrefix),
 	}
+	m.props.New = func() any { return new([]byte) }
 	for _, et := range catalogue {
 		m.types[et.Type] = m.resolve(et.Type, et.Name, et.Kind, et.rules)
 	}
@@ -266,12 +271,18 @@ func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result
 	}
 
 	start := len(dst)
-	w := walker{m: m, info: info, dst: append(dst, `{"event_properties":{`...)}
+	// event_properties are written aside, then placed after the top-level
+	// fields, so that readers of the ids (the rate limiter, the output) find
+	// them without scanning the properties.
+	props := m.props.Get().(*[]byte)
+	defer m.putProps(props)
+	w := walker{m: m, info: info, dst: (*props)[:0]}
 	root.ForEach(w.visit)
+	*props = w.dst
 	if w.err != nil {
 		return dst[:start], res, w.err
 	}
-	out, err := m.finish(w.dst, info, &w.f)
+	out, err := m.finish(dst, info, &w.f, w.dst)
 	if err != nil {
 		return dst[:start], res, err
 	}
@@ -285,9 +296,21 @@ func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result
 	return out, res, nil
 }
 
-// finish closes event_properties and writes the top-level fields. It returns
-// nil, nil when the event has no identity.
-func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields) ([]byte, error) {
+// putProps returns a properties buffer to the pool, unless an outsized event
+// grew it.
+func (m *Mapper) putProps(b *[]byte) {
+	if cap(*b) <= maxPooledProps {
+		m.props.Put(b)
+	}
+}
+
+// maxPooledProps bounds the properties buffers kept for reuse.
+const maxPooledProps = 64 << 10
+
+// finish writes the event: its top-level fields, then event_properties
+// (props, the properties already written without braces). It returns nil,
+// nil when the event has no identity.
+func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields, props []byte) ([]byte, error) {
 	id, err := requiredString(f.id, "id")
 	if err != nil {
 		return nil, err
@@ -304,7 +327,7 @@ func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	dst = append(dst, `},"event_type":`...)
+	dst = append(dst, `{"event_type":`...)
 	if info.kind == KindCustom {
 		name, err := requiredString(f.name, "name")
 		if err != nil {
@@ -344,7 +367,9 @@ func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields) ([]byte, error) {
 	if m.opts.DeviceFields {
 		dst = appendDeviceFields(dst, f)
 	}
-	return append(dst, '}'), nil
+	dst = append(dst, `,"event_properties":{`...)
+	dst = append(dst, props...)
+	return append(dst, '}', '}'), nil
 }
 
 func appendPurchase(dst []byte, f *fields) ([]byte, error) {

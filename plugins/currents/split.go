@@ -1,10 +1,15 @@
 package currents
 
 import (
+	"bytes"
 	"errors"
 
 	"github.com/tidwall/gjson"
 )
+
+// eventsKey is the key of a request body's event list, as it appears in the
+// raw JSON.
+var eventsKey = []byte(`"events"`)
 
 // SplitEvents recognises a Currents HTTP request body, {"events": [...]},
 // and returns its events as sub-slices of body (no copy). isBody is false,
@@ -12,6 +17,11 @@ import (
 // envelope that is not valid JSON or whose "events" holds a non-object
 // returns an error.
 func SplitEvents(body []byte) (events [][]byte, isBody bool, err error) {
+	if !bytes.Contains(body, eventsKey) {
+		// The common case, a single event: one fast byte scan instead of two
+		// gjson lookups through the whole event.
+		return nil, false, nil
+	}
 	root := gjson.Parse(bytesToString(body))
 	if !root.IsObject() {
 		return nil, false, nil

@@ -9,5 +9,5 @@
 // routed to a dead-letter output), so Braze keeps and re-sends anything the
 // pipeline could not handle.
 //
-// The pipelines that use it live in config/ (see docs/pipelines.md).
+// The pipelines that use it live in config/ (see README.md).
 package ingest
