@@ -53,7 +53,8 @@ func TestWebhookConfigEndToEnd(t *testing.T) {
 	assert.Equal(t, http.StatusOK, post("tok", payload), "a retry is acknowledged")
 	assert.Equal(t, requests, braze.Requests(), "a retry is not written again")
 
-	assert.NotEqual(t, http.StatusOK, post("wrong", strings.Replace(payload, "m-1", "m-2", 1)))
+	assert.Equal(t, http.StatusUnauthorized, post("wrong", strings.Replace(payload, "m-1", "m-2", 1)), "a wrong token is refused")
+	assert.Equal(t, http.StatusBadRequest, post("tok", `{"cohort_id":"abc1","message_id":"m-4","users":[]}`), "a malformed payload is refused")
 	assert.Equal(t, http.StatusOK, post("tok", `{"cohort_id":"abc1","cohort_name":"Churn","in_cohort":false,"message_id":"m-3","users":[{"user_id":"u1"}]}`))
 	assert.Equal(t, []string{"u2"}, braze.UsersWith("amplitude_cohorts", value))
 }
