@@ -37,8 +37,12 @@ const (
 	presetHTTPV2 = "http_v2"
 	presetBatch  = "batch"
 
-	// maintainEvery is how often idle keys are swept (and dirty daily counts
-	// written to the cache).
+	// sweepEvery is how often idle keys are compressed or forgotten: the
+	// full state of a key lives at most this long after its last event, which
+	// bounds the memory of a burst of many distinct devices.
+	sweepEvery = 2 * time.Second
+	// maintainEvery is how often dirty daily counts are written to the cache
+	// (a multiple of sweepEvery).
 	maintainEvery = 10 * time.Second
 	// warnEvery bounds the drop and cache warnings to one line per period.
 	warnEvery = 10 * time.Second
@@ -506,11 +510,15 @@ func (p *deviceRateLimit) start() {
 	p.done.Add(1)
 	go func() {
 		defer p.done.Done()
-		t := time.NewTicker(maintainEvery)
+		t := time.NewTicker(sweepEvery)
 		defer t.Stop()
-		for {
+		for tick := 1; ; tick++ {
 			select {
 			case <-t.C:
+				if tick%int(maintainEvery/sweepEvery) != 0 {
+					p.sweep()
+					continue
+				}
 				ctx, cancel := context.WithTimeout(context.Background(), maintainEvery)
 				p.maintain(ctx)
 				cancel()
@@ -521,10 +529,15 @@ func (p *deviceRateLimit) start() {
 	}()
 }
 
-// maintain sweeps idle keys, publishes the number of tracked keys and
-// writes dirty daily counts to the cache.
-func (p *deviceRateLimit) maintain(ctx context.Context) {
+// sweep compresses or forgets idle keys and publishes the number of keys
+// tracked.
+func (p *deviceRateLimit) sweep() {
 	p.mKeys.Set(int64(p.lim.sweep(p.clock.Now().UnixNano())))
+}
+
+// maintain sweeps, then writes dirty daily counts to the cache.
+func (p *deviceRateLimit) maintain(ctx context.Context) {
+	p.sweep()
 	if err := p.cache.flush(ctx); err != nil {
 		p.cacheFailed(err)
 	}
