@@ -432,8 +432,9 @@ type delivery struct {
 	queue [][]*event
 	held  []heldEvent
 	bo    backoff.ExponentialBackOff
-	// giveUp is when events still held by a throttle fail: the back-off's
-	// maximum elapsed time after the write began (zero: never).
+	// giveUp is when events still held by a throttle fail instead of being
+	// held again: the back-off's maximum elapsed time after the write began
+	// (zero: never).
 	giveUp time.Time
 }
 
@@ -638,9 +639,10 @@ func (d *delivery) waitForHeld(ctx context.Context) bool {
 			earliest = h.until
 		}
 	}
-	if !d.giveUp.IsZero() && earliest.After(d.giveUp) {
-		// Throttled for longer than failures are retried: give the events
-		// back (nack) rather than hold a write slot indefinitely.
+	if !d.giveUp.IsZero() && time.Now().After(d.giveUp) {
+		// Still throttled after being held and re-sent for longer than
+		// failures are retried: give the events back (nack) rather than
+		// hold a write slot indefinitely.
 		e := newEventError(reasonRetriesExhausted, fmt.Sprintf("still throttled by Amplitude after %v", d.bo.MaxElapsedTime))
 		for _, h := range d.held {
 			d.fail(h.ev.index, e)
