@@ -45,7 +45,7 @@ func TestE2EReplay(t *testing.T) {
 		"DLQ_PATH":          filepath.Join(dir, "dlq.jsonl"),
 		"LOG_LEVEL":         "ERROR",
 	}
-	startPipeline(t, "currents_replay_to_amplitude.yaml", env).wait(t, 3*time.Minute)
+	startPipeline(t, "currents_replay_to_amplitude.yaml", env, nil).wait(t, 3*time.Minute)
 
 	assert.Equal(t, len(events), amp.Count(), "every event replayed")
 	for _, ev := range events {
@@ -68,7 +68,7 @@ func TestE2EQuickstartDryRun(t *testing.T) {
 		"SAMPLES":   "../config/samples/*.jsonl",
 		"DLQ_PATH":  filepath.Join(t.TempDir(), "dlq.jsonl"),
 		"LOG_LEVEL": "NONE", // logs go to stdout too
-	}).wait(t, time.Minute)
+	}, nil).wait(t, time.Minute)
 	printed := stdout()
 
 	require.Len(t, printed, samples)
@@ -95,7 +95,7 @@ func TestE2EQuickstartForReal(t *testing.T) {
 		"AMPLITUDE_URL":     amp.HTTPV2URL(),
 		"SAMPLES":           "../config/samples/*.jsonl",
 		"DLQ_PATH":          filepath.Join(t.TempDir(), "dlq.jsonl"),
-	}).wait(t, time.Minute)
+	}, nil).wait(t, time.Minute)
 
 	assert.Empty(t, stdout(), "nothing printed when sending for real")
 	assert.Equal(t, samples, amp.Count())

@@ -58,7 +58,7 @@ func liveSetup(t *testing.T, opts amplitudetest.Options, tweak func(env map[stri
 	if tweak != nil {
 		tweak(env)
 	}
-	p := startPipeline(t, httpPipeline, env)
+	p := startPipeline(t, httpPipeline, env, nil)
 	waitListening(t, currentsURL(env))
 	acks := &ackChecker{amp: amp}
 	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
@@ -191,7 +191,7 @@ func TestE2ERestart(t *testing.T) {
 			return true
 		})
 		time.Sleep(200 * time.Millisecond) // Braze meets a closed port for a while
-		p = startPipeline(t, httpPipeline, env)
+		p = startPipeline(t, httpPipeline, env, nil)
 	}
 	require.NoError(t, <-sent)
 

@@ -41,9 +41,11 @@ type pipeline struct {
 
 // startPipeline builds config/<file> with env as its only environment
 // (unset variables take the file's defaults) and runs it until the test
-// ends. Register the fake servers' Close with t.Cleanup before calling it, so
-// that the pipeline stops first (cleanups run last-in first-out).
-func startPipeline(t *testing.T, file string, env map[string]string) *pipeline {
+// ends. Benthos' own endpoints (/metrics, /ready...) are registered on mux
+// when it is not nil, and on no server otherwise, so that pipelines run side
+// by side. Register the fake servers' Close with t.Cleanup before calling it,
+// so that the pipeline stops first (cleanups run last-in first-out).
+func startPipeline(t testing.TB, file string, env map[string]string, mux *http.ServeMux) *pipeline {
 	t.Helper()
 	yaml, err := os.ReadFile("../config/" + file)
 	require.NoError(t, err)
@@ -53,7 +55,10 @@ func startPipeline(t *testing.T, file string, env map[string]string) *pipeline {
 		return v, ok
 	})
 	require.NoError(t, sb.SetYAML(string(yaml)))
-	sb.SetHTTPMux(http.NewServeMux()) // no Benthos API server: tests run side by side
+	if mux == nil {
+		mux = http.NewServeMux()
+	}
+	sb.SetHTTPMux(mux)
 	stream, err := sb.Build()
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -65,7 +70,7 @@ func startPipeline(t *testing.T, file string, env map[string]string) *pipeline {
 
 // stop stops the stream, gracefully if it can within timeout, and returns
 // once it is stopped; it is idempotent.
-func (p *pipeline) stop(t *testing.T, timeout time.Duration) {
+func (p *pipeline) stop(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	if p.stopped.Swap(true) {
 		return

@@ -10,14 +10,12 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
@@ -77,39 +75,6 @@ func (l *kafkaSendLog) perInstance() map[string]int {
 		out[e.instance]++
 	}
 	return out
-}
-
-// kafkaRunPipeline runs a config file of config/ with the given environment and
-// returns a function stopping it gracefully. When mux is not nil, the
-// endpoints of Benthos' HTTP server (/metrics...) are registered on it.
-func kafkaRunPipeline(t testing.TB, file string, env map[string]string, mux *http.ServeMux) (stop func()) {
-	t.Helper()
-	conf, err := os.ReadFile(file)
-	require.NoError(t, err)
-	sb := service.NewStreamBuilder()
-	if mux != nil {
-		sb.SetHTTPMux(mux)
-	}
-	sb.SetEnvVarLookupFunc(func(k string) (string, bool) {
-		v, ok := env[k]
-		return v, ok
-	})
-	require.NoError(t, sb.SetYAML(string(conf)))
-	s, err := sb.Build()
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			assert.NoError(t, s.Stop(ctx), "stopping %s", file)
-			<-done
-		})
-	}
-	t.Cleanup(stop)
-	return stop
 }
 
 // kafkaCurrentsRequests builds Braze Custom Currents request bodies: devices
@@ -200,20 +165,20 @@ func TestKafkaScaleOut(t *testing.T) {
 	mux := http.NewServeMux()
 	metricsSrv := httptest.NewServer(mux)
 	defer metricsSrv.Close()
-	stops := map[string]func(){}
+	stops := map[string]*pipeline{}
 	for i, name := range []string{"a", "b", "c"} {
 		var m *http.ServeMux
 		if i == 0 {
 			m = mux
 		}
-		stops[name] = kafkaRunPipeline(t, "../config/kafka_to_amplitude.yaml", envFor(map[string]string{
+		stops[name] = startPipeline(t, "kafka_to_amplitude.yaml", envFor(map[string]string{
 			"AMPLITUDE_URL": log.proxy(t, name, amp),
 		}), m)
 	}
 
 	// The ingest tier, fed with Braze-shaped requests.
 	ingestAddr := freeAddr(t)
-	kafkaRunPipeline(t, "../config/currents_http_to_kafka.yaml", envFor(map[string]string{
+	startPipeline(t, "currents_http_to_kafka.yaml", envFor(map[string]string{
 		"CURRENTS_HTTP_ADDRESS": ingestAddr,
 		"BRAZE_CURRENTS_TOKEN":  "braze-token",
 	}), nil)
@@ -279,7 +244,7 @@ func TestKafkaScaleOut(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	stopAt := time.Now()
-	stops["b"]()
+	stops["b"].stop(t, 60*time.Second)
 	t.Logf("b stopped in %v", time.Since(stopAt))
 	require.NoError(t, amp.WaitForCount(ctx, total), "events lost: %d of %d in Amplitude", amp.Count(), total)
 
@@ -378,7 +343,7 @@ func BenchmarkKafkaToAmplitude(b *testing.B) {
 			}
 			b.ResetTimer()
 			for range instances {
-				kafkaRunPipeline(b, "../config/kafka_to_amplitude.yaml", env, nil)
+				startPipeline(b, "kafka_to_amplitude.yaml", env, nil)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
