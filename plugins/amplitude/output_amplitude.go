@@ -12,13 +12,13 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/wait"
 )
 
@@ -218,7 +218,7 @@ type amplitudeOutput struct {
 	hold     time.Duration
 	gzip     bool
 	holds    *holds
-	redactor *strings.Replacer
+	redactor redact.Redactor
 	log      *service.Logger
 	metrics  outputMetrics
 	bufs     sync.Pool // *[]byte request bodies
@@ -317,7 +317,7 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 		hold:     hold,
 		gzip:     gz,
 		holds:    newHolds(),
-		redactor: strings.NewReplacer(apiKey, "[redacted]"),
+		redactor: redact.New(apiKey),
 		log:      mgr.Logger(),
 		metrics:  newOutputMetrics(mgr.Metrics()),
 	}, nil
@@ -370,7 +370,7 @@ func (o *amplitudeOutput) WriteBatch(ctx context.Context, batch service.MessageB
 
 // redact removes the API key from text quoted from an answer or an error.
 func (o *amplitudeOutput) redact(s string) string {
-	return o.redactor.Replace(s)
+	return o.redactor.String(s)
 }
 
 // send posts one request and classifies the answer.

@@ -8,13 +8,13 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/wait"
 )
 
@@ -52,8 +52,8 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error { return wait
 // for concurrent use: a rate-limit pause seen by one request delays all.
 type brazeClient struct {
 	base    string
-	bearer  string   // REST API key, sent as a Bearer token (users_track)
-	secrets []string // redacted from error messages
+	bearer  string          // REST API key, sent as a Bearer token (users_track)
+	secrets redact.Redactor // removes the keys from error messages
 	http    *http.Client
 	boff    *backoff.ExponentialBackOff
 	clock   clock
@@ -165,12 +165,7 @@ func brazeMessage(body []byte) string {
 // redact removes secrets that an error body may echo (the partner API echoes
 // the client secret in some 401 messages).
 func (c *brazeClient) redact(s string) string {
-	for _, sec := range c.secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
-		}
-	}
-	return s
+	return c.secrets.String(s)
 }
 
 // retryAfter reads Retry-After (seconds or HTTP date), else X-RateLimit-Reset

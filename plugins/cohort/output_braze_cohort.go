@@ -14,6 +14,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
 )
 
 const (
@@ -216,7 +217,7 @@ func newBrazeCohortOutputFromParsed(conf *service.ParsedConfig, mgr *service.Res
 		if p.idsPerReq, err = boundedInt(conf, bcFieldIDsPerReq, maxPartnerIDsPerBatch); err != nil {
 			return nil, err
 		}
-		o.client.secrets = []string{p.apiKey, p.secret}
+		o.client.secrets = redact.New(p.apiKey, p.secret)
 		o.sender = p
 	default:
 		u := &usersTrackSender{out: o, attribute: str(bcFieldAttribute)}
@@ -234,7 +235,7 @@ func newBrazeCohortOutputFromParsed(conf *service.ParsedConfig, mgr *service.Res
 			return nil, err
 		}
 		u.mObjErrors = m.NewCounter("braze_cohort_object_errors")
-		o.client.secrets = []string{o.client.bearer}
+		o.client.secrets = redact.New(o.client.bearer)
 		o.sender = u
 	}
 	return o, nil
