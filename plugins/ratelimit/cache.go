@@ -108,8 +108,9 @@ func (c *countCache) touch(k *msgKeys) {
 	}
 }
 
-// flush writes the counts of the keys touched since the last flush.
-func (c *countCache) flush(ctx context.Context) error {
+// flush writes the counts of the keys touched since the last flush; now is
+// the current time (unix nanoseconds).
+func (c *countCache) flush(ctx context.Context, now int64) error {
 	if c == nil {
 		return nil
 	}
@@ -124,7 +125,7 @@ func (c *countCache) flush(ctx context.Context) error {
 		}
 		d.mu.Unlock()
 		for h, key := range keys {
-			counts, ok := c.lim.counts(h)
+			counts, ok := c.lim.counts(h, now)
 			if !ok {
 				continue
 			}
@@ -210,50 +211,57 @@ func (l *limiter) known(h uint64) bool {
 	s := l.shardOf(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, cold := s.cold[h]
+	_, cold := s.cold.get(h)
 	return cold || s.hot.get(h) != nil
 }
 
 // seed merges stored daily counts into key h, keeping for each hour the
-// larger of the local and the stored count, up to per_day in all. The key's window moves forward
-// to d's newest hour if the local clock is behind it.
+// larger of the local and the stored count, up to per_day in all. The key's
+// window moves forward to d's newest hour if the local clock is behind it.
 func (l *limiter) seed(h uint64, now int64, d dayCounts) {
 	s := l.shardOf(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sb, hour := l.buckets(now)
 	st := s.state(h, sb, hour)
-	st.advance(sb, max(hour, d.newest))
+	r := s.hot.spread(st) // the next sweep folds it again if the count stays small
+	s.hot.advance(st, sb, max(hour, d.newest))
 	for i, c := range d.counts {
 		hr := d.newest - uint32(i)
 		if st.dayLast-hr >= daySlots {
 			continue
 		}
-		if j := hr % daySlots; c > st.day[j] {
+		if j := hr % daySlots; c > r[j] {
 			// Never beyond per_day in all (which also keeps the
 			// total from overflowing on a corrupt entry).
-			add := min(c-st.day[j], l.perDay-min(st.dayTotal, l.perDay))
+			add := min(c-r[j], l.perDay-min(st.dayTotal, l.perDay))
 			st.dayTotal += add
-			st.day[j] += add
+			r[j] += add
 		}
 	}
 }
 
-// counts returns the daily window of key h, if tracked.
-func (l *limiter) counts(h uint64) (dayCounts, bool) {
+// counts returns the daily window of key h at now, if tracked.
+func (l *limiter) counts(h uint64, now int64) (dayCounts, bool) {
 	s := l.shardOf(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var d dayCounts
 	if st := s.hot.get(h); st != nil {
 		d.newest = st.dayLast
+		r := s.hot.ring(st)
+		if r == nil {
+			d.counts[0] = st.dayTotal
+			return d, true
+		}
 		for j := range d.counts {
-			d.counts[j] = st.day[(st.dayLast-uint32(j))%daySlots]
+			d.counts[j] = r[(st.dayLast-uint32(j))%daySlots]
 		}
 		return d, true
 	}
-	if c, ok := s.cold[h]; ok {
-		d.newest, d.counts[0] = uint32(c>>32), uint32(c)
+	if v, ok := s.cold.get(h); ok {
+		_, hour := l.buckets(now)
+		d.newest, d.counts[0] = unpackCold(v, hour)
 		return d, true
 	}
 	return d, false

@@ -5,9 +5,9 @@
 //
 // The limiter keeps, per key (a 64-bit hash of the key's value), counts in
 // 100 ms buckets over the last 1.1 s and in hourly buckets over the last 25
-// hours. An event passes only when every one of its keys stays within both
+// hours (a small daily count as one number dated to its newest hour). An event passes only when every one of its keys stays within both
 // limits, which guarantees that no one-second interval holds more than
 // per_second events of a key and no 24 hours more than per_day. Keys are
-// sharded over 64 locks; idle keys are compressed to about 40 bytes, and
+// sharded over 64 locks; idle keys are compressed to about 20 bytes, and
 // forgotten once their daily window is empty.
 package ratelimit

@@ -1,30 +1,68 @@
 package ratelimit
 
-// hotTable holds the full states of one shard's active keys. States live in
-// fixed-size chunks (stable addresses, little slack, no pointers for the GC to
-// scan) and are found through an open-addressing index with linear probing
-// whose slots hold state numbers; each state carries its own key hash. This
-// costs about 8 bytes per key on top of the state, against 20 to 40 for a Go
-// map.
-type hotTable struct {
-	chunks [][]keyState
-	used   uint32   // states ever handed out
-	free   []uint32 // state numbers back for reuse
-	slots  []uint32 // state number + 1, 0 when empty; len is a power of two
-	n      int      // keys in the table
-	peak   int      // largest n since the table was last rebuilt
+// slab hands out values of type T by number, in fixed-size chunks: addresses
+// stay stable, slack stays small, and a T without pointers is never scanned
+// by the GC. Released numbers are handed out again first.
+type slab[T any] struct {
+	chunks [][]T
+	used   uint32   // numbers ever handed out
+	free   []uint32 // numbers back for reuse
 }
 
 const (
 	chunkBits = 6
 	chunkSize = 1 << chunkBits
-	minSlots  = 64
 )
 
-// at returns state i.
-func (t *hotTable) at(i uint32) *keyState {
-	return &t.chunks[i>>chunkBits][i%chunkSize]
+// at returns value i.
+func (s *slab[T]) at(i uint32) *T {
+	return &s.chunks[i>>chunkBits][i%chunkSize]
 }
+
+// alloc returns the number of a zeroed value.
+func (s *slab[T]) alloc() uint32 {
+	if n := len(s.free); n > 0 {
+		i := s.free[n-1]
+		s.free = s.free[:n-1]
+		var zero T
+		*s.at(i) = zero
+		return i
+	}
+	if s.used == uint32(len(s.chunks))*chunkSize {
+		s.chunks = append(s.chunks, make([]T, chunkSize))
+	}
+	s.used++
+	return s.used - 1
+}
+
+// release gives value i back.
+func (s *slab[T]) release(i uint32) {
+	s.free = append(s.free, i)
+}
+
+// live returns how many values are handed out and not released.
+func (s *slab[T]) live() int {
+	return int(s.used) - len(s.free)
+}
+
+// dayRing is the hourly daily window of a heavy key: day counts per unix hour,
+// indexed by hour modulo daySlots.
+type dayRing [daySlots]uint32
+
+// hotTable holds the full states of one shard's active keys, in a slab, found
+// through an open-addressing index with linear probing whose slots hold state
+// numbers; each state carries its own key hash. This costs about 8 bytes per
+// key on top of the state, against 20 to 40 for a Go map. The few keys whose
+// daily count is large also own an hourly ring from a second slab.
+type hotTable struct {
+	states slab[keyState]
+	rings  slab[dayRing]
+	slots  []uint32 // state number + 1, 0 when empty; len is a power of two
+	n      int      // keys in the table
+	peak   int      // largest n since the table was last rebuilt
+}
+
+const minSlots = 64
 
 // find returns the slot of hash h, or the empty slot where it would go.
 func (t *hotTable) find(h uint64) (uint32, bool) {
@@ -34,7 +72,7 @@ func (t *hotTable) find(h uint64) (uint32, bool) {
 		if v == 0 {
 			return j, false
 		}
-		if t.at(v-1).hash == h {
+		if t.states.at(v-1).hash == h {
 			return j, true
 		}
 	}
@@ -46,7 +84,7 @@ func (t *hotTable) get(h uint64) *keyState {
 		return nil
 	}
 	if j, ok := t.find(h); ok {
-		return t.at(t.slots[j] - 1)
+		return t.states.at(t.slots[j] - 1)
 	}
 	return nil
 }
@@ -56,23 +94,13 @@ func (t *hotTable) insert(h uint64) *keyState {
 	if (t.n+1)*4 > len(t.slots)*3 {
 		t.resize(max(len(t.slots)*2, minSlots))
 	}
-	var i uint32
-	if n := len(t.free); n > 0 {
-		i = t.free[n-1]
-		t.free = t.free[:n-1]
-	} else {
-		if t.used == uint32(len(t.chunks))*chunkSize {
-			t.chunks = append(t.chunks, make([]keyState, chunkSize))
-		}
-		i = t.used
-		t.used++
-	}
+	i := t.states.alloc()
 	j, _ := t.find(h)
 	t.slots[j] = i + 1
 	t.n++
 	t.peak = max(t.peak, t.n)
-	st := t.at(i)
-	*st = keyState{hash: h, live: true}
+	st := t.states.at(i)
+	st.hash, st.live = h, true
 	return st
 }
 
@@ -82,60 +110,90 @@ func (t *hotTable) resize(size int) {
 	t.slots = make([]uint32, size)
 	for _, v := range old {
 		if v != 0 {
-			j, _ := t.find(t.at(v - 1).hash)
+			j, _ := t.find(t.states.at(v - 1).hash)
 			t.slots[j] = v
 		}
 	}
 }
 
+// ring returns the hourly ring of st, or nil while its daily count is compact.
+func (t *hotTable) ring(st *keyState) *dayRing {
+	if st.ring == 0 {
+		return nil
+	}
+	return t.rings.at(st.ring - 1)
+}
+
+// spread gives st an hourly ring holding its compact daily count in the hour
+// it is counted in, and returns it.
+func (t *hotTable) spread(st *keyState) *dayRing {
+	if r := t.ring(st); r != nil {
+		return r
+	}
+	st.ring = t.rings.alloc() + 1
+	r := t.rings.at(st.ring - 1)
+	r[st.dayLast%daySlots] = st.dayTotal
+	return r
+}
+
+// fold makes the daily count of st compact again: all of it is then counted
+// in its newest hour, which only errs on the strict side.
+func (t *hotTable) fold(st *keyState) {
+	if st.ring == 0 {
+		return
+	}
+	st.dayLast = st.newestDayHour(t.ring(st))
+	t.rings.release(st.ring - 1)
+	st.ring = 0
+}
+
 // sweep calls keep for every state and removes the keys it returns false
-// for.
+// for, releasing their rings.
 func (t *hotTable) sweep(keep func(st *keyState) bool) {
-	for i := range t.used {
-		st := t.at(i)
+	for i := range t.states.used {
+		st := t.states.at(i)
 		if !st.live || keep(st) {
 			continue
 		}
+		t.fold(st)
 		j, _ := t.find(st.hash)
 		t.deleteSlot(j)
 		st.live = false
-		t.free = append(t.free, i)
+		t.states.release(i)
+	}
+	if t.rings.live() == 0 {
+		t.rings = slab[dayRing]{}
 	}
 }
 
-// deleteSlot empties slot j, shifting back the entries after it that would
-// otherwise no longer be found (Knuth's algorithm R).
+// deleteSlot empties slot j.
 func (t *hotTable) deleteSlot(j uint32) {
 	mask := uint32(len(t.slots) - 1)
 	t.slots[j] = 0
-	for k := (j + 1) & mask; t.slots[k] != 0; k = (k + 1) & mask {
-		home := uint32(t.at(t.slots[k]-1).hash) & mask
-		var stays bool
-		if j <= k {
-			stays = j < home && home <= k
-		} else {
-			stays = j < home || home <= k
+	backshift(j, func(k uint32) uint32 { return (k + 1) & mask }, func(k uint32) (uint32, bool) {
+		v := t.slots[k]
+		if v == 0 {
+			return 0, false
 		}
-		if !stays {
-			t.slots[j], t.slots[k] = t.slots[k], 0
-			j = k
-		}
-	}
+		return uint32(t.states.at(v-1).hash) & mask, true
+	}, func(dst, src uint32) {
+		t.slots[dst], t.slots[src] = t.slots[src], 0
+	})
 	t.n--
 }
 
 // compact rebuilds the table with only its live keys, releasing the memory
-// of the others.
+// of the others. Rings are kept as they are (states keep their numbers).
 func (t *hotTable) compact() {
 	old := *t
-	*t = hotTable{}
+	*t = hotTable{rings: old.rings}
 	size := minSlots
 	for size*3 < old.n*4*2 {
 		size *= 2
 	}
 	t.slots = make([]uint32, size)
-	for i := range old.used {
-		if st := old.at(i); st.live {
+	for i := range old.states.used {
+		if st := old.states.at(i); st.live {
 			*t.insert(st.hash) = *st
 		}
 	}

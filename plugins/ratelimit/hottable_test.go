@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestHotTableMatchesMap runs random inserts, removals and compactions
-// against a Go map. Hashes share their low bits often, half of them at the
+// TestHotTableMatchesMap runs random inserts, removals, ring allocations and
+// compactions against a Go map. Hashes share their low bits often, half of them at the
 // end of the index, so that probe sequences collide and wrap around it.
 func TestHotTableMatchesMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -30,6 +30,9 @@ func TestHotTableMatchesMap(t *testing.T) {
 			if st := tab.get(h); st != nil {
 				st.secTotal++
 				want[h]++
+				if r := tab.ring(st); r != nil || rng.IntN(4) == 0 {
+					tab.spread(st)[0] = st.secTotal // the ring mirrors the payload
+				}
 			} else {
 				_, ok := want[h]
 				require.False(t, ok, "step %d: %x lost", step, h)
@@ -49,17 +52,24 @@ func TestHotTableMatchesMap(t *testing.T) {
 		}
 		require.Equal(t, len(want), tab.n)
 	}
+	rings := 0
 	for h, n := range want {
 		st := tab.get(h)
 		require.NotNil(t, st, "%x", h)
 		assert.Equal(t, n, st.secTotal, "%x", h)
+		if r := tab.ring(st); r != nil {
+			rings++
+			assert.Equal(t, n, r[0], "%x", h)
+		}
 	}
+	assert.NotZero(t, rings)
+	assert.Equal(t, rings, tab.rings.live(), "removed keys released their rings")
 	assert.Nil(t, tab.get(1<<63))
 }
 
 func TestSizes(t *testing.T) {
-	assert.Equal(t, uintptr(152), unsafe.Sizeof(keyState{}))
-	assert.Equal(t, uintptr(128), unsafe.Sizeof(shard{}))
+	assert.Equal(t, uintptr(56), unsafe.Sizeof(keyState{}))
+	assert.Zero(t, unsafe.Sizeof(shard{})%64, "shards fill whole cache lines")
 }
 
 // TestHotTableWrap removes entries of a probe run that wraps around the end

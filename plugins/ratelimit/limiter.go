@@ -49,26 +49,41 @@ type verdict struct {
 	retryAt int64  // unix nanoseconds at which the limiting keys have room again
 }
 
-// keyState is the full ("hot") state of one key: two rings of bucket counts
-// with running totals. 152 bytes, no pointers (the GC never scans them).
+// keyState is the full ("hot") state of one key: a ring of per-second bucket
+// counts, and the daily count. 56 bytes, no pointers (the GC never scans
+// them).
+//
+// The daily count is compact while it is at most limiter.demoteMax (a 64th of
+// per_day): all of it is counted in hour dayLast, so it expires no earlier
+// than it really would. Past that, the key gets an hourly ring (hotTable.ring)
+// holding the compact count in one bucket and every later event in its own
+// hour. Only the events counted while compact can be held longer than their
+// 24 hours, so the limit errs on the strict side by at most demoteMax events,
+// and only the few keys with large daily counts pay for a ring.
 type keyState struct {
 	hash     uint64 // the key
 	secLast  uint32 // index of the newest 100 ms bucket, relative to limiter.epoch
-	dayLast  uint32 // unix hour of the newest hourly bucket
 	secTotal uint32
+	dayLast  uint32 // unix hour of the newest hourly bucket (compact: of all the count)
 	dayTotal uint32
+	ring     uint32 // number of the key's hourly ring in hotTable.rings + 1; 0 while compact
 	sec      [secSlots]uint16
 	live     bool // in use (see hotTable)
-	day      [daySlots]uint32
 }
 
-// advance moves both rings forward to the buckets sb and hour, expiring what
-// falls out of the windows. A clock that steps back never moves them back:
-// events are then counted in the newest bucket, which only errs on the strict
-// side.
-func (s *keyState) advance(sb, hour uint32) {
-	advanceRing(s.sec[:], &s.secLast, &s.secTotal, sb)
-	advanceRing(s.day[:], &s.dayLast, &s.dayTotal, hour)
+// advance moves the windows of st forward to the bucket sb and the hour,
+// expiring what falls out of them. A clock that steps back never moves them
+// back: events are then counted in the newest bucket, which only errs on the
+// strict side.
+func (t *hotTable) advance(st *keyState, sb, hour uint32) {
+	advanceRing(st.sec[:], &st.secLast, &st.secTotal, sb)
+	if r := t.ring(st); r != nil {
+		advanceRing(r[:], &st.dayLast, &st.dayTotal, hour)
+		return
+	}
+	if d := int32(hour - st.dayLast); st.dayTotal == 0 || d >= daySlots {
+		st.dayLast, st.dayTotal = hour, 0
+	}
 }
 
 // advanceRing moves a ring of bucket counts, whose newest bucket is *last and
@@ -105,23 +120,40 @@ func bucketsToFree[T uint16 | uint32](ring []T, last, need uint32) uint32 {
 	}
 }
 
-// count adds one event to the newest buckets.
-func (s *keyState) count() {
-	s.sec[s.secLast%secSlots]++
-	s.secTotal++
-	s.day[s.dayLast%daySlots]++
-	s.dayTotal++
+// count adds one event at hour to the newest buckets of st, which must have
+// been advanced to it. Once its compact daily count has reached demoteMax,
+// st gets a ring, which keeps that count in its hour.
+func (t *hotTable) count(st *keyState, hour, demoteMax uint32) {
+	st.sec[st.secLast%secSlots]++
+	st.secTotal++
+	r := t.ring(st)
+	if r == nil {
+		if st.dayTotal < demoteMax {
+			if int32(hour-st.dayLast) > 0 {
+				st.dayLast = hour
+			}
+			st.dayTotal++
+			return
+		}
+		r = t.spread(st)
+		advanceRing(r[:], &st.dayLast, &st.dayTotal, hour)
+	}
+	r[st.dayLast%daySlots]++
+	st.dayTotal++
 }
 
-// newestDayHour is the hour of the newest non-empty daily bucket (dayLast when
-// the ring is empty).
-func (s *keyState) newestDayHour() uint32 {
+// newestDayHour is the hour of the newest non-empty daily bucket of st, whose
+// ring is r (dayLast when compact or empty).
+func (st *keyState) newestDayHour(r *dayRing) uint32 {
+	if r == nil {
+		return st.dayLast
+	}
 	for i := uint32(0); i < daySlots; i++ {
-		if s.day[(s.dayLast-i)%daySlots] != 0 {
-			return s.dayLast - i
+		if r[(st.dayLast-i)%daySlots] != 0 {
+			return st.dayLast - i
 		}
 	}
-	return s.dayLast
+	return st.dayLast
 }
 
 // shard is one lock's worth of keys. Keys are 64-bit hashes (see
@@ -131,14 +163,14 @@ type shard struct {
 	mu sync.Mutex
 	// hot holds the full state of the keys seen in the last seconds.
 	hot hotTable
-	// cold holds idle keys with a small daily count, packed as
-	// unix hour<<32 | count: all of it is treated as having happened in that
-	// hour, so it expires no earlier than it really would.
-	cold map[uint64]uint64
-	// peakCold is the largest size of cold since it was last rebuilt (Go
-	// maps never shrink).
-	peakCold int
-	_        [8]byte // 128 bytes: shards do not share cache lines
+	// cold holds idle keys with a small daily count (see packCold): all of
+	// it is treated as having happened in its newest hour, so it expires no
+	// earlier than it really would.
+	cold coldTable
+	// coldHour is the hour in which cold was last scanned for expired
+	// counts: they expire on the hour, so one scan per hour is enough.
+	coldHour uint32
+	_        [28]byte // 256 bytes: shards do not share cache lines
 }
 
 // limiter is the keyed sliding-window limiter: every key may count at most
@@ -146,8 +178,9 @@ type shard struct {
 // concurrent use; the clock is always passed in (unix nanoseconds).
 type limiter struct {
 	perSec, perDay uint32
-	// demoteMax is the largest daily count an idle key may be compressed with
-	// into the cold map (bounding how much the compression over-counts).
+	// demoteMax is the largest daily count kept compact, as one count dated
+	// to its newest hour, by a hot key or in the cold table: it bounds how
+	// much the compression over-counts.
 	demoteMax uint32
 	epoch     int64
 	shards    [numShards]shard
@@ -156,11 +189,7 @@ type limiter struct {
 // newLimiter returns a limiter; epoch is the current time (unix nanoseconds),
 // from which per-second buckets are numbered.
 func newLimiter(perSec, perDay uint32, epoch int64) *limiter {
-	l := &limiter{perSec: perSec, perDay: perDay, demoteMax: max(perDay/64, 1), epoch: epoch}
-	for i := range l.shards {
-		l.shards[i].cold = map[uint64]uint64{}
-	}
-	return l
+	return &limiter{perSec: perSec, perDay: perDay, demoteMax: min(max(perDay/64, 1), coldMaxCount), epoch: epoch}
 }
 
 // buckets maps a time to its per-second bucket and unix hour.
@@ -174,7 +203,7 @@ func (l *limiter) shardOf(h uint64) *shard {
 }
 
 // state returns the state of key h, creating it (or promoting it from the
-// cold map). The caller holds s.mu; the state stays at its address until the
+// cold table). The caller holds s.mu; the state stays at its address until the
 // next sweep.
 func (s *shard) state(h uint64, sb, hour uint32) *keyState {
 	if st := s.hot.get(h); st != nil {
@@ -182,11 +211,8 @@ func (s *shard) state(h uint64, sb, hour uint32) *keyState {
 	}
 	st := s.hot.insert(h)
 	st.secLast, st.dayLast = sb, hour
-	if c, ok := s.cold[h]; ok {
-		delete(s.cold, h)
-		st.dayLast = uint32(c >> 32)
-		st.day[st.dayLast%daySlots] = uint32(c)
-		st.dayTotal = uint32(c)
+	if v, ok := s.cold.take(h); ok {
+		st.dayLast, st.dayTotal = unpackCold(v, hour)
 	}
 	return st
 }
@@ -201,13 +227,15 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	defer l.unlock(&order, n)
 
 	var states [maxKeys]*keyState
+	var tables [maxKeys]*hotTable
 	for i, h := range hs {
-		states[i] = l.shardOf(h).state(h, sb, hour)
+		s := l.shardOf(h)
+		states[i], tables[i] = s.state(h, sb, hour), &s.hot
 	}
 	v := verdict{}
 	for i, st := range states[:len(hs)] {
-		st.advance(sb, hour)
-		r, at := l.check(st)
+		tables[i].advance(st, sb, hour)
+		r, at := l.check(st, tables[i].ring(st))
 		if r == reasonNone {
 			continue
 		}
@@ -219,8 +247,8 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	if v.reason != reasonNone {
 		return v
 	}
-	for _, st := range states[:len(hs)] {
-		st.count()
+	for i, st := range states[:len(hs)] {
+		tables[i].count(st, hour, l.demoteMax)
 	}
 	return v
 }
@@ -254,11 +282,15 @@ func (l *limiter) unlock(order *[maxKeys]uint8, n int) {
 	}
 }
 
-// check says whether st has room for one more event and, if not, when it
-// will (unix nanoseconds). st must have been advanced to the current buckets.
-func (l *limiter) check(st *keyState) (reason, int64) {
+// check says whether st, whose ring is r, has room for one more event and,
+// if not, when it will (unix nanoseconds). st must have been advanced to the
+// current buckets.
+func (l *limiter) check(st *keyState, r *dayRing) (reason, int64) {
 	if st.dayTotal+1 > l.perDay {
-		j := bucketsToFree(st.day[:], st.dayLast, st.dayTotal+1-l.perDay)
+		j := uint32(daySlots) // a compact count expires all at once
+		if r != nil {
+			j = bucketsToFree(r[:], st.dayLast, st.dayTotal+1-l.perDay)
+		}
 		return reasonPerDay, int64(st.dayLast+j) * hourNs
 	}
 	if st.secTotal+1 > l.perSec {
@@ -270,8 +302,9 @@ func (l *limiter) check(st *keyState) (reason, int64) {
 
 // sweep expires what is out of the windows at now: keys with nothing left in
 // their daily window are forgotten, idle keys with a small daily count move
-// to the compact cold map, and maps and chunks that emptied out are rebuilt so
-// their memory is released. It returns the number of keys still tracked.
+// to the cold table, active ones whose daily count became small give back
+// their hourly ring, and tables that emptied out are rebuilt so their memory
+// is released. It returns the number of keys still tracked.
 func (l *limiter) sweep(now int64) int {
 	sb, hour := l.buckets(now)
 	total := 0
@@ -279,41 +312,39 @@ func (l *limiter) sweep(now int64) int {
 		s := &l.shards[i]
 		s.mu.Lock()
 		s.sweep(sb, hour, l.demoteMax)
-		total += s.hot.n + len(s.cold)
+		total += s.hot.n + s.cold.len()
 		s.mu.Unlock()
 	}
 	return total
 }
 
-// shrinkMin is the map size under which a shard never bothers rebuilding.
+// shrinkMin is the table size under which a shard never bothers rebuilding.
 const shrinkMin = 1024
 
 func (s *shard) sweep(sb, hour, demoteMax uint32) {
 	s.hot.sweep(func(st *keyState) bool {
-		st.advance(sb, hour)
+		s.hot.advance(st, sb, hour)
+		if st.dayTotal <= demoteMax {
+			s.hot.fold(st)
+		}
 		switch {
 		case st.dayTotal == 0:
 			return false
 		case st.secTotal == 0 && st.dayTotal <= demoteMax:
-			s.cold[st.hash] = uint64(st.newestDayHour())<<32 | uint64(st.dayTotal)
+			s.cold.put(st.hash, packCold(st.dayLast, st.dayTotal))
 			return false
 		}
 		return true
 	})
-	for h, c := range s.cold {
-		if int32(hour-uint32(c>>32)) >= daySlots {
-			delete(s.cold, h)
-		}
-	}
-	s.peakCold = max(s.peakCold, len(s.cold))
 	if s.hot.peak > shrinkMin && s.hot.n < s.hot.peak/4 {
 		s.hot.compact()
 	}
-	if s.peakCold > shrinkMin && len(s.cold) < s.peakCold/4 {
-		cold := make(map[uint64]uint64, len(s.cold))
-		for h, c := range s.cold {
-			cold[h] = c
-		}
-		s.cold, s.peakCold = cold, len(cold)
+	if hour == s.coldHour {
+		return
 	}
+	s.coldHour = hour
+	s.cold.retain(func(_ uint64, v uint32) bool {
+		h, _ := unpackCold(v, hour)
+		return int32(hour-h) < daySlots
+	})
 }

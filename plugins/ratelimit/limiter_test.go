@@ -128,7 +128,8 @@ func TestLimiterSweep(t *testing.T) {
 	}
 	require.Equal(t, 2, l.sweep(t0+int64(9*time.Second)))
 	s := l.shardOf(1)
-	assert.Contains(t, s.cold, uint64(1), "quiet key is idle with a small count: cold")
+	_, cold := s.cold.get(1)
+	assert.True(t, cold, "quiet key is idle with a small count: cold")
 	assert.NotNil(t, s.hot.get(2), "busy key is still hot")
 
 	// A cold key keeps its daily count: 640-10 more events pass, then no more.
@@ -153,7 +154,8 @@ func TestLimiterClockStepsBack(t *testing.T) {
 	// A sweep with the clock an hour back keeps the (now cold) key.
 	require.Equal(t, 1, l.sweep(t0+int64(5*time.Second)))
 	require.Equal(t, 1, l.sweep(t0-int64(time.Hour)))
-	require.Contains(t, l.shardOf(9).cold, uint64(9))
+	_, cold := l.shardOf(9).cold.get(9)
+	require.True(t, cold)
 }
 
 func TestLimiterConcurrent(t *testing.T) {
@@ -238,7 +240,7 @@ func TestLimiterMemory(t *testing.T) {
 	idle := heap() - base
 	t.Logf("%d keys: %d bytes/key while active, %d bytes/key idle (compact), %d bytes total once forgotten",
 		n, hot/int64(n), cold/int64(n), idle)
-	assert.Less(t, hot/int64(n), int64(200), "bytes per active key")
+	assert.Less(t, hot/int64(n), int64(100), "bytes per active key")
 	assert.Less(t, cold/int64(n), int64(64), "bytes per idle key")
 	assert.Less(t, idle, int64(n), "memory released after the keys went idle")
 
@@ -246,4 +248,56 @@ func TestLimiterMemory(t *testing.T) {
 	fill(t0+int64(27*time.Hour), 2)
 	assert.Less(t, heap()-base, hot*11/10, "no growth")
 	runtime.KeepAlive(l)
+}
+
+func TestLimiterHeavyKeyRing(t *testing.T) {
+	l := newLimiter(1000, 640, t0) // demoteMax: 10
+	hs := []uint64{3}
+	tab := &l.shardOf(3).hot
+	pass := func(now int64, n int) {
+		t.Helper()
+		for i := range n {
+			require.Equal(t, reasonNone, l.take(now, hs).reason, "event %d", i)
+		}
+	}
+	_, h0 := l.buckets(t0)
+	pass(t0, 10)
+	require.Nil(t, tab.ring(tab.get(3)), "a small daily count stays compact")
+
+	// Past demoteMax the key gets an hourly ring; the compact events stay
+	// in their hour, later ones go to theirs.
+	pass(t0+hourNs, 630)
+	r := tab.ring(tab.get(3))
+	require.NotNil(t, r)
+	assert.Equal(t, uint32(10), r[h0%daySlots])
+	assert.Equal(t, uint32(630), r[(h0+1)%daySlots])
+
+	v := l.take(t0+hourNs, hs)
+	require.Equal(t, reasonPerDay, v.reason)
+	assert.Equal(t, int64(h0+daySlots)*hourNs, v.retryAt, "the first hour's events free room first")
+	pass(v.retryAt, 10)
+	h25 := h0 + daySlots
+	v = l.take(v.retryAt, hs)
+	require.Equal(t, reasonPerDay, v.reason)
+	assert.Equal(t, int64(h25+1)*hourNs, v.retryAt, "then the second hour's")
+
+	// Idle with a small count: compact in the cold table, ring released.
+	require.Equal(t, 1, l.sweep(v.retryAt))
+	c, _ := l.shardOf(3).cold.get(3)
+	assert.Equal(t, packCold(h25, 10), c)
+	assert.Zero(t, tab.rings.live())
+
+	// Back from the cold table past demoteMax: a ring again. Once the count
+	// of the still active key is small again, the sweep folds it back.
+	pass(v.retryAt, 1)
+	require.NotNil(t, tab.ring(tab.get(3)))
+	pass(int64(h25+daySlots)*hourNs, 1)
+	require.Equal(t, 1, l.sweep(int64(h25+daySlots)*hourNs))
+	st := tab.get(3)
+	require.NotNil(t, st, "still active: hot")
+	assert.Nil(t, tab.ring(st))
+	assert.Equal(t, uint32(2), st.dayTotal)
+	assert.Equal(t, h25+daySlots, st.dayLast)
+	assert.Zero(t, tab.rings.live())
+	assert.Nil(t, tab.rings.chunks, "ring memory released")
 }

@@ -40,7 +40,7 @@ const (
 	// sweepEvery is how often idle keys are compressed or forgotten: the
 	// full state of a key lives at most this long after its last event, which
 	// bounds the memory of a burst of many distinct devices.
-	sweepEvery = 2 * time.Second
+	sweepEvery = time.Second
 	// maintainEvery is how often dirty daily counts are written to the cache
 	// (a multiple of sweepEvery).
 	maintainEvery = 10 * time.Second
@@ -62,7 +62,7 @@ func deviceRateLimitSpec() *service.ConfigSpec {
 		Description(`
 Every message is limited by each of its `+"`keys`"+` (by default the `+"`device_id`"+` and the `+"`user_id`"+` of an Amplitude event), each counted on its own: a message passes only when every non-empty key has room under both limits, and then it counts against all of them. A key that evaluates to an empty string or `+"`null`"+` is not limited.
 
-The windows slide: no interval of one second ever holds more than `+"`per_second`"+` passed events of one key, and no 24 hours more than `+"`per_day`"+`. To guarantee it with about 160 bytes per active key, counts are kept in 100 ms buckets over the last 1.1 s and hourly buckets over the last 25 hours; a key sending steadily therefore passes up to `+"`per_second`"+`/1.1 events per second.
+The windows slide: no interval of one second ever holds more than `+"`per_second`"+` passed events of one key, and no 24 hours more than `+"`per_day`"+`. To guarantee it with about 70 bytes per active key, counts are kept in 100 ms buckets over the last 1.1 s and hourly buckets over the last 25 hours; a key sending steadily therefore passes up to `+"`per_second`"+`/1.1 events per second. A key whose daily count is at most `+"`per_day`"+`/64 keeps it as one number dated to its latest hour (stricter, never looser, by at most `+"`per_day`"+`/64 events); only keys past that get the hourly buckets.
 
 ### What happens to an event over the limit (`+"`on_limit`"+`)
 
@@ -538,7 +538,7 @@ func (p *deviceRateLimit) sweep() {
 // maintain sweeps, then writes dirty daily counts to the cache.
 func (p *deviceRateLimit) maintain(ctx context.Context) {
 	p.sweep()
-	if err := p.cache.flush(ctx); err != nil {
+	if err := p.cache.flush(ctx, p.clock.Now().UnixNano()); err != nil {
 		p.cacheFailed(err)
 	}
 }
@@ -548,5 +548,5 @@ func (p *deviceRateLimit) maintain(ctx context.Context) {
 func (p *deviceRateLimit) Close(ctx context.Context) error {
 	p.once.Do(func() { close(p.closed) })
 	p.done.Wait()
-	return p.cache.flush(ctx)
+	return p.cache.flush(ctx, p.clock.Now().UnixNano())
 }

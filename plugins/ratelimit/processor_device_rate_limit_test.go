@@ -366,7 +366,7 @@ func TestSeedCapsAtPerDay(t *testing.T) {
 		d.counts[i] = 1 << 31
 	}
 	l.seed(7, t0, d)
-	got, ok := l.counts(7)
+	got, ok := l.counts(7, t0)
 	require.True(t, ok)
 	assert.Equal(t, uint32(1000), got.counts[0])
 	assert.Equal(t, reasonPerDay, l.take(t0, []uint64{7}).reason)
