@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -47,8 +48,9 @@ func TestHarness(t *testing.T) {
 // TestReport is the full measurement behind BENCHMARKS.md; run.sh runs it.
 // It is skipped unless CURRENTS_BENCH_FULL=1. CURRENTS_BENCH_EVENTS,
 // CURRENTS_BENCH_DEVICES (comma-separated), CURRENTS_BENCH_SCALE_EVENTS and
-// CURRENTS_BENCH_DATA and CURRENTS_BENCH_THREADS (pipeline.threads) override
-// the defaults; the tables are written to
+// CURRENTS_BENCH_DATA, CURRENTS_BENCH_THREADS (pipeline.threads) and
+// CURRENTS_BENCH_REPEAT (runs per scenario on the main stream, default 3)
+// override the defaults; the tables are written to
 // CURRENTS_BENCH_OUT (default: the test log only), CPU profiles to
 // CURRENTS_BENCH_PROFILES when set. CURRENTS_BENCH_MEMLIMIT sets the
 // GOMEMLIMIT of the extra run on the largest population ("off" skips it).
@@ -78,8 +80,11 @@ func TestReport(t *testing.T) {
 		opts.Threads = envInt(t, "CURRENTS_BENCH_THREADS", 0)
 	}
 
-	// Every scenario (or those of CURRENTS_BENCH_GROUPS) on the main stream.
+	// Every scenario (or those of CURRENTS_BENCH_GROUPS) on the main stream,
+	// in rounds; each row is the median run.
 	opts.Datasets = []Dataset{{Events: events, Devices: devices[0], Seed: 1}}
+	repeat := envInt(t, "CURRENTS_BENCH_REPEAT", 3)
+	opts.Repeat = repeat
 	if g := os.Getenv("CURRENTS_BENCH_GROUPS"); g != "" {
 		opts.Groups = strings.Split(g, ",")
 	}
@@ -94,7 +99,7 @@ func TestReport(t *testing.T) {
 	// Scaling: our end-to-end and limiter runs over growing populations (the
 	// plain pipeline keeps no per-device state; CURRENTS_BENCH_SCALE_PLAIN=1
 	// measures it too).
-	opts.Groups = []string{"end to end", "limiter"}
+	opts.Groups, opts.Repeat = []string{"end to end", "limiter"}, 1
 	if os.Getenv("CURRENTS_BENCH_SCALE_PLAIN") != "1" {
 		opts.Sides = []string{Ours}
 	}
@@ -120,7 +125,8 @@ func TestReport(t *testing.T) {
 		}
 		scale = append(scale, limited...)
 	}
-	md := "## Main stream\n" + Markdown(rows) + "\n## Scaling\n\n" + Scaling(scale) + "\n### Scaling, full figures\n" + Markdown(scale)
+	md := fmt.Sprintf("## Main stream\n\nEach row is the run with the median wall time of %d, run in rounds "+
+		"(every scenario once per round).\n", repeat) + Markdown(rows) + "\n## Scaling\n\n" + Scaling(scale) + "\n### Scaling, full figures\n" + Markdown(scale)
 	if out := os.Getenv("CURRENTS_BENCH_OUT"); out != "" {
 		if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
 			t.Fatal(err)

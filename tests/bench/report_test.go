@@ -52,3 +52,29 @@ func TestThousands(t *testing.T) {
 		}
 	}
 }
+
+func TestMedian(t *testing.T) {
+	walls := func(ds ...time.Duration) []Result {
+		var rs []Result
+		for i, d := range ds {
+			rs = append(rs, Result{Wall: d, Mallocs: uint64(i)})
+		}
+		return rs
+	}
+	tests := []struct {
+		name string
+		rs   []Result
+		want uint64 // Mallocs marks which run was picked
+	}{
+		{"one run", walls(time.Second), 0},
+		{"odd count", walls(3*time.Second, time.Second, 2*time.Second), 2},
+		{"even count: the slower middle run", walls(4*time.Second, time.Second, 3*time.Second, 2*time.Second), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := median(tt.rs); got.Mallocs != tt.want {
+				t.Errorf("picked run %d (wall %s), want run %d", got.Mallocs, got.Wall, tt.want)
+			}
+		})
+	}
+}

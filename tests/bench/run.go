@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +29,11 @@ type Options struct {
 	Env []string
 	// Threads is pipeline.threads of every run; 0 means one per CPU.
 	Threads int
+	// Repeat is how many times each scenario runs (0 means once). Runs go
+	// in rounds, every scenario once per round, so that a burst of load from
+	// elsewhere on the machine hits both sides alike; each row is the run
+	// with the median wall time.
+	Repeat int
 	// Timeout bounds each child run.
 	Timeout time.Duration
 	// ProfileDir, when set, receives a pprof CPU profile per run, named
@@ -70,6 +77,7 @@ func Run(o Options) ([]Row, error) {
 			return rows, err
 		}
 		inputs := map[string][]string{InputCurrents: {currents}}
+		var runs []Row // the rows to measure, in order
 		for _, s := range Scenarios() {
 			if !selected(o.Groups, s.Group) || !selected(o.Sides, s.Side) {
 				continue
@@ -77,31 +85,51 @@ func Run(o Options) ([]Row, error) {
 			row := Row{Dataset: d, Scenario: s, Env: strings.Join(o.Env, " ")}
 			if missing := s.Missing(root); len(missing) > 0 {
 				row.Skipped = "missing " + strings.Join(missing, ", ")
-				rows = append(rows, row)
-				logf("%s %s: skipped (%s)", d, s.Name(), row.Skipped)
-				continue
-			}
-			paths, ok := inputs[s.Input]
-			if !ok {
-				if paths, err = prepare(o, d, s.Input, currents); err != nil {
+			} else if _, ok := inputs[s.Input]; !ok {
+				paths, err := prepare(o, d, s.Input, currents)
+				if err != nil {
 					row.Skipped = err.Error()
-					rows = append(rows, row)
-					logf("%s %s: skipped (%s)", d, s.Name(), row.Skipped)
+				} else {
+					inputs[s.Input] = paths
+				}
+			}
+			if row.Skipped != "" {
+				logf("%s %s: skipped (%s)", d, s.Name(), row.Skipped)
+			}
+			runs = append(runs, row)
+		}
+		results := make([][]Result, len(runs))
+		for round := range max(o.Repeat, 1) {
+			for i, row := range runs {
+				if row.Skipped != "" {
 					continue
 				}
-				inputs[s.Input] = paths
+				s := row.Scenario
+				r, err := measure(o, d, s, Params{InputPaths: inputs[s.Input], Bloblang: blobl, Threads: o.Threads})
+				if err != nil {
+					return rows, err
+				}
+				results[i] = append(results[i], r)
+				logf("%s %s (run %d): %.0f events/s, %.2f CPU s/M, %.1f allocs/event, peak RSS %.0f MiB",
+					d, s.Name(), round+1, r.EventsPerSec(), r.CPUPerMillion(), r.AllocsPerEvent(), r.PeakRSSMB())
 			}
-			row.Result, err = measure(o, d, s, Params{InputPaths: paths, Bloblang: blobl, Threads: o.Threads})
-			if err != nil {
-				return rows, err
+		}
+		for i, row := range runs {
+			if len(results[i]) > 0 {
+				row.Result = median(results[i])
 			}
 			rows = append(rows, row)
-			r := row.Result
-			logf("%s %s: %.0f events/s, %.2f CPU s/M, %.1f allocs/event, peak RSS %.0f MiB",
-				d, s.Name(), r.EventsPerSec(), r.CPUPerMillion(), r.AllocsPerEvent(), r.PeakRSSMB())
 		}
 	}
 	return rows, nil
+}
+
+// median returns the result with the median wall time (the slower of the
+// two middle ones for an even count).
+func median(rs []Result) Result {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b Result) int { return cmp.Compare(a.Wall, b.Wall) })
+	return sorted[len(sorted)/2]
 }
 
 // selected reports whether v is in list, or list is empty.

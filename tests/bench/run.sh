@@ -4,7 +4,8 @@
 #   tests/bench/run.sh [output.md]
 #
 # 1. TestReport: every scenario on 100,000 generated Currents events over
-#    10,000 devices, then the scaling runs (1,000,000 events over 10^4, 10^5
+#    10,000 devices (three rounds; each row is the median run), then the
+#    scaling runs (1,000,000 events over 10^4, 10^5
 #    and 10^6 devices, then 10^6 again under GOMEMLIMIT=128MiB), each in its
 #    own child process so that CPU time and peak RSS are its own. Tables go
 #    to the output file (default ./bench-results.md).
@@ -14,6 +15,7 @@
 # CURRENTS_BENCH_DEVICES (comma-separated; the first is the main stream's),
 # CURRENTS_BENCH_SCALE_EVENTS (0 skips scaling), CURRENTS_BENCH_SCALE_PLAIN=1,
 # CURRENTS_BENCH_THREADS (pipeline.threads of every run, default one per CPU),
+# CURRENTS_BENCH_REPEAT (rounds on the main stream, default 3),
 # CURRENTS_BENCH_GROUPS, CURRENTS_BENCH_DATA (cache of generated data),
 # CURRENTS_BENCH_PROFILES (folder for one pprof CPU profile per run),
 # CURRENTS_BENCH_MEMLIMIT (GOMEMLIMIT of an extra 10^6-device run; "off" skips),
