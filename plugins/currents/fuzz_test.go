@@ -42,3 +42,39 @@ func FuzzAppendEvent(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSplitEvents feeds arbitrary bodies to SplitEvents: it must never panic,
+// and the events of a body must be valid JSON objects that map the same
+// without validation (AppendValidEvent) as with it (AppendEvent).
+func FuzzSplitEvents(f *testing.F) {
+	for _, seed := range []string{
+		`{"events":[{"event_type":"users.behaviors.CustomEvent","id":"a","time":1,"user":{"external_user_id":"u"},"properties":{"name":"n"}}]}`,
+		`{"events":[{"id":"a"},{"id":"b","time":2,"device_id":"d"}]}`,
+		`{"events":[1]}`, `{"events":[{"id":"a"}`, `{"events":{}}`, `{"events":[],"event_type":"x"}`, `[{"events":[]}]`,
+		`{"id":"i","events":"not a list"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	m := mustMapper(f, func(o *Options) { o.UnknownEvents = PolicyDerive })
+	f.Fuzz(func(t *testing.T, body []byte) {
+		events, isBody, err := SplitEvents(body)
+		if err != nil || !isBody {
+			if len(events) != 0 {
+				t.Fatalf("events returned with isBody=%v, err=%v", isBody, err)
+			}
+			return
+		}
+		for _, ev := range events {
+			var v map[string]any
+			if jerr := json.Unmarshal(ev, &v); jerr != nil {
+				t.Fatalf("event %q of body %q is not a JSON object: %v", ev, body, jerr)
+			}
+			want, wantRes, wantErr := m.AppendEvent(nil, ev, TypePurchase)
+			got, gotRes, gotErr := m.AppendValidEvent(nil, ev, TypePurchase)
+			if string(got) != string(want) || gotRes != wantRes || (gotErr == nil) != (wantErr == nil) {
+				t.Fatalf("AppendValidEvent differs on %q: %q %v %v, AppendEvent: %q %v %v",
+					ev, got, gotRes, gotErr, want, wantRes, wantErr)
+			}
+		}
+	})
+}

@@ -239,7 +239,7 @@ func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, msg *service.M
 // from a request body, msg is set to that event alone, so that a dead-letter
 // output receives it with its reason.
 func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, msg *service.Message, event []byte, hint string, split bool) service.MessageBatch {
-	mapped, err := p.mapOne(msg, event, hint)
+	mapped, err := p.mapOne(msg, event, hint, split)
 	if err != nil {
 		if split {
 			msg.SetBytes(append([]byte(nil), event...))
@@ -253,12 +253,17 @@ func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, msg *service.Me
 	return append(out, mapped)
 }
 
-// mapOne maps event into msg (which it owns). It returns nil, nil when the
-// event is dropped.
-func (p *brazeToAmplitude) mapOne(msg *service.Message, event []byte, hint string) (*service.Message, error) {
+// mapOne maps event into msg (which it owns); valid says the event was
+// already validated (split from a validated body). It returns nil, nil when
+// the event is dropped.
+func (p *brazeToAmplitude) mapOne(msg *service.Message, event []byte, hint string, valid bool) (*service.Message, error) {
 	bufp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bufp)
-	buf, res, err := p.mapper.AppendEvent((*bufp)[:0], event, hint)
+	appendEvent := p.mapper.AppendEvent
+	if valid {
+		appendEvent = p.mapper.AppendValidEvent
+	}
+	buf, res, err := appendEvent((*bufp)[:0], event, hint)
 	if cap(buf) <= btaMaxPooledBuffer {
 		*bufp = buf[:0] // keep the grown buffer, unless an outsized event grew it
 	}

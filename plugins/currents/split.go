@@ -12,7 +12,9 @@ import (
 var eventsKey = []byte(`"events"`)
 
 // SplitEvents recognises a Currents HTTP request body, {"events": [...]},
-// and returns its events as sub-slices of body (no copy). isBody is false,
+// and returns its events as sub-slices of body (no copy), each valid JSON
+// (the whole body is validated, so Mapper.AppendValidEvent may map them
+// without validating them again). isBody is false,
 // with no error, when body is not such an envelope (a single event); an
 // envelope that is not valid JSON or whose "events" holds a non-object
 // returns an error.
