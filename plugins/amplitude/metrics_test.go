@@ -103,7 +103,9 @@ func TestOutputMetrics(t *testing.T) {
 		}
 		_ = res.Body.Close()
 	}
-	batch := []string{evt("m", "muted-device"), `{"event_type":"x","user_id":"no"}`}
+	batch := []string{evt("m", "muted-device"), `{"event_type":"x","user_id":"no"}`,
+		`{"event_type":"x","insert_id":"short-user","user_id":"42","device_id":"device-42"}`,
+		`{"event_type":"x","insert_id":"null-device","user_id":"user-42","device_id":"null"}`}
 	for i := range 3 {
 		batch = append(batch, evt(fmt.Sprintf("hot-%d", i), "hot-device"), evt(fmt.Sprintf("c-%d", i), fmt.Sprintf("cold-%d", i)))
 	}
@@ -118,7 +120,9 @@ fallback:
 `, testKey, srv.HTTPV2URL()), [][]string{batch})
 
 	want := map[string]int64{
-		"amplitude_events_ingested":                      6,
+		"amplitude_events_ingested":                      8,
+		"amplitude_ids_removed{field=user_id}":           1,
+		"amplitude_ids_removed{field=device_id}":         1,
 		"amplitude_events_failed{reason=silenced}":       1,
 		"amplitude_events_failed{reason=missing_fields}": 1,
 		"amplitude_events_throttled":                     3,

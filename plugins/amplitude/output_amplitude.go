@@ -12,12 +12,14 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/wait"
 )
@@ -97,6 +99,8 @@ const amplitudeOutputDescription = "" +
 	"- `amplitude_events_failed` (label `reason`): events that failed, by reason.\n" +
 	"- `amplitude_events_retried`: events re-sent after a 5xx, timeout or connection error.\n" +
 	"- `amplitude_events_throttled`: events held after a 429.\n" +
+	"- `amplitude_ids_removed` (label `field`: `user_id` or `device_id`): ids removed before sending because Amplitude " +
+	"refuses them (the event went with its other id); a warning with the last reason is logged at most every 10 s.\n" +
 	"- `amplitude_requests` (label `status`: the HTTP status, or `error`): requests sent.\n" +
 	"- `amplitude_request_latency_ns`: request round trip time.\n\n" +
 	"The API key is never logged, and is removed from any answer quoted in errors and logs."
@@ -192,19 +196,21 @@ func init() {
 type outputMetrics struct {
 	sent, ingested, retried, throttled *service.MetricCounter
 	failed                             *service.MetricCounter // label reason
+	idsRemoved                         *service.MetricCounter // label field
 	requests                           *service.MetricCounter // label status
 	latency                            *service.MetricTimer
 }
 
 func newOutputMetrics(m *service.Metrics) outputMetrics {
 	return outputMetrics{
-		sent:      m.NewCounter("amplitude_events_sent"),
-		ingested:  m.NewCounter("amplitude_events_ingested"),
-		retried:   m.NewCounter("amplitude_events_retried"),
-		throttled: m.NewCounter("amplitude_events_throttled"),
-		failed:    m.NewCounter("amplitude_events_failed", "reason"),
-		requests:  m.NewCounter("amplitude_requests", "status"),
-		latency:   m.NewTimer("amplitude_request_latency_ns"),
+		sent:       m.NewCounter("amplitude_events_sent"),
+		ingested:   m.NewCounter("amplitude_events_ingested"),
+		retried:    m.NewCounter("amplitude_events_retried"),
+		throttled:  m.NewCounter("amplitude_events_throttled"),
+		failed:     m.NewCounter("amplitude_events_failed", "reason"),
+		idsRemoved: m.NewCounter("amplitude_ids_removed", "field"),
+		requests:   m.NewCounter("amplitude_requests", "status"),
+		latency:    m.NewTimer("amplitude_request_latency_ns"),
 	}
 }
 
@@ -221,7 +227,9 @@ type amplitudeOutput struct {
 	redactor redact.Redactor
 	log      *service.Logger
 	metrics  outputMetrics
-	bufs     sync.Pool // *[]byte request bodies
+	// removedWarn reports ids removed before sending.
+	removedWarn logthrottle.Warner
+	bufs        sync.Pool // *[]byte request bodies
 }
 
 func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*amplitudeOutput, error) {
@@ -323,6 +331,15 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	}, nil
 }
 
+// idRemoved counts and reports an id removed from an event before sending
+// (the event goes with its other id). why is "<field>: <reason>".
+func (o *amplitudeOutput) idRemoved(why string) {
+	field, _, _ := strings.Cut(why, ":")
+	o.metrics.idsRemoved.Incr(1, field)
+	o.removedWarn.Warn(o.log, time.Now().UnixNano(),
+		"Removed %d user_id/device_id values Amplitude refuses from events, which were sent with their other id (last: %s)", why)
+}
+
 // Connect does nothing: requests open connections as needed.
 func (o *amplitudeOutput) Connect(context.Context) error { return nil }
 
@@ -347,6 +364,9 @@ func (o *amplitudeOutput) WriteBatch(ctx context.Context, batch service.MessageB
 		if eerr := o.builder.prepare(&store[i], i, raw); eerr != nil {
 			d.fail(i, eerr)
 			continue
+		}
+		if ev := &store[i]; ev.removed != "" {
+			o.idRemoved(ev.removed)
 		}
 		ready = append(ready, &store[i])
 	}

@@ -85,13 +85,15 @@ func TestOutputScenarios(t *testing.T) {
 		events   []string
 		failed   map[int]string // index -> reason
 		statuses []int          // statuses the server must have answered
+		log      string         // a line the logs must hold
 	}{
 		{name: "all ingested", events: []string{evt("a", "device-1"), evt("b", "device-2")}, statuses: []int{200}},
 		{name: "refused before sending",
 			events: []string{evt("a", "device-1"), `{"device_id":"device-1"}`, `not json`, `{"event_type":"x","device_id":"null"}`, evt("b", "device-2")},
 			failed: map[int]string{1: reasonMissingFields, 2: reasonInvalidEvent, 3: reasonMissingFields}},
 		{name: "short id removed, min_id_length sent", extra: "min_id_length: 3\n",
-			events: []string{`{"event_type":"x","insert_id":"s","device_id":"dev","user_id":"ab"}`}},
+			events: []string{`{"event_type":"x","insert_id":"s","device_id":"dev","user_id":"ab"}`},
+			log:    "Removed 1 user_id/device_id values Amplitude refuses from events, which were sent with their other id (last: user_id: shorter than min_id_length 3)"},
 		{name: "400 names events", opts: amplitudetest.Options{SilencedDevices: []string{"muted-1"}},
 			events: []string{evt("a", "device-1"), evt("m", "muted-1"), evt("b", "device-2")},
 			failed: map[int]string{1: reasonSilenced}, statuses: []int{400, 200}},
@@ -144,6 +146,9 @@ func TestOutputScenarios(t *testing.T) {
 			}
 			if strings.Contains(logs.String(), testKey) {
 				t.Errorf("logs contain the API key")
+			}
+			if !strings.Contains(logs.String(), tc.log) {
+				t.Errorf("logs lack %q:\n%s", tc.log, logs)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package amplitude
 
 import (
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -35,6 +36,9 @@ type event struct {
 	raw      []byte // the event object's JSON
 	deviceID string
 	userID   string
+	// removed says which id was removed before sending and why, such as
+	// "user_id: shorter than min_id_length 5" ("" when none was).
+	removed string
 }
 
 // idKeys returns the throttling keys of the event's ids.
@@ -55,6 +59,7 @@ func userKey(id string) string   { return "u:" + id }
 // requestBuilder checks events and writes request bodies.
 type requestBuilder struct {
 	minIDLength int
+	tooShort    string // the refusal of an id shorter than minIDLength
 	maxEvents   int
 	maxBytes    int
 	prefix      []byte // {"api_key":"…","events":[
@@ -69,6 +74,7 @@ func newRequestBuilder(apiKey string, minIDLength, maxEvents, maxBytes int) *req
 	suffix = append(suffix, "}}"...)
 	return &requestBuilder{
 		minIDLength: minIDLength,
+		tooShort:    "shorter than min_id_length " + strconv.Itoa(minIDLength),
 		maxEvents:   maxEvents,
 		maxBytes:    maxBytes,
 		prefix:      prefix,
@@ -76,14 +82,19 @@ func newRequestBuilder(apiKey string, minIDLength, maxEvents, maxBytes int) *req
 	}
 }
 
-// refusedID reports whether Amplitude would refuse id as a user_id or
-// device_id.
-func (b *requestBuilder) refusedID(id string) bool {
-	if utf8.RuneCountInString(id) < b.minIDLength || (len(id) <= maxRefusedIDLen && refusedIDs[strings.ToLower(id)]) {
-		return true
+// refusal says why Amplitude would refuse id as a user_id or device_id, or
+// returns "" when it would accept it.
+func (b *requestBuilder) refusal(id string) string {
+	switch {
+	case len(id) <= maxRefusedIDLen && refusedIDs[strings.ToLower(id)]:
+		return "a placeholder"
+	case strings.Trim(id, "0-") == "":
+		// All-zero advertising ids (iOS Limit Ad Tracking) are refused too.
+		return "all zeros"
+	case utf8.RuneCountInString(id) < b.minIDLength:
+		return b.tooShort
 	}
-	// All-zero advertising ids (iOS Limit Ad Tracking) are refused too.
-	return strings.Trim(id, "0-") == ""
+	return ""
 }
 
 // prepare checks one message's JSON and fills ev. Ids Amplitude always
@@ -121,12 +132,14 @@ func (b *requestBuilder) prepare(ev *event, index int, raw []byte) *eventError {
 	}
 	*ev = event{index: index, raw: raw}
 	var drop []string
-	var ok bool
-	if ev.userID, ok = b.usableID(userID); !ok {
+	var why string
+	if ev.userID, why = b.usableID(userID); why != "" {
 		drop = append(drop, "user_id")
+		ev.removed = "user_id: " + why
 	}
-	if ev.deviceID, ok = b.usableID(deviceID); !ok {
+	if ev.deviceID, why = b.usableID(deviceID); why != "" {
 		drop = append(drop, "device_id")
+		ev.removed = "device_id: " + why
 	}
 	if ev.userID == "" && ev.deviceID == "" {
 		return newEventError(reasonMissingFields, "no user_id or device_id Amplitude accepts (shorter than min_id_length, a placeholder such as \"null\", or missing)")
@@ -140,16 +153,19 @@ func (b *requestBuilder) prepare(ev *event, index int, raw []byte) *eventError {
 	return nil
 }
 
-// usableID returns the id in v, or false when v holds an id Amplitude
-// refuses (then the key must be removed). A missing id is "" and true.
-func (b *requestBuilder) usableID(v gjson.Result) (string, bool) {
+// usableID returns the id in v, or why Amplitude refuses it (then the key
+// must be removed). A missing id is "" with no reason.
+func (b *requestBuilder) usableID(v gjson.Result) (id, why string) {
 	switch {
 	case !v.Exists():
-		return "", true
-	case v.Type == gjson.String && !b.refusedID(v.Str):
-		return v.Str, true
+		return "", ""
+	case v.Type != gjson.String:
+		return "", "not a string"
 	}
-	return "", false
+	if why := b.refusal(v.Str); why != "" {
+		return "", why
+	}
+	return v.Str, ""
 }
 
 // withoutKeys rewrites a JSON object without the top-level keys named.

@@ -18,17 +18,18 @@ func TestPrepare(t *testing.T) {
 		user   string
 		device string
 		out    string // expected raw JSON when rewritten; "" = unchanged
+		gone   string // expected event.removed
 	}{
 		{name: "ok", in: `{"event_type":"open","user_id":"user-1","device_id":"device-1","time":1700000000000}`, user: "user-1", device: "device-1"},
 		{name: "device only", in: `{"event_type":"open","device_id":"device-1"}`, device: "device-1"},
 		{name: "short user dropped", in: `{"event_type":"open","user_id":"ab","device_id":"device-1"}`, device: "device-1",
-			out: `{"event_type":"open","device_id":"device-1"}`},
+			out: `{"event_type":"open","device_id":"device-1"}`, gone: "user_id: shorter than min_id_length 5"},
 		{name: "placeholder dropped", in: `{"user_id":"user-1","device_id":"NULL","event_type":"open"}`, user: "user-1",
-			out: `{"user_id":"user-1","event_type":"open"}`},
+			out: `{"user_id":"user-1","event_type":"open"}`, gone: "device_id: a placeholder"},
 		{name: "zero idfa dropped", in: `{"event_type":"open","user_id":"user-1","device_id":"00000000-0000-0000-0000-000000000000"}`, user: "user-1",
-			out: `{"event_type":"open","user_id":"user-1"}`},
+			out: `{"event_type":"open","user_id":"user-1"}`, gone: "device_id: all zeros"},
 		{name: "numeric id dropped", in: `{"event_type":"open","user_id":123456,"device_id":"device-1"}`, device: "device-1",
-			out: `{"event_type":"open","device_id":"device-1"}`},
+			out: `{"event_type":"open","device_id":"device-1"}`, gone: "user_id: not a string"},
 		{name: "no usable id", in: `{"event_type":"open","user_id":"undefined","device_id":"abc"}`, reason: reasonMissingFields},
 		{name: "no id", in: `{"event_type":"open"}`, reason: reasonMissingFields},
 		{name: "no event_type", in: `{"user_id":"user-1"}`, reason: reasonMissingFields},
@@ -59,7 +60,7 @@ func TestPrepare(t *testing.T) {
 			if want == "" {
 				want = tc.in
 			}
-			if string(ev.raw) != want || ev.userID != tc.user || ev.deviceID != tc.device || ev.index != 7 {
+			if string(ev.raw) != want || ev.userID != tc.user || ev.deviceID != tc.device || ev.index != 7 || ev.removed != tc.gone {
 				t.Fatalf("got %+v (%s)", ev, ev.raw)
 			}
 		})

@@ -8,12 +8,13 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 )
 
 const (
@@ -44,8 +45,6 @@ const (
 	// maintainEvery is how often dirty daily counts are written to the cache
 	// (a multiple of sweepEvery).
 	maintainEvery = 10 * time.Second
-	// warnEvery bounds the drop and cache warnings to one line per period.
-	warnEvery = 10 * time.Second
 )
 
 // presets holds the per-second and per-day limits of each Amplitude endpoint.
@@ -204,7 +203,7 @@ type deviceRateLimit struct {
 	mDelay                                            *service.MetricTimer
 	mKeys                                             *service.MetricGauge
 
-	dropWarn, cacheWarn throttledWarn
+	dropWarn, cacheWarn logthrottle.Warner
 }
 
 func newDeviceRateLimitFromParsed(conf *service.ParsedConfig, mgr *service.Resources, clk clock) (*deviceRateLimit, error) {
@@ -474,35 +473,18 @@ func (p *deviceRateLimit) reject(msg *service.Message, k *msgKeys, v verdict) {
 }
 
 // drop removes message i from batch (setting it to nil), counts and logs it:
-// every drop at debug level, and a warning at most every warnEvery.
+// every drop at debug level, and a warning at most every 10 s.
 func (p *deviceRateLimit) drop(batch service.MessageBatch, i int, k *msgKeys, v verdict) {
 	batch[i] = nil
 	p.mDropped.Incr(1, v.reason.String())
 	p.log.Debugf("Dropped a message over the %s rate limit of key %q", v.reason, k.vals[v.key])
-	p.dropWarn.warn(p.log, p.clock.Now().UnixNano(), "Dropped %d messages over rate limits (last: key %q over %s)", k.vals[v.key], v.reason)
+	p.dropWarn.Warn(p.log, p.clock.Now().UnixNano(), "Dropped %d messages over rate limits (last: key %q over %s)", k.vals[v.key], v.reason)
 }
 
-// cacheFailed counts a cache error and logs it (at most every warnEvery).
+// cacheFailed counts a cache error and logs it (at most every 10 s).
 func (p *deviceRateLimit) cacheFailed(err error) {
 	p.mCacheErr.Incr(1)
-	p.cacheWarn.warn(p.log, p.clock.Now().UnixNano(), "Rate limit cache: %d errors (last: %v)", err)
-}
-
-// throttledWarn logs a warning at most once every warnEvery, with the number
-// of occurrences since the previous one.
-type throttledWarn struct {
-	count atomic.Int64
-	last  atomic.Int64
-}
-
-// warn counts one occurrence and, when due, logs format with the count as
-// its first argument, followed by args.
-func (w *throttledWarn) warn(log *service.Logger, now int64, format string, args ...any) {
-	n := w.count.Add(1)
-	if last := w.last.Load(); now-last >= int64(warnEvery) && w.last.CompareAndSwap(last, now) {
-		w.count.Add(-n)
-		log.Warnf(format, append([]any{n}, args...)...)
-	}
+	p.cacheWarn.Warn(p.log, p.clock.Now().UnixNano(), "Rate limit cache: %d errors (last: %v)", err)
 }
 
 // start runs the periodic maintenance until Close.
