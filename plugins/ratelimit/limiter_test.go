@@ -241,7 +241,7 @@ func TestLimiterMemory(t *testing.T) {
 	t.Logf("%d keys: %d bytes/key while active, %d bytes/key idle (compact), %d bytes total once forgotten",
 		n, hot/int64(n), cold/int64(n), idle)
 	assert.Less(t, hot/int64(n), int64(100), "bytes per active key")
-	assert.Less(t, cold/int64(n), int64(64), "bytes per idle key")
+	assert.Less(t, cold/int64(n), int64(32), "bytes per idle key")
 	assert.Less(t, idle, int64(n), "memory released after the keys went idle")
 
 	// A second wave of new devices does not grow the heap beyond the first.
