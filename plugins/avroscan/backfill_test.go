@@ -172,11 +172,10 @@ file:
 	defer cancel()
 	require.NoError(t, strm.Run(ctx))
 
-	files, err := filepath.Glob(filepath.Join(avroDir, "*.avro"))
-	require.NoError(t, err)
-	for _, f := range files {
-		name := filepath.Base(f)
-		res := scan(t, "    {}", "", mustRead(t, f))
+	samples := refdata.Samples(t, "avro", ".avro")
+	for _, s := range samples {
+		name := filepath.Base(s.Path)
+		res := scan(t, "    {}", "", s.Data)
 		require.NoError(t, res.err)
 		rec, _ := res.msgs[0].AsBytes()
 		m, ok := out[name]
@@ -200,12 +199,5 @@ file:
 			assert.Equal(t, ext.String(), gjson.GetBytes(got, "user_id").String(), name)
 		}
 	}
-	assert.Len(t, out, len(files))
-}
-
-func mustRead(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	return b
+	assert.Len(t, out, len(samples))
 }

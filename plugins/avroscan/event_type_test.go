@@ -1,9 +1,6 @@
 package avroscan
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/hamba/avro/v2"
@@ -36,17 +33,12 @@ func TestEventTypeFromSchema(t *testing.T) {
 func TestEventTypeOfEveryBrazeSchema(t *testing.T) {
 	n := 0
 	for _, sub := range []string{"avsc", "avsc-removed"} {
-		files, err := filepath.Glob(filepath.Join(refdata.Dir(t, sub), "*.avsc"))
-		require.NoError(t, err)
-		for _, f := range files {
-			raw, err := os.ReadFile(f)
-			require.NoError(t, err)
-			s, err := avro.ParseBytesWithCache(raw, "", &avro.SchemaCache{})
-			require.NoError(t, err, f)
+		for _, f := range refdata.Samples(t, sub, ".avsc") {
+			s, err := avro.ParseBytesWithCache(f.Data, "", &avro.SchemaCache{})
+			require.NoError(t, err, f.Path)
 			named := s.(avro.NamedSchema)
-			want := strings.TrimSuffix(filepath.Base(f), ".avsc")
-			assert.Equal(t, want, eventTypeFromSchema(named.FullName()), f)
-			assert.True(t, sameEventType(want, named.FullName()), f)
+			assert.Equal(t, f.Name, eventTypeFromSchema(named.FullName()), f.Path)
+			assert.True(t, sameEventType(f.Name, named.FullName()), f.Path)
 			n++
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/hamba/avro/v2"
@@ -20,18 +19,11 @@ import (
 // it with avro-tools' JSON of the same file, after unwrapping that JSON's
 // unions ({"string": "x"} -> "x") and reading its floats as float32.
 func TestBrazeSamplesDecode(t *testing.T) {
-	avroDir := refdata.Dir(t, "avro")
 	jsonDir := refdata.Dir(t, "avro-as-json")
-	files, err := filepath.Glob(filepath.Join(avroDir, "*.avro"))
-	require.NoError(t, err)
-	require.NotEmpty(t, files)
-
-	for _, f := range files {
-		eventType := strings.TrimSuffix(filepath.Base(f), ".avro")
+	for _, s := range refdata.Samples(t, "avro", ".avro") {
+		eventType, data := s.Name, s.Data
 		t.Run(eventType, func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			require.NoError(t, err)
-			res := scan(t, "    {}", "bucket/event_type="+eventType+"/date=2026-11-29-13/"+filepath.Base(f), data)
+			res := scan(t, "    {}", "bucket/event_type="+eventType+"/date=2026-11-29-13/"+filepath.Base(s.Path), data)
 			require.NoError(t, res.err)
 			require.NoError(t, res.ackErr)
 

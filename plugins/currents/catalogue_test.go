@@ -2,8 +2,6 @@ package currents
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -42,22 +40,17 @@ func TestCatalogueCoversEverySchema(t *testing.T) {
 	}
 	total := 0
 	for _, sub := range []string{"avsc", "avsc-removed"} {
-		files, err := filepath.Glob(filepath.Join(refdata.Dir(t, sub), "*.avsc"))
-		require.NoError(t, err)
-		require.NotEmpty(t, files, sub)
-		for _, f := range files {
-			typ := strings.TrimSuffix(filepath.Base(f), ".avsc")
+		for _, f := range refdata.Samples(t, sub, ".avsc") {
+			typ := f.Name
 			assert.True(t, known[typ], "%s/%s has no catalogue entry", sub, typ)
 			total++
-			raw, err := os.ReadFile(f)
-			require.NoError(t, err)
 			var schema struct {
 				Fields []struct {
 					Name string          `json:"name"`
 					Type json.RawMessage `json:"type"`
 				} `json:"fields"`
 			}
-			require.NoError(t, json.Unmarshal(raw, &schema), f)
+			require.NoError(t, json.Unmarshal(f.Data, &schema), f.Path)
 			for _, fld := range schema.Fields {
 				isFloat := strings.Contains(string(fld.Type), `"float"`)
 				if isFloat {

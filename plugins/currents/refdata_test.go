@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -60,15 +58,9 @@ func TestBrazeAvroSamplesAsJSON(t *testing.T) {
 // forEachSample runs fn, in a subtest named after the event type, on every
 // JSON file of a sample folder.
 func forEachSample(t *testing.T, sub string, fn func(t *testing.T, typ string, raw []byte)) {
-	files, err := filepath.Glob(filepath.Join(refdata.Dir(t, sub), "*.json"))
-	require.NoError(t, err)
-	require.NotEmpty(t, files)
-	for _, f := range files {
-		typ := strings.TrimSuffix(filepath.Base(f), ".json")
-		t.Run(typ, func(t *testing.T) {
-			raw, err := os.ReadFile(f)
-			require.NoError(t, err)
-			fn(t, typ, raw)
+	for _, s := range refdata.Samples(t, sub, ".json") {
+		t.Run(s.Name, func(t *testing.T) {
+			fn(t, s.Name, s.Data)
 		})
 	}
 }

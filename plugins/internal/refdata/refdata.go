@@ -8,6 +8,7 @@ package refdata
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -59,4 +60,37 @@ func Find(sub string) (string, bool) {
 func isDir(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.IsDir()
+}
+
+// Sample is one file of a sample folder.
+type Sample struct {
+	// Name is the file name without its extension: the event type.
+	Name string
+	// Path is the file's absolute path.
+	Path string
+	// Data is the file's content.
+	Data []byte
+}
+
+// Samples returns every file of the sample folder sub whose name ends in
+// ext (such as ".avro"), in name order. The test fails when there is none,
+// and is skipped when the folder cannot be found.
+func Samples(tb testing.TB, sub, ext string) []Sample {
+	tb.Helper()
+	paths, err := filepath.Glob(filepath.Join(Dir(tb, sub), "*"+ext))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(paths) == 0 {
+		tb.Fatalf("no %s file in the sample folder %q", ext, sub)
+	}
+	out := make([]Sample, len(paths))
+	for i, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[i] = Sample{Name: strings.TrimSuffix(filepath.Base(p), ext), Path: p, Data: data}
+	}
+	return out
 }
