@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,11 +129,7 @@ func (c *consumer) count() int {
 func (c *consumer) ackedValues() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[string]int, len(c.acked))
-	for k, v := range c.acked {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.acked)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -222,11 +223,7 @@ feed:
 func (c *Connector) Statuses() map[int]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[int]int, len(c.statuses))
-	for k, v := range c.statuses {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.statuses)
 }
 
 // Dropped returns the events Braze would have dropped (refused with 400 as
