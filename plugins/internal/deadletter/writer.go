@@ -1,0 +1,223 @@
+package deadletter
+
+import (
+	"context"
+	"hash/maphash"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+)
+
+// FieldDeadLetter is the name of the dead-letter child output field.
+const FieldDeadLetter = "dead_letter"
+
+// defaultRemember is how many dead-lettered keys a Writer remembers to write
+// each one once (about 8 bytes each).
+const defaultRemember = 1 << 20
+
+// OutputField returns the optional `dead_letter` output field of a
+// delivering output.
+func OutputField() *service.ConfigField {
+	return service.NewOutputField(FieldDeadLetter).
+		Description("Where events that fail for a reason of their own go, each once, as one JSON record " +
+			"`{\"reason\", \"error\", \"failed_at\", \"component\", \"currents_event_type\", \"source\", \"event\"}`. " +
+			"Outages (retries exhausted, shutting down, an outage-like refusal) never go here: those messages are " +
+			"nacked so that their input keeps them. When this field is absent, failed messages are reported to " +
+			"Benthos individually (a batch error), so plain `fallback`, `switch` or `reject_errored` can route them.").
+		Optional().
+		Advanced()
+}
+
+// Entry is one message to dead-letter.
+type Entry struct {
+	Msg    *service.Message
+	Reason Reason
+	Err    error
+	// Key identifies the event for writing it once (its insert_id, say);
+	// empty means the message bytes identify it.
+	Key string
+}
+
+// Writer writes dead-letter records to a child output, each event once
+// within its memory (Remember keys), counts them in
+// dead_letter_events_total{component,reason} and logs one line per write.
+type Writer struct {
+	out       *service.OwnedOutput
+	component string
+	log       *service.Logger
+	counter   *service.MetricCounter
+	clock     clock.Clock
+
+	seed     maphash.Seed
+	mu       sync.Mutex
+	seen     map[uint64]struct{}
+	order    []uint64
+	next     int
+	remember int
+}
+
+// FromParsed returns the Writer of the `dead_letter` field of conf, or nil
+// when the field is absent. component names the owning component in
+// records, metrics and logs.
+func FromParsed(conf *service.ParsedConfig, res *service.Resources, component string) (*Writer, error) {
+	if !conf.Contains(FieldDeadLetter) {
+		return nil, nil
+	}
+	out, err := conf.FieldOutput(FieldDeadLetter)
+	if err != nil {
+		return nil, err
+	}
+	return NewWriter(out, res, component, nil), nil
+}
+
+// NewWriter returns a Writer on out. A nil clk means the system clock.
+func NewWriter(out *service.OwnedOutput, res *service.Resources, component string, clk clock.Clock) *Writer {
+	w := &Writer{
+		out:       out,
+		component: component,
+		clock:     clock.OrSystem(clk),
+		seed:      maphash.MakeSeed(),
+		seen:      make(map[uint64]struct{}),
+		remember:  defaultRemember,
+	}
+	if res != nil {
+		w.log = res.Logger()
+		w.counter = res.Metrics().NewCounter("dead_letter_events_total", "component", "reason")
+	}
+	return w
+}
+
+func (w *Writer) keyOf(e Entry) uint64 {
+	var h maphash.Hash
+	h.SetSeed(w.seed)
+	h.WriteString(string(e.Reason))
+	h.WriteByte(0)
+	if e.Key != "" {
+		h.WriteString(e.Key)
+	} else if b, err := e.Msg.AsBytes(); err == nil {
+		h.Write(b)
+	}
+	return h.Sum64()
+}
+
+// Write writes one record per entry not written before, as one batch, and
+// returns the child output's error (nil when nothing needed writing). On an
+// error nothing is remembered, so the caller nacks the messages and a re-send
+// writes them again.
+func (w *Writer) Write(ctx context.Context, entries []Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	keys := make([]uint64, 0, len(entries))
+	batch := make(service.MessageBatch, 0, len(entries))
+	counts := map[Reason]int{}
+	w.mu.Lock()
+	for _, e := range entries {
+		k := w.keyOf(e)
+		if _, dup := w.seen[k]; dup || containsKey(keys, k) {
+			continue
+		}
+		keys = append(keys, k)
+		batch = append(batch, w.record(e))
+		counts[e.Reason]++
+	}
+	w.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := w.out.WriteBatch(ctx, batch); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	for _, k := range keys {
+		w.remember1(k)
+	}
+	w.mu.Unlock()
+	w.report(counts, len(entries)-len(batch))
+	return nil
+}
+
+func containsKey(keys []uint64, k uint64) bool {
+	for _, o := range keys {
+		if o == k {
+			return true
+		}
+	}
+	return false
+}
+
+// remember1 adds k, forgetting the oldest key beyond w.remember.
+func (w *Writer) remember1(k uint64) {
+	if _, ok := w.seen[k]; ok {
+		return
+	}
+	if len(w.order) < w.remember {
+		w.order = append(w.order, k)
+	} else {
+		delete(w.seen, w.order[w.next])
+		w.order[w.next] = k
+		w.next = (w.next + 1) % w.remember
+	}
+	w.seen[k] = struct{}{}
+}
+
+func (w *Writer) record(e Entry) *service.Message {
+	raw, _ := e.Msg.AsBytes()
+	r := Record{
+		Reason:    e.Reason,
+		FailedAt:  w.clock.Now(),
+		Component: w.component,
+		Event:     raw,
+	}
+	if e.Err != nil {
+		r.Error = e.Err.Error()
+	}
+	r.EventType, _ = e.Msg.MetaGet("currents_event_type")
+	for _, k := range SourceKeys {
+		if v, ok := e.Msg.MetaGet(k); ok && v != "" {
+			r.Source = append(r.Source, [2]string{k, v})
+		}
+	}
+	out := service.NewMessage(r.Encode(make([]byte, 0, len(raw)+256)))
+	out.MetaSetMut(MetaReason, string(e.Reason))
+	return out
+}
+
+func (w *Writer) report(counts map[Reason]int, duplicates int) {
+	reasons := make([]string, 0, len(counts))
+	for r, n := range counts {
+		if w.counter != nil {
+			w.counter.Incr(int64(n), w.component, string(r))
+		}
+		reasons = append(reasons, string(r)+"="+strconv.Itoa(n))
+	}
+	if w.log == nil {
+		return
+	}
+	sort.Strings(reasons)
+	if duplicates > 0 {
+		w.log.Warnf("dead-lettered %d events (%s); %d already dead-lettered before", sum(counts), strings.Join(reasons, " "), duplicates)
+		return
+	}
+	w.log.Warnf("dead-lettered %d events (%s)", sum(counts), strings.Join(reasons, " "))
+}
+
+func sum(m map[Reason]int) (n int) {
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// Close closes the child output.
+func (w *Writer) Close(ctx context.Context) error {
+	if w == nil {
+		return nil
+	}
+	return w.out.Close(ctx)
+}
