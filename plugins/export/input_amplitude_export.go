@@ -409,6 +409,7 @@ func (e *amplitudeExport) open(ctx context.Context) (service.MessageBatch, error
 // download runs one request with retries.
 func (e *amplitudeExport) download(ctx context.Context, r hourRange) (*os.File, int64, error) {
 	boff := *e.boff
+	boff.Clock = backoffClock{e.clock} // max_elapsed_time on the same clock
 	boff.Reset()
 	for attempt := 1; ; attempt++ {
 		start := e.clock.Now()
@@ -432,6 +433,11 @@ func (e *amplitudeExport) download(ctx context.Context, r hourRange) (*os.File, 
 		}
 	}
 }
+
+// backoffClock adapts a clock.Clock to backoff.Clock.
+type backoffClock struct{ c clock.Clock }
+
+func (b backoffClock) Now() time.Time { return b.c.Now() }
 
 func statusLabel(f *os.File, err error) string {
 	switch {

@@ -1,0 +1,17 @@
+package export
+
+import (
+	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+)
+
+// NewInputForTest builds an amplitude_export input from its YAML config with
+// the given clock.
+func NewInputForTest(yaml string, clk clock.Clock) (service.BatchInput, error) {
+	conf, err := amplitudeExportSpec().ParseYAML(yaml, nil)
+	if err != nil {
+		return nil, err
+	}
+	return newAmplitudeExportFromParsed(conf, service.MockResources(), clk)
+}
