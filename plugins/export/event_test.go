@@ -74,11 +74,11 @@ func TestParseHour(t *testing.T) {
 		{in: "20261129T13", want: want},
 		{in: "2026-11-29T13", want: want},
 		{in: "2026-11-29T13:00:00Z", want: want},
-		{in: "2026-11-29T14:00:00+01:00", want: want},        // Paris in winter
-		{in: "2026-11-29T08:00:00-05:00", want: want},        // New York
-		{in: "2026-11-29", want: want.Add(-13 * time.Hour)},  // midnight UTC
-		{in: "2026-11-30T00:00:00+11:00", want: want},        // Sydney: the day before in UTC
-		{in: "2026-11-29T18:30:00+05:30", want: want},        // India: a whole UTC hour
+		{in: "2026-11-29T14:00:00+01:00", want: want},       // Paris in winter
+		{in: "2026-11-29T08:00:00-05:00", want: want},       // New York
+		{in: "2026-11-29", want: want.Add(-13 * time.Hour)}, // midnight UTC
+		{in: "2026-11-30T00:00:00+11:00", want: want},       // Sydney: the day before in UTC
+		{in: "2026-11-29T18:30:00+05:30", want: want},       // India: a whole UTC hour
 		{in: "2026-11-29T18:00:00+05:30", err: "whole UTC hour"},
 		{in: "2026-11-29T13:30:00Z", err: "whole UTC hour"},
 		{in: "yesterday", err: "expected YYYYMMDDTHH"},

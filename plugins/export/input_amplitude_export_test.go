@@ -19,7 +19,9 @@ import (
 
 var day = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func hour(h int, min int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(min)*time.Minute) }
+func hour(h int, min int) time.Time {
+	return day.Add(time.Duration(h)*time.Hour + time.Duration(min)*time.Minute)
+}
 
 // read drains an amplitude_export input built from yaml, advancing the fake
 // clock whenever the input waits on it.
