@@ -411,11 +411,20 @@ func notePending(pending map[string]*pendingEvent, msg *service.Message) {
 		}
 		p := pending[f[0].String()]
 		if p == nil {
-			p = &pendingEvent{time: f[1].Int(), typ: typ}
+			p = &pendingEvent{time: currentsTime(f[1]), typ: typ}
 			pending[f[0].String()] = p
 		}
 		p.n++
 	}
+}
+
+// currentsTime reads a Currents time (Unix seconds), UnknownTime when it is
+// not a positive number.
+func currentsTime(v gjson.Result) int64 {
+	if v.Type != gjson.Number || v.Int() <= 0 {
+		return UnknownTime
+	}
+	return v.Int()
 }
 
 // recordMapped records one message leaving the delivery processors: an
@@ -430,7 +439,7 @@ func (in *amplitudeReconcile) recordMapped(rec *Reconciler, pending map[string]*
 		p := pending[id]
 		if p == nil || p.n == 0 {
 			typ, _ := msg.MetaGet(currents.MetaEventType)
-			rec.NotSent(gjson.GetBytes(raw, "time").Int(), typ, true)
+			rec.NotSent(currentsTime(gjson.GetBytes(raw, "time")), typ, true)
 			return nil
 		}
 		p.n--
@@ -442,7 +451,7 @@ func (in *amplitudeReconcile) recordMapped(rec *Reconciler, pending map[string]*
 		// Not an Amplitude event: delivery would refuse it.
 		in.warn.Warn(in.log, in.clock.Now().UnixNano(), "amplitude_reconcile: %d mapped Currents events are not Amplitude events, counted as rejected (last: %v)", err)
 		typ, _ := msg.MetaGet(currents.MetaEventType)
-		rec.NotSent(gjson.GetBytes(raw, "time").Int()/1000, typ, true)
+		rec.NotSent(UnknownTime, typ, true)
 		return nil
 	}
 	if p := pending[ev.InsertID]; p != nil && p.n > 0 {

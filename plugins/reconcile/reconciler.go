@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -110,15 +111,21 @@ func (r *Reconciler) AddExpected(ev export.Event, body []byte) error {
 
 // NotSent records a Currents event delivery does not send: dropped by the
 // mapping (filtered, unknown or unidentified) or rejected (dead-lettered).
-// timeSec is the Currents time, Unix seconds.
+// timeSec is the Currents time, Unix seconds, or UnknownTime when the event
+// has none that can be read: it is then counted as in the window, under the
+// hour UnknownTime.
 func (r *Reconciler) NotSent(timeSec int64, currentsType string, rejected bool) {
 	r.nCurrents.Add(1)
 	r.report.Totals.CurrentsEvents++
-	if !r.inWindow(timeSec * 1000) {
-		r.report.Totals.CurrentsOutsideWindow++
-		return
+	hour := int64(UnknownTime)
+	if timeSec != UnknownTime {
+		if !r.inWindow(timeSec * 1000) {
+			r.report.Totals.CurrentsOutsideWindow++
+			return
+		}
+		hour = hourOf(timeSec * 1000)
 	}
-	row := r.report.notSentRow(hourOf(timeSec*1000), currentsType)
+	row := r.report.notSentRow(hour, currentsType)
 	if rejected {
 		row.Rejected++
 		r.report.Totals.Rejected++
@@ -295,6 +302,11 @@ func (g *group) flush() error {
 	}
 	return nil
 }
+
+// UnknownTime stands for the time of an event that has none that can be
+// read (a rejected event); its not-sent row has this hour, "unknown" in the
+// JSON report.
+const UnknownTime = math.MinInt64
 
 // hourOf returns the UTC hour of a Unix millisecond time, as Unix seconds.
 func hourOf(ms int64) int64 {

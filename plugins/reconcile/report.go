@@ -143,7 +143,12 @@ func (r *Report) finish() {
 	r.rows, r.notSent = nil, nil
 }
 
-func hourString(h int64) string { return time.Unix(h, 0).UTC().Format(time.RFC3339) }
+func hourString(h int64) string {
+	if h == UnknownTime {
+		return "unknown"
+	}
+	return time.Unix(h, 0).UTC().Format(time.RFC3339)
+}
 
 type count struct {
 	key string
