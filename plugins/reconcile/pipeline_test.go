@@ -1,0 +1,116 @@
+package reconcile_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+	_ "github.com/opencurrents/currents-amplitude/plugins/all"
+	"github.com/opencurrents/currents-amplitude/plugins/currents"
+	"github.com/opencurrents/currents-amplitude/plugins/currentsgen"
+	"github.com/opencurrents/currents-amplitude/plugins/export"
+	"github.com/opencurrents/currents-amplitude/plugins/export/exporttest"
+)
+
+// TestShippedPipeline runs config/reconcile.yaml on Currents Avro storage
+// files against the fake Export API, with every 50th event missing from
+// Amplitude, and RESEND=true: the report counts them, the missing file holds
+// them and the ingestion server receives exactly them.
+func TestShippedPipeline(t *testing.T) {
+	const n = 3000
+	dir := t.TempDir()
+	cfg := currentsgen.Config{Seed: 7, Devices: 500, StartTime: t0.Unix(), EventsPerSecond: 1}
+	if _, err := currentsgen.WriteAvro(filepath.Join(dir, "currents"), currentsgen.New(cfg), n, currentsgen.AvroOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mapper, err := currents.NewMapper(currents.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := exporttest.NewServer(exporttest.Options{APIKey: "key-123456", SecretKey: "secret-abcdef"})
+	defer exp.Close()
+	g := currentsgen.New(cfg)
+	var want []string
+	var buf []byte
+	for i := range n {
+		buf = g.Next().AppendFlat(buf[:0])
+		out, res, err := mapper.AppendEvent(nil, buf, "")
+		if err != nil || res.Dropped != "" {
+			t.Fatalf("generated event %d not mapped: %v %s", i, err, res.Dropped)
+		}
+		ev, err := export.ParseEvent(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 7 {
+			want = append(want, ev.InsertID)
+			continue
+		}
+		exp.Add(exporttest.Event{InsertID: ev.InsertID, EventType: ev.EventType, UserID: ev.UserID, DeviceID: ev.DeviceID,
+			Time: time.UnixMilli(ev.Time), Uploaded: time.UnixMilli(ev.Time).Add(20 * time.Minute)})
+	}
+	slices.Sort(want)
+	ingest := amplitudetest.NewServer(amplitudetest.Options{APIKey: "key-123456"})
+	defer ingest.Close()
+
+	for k, v := range map[string]string{
+		"RECONCILE_START":      t0.Format(time.RFC3339),
+		"RECONCILE_END":        t0.Add(2 * time.Hour).Format(time.RFC3339),
+		"CURRENTS_DIR":         filepath.Join(dir, "currents"),
+		"AMPLITUDE_API_KEY":    "key-123456",
+		"AMPLITUDE_SECRET_KEY": "secret-abcdef",
+		"AMPLITUDE_API_URL":    exp.URL,
+		"AMPLITUDE_URL":        ingest.BatchURL(),
+		"UPLOAD_LAG":           "1h",
+		"SPILL_DIR":            dir,
+		"REPORT_PATH":          filepath.Join(dir, "report.json"),
+		"SUMMARY_PATH":         filepath.Join(dir, "summary.txt"),
+		"MISSING_PATH":         filepath.Join(dir, "missing.jsonl"),
+		"RESEND":               "true",
+		"LOG_LEVEL":            "ERROR",
+	} {
+		t.Setenv(k, v)
+	}
+	code, err := service.RunCLIToCode(context.Background(),
+		service.CLIOptSetArgs("currents-amplitude", "run", "../../config/reconcile.yaml"))
+	if err != nil || code != 0 {
+		t.Fatalf("run: code %d, %v", code, err)
+	}
+	rep, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := gjson.ParseBytes(rep)
+	if r.Get("totals.expected").Int() != n || r.Get("totals.missing").Int() != int64(len(want)) ||
+		r.Get("totals.present").Int() != int64(n-len(want)) || r.Get("totals.extra").Int() != 0 || !r.Get("complete").Bool() {
+		t.Errorf("report totals %s, want %d expected, %d missing", r.Get("totals").Raw, n, len(want))
+	}
+	lines, err := os.ReadFile(filepath.Join(dir, "missing.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(string(lines)), "\n") {
+		got = append(got, gjson.Get(l, "insert_id").String())
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("missing file holds %d ids, want %d", len(got), len(want))
+	}
+	var sent []string
+	for _, ev := range ingest.Events() {
+		sent = append(sent, ev.InsertID)
+	}
+	slices.Sort(sent)
+	if !slices.Equal(sent, want) {
+		t.Errorf("re-sent %d events, want the %d missing", len(sent), len(want))
+	}
+}
