@@ -12,8 +12,8 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
-	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
 	_ "github.com/opencurrents/currents-amplitude/plugins/all"
+	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
 	"github.com/opencurrents/currents-amplitude/plugins/currents"
 	"github.com/opencurrents/currents-amplitude/plugins/currentsgen"
 	"github.com/opencurrents/currents-amplitude/plugins/export"
