@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -24,6 +25,10 @@ const (
 // maxFanIn bounds the runs merged at once (open files, read buffers); more
 // runs are merged in several passes.
 const maxFanIn = 64
+
+// runBlockSize is the compression block of run files: small, since a merge
+// holds the buffers of up to maxFanIn readers at once.
+const runBlockSize = 128 << 10
 
 // record is one event of one side. Its slices are valid until the next
 // record is read from the same source.
@@ -113,16 +118,25 @@ func newSorter(dir, name string, limit int, runCount *atomic.Int64) *sorter {
 	return &sorter{dir: dir, name: name, limit: limit, runCount: runCount}
 }
 
-// add buffers one record, spilling the buffer when it is full.
+// add buffers one record, spilling the buffer first when the record does
+// not fit. The buffer is allocated once, at its full size (three quarters of
+// the limit for the records, a quarter for their index), and never grown,
+// so that memory stays within the limit instead of doubling on growth.
 func (s *sorter) add(id string, side byte, t int64, typ string, body []byte) error {
+	if s.arena == nil {
+		s.arena = make([]byte, 0, max(s.limit*3/4, 1<<10))
+		s.idx = make([]entry, 0, max(s.limit/4/int(unsafe.Sizeof(entry{})), 16))
+	}
+	if bound := len(id) + len(typ) + len(body) + 4*binary.MaxVarintLen64 + 1; len(s.idx) == cap(s.idx) || len(s.arena)+bound > cap(s.arena) {
+		if err := s.spill(); err != nil {
+			return err
+		}
+	}
 	off := len(s.arena)
 	s.arena = appendRecord(s.arena, id, side, t, typ, body)
 	idOff := off + uvarintLen(uint64(len(id)))
 	s.idx = append(s.idx, entry{off: uint32(off), idOff: uint32(idOff), idLen: uint32(len(id)), end: uint32(len(s.arena))})
 	s.records++
-	if len(s.arena)+len(s.idx)*16 >= s.limit {
-		return s.spill()
-	}
 	return nil
 }
 
@@ -185,7 +199,7 @@ func newRunWriter(dir, name string) (*runWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spill run: %w", err)
 	}
-	return &runWriter{f: f, z: s2.NewWriter(f, s2.WriterConcurrency(1))}, nil
+	return &runWriter{f: f, z: s2.NewWriter(f, s2.WriterConcurrency(1), s2.WriterBlockSize(runBlockSize))}, nil
 }
 
 func (w *runWriter) write(rec []byte) error {
@@ -225,7 +239,7 @@ func openRun(path string) (*runReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &runReader{f: f, br: bufio.NewReaderSize(s2.NewReader(f), 32<<10)}, nil
+	return &runReader{f: f, br: bufio.NewReaderSize(s2.NewReader(f, s2.ReaderMaxBlockSize(runBlockSize)), 32<<10)}, nil
 }
 
 // next reads the next record into cur; io.EOF at the end.
