@@ -170,6 +170,7 @@ amplitude_reconcile:
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("summary:\n%s", sum)
 	for _, want := range []string{"RESULT: MISSING: 2 of 5 expected events", "Unexpected extra:      1", "[Appboy] Email Open"} {
 		if !strings.Contains(string(sum), want) {
 			t.Errorf("summary lacks %q:\n%s", want, sum)
