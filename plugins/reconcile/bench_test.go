@@ -137,7 +137,8 @@ func mapReconcile(tb testing.TB, n int) {
 
 // TestReconcileScale measures one large run: set RECONCILE_SCALE_EVENTS
 // (e.g. 10000000) and RECONCILE_SCALE_MODE (spill or map), one mode per
-// process, since the figure is the process's peak RSS:
+// process, since the figure is the process's peak RSS; with spill,
+// RECONCILE_SCALE_MEMORY_MB is the sort memory (default 256):
 //
 //	RECONCILE_SCALE_EVENTS=10000000 RECONCILE_SCALE_MODE=spill go test -run TestReconcileScale -v ./plugins/reconcile/
 func TestReconcileScale(t *testing.T) {
@@ -152,7 +153,11 @@ func TestReconcileScale(t *testing.T) {
 		mapReconcile(t, n)
 	default:
 		mode = "spill"
-		rep := reconcileSynthetic(t, n, 256<<20)
+		mb, _ := strconv.Atoi(os.Getenv("RECONCILE_SCALE_MEMORY_MB"))
+		if mb <= 0 {
+			mb = 256
+		}
+		rep := reconcileSynthetic(t, n, mb<<20)
 		t.Logf("runs %d, spilled %d MiB", rep.Runs, rep.SpilledBytes>>20)
 	}
 	elapsed := time.Since(start)

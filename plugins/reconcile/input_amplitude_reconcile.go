@@ -285,6 +285,14 @@ func (in *amplitudeReconcile) ReadBatch(ctx context.Context) (service.MessageBat
 
 // run reads both sides, merges them and writes the report.
 func (in *amplitudeReconcile) run(ctx context.Context) error {
+	// A report left by an earlier run must not pass for this one's if it
+	// fails.
+	if in.reportPath != "" {
+		if err := os.Remove(in.reportPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			in.log.Errorf("amplitude_reconcile: removing the previous report: %v", err)
+			return err
+		}
+	}
 	rec, err := New(in.opts)
 	if err != nil {
 		in.log.Errorf("amplitude_reconcile: %v", err)
@@ -292,11 +300,19 @@ func (in *amplitudeReconcile) run(ctx context.Context) error {
 	}
 	defer rec.Close()
 	in.log.Infof("amplitude_reconcile: reconciling %s to %s; spill folder %s", in.opts.Start.Format(time.RFC3339), in.opts.End.Format(time.RFC3339), rec.dir)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	wg.Add(2)
-	go func() { defer wg.Done(); errs[0] = in.readCurrents(ctx, rec) }()
-	go func() { defer wg.Done(); errs[1] = in.readAmplitude(ctx, rec) }()
+	for i, read := range [...]func(context.Context, *Reconciler) error{in.readCurrents, in.readAmplitude} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = read(ctx, rec); errs[i] != nil {
+				cancel() // the other side is of no use now
+			}
+		}()
+	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		in.log.Errorf("amplitude_reconcile: reading failed, no report written: %v", err)

@@ -218,8 +218,12 @@ func (r *Reconciler) Finish(missing io.Writer) (*Report, error) {
 	return r.report, nil
 }
 
-// Close removes the spill folder.
-func (r *Reconciler) Close() error { return os.RemoveAll(r.dir) }
+// Close frees the sort buffers and removes the spill folder.
+func (r *Reconciler) Close() error {
+	r.expected.release()
+	r.present.release()
+	return os.RemoveAll(r.dir)
+}
 
 // group accumulates the records of one insert id and classifies them.
 type group struct {

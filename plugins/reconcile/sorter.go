@@ -109,6 +109,8 @@ type sorter struct {
 
 	records      int64
 	spilledBytes int64
+	free         func() // releases the buffer
+
 	// runCount counts the runs of every sorter sharing it, for progress
 	// reports read from other goroutines.
 	runCount *atomic.Int64
@@ -124,8 +126,7 @@ func newSorter(dir, name string, limit int, runCount *atomic.Int64) *sorter {
 // so that memory stays within the limit instead of doubling on growth.
 func (s *sorter) add(id string, side byte, t int64, typ string, body []byte) error {
 	if s.arena == nil {
-		s.arena = make([]byte, 0, max(s.limit*3/4, 1<<10))
-		s.idx = make([]entry, 0, max(s.limit/4/int(unsafe.Sizeof(entry{})), 16))
+		s.alloc()
 	}
 	if bound := len(id) + len(typ) + len(body) + 4*binary.MaxVarintLen64 + 1; len(s.idx) == cap(s.idx) || len(s.arena)+bound > cap(s.arena) {
 		if err := s.spill(); err != nil {
@@ -184,8 +185,26 @@ func (s *sorter) spill() error {
 	return nil
 }
 
-// release drops the buffer's memory (after the final spill).
-func (s *sorter) release() { s.arena, s.idx = nil, nil }
+// alloc allocates the buffer: three quarters of the limit for the records,
+// a quarter for their index, in one block outside the Go heap.
+func (s *sorter) alloc() {
+	entries := max(s.limit/4/int(unsafe.Sizeof(entry{})), 16)
+	arena := max(s.limit-entries*int(unsafe.Sizeof(entry{})), 1<<10) &^ 15
+	buf, free := allocBuffer(arena + entries*int(unsafe.Sizeof(entry{})))
+	s.free = free
+	s.arena = buf[:0:arena]
+	// The mapping is page aligned, and arena a multiple of 16 below.
+	s.idx = unsafe.Slice((*entry)(unsafe.Pointer(&buf[arena])), entries)[:0]
+}
+
+// release frees the buffer (after the final spill).
+func (s *sorter) release() {
+	s.arena, s.idx = nil, nil
+	if s.free != nil {
+		s.free()
+		s.free = nil
+	}
+}
 
 // runWriter writes one sorted run.
 type runWriter struct {
