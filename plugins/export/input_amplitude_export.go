@@ -271,17 +271,30 @@ func newAmplitudeExportFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	return e, nil
 }
 
-// rangeFromParsed reads start, end and upload_lag into the hours to request.
-func rangeFromParsed(conf *service.ParsedConfig) (hourRange, error) {
+// WindowFromParsed reads a window of whole UTC hours, [start, end), from two
+// string fields parsed with ParseHour.
+func WindowFromParsed(conf *service.ParsedConfig, startField, endField string) (start, end time.Time, err error) {
 	var t [2]time.Time
-	for i, f := range [...]string{aeFieldStart, aeFieldEnd} {
+	for i, f := range [...]string{startField, endField} {
 		s, err := conf.FieldString(f)
 		if err != nil {
-			return hourRange{}, err
+			return start, end, err
 		}
 		if t[i], err = ParseHour(s); err != nil {
-			return hourRange{}, fmt.Errorf("%s: %w", f, err)
+			return start, end, fmt.Errorf("%s: %w", f, err)
 		}
+	}
+	if !t[1].After(t[0]) {
+		return start, end, fmt.Errorf("%s %s is not after %s %s", endField, t[1].Format(time.RFC3339), startField, t[0].Format(time.RFC3339))
+	}
+	return t[0], t[1], nil
+}
+
+// rangeFromParsed reads start, end and upload_lag into the hours to request.
+func rangeFromParsed(conf *service.ParsedConfig) (hourRange, error) {
+	start, end, err := WindowFromParsed(conf, aeFieldStart, aeFieldEnd)
+	if err != nil {
+		return hourRange{}, err
 	}
 	lag, err := conf.FieldDuration(aeFieldUploadLag)
 	if err != nil {
@@ -290,10 +303,7 @@ func rangeFromParsed(conf *service.ParsedConfig) (hourRange, error) {
 	if lag < 0 || lag%time.Hour != 0 {
 		return hourRange{}, fmt.Errorf("upload_lag %s: must be whole hours", lag)
 	}
-	if !t[1].After(t[0]) {
-		return hourRange{}, fmt.Errorf("end %s is not after start %s", t[1].Format(time.RFC3339), t[0].Format(time.RFC3339))
-	}
-	return hourRange{first: t[0], last: t[1].Add(lag - time.Hour)}, nil
+	return hourRange{first: start, last: end.Add(lag - time.Hour)}, nil
 }
 
 // splitRange cuts r into slices of at most per hours.

@@ -175,21 +175,11 @@ type amplitudeReconcile struct {
 }
 
 func newAmplitudeReconcileFromParsed(conf *service.ParsedConfig, mgr *service.Resources, clk clock.Clock) (*amplitudeReconcile, error) {
-	var window [2]time.Time
-	for i, f := range [...]string{arFieldStart, arFieldEnd} {
-		s, err := conf.FieldString(f)
-		if err != nil {
-			return nil, err
-		}
-		if window[i], err = export.ParseHour(s); err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-	}
-	if !window[1].After(window[0]) {
-		return nil, errors.New("end must be after start")
+	start, end, err := export.WindowFromParsed(conf, arFieldStart, arFieldEnd)
+	if err != nil {
+		return nil, err
 	}
 	in := &amplitudeReconcile{log: mgr.Logger(), clock: clk, done: make(chan struct{})}
-	var err error
 	if in.currents, err = conf.FieldInput(arFieldCurrents); err != nil {
 		return nil, err
 	}
@@ -230,7 +220,7 @@ func newAmplitudeReconcileFromParsed(conf *service.ParsedConfig, mgr *service.Re
 		return nil, errors.New("batch_size must be at least 1")
 	}
 	in.opts = Options{
-		Start: window[0], End: window[1], Dir: spill, MemoryLimit: mb << 20,
+		Start: start, End: end, Dir: spill, MemoryLimit: mb << 20,
 		KeepBodies: in.emitMissing, Clock: clk, ProgressInterval: interval,
 		Progress: func(s string) { in.log.Info(s) },
 	}
