@@ -261,48 +261,38 @@ func (g *group) add(rec *record) error {
 	return nil
 }
 
-// flush classifies the current id: matched, missing or extra.
+// flush classifies the current id: matched, missing or extra, and counts it
+// under its hour and event type (the expected ones when expected).
 func (g *group) flush() error {
 	defer func() { g.nE, g.nP = 0, 0 }()
 	if g.nE == 0 && g.nP == 0 {
 		return nil
 	}
-	t := &g.rep.Totals
-	if g.nE == 0 {
-		row := g.rep.row(hourOf(g.pTime), g.pType)
-		row.Extra++
-		t.Extra++
-		if g.nP > 1 {
-			row.AmplitudeDuplicates += int64(g.nP - 1)
-			t.AmplitudeDuplicates += int64(g.nP - 1)
-		}
-		return nil
-	}
-	row := g.rep.row(hourOf(g.eTime), g.eType)
-	row.Expected++
-	t.Expected++
-	if g.nE > 1 {
-		row.CurrentsDuplicates += int64(g.nE - 1)
-		t.CurrentsDuplicates += int64(g.nE - 1)
-	}
-	if g.nP == 0 {
-		row.Missing++
-		t.Missing++
-		if g.missing != nil && len(g.body) > 0 {
-			g.missing.Write(g.body)
-			return g.missing.WriteByte('\n')
-		}
-		return nil
-	}
-	row.Present++
-	t.Present++
+	var c Counts
+	hour, typ := hourOf(g.eTime), g.eType
 	if g.nP > 1 {
-		row.AmplitudeDuplicates += int64(g.nP - 1)
-		t.AmplitudeDuplicates += int64(g.nP - 1)
+		c.AmplitudeDuplicates = int64(g.nP - 1)
 	}
-	if !bytes.Equal(g.eType, g.pType) {
-		row.TypeMismatch++
-		t.TypeMismatch++
+	switch {
+	case g.nE == 0:
+		hour, typ = hourOf(g.pTime), g.pType
+		c.Extra = 1
+	case g.nP == 0:
+		c.Expected, c.Missing = 1, 1
+	default:
+		c.Expected, c.Present = 1, 1
+		if !bytes.Equal(g.eType, g.pType) {
+			c.TypeMismatch = 1
+		}
+	}
+	if g.nE > 1 {
+		c.CurrentsDuplicates = int64(g.nE - 1)
+	}
+	g.rep.row(hour, typ).add(c)
+	g.rep.Totals.add(c)
+	if c.Missing == 1 && g.missing != nil && len(g.body) > 0 {
+		g.missing.Write(g.body)
+		return g.missing.WriteByte('\n')
 	}
 	return nil
 }

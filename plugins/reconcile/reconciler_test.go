@@ -38,14 +38,14 @@ func TestReconcilerClassifies(t *testing.T) {
 			name:       "all present",
 			expected:   []side{{"a", open, edge}, {"b", open, next}},
 			present:    []side{{"b", open, next}, {"a", open, edge}},
-			wantTotals: Totals{Expected: 2, Present: 2},
+			wantTotals: Totals{Counts: Counts{Expected: 2, Present: 2}},
 			wantRows:   map[string][4]int64{"10 " + open: {1, 1, 0, 0}, "11 " + open: {1, 1, 0, 0}},
 		},
 		{
 			name:       "missing at the hour edge, extra",
 			expected:   []side{{"a", open, edge}, {"b", open, next}},
 			present:    []side{{"a", open, edge}, {"x", click, next}},
-			wantTotals: Totals{Expected: 2, Present: 1, Missing: 1, Extra: 1},
+			wantTotals: Totals{Counts: Counts{Expected: 2, Present: 1, Missing: 1, Extra: 1}},
 			wantRows:   map[string][4]int64{"10 " + open: {1, 1, 0, 0}, "11 " + open: {1, 0, 1, 0}, "11 " + click: {0, 0, 0, 1}},
 			wantBodies: []string{"b"},
 		},
@@ -53,7 +53,7 @@ func TestReconcilerClassifies(t *testing.T) {
 			name:       "duplicates on both sides",
 			expected:   []side{{"a", open, edge}, {"a", open, edge}, {"b", open, edge}},
 			present:    []side{{"a", open, edge}, {"a", open, edge}, {"a", open, edge}, {"x", open, edge}, {"x", open, edge}},
-			wantTotals: Totals{Expected: 2, Present: 1, Missing: 1, Extra: 1, CurrentsDuplicates: 1, AmplitudeDuplicates: 3},
+			wantTotals: Totals{Counts: Counts{Expected: 2, Present: 1, Missing: 1, Extra: 1, CurrentsDuplicates: 1, AmplitudeDuplicates: 3}},
 			wantRows:   map[string][4]int64{"10 " + open: {2, 1, 1, 1}},
 			wantBodies: []string{"b"},
 		},
@@ -62,7 +62,7 @@ func TestReconcilerClassifies(t *testing.T) {
 			expected: []side{{"in", open, winStart}, {"before", open, winStart.Add(-time.Millisecond)},
 				{"last", open, winEnd.Add(-time.Millisecond)}, {"after", open, winEnd}},
 			present:    []side{{"in", open, winStart}, {"late", open, winEnd}, {"before", open, winStart.Add(-time.Millisecond)}},
-			wantTotals: Totals{Expected: 2, Present: 1, Missing: 1, CurrentsOutsideWindow: 2, AmplitudeOutsideWindow: 2},
+			wantTotals: Totals{Counts: Counts{Expected: 2, Present: 1, Missing: 1}, CurrentsOutsideWindow: 2, AmplitudeOutsideWindow: 2},
 			wantRows:   map[string][4]int64{"10 " + open: {1, 1, 0, 0}, "11 " + open: {1, 0, 1, 0}},
 			wantBodies: []string{"last"},
 		},
@@ -70,7 +70,7 @@ func TestReconcilerClassifies(t *testing.T) {
 			name:       "event type differs",
 			expected:   []side{{"a", open, edge}},
 			present:    []side{{"a", click, edge}},
-			wantTotals: Totals{Expected: 1, Present: 1, TypeMismatch: 1},
+			wantTotals: Totals{Counts: Counts{Expected: 1, Present: 1, TypeMismatch: 1}},
 			wantRows:   map[string][4]int64{"10 " + open: {1, 1, 0, 0}},
 		},
 	}
@@ -151,7 +151,7 @@ func TestReconcilerSpillsAndMerges(t *testing.T) {
 	if rep.Runs <= maxFanIn {
 		t.Fatalf("only %d runs: the test must exercise a multi-pass merge", rep.Runs)
 	}
-	want := Totals{CurrentsEvents: n, AmplitudeEvents: n - n/10 + 1, Expected: n, Present: n - n/10, Missing: n / 10, Extra: 1}
+	want := Totals{Counts: Counts{Expected: n, Present: n - n/10, Missing: n / 10, Extra: 1}, CurrentsEvents: n, AmplitudeEvents: n - n/10 + 1}
 	if rep.Totals != want {
 		t.Errorf("totals\n got %+v\nwant %+v", rep.Totals, want)
 	}

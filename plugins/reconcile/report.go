@@ -12,25 +12,15 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 )
 
-// Totals are the counts of a whole reconciliation.
-type Totals struct {
-	// CurrentsEvents is every Currents event read, in the window or not.
-	CurrentsEvents int64
-	// CurrentsOutsideWindow were read but lie outside the window.
-	CurrentsOutsideWindow int64
-	// Dropped are the window's Currents events the mapping drops (filtered,
-	// unknown type, unidentified): expected absent.
-	Dropped int64
-	// Rejected are the window's Currents events the mapping rejects (the
-	// delivery path dead-letters them): expected absent.
-	Rejected int64
-	// Expected is the number of distinct insert ids delivery sends for the
-	// window.
+// Counts are the outcome of matching insert ids, for one hour and event
+// type or for the whole window.
+type Counts struct {
+	// Expected is the number of distinct insert ids delivery sends.
 	Expected int64
 	// Present of those are in Amplitude; Missing are not.
 	Present, Missing int64
-	// Extra are events Amplitude holds in the window that delivery would not
-	// send (not in the Currents side, or dropped by the mapping).
+	// Extra are events Amplitude holds that delivery would not send (not in
+	// the Currents side, or dropped by the mapping).
 	Extra int64
 	// CurrentsDuplicates are repeated Currents events (same id); delivery
 	// sends them once.
@@ -41,6 +31,39 @@ type Totals struct {
 	// TypeMismatch counts present events whose Amplitude event_type differs
 	// from the expected one.
 	TypeMismatch int64
+}
+
+func (c *Counts) add(d Counts) {
+	c.Expected += d.Expected
+	c.Present += d.Present
+	c.Missing += d.Missing
+	c.Extra += d.Extra
+	c.CurrentsDuplicates += d.CurrentsDuplicates
+	c.AmplitudeDuplicates += d.AmplitudeDuplicates
+	c.TypeMismatch += d.TypeMismatch
+}
+
+// appendJSON appends the counts as JSON members (no braces).
+func (c *Counts) appendJSON(dst []byte) []byte {
+	return appendCounts(dst,
+		count{"expected", c.Expected}, count{"present", c.Present}, count{"missing", c.Missing}, count{"extra", c.Extra},
+		count{"currents_duplicates", c.CurrentsDuplicates}, count{"amplitude_duplicates", c.AmplitudeDuplicates},
+		count{"type_mismatch", c.TypeMismatch})
+}
+
+// Totals are the counts of a whole reconciliation.
+type Totals struct {
+	Counts
+	// CurrentsEvents is every Currents event read, in the window or not.
+	CurrentsEvents int64
+	// CurrentsOutsideWindow were read but lie outside the window.
+	CurrentsOutsideWindow int64
+	// Dropped are the window's Currents events the mapping drops (filtered,
+	// unknown type, unidentified): expected absent.
+	Dropped int64
+	// Rejected are the window's Currents events the mapping rejects (the
+	// delivery path dead-letters them): expected absent.
+	Rejected int64
 	// AmplitudeEvents is every Amplitude event read; AmplitudeOutsideWindow
 	// of them lie outside the window (uploaded in the range read, but with an
 	// event time outside the window); AmplitudeUnreadable rows could not be
@@ -54,10 +77,8 @@ type Row struct {
 	Hour int64
 	// EventType is the Amplitude event type (the expected one when both
 	// sides have the event).
-	EventType                               string
-	Expected, Present, Missing, Extra       int64
-	CurrentsDuplicates, AmplitudeDuplicates int64
-	TypeMismatch                            int64
+	EventType string
+	Counts
 }
 
 // NotSentRow holds the Currents events of one hour and one Currents type
@@ -183,10 +204,9 @@ func (r *Report) AppendJSON(dst []byte) []byte {
 		dst = jsonw.AppendString(dst, s)
 	}
 	dst = append(dst, `],"totals":{`...)
+	dst = t.Counts.appendJSON(dst)
+	dst = append(dst, ',')
 	dst = appendCounts(dst,
-		count{"expected", t.Expected}, count{"present", t.Present}, count{"missing", t.Missing}, count{"extra", t.Extra},
-		count{"currents_duplicates", t.CurrentsDuplicates}, count{"amplitude_duplicates", t.AmplitudeDuplicates},
-		count{"type_mismatch", t.TypeMismatch},
 		count{"currents_events", t.CurrentsEvents}, count{"currents_outside_window", t.CurrentsOutsideWindow},
 		count{"not_sent_dropped", t.Dropped}, count{"not_sent_rejected", t.Rejected},
 		count{"amplitude_events", t.AmplitudeEvents}, count{"amplitude_outside_window", t.AmplitudeOutsideWindow},
@@ -201,10 +221,7 @@ func (r *Report) AppendJSON(dst []byte) []byte {
 		dst = append(dst, `,"event_type":`...)
 		dst = jsonw.AppendString(dst, row.EventType)
 		dst = append(dst, ',')
-		dst = appendCounts(dst,
-			count{"expected", row.Expected}, count{"present", row.Present}, count{"missing", row.Missing}, count{"extra", row.Extra},
-			count{"currents_duplicates", row.CurrentsDuplicates}, count{"amplitude_duplicates", row.AmplitudeDuplicates},
-			count{"type_mismatch", row.TypeMismatch})
+		dst = row.Counts.appendJSON(dst)
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `],"not_sent":[`...)
@@ -269,11 +286,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		if len(hours) == 0 || hours[len(hours)-1].Hour != row.Hour {
 			hours = append(hours, Row{Hour: row.Hour})
 		}
-		h := &hours[len(hours)-1]
-		h.Expected += row.Expected
-		h.Present += row.Present
-		h.Missing += row.Missing
-		h.Extra += row.Extra
+		hours[len(hours)-1].add(row.Counts)
 	}
 	for _, h := range hours {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", hourString(h.Hour), h.Expected, h.Present, h.Missing, h.Extra)
@@ -290,9 +303,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			s = &Row{EventType: row.EventType}
 			byType[row.EventType] = s
 		}
-		s.Expected += row.Expected
-		s.Missing += row.Missing
-		s.Extra += row.Extra
+		s.add(row.Counts)
 	}
 	if len(byType) > 0 {
 		types := make([]*Row, 0, len(byType))
