@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 
@@ -53,7 +54,12 @@ func ParseEvent(b []byte) (Event, error) {
 	if !gjson.ValidBytes(b) {
 		return Event{}, errors.New("not valid JSON")
 	}
-	r := gjson.ParseBytes(b)
+	if len(b) == 0 {
+		return Event{}, errors.New("not a JSON object")
+	}
+	// Read b in place (no copy of the whole row); stringField clones what
+	// it keeps, so the Event does not alias b.
+	r := gjson.Parse(unsafe.String(&b[0], len(b)))
 	if !r.IsObject() {
 		return Event{}, errors.New("not a JSON object")
 	}
@@ -103,7 +109,7 @@ func stringField(v gjson.Result, name string) (string, error) {
 		if len(v.Str) > MaxFieldLength {
 			return "", fmt.Errorf("%s: longer than %d bytes", name, MaxFieldLength)
 		}
-		return v.Str, nil
+		return strings.Clone(v.Str), nil
 	}
 	return "", fmt.Errorf("%s: not a string", name)
 }
