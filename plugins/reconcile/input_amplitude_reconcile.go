@@ -72,6 +72,10 @@ with `+"`emit_missing`"+`, every missing event is emitted as a message, as deliv
 Amplitude event object, metadata `+"`reconcile_missing: true`"+`), to be written to a file or re-sent through the
 normal delivery output (Amplitude de-duplicates by insert id, so a re-send is safe). The input then ends.
 
+If a side fails to be read (an error of a child input or of the spill folder), both sides stop, the error is
+logged at error level, no report is written (a report left by an earlier run is removed first) and the input
+ends.
+
 Metrics: `+"`reconcile_expected_total`"+`, `+"`reconcile_present_total`"+`, `+"`reconcile_missing_total`"+`,
 `+"`reconcile_extra_total`"+` (set once at the end).`).
 		Fields(
