@@ -25,6 +25,9 @@ type Event struct {
 	Time int64
 	// UserID and DeviceID are the Amplitude ids; either may be empty.
 	UserID, DeviceID string
+	// Library is the sender's library field ("Braze" for events this
+	// project delivers); may be empty.
+	Library string
 }
 
 // MaxFieldLength bounds every string field of a decoded event (Amplitude's
@@ -49,7 +52,8 @@ var ErrNoInsertID = errors.New("event has no insert_id")
 // ParseEvent decodes one event in either of two shapes: an Export API row
 // (with "$insert_id" and "client_event_time") or the compact record
 // AppendCompact writes (and any Amplitude HTTP API event: "insert_id" and a
-// "time" in milliseconds).
+// "time" in milliseconds). On error, the fields decoded so far (Library
+// first) are returned.
 func ParseEvent(b []byte) (Event, error) {
 	if !gjson.ValidBytes(b) {
 		return Event{}, errors.New("not valid JSON")
@@ -65,6 +69,11 @@ func ParseEvent(b []byte) (Event, error) {
 	}
 	var ev Event
 	var err error
+	// The library first: a caller may skip other senders' rows even when
+	// they lack fields this decoder requires.
+	if ev.Library, err = stringField(r.Get("library"), "library"); err != nil {
+		return ev, err
+	}
 	if v := r.Get(`\$insert_id`); v.Exists() {
 		if ev.InsertID, err = stringField(v, "$insert_id"); err != nil {
 			return ev, err
@@ -153,8 +162,8 @@ func ParseRowTime(s string) (time.Time, error) {
 }
 
 // AppendCompact appends ev as the compact JSON record the amplitude_export
-// input emits: {"insert_id","event_type","time","user_id","device_id"}, the
-// ids left out when empty.
+// input emits: {"insert_id","event_type","time","user_id","device_id",
+// "library"}, the last three left out when empty.
 func AppendCompact(dst []byte, ev Event) []byte {
 	dst = append(dst, `{"insert_id":`...)
 	dst = jsonw.AppendString(dst, ev.InsertID)
@@ -169,6 +178,10 @@ func AppendCompact(dst []byte, ev Event) []byte {
 	if ev.DeviceID != "" {
 		dst = append(dst, `,"device_id":`...)
 		dst = jsonw.AppendString(dst, ev.DeviceID)
+	}
+	if ev.Library != "" {
+		dst = append(dst, `,"library":`...)
+		dst = jsonw.AppendString(dst, ev.Library)
 	}
 	return append(dst, '}')
 }

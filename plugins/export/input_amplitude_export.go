@@ -33,7 +33,7 @@ const (
 	aeFieldFormat          = "format"
 	aeFieldBatchSize       = "batch_size"
 
-	// FormatCompact emits {"insert_id","event_type","time","user_id","device_id"}.
+	// FormatCompact emits {"insert_id","event_type","time","user_id","device_id","library"}.
 	FormatCompact = "compact"
 	// FormatRow emits the exported row as it is.
 	FormatRow = "row"
@@ -71,8 +71,8 @@ included. Exports lag uploads by about two hours (`+"`data_delay`"+`): hours not
 and reported as incomplete (see below).
 
 Each message is one event: with `+"`format: compact`"+` the fields reconciliation needs,
-`+"`{\"insert_id\",\"event_type\",\"time\",\"user_id\",\"device_id\"}`"+` (`+"`time`"+` in Unix milliseconds from
-`+"`client_event_time`"+`, the time the sender set; the ids left out when empty); with `+"`format: row`"+` the row as
+`+"`{\"insert_id\",\"event_type\",\"time\",\"user_id\",\"device_id\",\"library\"}`"+` (`+"`time`"+` in Unix
+milliseconds from `+"`client_event_time`"+`, the time the sender set; ids and library left out when empty); with `+"`format: row`"+` the row as
 exported. Metadata `+"`amplitude_export_entry`"+` and `+"`amplitude_export_line`"+` locate the row.
 
 Failures:

@@ -114,10 +114,10 @@ func TestAmplitudeExportReadsEveryUploadHour(t *testing.T) {
 	fc := clock.NewFake(day.Add(48 * time.Hour))
 	events, errs := read(t, config(srv.URL, "upload_lag: 1h\nbatch_size: 2"), fc)
 	want := []string{
-		`123456/123456_2026-01-01_1#0.json.gz {"insert_id":"a","event_type":"[Appboy] Email Open","time":1767229199000,"user_id":"usr_1"}`,
-		`123456/123456_2026-01-01_1#0.json.gz {"insert_id":"b","event_type":"[Appboy] Email Open","time":1767229500000,"device_id":"dev-1"}`,
-		`123456/123456_2026-01-01_1#1.json.gz {"insert_id":"c","event_type":"[Appboy] Email Open","time":1767229560000,"user_id":"usr_2"}`,
-		`123456/123456_2026-01-01_3#0.json.gz {"insert_id":"d","event_type":"t","time":1767229260000,"user_id":"usr_3"}`,
+		`123456/123456_2026-01-01_1#0.json.gz {"insert_id":"a","event_type":"[Appboy] Email Open","time":1767229199000,"user_id":"usr_1","library":"Braze"}`,
+		`123456/123456_2026-01-01_1#0.json.gz {"insert_id":"b","event_type":"[Appboy] Email Open","time":1767229500000,"device_id":"dev-1","library":"Braze"}`,
+		`123456/123456_2026-01-01_1#1.json.gz {"insert_id":"c","event_type":"[Appboy] Email Open","time":1767229560000,"user_id":"usr_2","library":"Braze"}`,
+		`123456/123456_2026-01-01_3#0.json.gz {"insert_id":"d","event_type":"t","time":1767229260000,"user_id":"usr_3","library":"Braze"}`,
 	}
 	want[3] = strings.Replace(want[3], "1767229260000", fmt.Sprint(hour(3, 1).UnixMilli()), 1)
 	if strings.Join(events, "\n") != strings.Join(want, "\n") {

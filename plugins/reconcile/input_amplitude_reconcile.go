@@ -33,6 +33,7 @@ const (
 	arFieldEmitMissing      = "emit_missing"
 	arFieldProgressInterval = "progress_interval"
 	arFieldBatchSize        = "batch_size"
+	arFieldLibrary          = "amplitude_library"
 
 	// MetaMissing is set to "true" on every event amplitude_reconcile emits.
 	MetaMissing = "reconcile_missing"
@@ -86,6 +87,10 @@ Metrics: `+"`reconcile_expected_total`"+`, `+"`reconcile_present_total`"+`, `+"`
 				Default([]any{map[string]any{"braze_to_amplitude": map[string]any{}}}),
 			service.NewInputField(arFieldAmplitude).
 				Description("The Amplitude side: an input reading the events Amplitude holds, normally `amplitude_export`."),
+			service.NewStringField(arFieldLibrary).
+				Description("Only Amplitude events whose `library` is this are reconciled (delivery sets `Braze`); the project's events from other senders (SDKs, other sources) are counted as `amplitude_other_library` and left out. Empty reconciles every event.").
+				Default("Braze").
+				Example(""),
 			service.NewStringField(arFieldStart).
 				Description("Start of the window of event times, included: a whole UTC hour (`YYYYMMDDTHH`, `YYYY-MM-DDTHH`, a date or an RFC 3339 time in any zone).").
 				Example("2026-11-29"),
@@ -163,6 +168,7 @@ type amplitudeReconcile struct {
 	summaryPath         string
 	emitMissing         bool
 	batchSize           int
+	library             string
 	log                 *service.Logger
 	warn                logthrottle.Warner
 	clock               clock.Clock
@@ -218,6 +224,9 @@ func newAmplitudeReconcileFromParsed(conf *service.ParsedConfig, mgr *service.Re
 		return nil, err
 	}
 	if in.batchSize, err = conf.FieldInt(arFieldBatchSize); err != nil {
+		return nil, err
+	}
+	if in.library, err = conf.FieldString(arFieldLibrary); err != nil {
 		return nil, err
 	}
 	if in.batchSize < 1 {
@@ -493,23 +502,28 @@ func (in *amplitudeReconcile) readAmplitude(ctx context.Context, rec *Reconciler
 }
 
 func (in *amplitudeReconcile) recordPresent(rec *Reconciler, msg *service.Message) error {
-	if err := msg.GetError(); err != nil {
-		if _, ok := msg.MetaGet(export.MetaIncomplete); ok {
-			rec.Incomplete("amplitude: " + err.Error())
-			return nil
-		}
-		rec.AmplitudeUnreadable()
-		in.warn.Warn(in.log, in.clock.Now().UnixNano(), "amplitude_reconcile: %d unreadable Amplitude rows (last: %v)", err)
+	msgErr := msg.GetError()
+	if _, ok := msg.MetaGet(export.MetaIncomplete); ok && msgErr != nil {
+		rec.Incomplete("amplitude: " + msgErr.Error())
 		return nil
 	}
 	raw, err := msg.AsBytes()
 	if err != nil {
 		return err
 	}
+	// An errored message holds the row that could not be decoded: its
+	// library still says whether it is one of ours.
 	ev, err := export.ParseEvent(raw)
+	if err == nil {
+		err = msgErr
+	}
+	if in.library != "" && ev.Library != in.library && (err == nil || ev.Library != "") {
+		rec.AmplitudeOtherLibrary()
+		return nil
+	}
 	if err != nil {
 		rec.AmplitudeUnreadable()
-		in.warn.Warn(in.log, in.clock.Now().UnixNano(), "amplitude_reconcile: %d unreadable Amplitude events (last: %v)", err)
+		in.warn.Warn(in.log, in.clock.Now().UnixNano(), "amplitude_reconcile: %d unreadable Amplitude rows (last: %v)", err)
 		return nil
 	}
 	return rec.AddPresent(ev)

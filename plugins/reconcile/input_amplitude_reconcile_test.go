@@ -71,7 +71,10 @@ func TestAmplitudeReconcileStream(t *testing.T) {
 		exporttest.Event{InsertID: "e8a", EventType: "[Appboy] Email Open", UserID: "usr_00008", Time: edge, Uploaded: t0.Add(time.Hour)},
 		exporttest.Event{InsertID: "x1", EventType: "[Appboy] Email Click", UserID: "usr_00099", Time: t0.Add(time.Hour + time.Minute)}, // extra
 		exporttest.Event{InsertID: "e7", EventType: "[Appboy] Email Open", UserID: "usr_00007", Time: t0.Add(2 * time.Hour)},            // outside the window
-		exporttest.Event{Raw: []byte(`{"$insert_id":"broken"}`), Time: t0},
+		exporttest.Event{Raw: []byte(`{"$insert_id":"broken","library":"Braze"}`), Time: t0},
+		// The project's own SDK events: not reconciled.
+		exporttest.Event{InsertID: "sdk-1", EventType: "Page Viewed", DeviceID: "web-00001", Library: "amplitude-ts/2.11.0", Time: t0.Add(5 * time.Minute)},
+		exporttest.Event{Raw: []byte(`{"$insert_id":null,"event_type":"Page Viewed","library":"amplitude-ts/2.11.0","client_event_time":"2026-01-01 00:06:00.000000"}`), Time: t0},
 	)
 	yaml := fmt.Sprintf(`
 amplitude_reconcile:
@@ -150,6 +153,7 @@ amplitude_reconcile:
 		"totals.currents_outside_window":  int64(1), // e7
 		"totals.amplitude_outside_window": int64(1),
 		"totals.amplitude_unreadable":     int64(1),
+		"totals.amplitude_other_library":  int64(2),
 		`hours.#(hour=="2026-01-01T00:00:00Z")#|#(event_type=="[Appboy] Email Open").missing`:              int64(1),
 		`hours.#(hour=="2026-01-01T00:00:00Z")#|#(event_type=="[Appboy] Email Open").present`:              int64(2),
 		`hours.#(hour=="2026-01-01T01:00:00Z")#|#(event_type=="[Appboy] Email Open").missing`:              int64(1),

@@ -151,6 +151,10 @@ func (r *Reconciler) AddPresent(ev export.Event) error {
 // AmplitudeUnreadable counts an Amplitude row that could not be decoded.
 func (r *Reconciler) AmplitudeUnreadable() { r.report.Totals.AmplitudeUnreadable++ }
 
+// AmplitudeOtherLibrary counts an Amplitude event of another sender, left
+// out.
+func (r *Reconciler) AmplitudeOtherLibrary() { r.report.Totals.AmplitudeOtherLibrary++ }
+
 // Incomplete records that a side could not be read in full: the report is
 // marked incomplete with this reason.
 func (r *Reconciler) Incomplete(reason string) {

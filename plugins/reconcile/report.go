@@ -69,6 +69,9 @@ type Totals struct {
 	// event time outside the window); AmplitudeUnreadable rows could not be
 	// decoded.
 	AmplitudeEvents, AmplitudeOutsideWindow, AmplitudeUnreadable int64
+	// AmplitudeOtherLibrary are events of other senders (another library),
+	// left out.
+	AmplitudeOtherLibrary int64
 }
 
 // Row holds the counts of one hour and one Amplitude event type.
@@ -210,7 +213,7 @@ func (r *Report) AppendJSON(dst []byte) []byte {
 		count{"currents_events", t.CurrentsEvents}, count{"currents_outside_window", t.CurrentsOutsideWindow},
 		count{"not_sent_dropped", t.Dropped}, count{"not_sent_rejected", t.Rejected},
 		count{"amplitude_events", t.AmplitudeEvents}, count{"amplitude_outside_window", t.AmplitudeOutsideWindow},
-		count{"amplitude_unreadable", t.AmplitudeUnreadable})
+		count{"amplitude_unreadable", t.AmplitudeUnreadable}, count{"amplitude_other_library", t.AmplitudeOtherLibrary})
 	dst = append(dst, `},"hours":[`...)
 	for i, row := range r.Rows {
 		if i > 0 {
@@ -277,7 +280,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	if t.TypeMismatch > 0 {
 		fmt.Fprintf(&b, "Event type differs:    %d present events\n", t.TypeMismatch)
 	}
-	fmt.Fprintf(&b, "Amplitude events read: %d (%d outside the window, %d unreadable)\n\n", t.AmplitudeEvents, t.AmplitudeOutsideWindow, t.AmplitudeUnreadable)
+	fmt.Fprintf(&b, "Amplitude events read: %d (%d outside the window); besides, %d unreadable rows and %d events of other senders\n\n", t.AmplitudeEvents, t.AmplitudeOutsideWindow, t.AmplitudeUnreadable, t.AmplitudeOtherLibrary)
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "hour (UTC)\texpected\tpresent\tmissing\textra\t")

@@ -55,6 +55,8 @@ type Event struct {
 	// Uploaded is server_upload_time: it selects the export hour. Zero means
 	// Time.
 	Uploaded time.Time
+	// Library is the row's library. Default "Braze".
+	Library string
 	// Raw, when set, is written as the row instead of one built from the
 	// fields (for malformed rows).
 	Raw []byte
@@ -232,6 +234,12 @@ func (s *Server) Row(ev Event) []byte {
 		b = jsonw.AppendKey(b, f.k)
 		b = jsonw.AppendString(b, rowTime(f.t))
 	}
-	b = append(b, `,"amplitude_id":123456789,"uuid":"6a6c1f0e-0000-4000-8000-000000000000","library":"Braze","event_properties":{"app_id":"a1"},"user_properties":{},"groups":{},"group_properties":{},"data":{},"platform":null,"os_name":null,"country":"France","session_id":-1,"sample_rate":null}`...)
+	lib := ev.Library
+	if lib == "" {
+		lib = "Braze"
+	}
+	b = append(b, `,"library":`...)
+	b = jsonw.AppendString(b, lib)
+	b = append(b, `,"amplitude_id":123456789,"uuid":"6a6c1f0e-0000-4000-8000-000000000000","event_properties":{"app_id":"a1"},"user_properties":{},"groups":{},"group_properties":{},"data":{},"platform":null,"os_name":null,"country":"France","session_id":-1,"sample_rate":null}`...)
 	return b
 }
