@@ -36,10 +36,32 @@ func TestShippedPipeline(t *testing.T) {
 	if v, _ := strconv.Atoi(os.Getenv("RECONCILE_PIPELINE_EVENTS")); v > 0 {
 		n = v
 	}
+	for _, format := range []string{"avro", "jsonl"} {
+		t.Run(format, func(t *testing.T) { testShippedPipeline(t, format, n) })
+	}
+}
+
+func testShippedPipeline(t *testing.T, format string, n int) {
 	dir := t.TempDir()
 	cfg := currentsgen.Config{Seed: 7, Devices: 500, StartTime: t0.Unix(), EventsPerSecond: n/3600 + 1}
-	if _, err := currentsgen.WriteAvro(filepath.Join(dir, "currents"), currentsgen.New(cfg), n, currentsgen.AvroOptions{}); err != nil {
-		t.Fatal(err)
+	if format == "avro" {
+		if _, err := currentsgen.WriteAvro(filepath.Join(dir, "currents"), currentsgen.New(cfg), n, currentsgen.AvroOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		if err := os.MkdirAll(filepath.Join(dir, "currents", "2026-01-01"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(dir, "currents", "2026-01-01", "events.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := currentsgen.New(cfg).WriteLines(f, n, currentsgen.HTTP); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mapper, err := currents.NewMapper(currents.DefaultOptions())
 	if err != nil {
@@ -75,6 +97,7 @@ func TestShippedPipeline(t *testing.T) {
 		"RECONCILE_START":      t0.Format(time.RFC3339),
 		"RECONCILE_END":        t0.Add(2 * time.Hour).Format(time.RFC3339),
 		"CURRENTS_DIR":         filepath.Join(dir, "currents"),
+		"CURRENTS_FORMAT":      format,
 		"AMPLITUDE_API_KEY":    "key-123456",
 		"AMPLITUDE_SECRET_KEY": "secret-abcdef",
 		"AMPLITUDE_API_URL":    exp.URL,
