@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/opencurrents/currents-amplitude/plugins/export"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
 var (
@@ -199,5 +200,45 @@ func TestHourOf(t *testing.T) {
 		if got := hourOf(tc.ms); got != tc.want {
 			t.Errorf("hourOf(%d) = %d, want %d", tc.ms, got, tc.want)
 		}
+	}
+}
+
+// TestReconcilerProgress checks that progress is reported while reading and
+// merging, at most once per interval of the injected clock.
+func TestReconcilerProgress(t *testing.T) {
+	fc := clock.NewFake(winStart)
+	var lines []string
+	r, err := New(Options{Start: winStart, End: winEnd, Dir: t.TempDir(), MemoryLimit: 64 << 10, Clock: fc,
+		ProgressInterval: time.Minute, Progress: func(s string) { lines = append(lines, s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	add := func(from, to int) {
+		for i := from; i < to; i++ {
+			ev := export.Event{InsertID: fmt.Sprintf("id-%06d", i), EventType: "T", Time: ms(winStart)}
+			if err := r.AddExpected(ev, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add(0, 10000)
+	if len(lines) != 0 {
+		t.Fatalf("progress before the interval: %q", lines)
+	}
+	fc.Advance(time.Minute)
+	add(10000, 20000)
+	if len(lines) != 1 || !strings.Contains(lines[0], "read 12288 Currents events") {
+		t.Fatalf("progress %q, want one line after the interval", lines)
+	}
+	for i := range 70000 {
+		_ = r.AddPresent(export.Event{InsertID: fmt.Sprintf("id-%06d", i), EventType: "T", Time: ms(winStart)})
+	}
+	fc.Advance(time.Minute)
+	if _, err := r.Finish(nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 2 || !strings.Contains(lines[1], "merged 65536 of 90000 records") {
+		t.Fatalf("progress %q, want a merge line", lines)
 	}
 }
