@@ -98,7 +98,7 @@ Metrics: `+"`reconcile_expected_total`"+`, `+"`reconcile_present_total`"+`, `+"`
 				Description("End of the window, excluded; same formats as `start`.").
 				Example("2026-11-30"),
 			service.NewStringField(arFieldSpillDir).
-				Description("Folder of the sorted runs (empty: the system's temporary folder). Needs room for about 60 bytes per event and side, compressed, plus the events themselves with `emit_missing`.").
+				Description("Folder of the sorted runs (empty: the system's temporary folder). Needs room for at most about 85 bytes per event and side (less once compressed), plus the events themselves with `emit_missing`.").
 				Default("").
 				Example("/var/tmp"),
 			service.NewIntField(arFieldMemoryMB).
