@@ -102,7 +102,7 @@ Metrics: `+"`reconcile_expected_total`"+`, `+"`reconcile_present_total`"+`, `+"`
 				Default("").
 				Example("/var/tmp"),
 			service.NewIntField(arFieldMemoryMB).
-				Description("Memory for the records sorted in memory before a run is spilled, in MiB, for both sides together.").
+				Description("Memory for the records sorted in memory before a run is spilled, in MiB, for both sides together (at most 8192). The process needs a few tens of MiB more.").
 				Default(256).
 				Example(1024),
 			service.NewStringField(arFieldReportPath).
@@ -207,8 +207,8 @@ func newAmplitudeReconcileFromParsed(conf *service.ParsedConfig, mgr *service.Re
 	if err != nil {
 		return nil, err
 	}
-	if mb < 1 {
-		return nil, errors.New("memory_mb must be at least 1")
+	if mb < 1 || mb > MaxMemoryLimit>>20 {
+		return nil, fmt.Errorf("memory_mb must be between 1 and %d", MaxMemoryLimit>>20)
 	}
 	if in.reportPath, err = conf.FieldString(arFieldReportPath); err != nil {
 		return nil, err

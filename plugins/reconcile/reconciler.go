@@ -16,6 +16,10 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
+// MaxMemoryLimit is the largest Options.MemoryLimit: each side's buffer is
+// addressed with 32-bit offsets.
+const MaxMemoryLimit = 8 << 30
+
 // Options configure a Reconciler.
 type Options struct {
 	// Start and End bound the window of event times, [Start, End), whole
@@ -68,6 +72,9 @@ func New(opts Options) (*Reconciler, error) {
 	}
 	if opts.MemoryLimit <= 0 {
 		opts.MemoryLimit = 256 << 20
+	}
+	if opts.MemoryLimit > MaxMemoryLimit {
+		return nil, fmt.Errorf("reconcile: memory limit %d above the maximum of %d bytes", opts.MemoryLimit, MaxMemoryLimit)
 	}
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = 30 * time.Second
