@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
 // newCluster starts an in-process Kafka cluster with the topic seeded.
@@ -233,18 +235,19 @@ func TestInputStrictOrderWithCheckpointLimitOne(t *testing.T) {
 }
 
 func TestNextBatchOrderAndCheckpointLimit(t *testing.T) {
-	f := newFranzInput(franzInputConf{checkpointLimit: 20, batchSize: 10}, service.MockResources())
+	clk := clock.NewFake(time.Unix(1_767_225_600, 0))
+	f := newFranzInput(franzInputConf{checkpointLimit: 20, batchSize: 10, replayNacks: true}, service.MockResources(), clk)
 	p0 := &partitionTracker{tp: topicPartition{"t", 0}}
 	p1 := &partitionTracker{tp: topicPartition{"t", 1}}
 	mk := func(p *partitionTracker, n int) *trackedBatch {
-		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, n)}
+		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, n), records: n}
 		p.batches = append(p.batches, b)
 		f.queue = append(f.queue, b)
 		return b
 	}
 	a1, a2, a3 := mk(p0, 10), mk(p0, 10), mk(p0, 10)
 	b1 := mk(p1, 5)
-	now := time.Now()
+	now := clk.Now()
 
 	next := func() *trackedBatch {
 		b, _, _ := f.nextBatchLocked(now)
@@ -285,11 +288,11 @@ func TestNextBatchOrderAndCheckpointLimit(t *testing.T) {
 }
 
 func TestAckAdvancesOnlyOverContiguousBatches(t *testing.T) {
-	f := newFranzInput(franzInputConf{checkpointLimit: 100, batchSize: 10}, service.MockResources())
+	f := newFranzInput(franzInputConf{checkpointLimit: 100, batchSize: 10, replayNacks: true}, service.MockResources(), clock.NewFake(time.Unix(1_767_225_600, 0)))
 	p := &partitionTracker{tp: topicPartition{"t", 0}}
 	var bs []*trackedBatch
 	for i := range 3 {
-		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, 1), next: kgo.EpochOffset{Offset: int64(i + 1)}}
+		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, 1), records: 1, next: kgo.EpochOffset{Offset: int64(i + 1)}}
 		p.batches = append(p.batches, b)
 		p.inFlight++
 		bs = append(bs, b)

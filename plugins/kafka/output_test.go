@@ -163,7 +163,7 @@ func TestConfigValidation(t *testing.T) {
 		name, spec, yaml, wantErr string
 	}{
 		{"no brokers", "input", `{seed_brokers: [" , "], topics: [t], consumer_group: g}`, "seed_brokers"},
-		{"no group", "input", `{seed_brokers: [b:9092], topics: [t]}`, "consumer_group"},
+		{"partitions in a group", "input", `{seed_brokers: [b:9092], topics: ["t:0"], consumer_group: g}`, "consumer group"},
 		{"no topics", "input", `{seed_brokers: [b:9092], topics: [], consumer_group: g}`, "topics"},
 		{"bad regexp", "input", `{seed_brokers: [b:9092], topics: ["("], regexp_topics: true, consumer_group: g}`, "regular expression"},
 		{"zero checkpoint", "input", `{seed_brokers: [b:9092], topics: [t], consumer_group: g, checkpoint_limit: 0}`, "checkpoint_limit"},
