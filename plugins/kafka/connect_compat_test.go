@@ -56,6 +56,19 @@ func recordsOf(c *consumer) []record {
 	return out
 }
 
+// failTwice fails the message of the given value on its first two
+// deliveries.
+func failTwice(value string) func(*service.Message) error {
+	n := 0
+	return func(m *service.Message) error {
+		if v, _ := m.AsBytes(); string(v) == value && n < 2 {
+			n++
+			return errors.New("refused twice")
+		}
+		return nil
+	}
+}
+
 func TestConnectInputFields(t *testing.T) {
 	// Two partitions: values v-0..v-19, key-<i%2>, so each partition holds
 	// one key's records at offsets 0..9.
@@ -132,6 +145,13 @@ func TestConnectInputFields(t *testing.T) {
 				return errors.New("refused")
 			}
 			return nil
+		}},
+		{field: "batching period", yaml: "topics: [ 'compat:0' ]\nbatching:\n  period: 20ms", want: 10},
+		{field: "no consumer_group: nacks replayed in order", yaml: "topics: [ 'compat:0' ]\nbatch_size: 1\ncheckpoint_limit: 1", want: 10, handle: failTwice("v-4"), check: func(t *testing.T, c *consumer) {
+			recs := recordsOf(c)
+			for i := 1; i < len(recs); i++ {
+				assert.Greater(t, recs[i].offset, recs[i-1].offset, "records acknowledged out of order")
+			}
 		}},
 		{field: "timely_nacks_maximum_wait", yaml: "topics: [ compat ]\ntimely_nacks_maximum_wait: 30s", want: 20},
 		{field: "metadata_max_age / request_timeout_overhead / conn_idle_timeout", yaml: "topics: [ compat ]\nmetadata_max_age: 30s\nrequest_timeout_overhead: 5s\nconn_idle_timeout: 1m", want: 20},

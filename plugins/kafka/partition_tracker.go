@@ -160,7 +160,8 @@ func (f *franzInput) flushDueLocked() (next time.Duration) {
 		if !ok {
 			continue
 		}
-		if d <= 0 {
+		// The batcher reports an overdue period as 1ns, never as zero.
+		if d <= time.Nanosecond {
 			f.flushLocked(p)
 			continue
 		}
