@@ -24,14 +24,10 @@ func inFlightPartition(f *franzInput, partition int32) (*partitionTracker, *trac
 	return p, b
 }
 
-func TestDrainEndsOnTheLastAck(t *testing.T) {
-	clk := clock.NewFake(time.Unix(1_767_225_600, 0))
-	f := newFranzInput(franzInputConf{checkpointLimit: 10, drainTimeout: time.Minute, replayNacks: true}, service.MockResources(), clk)
-	_, b0 := inFlightPartition(f, 0)
-	_, b1 := inFlightPartition(f, 1)
-	parts := f.detach(map[string][]int32{"t": {0, 1}}, partDraining)
-	require.Len(t, parts, 2)
-
+// startDrain runs f.drain in the background and returns once it waits on
+// the clock; the channel is closed when drain returns.
+func startDrain(t *testing.T, f *franzInput, clk *clock.Fake, parts []*partitionTracker) <-chan struct{} {
+	t.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -40,6 +36,18 @@ func TestDrainEndsOnTheLastAck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.True(t, clk.WaitForTimers(ctx, 1), "drain does not wait on the input's clock")
+	return done
+}
+
+func TestDrainEndsOnTheLastAck(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_767_225_600, 0))
+	f := newFranzInput(franzInputConf{checkpointLimit: 10, drainTimeout: time.Minute, replayNacks: true}, service.MockResources(), clk)
+	_, b0 := inFlightPartition(f, 0)
+	_, b1 := inFlightPartition(f, 1)
+	parts := f.detach(map[string][]int32{"t": {0, 1}}, partDraining)
+	require.Len(t, parts, 2)
+
+	done := startDrain(t, f, clk, parts)
 	f.ack(b0, nil)
 	select {
 	case <-done:
@@ -57,14 +65,7 @@ func TestDrainGivesUpAfterTheTimeout(t *testing.T) {
 	p, b := inFlightPartition(f, 0)
 	parts := f.detach(map[string][]int32{"t": {0}}, partDraining)
 
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.drain(context.Background(), parts)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.True(t, clk.WaitForTimers(ctx, 1))
+	done := startDrain(t, f, clk, parts)
 	clk.Advance(21 * time.Second)
 	select {
 	case <-done:
