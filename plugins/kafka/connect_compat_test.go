@@ -20,9 +20,9 @@ import (
 // Connect's (https://docs.redpanda.com/redpanda-connect/components/inputs/kafka_franz/
 // and .../outputs/kafka_franz/); docs/kafka.md lists what differs.
 
-// lintComponent lints one component YAML with the global environment (the
-// one `currents-amplitude lint` uses).
-func lintComponent(t *testing.T, kind, yaml string) {
+// lintsOf lints one component YAML with the global environment (the one
+// `currents-amplitude lint` uses) and returns the lint messages.
+func lintsOf(t *testing.T, kind, yaml string) []string {
 	t.Helper()
 	linter := service.GlobalEnvironment().NewComponentConfigLinter()
 	var lints []service.Lint
@@ -33,7 +33,17 @@ func lintComponent(t *testing.T, kind, yaml string) {
 		lints, err = linter.LintOutputYAML([]byte(yaml))
 	}
 	require.NoError(t, err)
-	assert.Empty(t, lints, "Connect YAML does not lint:\n%s", yaml)
+	out := make([]string, 0, len(lints))
+	for _, l := range lints {
+		out = append(out, l.What)
+	}
+	return out
+}
+
+// lintComponent requires the component YAML to lint clean.
+func lintComponent(t *testing.T, kind, yaml string) {
+	t.Helper()
+	assert.Empty(t, lintsOf(t, kind, yaml), "Connect YAML does not lint:\n%s", yaml)
 }
 
 // record describes what a consumed message carried.
@@ -262,4 +272,37 @@ func TestConnectOutputWithoutAutoTopicCreation(t *testing.T) {
 	o := newOutput(t, fmt.Sprintf("seed_brokers: [ %q ]\ntopic: missing\nallow_auto_topic_creation: false\ntimeout: 1s\n", brokers))
 	err := o.WriteBatch(context.Background(), service.MessageBatch{service.NewMessage([]byte("x"))})
 	require.Error(t, err, "a missing topic was created although allow_auto_topic_creation is false")
+}
+
+func TestConnectStartOffsetCommittedResumesTheGroup(t *testing.T) {
+	brokers := newCluster(t, "committed", 1)
+	produce(t, brokers, "committed", 0, 10, 1)
+	yaml := fmt.Sprintf("kafka_franz:\n  seed_brokers: [ %q ]\n  topics: [ committed ]\n  consumer_group: g-committed\n  commit_period: 100ms\n  start_offset: %%s\n", brokers)
+
+	first := startConsumer(t, fmt.Sprintf(yaml, "earliest"), nil)
+	waitFor(t, "10 records", func() bool { return first.count() == 10 })
+	first.stop(t) // commits on close
+
+	lintComponent(t, "input", fmt.Sprintf(yaml, "committed"))
+	produce(t, brokers, "committed", 10, 5, 1)
+	second := startConsumer(t, fmt.Sprintf(yaml, "committed"), nil)
+	waitFor(t, "5 new records", func() bool { return second.count() >= 5 })
+	second.stop(t)
+	assert.Equal(t, 5, second.count(), "records before the committed offset were read again: %v", second.ackedValues())
+}
+
+func TestLintRulesAsConnect(t *testing.T) {
+	tests := []struct{ kind, yaml, want string }{
+		{"input", `kafka_franz: {seed_brokers: [b:9092], topics: ["t:0"], consumer_group: g}`, "consumer group"},
+		{"input", `kafka_franz: {seed_brokers: [b:9092], topics: ["t:0"], regexp_topics: true}`, "regular expression"},
+		{"input", `kafka_franz: {seed_brokers: [b:9092]}`, "either topics or regexp_topics_include"},
+		{"input", `kafka_franz: {seed_brokers: [b:9092], topics: [t], regexp_topics_include: [u]}`, "cannot both be set"},
+		{"output", `kafka_franz: {seed_brokers: [b:9092], topic: t, partitioner: manual}`, "partition must be specified"},
+		{"output", `kafka_franz: {seed_brokers: [b:9092], topic: t, partition: "1"}`, "partition cannot be specified"},
+		{"output", `kafka_franz: {seed_brokers: [b:9092], topic: t, acks: leader}`, "idempotent_write requires acks"},
+		{"output", `kafka_franz: {seed_brokers: [b:9092], topic: t, timestamp: "1", timestamp_ms: "1"}`, "cannot both be set"},
+	}
+	for _, tt := range tests {
+		assert.Contains(t, strings.Join(lintsOf(t, tt.kind, tt.yaml), "\n"), tt.want, tt.yaml)
+	}
 }
