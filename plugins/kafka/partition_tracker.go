@@ -128,7 +128,9 @@ func (f *franzInput) addFetchLocked(ftp kgo.FetchTopicPartition) {
 
 // flushLocked turns what the partition's batcher holds into a tracked batch.
 // A batch that the policy's processors emptied is acknowledged at once: its
-// records were handled (dropped on purpose by the pipeline's own mapping).
+// records were handled (dropped on purpose by the pipeline's own mapping,
+// which Benthos counts under the processors' metrics). The processors run
+// under the input's lock, so acks wait for them: keep them cheap.
 func (f *franzInput) flushLocked(p *partitionTracker) {
 	if p.pendingRecs == 0 {
 		return
