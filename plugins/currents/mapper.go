@@ -85,6 +85,10 @@ type Options struct {
 	// UnidentifiedEvents is the policy for events with neither
 	// external_user_id nor device_id: PolicyDrop or PolicyReject.
 	UnidentifiedEvents Policy
+	// Naming picks the spelling where Braze's documents disagree:
+	// NamingGlossary (the default) or NamingAmplitudePage. EventNames wins
+	// over it.
+	Naming Naming
 	// EventNames overrides (or adds) Amplitude base names by Currents type.
 	EventNames map[string]string
 	// Prefixes put before base names, custom event names, custom event
@@ -101,6 +105,7 @@ func DefaultOptions() Options {
 		ExcludeEvents:          append([]string(nil), DefaultExcludeEvents...),
 		UnknownEvents:          PolicyDrop,
 		UnidentifiedEvents:     PolicyDrop,
+		Naming:                 NamingGlossary,
 		EventPrefix:            DefaultEventPrefix,
 		CustomEventPrefix:      DefaultCustomEventPrefix,
 		CustomPropertyPrefix:   DefaultCustomPropertyPrefix,
@@ -148,6 +153,11 @@ func NewMapper(opts Options) (*Mapper, error) {
 	default:
 		return nil, fmt.Errorf("unidentified_events must be drop or reject, got %q", opts.UnidentifiedEvents)
 	}
+	switch opts.Naming {
+	case NamingGlossary, NamingAmplitudePage:
+	default:
+		return nil, fmt.Errorf("naming must be %s or %s, got %q", NamingGlossary, NamingAmplitudePage, opts.Naming)
+	}
 	m := &Mapper{
 		opts:               opts,
 		types:              make(map[string]*typeInfo, len(catalogue)+len(opts.EventNames)),
@@ -157,7 +167,7 @@ func NewMapper(opts Options) (*Mapper, error) {
 	}
 	m.props.New = func() any { return new([]byte) }
 	for _, et := range catalogue {
-		m.types[et.Type] = m.resolve(et.Type, et.Name, et.Kind, et.rules)
+		m.types[et.Type] = m.resolve(et.Type, et.NameFor(opts.Naming), et.Kind, et.rules)
 	}
 	for typ, name := range opts.EventNames {
 		if typ == TypeCustomEvent {
@@ -366,9 +376,18 @@ func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields, props []byte) ([]
 			dst = append(append(dst, `,"adid":`...), ad.Raw...)
 		}
 	}
-	if info.kind == KindPurchase {
+	switch {
+	case info.kind == KindPurchase:
 		if dst, err = appendPurchase(dst, f); err != nil {
 			return nil, err
+		}
+	case info.rules&topProductID != 0:
+		pid, err := optionalString(f.productID, "product_id")
+		if err != nil {
+			return nil, err
+		}
+		if pid.Raw != "" {
+			dst = append(append(dst, `,"productId":`...), pid.Raw...)
 		}
 	}
 	if m.opts.DeviceFields {
