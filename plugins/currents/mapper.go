@@ -8,11 +8,11 @@ import (
 	"strings"
 	"sync"
 	"unicode"
-	"unsafe"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
 // Policy says what happens to an event the mapper cannot send as is.
@@ -243,11 +243,11 @@ func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result
 }
 
 // AppendValidEvent is AppendEvent for an event already known to be valid
-// JSON, such as one of the events SplitEvents returns from a request body:
+// JSON, such as one of the events body.SplitEvents returns from a request body:
 // it skips the validation pass. On invalid JSON its output is undefined.
 func (m *Mapper) AppendValidEvent(dst, event []byte, typeHint string) ([]byte, Result, error) {
 	var res Result
-	root := gjson.Parse(bytesToString(event))
+	root := gjson.Parse(unsafestr.FromBytes(event))
 	if !root.IsObject() {
 		return dst, res, fmt.Errorf("event must be a JSON object, got %s", typeName(root))
 	}
@@ -542,10 +542,4 @@ func typeName(v gjson.Result) string {
 		return "a boolean"
 	}
 	return "null"
-}
-
-// bytesToString views b as a string without copying; the string (and every
-// gjson result taken from it) must not outlive b.
-func bytesToString(b []byte) string {
-	return unsafe.String(unsafe.SliceData(b), len(b))
 }

@@ -7,12 +7,9 @@ import (
 	"sync"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
-)
 
-// MetaEventType is the metadata key holding the Currents event type: read
-// from input messages of the flat storage shape that carry no event_type
-// field, and set on every output message.
-const MetaEventType = "currents_event_type"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
+)
 
 const (
 	btaFieldIncludeEvents          = "include_events"
@@ -236,12 +233,12 @@ func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, msg *service.M
 		msg.SetError(err)
 		return append(out, msg)
 	}
-	events, isBody, err := SplitEvents(raw)
+	events, isBody, err := currentsbody.SplitEvents(raw)
 	if err != nil {
 		msg.SetError(err)
 		return append(out, msg)
 	}
-	hint, _ := msg.MetaGet(MetaEventType)
+	hint, _ := msg.MetaGet(currentsbody.MetaEventType)
 	if !isBody {
 		return p.appendEvent(out, msg, raw, hint, false)
 	}
@@ -285,9 +282,9 @@ func (p *brazeToAmplitude) mapOne(msg *service.Message, event []byte, hint strin
 		*bufp = buf[:0] // keep the grown buffer, unless an outsized event grew it
 	}
 	if boxed, ok := p.typeMeta[res.EventType]; ok {
-		msg.MetaSetMut(MetaEventType, boxed)
+		msg.MetaSetMut(currentsbody.MetaEventType, boxed)
 	} else if res.EventType != "" {
-		msg.MetaSetMut(MetaEventType, res.EventType)
+		msg.MetaSetMut(currentsbody.MetaEventType, res.EventType)
 	}
 	if err != nil {
 		return nil, err

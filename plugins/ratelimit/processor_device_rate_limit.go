@@ -9,12 +9,12 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
 const (
@@ -302,7 +302,7 @@ func (p *deviceRateLimit) extract(msg *service.Message) (msgKeys, error) {
 				if err != nil {
 					return k, err
 				}
-				raw = unsafe.String(unsafe.SliceData(b), len(b))
+				raw = unsafestr.FromBytes(b)
 				if !isObject(raw) {
 					return k, errors.New("message is not a JSON object")
 				}
