@@ -104,6 +104,7 @@ func TestMetrics(t *testing.T) {
 		t.Run(tt.mode, func(t *testing.T) {
 			res, rec := recordingResources(t)
 			clk := newFakeClock()
+			autoAdvance(t, clk)
 			conf, err := deviceRateLimitSpec().ParseYAML("per_second: 2\non_limit: "+tt.mode, nil)
 			require.NoError(t, err)
 			p, err := newDeviceRateLimitFromParsed(conf, res, clk)
