@@ -52,8 +52,8 @@ const (
 	KindPurchase
 )
 
-// rule flags adjust the generic event_properties rule for one event type
-// (braze-currents.md §4.3).
+// rule flags adjust the generic event_properties rule for one event type, as
+// the glossary's Amplitude tabs show it (see docs/event-names.md).
 type rule uint8
 
 const (
@@ -116,10 +116,10 @@ func (et EventType) NameFor(n Naming) string {
 
 // catalogue lists every Currents event type of the Braze sample repository
 // (current and removed schemas). Names follow the Amplitude tab of Braze's
-// Currents event glossary (braze-inc/braze-docs
-// _docs/_user_guide/data/distribution/braze_currents/event_glossary/, read at
-// message_engagement_events.md 01a61b7b and customer_behavior_events.md
-// 0aa67591), else Braze's older Amplitude for Currents page; PageName keeps
+// Currents event glossary
+// (https://github.com/braze-inc/braze-docs/tree/develop/_docs/_user_guide/data/distribution/braze_currents/event_glossary,
+// read at message_engagement_events.md 01a61b7b and
+// customer_behavior_events.md 0aa67591), else Braze's older Amplitude for Currents page; PageName keeps
 // the page's spelling where the two disagree.
 var catalogue = []EventType{
 	// Storage-only and agent events: no Amplitude tab in the glossary.
