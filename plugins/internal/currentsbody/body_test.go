@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
 )
 
 func TestSplitEvents(t *testing.T) {
@@ -40,4 +41,27 @@ func TestSplitEvents(t *testing.T) {
 		assert.True(t, isBody, in)
 		assert.Nil(t, events, in)
 	}
+}
+
+// FuzzSplitEvents: any input either is not a body, or is refused with an
+// error and no events, or yields events that are each a valid JSON object.
+func FuzzSplitEvents(f *testing.F) {
+	for _, seed := range []string{``, `{"events":[]}`, `{"events":[{"a":1},{"b":[2]}]}`, `{"events":[1]}`,
+		`{"events":[{}`, `{"event_type":"x","events":[]}`, "{\"events\":[{\"k\":\"\xff\"}]}"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		events, isBody, err := SplitEvents(data)
+		if err != nil || !isBody {
+			if events != nil {
+				t.Fatalf("events with isBody=%v err=%v", isBody, err)
+			}
+			return
+		}
+		for i, ev := range events {
+			if !gjson.ValidBytes(ev) || !gjson.ParseBytes(ev).IsObject() {
+				t.Fatalf("event %d is not a JSON object: %q", i, ev)
+			}
+		}
+	})
 }
