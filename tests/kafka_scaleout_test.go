@@ -21,6 +21,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
 )
@@ -37,6 +38,34 @@ type kafkaSentEvent struct {
 type kafkaSendLog struct {
 	mu     sync.Mutex
 	events []kafkaSentEvent
+	// changed is closed and replaced whenever events are added.
+	changed chan struct{}
+}
+
+// waitSent blocks until instance has sent at least n events or ctx ends.
+func (l *kafkaSendLog) waitSent(ctx context.Context, instance string, n int) error {
+	for {
+		l.mu.Lock()
+		sent := 0
+		for _, e := range l.events {
+			if e.instance == instance {
+				sent++
+			}
+		}
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		if sent >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%s sent %d of %d events: %w", instance, sent, n, ctx.Err())
+		}
+	}
 }
 
 // proxy returns the Amplitude URL for one instance: a loopback proxy in
@@ -58,6 +87,10 @@ func (l *kafkaSendLog) proxy(t *testing.T, instance string, target *amplitudetes
 			l.events = append(l.events, kafkaSentEvent{instance, ev.Get("device_id").String(), ev.Get("insert_id").String(), now})
 			return true
 		})
+		if l.changed != nil {
+			close(l.changed)
+			l.changed = nil
+		}
 		l.mu.Unlock()
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		rp.ServeHTTP(w, r)
@@ -228,7 +261,9 @@ func TestKafkaScaleOut(t *testing.T) {
 		if len(log.perInstance()) == 3 {
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
+		// Post the next round once the group has settled with all three
+		// members, instead of after a pause.
+		require.NoError(t, waitGroupStable(ctx, brokers, "currents-to-amplitude", 3))
 	}
 
 	// The load: 60 devices with 40 events, 2 hot devices with 90.
@@ -239,10 +274,7 @@ func TestKafkaScaleOut(t *testing.T) {
 
 	// Stop b mid-stream, once it has sent a first part of its share (about a
 	// third of the load): its partitions move to a and c with records left.
-	for log.perInstance()["b"] < bStart+n/20 {
-		require.NoError(t, ctx.Err(), "b never delivered its share")
-		time.Sleep(5 * time.Millisecond)
-	}
+	require.NoError(t, log.waitSent(ctx, "b", bStart+n/20), "b never delivered its share")
 	stopAt := time.Now()
 	stops["b"].stop(t, 60*time.Second)
 	t.Logf("b stopped in %v", time.Since(stopAt))
@@ -257,7 +289,10 @@ func TestKafkaScaleOut(t *testing.T) {
 		assert.Contains(t, string(metrics), name)
 	}
 
-	time.Sleep(500 * time.Millisecond) // let stray duplicates arrive
+	// Stop the other instances gracefully: once every ack has resolved no
+	// stray duplicate can arrive any more.
+	stops["a"].stop(t, 60*time.Second)
+	stops["c"].stop(t, 60*time.Second)
 	assert.Equal(t, total, amp.Count())
 	// Amplitude keeps one event per insert_id, and the count above proves each
 	// one arrived. Re-sends (which Amplitude de-duplicates) happen only when a
@@ -354,6 +389,32 @@ func BenchmarkKafkaToAmplitude(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(total-from)/elapsed.Seconds(), "records/s")
 		})
+	}
+}
+
+// waitGroupStable blocks until the consumer group is Stable with the given
+// number of members (asked to the broker, which tells when a rebalance is
+// over), or ctx ends.
+func waitGroupStable(ctx context.Context, brokers, group string, members int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for {
+		req := kmsg.NewPtrDescribeGroupsRequest()
+		req.Groups = []string{group}
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil && len(resp.Groups) == 1 && resp.Groups[0].State == "Stable" && len(resp.Groups[0].Members) == members {
+			return nil
+		}
+		// The broker has no way to push group changes: ask again after
+		// the heartbeat interval of the pipelines (200ms).
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("group %s not stable with %d members: %w", group, members, ctx.Err())
+		}
 	}
 }
 

@@ -7,11 +7,11 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/hamba/avro/v2"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
 // maxNesting bounds how deep a value may nest (records in records, arrays of
@@ -263,7 +263,7 @@ func (stringNode) decode(r *binReader, dst []byte, _ int) ([]byte, error) {
 		return dst, err
 	}
 	b, _ := r.next(n)
-	return jsonw.AppendString(dst, bytesToString(b)), nil
+	return jsonw.AppendString(dst, unsafestr.FromBytes(b)), nil
 }
 
 type bytesNode struct{}
@@ -446,14 +446,5 @@ func appendLatin1(dst, b []byte) []byte {
 	for _, c := range b {
 		buf = utf8.AppendRune(buf, rune(c))
 	}
-	return jsonw.AppendString(dst, bytesToString(buf))
-}
-
-// bytesToString views b as a string without copying; the string must not
-// outlive b's next modification (here: it is consumed at once by AppendString).
-func bytesToString(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
+	return jsonw.AppendString(dst, unsafestr.FromBytes(buf))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/refdata"
 )
 
@@ -37,13 +38,13 @@ func TestBrazeSamplesDecode(t *testing.T) {
 				require.True(t, json.Valid(got), "invalid JSON: %s", got)
 				want := unwrapUnions(t, o.schema, wantRecords[i])
 				assert.Equal(t, want, decodeNumbers(t, got))
-				et, _ := m.MetaGetMut(MetaEventType)
+				et, _ := m.MetaGetMut(currentsbody.MetaEventType)
 				assert.Equal(t, eventType, et)
 			}
 			// Without the path, the event type comes from the schema name.
 			res = scan(t, "    {}", "", data)
 			require.NoError(t, res.err)
-			et, _ := res.msgs[0].MetaGetMut(MetaEventType)
+			et, _ := res.msgs[0].MetaGetMut(currentsbody.MetaEventType)
 			assert.Equal(t, eventType, et)
 		})
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 )
 
 const (
@@ -27,9 +29,6 @@ const (
 
 // Metadata keys written on every message.
 const (
-	// MetaEventType is the Currents event type of the record, e.g.
-	// users.behaviors.Purchase (the key braze_to_amplitude reads).
-	MetaEventType = "currents_event_type"
 	// MetaSchema is the full name of the file's record schema.
 	MetaSchema = "currents_avro_schema"
 	// MetaFile is the name of the source (the file path), when known.
@@ -233,7 +232,7 @@ func (s *scanner) NextBatch(context.Context) (service.MessageBatch, error) {
 	batch := make(service.MessageBatch, n)
 	for i := range batch {
 		m := service.NewMessage(s.block.record(s.next + i))
-		m.MetaSetMut(MetaEventType, eventType)
+		m.MetaSetMut(currentsbody.MetaEventType, eventType)
 		m.MetaSetMut(MetaSchema, schema)
 		if s.name != "" {
 			m.MetaSetMut(MetaFile, name)

@@ -18,6 +18,8 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 )
 
 const purchasePath = "bucket/currents/dataexport.prod-01.S3.integration.abc/event_type=users.behaviors.Purchase/date=2026-11-29-13/7/0/dataexport.prod-01.S3.integration.abc+0+0000001.avro"
@@ -47,7 +49,7 @@ func TestScannerCodecsAndBlocks(t *testing.T) {
 			require.Equal(t, wantRange(0, tt.n), bodies(t, res.msgs))
 
 			for i, m := range res.msgs {
-				et, _ := m.MetaGetMut(MetaEventType)
+				et, _ := m.MetaGetMut(currentsbody.MetaEventType)
 				assert.Equal(t, "users.behaviors.Purchase", et)
 				schema, _ := m.MetaGetMut(MetaSchema)
 				assert.Equal(t, "dataexport.S3.inner.users.behaviors.Purchase", schema)
@@ -184,7 +186,7 @@ func TestScannerEventType(t *testing.T) {
 			require.NoError(t, res.err)
 			require.Len(t, res.msgs, 3)
 			for _, m := range res.msgs {
-				et, _ := m.MetaGetMut(MetaEventType)
+				et, _ := m.MetaGetMut(currentsbody.MetaEventType)
 				assert.Equal(t, tt.want, et)
 				_, hasFile := m.MetaGetMut(MetaFile)
 				assert.Equal(t, tt.path != "", hasFile)
@@ -277,7 +279,7 @@ file:
 		defer mu.Unlock()
 		for _, m := range b {
 			p, _ := m.MetaGetMut("path")
-			et, _ := m.MetaGetMut(MetaEventType)
+			et, _ := m.MetaGetMut(currentsbody.MetaEventType)
 			assert.Equal(t, "users.behaviors.Purchase", et)
 			body, _ := m.AsBytes()
 			perFile[filepath.Base(p.(string))] = append(perFile[filepath.Base(p.(string))], string(body))

@@ -12,6 +12,8 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 )
 
 const blobPath = "testdata/braze_to_amplitude.blobl"
@@ -41,7 +43,7 @@ func process(tb testing.TB, p *service.OwnedProcessor, event []byte, hint string
 	tb.Helper()
 	msg := service.NewMessage(event)
 	if hint != "" {
-		msg.MetaSetMut(MetaEventType, hint)
+		msg.MetaSetMut(currentsbody.MetaEventType, hint)
 	}
 	batch, err := p.Process(context.Background(), msg)
 	require.NoError(tb, err)
@@ -144,7 +146,7 @@ func benchProcessor(b *testing.B, p *service.OwnedProcessor, event []byte, hint 
 		for i := range batch {
 			batch[i] = service.NewMessage(event)
 			if hint != "" {
-				batch[i].MetaSetMut(MetaEventType, hint)
+				batch[i].MetaSetMut(currentsbody.MetaEventType, hint)
 			}
 		}
 		out, err := p.ProcessBatch(ctx, batch)

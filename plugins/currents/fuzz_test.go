@@ -3,6 +3,8 @@ package currents
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 )
 
 // FuzzAppendEvent feeds arbitrary bytes to the decoder: it must never panic,
@@ -43,7 +45,7 @@ func FuzzAppendEvent(f *testing.F) {
 	})
 }
 
-// FuzzSplitEvents feeds arbitrary bodies to SplitEvents: it must never panic,
+// FuzzSplitEvents feeds arbitrary bodies to currentsbody.SplitEvents: it must never panic,
 // and the events of a body must be valid JSON objects that map the same
 // without validation (AppendValidEvent) as with it (AppendEvent).
 func FuzzSplitEvents(f *testing.F) {
@@ -56,8 +58,8 @@ func FuzzSplitEvents(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	m := mustMapper(f, func(o *Options) { o.UnknownEvents = PolicyDerive })
-	f.Fuzz(func(t *testing.T, body []byte) {
-		events, isBody, err := SplitEvents(body)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		events, isBody, err := currentsbody.SplitEvents(data)
 		if err != nil || !isBody {
 			if len(events) != 0 {
 				t.Fatalf("events returned with isBody=%v, err=%v", isBody, err)
@@ -67,7 +69,7 @@ func FuzzSplitEvents(f *testing.F) {
 		for _, ev := range events {
 			var v map[string]any
 			if jerr := json.Unmarshal(ev, &v); jerr != nil {
-				t.Fatalf("event %q of body %q is not a JSON object: %v", ev, body, jerr)
+				t.Fatalf("event %q of body %q is not a JSON object: %v", ev, data, jerr)
 			}
 			want, wantRes, wantErr := m.AppendEvent(nil, ev, TypePurchase)
 			got, gotRes, gotErr := m.AppendValidEvent(nil, ev, TypePurchase)

@@ -8,11 +8,11 @@ import (
 	"strings"
 	"sync"
 	"unicode"
-	"unsafe"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
 // Policy says what happens to an event the mapper cannot send as is.
@@ -85,6 +85,10 @@ type Options struct {
 	// UnidentifiedEvents is the policy for events with neither
 	// external_user_id nor device_id: PolicyDrop or PolicyReject.
 	UnidentifiedEvents Policy
+	// Naming picks the spelling where Braze's documents disagree:
+	// NamingGlossary (the default) or NamingAmplitudePage. EventNames wins
+	// over it.
+	Naming Naming
 	// EventNames overrides (or adds) Amplitude base names by Currents type.
 	EventNames map[string]string
 	// Prefixes put before base names, custom event names, custom event
@@ -101,6 +105,7 @@ func DefaultOptions() Options {
 		ExcludeEvents:          append([]string(nil), DefaultExcludeEvents...),
 		UnknownEvents:          PolicyDrop,
 		UnidentifiedEvents:     PolicyDrop,
+		Naming:                 NamingGlossary,
 		EventPrefix:            DefaultEventPrefix,
 		CustomEventPrefix:      DefaultCustomEventPrefix,
 		CustomPropertyPrefix:   DefaultCustomPropertyPrefix,
@@ -148,6 +153,11 @@ func NewMapper(opts Options) (*Mapper, error) {
 	default:
 		return nil, fmt.Errorf("unidentified_events must be drop or reject, got %q", opts.UnidentifiedEvents)
 	}
+	switch opts.Naming {
+	case NamingGlossary, NamingAmplitudePage:
+	default:
+		return nil, fmt.Errorf("naming must be %s or %s, got %q", NamingGlossary, NamingAmplitudePage, opts.Naming)
+	}
 	m := &Mapper{
 		opts:               opts,
 		types:              make(map[string]*typeInfo, len(catalogue)+len(opts.EventNames)),
@@ -157,7 +167,7 @@ func NewMapper(opts Options) (*Mapper, error) {
 	}
 	m.props.New = func() any { return new([]byte) }
 	for _, et := range catalogue {
-		m.types[et.Type] = m.resolve(et.Type, et.Name, et.Kind, et.rules)
+		m.types[et.Type] = m.resolve(et.Type, et.NameFor(opts.Naming), et.Kind, et.rules)
 	}
 	for typ, name := range opts.EventNames {
 		if typ == TypeCustomEvent {
@@ -233,11 +243,11 @@ func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result
 }
 
 // AppendValidEvent is AppendEvent for an event already known to be valid
-// JSON, such as one of the events SplitEvents returns from a request body:
+// JSON, such as one of the events body.SplitEvents returns from a request body:
 // it skips the validation pass. On invalid JSON its output is undefined.
 func (m *Mapper) AppendValidEvent(dst, event []byte, typeHint string) ([]byte, Result, error) {
 	var res Result
-	root := gjson.Parse(bytesToString(event))
+	root := gjson.Parse(unsafestr.FromBytes(event))
 	if !root.IsObject() {
 		return dst, res, fmt.Errorf("event must be a JSON object, got %s", typeName(root))
 	}
@@ -366,9 +376,18 @@ func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields, props []byte) ([]
 			dst = append(append(dst, `,"adid":`...), ad.Raw...)
 		}
 	}
-	if info.kind == KindPurchase {
+	switch {
+	case info.kind == KindPurchase:
 		if dst, err = appendPurchase(dst, f); err != nil {
 			return nil, err
+		}
+	case info.rules&topProductID != 0:
+		pid, err := optionalString(f.productID, "product_id")
+		if err != nil {
+			return nil, err
+		}
+		if pid.Raw != "" {
+			dst = append(append(dst, `,"productId":`...), pid.Raw...)
 		}
 	}
 	if m.opts.DeviceFields {
@@ -523,10 +542,4 @@ func typeName(v gjson.Result) string {
 		return "a boolean"
 	}
 	return "null"
-}
-
-// bytesToString views b as a string without copying; the string (and every
-// gjson result taken from it) must not outlive b.
-func bytesToString(b []byte) string {
-	return unsafe.String(unsafe.SliceData(b), len(b))
 }

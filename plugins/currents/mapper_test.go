@@ -384,34 +384,6 @@ func TestDeriveName(t *testing.T) {
 	}
 }
 
-func TestSplitEvents(t *testing.T) {
-	body := []byte(`{"events":[{"id":"a"}, {"id":"b","x":[1,{"y":2}]}]}`)
-	events, isBody, err := SplitEvents(body)
-	require.NoError(t, err)
-	require.True(t, isBody)
-	require.Len(t, events, 2)
-	assert.Equal(t, `{"id":"a"}`, string(events[0]))
-	assert.Equal(t, `{"id":"b","x":[1,{"y":2}]}`, string(events[1]))
-	assert.Same(t, &body[len(`{"events":[`)], &events[0][0], "events alias the body")
-
-	for _, single := range []string{`{"event_type":"x","events":[]}`, `{"id":"a"}`, `[1]`, `nonsense`, ``} {
-		events, isBody, err := SplitEvents([]byte(single))
-		assert.NoError(t, err, single)
-		assert.False(t, isBody, single)
-		assert.Nil(t, events, single)
-	}
-
-	events, isBody, err = SplitEvents([]byte(`{"events":[]}`))
-	assert.NoError(t, err)
-	assert.True(t, isBody)
-	assert.Empty(t, events)
-
-	_, _, err = SplitEvents([]byte(`{"events":[{"id":"a"},1]}`))
-	assert.ErrorContains(t, err, "must be a JSON object, got a number")
-	_, _, err = SplitEvents([]byte(`{"events":[{"id":"a"}`))
-	assert.ErrorContains(t, err, "not valid JSON")
-}
-
 // The caller may reuse its event buffer (the Avro scanner does): nothing the
 // mapper returns may alias it.
 func TestResultDoesNotAliasEvent(t *testing.T) {

@@ -2,21 +2,21 @@ package currents
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
-)
 
-// MetaEventType is the metadata key holding the Currents event type: read
-// from input messages of the flat storage shape that carry no event_type
-// field, and set on every output message.
-const MetaEventType = "currents_event_type"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
+)
 
 const (
 	btaFieldIncludeEvents          = "include_events"
 	btaFieldExcludeEvents          = "exclude_events"
 	btaFieldUnknownEvents          = "unknown_events"
 	btaFieldUnidentifiedEvents     = "unidentified_events"
+	btaFieldNaming                 = "naming"
 	btaFieldEventNames             = "event_names"
 	btaFieldEventPrefix            = "event_prefix"
 	btaFieldCustomEventPrefix      = "custom_event_prefix"
@@ -58,7 +58,9 @@ properties too, with their prefixes. Purchases set `+"`productId`"+`, `+"`price`
 Every output carries the metadata `+"`currents_event_type`"+`. Dropped events (filtered, unknown or unidentified) are
 counted in the metric `+"`braze_to_amplitude_dropped`"+` (label `+"`reason`"+`) and logged. Bad input and rejected
 events keep flowing as errored messages whose error names the reason, ready for `+"`switch`"+`, `+"`fallback`"+` or
-`+"`reject_errored`"+` routing to a dead-letter output.`).
+`+"`reject_errored`"+` routing to a dead-letter output.
+
+`+namingDoc()).
 		Fields(
 			service.NewStringListField(btaFieldIncludeEvents).
 				Description("Currents event types to send, glob patterns allowed (`*` matches any run of characters, dots included). Empty sends every type.").
@@ -83,10 +85,17 @@ events keep flowing as errored messages whose error names the reason, ready for 
 				Description("What to do with events Amplitude cannot attribute to a user or device.").
 				Default(string(PolicyDrop)).
 				Example(string(PolicyReject)),
+			service.NewStringAnnotatedEnumField(btaFieldNaming, map[string]string{
+				string(NamingGlossary):      "The names of the Amplitude tabs of Braze's Currents event glossary: what Braze's connector sends today.",
+				string(NamingAmplitudePage): "Braze's older Amplitude for Currents page's spelling where it differs (see the table above), for dashboards built on it.",
+			}).
+				Description("Which of Braze's documents names the events where they disagree. `event_names` wins over it.").
+				Default(string(NamingGlossary)).
+				Example(string(NamingAmplitudePage)),
 			service.NewStringMapField(btaFieldEventNames).
 				Description("Amplitude base names by Currents event type, overriding the catalogue or adding types to it. The event prefix is still added.").
 				Default(map[string]any{}).
-				Example(map[string]any{"users.messages.sms.CarrierSend": "SMS Carrier Send", "users.messages.pigeon.Send": "Pigeon Send"}),
+				Example(map[string]any{"users.messages.sms.CarrierSend": "SMS Send To Carrier", "users.messages.pigeon.Send": "Pigeon Send"}),
 			service.NewStringField(btaFieldEventPrefix).
 				Description("Prefix of the Amplitude `event_type` of regular events (include the joining space).").
 				Default(DefaultEventPrefix).
@@ -133,6 +142,11 @@ func optionsFromParsed(conf *service.ParsedConfig) (opts Options, err error) {
 	if opts.ExcludeEvents, err = conf.FieldStringList(btaFieldExcludeEvents); err != nil {
 		return opts, err
 	}
+	naming, err := conf.FieldString(btaFieldNaming)
+	if err != nil {
+		return opts, err
+	}
+	opts.Naming = Naming(naming)
 	for field, dst := range map[string]*Policy{
 		btaFieldUnknownEvents:      &opts.UnknownEvents,
 		btaFieldUnidentifiedEvents: &opts.UnidentifiedEvents,
@@ -219,12 +233,12 @@ func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, msg *service.M
 		msg.SetError(err)
 		return append(out, msg)
 	}
-	events, isBody, err := SplitEvents(raw)
+	events, isBody, err := currentsbody.SplitEvents(raw)
 	if err != nil {
 		msg.SetError(err)
 		return append(out, msg)
 	}
-	hint, _ := msg.MetaGet(MetaEventType)
+	hint, _ := msg.MetaGet(currentsbody.MetaEventType)
 	if !isBody {
 		return p.appendEvent(out, msg, raw, hint, false)
 	}
@@ -268,9 +282,9 @@ func (p *brazeToAmplitude) mapOne(msg *service.Message, event []byte, hint strin
 		*bufp = buf[:0] // keep the grown buffer, unless an outsized event grew it
 	}
 	if boxed, ok := p.typeMeta[res.EventType]; ok {
-		msg.MetaSetMut(MetaEventType, boxed)
+		msg.MetaSetMut(currentsbody.MetaEventType, boxed)
 	} else if res.EventType != "" {
-		msg.MetaSetMut(MetaEventType, res.EventType)
+		msg.MetaSetMut(currentsbody.MetaEventType, res.EventType)
 	}
 	if err != nil {
 		return nil, err
@@ -313,4 +327,30 @@ func defaultExcludeEventsAny() []any {
 		out[i] = t
 	}
 	return out
+}
+
+// namingDoc documents, from the catalogue, where each Amplitude name comes
+// from: the types whose name Braze's documents spell differently, and the
+// names this processor derives because Braze documents none.
+func namingDoc() string {
+	var b strings.Builder
+	b.WriteString("### Event names\n\nNames follow the Amplitude tabs of Braze's Currents event glossary " +
+		"(https://www.braze.com/docs/user_guide/data/distribution/braze_currents/event_glossary/message_engagement_events/). " +
+		"Where Braze's older Amplitude for Currents page (https://www.braze.com/docs/partners/amplitude_for_currents/) " +
+		"spells a name differently, `naming: amplitude_page` sends its spelling:\n\n" +
+		"| Currents type | glossary (default) | amplitude_page |\n|---|---|---|\n")
+	for _, et := range catalogue {
+		if et.PageName != "" {
+			fmt.Fprintf(&b, "| `%s` | `%s` | `%s` |\n", et.Type, et.Name, et.PageName)
+		}
+	}
+	b.WriteString("\nCustom events keep the page's rule, `[Appboy] [Custom Event] <name>` (the glossary shows a placeholder, " +
+		"`[Braze Custom Event]`). Braze documents no usable name for these types; the names are derived in the same style " +
+		"(override them with `event_names`):\n\n| Currents type | derived name | why |\n|---|---|---|\n")
+	for _, et := range catalogue {
+		if et.Source == SourceDerived {
+			fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", et.Type, et.Name, et.Note)
+		}
+	}
+	return b.String()
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 )
 
 func newTestProcessor(t testing.TB, yaml string) *brazeToAmplitude {
@@ -56,7 +58,7 @@ func TestProcessorSingleEvents(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := service.NewMessage([]byte(tc.body))
 			if tc.hint != "" {
-				msg.MetaSetMut(MetaEventType, tc.hint)
+				msg.MetaSetMut(currentsbody.MetaEventType, tc.hint)
 			}
 			batch := processAll(t, p, msg)
 			if tc.dropped {
@@ -74,7 +76,7 @@ func TestProcessorSingleEvents(t *testing.T) {
 			b, err := batch[0].AsBytes()
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantName, decode(t, b)["event_type"])
-			typ, _ := batch[0].MetaGet(MetaEventType)
+			typ, _ := batch[0].MetaGet(currentsbody.MetaEventType)
 			assert.Equal(t, tc.wantType, typ)
 		})
 	}
@@ -110,7 +112,7 @@ unidentified_events: reject
 		require.ErrorContains(t, failed.GetError(), want)
 		raw, _ := failed.AsBytes()
 		assert.Contains(t, string(raw), `"id":"s-`, "the failing event alone is kept for the dead-letter output")
-		typ, _ := failed.MetaGet(MetaEventType)
+		typ, _ := failed.MetaGet(currentsbody.MetaEventType)
 		assert.Equal(t, "users.behaviors.app.SessionEnd", typ)
 	}
 
@@ -124,9 +126,9 @@ unidentified_events: reject
 func TestProcessorBatchKeepsOrder(t *testing.T) {
 	p := newTestProcessor(t, `{}`)
 	dropped := service.NewMessage([]byte(procFlatPush))
-	dropped.MetaSetMut(MetaEventType, "users.messages.pigeon.Send")
+	dropped.MetaSetMut(currentsbody.MetaEventType, "users.messages.pigeon.Send")
 	hinted := service.NewMessage([]byte(procFlatPush))
-	hinted.MetaSetMut(MetaEventType, "users.messages.pushnotification.Send")
+	hinted.MetaSetMut(currentsbody.MetaEventType, "users.messages.pushnotification.Send")
 	out := processAll(t, p,
 		service.NewMessage([]byte(procEmailOpen)),
 		dropped,

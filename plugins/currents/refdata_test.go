@@ -140,6 +140,10 @@ func checkSample(t *testing.T, m *Mapper, event []byte, hint, typ string, flat m
 		}
 		assert.JSONEq(t, string(mustJSON(t, want)), string(mustJSON(t, props[key])), k)
 	}
+	if et.rules&topProductID != 0 {
+		pid, _ := flat["product_id"].(string)
+		assert.Equal(t, nilIfEmpty(pid), got["productId"])
+	}
 	if et.Kind == KindPurchase {
 		assert.Equal(t, flat["product_id"], got["productId"])
 		assert.EqualValues(t, 3.14, got["price"], "the samples' price is 3.14 (float32 3.140000104904175)")
@@ -158,7 +162,9 @@ func sentElsewhere(et EventType, k string) bool {
 		return et.rules&noPhone != 0
 	case "name":
 		return et.Kind == KindCustom
-	case "product_id", "price", "quantity":
+	case "product_id":
+		return et.Kind == KindPurchase || et.rules&topProductID != 0
+	case "price", "quantity":
 		return et.Kind == KindPurchase
 	}
 	return strings.HasSuffix(k, "_api_id")

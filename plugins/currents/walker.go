@@ -81,6 +81,10 @@ func (w *walker) visit(key, value gjson.Result) bool {
 			return true
 		}
 	case "product_id", "price", "quantity":
+		if k == "product_id" && w.info.rules&topProductID != 0 {
+			w.f.productID = value
+			return true
+		}
 		if w.info.kind == KindPurchase {
 			switch k {
 			case "product_id":

@@ -20,7 +20,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
-	"github.com/opencurrents/currents-amplitude/plugins/currents"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 )
 
 const (
@@ -545,7 +545,7 @@ func splitEvents(body []byte) ([][]byte, error) {
 		return nil, nil
 	}
 	// The common case, {"events": [...]}, is validated and split in one pass.
-	events, isBody, err := currents.SplitEvents(body)
+	events, isBody, err := currentsbody.SplitEvents(body)
 	switch {
 	case err != nil:
 		return nil, err

@@ -2,42 +2,35 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/redpanda-data/benthos/v4/public/utils/netutil"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // Field names shared by the input and the output (Redpanda Connect's
 // kafka_franz names, so existing YAML carries over).
 const (
-	kfFieldSeedBrokers  = "seed_brokers"
-	kfFieldClientID     = "client_id"
-	kfFieldRackID       = "rack_id"
-	kfFieldTLS          = "tls"
-	kfFieldSASL         = "sasl"
-	kfFieldSASLMech     = "mechanism"
-	kfFieldSASLUser     = "username"
-	kfFieldSASLPassword = "password"
-)
-
-// SASL mechanisms accepted by the sasl field.
-const (
-	saslNone        = "none"
-	saslPlain       = "PLAIN"
-	saslScramSHA256 = "SCRAM-SHA-256"
-	saslScramSHA512 = "SCRAM-SHA-512"
+	kfFieldSeedBrokers            = "seed_brokers"
+	kfFieldClientID               = "client_id"
+	kfFieldRackID                 = "rack_id"
+	kfFieldTLS                    = "tls"
+	kfFieldMetadataMaxAge         = "metadata_max_age"
+	kfFieldRequestTimeoutOverhead = "request_timeout_overhead"
+	kfFieldConnIdleTimeout        = "conn_idle_timeout"
+	kfFieldTCP                    = "tcp"
 )
 
 const defaultClientID = "currents-amplitude"
 
 // clientFields returns the connection fields common to kafka_franz inputs and
-// outputs: brokers, client identity, TLS and SASL.
+// outputs: brokers, client identity, TLS, SASL, metadata and socket options.
 func clientFields() []*service.ConfigField {
 	return []*service.ConfigField{
 		service.NewStringListField(kfFieldSeedBrokers).
@@ -46,7 +39,7 @@ func clientFields() []*service.ConfigField {
 			Example([]string{"foo:9092", "bar:9092"}).
 			Example([]string{"foo:9092,bar:9092"}),
 		service.NewStringField(kfFieldClientID).
-			Description("An identifier for the client connection, visible in broker logs and quotas.").
+			Description("An identifier for the client connection, visible in broker logs and quotas. (Redpanda Connect's default is `redpanda-connect`.)").
 			Default(defaultClientID).
 			Example("currents-delivery").
 			Advanced(),
@@ -56,28 +49,23 @@ func clientFields() []*service.ConfigField {
 			Example("eu-west-1a").
 			Advanced(),
 		service.NewTLSToggledField(kfFieldTLS),
-		service.NewObjectListField(kfFieldSASL,
-			service.NewStringEnumField(kfFieldSASLMech, saslNone, saslPlain, saslScramSHA256, saslScramSHA512).
-				Description("The SASL mechanism to use; `none` skips the entry, so that one config can switch SASL on and off through an environment variable.").
-				Example(saslScramSHA512),
-			service.NewStringField(kfFieldSASLUser).
-				Description("The user name to authenticate as.").
-				Default("").
-				Example("${KAFKA_USER}"),
-			service.NewStringField(kfFieldSASLPassword).
-				Description("The password of the user.").
-				Default("").
-				Example("${KAFKA_PASSWORD}").
-				Secret(),
-		).
-			Description("SASL authentication mechanisms, tried in the order listed.").
-			Optional().
-			Advanced().
-			Example([]any{map[string]any{
-				kfFieldSASLMech:     saslScramSHA512,
-				kfFieldSASLUser:     "${KAFKA_USER}",
-				kfFieldSASLPassword: "${KAFKA_PASSWORD}",
-			}}),
+		saslField(),
+		service.NewDurationField(kfFieldMetadataMaxAge).
+			Description("The maximum age of cluster metadata before it is refreshed. It also bounds how long a new topic matching `regexp_topics_include` waits to be consumed.").
+			Default("1m").
+			Example("30s").
+			Advanced(),
+		service.NewDurationField(kfFieldRequestTimeoutOverhead).
+			Description("Time granted to every request on top of its own timeout before it is cut, roughly Kafka's `request.timeout.ms`.").
+			Default("10s").
+			Example("30s").
+			Advanced(),
+		service.NewDurationField(kfFieldConnIdleTimeout).
+			Description("How long a connection to a broker may stay idle before it is closed.").
+			Default("20s").
+			Example("1m").
+			Advanced(),
+		netutil.DialerConfigSpec(),
 	}
 }
 
@@ -107,15 +95,35 @@ func parseClientConf(conf *service.ParsedConfig) (*clientConf, error) {
 	if c.rackID, err = conf.FieldString(kfFieldRackID); err != nil {
 		return nil, err
 	}
-	c.opts = append(c.opts, kgo.SeedBrokers(brokers...), kgo.ClientID(c.clientID))
+	durs, err := durationFields(conf, []durationLimit{
+		// The bounds kgo's own validation enforces.
+		{kfFieldMetadataMaxAge, 10 * time.Millisecond, time.Hour},
+		{kfFieldRequestTimeoutOverhead, 100 * time.Millisecond, 15 * time.Minute},
+		{kfFieldConnIdleTimeout, 100 * time.Millisecond, 15 * time.Minute},
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.opts = append(c.opts,
+		kgo.SeedBrokers(brokers...),
+		kgo.ClientID(c.clientID),
+		kgo.MetadataMaxAge(durs[kfFieldMetadataMaxAge]),
+		kgo.RequestTimeoutOverhead(durs[kfFieldRequestTimeoutOverhead]),
+		kgo.ConnIdleTimeout(durs[kfFieldConnIdleTimeout]),
+	)
 
 	tlsConf, tlsOn, err := conf.FieldTLSToggled(kfFieldTLS)
 	if err != nil {
 		return nil, err
 	}
-	if tlsOn {
-		c.opts = append(c.opts, kgo.DialTLSConfig(tlsConf))
+	if !tlsOn {
+		tlsConf = nil
 	}
+	dial, err := parseDialer(conf, tlsConf)
+	if err != nil {
+		return nil, err
+	}
+	c.opts = append(c.opts, kgo.Dialer(dial))
 
 	mechs, err := parseSASL(conf)
 	if err != nil {
@@ -127,48 +135,54 @@ func parseClientConf(conf *service.ParsedConfig) (*clientConf, error) {
 	return c, nil
 }
 
-// parseSASL builds the SASL mechanisms of the sasl field. Passwords never
-// appear in errors.
-func parseSASL(conf *service.ParsedConfig) ([]sasl.Mechanism, error) {
-	if !conf.Contains(kfFieldSASL) {
-		return nil, nil
-	}
-	list, err := conf.FieldObjectList(kfFieldSASL)
-	if err != nil {
-		return nil, err
-	}
-	mechs := make([]sasl.Mechanism, 0, len(list))
-	for i, sc := range list {
-		mech, err := sc.FieldString(kfFieldSASLMech)
+// parseDialer builds the dial function of the tcp field (timeouts,
+// keep-alive, TCP_USER_TIMEOUT), wrapped in TLS when tlsConf is not nil.
+func parseDialer(conf *service.ParsedConfig, tlsConf *tls.Config) (func(ctx context.Context, network, host string) (net.Conn, error), error) {
+	d := &net.Dialer{}
+	if conf.Contains(kfFieldTCP) {
+		dc, err := netutil.DialerConfigFromParsed(conf.Namespace(kfFieldTCP))
 		if err != nil {
 			return nil, err
 		}
-		user, err := sc.FieldString(kfFieldSASLUser)
-		if err != nil {
-			return nil, err
+		if err := dc.Validate(); err != nil {
+			return nil, fmt.Errorf("field tcp: %w", err)
 		}
-		pass, err := sc.FieldString(kfFieldSASLPassword)
-		if err != nil {
-			return nil, err
-		}
-		if mech == saslNone {
-			continue
-		}
-		if user == "" {
-			return nil, fmt.Errorf("field sasl[%d]: username is required for %s", i, mech)
-		}
-		switch mech {
-		case saslPlain:
-			mechs = append(mechs, plain.Auth{User: user, Pass: pass}.AsMechanism())
-		case saslScramSHA256:
-			mechs = append(mechs, scram.Auth{User: user, Pass: pass}.AsSha256Mechanism())
-		case saslScramSHA512:
-			mechs = append(mechs, scram.Auth{User: user, Pass: pass}.AsSha512Mechanism())
-		default:
-			return nil, fmt.Errorf("field sasl[%d]: unsupported mechanism %q", i, mech)
+		if err := netutil.DecorateDialer(d, dc); err != nil {
+			return nil, fmt.Errorf("field tcp: %w", err)
 		}
 	}
-	return mechs, nil
+	if tlsConf == nil {
+		return d.DialContext, nil
+	}
+	td := &tls.Dialer{NetDialer: d, Config: tlsConf}
+	return td.DialContext, nil
+}
+
+// durationLimit bounds a duration field, in the manner of the limit table
+// that kgo's config validation walks: a value below min or above max (when
+// max is positive) is refused with the field's name.
+type durationLimit struct {
+	field    string
+	min, max time.Duration
+}
+
+// durationFields reads and checks the named duration fields.
+func durationFields(conf *service.ParsedConfig, limits []durationLimit) (map[string]time.Duration, error) {
+	out := make(map[string]time.Duration, len(limits))
+	for _, l := range limits {
+		d, err := conf.FieldDuration(l.field)
+		if err != nil {
+			return nil, err
+		}
+		if d < l.min || (l.max > 0 && d > l.max) {
+			if l.max > 0 {
+				return nil, fmt.Errorf("field %s: %s is outside [%s, %s]", l.field, d, l.min, l.max)
+			}
+			return nil, fmt.Errorf("field %s: %s is below the minimum %s", l.field, d, l.min)
+		}
+		out[l.field] = d
+	}
+	return out, nil
 }
 
 // newClient creates a franz-go client and checks that a broker answers, so

@@ -4,33 +4,51 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"sync"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/redpanda-data/benthos/v4/public/service"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
-// Input field names.
+// Input field names (Redpanda Connect's, plus batch_size and
+// partition_start_delay of this distribution).
 const (
 	kfiFieldTopics                 = "topics"
 	kfiFieldRegexpTopics           = "regexp_topics"
+	kfiFieldRegexpInclude          = "regexp_topics_include"
+	kfiFieldRegexpExclude          = "regexp_topics_exclude"
 	kfiFieldConsumerGroup          = "consumer_group"
+	kfiFieldInstanceID             = "instance_id"
 	kfiFieldCheckpointLimit        = "checkpoint_limit"
 	kfiFieldBatchSize              = "batch_size"
+	kfiFieldBatching               = "batching"
 	kfiFieldCommitPeriod           = "commit_period"
 	kfiFieldStartFromOldest        = "start_from_oldest"
+	kfiFieldStartOffset            = "start_offset"
 	kfiFieldFetchMaxBytes          = "fetch_max_bytes"
+	kfiFieldFetchMinBytes          = "fetch_min_bytes"
 	kfiFieldFetchMaxPartitionBytes = "fetch_max_partition_bytes"
 	kfiFieldFetchMaxWait           = "fetch_max_wait"
+	kfiFieldIsolationLevel         = "transaction_isolation_level"
 	kfiFieldSessionTimeout         = "session_timeout"
 	kfiFieldRebalanceTimeout       = "rebalance_timeout"
 	kfiFieldHeartbeatInterval      = "heartbeat_interval"
 	kfiFieldPartitionStartDelay    = "partition_start_delay"
+	kfiFieldMultiHeader            = "multi_header"
+	kfiFieldTopicLagRefreshPeriod  = "topic_lag_refresh_period"
+)
+
+// Values of start_offset and transaction_isolation_level.
+const (
+	startEarliest   = "earliest"
+	startLatest     = "latest"
+	startCommitted  = "committed"
+	readUncommitted = "read_uncommitted"
+	readCommitted   = "read_committed"
 )
 
 // Metadata keys set on every consumed message.
@@ -39,6 +57,8 @@ const (
 	metaTopic         = "kafka_topic"
 	metaPartition     = "kafka_partition"
 	metaOffset        = "kafka_offset"
+	metaLag           = "kafka_lag"
+	metaTimestamp     = "kafka_timestamp"
 	metaTimestampUnix = "kafka_timestamp_unix"
 	metaTimestampMs   = "kafka_timestamp_ms"
 	metaTombstone     = "kafka_tombstone_message"
@@ -54,22 +74,31 @@ const (
 // closeCommitTimeout bounds the final offset commit on shutdown.
 const closeCommitTimeout = 10 * time.Second
 
+// maxWireTimeout is the largest duration Kafka's int32-millisecond timeout
+// fields carry (kgo refuses more).
+const maxWireTimeout = time.Duration(1<<31-1) * time.Millisecond
+
 func kafkaFranzInputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
 		Categories("Services").
-		Summary("Consumes records from Kafka topics as a consumer group with franz-go, committing offsets only once messages are acknowledged downstream.").
+		Summary("Consumes records from Kafka topics with franz-go, as a consumer group or from explicit partitions, committing offsets only once messages are acknowledged downstream.").
 		Description(`
-Field names follow Redpanda Connect's `+"`kafka_franz`"+` input.
+Field names and defaults follow Redpanda Connect's `+"`kafka_franz`"+` input; see docs/kafka.md for the remaining differences.
 
 ### Delivery and ordering
 
-The input joins the consumer group `+"`consumer_group`"+` and the brokers spread the partitions of the
-topics among the group's members. Records of one partition are handed to the pipeline in offset order, as batches
-of at most `+"`batch_size`"+` records; at most `+"`checkpoint_limit`"+` records of one partition are in
-flight at once (set it to `+"`batch_size`"+` for strictly one batch of a partition at a time). An offset is
-committed only once its message and every earlier message of the partition are acknowledged by the output
-(at-least-once). Nacked batches are redelivered with a back-off, ahead of the partition's later records.
+With `+"`consumer_group`"+` the input joins the group and the brokers spread the partitions of the topics among
+its members. Without it, the input consumes every partition of `+"`topics`"+` (or the explicit partitions
+`+"`topic:partition`"+`, `+"`topic:first-last`"+`, `+"`topic:partition:offset`"+`) and commits nothing: acknowledged offsets
+are tracked in memory only, and a restart begins again at `+"`start_offset`"+` (or the offsets given).
+
+Records of one partition are handed to the pipeline in offset order, as batches of at most `+"`batch_size`"+` records or
+as the `+"`batching`"+` policy forms them; at most `+"`checkpoint_limit`"+` records of one partition are in flight at once.
+An offset is committed only once its message and every earlier message of the partition are acknowledged by the
+output (at-least-once). Nacked batches are redelivered with a back-off, ahead of the partition's later records
+(`+"`auto_replay_nacks: true`"+`, the default). With `+"`auto_replay_nacks: false`"+` a nacked batch is dropped, as in
+Redpanda Connect: counted in `+"`kafka_franz_records_dropped_total`"+`, logged, and its offsets may then be committed.
 
 When a partition is revoked (another instance joins or leaves the group), the input stops handing out its records,
 waits up to half of `+"`rebalance_timeout`"+` for the records in flight to be acknowledged, commits, and only
@@ -79,61 +108,106 @@ to the new owner (counted in `+"`kafka_franz_records_released`"+`); their late a
 
 ### Metadata
 
-Each message carries `+"`kafka_key`, `kafka_topic`, `kafka_partition`, `kafka_offset`, `kafka_timestamp_unix`, `kafka_timestamp_ms`, `kafka_tombstone_message`"+`
-and every record header under its own name.
+Each message carries `+"`kafka_key`, `kafka_topic`, `kafka_partition`, `kafka_offset`, `kafka_lag`, `kafka_timestamp`, `kafka_timestamp_unix`, `kafka_timestamp_ms`, `kafka_tombstone_message`"+`
+and every record header under its own name (a list of values with `+"`multi_header`"+`). `+"`kafka_lag`"+` is the
+number of records of the partition after this one when it was fetched (high watermark - offset - 1).
 
 ### Metrics
 
-`+"`kafka_franz_records_redelivered`"+` (nacked records queued again), `+"`kafka_franz_records_released`"+`
+`+"`kafka_franz_records_redelivered`"+` (nacked records queued again), `+"`kafka_franz_records_dropped_total`"+`
+(nacked records dropped with `+"`auto_replay_nacks: false`"+`), `+"`kafka_franz_records_released`"+`
 (records of revoked partitions left to their new owner), `+"`kafka_franz_partitions_revoked`, `kafka_franz_partitions_lost`"+`,
-`+"`kafka_franz_commit_errors`"+`.`).
+`+"`kafka_franz_commit_errors`"+`, and the gauge `+"`redpanda_lag`"+` (labels `+"`topic`, `partition`"+`, as Redpanda Connect
+names it): records after the acknowledged mark of each partition, refreshed every `+"`topic_lag_refresh_period`"+`.`).
 		Fields(clientFields()...).
 		Fields(
 			service.NewStringListField(kfiFieldTopics).
-				Description("Topics to consume. Items that contain commas are split into several topics.").
+				Description("Topics to consume. Items that contain commas are split into several topics. Without `consumer_group`, an item may name explicit partitions: `foo:0` (partition 0), `foo:0-3` (partitions 0 to 3) or `foo:0:42` (partition 0 from offset 42).").
+				Optional().
 				Example([]string{"currents"}).
-				Example([]string{"currents-eu,currents-us"}),
+				Example([]string{"currents-eu,currents-us"}).
+				Example([]string{"currents:0", "currents:1:1000"}),
 			service.NewBoolField(kfiFieldRegexpTopics).
-				Description("Whether the topics are regular expressions matched against every topic of the cluster.").
+				Description("Deprecated: use `regexp_topics_include`. Whether the topics are regular expressions matched against every topic of the cluster.").
 				Default(false).
-				Example(true).
-				Advanced(),
+				Advanced().
+				Deprecated(),
+			service.NewStringListField(kfiFieldRegexpInclude).
+				Description("Regular expressions of the topics to consume, matched against every topic of the cluster (re-evaluated every `metadata_max_age`). Instead of `topics`.").
+				Optional().
+				Example([]string{"currents-.*"}),
+			service.NewStringListField(kfiFieldRegexpExclude).
+				Description("Regular expressions of topics never to consume, applied after `regexp_topics_include`.").
+				Optional().
+				Example([]string{"currents-dlq.*"}),
 			service.NewStringField(kfiFieldConsumerGroup).
-				Description("The consumer group whose members share the partitions and whose committed offsets record progress. Required.").
+				Description("The consumer group whose members share the partitions and whose committed offsets record progress. Without it nothing is committed and explicit partitions may be listed in `topics`.").
+				Optional().
 				Example("currents-to-amplitude"),
+			service.NewStringField(kfiFieldInstanceID).
+				Description("A static group membership id (KIP-345), unique per member: a restart within `session_timeout` keeps the partitions without a rebalance. Such a member does not leave the group on close.").
+				Default("").
+				Example("delivery-0").
+				Advanced(),
 			service.NewIntField(kfiFieldCheckpointLimit).
 				Description("The maximum number of records of one partition in flight (handed out and not yet acknowledged). Lower values mean fewer redeliveries after a crash; higher values let several batches of a partition be processed in parallel.").
 				Default(1024).
 				Example(100).
 				Advanced(),
 			service.NewIntField(kfiFieldBatchSize).
-				Description("The maximum number of records of one partition delivered as one message batch. 0 means all records fetched for the partition, up to `checkpoint_limit`. Batches reach the output whole when it has no batching policy of its own, which keeps per-message dead-letter routing exact.").
+				Description("This distribution's addition: the maximum number of records of one partition delivered as one message batch when `batching` is not set. 0 means all records fetched for the partition, up to `checkpoint_limit` (Redpanda Connect delivers one record per batch without `batching`: set 1 for that). Batches reach the output whole when it has no batching policy of its own, which keeps per-message dead-letter routing exact.").
 				Default(0).
 				Example(500),
+			service.NewBatchPolicyField(kfiFieldBatching).
+				Description("A batching policy applied per partition, so that batches keep the partition's order. When set, `batch_size` must stay 0.").
+				Advanced(),
 			service.NewDurationField(kfiFieldCommitPeriod).
-				Description("How often acknowledged offsets are committed. Offsets are also committed on revocation and shutdown.").
+				Description("How often acknowledged offsets are committed to the group. Offsets are also committed on revocation and shutdown.").
 				Default("5s").
 				Example("1s").
 				Advanced(),
 			service.NewBoolField(kfiFieldStartFromOldest).
-				Description("Whether a partition without a committed offset is consumed from its oldest record (true) or from its newest (false).").
+				Description("Deprecated: use `start_offset`. When `start_offset` is not set, whether a partition without a committed offset starts at its oldest record (`true`, earliest) or its newest (`false`, latest).").
 				Default(true).
-				Example(false),
+				Example(false).
+				Advanced().
+				Deprecated(),
+			service.NewStringAnnotatedEnumField(kfiFieldStartOffset, map[string]string{
+				startEarliest:  "Start at the oldest record (Kafka's `auto.offset.reset=earliest`).",
+				startLatest:    "Start at the next record written (`auto.offset.reset=latest`).",
+				startCommitted: "Consume only partitions with a committed offset (`auto.offset.reset=none`); needs `consumer_group`.",
+			}).
+				Description("Where a partition without a committed offset starts, and where consumption restarts after an out-of-range offset. Redpanda Connect's default is `earliest`; when the field is absent here, `start_from_oldest` decides (true by default, hence earliest).").
+				Optional().
+				Example(startLatest).
+				Advanced(),
 			service.NewStringField(kfiFieldFetchMaxBytes).
-				Description("The maximum number of bytes a broker returns for one fetch request.").
+				Description("The maximum number of bytes a broker returns for one fetch request (`fetch.max.bytes`).").
 				Default("50MiB").
 				Example("100MiB").
 				Advanced(),
+			service.NewStringField(kfiFieldFetchMinBytes).
+				Description("The minimum number of bytes a broker accumulates before it answers a fetch (`fetch.min.bytes`), waiting at most `fetch_max_wait`.").
+				Default("1B").
+				Example("64KiB").
+				Advanced(),
 			service.NewStringField(kfiFieldFetchMaxPartitionBytes).
-				Description("The maximum number of bytes a broker returns for one partition of a fetch request.").
+				Description("The maximum number of bytes a broker returns for one partition of a fetch request (`max.partition.fetch.bytes`).").
 				Default("1MiB").
 				Example("10MiB").
 				Advanced(),
 			service.NewDurationField(kfiFieldFetchMaxWait).
-				Description("How long a broker may wait to accumulate data for a fetch response.").
+				Description("How long a broker may wait to accumulate `fetch_min_bytes` for a fetch response (`fetch.max.wait.ms`).").
 				Default("5s").
 				Example("500ms").
 				Advanced(),
+			service.NewStringAnnotatedEnumField(kfiFieldIsolationLevel, map[string]string{
+				readUncommitted: "Records of open and aborted transactions are consumed too.",
+				readCommitted:   "Only records of committed transactions (and non-transactional ones) are consumed.",
+			}).
+				Description("Which transactional records are consumed.").
+				Default(readUncommitted).
+				Example(readCommitted),
 			service.NewDurationField(kfiFieldSessionTimeout).
 				Description("How long the group waits without a heartbeat before it evicts a member and moves its partitions.").
 				Default("1m").
@@ -145,15 +219,37 @@ and every record header under its own name.
 				Example("30s").
 				Advanced(),
 			service.NewDurationField(kfiFieldHeartbeatInterval).
-				Description("How often a member tells the group it is alive.").
+				Description("How often a member tells the group it is alive; at most a third of `session_timeout`.").
 				Default("3s").
 				Example("1s").
 				Advanced(),
 			service.NewDurationField(kfiFieldPartitionStartDelay).
-				Description("How long a partition newly assigned to this member waits before its first records are handed out. Set it to the window of a per-key rate limit downstream (`1s` for `device_rate_limit`): the previous owner sent its last records before the partition moved, so no window then holds records of two members and the limit holds across the group.").
+				Description("This distribution's addition: how long a partition newly assigned to this member waits before its first records are handed out. Set it to the window of a per-key rate limit downstream (`1s` for `device_rate_limit`): the previous owner sent its last records before the partition moved, so no window then holds records of two members and the limit holds across the group.").
 				Default("0s").
 				Example("1s"),
+			service.NewBoolField(kfiFieldMultiHeader).
+				Description("Whether each header becomes a list of all its values (headers may repeat) instead of its last value.").
+				Default(false).
+				Example(true).
+				Advanced(),
+			service.NewDurationField(kfiFieldTopicLagRefreshPeriod).
+				Description("How often the `redpanda_lag` gauge is refreshed from the partitions' end offsets.").
+				Default("5s").
+				Example("30s").
+				Advanced(),
+			service.NewAutoRetryNacksToggleField(),
+			service.NewForceTimelyNacksField(),
 		).
+		LintRule(`
+let parts = this.topics.or([]).any(t -> t.contains(":"))
+let regex = this.regexp_topics.or(false) || this.regexp_topics_include.or([]).length() > 0
+root = [
+  if $parts && this.consumer_group.or("") != "" { "explicit topic partitions cannot be consumed in a consumer group" },
+  if $parts && $regex { "explicit topic partitions cannot be combined with regular expression topics" },
+  if this.topics.or([]).length() == 0 && this.regexp_topics_include.or([]).length() == 0 { "either topics or regexp_topics_include must be set" },
+  if this.topics.or([]).length() > 0 && this.regexp_topics_include.or([]).length() > 0 { "topics and regexp_topics_include cannot both be set" },
+]
+`).
 		Example("Consume Currents events", "Joins the group `currents-to-amplitude` and consumes the topic `braze-currents`.", `
 input:
   kafka_franz:
@@ -161,84 +257,64 @@ input:
     topics: [ braze-currents ]
     consumer_group: currents-to-amplitude
     batch_size: 500
+`).
+		Example("Replay two partitions", "Reads partitions 0 and 1 of `braze-currents` from offset 1000 without a group (nothing is committed).", `
+input:
+  kafka_franz:
+    seed_brokers: [ "${KAFKA_BROKERS:localhost:9092}" ]
+    topics: [ "braze-currents:0:1000", "braze-currents:1:1000" ]
 `)
 }
 
 func init() {
 	service.MustRegisterBatchInput("kafka_franz", kafkaFranzInputSpec(),
 		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchInput, error) {
-			return newFranzInputFromParsed(conf, mgr)
+			in, err := newFranzInputFromParsed(conf, mgr)
+			if err != nil {
+				return nil, err
+			}
+			return service.ForceTimelyNacksBatched(conf, in)
 		})
-}
-
-// topicPartition names one partition of a topic.
-type topicPartition struct {
-	topic     string
-	partition int32
-}
-
-// partitionState is the lifecycle of a partition owned by this member.
-type partitionState int
-
-const (
-	partActive   partitionState = iota // records are handed out
-	partDraining                       // revoked: waiting for in-flight acks
-	partGone                           // released to the group: acks ignored
-)
-
-// partitionTracker tracks the batches of one owned partition, in offset
-// order, from fetch until acknowledgement.
-type partitionTracker struct {
-	tp    topicPartition
-	state partitionState
-	// batches are the tracked batches in ascending offset order; the head is
-	// the oldest not yet acknowledged.
-	batches []*trackedBatch
-	// inFlight counts the records handed to the pipeline and not yet acked.
-	inFlight int
-	// startAt is when the partition's records may first be handed out
-	// (partition_start_delay after its assignment).
-	startAt time.Time
-}
-
-// trackedBatch is a run of consecutive records of one partition delivered as
-// one message batch.
-type trackedBatch struct {
-	part *partitionTracker
-	msgs service.MessageBatch
-	// next is the offset to commit once this batch and all earlier ones are
-	// acknowledged.
-	next      kgo.EpochOffset
-	acked     bool
-	attempts  int
-	notBefore time.Time
 }
 
 type franzInputConf struct {
 	client          *clientConf
-	topics          []string
+	topics          topicSelection
 	group           string
 	checkpointLimit int
 	batchSize       int
+	batching        service.BatchPolicy
 	commitPeriod    time.Duration
 	drainTimeout    time.Duration
 	startDelay      time.Duration
-	groupOpts       []kgo.Opt
+	lagPeriod       time.Duration
+	multiHeader     bool
+	replayNacks     bool
+	isolation       int8
+	consumerOpts    []kgo.Opt
 }
 
 type franzInput struct {
 	conf franzInputConf
 	log  *service.Logger
+	clk  clock.Clock
+	// newBatcher, set with a batching policy, gives each partition its own
+	// batcher.
+	newBatcher func() (*service.Batcher, error)
 
 	mRedelivered *service.MetricCounter
+	mDropped     *service.MetricCounter
 	mReleased    *service.MetricCounter
 	mRevoked     *service.MetricCounter
 	mLost        *service.MetricCounter
 	mCommitErrs  *service.MetricCounter
+	mLag         *service.MetricGauge
 
 	mu     sync.Mutex
 	client *kgo.Client
-	parts  map[topicPartition]*partitionTracker
+	// stopLag ends the lag refresher of the current client.
+	stopLag context.CancelFunc
+	parts   map[topicPartition]*partitionTracker
 	// assignedAt holds when partitions were assigned until their tracker is
 	// created (on their first records).
 	assignedAt map[topicPartition]time.Time
@@ -258,7 +334,31 @@ func newFranzInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources)
 	if err != nil {
 		return nil, err
 	}
-	return newFranzInput(c, mgr), nil
+	f := newFranzInput(c, mgr, clock.System)
+	if !c.batching.IsNoop() {
+		if _, err := c.batching.NewBatcher(mgr); err != nil {
+			return nil, fmt.Errorf("field batching: %w", err)
+		}
+		f.newBatcher = func() (*service.Batcher, error) { return c.batching.NewBatcher(mgr) }
+	}
+	return f, nil
+}
+
+// intLimit bounds an integer field, as kgo's config validation bounds its
+// limits: the value must lie in [min, max] (max 0: unbounded).
+type intLimit struct {
+	field    string
+	min, max int64
+}
+
+// byteLimit is an intLimit on a size field such as "50MiB".
+type byteLimit = intLimit
+
+// configCheck is a cross-field rule: when bad, the component is refused
+// with msg.
+type configCheck struct {
+	bad bool
+	msg string
 }
 
 func parseFranzInputConf(conf *service.ParsedConfig) (franzInputConf, error) {
@@ -267,143 +367,229 @@ func parseFranzInputConf(conf *service.ParsedConfig) (franzInputConf, error) {
 	if c.client, err = parseClientConf(conf); err != nil {
 		return c, err
 	}
-	rawTopics, err := conf.FieldStringList(kfiFieldTopics)
+	ints, err := intFields(conf, []intLimit{
+		{kfiFieldCheckpointLimit, 1, 0},
+		{kfiFieldBatchSize, 0, 0},
+	})
 	if err != nil {
 		return c, err
 	}
-	c.topics = splitList(rawTopics)
-	if len(c.topics) == 0 {
-		return c, errors.New("field topics: at least one topic is required")
-	}
-	regex, err := conf.FieldBool(kfiFieldRegexpTopics)
+	sizes, err := byteFields(conf, []byteLimit{
+		{kfiFieldFetchMaxBytes, 1, 1<<31 - 1},
+		{kfiFieldFetchMinBytes, 1, 1<<31 - 1},
+		{kfiFieldFetchMaxPartitionBytes, 1, 1<<31 - 1},
+	})
 	if err != nil {
 		return c, err
 	}
-	if regex {
-		for _, t := range c.topics {
-			if _, err := regexp.Compile(t); err != nil {
-				return c, fmt.Errorf("field topics: invalid regular expression %q: %w", t, err)
+	durs, err := durationFields(conf, []durationLimit{
+		{kfiFieldCommitPeriod, time.Millisecond, 0},
+		// The bounds kgo's own validation enforces.
+		{kfiFieldFetchMaxWait, 10 * time.Millisecond, maxWireTimeout},
+		{kfiFieldSessionTimeout, 100 * time.Millisecond, maxWireTimeout},
+		{kfiFieldRebalanceTimeout, 100 * time.Millisecond, maxWireTimeout},
+		{kfiFieldHeartbeatInterval, time.Millisecond, maxWireTimeout},
+		{kfiFieldPartitionStartDelay, 0, 0},
+		{kfiFieldTopicLagRefreshPeriod, 100 * time.Millisecond, 0},
+	})
+	if err != nil {
+		return c, err
+	}
+	c.checkpointLimit, c.batchSize = int(ints[kfiFieldCheckpointLimit]), int(ints[kfiFieldBatchSize])
+	c.commitPeriod = durs[kfiFieldCommitPeriod]
+	c.drainTimeout = durs[kfiFieldRebalanceTimeout] / 2
+	c.startDelay = durs[kfiFieldPartitionStartDelay]
+	c.lagPeriod = durs[kfiFieldTopicLagRefreshPeriod]
+
+	strs := map[string]string{}
+	for _, f := range []string{kfiFieldInstanceID, kfiFieldIsolationLevel} {
+		if strs[f], err = conf.FieldString(f); err != nil {
+			return c, err
+		}
+	}
+	for _, f := range []string{kfiFieldConsumerGroup, kfiFieldStartOffset} {
+		if conf.Contains(f) {
+			if strs[f], err = conf.FieldString(f); err != nil {
+				return c, err
 			}
 		}
 	}
-	if c.group, err = conf.FieldString(kfiFieldConsumerGroup); err != nil {
+	c.group = strs[kfiFieldConsumerGroup]
+	bools := map[string]bool{}
+	for _, f := range []string{kfiFieldRegexpTopics, kfiFieldStartFromOldest, kfiFieldMultiHeader, service.AutoRetryNacksToggleFieldName} {
+		if bools[f], err = conf.FieldBool(f); err != nil {
+			return c, err
+		}
+	}
+	c.multiHeader, c.replayNacks = bools[kfiFieldMultiHeader], bools[service.AutoRetryNacksToggleFieldName]
+	lists := map[string][]string{}
+	for _, f := range []string{kfiFieldTopics, kfiFieldRegexpInclude, kfiFieldRegexpExclude} {
+		if conf.Contains(f) {
+			raw, err := conf.FieldStringList(f)
+			if err != nil {
+				return c, err
+			}
+			lists[f] = splitList(raw)
+		}
+	}
+	if c.batching, err = conf.FieldBatchPolicy(kfiFieldBatching); err != nil {
 		return c, err
 	}
-	if c.group == "" {
-		return c, errors.New("field consumer_group: a consumer group is required")
+
+	startOffset := strs[kfiFieldStartOffset]
+	explicitStart := startOffset != ""
+	if !explicitStart {
+		startOffset = startLatest
+		if bools[kfiFieldStartFromOldest] {
+			startOffset = startEarliest
+		}
 	}
-	if c.checkpointLimit, err = conf.FieldInt(kfiFieldCheckpointLimit); err != nil {
-		return c, err
+	reset := map[string]kgo.Offset{
+		startEarliest:  kgo.NewOffset().AtStart(),
+		startLatest:    kgo.NewOffset().AtEnd(),
+		startCommitted: kgo.NewOffset().AtCommitted(),
+	}[startOffset]
+
+	topics, parts, err := parseTopics(lists[kfiFieldTopics], reset)
+	if err != nil {
+		return c, fmt.Errorf("field topics: %w", err)
 	}
-	if c.checkpointLimit < 1 {
-		return c, fmt.Errorf("field checkpoint_limit: must be at least 1, got %d", c.checkpointLimit)
+	regex := bools[kfiFieldRegexpTopics] || len(lists[kfiFieldRegexpInclude]) > 0
+	for _, check := range []configCheck{
+		{len(topics) == 0 && len(parts) == 0 && len(lists[kfiFieldRegexpInclude]) == 0, "either topics or regexp_topics_include must be set"},
+		{len(lists[kfiFieldTopics]) > 0 && len(lists[kfiFieldRegexpInclude]) > 0, "topics and regexp_topics_include cannot both be set"},
+		{len(parts) > 0 && c.group != "", "explicit topic partitions cannot be consumed in a consumer group (field consumer_group)"},
+		{len(parts) > 0 && regex, "explicit topic partitions cannot be combined with regular expression topics"},
+		{len(lists[kfiFieldRegexpExclude]) > 0 && !regex, "regexp_topics_exclude needs regular expression topics (regexp_topics_include)"},
+		{startOffset == startCommitted && c.group == "", "start_offset committed needs a consumer_group"},
+		{explicitStart && startOffset == startEarliest && !bools[kfiFieldStartFromOldest], "start_from_oldest cannot be false when start_offset is earliest"},
+		{strs[kfiFieldInstanceID] != "" && c.group == "", "instance_id needs a consumer_group"},
+		{!c.batching.IsNoop() && c.batchSize != 0, "batch_size must be 0 when a batching policy is set"},
+		{durs[kfiFieldHeartbeatInterval] >= durs[kfiFieldSessionTimeout], "heartbeat_interval must be shorter than session_timeout"},
+		{sizes[kfiFieldFetchMinBytes] > sizes[kfiFieldFetchMaxBytes], "fetch_min_bytes must not exceed fetch_max_bytes"},
+	} {
+		if check.bad {
+			return c, errors.New(check.msg)
+		}
 	}
-	if c.batchSize, err = conf.FieldInt(kfiFieldBatchSize); err != nil {
-		return c, err
+	if regex {
+		for _, f := range []string{kfiFieldTopics, kfiFieldRegexpInclude, kfiFieldRegexpExclude} {
+			if err := checkRegexps(f, lists[f]); err != nil {
+				return c, err
+			}
+		}
 	}
-	if c.batchSize < 0 {
-		return c, fmt.Errorf("field batch_size: must not be negative, got %d", c.batchSize)
+	c.topics = topicSelection{topics: topics, regex: regex, exclude: lists[kfiFieldRegexpExclude], partitions: parts}
+	if len(lists[kfiFieldRegexpInclude]) > 0 {
+		c.topics.topics = lists[kfiFieldRegexpInclude]
 	}
 	if c.batchSize == 0 || c.batchSize > c.checkpointLimit {
 		c.batchSize = c.checkpointLimit
 	}
-	if c.commitPeriod, err = conf.FieldDuration(kfiFieldCommitPeriod); err != nil {
-		return c, err
-	}
-	if c.commitPeriod <= 0 {
-		return c, errors.New("field commit_period: must be positive")
-	}
-	oldest, err := conf.FieldBool(kfiFieldStartFromOldest)
-	if err != nil {
-		return c, err
-	}
-	fetchMax, err := byteSizeField(conf, kfiFieldFetchMaxBytes)
-	if err != nil {
-		return c, err
-	}
-	fetchPartMax, err := byteSizeField(conf, kfiFieldFetchMaxPartitionBytes)
-	if err != nil {
-		return c, err
-	}
-	durs := map[string]time.Duration{}
-	for _, f := range []string{kfiFieldFetchMaxWait, kfiFieldSessionTimeout, kfiFieldRebalanceTimeout, kfiFieldHeartbeatInterval} {
-		d, err := conf.FieldDuration(f)
-		if err != nil {
-			return c, err
-		}
-		if d <= 0 {
-			return c, fmt.Errorf("field %s: must be positive", f)
-		}
-		durs[f] = d
-	}
-	c.drainTimeout = durs[kfiFieldRebalanceTimeout] / 2
-	if c.startDelay, err = conf.FieldDuration(kfiFieldPartitionStartDelay); err != nil {
-		return c, err
-	}
-	if c.startDelay < 0 {
-		return c, errors.New("field partition_start_delay: must not be negative")
-	}
 
-	reset := kgo.NewOffset().AtEnd()
-	if oldest {
-		reset = kgo.NewOffset().AtStart()
+	isolation := kgo.ReadUncommitted()
+	if strs[kfiFieldIsolationLevel] == readCommitted {
+		isolation, c.isolation = kgo.ReadCommitted(), 1
 	}
-	c.groupOpts = []kgo.Opt{
-		kgo.ConsumerGroup(c.group),
-		kgo.ConsumeTopics(c.topics...),
+	c.consumerOpts = append(c.topics.opts(),
 		kgo.ConsumeResetOffset(reset),
-		kgo.FetchMaxBytes(fetchMax),
-		kgo.FetchMaxPartitionBytes(fetchPartMax),
+		kgo.FetchMaxBytes(int32(sizes[kfiFieldFetchMaxBytes])),
+		kgo.FetchMinBytes(int32(sizes[kfiFieldFetchMinBytes])),
+		kgo.FetchMaxPartitionBytes(int32(sizes[kfiFieldFetchMaxPartitionBytes])),
 		kgo.FetchMaxWait(durs[kfiFieldFetchMaxWait]),
-		kgo.SessionTimeout(durs[kfiFieldSessionTimeout]),
-		kgo.RebalanceTimeout(durs[kfiFieldRebalanceTimeout]),
-		kgo.HeartbeatInterval(durs[kfiFieldHeartbeatInterval]),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(c.commitPeriod),
-	}
-	if regex {
-		c.groupOpts = append(c.groupOpts, kgo.ConsumeRegex())
-	}
+		kgo.FetchIsolationLevel(isolation),
+	)
 	if c.client.rackID != "" {
-		c.groupOpts = append(c.groupOpts, kgo.Rack(c.client.rackID))
+		c.consumerOpts = append(c.consumerOpts, kgo.Rack(c.client.rackID))
+	}
+	if c.group != "" {
+		c.consumerOpts = append(c.consumerOpts,
+			kgo.ConsumerGroup(c.group),
+			kgo.SessionTimeout(durs[kfiFieldSessionTimeout]),
+			kgo.RebalanceTimeout(durs[kfiFieldRebalanceTimeout]),
+			kgo.HeartbeatInterval(durs[kfiFieldHeartbeatInterval]),
+			kgo.BlockRebalanceOnPoll(),
+			kgo.AutoCommitMarks(),
+			kgo.AutoCommitInterval(c.commitPeriod),
+		)
+		if id := strs[kfiFieldInstanceID]; id != "" {
+			c.consumerOpts = append(c.consumerOpts, kgo.InstanceID(id))
+		}
 	}
 	return c, nil
 }
 
-// byteSizeField parses a size such as "50MiB" that must fit a Kafka int32.
-func byteSizeField(conf *service.ParsedConfig, field string) (int32, error) {
-	s, err := conf.FieldString(field)
-	if err != nil {
-		return 0, err
+// intFields reads and checks the named integer fields.
+func intFields(conf *service.ParsedConfig, limits []intLimit) (map[string]int64, error) {
+	out := make(map[string]int64, len(limits))
+	for _, l := range limits {
+		n, err := conf.FieldInt(l.field)
+		if err != nil {
+			return nil, err
+		}
+		if err := l.check(int64(n), fmt.Sprint(n)); err != nil {
+			return nil, err
+		}
+		out[l.field] = int64(n)
 	}
-	n, err := humanize.ParseBytes(s)
-	if err != nil {
-		return 0, fmt.Errorf("field %s: %w", field, err)
-	}
-	if n == 0 || n > 1<<31-1 {
-		return 0, fmt.Errorf("field %s: must be between 1B and 2GiB, got %s", field, s)
-	}
-	return int32(n), nil
+	return out, nil
 }
 
-func newFranzInput(c franzInputConf, mgr *service.Resources) *franzInput {
+// byteFields reads and checks the named size fields ("50MiB").
+func byteFields(conf *service.ParsedConfig, limits []byteLimit) (map[string]int64, error) {
+	out := make(map[string]int64, len(limits))
+	for _, l := range limits {
+		s, err := conf.FieldString(l.field)
+		if err != nil {
+			return nil, err
+		}
+		n, err := humanize.ParseBytes(s)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", l.field, err)
+		}
+		if n > 1<<62 {
+			return nil, fmt.Errorf("field %s: %s is too large", l.field, s)
+		}
+		if err := l.check(int64(n), s); err != nil {
+			return nil, err
+		}
+		out[l.field] = int64(n)
+	}
+	return out, nil
+}
+
+// check refuses a value outside the limit, quoting it as written.
+func (l intLimit) check(v int64, written string) error {
+	if v < l.min || (l.max > 0 && v > l.max) {
+		if l.max > 0 {
+			return fmt.Errorf("field %s: %s is outside [%d, %d]", l.field, written, l.min, l.max)
+		}
+		return fmt.Errorf("field %s: %s is below the minimum %d", l.field, written, l.min)
+	}
+	return nil
+}
+
+func newFranzInput(c franzInputConf, mgr *service.Resources, clk clock.Clock) *franzInput {
 	m := mgr.Metrics()
 	return &franzInput{
 		conf:         c,
 		log:          mgr.Logger(),
+		clk:          clock.OrSystem(clk),
 		mRedelivered: m.NewCounter("kafka_franz_records_redelivered"),
+		mDropped:     m.NewCounter("kafka_franz_records_dropped_total"),
 		mReleased:    m.NewCounter("kafka_franz_records_released"),
 		mRevoked:     m.NewCounter("kafka_franz_partitions_revoked"),
 		mLost:        m.NewCounter("kafka_franz_partitions_lost"),
 		mCommitErrs:  m.NewCounter("kafka_franz_commit_errors"),
+		mLag:         m.NewGauge("redpanda_lag", "topic", "partition"),
 		parts:        map[topicPartition]*partitionTracker{},
 		assignedAt:   map[topicPartition]time.Time{},
 		changed:      make(chan struct{}),
 	}
 }
 
-// Connect joins the consumer group.
+// Connect creates the client: it joins the consumer group, or starts
+// consuming the topics or partitions directly.
 func (f *franzInput) Connect(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -411,18 +597,23 @@ func (f *franzInput) Connect(ctx context.Context) error {
 		return nil
 	}
 	opts := append([]kgo.Opt{}, f.conf.client.opts...)
-	opts = append(opts, f.conf.groupOpts...)
-	opts = append(opts,
-		kgo.OnPartitionsAssigned(f.onAssigned),
-		kgo.OnPartitionsRevoked(f.onRevoked),
-		kgo.OnPartitionsLost(f.onLost),
-		kgo.AutoCommitCallback(f.onAutoCommit),
-	)
+	opts = append(opts, f.conf.consumerOpts...)
+	if f.conf.group != "" {
+		opts = append(opts,
+			kgo.OnPartitionsAssigned(f.onAssigned),
+			kgo.OnPartitionsRevoked(f.onRevoked),
+			kgo.OnPartitionsLost(f.onLost),
+			kgo.AutoCommitCallback(f.onAutoCommit),
+		)
+	}
 	cl, err := newClient(ctx, opts)
 	if err != nil {
 		return err
 	}
 	f.client = cl
+	lagCtx, stop := context.WithCancel(context.Background())
+	f.stopLag = stop
+	go f.runLag(lagCtx, cl)
 	return nil
 }
 
@@ -436,7 +627,8 @@ func (f *franzInput) ReadBatch(ctx context.Context) (service.MessageBatch, servi
 			f.mu.Unlock()
 			return nil, nil, service.ErrNotConnected
 		}
-		b, wait, queued := f.nextBatchLocked(time.Now())
+		flushIn := f.flushDueLocked()
+		b, wait, queued := f.nextBatchLocked(f.clk.Now())
 		changed := f.changed
 		f.mu.Unlock()
 
@@ -446,87 +638,39 @@ func (f *franzInput) ReadBatch(ctx context.Context) (service.MessageBatch, servi
 				return nil
 			}, nil
 		}
+		if flushIn > 0 && (wait == 0 || flushIn < wait) {
+			wait = flushIn
+		}
 		if queued {
 			// Everything queued waits on a checkpoint limit or a back-off.
-			if err := waitChange(ctx, changed, wait); err != nil {
+			if err := waitChange(ctx, f.clk, changed, wait); err != nil {
 				return nil, nil, err
 			}
 			continue
 		}
-		if err := f.poll(ctx, cl); err != nil {
+		if err := f.poll(ctx, cl, flushIn); err != nil {
 			return nil, nil, err
 		}
 	}
 }
 
-// waitChange blocks until changed is closed, wait elapses (when positive) or
-// ctx is done.
-func waitChange(ctx context.Context, changed <-chan struct{}, wait time.Duration) error {
-	var timer <-chan time.Time
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		timer = t.C
-	}
-	select {
-	case <-changed:
-	case <-timer:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return nil
-}
-
-// nextBatchLocked removes and returns the first queued batch that may be
-// handed out now. Otherwise it reports whether batches are queued and how long
-// until the earliest back-off ends (0 when only acks can unblock them).
-// Batches of one partition leave the queue in order.
-func (f *franzInput) nextBatchLocked(now time.Time) (found *trackedBatch, wait time.Duration, queued bool) {
-	blocked := map[*partitionTracker]bool{}
-	kept := f.queue[:0]
-	for i, qb := range f.queue {
-		if found != nil {
-			kept = append(kept, f.queue[i:]...)
-			break
-		}
-		p := qb.part
-		if p.state != partActive {
-			f.releaseLocked(qb, "its partition was revoked before it was processed")
-			continue
-		}
-		if !blocked[p] {
-			if d := max(qb.notBefore.Sub(now), p.startAt.Sub(now)); d > 0 {
-				blocked[p] = true
-				if wait == 0 || d < wait {
-					wait = d
-				}
-			} else if p.inFlight > 0 && p.inFlight+len(qb.msgs) > f.conf.checkpointLimit {
-				blocked[p] = true
-			} else {
-				found = qb
-				p.inFlight += len(qb.msgs)
-				continue
-			}
-		}
-		kept = append(kept, qb)
-	}
-	clear(f.queue[len(kept):])
-	f.queue = kept
-	return found, wait, len(kept) > 0
-}
-
-// releaseLocked gives up a batch of a revoked partition: its records will be
-// delivered by the partition's new owner from the last committed offset.
-func (f *franzInput) releaseLocked(b *trackedBatch, why string) {
-	f.mReleased.Incr(int64(len(b.msgs)))
-	f.log.Debugf("Released %d records of %s/%d to the new owner: %s", len(b.msgs), b.part.tp.topic, b.part.tp.partition, why)
-}
-
 // poll fetches records and queues them as batches of their partitions. A
-// nack interrupts it (see ack).
-func (f *franzInput) poll(ctx context.Context, cl *kgo.Client) error {
+// nack interrupts it (see ack); so does the next batching flush, after
+// flushIn (when positive).
+func (f *franzInput) poll(ctx context.Context, cl *kgo.Client, flushIn time.Duration) error {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if flushIn > 0 {
+		t := f.clk.NewTimer(flushIn)
+		defer t.Stop()
+		go func() {
+			select {
+			case <-t.C():
+				cancel()
+			case <-pctx.Done():
+			}
+		}()
+	}
 	f.mu.Lock()
 	f.interruptPoll = cancel
 	f.mu.Unlock()
@@ -553,241 +697,59 @@ func (f *franzInput) poll(ctx context.Context, cl *kgo.Client) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.interruptPoll = nil
-	queued := len(f.queue)
+	got := false
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
-		if len(ftp.Records) == 0 {
-			return
-		}
-		tp := topicPartition{ftp.Topic, ftp.Partition}
-		p := f.parts[tp]
-		if p == nil {
-			p = &partitionTracker{tp: tp, startAt: f.assignedAt[tp].Add(f.conf.startDelay)}
-			delete(f.assignedAt, tp)
-			f.parts[tp] = p
-		}
-		for recs := ftp.Records; len(recs) > 0; {
-			n := min(len(recs), f.conf.batchSize)
-			b := &trackedBatch{part: p, msgs: make(service.MessageBatch, n)}
-			for i, r := range recs[:n] {
-				b.msgs[i] = recordToMessage(r)
-			}
-			last := recs[n-1]
-			b.next = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}
-			p.batches = append(p.batches, b)
-			f.queue = append(f.queue, b)
-			recs = recs[n:]
+		if len(ftp.Records) > 0 {
+			got = true
+			f.addFetchLocked(ftp)
 		}
 	})
-	if len(f.queue) == queued {
+	if !got {
 		// Nothing fetched: report the error so that Benthos backs off.
 		return fetchErr
 	}
 	return nil
 }
 
-// recordToMessage turns a record into a message with its metadata.
-func recordToMessage(r *kgo.Record) *service.Message {
+// recordToMessage turns a record into a message with its metadata; hwm is
+// the partition's high watermark in the fetch that returned it.
+func (f *franzInput) recordToMessage(r *kgo.Record, hwm int64) *service.Message {
 	msg := service.NewMessage(r.Value)
 	msg.MetaSetMut(metaKey, string(r.Key))
 	msg.MetaSetMut(metaTopic, r.Topic)
 	msg.MetaSetMut(metaPartition, int(r.Partition))
 	msg.MetaSetMut(metaOffset, int(r.Offset))
+	msg.MetaSetMut(metaLag, max(hwm-r.Offset-1, 0))
+	msg.MetaSetMut(metaTimestamp, r.Timestamp.Format(time.RFC3339Nano))
 	msg.MetaSetMut(metaTimestampUnix, r.Timestamp.Unix())
 	msg.MetaSetMut(metaTimestampMs, r.Timestamp.UnixMilli())
 	msg.MetaSetMut(metaTombstone, r.Value == nil)
+	if !f.conf.multiHeader {
+		for _, h := range r.Headers {
+			msg.MetaSetMut(h.Key, string(h.Value))
+		}
+		return msg
+	}
+	lists := map[string][]any{}
 	for _, h := range r.Headers {
-		msg.MetaSetMut(h.Key, string(h.Value))
+		lists[h.Key] = append(lists[h.Key], string(h.Value))
+	}
+	for k, vs := range lists {
+		msg.MetaSetMut(k, vs)
 	}
 	return msg
 }
 
-// ack records the outcome of a batch. A success advances the partition's
-// commit mark over every contiguous acknowledged batch; a failure queues the
-// batch for redelivery. Outcomes of released partitions are ignored: the new
-// owner redelivers from the committed offset.
-func (f *franzInput) ack(b *trackedBatch, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	defer f.broadcastLocked()
-
-	p := b.part
-	p.inFlight -= len(b.msgs)
-	if p.state == partGone {
-		return
-	}
-	if err != nil {
-		if p.state == partDraining {
-			f.releaseLocked(b, "it was nacked after its partition was revoked")
-			return
-		}
-		b.attempts++
-		b.notBefore = time.Now().Add(nackDelay(b.attempts))
-		f.mRedelivered.Incr(int64(len(b.msgs)))
-		f.log.Debugf("Redelivering %d records of %s/%d after nack: %v", len(b.msgs), p.tp.topic, p.tp.partition, err)
-		f.queue = append([]*trackedBatch{b}, f.queue...)
-		if f.interruptPoll != nil {
-			f.interruptPoll()
-		}
-		return
-	}
-	b.acked = true
-	n := 0
-	for n < len(p.batches) && p.batches[n].acked {
-		n++
-	}
-	if n == 0 {
-		return
-	}
-	head := p.batches[n-1].next
-	clear(p.batches[:n])
-	p.batches = p.batches[n:]
-	if f.client == nil {
-		return // closed: nothing can be committed any more
-	}
-	f.client.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{p.tp.topic: {p.tp.partition: head}})
-}
-
-// nackDelay is the redelivery back-off after the given number of attempts.
-func nackDelay(attempts int) time.Duration {
-	d := nackBackoffMin << min(attempts-1, 10)
-	return min(d, nackBackoffMax)
-}
-
-func (f *franzInput) broadcastLocked() {
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-// onAssigned notes when the group gave partitions to this member, for
-// partition_start_delay.
-func (f *franzInput) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
-	f.log.Infof("Consuming partitions %v of group %s", assigned, f.conf.group)
-	now := time.Now()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for topic, ps := range assigned {
-		for _, p := range ps {
-			f.assignedAt[topicPartition{topic, p}] = now
-		}
-	}
-}
-
-// onRevoked runs in franz-go's group loop before revoked partitions move to
-// another member: stop handing them out, let in-flight records finish
-// (bounded), commit, and release the partitions.
-func (f *franzInput) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-	parts := f.detach(revoked, partDraining)
-	if len(parts) == 0 {
-		return
-	}
-	f.log.Infof("Partitions %v of group %s revoked: finishing their records in flight", revoked, f.conf.group)
-	f.mRevoked.Incr(int64(len(parts)))
-
-	drainCtx, cancel := context.WithTimeout(ctx, f.conf.drainTimeout)
-	defer cancel()
-	for {
-		f.mu.Lock()
-		inFlight := 0
-		for _, p := range parts {
-			inFlight += p.inFlight
-		}
-		changed := f.changed
-		f.mu.Unlock()
-		if inFlight == 0 || waitChange(drainCtx, changed, 0) != nil {
-			break
-		}
-	}
-
-	f.mu.Lock()
-	for _, p := range parts {
-		f.releasePartitionLocked(p, false)
-	}
-	f.mu.Unlock()
-	if err := cl.CommitMarkedOffsets(ctx); err != nil {
-		f.mCommitErrs.Incr(1)
-		f.log.Errorf("Failed to commit offsets of revoked partitions: %v", err)
-	}
-}
-
-// onLost releases partitions the group took away without a revocation
-// (fenced or evicted member): committing is no longer possible.
-func (f *franzInput) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	parts := f.detach(lost, partGone)
-	f.mLost.Incr(int64(len(parts)))
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, p := range parts {
-		f.releasePartitionLocked(p, false)
-	}
-}
-
-// detach removes the named partitions from the owned set and sets their
-// state, returning the trackers that existed.
-func (f *franzInput) detach(tps map[string][]int32, state partitionState) []*partitionTracker {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	defer f.broadcastLocked()
-	var parts []*partitionTracker
-	for topic, ps := range tps {
-		for _, id := range ps {
-			tp := topicPartition{topic, id}
-			delete(f.assignedAt, tp)
-			if p := f.parts[tp]; p != nil {
-				p.state = state
-				delete(f.parts, tp)
-				parts = append(parts, p)
-			}
-		}
-	}
-	return parts
-}
-
-// releasePartitionLocked forgets a partition for good, counting its records
-// still in flight: their new owner redelivers them. Records read but never
-// delivered because Benthos was stopping are expected on shutdown, hence
-// only logged at info level then.
-func (f *franzInput) releasePartitionLocked(p *partitionTracker, shutdown bool) {
-	p.state = partGone
-	if p.inFlight > 0 {
-		f.mReleased.Incr(int64(p.inFlight))
-		logf := f.log.Warnf
-		if shutdown {
-			logf = f.log.Infof
-		}
-		logf("Partition %s/%d released with %d records unacknowledged: its next owner redelivers them", p.tp.topic, p.tp.partition, p.inFlight)
-	}
-	p.batches = nil
-}
-
-// onAutoCommit reports failed periodic commits.
-func (f *franzInput) onAutoCommit(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-	if err == nil && resp != nil {
-		err = firstCommitError(resp)
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		f.mCommitErrs.Incr(1)
-		f.log.Errorf("Failed to commit offsets: %v", err)
-	}
-}
-
-// firstCommitError returns the first partition-level error of a commit.
-func firstCommitError(resp *kmsg.OffsetCommitResponse) error {
-	for _, t := range resp.Topics {
-		for _, p := range t.Partitions {
-			if p.ErrorCode != 0 {
-				return fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, kerr.ErrorForCode(p.ErrorCode))
-			}
-		}
-	}
-	return nil
-}
-
-// Close commits what was acknowledged and leaves the group. Benthos calls it
-// once every pending ack has resolved.
+// Close commits what was acknowledged (in a consumer group) and closes the
+// client. Benthos calls it once every pending ack has resolved.
 func (f *franzInput) Close(ctx context.Context) error {
 	f.mu.Lock()
 	cl := f.client
 	f.client = nil
+	if f.stopLag != nil {
+		f.stopLag()
+		f.stopLag = nil
+	}
 	// Every ack that will ever come has come: release the partitions now, so
 	// that leaving the group does not wait for batches that Benthos read but
 	// never delivered because it was stopping.
@@ -801,11 +763,13 @@ func (f *franzInput) Close(ctx context.Context) error {
 	if cl == nil {
 		return nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, closeCommitTimeout)
-	defer cancel()
-	if err := cl.CommitMarkedOffsets(cctx); err != nil {
-		f.mCommitErrs.Incr(1)
-		f.log.Errorf("Failed to commit offsets on close: %v", err)
+	if f.conf.group != "" {
+		cctx, cancel := context.WithTimeout(ctx, closeCommitTimeout)
+		defer cancel()
+		if err := cl.CommitMarkedOffsets(cctx); err != nil {
+			f.mCommitErrs.Incr(1)
+			f.log.Errorf("Failed to commit offsets on close: %v", err)
+		}
 	}
 	cl.CloseAllowingRebalance()
 	return nil

@@ -17,6 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
 // newCluster starts an in-process Kafka cluster with the topic seeded.
@@ -175,7 +178,7 @@ func TestInputConsumesWithMetadataAndResumesAfterCommit(t *testing.T) {
 	produce(t, brokers, "events", 300, 20, 7)
 	c2 := startConsumer(t, inputYAML(brokers, "events", "g1", ""), nil)
 	waitFor(t, "20 new records consumed", func() bool { return c2.count() >= 20 })
-	time.Sleep(300 * time.Millisecond)
+	c2.stop(t) // every ack has resolved: a redelivery would have shown by now
 	for v := range c2.ackedValues() {
 		var i int
 		_, err := fmt.Sscanf(v, "v-%d", &i)
@@ -233,18 +236,19 @@ func TestInputStrictOrderWithCheckpointLimitOne(t *testing.T) {
 }
 
 func TestNextBatchOrderAndCheckpointLimit(t *testing.T) {
-	f := newFranzInput(franzInputConf{checkpointLimit: 20, batchSize: 10}, service.MockResources())
+	clk := clock.NewFake(time.Unix(1_767_225_600, 0))
+	f := newFranzInput(franzInputConf{checkpointLimit: 20, batchSize: 10, replayNacks: true}, service.MockResources(), clk)
 	p0 := &partitionTracker{tp: topicPartition{"t", 0}}
 	p1 := &partitionTracker{tp: topicPartition{"t", 1}}
 	mk := func(p *partitionTracker, n int) *trackedBatch {
-		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, n)}
+		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, n), records: n}
 		p.batches = append(p.batches, b)
 		f.queue = append(f.queue, b)
 		return b
 	}
 	a1, a2, a3 := mk(p0, 10), mk(p0, 10), mk(p0, 10)
 	b1 := mk(p1, 5)
-	now := time.Now()
+	now := clk.Now()
 
 	next := func() *trackedBatch {
 		b, _, _ := f.nextBatchLocked(now)
@@ -285,11 +289,11 @@ func TestNextBatchOrderAndCheckpointLimit(t *testing.T) {
 }
 
 func TestAckAdvancesOnlyOverContiguousBatches(t *testing.T) {
-	f := newFranzInput(franzInputConf{checkpointLimit: 100, batchSize: 10}, service.MockResources())
+	f := newFranzInput(franzInputConf{checkpointLimit: 100, batchSize: 10, replayNacks: true}, service.MockResources(), clock.NewFake(time.Unix(1_767_225_600, 0)))
 	p := &partitionTracker{tp: topicPartition{"t", 0}}
 	var bs []*trackedBatch
 	for i := range 3 {
-		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, 1), next: kgo.EpochOffset{Offset: int64(i + 1)}}
+		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, 1), records: 1, next: kgo.EpochOffset{Offset: int64(i + 1)}}
 		p.batches = append(p.batches, b)
 		p.inFlight++
 		bs = append(bs, b)
@@ -312,21 +316,41 @@ func TestInputRebalanceMovesPartitionsWithoutLossOrDuplicates(t *testing.T) {
 	const total = 600
 	produce(t, brokers, "events", 0, total, 60)
 
-	// Slow processing keeps records in flight when partitions move.
-	slow := func(*service.Message) error {
-		time.Sleep(2 * time.Millisecond)
+	// a's processing is held at two points, released by events rather than
+	// by time: past 100 records until b has joined (a rebalance is under
+	// way with a's records in flight), past 200 until a is being stopped
+	// (a leaves with records of its partitions left to move).
+	joined, stopping := make(chan struct{}), make(chan struct{})
+	var handled atomic.Int64
+	holdA := func(*service.Message) error {
+		n := handled.Add(1)
+		if n > 100 {
+			<-joined
+		}
+		if n > 200 {
+			<-stopping
+		}
 		return nil
 	}
 	in := inputYAML(brokers, "events", "g-rebalance", "  batch_size: 5")
-	a := startConsumer(t, in, slow)
+	a := startConsumer(t, in, holdA)
 	waitFor(t, "a consumes", func() bool { return a.count() >= 100 })
 
-	b := startConsumer(t, in, slow)
+	b := startConsumer(t, in, nil)
+	waitFor(t, "b joins the group", func() bool { return groupMembers(t, brokers, "g-rebalance") == 2 })
+	close(joined)
 	waitFor(t, "b takes partitions over", func() bool { return b.count() > 0 })
+	waitFor(t, "a is held mid-stream", func() bool { return handled.Load() > 200 })
 
 	// a leaves mid-stream: its partitions move to b.
-	require.Less(t, a.count()+b.count(), total, "test too slow to stop a mid-stream")
-	a.stop(t)
+	require.Less(t, a.count()+b.count(), total, "a finished before it was stopped")
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		a.stop(t)
+	}()
+	close(stopping)
+	<-stopped
 	waitFor(t, "every record acknowledged", func() bool {
 		n := 0
 		bv := b.ackedValues()
@@ -337,7 +361,7 @@ func TestInputRebalanceMovesPartitionsWithoutLossOrDuplicates(t *testing.T) {
 		}
 		return n+len(bv) == total
 	})
-	time.Sleep(300 * time.Millisecond) // let stray redeliveries show up
+	b.stop(t) // every ack has resolved: stray redeliveries would have shown
 
 	av, bv := a.ackedValues(), b.ackedValues()
 	for v, n := range av {
@@ -346,4 +370,21 @@ func TestInputRebalanceMovesPartitionsWithoutLossOrDuplicates(t *testing.T) {
 	for v, n := range bv {
 		assert.Equal(t, 1, n, "record %s processed %d times by b", v, n)
 	}
+}
+
+// groupMembers returns how many members the broker lists in the group.
+func groupMembers(t *testing.T, brokers, group string) int {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	require.NoError(t, err)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.Groups = []string{group}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil || len(resp.Groups) == 0 {
+		return 0
+	}
+	return len(resp.Groups[0].Members)
 }

@@ -163,7 +163,7 @@ func TestConfigValidation(t *testing.T) {
 		name, spec, yaml, wantErr string
 	}{
 		{"no brokers", "input", `{seed_brokers: [" , "], topics: [t], consumer_group: g}`, "seed_brokers"},
-		{"no group", "input", `{seed_brokers: [b:9092], topics: [t]}`, "consumer_group"},
+		{"partitions in a group", "input", `{seed_brokers: [b:9092], topics: ["t:0"], consumer_group: g}`, "consumer group"},
 		{"no topics", "input", `{seed_brokers: [b:9092], topics: [], consumer_group: g}`, "topics"},
 		{"bad regexp", "input", `{seed_brokers: [b:9092], topics: ["("], regexp_topics: true, consumer_group: g}`, "regular expression"},
 		{"zero checkpoint", "input", `{seed_brokers: [b:9092], topics: [t], consumer_group: g, checkpoint_limit: 0}`, "checkpoint_limit"},
@@ -172,7 +172,38 @@ func TestConfigValidation(t *testing.T) {
 		{"manual without partition", "output", `{seed_brokers: [b:9092], topic: t, partitioner: manual}`, "partition"},
 		{"partition without manual", "output", `{seed_brokers: [b:9092], topic: t, partition: "1"}`, "partition"},
 		{"write max below message max", "output", `{seed_brokers: [b:9092], topic: t, max_message_bytes: 2MiB, broker_write_max_bytes: 1MiB}`, "broker_write_max_bytes"},
+		{"partitions with regexp", "input", `{seed_brokers: [b:9092], topics: ["t:0"], regexp_topics: true}`, "regular expression"},
+		{"mixed topics and partitions", "input", `{seed_brokers: [b:9092], topics: ["t", "u:1"]}`, "cannot be mixed"},
+		{"bad partition", "input", `{seed_brokers: [b:9092], topics: ["t:x"]}`, "partition"},
+		{"bad partition range", "input", `{seed_brokers: [b:9092], topics: ["t:3-1"]}`, "range"},
+		{"offset on a range", "input", `{seed_brokers: [b:9092], topics: ["t:0-3:5"]}`, "single partition"},
+		{"bad offset", "input", `{seed_brokers: [b:9092], topics: ["t:0:-5"]}`, "offset"},
+		{"partition twice", "input", `{seed_brokers: [b:9092], topics: ["t:0", "t:0-1"]}`, "twice"},
+		{"topics and include", "input", `{seed_brokers: [b:9092], topics: [t], regexp_topics_include: ["u.*"]}`, "cannot both"},
+		{"neither topics nor include", "input", `{seed_brokers: [b:9092]}`, "either topics"},
+		{"exclude without regexp", "input", `{seed_brokers: [b:9092], topics: [t], regexp_topics_exclude: ["u"]}`, "regexp_topics_exclude"},
+		{"bad include", "input", `{seed_brokers: [b:9092], regexp_topics_include: ["("]}`, "regexp_topics_include"},
+		{"committed without group", "input", `{seed_brokers: [b:9092], topics: [t], start_offset: committed}`, "consumer_group"},
+		{"oldest false, earliest", "input", `{seed_brokers: [b:9092], topics: [t], start_from_oldest: false, start_offset: earliest}`, "start_from_oldest"},
+		{"instance without group", "input", `{seed_brokers: [b:9092], topics: [t], instance_id: i}`, "instance_id"},
+		{"batching and batch_size", "input", `{seed_brokers: [b:9092], topics: [t], batch_size: 10, batching: {count: 5}}`, "batch_size"},
+		{"heartbeat above session", "input", `{seed_brokers: [b:9092], topics: [t], consumer_group: g, heartbeat_interval: 10s, session_timeout: 5s}`, "heartbeat_interval"},
+		{"fetch min above max", "input", `{seed_brokers: [b:9092], topics: [t], fetch_min_bytes: 2MiB, fetch_max_bytes: 1MiB}`, "fetch_min_bytes"},
+		{"short fetch wait", "input", `{seed_brokers: [b:9092], topics: [t], fetch_max_wait: 1ms}`, "fetch_max_wait"},
+		{"short lag refresh", "input", `{seed_brokers: [b:9092], topics: [t], topic_lag_refresh_period: 1ms}`, "topic_lag_refresh_period"},
+		{"metadata age above 1h", "input", `{seed_brokers: [b:9092], topics: [t], metadata_max_age: 2h}`, "metadata_max_age"},
+		{"tcp user timeout above keep-alive", "input", `{seed_brokers: [b:9092], topics: [t], tcp: {tcp_user_timeout: 30s, keep_alive: {idle: 15s}}}`, "tcp"},
+		{"bad batching", "input", `{seed_brokers: [b:9092], topics: [t], batching: {count: 2, check: "this ="}}`, "batching"},
+		{"ok no group", "input", `{seed_brokers: [b:9092], topics: ["t:0:10", "t:1-3"]}`, ""},
+		{"ok regexp", "input", `{seed_brokers: [b:9092], regexp_topics_include: ["t.*"], regexp_topics_exclude: ["t-dlq"], consumer_group: g}`, ""},
 		{"ok input", "input", `{seed_brokers: ["a:1,b:2"], topics: [t], consumer_group: g}`, ""},
+		{"idempotent with acks leader", "output", `{seed_brokers: [b:9092], topic: t, acks: leader}`, "acks"},
+		{"idempotent with in-flight 5", "output", `{seed_brokers: [b:9092], topic: t, max_in_flight_requests: 5}`, "idempotent_write"},
+		{"both timestamps", "output", `{seed_brokers: [b:9092], topic: t, timestamp: "1", timestamp_ms: "1"}`, "timestamp"},
+		{"zero buffered records", "output", `{seed_brokers: [b:9092], topic: t, max_buffered_records: 0}`, "max_buffered_records"},
+		{"short delivery timeout", "output", `{seed_brokers: [b:9092], topic: t, record_delivery_timeout: 10ms}`, "record_delivery_timeout"},
+		{"tiny message bytes", "output", `{seed_brokers: [b:9092], topic: t, max_message_bytes: 10B}`, "max_message_bytes"},
+		{"ok output no idempotence", "output", `{seed_brokers: [a:1], topic: t, idempotent_write: false, acks: none, max_in_flight_requests: 5}`, ""},
 		{"ok output", "output", `{seed_brokers: [a:1], topic: t, compression: zstd}`, ""},
 	}
 	for _, tt := range tests {
@@ -195,5 +226,29 @@ func TestConfigValidation(t *testing.T) {
 			}
 			require.ErrorContains(t, err, tt.wantErr)
 		})
+	}
+}
+
+func TestStartOffsetOfExplicitPartitions(t *testing.T) {
+	tests := []struct {
+		yaml string
+		want map[int32]int64 // partition -> offset (-2 start, -1 end)
+	}{
+		{`{seed_brokers: [b:9092], topics: ["t:0", "t:1:42"]}`, map[int32]int64{0: -2, 1: 42}},
+		{`{seed_brokers: [b:9092], topics: ["t:0-1"], start_offset: latest}`, map[int32]int64{0: -1, 1: -1}},
+		{`{seed_brokers: [b:9092], topics: ["t:0"], start_from_oldest: false}`, map[int32]int64{0: -1}},
+		{`{seed_brokers: [b:9092], topics: ["t:0"], start_offset: earliest}`, map[int32]int64{0: -2}},
+	}
+	for _, tt := range tests {
+		conf, err := kafkaFranzInputSpec().ParseYAML(tt.yaml, nil)
+		require.NoError(t, err)
+		c, err := parseFranzInputConf(conf)
+		require.NoError(t, err, tt.yaml)
+		got := map[int32]int64{}
+		for p, off := range c.topics.partitions["t"] {
+			got[p] = off.EpochOffset().Offset
+		}
+		assert.Equal(t, tt.want, got, tt.yaml)
+		assert.Empty(t, c.group)
 	}
 }

@@ -5,14 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/push"
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
 // Field names (as in Redpanda Connect's prometheus exporter).
@@ -24,7 +29,17 @@ const (
 	pmFieldError              = "error"
 	pmFieldAddProcessMetrics  = "add_process_metrics"
 	pmFieldAddGoMetrics       = "add_go_metrics"
+	pmFieldPushURL            = "push_url"
+	pmFieldPushInterval       = "push_interval"
+	pmFieldPushJobName        = "push_job_name"
+	pmFieldPushBasicAuth      = "push_basic_auth"
+	pmFieldUsername           = "username"
+	pmFieldPassword           = "password"
+	pmFieldFileOutputPath     = "file_output_path"
 )
+
+// pushTimeout bounds one push to the Push Gateway.
+const pushTimeout = 30 * time.Second
 
 func prometheusMetricsSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
@@ -36,17 +51,24 @@ component's own). Names and label names are made valid for Prometheus by replaci
 
 - Counters (`+"`output_sent`, `amplitude_events_sent`"+`, ...) are Prometheus counters.
 - Gauges are gauges.
-- Timings (`+"`*_ns`"+`) are summaries in nanoseconds, with the quantiles of `+"`summary_quantiles_objectives`"+`.
-  With `+"`use_histogram_timing`"+` they are histograms in seconds instead, and their `+"`_ns`"+` suffix becomes
-  `+"`_seconds`"+` (for example `+"`output_latency_seconds`"+`), which aggregates across instances.
+- Timings are histograms in seconds (`+"`use_histogram_timing: true`"+`, this distribution's default; Redpanda
+  Connect's is `+"`false`"+`), named with the suffix `+"`_seconds`"+`: Benthos' `+"`*_ns`"+` timers become `+"`*_seconds`"+`
+  (for example `+"`output_latency_seconds`"+`), timers already named `+"`*_seconds`"+` keep their name, others gain the
+  suffix. Histograms aggregate across instances. With `+"`use_histogram_timing: false`"+` timings are summaries under
+  their own name with the quantiles of `+"`summary_quantiles_objectives`"+`, in nanoseconds as in Redpanda Connect, except
+  timers named `+"`*_seconds`"+`, observed in seconds.
+
+With `+"`push_url`"+` the metrics are also pushed to a Prometheus Push Gateway, every `+"`push_interval`"+` when set and
+once more on shutdown (for short-lived instances). With `+"`file_output_path`"+` they are written to that file, in the
+text format, on shutdown.
 
 The HTTP server listens on `+"`http.address`"+` (default `+"`0.0.0.0:4195`"+`). A metric name registered twice
 with different label names or types keeps its first definition; the other registration is logged and not exported.`).
 		Fields(
 			service.NewBoolField(pmFieldUseHistogramTiming).
-				Description("Whether timings are exported as histograms in seconds rather than summaries in nanoseconds.").
-				Default(false).
-				Example(true),
+				Description("Whether timings are exported as histograms in seconds rather than summaries. Default true, unlike Redpanda Connect (false), so that every latency is a histogram in seconds.").
+				Default(true).
+				Example(false),
 			service.NewFloatListField(pmFieldHistogramBuckets).
 				Description("The upper bounds, in seconds, of the histogram buckets of timings. Empty means Prometheus' default buckets (5ms to 10s).").
 				Default([]any{}).
@@ -76,14 +98,53 @@ with different label names or types keeps its first definition; the other regist
 				Description("Whether to add the Go runtime metrics of the Prometheus client (goroutines, GC, heap).").
 				Default(false).
 				Example(true),
+			service.NewStringField(pmFieldPushURL).
+				Description("The URL of a Prometheus Push Gateway to push metrics to, without the `/metrics/job/...` path. Empty: no push.").
+				Default("").
+				Example("http://pushgateway:9091").
+				Advanced(),
+			service.NewStringField(pmFieldPushInterval).
+				Description("How often metrics are pushed to `push_url`, as a duration; empty means only once, on shutdown.").
+				Default("").
+				Example("15s").
+				Advanced(),
+			service.NewStringField(pmFieldPushJobName).
+				Description("The job name of the pushed metrics.").
+				Default("benthos_push").
+				Example("currents-backfill").
+				Advanced(),
+			service.NewObjectField(pmFieldPushBasicAuth,
+				service.NewStringField(pmFieldUsername).
+					Description("The user name.").
+					Default("").
+					Example("${PUSHGATEWAY_USER}"),
+				service.NewStringField(pmFieldPassword).
+					Description("The password.").
+					Default("").
+					Example("${PUSHGATEWAY_PASSWORD}").
+					Secret(),
+			).
+				Description("HTTP basic authentication for the Push Gateway, used when both are set.").
+				Advanced(),
+			service.NewStringField(pmFieldFileOutputPath).
+				Description("A file to write every metric to, in the Prometheus text format, on shutdown. Empty: none.").
+				Default("").
+				Example("/var/lib/currents/metrics.prom").
+				Advanced(),
 		).
 		Example("Prometheus with histograms", "Serves `/metrics` on port 4195 with latency histograms.", `
 http:
   address: 0.0.0.0:4195
 metrics:
   prometheus:
-    use_histogram_timing: true
     add_go_metrics: true
+`).
+		Example("Push Gateway", "Pushes every 15s and on shutdown, for a short-lived backfill.", `
+metrics:
+  prometheus:
+    push_url: "${PUSHGATEWAY_URL:http://localhost:9091}"
+    push_interval: 15s
+    push_job_name: currents-backfill
 `)
 }
 
@@ -106,6 +167,16 @@ type Exporter struct {
 
 	mu      sync.Mutex
 	metrics map[string]registered
+
+	clk      clock.Clock
+	pusher   *push.Pusher
+	pushURL  string
+	interval time.Duration
+	file     string
+	// stopPush ends the periodic push; pushDone is closed once it returned.
+	stopPush  context.CancelFunc
+	pushDone  chan struct{}
+	closeOnce sync.Once
 }
 
 // registered is a metric vector with the definition it was created with.
@@ -116,11 +187,18 @@ type registered struct {
 }
 
 func newExporterFromParsed(conf *service.ParsedConfig, log *service.Logger) (*Exporter, error) {
+	return newExporter(conf, log, clock.System, http.DefaultClient)
+}
+
+// newExporter builds the exporter with the clock of its periodic push and
+// the HTTP client that pushes.
+func newExporter(conf *service.ParsedConfig, log *service.Logger, clk clock.Clock, hc push.HTTPDoer) (*Exporter, error) {
 	e := &Exporter{
 		reg:        prometheus.NewRegistry(),
 		log:        log,
 		metrics:    map[string]registered{},
 		objectives: map[float64]float64{},
+		clk:        clock.OrSystem(clk),
 	}
 	var err error
 	if e.useHistogram, err = conf.FieldBool(pmFieldUseHistogramTiming); err != nil {
@@ -165,8 +243,82 @@ func newExporterFromParsed(conf *service.ParsedConfig, log *service.Logger) (*Ex
 			e.reg.MustRegister(c)
 		}
 	}
+	if err := e.parsePush(conf, hc); err != nil {
+		return nil, err
+	}
+	if e.file, err = conf.FieldString(pmFieldFileOutputPath); err != nil {
+		return nil, err
+	}
 	e.handler = promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{}).ServeHTTP
+	if e.pusher != nil && e.interval > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		e.stopPush, e.pushDone = cancel, make(chan struct{})
+		go e.pushEvery(ctx)
+	}
 	return e, nil
+}
+
+// parsePush reads the Push Gateway fields.
+func (e *Exporter) parsePush(conf *service.ParsedConfig, hc push.HTTPDoer) error {
+	strs := map[string]string{}
+	for _, f := range []string{pmFieldPushURL, pmFieldPushInterval, pmFieldPushJobName} {
+		s, err := conf.FieldString(f)
+		if err != nil {
+			return err
+		}
+		strs[f] = s
+	}
+	user, err := conf.FieldString(pmFieldPushBasicAuth, pmFieldUsername)
+	if err != nil {
+		return err
+	}
+	pass, err := conf.FieldString(pmFieldPushBasicAuth, pmFieldPassword)
+	if err != nil {
+		return err
+	}
+	if strs[pmFieldPushURL] == "" {
+		if strs[pmFieldPushInterval] != "" {
+			return errors.New("field push_interval: needs push_url")
+		}
+		return nil
+	}
+	u, err := url.Parse(strs[pmFieldPushURL])
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("field push_url: not an http(s) URL with a host")
+	}
+	if strs[pmFieldPushJobName] == "" {
+		return errors.New("field push_job_name: must not be empty")
+	}
+	if s := strs[pmFieldPushInterval]; s != "" {
+		if e.interval, err = time.ParseDuration(s); err != nil || e.interval <= 0 {
+			return fmt.Errorf("field push_interval: %q is not a positive duration", s)
+		}
+	}
+	e.pushURL = u.Redacted() // no password from the URL in logs
+	e.pusher = push.New(strs[pmFieldPushURL], strs[pmFieldPushJobName]).Gatherer(e.reg).Client(hc)
+	if user != "" && pass != "" {
+		e.pusher = e.pusher.BasicAuth(user, pass)
+	}
+	return nil
+}
+
+// pushEvery pushes every interval until ctx ends.
+func (e *Exporter) pushEvery(ctx context.Context) {
+	defer close(e.pushDone)
+	for clock.Sleep(ctx, e.clk, e.interval) == nil {
+		e.pushOnce(ctx)
+	}
+}
+
+// pushOnce pushes the registry, logging a failure (the next push retries).
+func (e *Exporter) pushOnce(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	defer cancel()
+	err := e.pusher.PushContext(ctx)
+	if err != nil && e.log != nil {
+		e.log.Errorf("Failed to push metrics to %s: %v", e.pushURL, err)
+	}
+	return err
 }
 
 // HandlerFunc serves the registry in the Prometheus exposition format.
@@ -190,22 +342,38 @@ func (e *Exporter) NewGaugeCtor(name string, labelKeys ...string) service.Metric
 	return withLabels(vec, ok, func(g prometheus.Gauge) service.MetricsExporterGauge { return gauge{g} })
 }
 
-// NewTimerCtor returns a constructor of timings of the given name: summaries
-// in nanoseconds, or histograms in seconds.
+// NewTimerCtor returns a constructor of timings of the given name:
+// histograms in seconds, or summaries (see the spec for names and units).
 func (e *Exporter) NewTimerCtor(name string, labelKeys ...string) service.MetricsExporterTimerCtor {
 	name = sanitize(name)
 	kind, scale := "summary", 1.0
+	if strings.HasSuffix(name, "_seconds") {
+		scale = 1e-9
+	}
 	if e.useHistogram {
 		kind, scale = "histogram", 1e-9
-		name = strings.TrimSuffix(name, "_ns") + "_seconds"
+		name = histogramName(name)
 	}
 	vec, ok := e.vector(kind, name, labelKeys, func(n string, l []string) prometheus.Collector {
 		if e.useHistogram {
 			return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: n, Help: "Benthos timing " + n + " (seconds)", Buckets: e.buckets}, l)
 		}
-		return prometheus.NewSummaryVec(prometheus.SummaryOpts{Name: n, Help: "Benthos timing " + n + " (nanoseconds)", Objectives: e.objectives}, l)
+		unit := "nanoseconds"
+		if scale != 1 {
+			unit = "seconds"
+		}
+		return prometheus.NewSummaryVec(prometheus.SummaryOpts{Name: n, Help: "Benthos timing " + n + " (" + unit + ")", Objectives: e.objectives}, l)
 	})
 	return withLabels(vec, ok, func(o prometheus.Observer) service.MetricsExporterTimer { return timer{o: o, scale: scale} })
+}
+
+// histogramName names a timing histogram: `_ns` becomes `_seconds`, a
+// `_seconds` name stays, any other gains the suffix.
+func histogramName(name string) string {
+	if strings.HasSuffix(name, "_seconds") {
+		return name
+	}
+	return strings.TrimSuffix(name, "_ns") + "_seconds"
 }
 
 // labelled is a Prometheus metric vector yielding metrics of type M.
@@ -251,9 +419,27 @@ func (e *Exporter) vector(kind, name string, labelKeys []string, create func(str
 	return c, true
 }
 
-// Close releases nothing: the registry lives as long as the process.
-func (e *Exporter) Close(context.Context) error {
-	return nil
+// Close stops the periodic push, pushes one last time and writes
+// file_output_path, when configured. Later calls do nothing.
+func (e *Exporter) Close(ctx context.Context) error {
+	var errs []error
+	e.closeOnce.Do(func() {
+		if e.stopPush != nil {
+			e.stopPush()
+			<-e.pushDone
+		}
+		if e.pusher != nil {
+			if err := e.pushOnce(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("push metrics: %w", err))
+			}
+		}
+		if e.file != "" {
+			if err := prometheus.WriteToTextfile(e.file, e.reg); err != nil {
+				errs = append(errs, fmt.Errorf("write metrics to %s: %w", e.file, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
 }
 
 // sanitize turns a metric or label name into a valid Prometheus name.

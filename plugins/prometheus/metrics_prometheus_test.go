@@ -7,7 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,9 +18,11 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
-func newExporter(t *testing.T, yaml string) *Exporter {
+func buildExporter(t *testing.T, yaml string) *Exporter {
 	t.Helper()
 	conf, err := prometheusMetricsSpec().ParseYAML(yaml, nil)
 	require.NoError(t, err)
@@ -60,14 +65,31 @@ func TestExporterMetricKinds(t *testing.T) {
 		},
 		{
 			name: "summary in nanoseconds",
+			yaml: "use_histogram_timing: false",
 			check: func(t *testing.T, e *Exporter) {
 				e.NewTimerCtor("output_latency_ns", "label")("out").Timing(2_000_000)
 			},
 			want: []string{`output_latency_ns{label="out",quantile="0.99"} 2e+06`, `output_latency_ns_count{label="out"} 1`},
 		},
 		{
+			name: "summary of a _seconds timer in seconds",
+			yaml: "use_histogram_timing: false",
+			check: func(t *testing.T, e *Exporter) {
+				e.NewTimerCtor("amplitude_request_seconds")().Timing(2_000_000)
+			},
+			want: []string{`amplitude_request_seconds_sum 0.002`, "(seconds)"},
+		},
+		{
+			name: "histogram in seconds by default, _seconds name kept",
+			check: func(t *testing.T, e *Exporter) {
+				e.NewTimerCtor("amplitude_request_seconds")().Timing(3_000_000_000)
+				e.NewTimerCtor("plain_timer")().Timing(1_000_000_000)
+			},
+			want: []string{`amplitude_request_seconds_bucket{le="5"} 1`, "amplitude_request_seconds_sum 3", "plain_timer_seconds_sum 1"},
+		},
+		{
 			name: "histogram in seconds",
-			yaml: "use_histogram_timing: true\nhistogram_buckets: [0.001, 0.01]",
+			yaml: "histogram_buckets: [0.001, 0.01]",
 			check: func(t *testing.T, e *Exporter) {
 				e.NewTimerCtor("output_latency_ns")().Timing(2_000_000)
 			},
@@ -99,7 +121,7 @@ func TestExporterMetricKinds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newExporter(t, tt.yaml)
+			e := buildExporter(t, tt.yaml)
 			tt.check(t, e)
 			body := scrape(t, e.HandlerFunc())
 			for _, w := range tt.want {
@@ -115,11 +137,19 @@ func TestExporterConfigValidation(t *testing.T) {
 	for yaml, want := range map[string]string{
 		"histogram_buckets: [1, 0.5]":                               "increasing order",
 		"summary_quantiles_objectives: [{quantile: 2, error: 0.1}]": "between 0 and 1",
+		"push_interval: 10s":                                        "needs push_url",
+		"push_url: 'ftp://host'":                                    "push_url",
+		"push_url: 'http://u:hunter2@'":                             "push_url",
+		"{push_url: 'http://gw:9091', push_interval: -1s}":          "push_interval",
+		"{push_url: 'http://gw:9091', push_job_name: ''}":           "push_job_name",
 	} {
 		conf, err := prometheusMetricsSpec().ParseYAML(yaml, nil)
 		require.NoError(t, err)
 		_, err = newExporterFromParsed(conf, nil)
 		assert.ErrorContains(t, err, want, yaml)
+		if err != nil {
+			assert.NotContains(t, err.Error(), "hunter2", "a password leaked into an error")
+		}
 	}
 }
 
@@ -177,4 +207,105 @@ logger:
 	}, 30*time.Second, 50*time.Millisecond, "metrics not served: %s", body)
 	assert.Contains(t, body, "# TYPE braze_events_seen counter")
 	assert.Contains(t, body, "input_received{")
+}
+
+// pushGateway is a loopback Prometheus Push Gateway that records pushes.
+type pushGateway struct {
+	*httptest.Server
+	mu     sync.Mutex
+	pushes []pushed
+	got    chan struct{}
+}
+
+type pushed struct {
+	method, path, user, pass, body string
+}
+
+func newPushGateway(t *testing.T) *pushGateway {
+	g := &pushGateway{got: make(chan struct{}, 16)}
+	g.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		u, p, _ := r.BasicAuth()
+		g.mu.Lock()
+		g.pushes = append(g.pushes, pushed{r.Method, r.URL.Path, u, p, string(b)})
+		g.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+		g.got <- struct{}{}
+	}))
+	t.Cleanup(g.Close)
+	return g
+}
+
+func (g *pushGateway) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.pushes)
+}
+
+func TestPushGateway(t *testing.T) {
+	gw := newPushGateway(t)
+	conf, err := prometheusMetricsSpec().ParseYAML(fmt.Sprintf(`
+push_url: %s
+push_interval: 10s
+push_job_name: backfill
+push_basic_auth:
+  username: pusher
+  password: s3cret
+`, gw.URL), nil)
+	require.NoError(t, err)
+	clk := clock.NewFake(time.Unix(1_767_225_600, 0))
+	e, err := newExporter(conf, nil, clk, gw.Client())
+	require.NoError(t, err)
+	e.NewCounterCtor("braze_events_seen")().Incr(7)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// Nothing is pushed before the interval elapses on the clock.
+	require.True(t, clk.WaitForTimers(ctx, 1))
+	assert.Zero(t, gw.count())
+	clk.Advance(10 * time.Second)
+	<-gw.got
+	require.True(t, clk.WaitForTimers(ctx, 1))
+	clk.Advance(10 * time.Second)
+	<-gw.got
+
+	// Close pushes once more and stops the periodic push.
+	require.NoError(t, e.Close(context.Background()))
+	<-gw.got
+	require.NoError(t, e.Close(context.Background()), "a second close does nothing")
+	assert.Equal(t, 3, gw.count())
+	assert.Zero(t, clk.Pending(), "the periodic push still waits on the clock")
+	gw.mu.Lock()
+	defer gw.mu.Unlock()
+	for _, p := range gw.pushes {
+		assert.Equal(t, http.MethodPut, p.method)
+		assert.Equal(t, "/metrics/job/backfill", p.path)
+		assert.Equal(t, "pusher", p.user)
+		assert.Equal(t, "s3cret", p.pass)
+		assert.Contains(t, p.body, "braze_events_seen")
+	}
+}
+
+func TestPushFailureIsReported(t *testing.T) {
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "full", http.StatusServiceUnavailable)
+	}))
+	defer gw.Close()
+	conf, err := prometheusMetricsSpec().ParseYAML("push_url: "+gw.URL, nil)
+	require.NoError(t, err)
+	e, err := newExporter(conf, nil, clock.NewFake(time.Unix(0, 0)), gw.Client())
+	require.NoError(t, err)
+	assert.ErrorContains(t, e.Close(context.Background()), "push metrics")
+}
+
+func TestFileOutputOnClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metrics.prom")
+	e := buildExporter(t, "file_output_path: "+path)
+	e.NewCounterCtor("amplitude_events_sent", "label")("amp").Incr(5)
+	_, err := os.Stat(path)
+	require.True(t, os.IsNotExist(err), "written before shutdown")
+	require.NoError(t, e.Close(context.Background()))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `amplitude_events_sent{label="amp"} 5`)
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
 // benchKeys returns n (device, user) hash pairs.
@@ -84,7 +86,7 @@ func BenchmarkProcessor(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			p, err := newDeviceRateLimitFromParsed(conf, service.MockResources(), systemClock{})
+			p, err := newDeviceRateLimitFromParsed(conf, service.MockResources(), clock.System)
 			if err != nil {
 				b.Fatal(err)
 			}

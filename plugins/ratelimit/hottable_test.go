@@ -75,7 +75,9 @@ func TestSizes(t *testing.T) {
 // TestHotTableWrap removes entries of a probe run that wraps around the end
 // of the index (homes 63 and 0 of 64 slots), in every order.
 func TestHotTableWrap(t *testing.T) {
-	keys := []uint64{1<<20 | 0, 2<<20 | 63, 3<<20 | 63, 4<<20 | 0, 5<<20 | 62}
+	// The low bits of a hash are its home slot.
+	homed := func(id, home uint64) uint64 { return id<<20 | home }
+	keys := []uint64{homed(1, 0), homed(2, 63), homed(3, 63), homed(4, 0), homed(5, 62)}
 	for del := range keys {
 		var tab hotTable
 		for _, h := range keys {

@@ -9,12 +9,13 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
 const (
@@ -138,7 +139,7 @@ output:
 func init() {
 	service.MustRegisterBatchProcessor("device_rate_limit", deviceRateLimitSpec(),
 		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchProcessor, error) {
-			p, err := newDeviceRateLimitFromParsed(conf, mgr, systemClock{})
+			p, err := newDeviceRateLimitFromParsed(conf, mgr, clock.System)
 			if err != nil {
 				return nil, err
 			}
@@ -146,17 +147,6 @@ func init() {
 			return p, nil
 		})
 }
-
-// clock is time as the processor sees it; tests inject a fake one.
-type clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // keyField extracts one key from a message: straight from the raw JSON with
 // gjson when path is set, otherwise by evaluating the interpolated string.
@@ -192,7 +182,7 @@ type deviceRateLimit struct {
 	keys   []keyField
 	lim    *limiter
 	mode   string
-	clock  clock
+	clk    clock.Clock
 	log    *service.Logger
 	cache  *countCache
 	closed chan struct{}
@@ -206,7 +196,7 @@ type deviceRateLimit struct {
 	dropWarn, cacheWarn logthrottle.Warner
 }
 
-func newDeviceRateLimitFromParsed(conf *service.ParsedConfig, mgr *service.Resources, clk clock) (*deviceRateLimit, error) {
+func newDeviceRateLimitFromParsed(conf *service.ParsedConfig, mgr *service.Resources, clk clock.Clock) (*deviceRateLimit, error) {
 	perSec, perDay, err := parseLimits(conf)
 	if err != nil {
 		return nil, err
@@ -223,7 +213,7 @@ func newDeviceRateLimitFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 		keys:      keys,
 		lim:       newLimiter(uint32(perSec), uint32(perDay), clk.Now().UnixNano()),
 		mode:      mode,
-		clock:     clk,
+		clk:       clk,
 		log:       mgr.Logger(),
 		closed:    make(chan struct{}),
 		mPassed:   mgr.Metrics().NewCounter("device_rate_limit_passed"),
@@ -302,7 +292,7 @@ func (p *deviceRateLimit) extract(msg *service.Message) (msgKeys, error) {
 				if err != nil {
 					return k, err
 				}
-				raw = unsafe.String(unsafe.SliceData(b), len(b))
+				raw = unsafestr.FromBytes(b)
 				if !isObject(raw) {
 					return k, errors.New("message is not a JSON object")
 				}
@@ -363,7 +353,7 @@ func (p *deviceRateLimit) ProcessBatch(ctx context.Context, batch service.Messag
 	var waiting []pending
 	dropped := false
 	// The messages of a batch are taken at one instant.
-	now := p.clock.Now().UnixNano()
+	now := p.clk.Now().UnixNano()
 	if p.mode == modeDrop {
 		// Dropping removes messages: work on a copy of the slice, never on
 		// the caller's.
@@ -423,7 +413,7 @@ func (p *deviceRateLimit) ProcessBatch(ctx context.Context, batch service.Messag
 // that reach the daily limit meanwhile, or are still waiting when ctx ends
 // or the processor closes, are rejected.
 func (p *deviceRateLimit) delay(ctx context.Context, batch service.MessageBatch, waiting []pending) {
-	start := p.clock.Now()
+	start := p.clk.Now()
 	p.mDelayed.Incr(int64(len(waiting)))
 	for len(waiting) > 0 {
 		wake := waiting[0].v.retryAt
@@ -431,14 +421,16 @@ func (p *deviceRateLimit) delay(ctx context.Context, batch service.MessageBatch,
 			wake = min(wake, w.v.retryAt)
 		}
 		var stop error
+		t := p.clk.NewTimer(time.Duration(wake - p.clk.Now().UnixNano()))
 		select {
-		case <-p.clock.After(time.Duration(wake - p.clock.Now().UnixNano())):
+		case <-t.C():
 		case <-ctx.Done():
 			stop = ctx.Err()
 		case <-p.closed:
 			stop = errors.New("processor closed")
 		}
-		now := p.clock.Now()
+		t.Stop()
+		now := p.clk.Now()
 		still := waiting[:0]
 		for _, w := range waiting {
 			v := w.v
@@ -478,13 +470,13 @@ func (p *deviceRateLimit) drop(batch service.MessageBatch, i int, k *msgKeys, v 
 	batch[i] = nil
 	p.mDropped.Incr(1, v.reason.String())
 	p.log.Debugf("Dropped a message over the %s rate limit of key %q", v.reason, k.vals[v.key])
-	p.dropWarn.Warn(p.log, p.clock.Now().UnixNano(), "Dropped %d messages over rate limits (last: key %q over %s)", k.vals[v.key], v.reason)
+	p.dropWarn.Warn(p.log, p.clk.Now().UnixNano(), "Dropped %d messages over rate limits (last: key %q over %s)", k.vals[v.key], v.reason)
 }
 
 // cacheFailed counts a cache error and logs it (at most every 10 s).
 func (p *deviceRateLimit) cacheFailed(err error) {
 	p.mCacheErr.Incr(1)
-	p.cacheWarn.Warn(p.log, p.clock.Now().UnixNano(), "Rate limit cache: %d errors (last: %v)", err)
+	p.cacheWarn.Warn(p.log, p.clk.Now().UnixNano(), "Rate limit cache: %d errors (last: %v)", err)
 }
 
 // start runs the periodic maintenance until Close.
@@ -492,21 +484,21 @@ func (p *deviceRateLimit) start() {
 	p.done.Add(1)
 	go func() {
 		defer p.done.Done()
-		t := time.NewTicker(sweepEvery)
-		defer t.Stop()
 		for tick := 1; ; tick++ {
+			t := p.clk.NewTimer(sweepEvery)
 			select {
-			case <-t.C:
-				if tick%int(maintainEvery/sweepEvery) != 0 {
-					p.sweep()
-					continue
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), maintainEvery)
-				p.maintain(ctx)
-				cancel()
+			case <-t.C():
 			case <-p.closed:
+				t.Stop()
 				return
 			}
+			if tick%int(maintainEvery/sweepEvery) != 0 {
+				p.sweep()
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), maintainEvery)
+			p.maintain(ctx)
+			cancel()
 		}
 	}()
 }
@@ -514,13 +506,13 @@ func (p *deviceRateLimit) start() {
 // sweep compresses or forgets idle keys and publishes the number of keys
 // tracked.
 func (p *deviceRateLimit) sweep() {
-	p.mKeys.Set(int64(p.lim.sweep(p.clock.Now().UnixNano())))
+	p.mKeys.Set(int64(p.lim.sweep(p.clk.Now().UnixNano())))
 }
 
 // maintain sweeps, then writes dirty daily counts to the cache.
 func (p *deviceRateLimit) maintain(ctx context.Context) {
 	p.sweep()
-	if err := p.cache.flush(ctx, p.clock.Now().UnixNano()); err != nil {
+	if err := p.cache.flush(ctx, p.clk.Now().UnixNano()); err != nil {
 		p.cacheFailed(err)
 	}
 }
@@ -530,5 +522,5 @@ func (p *deviceRateLimit) maintain(ctx context.Context) {
 func (p *deviceRateLimit) Close(ctx context.Context) error {
 	p.once.Do(func() { close(p.closed) })
 	p.done.Wait()
-	return p.cache.flush(ctx, p.clock.Now().UnixNano())
+	return p.cache.flush(ctx, p.clk.Now().UnixNano())
 }

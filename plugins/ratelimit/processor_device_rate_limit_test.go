@@ -11,37 +11,33 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
-// fakeClock is a clock that only moves when told to, or when a delay waits on
-// it (After moves it forward by the delay and fires at once).
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+// newFakeClock returns a fake clock at t0: time moves only when the test
+// moves it (or autoAdvance does).
+func newFakeClock() *clock.Fake { return clock.NewFake(time.Unix(0, t0)) }
+
+// autoAdvance moves clk to the deadline of each timer as soon as one is
+// pending, so that a delayed batch runs through at once in fake time. It
+// stops at the end of the test.
+func autoAdvance(t testing.TB, clk *clock.Fake) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for clk.WaitForTimers(ctx, 1) {
+			if at, ok := clk.NextDeadline(); ok {
+				clk.Set(at)
+			}
+		}
+	}()
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(0, t0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.Add(max(d, 0))
-	ch := make(chan time.Time, 1)
-	ch <- c.Now()
-	return ch
-}
-
-func newTestProc(t testing.TB, yaml string, clk clock, opts ...service.MockResourcesOptFn) *deviceRateLimit {
+func newTestProc(t testing.TB, yaml string, clk clock.Clock, opts ...service.MockResourcesOptFn) *deviceRateLimit {
 	t.Helper()
 	conf, err := deviceRateLimitSpec().ParseYAML(yaml, nil)
 	require.NoError(t, err)
@@ -171,7 +167,7 @@ func TestReject(t *testing.T) {
 	assert.WithinRange(t, retry, clk.Now().Add(time.Second), clk.Now().Add(1100*time.Millisecond))
 
 	// At the advertised time the message passes.
-	clk.Add(retry.Sub(clk.Now()))
+	clk.Advance(retry.Sub(clk.Now()))
 	assert.NoError(t, process(t, p, event("hot", "u9"))[0].GetError())
 }
 
@@ -221,6 +217,7 @@ func TestErroredMessagesPassUntouched(t *testing.T) {
 
 func TestDelay(t *testing.T) {
 	clk := newFakeClock()
+	autoAdvance(t, clk)
 	p := newTestProc(t, "per_second: 3\nper_day: 10", clk)
 	start := clk.Now()
 	var in service.MessageBatch
@@ -243,39 +240,84 @@ func TestDelay(t *testing.T) {
 	assert.Less(t, waited, 5*time.Second)
 }
 
-func TestDelayInterrupted(t *testing.T) {
-	p := newTestProc(t, "per_second: 1", systemClock{})
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	out, err := p.ProcessBatch(ctx, service.MessageBatch{event("d", "a"), event("d", "b")})
-	require.NoError(t, err)
-	require.Len(t, out[0], 2)
-	assert.NoError(t, out[0][0].GetError())
-	assert.ErrorContains(t, out[0][1].GetError(), "rate limit per_second exceeded")
+// processAsync runs ProcessBatch in the background; the result arrives on
+// the returned channel.
+func processAsync(ctx context.Context, p *deviceRateLimit, msgs ...*service.Message) <-chan service.MessageBatch {
+	out := make(chan service.MessageBatch, 1)
+	go func() {
+		res, err := p.ProcessBatch(ctx, msgs)
+		if err != nil || len(res) != 1 {
+			out <- nil
+			return
+		}
+		out <- res[0]
+	}()
+	return out
 }
 
-// TestDelayDoesNotHoldOtherKeys runs a batch of a hot device (which must wait
-// about a second) and, meanwhile, batches of other devices, which must not
-// wait for it.
+// waitForDelay blocks until n timers wait on clk (the processor is holding
+// messages), failing the test after a generous bound.
+func waitForDelay(t *testing.T, clk *clock.Fake, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.True(t, clk.WaitForTimers(ctx, n), "the processor never waited on the clock")
+}
+
+func TestDelayInterrupted(t *testing.T) {
+	clk := newFakeClock()
+	p := newTestProc(t, "per_second: 1", clk)
+	ctx, cancel := context.WithCancel(context.Background())
+	res := processAsync(ctx, p, event("d", "a"), event("d", "b"))
+	waitForDelay(t, clk, 1)
+	cancel()
+	out := <-res
+	require.Len(t, out, 2)
+	assert.NoError(t, out[0].GetError())
+	assert.ErrorContains(t, out[1].GetError(), "rate limit per_second exceeded")
+	assert.Equal(t, time.Unix(0, t0), clk.Now(), "released by the context, not by time")
+}
+
+func TestDelayReleasedOnClose(t *testing.T) {
+	clk := newFakeClock()
+	p := newTestProc(t, "per_second: 1", clk)
+	res := processAsync(context.Background(), p, event("d", "a"), event("d", "b"))
+	waitForDelay(t, clk, 1)
+	require.NoError(t, p.Close(context.Background()))
+	out := <-res
+	require.Len(t, out, 2)
+	assert.ErrorContains(t, out[1].GetError(), "rate limit per_second exceeded")
+}
+
+// TestDelayDoesNotHoldOtherKeys holds a batch of a hot device (which must
+// wait about a second of fake time) and, meanwhile, processes batches of
+// other devices, which must pass without the clock moving.
 func TestDelayDoesNotHoldOtherKeys(t *testing.T) {
-	p := newTestProc(t, "per_second: 2", systemClock{})
-	hotDone := make(chan time.Duration, 1)
-	go func() {
-		start := time.Now()
-		out, err := p.ProcessBatch(context.Background(), service.MessageBatch{event("hot", "a"), event("hot", "b"), event("hot", "c")})
-		assert.NoError(t, err)
-		assert.NoError(t, out[0][2].GetError())
-		hotDone <- time.Since(start)
-	}()
-	time.Sleep(20 * time.Millisecond)
-	var slowest time.Duration
+	clk := newFakeClock()
+	p := newTestProc(t, "per_second: 2", clk)
+	start := clk.Now()
+	hot := processAsync(context.Background(), p, event("hot", "a"), event("hot", "b"), event("hot", "c"))
+	waitForDelay(t, clk, 1)
 	for i := range 20 {
-		start := time.Now()
-		process(t, p, event(fmt.Sprint("cold", i), fmt.Sprint("u", i)))
-		slowest = max(slowest, time.Since(start))
+		out := process(t, p, event(fmt.Sprint("cold", i), fmt.Sprint("u", i)))
+		require.NoError(t, out[0].GetError())
 	}
-	assert.Less(t, slowest, 500*time.Millisecond, "cold keys are not slowed")
-	assert.GreaterOrEqual(t, <-hotDone, 900*time.Millisecond, "the hot key waited for room")
+	assert.Equal(t, start, clk.Now(), "cold keys passed without waiting")
+	select {
+	case <-hot:
+		t.Fatal("the hot key did not wait for room")
+	default:
+	}
+	at, ok := clk.NextDeadline()
+	require.True(t, ok)
+	assert.GreaterOrEqual(t, at.Sub(start), 900*time.Millisecond, "the hot key waits for its window")
+	assert.LessOrEqual(t, at.Sub(start), 1100*time.Millisecond)
+	clk.Set(at)
+	out := <-hot
+	require.Len(t, out, 3)
+	for i, m := range out {
+		assert.NoError(t, m.GetError(), "hot message %d passes after the wait", i)
+	}
 }
 
 func TestConcurrentThreads(t *testing.T) {
@@ -314,7 +356,7 @@ func TestCachePersistsDailyCounts(t *testing.T) {
 	require.NoError(t, err)
 	for range 3 {
 		require.NoError(t, process(t, first, event("d", ""))[0].GetError())
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 	}
 	require.NoError(t, first.Close(context.Background()), "close writes the counts")
 
@@ -329,7 +371,7 @@ func TestCachePersistsDailyCounts(t *testing.T) {
 	second, err := newDeviceRateLimitFromParsed(parsed, resources, clk)
 	require.NoError(t, err)
 	defer second.Close(context.Background())
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	out := process(t, second, event("d", ""), event("d", ""), event("d", ""), event("e", ""))
 	assert.NoError(t, out[0].GetError())
 	assert.NoError(t, out[1].GetError())

@@ -1,0 +1,308 @@
+package kafka
+
+import (
+	"context"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+)
+
+// topicPartition names one partition of a topic.
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// partitionState is the lifecycle of a partition owned by this member.
+type partitionState int
+
+const (
+	partActive   partitionState = iota // records are handed out
+	partDraining                       // revoked: waiting for in-flight acks
+	partGone                           // released to the group: acks ignored
+)
+
+// partitionTracker tracks the batches of one owned partition, in offset
+// order, from fetch until acknowledgement. Its acknowledged offset (next) is
+// what is committed with a consumer group; without one it only lives here.
+type partitionTracker struct {
+	tp    topicPartition
+	state partitionState
+	// batches are the tracked batches in ascending offset order; the head is
+	// the oldest not yet acknowledged.
+	batches []*trackedBatch
+	// inFlight counts the records handed to the pipeline and not yet acked.
+	inFlight int
+	// startAt is when the partition's records may first be handed out
+	// (partition_start_delay after its assignment).
+	startAt time.Time
+	// next is the offset after the last record acknowledged together with
+	// every earlier one: the commit mark. hasNext is false until the first
+	// acknowledgement.
+	next    kgo.EpochOffset
+	hasNext bool
+
+	// batcher, with a batching policy, accumulates records until the policy
+	// flushes them; pending are the raw messages it holds, pendingRecs their
+	// number and pendingNext the offset after the last one.
+	batcher     *service.Batcher
+	pending     service.MessageBatch
+	pendingRecs int
+	pendingNext kgo.EpochOffset
+}
+
+// trackedBatch is a run of consecutive records of one partition delivered as
+// one message batch.
+type trackedBatch struct {
+	part *partitionTracker
+	msgs service.MessageBatch
+	// records is the number of Kafka records behind msgs (batching
+	// processors may change the number of messages).
+	records int
+	// next is the offset to commit once this batch and all earlier ones are
+	// acknowledged.
+	next      kgo.EpochOffset
+	acked     bool
+	attempts  int
+	notBefore time.Time
+}
+
+// trackerLocked returns the tracker of a partition, creating it on its first
+// records.
+func (f *franzInput) trackerLocked(tp topicPartition) *partitionTracker {
+	if p := f.parts[tp]; p != nil {
+		return p
+	}
+	p := &partitionTracker{tp: tp}
+	if at, ok := f.assignedAt[tp]; ok {
+		p.startAt = at.Add(f.conf.startDelay)
+		delete(f.assignedAt, tp)
+	}
+	if f.newBatcher != nil {
+		b, err := f.newBatcher()
+		if err != nil {
+			// The policy was checked at construction; a failure here is a
+			// bug, and records still flow unbatched.
+			f.log.Errorf("Batching policy of %s/%d not applied: %v", tp.topic, tp.partition, err)
+		} else {
+			p.batcher = b
+		}
+	}
+	f.parts[tp] = p
+	return p
+}
+
+// addFetchLocked queues the records of one fetched partition: as batches of
+// at most batch_size records, or through the partition's batcher.
+func (f *franzInput) addFetchLocked(ftp kgo.FetchTopicPartition) {
+	p := f.trackerLocked(topicPartition{ftp.Topic, ftp.Partition})
+	recs := ftp.Records
+	if p.batcher != nil {
+		for _, r := range recs {
+			msg := f.recordToMessage(r, ftp.HighWatermark)
+			p.pending = append(p.pending, msg)
+			p.pendingRecs++
+			p.pendingNext = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+			if p.batcher.Add(msg) {
+				f.flushLocked(p)
+			}
+		}
+		return
+	}
+	for len(recs) > 0 {
+		n := min(len(recs), f.conf.batchSize)
+		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, n), records: n}
+		for i, r := range recs[:n] {
+			b.msgs[i] = f.recordToMessage(r, ftp.HighWatermark)
+		}
+		last := recs[n-1]
+		b.next = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}
+		p.batches = append(p.batches, b)
+		f.queue = append(f.queue, b)
+		recs = recs[n:]
+	}
+}
+
+// flushLocked turns what the partition's batcher holds into a tracked batch.
+// A batch that the policy's processors emptied is acknowledged at once: its
+// records were handled (dropped on purpose by the pipeline's own mapping,
+// which Benthos counts under the processors' metrics). The processors run
+// under the input's lock, so acks wait for them: keep them cheap.
+func (f *franzInput) flushLocked(p *partitionTracker) {
+	if p.pendingRecs == 0 {
+		return
+	}
+	msgs, err := p.batcher.Flush(context.Background())
+	if err != nil {
+		f.log.Errorf("Batching processors of %s/%d failed, delivering %d records unprocessed: %v", p.tp.topic, p.tp.partition, len(p.pending), err)
+		msgs = p.pending
+	}
+	b := &trackedBatch{part: p, msgs: msgs, records: p.pendingRecs, next: p.pendingNext}
+	p.pending, p.pendingRecs = nil, 0
+	p.batches = append(p.batches, b)
+	if len(msgs) == 0 {
+		b.acked = true
+		f.advanceLocked(p)
+		return
+	}
+	f.queue = append(f.queue, b)
+}
+
+// flushDueLocked flushes the batchers whose period has elapsed and returns
+// how long until the next one is due (0 when none is pending).
+func (f *franzInput) flushDueLocked() (next time.Duration) {
+	for _, p := range f.parts {
+		if p.batcher == nil || p.pendingRecs == 0 {
+			continue
+		}
+		d, ok := p.batcher.UntilNext()
+		if !ok {
+			continue
+		}
+		// The batcher reports an overdue period as 1ns, never as zero.
+		if d <= time.Nanosecond {
+			f.flushLocked(p)
+			continue
+		}
+		if next == 0 || d < next {
+			next = d
+		}
+	}
+	return next
+}
+
+// nextBatchLocked removes and returns the first queued batch that may be
+// handed out now. Otherwise it reports whether batches are queued and how long
+// until the earliest back-off ends (0 when only acks can unblock them).
+// Batches of one partition leave the queue in order.
+func (f *franzInput) nextBatchLocked(now time.Time) (found *trackedBatch, wait time.Duration, queued bool) {
+	blocked := map[*partitionTracker]bool{}
+	kept := f.queue[:0]
+	for i, qb := range f.queue {
+		if found != nil {
+			kept = append(kept, f.queue[i:]...)
+			break
+		}
+		p := qb.part
+		if p.state != partActive {
+			f.releaseLocked(qb, "its partition was revoked before it was processed")
+			continue
+		}
+		if !blocked[p] {
+			if d := max(qb.notBefore.Sub(now), p.startAt.Sub(now)); d > 0 {
+				blocked[p] = true
+				if wait == 0 || d < wait {
+					wait = d
+				}
+			} else if p.inFlight > 0 && p.inFlight+qb.records > f.conf.checkpointLimit {
+				blocked[p] = true
+			} else {
+				found = qb
+				p.inFlight += qb.records
+				continue
+			}
+		}
+		kept = append(kept, qb)
+	}
+	clear(f.queue[len(kept):])
+	f.queue = kept
+	return found, wait, len(kept) > 0
+}
+
+// releaseLocked gives up a batch of a revoked partition: its records will be
+// delivered by the partition's new owner from the last committed offset.
+func (f *franzInput) releaseLocked(b *trackedBatch, why string) {
+	f.mReleased.Incr(int64(b.records))
+	f.log.Debugf("Released %d records of %s/%d to the new owner: %s", b.records, b.part.tp.topic, b.part.tp.partition, why)
+}
+
+// ack records the outcome of a batch. A success advances the partition's
+// commit mark over every contiguous acknowledged batch; a failure queues the
+// batch for redelivery (auto_replay_nacks) or, when replays are off, counts
+// and logs it as dropped and then treats it as done, as Redpanda Connect
+// does. Outcomes of released partitions are ignored: the new owner
+// redelivers from the committed offset.
+func (f *franzInput) ack(b *trackedBatch, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer f.broadcastLocked()
+
+	p := b.part
+	p.inFlight -= b.records
+	if p.state == partGone {
+		return
+	}
+	if err != nil {
+		if p.state == partDraining {
+			f.releaseLocked(b, "it was nacked after its partition was revoked")
+			return
+		}
+		if f.conf.replayNacks {
+			b.attempts++
+			b.notBefore = f.clk.Now().Add(nackDelay(b.attempts))
+			f.mRedelivered.Incr(int64(b.records))
+			f.log.Debugf("Redelivering %d records of %s/%d after nack: %v", b.records, p.tp.topic, p.tp.partition, err)
+			f.queue = append([]*trackedBatch{b}, f.queue...)
+			if f.interruptPoll != nil {
+				f.interruptPoll()
+			}
+			return
+		}
+		f.mDropped.Incr(int64(b.records))
+		f.log.Warnf("Dropped %d nacked records of %s/%d (auto_replay_nacks is false): %v", b.records, p.tp.topic, p.tp.partition, err)
+	}
+	b.acked = true
+	f.advanceLocked(p)
+}
+
+// advanceLocked moves the partition's commit mark over its leading
+// acknowledged batches and, in a consumer group, marks it for the next
+// commit. Without a group the mark stays in memory.
+func (f *franzInput) advanceLocked(p *partitionTracker) {
+	n := 0
+	for n < len(p.batches) && p.batches[n].acked {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	p.next, p.hasNext = p.batches[n-1].next, true
+	clear(p.batches[:n])
+	p.batches = p.batches[n:]
+	if f.client == nil || f.conf.group == "" {
+		return
+	}
+	f.client.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{p.tp.topic: {p.tp.partition: p.next}})
+}
+
+// nackDelay is the redelivery back-off after the given number of attempts.
+func nackDelay(attempts int) time.Duration {
+	d := nackBackoffMin << min(attempts-1, 10)
+	return min(d, nackBackoffMax)
+}
+
+func (f *franzInput) broadcastLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// waitChange blocks until changed is closed, wait elapses on c (when
+// positive) or ctx is done.
+func waitChange(ctx context.Context, c clock.Clock, changed <-chan struct{}, wait time.Duration) error {
+	var timer <-chan time.Time
+	if wait > 0 {
+		t := c.NewTimer(wait)
+		defer t.Stop()
+		timer = t.C()
+	}
+	select {
+	case <-changed:
+	case <-timer:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
