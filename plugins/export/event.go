@@ -6,11 +6,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
 // Event holds the fields of one Amplitude event that reconciliation needs.
@@ -58,12 +58,9 @@ func ParseEvent(b []byte) (Event, error) {
 	if !gjson.ValidBytes(b) {
 		return Event{}, errors.New("not valid JSON")
 	}
-	if len(b) == 0 {
-		return Event{}, errors.New("not a JSON object")
-	}
 	// Read b in place (no copy of the whole row); stringField clones what
 	// it keeps, so the Event does not alias b.
-	r := gjson.Parse(unsafe.String(&b[0], len(b)))
+	r := gjson.Parse(unsafestr.FromBytes(b))
 	if !r.IsObject() {
 		return Event{}, errors.New("not a JSON object")
 	}

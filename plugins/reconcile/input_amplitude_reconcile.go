@@ -14,9 +14,11 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
-	"github.com/opencurrents/currents-amplitude/plugins/currents"
+	// The braze_to_amplitude processor, the default of the delivery field.
+	_ "github.com/opencurrents/currents-amplitude/plugins/currents"
 	"github.com/opencurrents/currents-amplitude/plugins/export"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 )
 
@@ -414,14 +416,14 @@ func notePending(pending map[string]*pendingEvent, msg *service.Message) {
 	if err != nil {
 		return
 	}
-	events, _, err := currents.SplitEvents(raw)
+	events, _, err := currentsbody.SplitEvents(raw)
 	if err != nil {
 		return
 	}
 	if events == nil {
 		events = [][]byte{raw}
 	}
-	hint, _ := msg.MetaGet(currents.MetaEventType)
+	hint, _ := msg.MetaGet(currentsbody.MetaEventType)
 	for _, ev := range events {
 		f := gjson.GetManyBytes(ev, "id", "time", "event_type")
 		typ := f[2].String()
@@ -457,7 +459,7 @@ func (in *amplitudeReconcile) recordMapped(rec *Reconciler, pending map[string]*
 		id := gjson.GetBytes(raw, "id").String()
 		p := pending[id]
 		if p == nil || p.n == 0 {
-			typ, _ := msg.MetaGet(currents.MetaEventType)
+			typ, _ := msg.MetaGet(currentsbody.MetaEventType)
 			rec.NotSent(currentsTime(gjson.GetBytes(raw, "time")), typ, true)
 			return nil
 		}
@@ -469,7 +471,7 @@ func (in *amplitudeReconcile) recordMapped(rec *Reconciler, pending map[string]*
 	if err != nil {
 		// Not an Amplitude event: delivery would refuse it.
 		in.warn.Warn(in.log, in.clock.Now().UnixNano(), "amplitude_reconcile: %d mapped Currents events are not Amplitude events, counted as rejected (last: %v)", err)
-		typ, _ := msg.MetaGet(currents.MetaEventType)
+		typ, _ := msg.MetaGet(currentsbody.MetaEventType)
 		rec.NotSent(UnknownTime, typ, true)
 		return nil
 	}
