@@ -7,11 +7,14 @@ import (
 )
 
 // NewInputForTest builds an amplitude_export input from its YAML config with
-// the given clock.
-func NewInputForTest(yaml string, clk clock.Clock) (service.BatchInput, error) {
+// the given clock and resources (nil: mock resources).
+func NewInputForTest(yaml string, clk clock.Clock, res *service.Resources) (service.BatchInput, error) {
 	conf, err := amplitudeExportSpec().ParseYAML(yaml, nil)
 	if err != nil {
 		return nil, err
 	}
-	return newAmplitudeExportFromParsed(conf, service.MockResources(), clk)
+	if res == nil {
+		res = service.MockResources()
+	}
+	return newAmplitudeExportFromParsed(conf, res, clk)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/export/exporttest"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/metricstest"
 )
 
 var day = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -25,9 +26,12 @@ func hour(h int, min int) time.Time {
 
 // read drains an amplitude_export input built from yaml, advancing the fake
 // clock whenever the input waits on it.
-func read(t *testing.T, yaml string, fc *clock.Fake) (events []string, errs []string) {
+func read(t *testing.T, yaml string, fc *clock.Fake, res *service.Resources) (events []string, errs []string) {
 	t.Helper()
-	in := newInput(t, yaml, fc)
+	in, err := export.NewInputForTest(yaml, fc, res)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stop := make(chan struct{})
@@ -73,15 +77,6 @@ func read(t *testing.T, yaml string, fc *clock.Fake) (events []string, errs []st
 	}
 }
 
-func newInput(t *testing.T, yaml string, fc *clock.Fake) service.BatchInput {
-	t.Helper()
-	in, err := export.NewInputForTest(yaml, fc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in
-}
-
 func config(url, extra string) string {
 	return fmt.Sprintf(`
 api_key: key-123456
@@ -112,7 +107,8 @@ func TestAmplitudeExportReadsEveryUploadHour(t *testing.T) {
 		exporttest.Event{InsertID: "late", EventType: "t", UserID: "usr_4", Time: hour(5, 0)}, // past the lag: not read
 	)
 	fc := clock.NewFake(day.Add(48 * time.Hour))
-	events, errs := read(t, config(srv.URL, "upload_lag: 1h\nbatch_size: 2"), fc)
+	res, metrics := metricstest.Resources(t)
+	events, errs := read(t, config(srv.URL, "upload_lag: 1h\nbatch_size: 2"), fc, res)
 	want := []string{
 		`123456/123456_2026-01-01_1#0.json.gz {"insert_id":"a","event_type":"[Appboy] Email Open","time":1767229199000,"user_id":"usr_1","library":"Braze"}`,
 		`123456/123456_2026-01-01_1#0.json.gz {"insert_id":"b","event_type":"[Appboy] Email Open","time":1767229500000,"device_id":"dev-1","library":"Braze"}`,
@@ -125,6 +121,20 @@ func TestAmplitudeExportReadsEveryUploadHour(t *testing.T) {
 	}
 	if len(errs) != 1 || !strings.Contains(errs[0], "|unreadable|") || !strings.Contains(errs[0], "neither client_event_time") {
 		t.Errorf("errors %q, want the unreadable row", errs)
+	}
+	for key, want := range map[string]int64{
+		"amplitude_export_requests_total{status=ok}":      2,
+		"amplitude_export_requests_total{status=no_data}": 2,
+		"amplitude_export_events_total":                   4,
+		"amplitude_export_rows_failed_total":              1,
+		"amplitude_export_ranges_incomplete_total":        0,
+	} {
+		if got := metrics.Get(key); got != want {
+			t.Errorf("%s = %d, want %d (have %v)", key, got, want, metrics.Keys())
+		}
+	}
+	if metrics.Count("amplitude_export_request_seconds") != 4 {
+		t.Errorf("amplitude_export_request_seconds timed %d requests, want 4", metrics.Count("amplitude_export_request_seconds"))
 	}
 	wantReq := "20260101T00-20260101T00 20260101T01-20260101T01 20260101T02-20260101T02 20260101T03-20260101T03"
 	if got := strings.Join(srv.Requests(), " "); got != wantReq {
@@ -200,7 +210,7 @@ func TestAmplitudeExportFailures(t *testing.T) {
 			if now.IsZero() {
 				now = day.Add(48 * time.Hour)
 			}
-			events, errs := read(t, config(srv.URL, tc.extra), clock.NewFake(now))
+			events, errs := read(t, config(srv.URL, tc.extra), clock.NewFake(now), nil)
 			if len(events) != tc.want {
 				t.Errorf("%d events, want %d: %q", len(events), tc.want, events)
 			}
@@ -229,7 +239,7 @@ func TestAmplitudeExportConfigErrors(t *testing.T) {
 		{"api_key: k\nsecret_key: s\nstart: 2026-01-01\nend: 2026-01-02\nupload_lag: 90m", "whole hours"},
 		{"api_key: ''\nsecret_key: s\nstart: 2026-01-01\nend: 2026-01-02", "required"},
 	} {
-		_, err := export.NewInputForTest(tc.yaml, clock.NewFake(day))
+		_, err := export.NewInputForTest(tc.yaml, clock.NewFake(day), nil)
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%q: error %v, want %q", tc.yaml, err, tc.err)
 		}
