@@ -17,6 +17,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/export/exporttest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/metricstest"
 	_ "github.com/opencurrents/currents-amplitude/plugins/reconcile"
 )
 
@@ -104,6 +105,10 @@ amplitude_reconcile:
 	if err := b.SetLoggerYAML("level: off"); err != nil {
 		t.Fatal(err)
 	}
+	metrics := metricstest.New(t)
+	if err := b.SetMetricsYAML(metrics.YAML()); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.AddInputYAML(yaml); err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +173,13 @@ amplitude_reconcile:
 		}
 		if got != want {
 			t.Errorf("report %s = %v, want %v\n%s", path, got, want, rep)
+		}
+	}
+	for key, want := range map[string]int64{
+		"reconcile_expected_total": 5, "reconcile_present_total": 3, "reconcile_missing_total": 2, "reconcile_extra_total": 1,
+	} {
+		if got := metrics.Get(key); got != want {
+			t.Errorf("%s = %d, want %d", key, got, want)
 		}
 	}
 	sum, err := os.ReadFile(filepath.Join(dir, "summary.txt"))
