@@ -2,7 +2,10 @@ package reconcile_test
 
 import (
 	"cmp"
+	"compress/gzip"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,15 +55,27 @@ func testShippedPipeline(t *testing.T, format string, n int) {
 		if err := os.MkdirAll(filepath.Join(dir, "currents", "2026-01-01"), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		f, err := os.Create(filepath.Join(dir, "currents", "2026-01-01", "events.jsonl"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := currentsgen.New(cfg).WriteLines(f, n, currentsgen.HTTP); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
+		// Half the events in a plain file, half in a gzipped one.
+		g := currentsgen.New(cfg)
+		for i, name := range []string{"part-1.jsonl", "part-2.jsonl.gz"} {
+			f, err := os.Create(filepath.Join(dir, "currents", "2026-01-01", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var w io.Writer = f
+			gz := gzip.NewWriter(f)
+			if i == 1 {
+				w = gz
+			}
+			if err := g.WriteLines(w, []int{n / 2, n - n/2}[i], currentsgen.HTTP); err != nil {
+				t.Fatal(err)
+			}
+			if i == 1 {
+				err = gz.Close()
+			}
+			if err := errors.Join(err, f.Close()); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	mapper, err := currents.NewMapper(currents.DefaultOptions())
