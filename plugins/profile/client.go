@@ -156,6 +156,8 @@ func classify(status int, retryAfter string, body []byte) fetched {
 		return fetched{out: outServerError, detail: strconv.Itoa(status) + " " + snippet(body)}
 	case len(body) > maxAnswerBytes:
 		return fetched{out: outError, detail: "answer larger than 1 MB"}
+	case !gjson.ValidBytes(body):
+		return fetched{out: outError, detail: "answer is not JSON " + strconv.Itoa(status) + " " + snippet(body)}
 	}
 	if msg := gjson.GetBytes(body, "error"); msg.Type == gjson.String && strings.Contains(msg.Str, "not seen before") {
 		return fetched{out: outNotSeen}
