@@ -39,9 +39,13 @@ func newTestEngine(t *testing.T, amp *profiletest.Amplitude, clk clock.Clock, mo
 	return e
 }
 
-func newTestAmplitude(t *testing.T, clk clock.Clock, users int) *profiletest.Amplitude {
+// newTestAmplitude starts a fake with users u0.. (devices d0..), on clk (the
+// system clock when nil).
+func newTestAmplitude(t testing.TB, clk clock.Clock, users int) *profiletest.Amplitude {
 	amp := profiletest.New(t, testSecret)
-	amp.Clock = clk
+	if clk != nil {
+		amp.Clock = clk
+	}
 	for i := 0; i < users; i++ {
 		amp.AddUser(fmt.Sprintf("u%d", i), fmt.Sprintf("d%d", i), "rec1", fmt.Sprintf("item-%d", i))
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -107,6 +108,7 @@ type ccInput struct {
 	requests *service.MetricCounter
 	latency  *service.MetricTimer
 	pending  *service.MetricGauge
+	waiting  atomic.Int64
 
 	reqs     chan *ccRequest
 	closing  chan struct{}
@@ -251,8 +253,8 @@ func (in *ccInput) handle(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Retry-After", "1")
 		return writeJSON(w, http.StatusTooManyRequests, errBodyBusy)
 	}
-	in.pending.Incr(1)
-	defer in.pending.Decr(1)
+	in.pending.Set(in.waiting.Add(1))
+	defer func() { in.pending.Set(in.waiting.Add(-1)) }()
 
 	ctx, cancel := context.WithTimeout(r.Context(), in.timeout)
 	defer cancel()

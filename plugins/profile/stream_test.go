@@ -1,0 +1,283 @@
+package profile
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+
+	_ "github.com/opencurrents/currents-amplitude/plugins/prometheus"
+)
+
+const testToken = "braze-t0ken"
+
+// freeAddr returns a loopback address with a free port.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// runStream starts the stream of yaml, stopped at test end, and returns the
+// mux serving Benthos' own endpoints (/metrics).
+func runStream(t testing.TB, yaml string) *http.ServeMux {
+	t.Helper()
+	b := service.NewStreamBuilder()
+	mux := http.NewServeMux()
+	b.SetHTTPMux(mux)
+	require.NoError(t, b.SetYAML(yaml))
+	stream, err := b.Build()
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- stream.Run(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = stream.Stop(ctx)
+		<-done
+	})
+	return mux
+}
+
+// get calls the endpoint and returns the status, source header and body.
+func get(t testing.TB, c *http.Client, url, auth string) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, resp.Header.Get("X-Profile-Source"), string(body)
+}
+
+// waitListening waits until addr accepts connections (the input listens once
+// the stream has connected it).
+func waitListening(t testing.TB, addr string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 5*time.Millisecond)
+}
+
+func profilesYAML(addr, ampURL, extra string) string {
+	return strings.NewReplacer("ADDR", addr, "AMP", ampURL, "TOKEN", testToken, "SECRET", testSecret, "EXTRA", extra).Replace(`
+input:
+  connected_content_http:
+    address: ADDR
+    token: TOKEN
+    timeout: 1s
+pipeline:
+  processors:
+    - amplitude_profile:
+        secret_key: SECRET
+        url: AMP
+        get_recs: true
+        rec_id: '${! json("rec_id").or("rec1") }'
+        default_answer: '{"recommendations":[{"items":["bestseller"]}]}'
+EXTRA
+output:
+  sync_response: {}
+metrics:
+  prometheus: {}
+logger: { level: none }
+`)
+}
+
+// TestStreamConnectedContent runs the endpoint as Braze calls it: the answers
+// shaped for Liquid, the cache, the token, bad requests, Amplitude failing,
+// and the metrics of every decision.
+func TestStreamConnectedContent(t *testing.T) {
+	amp := newTestAmplitude(t, nil, 3)
+	addr := freeAddr(t)
+	mux := runStream(t, profilesYAML(addr, amp.URL, ""))
+	waitListening(t, addr)
+	c := &http.Client{Timeout: 5 * time.Second}
+	base := "http://" + addr + "/profiles"
+	bearer := "Bearer " + testToken
+
+	status, src, body := get(t, c, base+"?user_id=u1", bearer)
+	require.Equal(t, 200, status, body)
+	assert.Equal(t, srcAmplitude, src)
+	assert.Equal(t, "item-1", gjson.Get(body, "recommendations.0.items.0").String(), "connected.recommendations[0].items")
+	assert.Equal(t, "amplitude", gjson.Get(body, "source").String())
+
+	status, src, _ = get(t, c, base+"?user_id=u1", bearer)
+	assert.Equal(t, 200, status)
+	assert.Equal(t, srcCache, src)
+	assert.EqualValues(t, 1, amp.RequestsFor("u1"))
+
+	// Basic auth with the token as password (a Braze Connected Content credential).
+	req, _ := http.NewRequest(http.MethodGet, base+"?device_id=d2", nil)
+	req.SetBasicAuth("braze", testToken)
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+
+	for _, tc := range []struct {
+		name, url, auth string
+		status          int
+		source          string
+		bodyHas         string
+	}{
+		{"no token", base + "?user_id=u1", "", 401, "", "unauthorized"},
+		{"wrong token", base + "?user_id=u1", "Bearer nope", 401, "", "unauthorized"},
+		{"the Amplitude key is not the token", base + "?user_id=u1", "Bearer " + testSecret, 401, "", "unauthorized"},
+		{"no id", base + "?rec_id=x", bearer, 400, "", "neither a user_id nor a device_id"},
+		{"wrong path", "http://" + addr + "/other?user_id=u1", bearer, 404, "", ""},
+		{"unknown user", base + "?user_id=nobody", bearer, 200, srcEmpty, `"bestseller"`},
+		{"long query", base + "?user_id=" + strings.Repeat("x", 9000), bearer, 400, "", "too long"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, src, body := get(t, c, tc.url, tc.auth)
+			assert.Equal(t, tc.status, status, body)
+			assert.Equal(t, tc.source, src)
+			assert.Contains(t, body, tc.bodyHas)
+		})
+	}
+	assert.EqualValues(t, 0, amp.Stats().Unauthorized, "refused requests never reach Amplitude")
+
+	// Amplitude down: the default answer, at once, with status 200.
+	amp.FailNext(1, 503)
+	status, src, body = get(t, c, base+"?user_id=u0", bearer)
+	assert.Equal(t, 200, status)
+	assert.Equal(t, srcDefault, src)
+	assert.JSONEq(t, `{"source":"default","recommendations":[{"items":["bestseller"]}]}`, body)
+
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	metrics := rec.Body.String()
+	for _, want := range []string{
+		`amplitude_profile_answers_total{label="",path="root.pipeline.processors.0",reason="",source="amplitude"} 2`,
+		`amplitude_profile_answers_total{label="",path="root.pipeline.processors.0",reason="",source="cache"} 1`,
+		`amplitude_profile_answers_total{label="",path="root.pipeline.processors.0",reason="upstream_error",source="default"} 1`,
+		`amplitude_profile_answers_total{label="",path="root.pipeline.processors.0",reason="",source="empty"} 1`,
+		`amplitude_profile_cache_total{decision="hit",label="",path="root.pipeline.processors.0"} 1`,
+		`amplitude_profile_budget_total{decision="granted",label="",path="root.pipeline.processors.0"} 4`,
+		`amplitude_profile_upstream_total{label="",outcome="server_error",path="root.pipeline.processors.0"} 1`,
+		`amplitude_profile_upstream_total{label="",outcome="not_seen",path="root.pipeline.processors.0"} 1`,
+		`connected_content_requests_total{label="",path="root.input",status="401"} 3`,
+		`connected_content_requests_total{label="",path="root.input",status="400"} 2`,
+		`connected_content_requests_pending{label="",path="root.input"} 0`,
+		`connected_content_requests_total{label="",path="root.input",status="200"} 5`,
+	} {
+		assert.Contains(t, metrics, want)
+	}
+}
+
+// TestStreamPrewarm fills the cache from a file of user ids in the input's own
+// branch, sharing the cache with the serving processor by name.
+func TestStreamPrewarm(t *testing.T) {
+	amp := newTestAmplitude(t, nil, 30)
+	dir := t.TempDir()
+	list := filepath.Join(dir, "users.txt")
+	var ids []string
+	for i := 0; i < 30; i++ {
+		ids = append(ids, fmt.Sprint("u", i))
+	}
+	require.NoError(t, os.WriteFile(list, []byte(strings.Join(ids, "\n")+"\n\n"), 0o600))
+	addr := freeAddr(t)
+	yaml := strings.NewReplacer("ADDR", addr, "AMP", amp.URL, "TOKEN", testToken, "SECRET", testSecret, "LIST", list).Replace(`
+input:
+  broker:
+    inputs:
+      - connected_content_http:
+          address: ADDR
+          token: TOKEN
+      - file:
+          paths: [ LIST ]
+          scanner: { lines: {} }
+        processors:
+          - mapping: 'root = if content().string().trim() == "" { deleted() } else { {"user_id": content().string().trim()} }'
+          - resource: warm
+          - mapping: root = deleted()
+pipeline:
+  processors:
+    - resource: serve
+output:
+  sync_response: {}
+processor_resources:
+  - label: serve
+    amplitude_profile: { name: shared, mode: serve, secret_key: SECRET, url: AMP, requests_per_minute: 6000, burst: 100 }
+  - label: warm
+    amplitude_profile: { name: shared, mode: prewarm, secret_key: SECRET, url: AMP, requests_per_minute: 6000, burst: 100 }
+logger: { level: none }
+`)
+	runStream(t, yaml)
+	require.Eventually(t, func() bool { return amp.Stats().OK == 30 }, 10*time.Second, 5*time.Millisecond)
+	waitListening(t, addr)
+	c := &http.Client{Timeout: 5 * time.Second}
+	for _, id := range ids {
+		status, src, _ := get(t, c, "http://"+addr+"/profiles?user_id="+id, "Bearer "+testToken)
+		assert.Equal(t, 200, status)
+		assert.Equal(t, srcCache, src, id)
+	}
+	assert.EqualValues(t, 30, amp.Stats().Requests, "served from the prewarmed cache")
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"EU", `amplitude_profile: { secret_key: x, region: EU }`, "not available in the EU"},
+		{"no key", `amplitude_profile: { secret_key: "" }`, "secret_key is empty"},
+		{"bad default", `amplitude_profile: { secret_key: x, default_answer: "[1]" }`, "must be a JSON object"},
+		{"burst", `amplitude_profile: { secret_key: x, requests_per_minute: 10, burst: 10 }`, "burst"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := service.NewStreamBuilder()
+			err := b.AddProcessorYAML(tc.yaml)
+			if err == nil {
+				require.NoError(t, b.AddInputYAML(`generate: { mapping: 'root = {}', count: 1 }`))
+				require.NoError(t, b.AddOutputYAML(`drop: {}`))
+				var s *service.Stream
+				if s, err = b.Build(); err == nil {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					err = s.Run(ctx)
+				}
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestSharedNameNeedsSameSettings(t *testing.T) {
+	mk := func() *engine { return nil }
+	_, rel, err := sharedEngine("n", "a", mk)
+	require.NoError(t, err)
+	_, _, err = sharedEngine("n", "b", mk)
+	assert.ErrorContains(t, err, "different settings")
+	_, rel2, err := sharedEngine("n", "a", mk)
+	require.NoError(t, err)
+	assert.False(t, rel())
+	assert.True(t, rel2())
+	_, rel3, err := sharedEngine("n", "b", mk) // released: a new one
+	require.NoError(t, err)
+	assert.True(t, rel3())
+}
