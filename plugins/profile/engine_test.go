@@ -22,7 +22,7 @@ var testDefault = []byte(`{"source":"default","recommendations":[{"items":["best
 
 // newTestEngine returns an engine calling amp, on clk, with the processor's
 // default settings changed by mod.
-func newTestEngine(t *testing.T, amp *profiletest.Amplitude, clk clock.Clock, mod func(*engineConfig)) *engine {
+func newTestEngine(t testing.TB, amp *profiletest.Amplitude, clk clock.Clock, mod func(*engineConfig)) *engine {
 	t.Helper()
 	cfg := engineConfig{
 		client: &client{base: amp.URL, auth: authHeader("", testSecret), params: params{getRecs: true}, http: amp.Client()},
