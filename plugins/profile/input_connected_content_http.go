@@ -55,7 +55,7 @@ Each authenticated request becomes one message: a JSON object of the query param
 
 The token is this endpoint's own, never the Amplitude key: Braze sends it as `+"`Authorization: Bearer <token>`"+` (Connected Content `+"`:headers`"+`) or as the password of HTTP Basic auth (a Connected Content credential, `+"`:basic_auth <name>`"+`), so it stays out of templates and out of Braze's request logs, which keep the full URL.
 
-Why not Benthos' `+"`http_server`"+` input with `+"`sync_response`"+`? It cannot refuse a wrong token before the pipeline runs (nor answer 401 rather than a pipeline-made body), it does not give the message a deadline, so the processor could not answer within Braze's two seconds, and it answers a request the pipeline did not answer in time with its own timeout error. Both run the same pipeline hop; the benchmark in docs/profiles.md measures them side by side.
+Why not Benthos' `+"`http_server`"+` input with `+"`sync_response`"+`? It cannot refuse a wrong token before the pipeline runs, it gives the message no deadline (the processor then falls back to its own `+"`timeout`"+`), it answers a request the pipeline did not answer in time with 408, and when the client accepts gzip it compresses every answer with a new gzip writer, which made it ten times slower in the side-by-side benchmark of docs/profiles.md (without gzip both are on a par, about 15,000 to 21,000 cache hits per second on two shared cores).
 
 Metrics: `+"`connected_content_requests_total`"+` (label `+"`status`"+`), timer `+"`connected_content_request_seconds`"+`, gauge `+"`connected_content_requests_pending`"+`.`).
 		Fields(
