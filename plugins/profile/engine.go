@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
 )
 
 // Sources of an answer (metadata amplitude_profile_source, header
@@ -59,6 +60,9 @@ type engineConfig struct {
 	throttlePause        time.Duration
 	maxEntries           int
 	defaultBody          []byte // holds "source":"default"
+	// redact removes the keys from what Amplitude answered before it is
+	// logged.
+	redact redact.Redactor
 }
 
 // engine answers profile lookups from its cache, calling Amplitude within the
@@ -212,6 +216,7 @@ func (e *engine) fly(key string, q Query, f *flight, at time.Time) {
 	e.upstreamLatency.Timing(now.Sub(start).Nanoseconds())
 	e.upstream.Incr(1, r.out.String())
 	f.out = r.out
+	r.detail = e.cfg.redact.String(r.detail)
 	switch r.out {
 	case outOK:
 		f.ent = &entry{body: r.body, fresh: now.Add(e.cfg.ttl),

@@ -141,7 +141,7 @@ func TestServeNotSeenIsCachedEmpty(t *testing.T) {
 func TestServeCoalescesIdenticalLookups(t *testing.T) {
 	clk := newFakeClock()
 	amp := newTestAmplitude(t, clk, 1)
-	amp.Gate = make(chan struct{})
+	amp.Hold()
 	e := newTestEngine(t, amp, clk, nil)
 	const n = 50
 	answers := make(chan answer, n)
@@ -151,7 +151,7 @@ func TestServeCoalescesIdenticalLookups(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.True(t, clk.WaitForTimers(ctx, n), "every lookup waits")
-	close(amp.Gate)
+	amp.Release()
 	for i := 0; i < n; i++ {
 		a := <-answers
 		assert.Equal(t, srcAmplitude, a.source)
@@ -162,7 +162,7 @@ func TestServeCoalescesIdenticalLookups(t *testing.T) {
 func TestServeDefaultAtTheDeadline(t *testing.T) {
 	clk := newFakeClock()
 	amp := newTestAmplitude(t, clk, 1)
-	amp.Gate = make(chan struct{})
+	amp.Hold()
 	e := newTestEngine(t, amp, clk, nil)
 	answers := make(chan answer, 1)
 	go func() { answers <- e.serve(context.Background(), Query{UserID: "u0"}) }()
@@ -175,15 +175,15 @@ func TestServeDefaultAtTheDeadline(t *testing.T) {
 	assert.Equal(t, reasonTimeout, a.reason)
 
 	// The late answer still fills the cache for the next lookup.
-	close(amp.Gate)
+	amp.Release()
 	e.flying.Wait()
 	assert.Equal(t, srcCache, e.serve(context.Background(), Query{UserID: "u0"}).source)
 }
 
 func TestServeEarlierContextDeadline(t *testing.T) {
 	amp := newTestAmplitude(t, clock.System, 1)
-	amp.Gate = make(chan struct{})
-	defer close(amp.Gate)
+	amp.Hold()
+	defer amp.Release()
 	e := newTestEngine(t, amp, clock.System, func(c *engineConfig) { c.timeout = time.Hour })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 )
 
 const (
@@ -109,6 +110,9 @@ type ccInput struct {
 	latency  *service.MetricTimer
 	pending  *service.MetricGauge
 	waiting  atomic.Int64
+
+	// unauthorized and badRequest log refused requests, once per period.
+	unauthorized, badRequest logthrottle.Warner
 
 	reqs     chan *ccRequest
 	closing  chan struct{}
@@ -240,10 +244,12 @@ func (in *ccInput) handle(w http.ResponseWriter, r *http.Request) int {
 		return writeJSON(w, http.StatusMethodNotAllowed, []byte(`{"error":"method not allowed"}`))
 	}
 	if !in.authorized(r) {
+		in.unauthorized.Warn(in.log, time.Now().UnixNano(), "connected_content_http: %d requests refused (401): missing or wrong token (check the Connected Content credential)")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="profiles"`)
 		return writeJSON(w, http.StatusUnauthorized, errBodyUnauthorized)
 	}
 	if len(r.URL.RawQuery) > maxQueryBytes {
+		in.badRequest.Warn(in.log, time.Now().UnixNano(), "connected_content_http: %d requests refused (400); last: query longer than 8 KiB")
 		return writeJSON(w, http.StatusBadRequest, errBodyLongQuery)
 	}
 	select {
@@ -280,6 +286,7 @@ func (in *ccInput) handle(w http.ResponseWriter, r *http.Request) int {
 	for _, b := range store.Read() {
 		for _, m := range b {
 			if err := m.GetError(); err != nil {
+				in.badRequest.Warn(in.log, time.Now().UnixNano(), "connected_content_http: %d requests refused (400); last: %v", err)
 				return writeJSON(w, http.StatusBadRequest, append(jsonw.AppendString([]byte(`{"error":`), err.Error()), '}'))
 			}
 			body, err := m.AsBytes()

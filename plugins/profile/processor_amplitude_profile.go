@@ -14,6 +14,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
 )
 
 const (
@@ -80,7 +81,7 @@ Each message names a user by `+"`user_id`"+` or `+"`device_id`"+` (by default th
 | Amplitude slow, throttled (429), failing (5xx) or out of budget | the cached profile while younger than `+"`ttl`"+` + `+"`stale_if_error`"+`, else `+"`default_answer`"+` | - |
 | Amplitude has not seen the id (`+"`User id and device id not seen before`"+`) | `+"`default_answer`"+`, cached for `+"`empty_ttl`"+` | no, until `+"`empty_ttl`"+` |
 
-The deadline is `+"`timeout`"+` after the lookup starts, or the message's context deadline when earlier (the `+"`connected_content_http`"+` input sets it from Braze's two-second limit). A call that outlives its caller still completes (up to `+"`upstream_timeout`"+`) and fills the cache.
+The deadline is `+"`timeout`"+` after the lookup starts, or the message's context deadline when earlier (the `+"`connected_content_http`"+` input sets it from Braze's two-second limit). A call that outlives its caller still completes (up to `+"`upstream_timeout`"+`) and fills the cache. A lookup waiting for Amplitude holds its pipeline thread: give the pipeline enough `+"`threads`"+` (256 in the shipped pipeline) that cached answers never queue behind waiting ones. The lookups of one batch run concurrently.
 
 ### Budget
 
@@ -346,6 +347,7 @@ func engineConfigFromParsed(conf *service.ParsedConfig, c clock.Clock) (engineCo
 		prewarmKeep:          num(apFieldPrewarmReserve),
 		throttlePause:        dur(apFieldThrottlePause),
 		maxEntries:           num(apFieldMaxEntries),
+		redact:               redact.New(secret, str(apFieldAPIKey)),
 	}
 	switch {
 	case cfg.ttl <= 0 || cfg.timeout <= 0 || cfg.upstreamTimeout <= 0:

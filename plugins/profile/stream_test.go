@@ -281,3 +281,39 @@ func TestSharedNameNeedsSameSettings(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, rel3())
 }
+
+// TestStreamMissesDoNotHoldHits keeps 20 lookups waiting for a slow Amplitude
+// and checks that a cached profile is still answered at once: each waiting
+// lookup holds one pipeline thread, so the pipeline needs enough threads.
+func TestStreamMissesDoNotHoldHits(t *testing.T) {
+	amp := newTestAmplitude(t, nil, 30)
+	addr := freeAddr(t)
+	yaml := strings.Replace(profilesYAML(addr, amp.URL, "        timeout: 30s\n  threads: 64"), "timeout: 1s", "timeout: 30s", 1)
+	runStream(t, yaml)
+	waitListening(t, addr)
+	c := &http.Client{Timeout: time.Minute}
+	base, bearer := "http://"+addr+"/profiles", "Bearer "+testToken
+	status, _, _ := get(t, c, base+"?user_id=u0", bearer)
+	require.Equal(t, 200, status)
+
+	amp.Hold()
+	const waiting = 20
+	sources := make(chan string, waiting)
+	for i := 1; i <= waiting; i++ {
+		go func() {
+			_, src, _ := get(t, c, fmt.Sprintf("%s?user_id=u%d", base, i), bearer)
+			sources <- src
+		}()
+	}
+	require.Eventually(t, func() bool { return amp.Stats().Requests == 1+waiting }, 10*time.Second, time.Millisecond)
+	for i := 0; i < 10; i++ {
+		status, src, _ := get(t, c, base+"?user_id=u0", bearer)
+		assert.Equal(t, 200, status)
+		assert.Equal(t, srcCache, src)
+	}
+	assert.Empty(t, sources, "the waiting lookups are still waiting")
+	amp.Release()
+	for i := 0; i < waiting; i++ {
+		assert.Equal(t, srcAmplitude, <-sources)
+	}
+}

@@ -47,11 +47,9 @@ type Amplitude struct {
 	Clock clock.Clock
 	// NotSeenStatus is the status of the "not seen before" answer (200).
 	NotSeenStatus int
-	// Gate, when not nil, holds every request until it receives a value
-	// (or is closed): tests decide when Amplitude answers.
-	Gate chan struct{}
 
 	mu     sync.Mutex
+	gate   chan struct{} // closed by Release; nil when not holding
 	users  map[string]string // user or device id -> userData members (raw JSON, no braces)
 	window []time.Time       // times of the requests admitted within the last minute
 	seen   []time.Time       // times of every authenticated request within the last minute
@@ -101,6 +99,26 @@ func (a *Amplitude) AddUser(userID, deviceID, recID string, items ...string) {
 	}
 }
 
+// Hold makes every request from now on wait until Release: tests decide
+// when Amplitude answers.
+func (a *Amplitude) Hold() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gate == nil {
+		a.gate = make(chan struct{})
+	}
+}
+
+// Release answers the held requests and stops holding.
+func (a *Amplitude) Release() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gate != nil {
+		close(a.gate)
+		a.gate = nil
+	}
+}
+
 // FailNext makes the next n requests answer status (after authentication).
 func (a *Amplitude) FailNext(n, status int) {
 	a.mu.Lock()
@@ -137,9 +155,12 @@ func (a *Amplitude) serve(w http.ResponseWriter, r *http.Request) {
 	if a.Latency > 0 {
 		time.Sleep(a.Latency)
 	}
-	if a.Gate != nil {
+	a.mu.Lock()
+	gate := a.gate
+	a.mu.Unlock()
+	if gate != nil {
 		select {
-		case <-a.Gate:
+		case <-gate:
 		case <-r.Context().Done():
 			return
 		}
