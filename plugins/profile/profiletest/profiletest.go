@@ -49,7 +49,7 @@ type Amplitude struct {
 	NotSeenStatus int
 
 	mu     sync.Mutex
-	gate   chan struct{} // closed by Release; nil when not holding
+	gate   chan struct{}     // closed by Release; nil when not holding
 	users  map[string]string // user or device id -> userData members (raw JSON, no braces)
 	window []time.Time       // times of the requests admitted within the last minute
 	seen   []time.Time       // times of every authenticated request within the last minute
