@@ -90,33 +90,20 @@ func authHeader(apiKey, secretKey string) string {
 // url returns the request URL of q.
 func (c *client) url(q Query) string {
 	v := make(url.Values, 8)
-	if q.UserID != "" {
-		v.Set("user_id", q.UserID)
-	}
-	if q.DeviceID != "" {
-		v.Set("device_id", q.DeviceID)
-	}
-	if c.params.getRecs {
-		v.Set("get_recs", "true")
-		if q.RecID != "" {
-			v.Set("rec_id", q.RecID)
-		}
-		if q.RecType != "" {
-			v.Set("rec_type", q.RecType)
+	set := func(on bool, k, val string) {
+		if on && val != "" {
+			v.Set(k, val)
 		}
 	}
-	if c.params.getAmpProps {
-		v.Set("get_amp_props", "true")
-	}
-	if c.params.getCohortIDs {
-		v.Set("get_cohort_ids", "true")
-	}
-	if c.params.getComputations {
-		v.Set("get_computations", "true")
-	}
-	if q.CompID != "" {
-		v.Set("comp_id", q.CompID)
-	}
+	set(true, "user_id", q.UserID)
+	set(true, "device_id", q.DeviceID)
+	set(c.params.getRecs, "get_recs", "true")
+	set(c.params.getRecs, "rec_id", q.RecID)
+	set(c.params.getRecs, "rec_type", q.RecType)
+	set(c.params.getAmpProps, "get_amp_props", "true")
+	set(c.params.getCohortIDs, "get_cohort_ids", "true")
+	set(c.params.getComputations, "get_computations", "true")
+	set(true, "comp_id", q.CompID)
 	return c.base + "/v1/userprofile?" + v.Encode()
 }
 

@@ -54,6 +54,22 @@ func newTestAmplitude(t testing.TB, clk clock.Clock, users int) *profiletest.Amp
 
 func newFakeClock() *clock.Fake { return clock.NewFake(time.Unix(1700000000, 0)) }
 
+// serveAsync runs e.serve(q) in the background.
+func serveAsync(e *engine, q Query) <-chan answer {
+	ch := make(chan answer, 1)
+	go func() { ch <- e.serve(context.Background(), q) }()
+	return ch
+}
+
+// waitForTimers waits until n timers wait on clk: the code under test is
+// blocked on the clock.
+func waitForTimers(t *testing.T, clk *clock.Fake, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.True(t, clk.WaitForTimers(ctx, n), "waiting for %d timers", n)
+}
+
 func TestServeFromCacheWithinTTL(t *testing.T) {
 	clk := newFakeClock()
 	amp := newTestAmplitude(t, clk, 1)
@@ -144,17 +160,14 @@ func TestServeCoalescesIdenticalLookups(t *testing.T) {
 	amp.Hold()
 	e := newTestEngine(t, amp, clk, nil)
 	const n = 50
-	answers := make(chan answer, n)
+	var answers []<-chan answer
 	for i := 0; i < n; i++ {
-		go func() { answers <- e.serve(context.Background(), Query{UserID: "u0"}) }()
+		answers = append(answers, serveAsync(e, Query{UserID: "u0"}))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.True(t, clk.WaitForTimers(ctx, n), "every lookup waits")
+	waitForTimers(t, clk, n) // every lookup waits
 	amp.Release()
-	for i := 0; i < n; i++ {
-		a := <-answers
-		assert.Equal(t, srcAmplitude, a.source)
+	for _, a := range answers {
+		assert.Equal(t, srcAmplitude, (<-a).source)
 	}
 	assert.EqualValues(t, 1, amp.Stats().Requests)
 }
@@ -164,11 +177,8 @@ func TestServeDefaultAtTheDeadline(t *testing.T) {
 	amp := newTestAmplitude(t, clk, 1)
 	amp.Hold()
 	e := newTestEngine(t, amp, clk, nil)
-	answers := make(chan answer, 1)
-	go func() { answers <- e.serve(context.Background(), Query{UserID: "u0"}) }()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	require.True(t, clk.WaitForTimers(ctx, 1))
+	answers := serveAsync(e, Query{UserID: "u0"})
+	waitForTimers(t, clk, 1)
 	clk.Advance(1500 * time.Millisecond)
 	a := <-answers
 	assert.Equal(t, srcDefault, a.source)
@@ -206,11 +216,8 @@ func TestServeOutOfBudget(t *testing.T) {
 	assert.EqualValues(t, 2, amp.Stats().Requests)
 	// A call within the deadline is waited for.
 	clk.Advance(5 * time.Second)
-	answers := make(chan answer, 1)
-	go func() { answers <- e.serve(ctx, Query{UserID: "u2"}) }()
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	require.True(t, clk.WaitForTimers(wctx, 2)) // the lookup's deadline and the call's start
+	answers := serveAsync(e, Query{UserID: "u2"})
+	waitForTimers(t, clk, 2) // the lookup's deadline and the call's start
 	clk.Advance(time.Second)
 	assert.Equal(t, srcAmplitude, (<-answers).source)
 }
