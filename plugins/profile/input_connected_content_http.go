@@ -283,26 +283,35 @@ func (in *ccInput) handle(w http.ResponseWriter, r *http.Request) int {
 	case <-wait.C:
 		return writeJSON(w, http.StatusServiceUnavailable, errBodyUnavailable)
 	}
-	for _, b := range store.Read() {
-		for _, m := range b {
-			if err := m.GetError(); err != nil {
-				in.badRequest.Warn(in.log, time.Now().UnixNano(), "connected_content_http: %d requests refused (400); last: %v", err)
-				return writeJSON(w, http.StatusBadRequest, append(jsonw.AppendString([]byte(`{"error":`), err.Error()), '}'))
-			}
-			body, err := m.AsBytes()
-			if err != nil {
-				return writeJSON(w, http.StatusInternalServerError, []byte(`{"error":"unreadable answer"}`))
-			}
-			if src, ok := m.MetaGetMut(MetaSource); ok {
-				if s, ok := src.(string); ok {
-					w.Header()["X-Profile-Source"] = []string{s}
-				}
-			}
-			return writeJSON(w, http.StatusOK, body)
+	m := firstAnswer(store)
+	if m == nil {
+		// The pipeline dropped the message: nothing to say about this user.
+		return writeJSON(w, http.StatusOK, []byte(`{}`))
+	}
+	if err := m.GetError(); err != nil {
+		in.badRequest.Warn(in.log, time.Now().UnixNano(), "connected_content_http: %d requests refused (400); last: %v", err)
+		return writeJSON(w, http.StatusBadRequest, append(jsonw.AppendString([]byte(`{"error":`), err.Error()), '}'))
+	}
+	body, err := m.AsBytes()
+	if err != nil {
+		return writeJSON(w, http.StatusInternalServerError, []byte(`{"error":"unreadable answer"}`))
+	}
+	if src, ok := m.MetaGetMut(MetaSource); ok {
+		if s, ok := src.(string); ok {
+			w.Header()["X-Profile-Source"] = []string{s}
 		}
 	}
-	// The pipeline dropped the message: nothing to say about this user.
-	return writeJSON(w, http.StatusOK, []byte(`{}`))
+	return writeJSON(w, http.StatusOK, body)
+}
+
+// firstAnswer returns the first message the pipeline answered with, or nil.
+func firstAnswer(store *service.SyncResponseStore) *service.Message {
+	for _, b := range store.Read() {
+		if len(b) > 0 {
+			return b[0]
+		}
+	}
+	return nil
 }
 
 // queryJSON turns the query parameters into a JSON object (first value of
