@@ -158,7 +158,8 @@ func (in *ccInput) Connect(context.Context) error {
 		return err
 	}
 	in.ln = ln
-	in.srv = &http.Server{Handler: in, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	in.srv = &http.Server{Handler: in, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 4 * maxQueryBytes}
 	go func() {
 		var err error
 		if in.certFile != "" {
