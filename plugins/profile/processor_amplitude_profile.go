@@ -355,7 +355,7 @@ func engineConfigFromParsed(conf *service.ParsedConfig, c clock.Clock) (engineCo
 	case cfg.burst < 1 || cfg.perMinute <= cfg.burst:
 		return cfg, "", fmt.Errorf("amplitude_profile: need 1 <= burst (%d) < requests_per_minute (%d)", cfg.burst, cfg.perMinute)
 	case cfg.prewarmKeep < 0 || cfg.prewarmKeep >= cfg.burst:
-		return cfg, "", fmt.Errorf("amplitude_profile: need 0 <= prewarm_reserve (%d) < burst (%d)", cfg.prewarmKeep, cfg.burst)
+		return cfg, "", fmt.Errorf("amplitude_profile: need 0 <= prewarm_reserve (%d) < burst (%d): lower prewarm_reserve with burst", cfg.prewarmKeep, cfg.burst)
 	case cfg.maxEntries < 1:
 		return cfg, "", errors.New("amplitude_profile: max_entries must be positive")
 	}

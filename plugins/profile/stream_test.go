@@ -2,6 +2,7 @@ package profile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -51,7 +52,9 @@ func runStream(t testing.TB, yaml string) *http.ServeMux {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = stream.Stop(ctx)
-		<-done
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("the stream failed: %v", err)
+		}
 	})
 	return mux
 }
@@ -316,4 +319,31 @@ func TestStreamMissesDoNotHoldHits(t *testing.T) {
 	for i := 0; i < waiting; i++ {
 		assert.Equal(t, srcAmplitude, <-sources)
 	}
+}
+
+// TestStreamBurstStaysWithinBudget sends 2,000 requests for 500 users as fast
+// as 32 clients can through the whole pipeline, with a budget of 60 calls a
+// minute (5 at once): Amplitude gets no more calls than the budget allows in
+// the time the burst took, every request is answered 200, and the answers are
+// real data or the default.
+func TestStreamBurstStaysWithinBudget(t *testing.T) {
+	amp := newTestAmplitude(t, nil, 500)
+	addr := freeAddr(t)
+	yaml := profilesYAML(addr, amp.URL, "        requests_per_minute: 60\n        burst: 5\n        prewarm_reserve: 2\n  threads: 64")
+	runStream(t, yaml)
+	waitListening(t, addr)
+	start := time.Now()
+	lat, statuses, sources := load(t, 32, 2*time.Second, func(i int) string {
+		return fmt.Sprintf("http://%s/profiles?user_id=u%d", addr, i%500)
+	}, "Bearer "+testToken, false)
+	elapsed := time.Since(start)
+	calls := amp.Stats().Requests
+	allowed := int64(5 + elapsed.Seconds()*55/60 + 1)
+	t.Logf("%d requests in %v: %d calls to Amplitude (budget allows %d), answers %v", len(lat), elapsed, calls, allowed, sources)
+	assert.LessOrEqual(t, calls, allowed)
+	assert.GreaterOrEqual(t, calls, int64(5), "the burst is spent")
+	assert.Zero(t, amp.Stats().Throttled)
+	assert.Equal(t, map[int]int{200: len(lat)}, statuses)
+	assert.Equal(t, len(lat), sources[srcAmplitude]+sources[srcCache]+sources[srcDefault])
+	assert.Positive(t, sources[srcDefault])
 }
