@@ -322,7 +322,7 @@ func TestStreamMissesDoNotHoldHits(t *testing.T) {
 }
 
 // TestStreamBurstStaysWithinBudget sends 2,000 requests for 500 users as fast
-// as 32 clients can through the whole pipeline, with a budget of 60 calls a
+// as 8 clients can through the whole pipeline, with a budget of 60 calls a
 // minute (5 at once): Amplitude gets no more calls than the budget allows in
 // the time the burst took, every request is answered 200, and the answers are
 // real data or the default.
@@ -333,7 +333,7 @@ func TestStreamBurstStaysWithinBudget(t *testing.T) {
 	runStream(t, yaml)
 	waitListening(t, addr)
 	start := time.Now()
-	lat, statuses, sources := load(t, 32, 2*time.Second, func(i int) string {
+	lat, statuses, sources := load(t, 8, 2*time.Second, func(i int) string {
 		return fmt.Sprintf("http://%s/profiles?user_id=u%d", addr, i%500)
 	}, "Bearer "+testToken, false)
 	elapsed := time.Since(start)
