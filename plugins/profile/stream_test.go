@@ -321,8 +321,8 @@ func TestStreamMissesDoNotHoldHits(t *testing.T) {
 	}
 }
 
-// TestStreamBurstStaysWithinBudget sends 2,000 requests for 500 users as fast
-// as 8 clients can through the whole pipeline, with a budget of 60 calls a
+// TestStreamBurstStaysWithinBudget sends requests for 500 users for 2 s, as
+// fast as 8 clients can, through the whole pipeline, with a budget of 60 calls a
 // minute (5 at once): Amplitude gets no more calls than the budget allows in
 // the time the burst took, every request is answered 200, and the answers are
 // real data or the default.
