@@ -54,6 +54,14 @@ func newTestAmplitude(t testing.TB, clk clock.Clock, users int) *profiletest.Amp
 
 func newFakeClock() *clock.Fake { return clock.NewFake(time.Unix(1700000000, 0)) }
 
+// fakeSetup returns a fake clock, a fake Amplitude with users u0.. on it,
+// and an engine calling it.
+func fakeSetup(t *testing.T, users int, mod func(*engineConfig)) (*clock.Fake, *profiletest.Amplitude, *engine) {
+	clk := newFakeClock()
+	amp := newTestAmplitude(t, clk, users)
+	return clk, amp, newTestEngine(t, amp, clk, mod)
+}
+
 // serveAsync runs e.serve(q) in the background.
 func serveAsync(e *engine, q Query) <-chan answer {
 	ch := make(chan answer, 1)
@@ -71,9 +79,7 @@ func waitForTimers(t *testing.T, clk *clock.Fake, n int) {
 }
 
 func TestServeFromCacheWithinTTL(t *testing.T) {
-	clk := newFakeClock()
-	amp := newTestAmplitude(t, clk, 1)
-	e := newTestEngine(t, amp, clk, nil)
+	clk, amp, e := fakeSetup(t, 1, nil)
 	ctx := context.Background()
 	q := Query{UserID: "u0", RecID: "rec1"}
 
@@ -93,9 +99,7 @@ func TestServeFromCacheWithinTTL(t *testing.T) {
 }
 
 func TestServeStaleWhileRevalidate(t *testing.T) {
-	clk := newFakeClock()
-	amp := newTestAmplitude(t, clk, 1)
-	e := newTestEngine(t, amp, clk, nil)
+	clk, amp, e := fakeSetup(t, 1, nil)
 	ctx := context.Background()
 	q := Query{UserID: "u0"}
 	require.Equal(t, srcAmplitude, e.serve(ctx, q).source)
@@ -110,9 +114,7 @@ func TestServeStaleWhileRevalidate(t *testing.T) {
 }
 
 func TestServeStaleIfErrorThenDefault(t *testing.T) {
-	clk := newFakeClock()
-	amp := newTestAmplitude(t, clk, 1)
-	e := newTestEngine(t, amp, clk, nil)
+	clk, amp, e := fakeSetup(t, 1, nil)
 	ctx := context.Background()
 	q := Query{UserID: "u0"}
 	require.Equal(t, srcAmplitude, e.serve(ctx, q).source)
@@ -155,10 +157,8 @@ func TestServeNotSeenIsCachedEmpty(t *testing.T) {
 }
 
 func TestServeCoalescesIdenticalLookups(t *testing.T) {
-	clk := newFakeClock()
-	amp := newTestAmplitude(t, clk, 1)
+	clk, amp, e := fakeSetup(t, 1, nil)
 	amp.Hold()
-	e := newTestEngine(t, amp, clk, nil)
 	const n = 50
 	var answers []<-chan answer
 	for i := 0; i < n; i++ {
@@ -173,10 +173,8 @@ func TestServeCoalescesIdenticalLookups(t *testing.T) {
 }
 
 func TestServeDefaultAtTheDeadline(t *testing.T) {
-	clk := newFakeClock()
-	amp := newTestAmplitude(t, clk, 1)
+	clk, amp, e := fakeSetup(t, 1, nil)
 	amp.Hold()
-	e := newTestEngine(t, amp, clk, nil)
 	answers := serveAsync(e, Query{UserID: "u0"})
 	waitForTimers(t, clk, 1)
 	clk.Advance(1500 * time.Millisecond)
@@ -223,10 +221,8 @@ func TestServeOutOfBudget(t *testing.T) {
 }
 
 func TestServeUnauthorizedPausesCalls(t *testing.T) {
-	clk := newFakeClock()
-	amp := newTestAmplitude(t, clk, 3)
+	clk, amp, e := fakeSetup(t, 3, nil)
 	amp.SecretKey = "another key"
-	e := newTestEngine(t, amp, clk, nil)
 	ctx := context.Background()
 	a := e.serve(ctx, Query{UserID: "u0"})
 	assert.Equal(t, srcDefault, a.source)
@@ -240,10 +236,8 @@ func TestServeUnauthorizedPausesCalls(t *testing.T) {
 }
 
 func TestServeThrottledPausesCalls(t *testing.T) {
-	clk := newFakeClock()
-	amp := newTestAmplitude(t, clk, 3)
+	clk, amp, e := fakeSetup(t, 3, nil)
 	amp.Limit = 1 // another client spent the organisation's budget
-	e := newTestEngine(t, amp, clk, nil)
 	ctx := context.Background()
 	require.Equal(t, srcAmplitude, e.serve(ctx, Query{UserID: "u0"}).source)
 	a := e.serve(ctx, Query{UserID: "u1"})
@@ -295,9 +289,7 @@ func TestWarmSpendsTheBudgetEvenly(t *testing.T) {
 }
 
 func TestCacheEvictsBeyondMaxEntries(t *testing.T) {
-	clk := newFakeClock()
-	amp := newTestAmplitude(t, clk, 0)
-	e := newTestEngine(t, amp, clk, func(c *engineConfig) { c.maxEntries = 64; c.perMinute = 100000; c.burst = 5000 })
+	_, _, e := fakeSetup(t, 0, func(c *engineConfig) { c.maxEntries = 64; c.perMinute = 100000; c.burst = 5000 })
 	var wg sync.WaitGroup
 	for i := 0; i < 1000; i++ {
 		wg.Add(1)
