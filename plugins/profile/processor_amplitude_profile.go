@@ -332,9 +332,7 @@ func engineConfigFromParsed(conf *service.ParsedConfig, c clock.Clock) (engineCo
 		client: &client{base: base, auth: authHeader(str(apFieldAPIKey), secret),
 			params: params{getRecs: flag(apFieldGetRecs), getAmpProps: flag(apFieldGetAmpProps),
 				getCohortIDs: flag(apFieldGetCohortIDs), getComputations: flag(apFieldGetComputations)},
-			http: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(),
-				// Amplitude redirects plain HTTP (301): never follow with the key.
-				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}},
+			http: newHTTPClient(num(apFieldBurst))},
 		clock:                clock.OrSystem(c),
 		ttl:                  dur(apFieldTTL),
 		emptyTTL:             dur(apFieldEmptyTTL),
@@ -369,6 +367,16 @@ func engineConfigFromParsed(conf *service.ParsedConfig, c clock.Clock) (engineCo
 		cfg.ttl, cfg.emptyTTL, cfg.staleWhileRevalidate, cfg.staleIfError, cfg.timeout, cfg.upstreamTimeout,
 		cfg.perMinute, cfg.burst, cfg.prewarmKeep, cfg.throttlePause, cfg.maxEntries, def)
 	return cfg, fp, nil
+}
+
+// newHTTPClient returns the client of the calls to Amplitude: connections
+// kept for a whole burst, and redirects not followed (Amplitude redirects plain
+// HTTP with a 301; the key must not follow it).
+func newHTTPClient(burst int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = max(burst, 2)
+	return &http.Client{Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // defaultBody checks the default answer and returns it with
