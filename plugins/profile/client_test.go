@@ -1,8 +1,12 @@
 package profile
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,4 +111,20 @@ func FuzzClassify(f *testing.F) {
 			t.Fatalf("invalid answer %q from %q", r.body, body)
 		}
 	})
+}
+
+// TestFetchDoesNotFollowRedirects: Amplitude answers plain HTTP with a 301 to
+// HTTPS; the key must not be sent again to wherever Location points.
+func TestFetchDoesNotFollowRedirects(t *testing.T) {
+	var followed atomic.Bool
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { followed.Store(true) }))
+	defer target.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+r.URL.RequestURI(), http.StatusMovedPermanently)
+	}))
+	defer redirect.Close()
+	c := &client{base: redirect.URL, auth: authHeader("", "k"), http: newHTTPClient(10)}
+	f := c.fetch(context.Background(), Query{UserID: "u1"})
+	assert.Equal(t, outError, f.out)
+	assert.False(t, followed.Load())
 }

@@ -1,8 +1,12 @@
 package profile
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
 	"github.com/opencurrents/currents-amplitude/plugins/profile/profiletest"
 )
 
@@ -300,4 +305,52 @@ func TestCacheEvictsBeyondMaxEntries(t *testing.T) {
 	}
 	wg.Wait()
 	assert.LessOrEqual(t, e.cache.len(), 64+cacheShards)
+}
+
+// TestLogsNeverHoldTheKey makes Amplitude echo the key in a 500 and a 401 and
+// checks the log lines: the answer is quoted, the key is not; the 401 is an
+// error (it needs a person), the 500 a warning.
+func TestLogsNeverHoldTheKey(t *testing.T) {
+	var buf syncBuffer
+	log := service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(&buf, nil)))
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status := 500
+		if r.URL.Query().Get("user_id") == "bad-key" {
+			status = 401
+		}
+		http.Error(w, "oops "+r.Header.Get("Authorization"), status)
+	}))
+	defer echo.Close()
+	cfg := engineConfig{
+		client: &client{base: echo.URL, auth: authHeader("", testSecret), http: echo.Client()},
+		clock:  newFakeClock(), ttl: time.Hour, timeout: time.Minute, upstreamTimeout: time.Minute,
+		perMinute: 500, burst: 10, throttlePause: time.Second, maxEntries: 10, defaultBody: testDefault,
+		redact: redact.New(testSecret),
+	}
+	e := newEngine(cfg, service.MockResources(service.MockResourcesOptUseLogger(log)))
+	assert.Equal(t, reasonUpstream, e.serve(context.Background(), Query{UserID: "u1"}).reason)
+	assert.Equal(t, reasonUnauthorized, e.serve(context.Background(), Query{UserID: "bad-key"}).reason)
+	out := buf.String()
+	assert.Contains(t, out, "level=WARN")
+	assert.Contains(t, out, "level=ERROR")
+	assert.Contains(t, out, "oops Api-Key "+redact.Marker)
+	assert.NotContains(t, out, testSecret)
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
