@@ -118,8 +118,8 @@ The User Profile API exists only in Amplitude's US data centre: `+"`region: EU`"
 				Description("Base URL of the User Profile API, overriding https://profile-api.amplitude.com (proxies, tests).").
 				Default("").Example("http://127.0.0.1:8080").Advanced(),
 			service.NewInterpolatedStringField(apFieldUserID).
-				Description("The user id (Braze external id) to look up. A plain `${! json(\"path\") }` is read straight from the raw JSON.").
-				Default(`${! json("user_id") }`).Example(`${! meta("user_id") }`),
+				Description("The user id (Braze external id) to look up. A plain `${! json(\"path\") }` is read straight from the raw JSON (a missing or null field is no id); other interpolations must give an empty string for no id, e.g. `${! meta(\"user_id\").or(\"\") }`.").
+				Default(`${! json("user_id") }`).Example(`${! meta("user_id").or("") }`),
 			service.NewInterpolatedStringField(apFieldDeviceID).
 				Description("The device id to look up when there is no user id.").
 				Default(`${! json("device_id") }`).Example(`${! json("device_id") }`),

@@ -347,3 +347,38 @@ func TestStreamBurstStaysWithinBudget(t *testing.T) {
 	assert.Equal(t, len(lat), sources[srcAmplitude]+sources[srcCache]+sources[srcDefault])
 	assert.Positive(t, sources[srcDefault])
 }
+
+// TestProcessorBatch answers every message of a batch (looked up
+// concurrently) and flags only the one naming no user.
+func TestProcessorBatch(t *testing.T) {
+	amp := newTestAmplitude(t, nil, 2)
+	conf, err := amplitudeProfileSpec().ParseYAML(strings.NewReplacer("AMP", amp.URL, "SECRET", testSecret).Replace(
+		`{secret_key: SECRET, url: AMP, get_recs: true, rec_id: rec1, user_id: '${! meta("uid").or("") }'}`), nil)
+	require.NoError(t, err)
+	p, err := newProcessorFromParsed(conf, service.MockResources(), nil)
+	require.NoError(t, err)
+	defer p.Close(context.Background())
+	var batch service.MessageBatch
+	for _, uid := range []string{"u1", "nobody", "", "u1"} {
+		m := service.NewMessage([]byte(`{}`))
+		m.MetaSetMut("uid", uid)
+		batch = append(batch, m)
+	}
+	out, err := p.ProcessBatch(context.Background(), batch)
+	require.NoError(t, err)
+	require.Len(t, out, 1)
+	require.Len(t, out[0], 4)
+	for i, want := range []string{srcAmplitude, srcEmpty, "", srcAmplitude} {
+		m := out[0][i]
+		src, _ := m.MetaGet(MetaSource)
+		assert.Equal(t, want, src, i)
+		if want == "" {
+			assert.ErrorIs(t, m.GetError(), errNoID)
+			continue
+		}
+		assert.NoError(t, m.GetError())
+		b, _ := m.AsBytes()
+		assert.True(t, gjson.ValidBytes(b))
+	}
+	assert.EqualValues(t, 1, amp.RequestsFor("u1"), "the two lookups of u1 share one call")
+}
