@@ -33,8 +33,8 @@ type flight struct {
 
 type shard struct {
 	mu      sync.RWMutex
-	entries map[string]*entry
-	flights map[string]*flight
+	entries map[Query]*entry
+	flights map[Query]*flight
 }
 
 // cache is the TTL cache of answers, with the flights in progress, bounded to
@@ -52,18 +52,18 @@ type cache struct {
 func newCache(max int, onEvict func(expired bool)) *cache {
 	c := &cache{seed: maphash.MakeSeed(), perShard: max/cacheShards + 1, onEvict: onEvict}
 	for i := range c.shards {
-		c.shards[i].entries = map[string]*entry{}
-		c.shards[i].flights = map[string]*flight{}
+		c.shards[i].entries = map[Query]*entry{}
+		c.shards[i].flights = map[Query]*flight{}
 	}
 	return c
 }
 
-func (c *cache) shard(key string) *shard {
-	return &c.shards[maphash.String(c.seed, key)%cacheShards]
+func (c *cache) shard(key Query) *shard {
+	return &c.shards[maphash.Comparable(c.seed, key)%cacheShards]
 }
 
 // get returns the entry of key, if any.
-func (c *cache) get(key string) *entry {
+func (c *cache) get(key Query) *entry {
 	s := c.shard(key)
 	s.mu.RLock()
 	e := s.entries[key]
@@ -73,7 +73,7 @@ func (c *cache) get(key string) *entry {
 
 // join returns the flight of key in progress, or registers a new one and
 // reports that the caller must run it.
-func (c *cache) join(key string) (f *flight, leader bool) {
+func (c *cache) join(key Query) (f *flight, leader bool) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -87,7 +87,7 @@ func (c *cache) join(key string) (f *flight, leader bool) {
 
 // land ends the flight of key: stores its entry (when not nil) and wakes the
 // waiters.
-func (c *cache) land(key string, f *flight, now time.Time) {
+func (c *cache) land(key Query, f *flight, now time.Time) {
 	s := c.shard(key)
 	s.mu.Lock()
 	if f.ent != nil {
@@ -108,7 +108,7 @@ const evictSample = 32
 // (Go's map order is random), those past their keep time go; when none is,
 // the first one looked at goes. Constant time whatever the shard's size.
 func (c *cache) evictLocked(s *shard, now time.Time) {
-	var first string
+	var first Query
 	seen, expired := 0, 0
 	for k, e := range s.entries {
 		if seen == 0 {

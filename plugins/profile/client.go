@@ -26,15 +26,9 @@ const profileAPIURL = "https://profile-api.amplitude.com"
 const maxAnswerBytes = 1 << 20
 
 // Query is what one profile is fetched by: the id (user or device) and the
-// per-request parameters. Its key identifies it in the cache.
+// per-request parameters. It is the profile's key in the cache.
 type Query struct {
 	UserID, DeviceID, RecID, RecType, CompID string
-}
-
-// key returns the cache key of q (fields separated by a byte that ids in a
-// URL query never hold unescaped).
-func (q Query) key() string {
-	return q.UserID + "\x00" + q.DeviceID + "\x00" + q.RecID + "\x00" + q.RecType + "\x00" + q.CompID
 }
 
 // params are the fixed query parameters of every request.

@@ -111,7 +111,7 @@ func newEngine(cfg engineConfig, res *service.Resources) *engine {
 // from the cache when it can, else from Amplitude within the budget, else
 // with a stale profile or the default answer.
 func (e *engine) serve(ctx context.Context, q Query) answer {
-	key := q.key()
+	key := q
 	now := e.cfg.clock.Now()
 	old := e.cache.get(key)
 	if old != nil {
@@ -177,7 +177,7 @@ func (e *engine) reserve(now, by time.Time, keep int) (time.Time, bool) {
 // revalidate refreshes a stale entry in the background when a call is
 // available right now; otherwise the stale entry keeps being served and a
 // later lookup tries again.
-func (e *engine) revalidate(key string, q Query, now time.Time) {
+func (e *engine) revalidate(key, q Query, now time.Time) {
 	f, leader := e.cache.join(key)
 	if !leader {
 		return
@@ -191,7 +191,7 @@ func (e *engine) revalidate(key string, q Query, now time.Time) {
 }
 
 // goFly runs fly in the background.
-func (e *engine) goFly(key string, q Query, f *flight, at time.Time) {
+func (e *engine) goFly(key, q Query, f *flight, at time.Time) {
 	e.flying.Add(1)
 	go func() {
 		defer e.flying.Done()
@@ -200,7 +200,7 @@ func (e *engine) goFly(key string, q Query, f *flight, at time.Time) {
 }
 
 // fly calls Amplitude for q at at, stores what it answers and lands f.
-func (e *engine) fly(key string, q Query, f *flight, at time.Time) {
+func (e *engine) fly(key, q Query, f *flight, at time.Time) {
 	c := e.cfg.clock
 	_ = clock.Sleep(context.Background(), c, at.Sub(c.Now()))
 	start := c.Now()
@@ -294,7 +294,7 @@ const (
 // evenly, without starving the live traffic. It returns ctx's error when ctx
 // ends first.
 func (e *engine) warm(ctx context.Context, q Query) (warmOutcome, error) {
-	key := q.key()
+	key := q
 	c := e.cfg.clock
 	for {
 		now := c.Now()
