@@ -315,6 +315,7 @@ func (e *engine) warm(ctx context.Context, q Query) (warmOutcome, error) {
 		if !ok {
 			// Wait for the next call without holding the flight, so that
 			// serving lookups of this key are not held behind prewarm.
+			e.budgetDecisions.Incr(1, "prewarm_waited")
 			e.cache.land(key, f, now)
 			if err := clock.Sleep(ctx, c, max(at.Sub(now), time.Millisecond)); err != nil {
 				return "", err

@@ -99,7 +99,7 @@ With `+"`mode: prewarm`"+` a message is not answered: the processor fetches its 
 
 - `+"`amplitude_profile_answers_total`"+` (labels `+"`source`"+`, `+"`reason`"+`): every answer; the share of `+"`source=\"default\"`"+` is the share of recipients who got the default experience.
 - `+"`amplitude_profile_cache_total`"+` (label `+"`decision`"+`: hit, stale_hit, miss, coalesced, evicted, evicted_expired).
-- `+"`amplitude_profile_budget_total`"+` (label `+"`decision`"+`: granted, granted_prewarm, denied, paused).
+- `+"`amplitude_profile_budget_total`"+` (label `+"`decision`"+`: granted, granted_prewarm, prewarm_waited, denied, paused).
 - `+"`amplitude_profile_upstream_total`"+` (label `+"`outcome`"+`: ok, not_seen, unauthorized, throttled, server_error, error) and the timer `+"`amplitude_profile_upstream_seconds`"+`.
 - `+"`amplitude_profile_prewarm_total`"+` (label `+"`outcome`"+`), the gauge `+"`amplitude_profile_cache_entries`"+`.
 
