@@ -56,7 +56,7 @@ Each authenticated request becomes one message: a JSON object of the query param
 
 The token is this endpoint's own, never the Amplitude key: Braze sends it as `+"`Authorization: Bearer <token>`"+` (Connected Content `+"`:headers`"+`) or as the password of HTTP Basic auth (a Connected Content credential, `+"`:basic_auth <name>`"+`), so it stays out of templates and out of Braze's request logs, which keep the full URL.
 
-Why not Benthos' `+"`http_server`"+` input with `+"`sync_response`"+`? It cannot refuse a wrong token before the pipeline runs, it gives the message no deadline (the processor then falls back to its own `+"`timeout`"+`), it answers a request the pipeline did not answer in time with 408, and when the client accepts gzip it compresses every answer with a new gzip writer, which made it ten times slower in the side-by-side benchmark of docs/profiles.md (without gzip both are on a par, about 15,000 to 21,000 cache hits per second on two shared cores).
+Why not Benthos' `+"`http_server`"+` input with `+"`sync_response`"+`? It cannot refuse a wrong token before the pipeline runs, it gives the message no deadline (the processor then falls back to its own `+"`timeout`"+`), it answers a request the pipeline did not answer in time with 408, and when the client accepts gzip it compresses every answer with a new gzip writer, which made it more than ten times slower in the side-by-side benchmark of docs/profiles.md (about 1,800 cache hits per second against 13,000 to 24,000 for this input on two shared cores; without gzip it comes close, 9,000 to 16,500).
 
 Metrics: `+"`connected_content_requests_total`"+` (label `+"`status`"+`), timer `+"`connected_content_request_seconds`"+`, gauge `+"`connected_content_requests_pending`"+`.`).
 		Fields(
