@@ -382,3 +382,36 @@ func TestProcessorBatch(t *testing.T) {
 	}
 	assert.EqualValues(t, 1, amp.RequestsFor("u1"), "the two lookups of u1 share one call")
 }
+
+// TestShippedPipeline runs config/connected_content_profiles.yaml as shipped,
+// against the fake Amplitude: the prewarm file fills the shared cache, Braze's
+// requests are answered from it, shaped for Liquid.
+func TestShippedPipeline(t *testing.T) {
+	raw, err := os.ReadFile("../../config/connected_content_profiles.yaml")
+	require.NoError(t, err)
+	amp := newTestAmplitude(t, nil, 5)
+	list := filepath.Join(t.TempDir(), "campaign.txt")
+	require.NoError(t, os.WriteFile(list, []byte("u0\nu1\n\nu2\nu3\nu4\n"), 0o600))
+	addr := freeAddr(t)
+	for k, v := range map[string]string{"PROFILES_TOKEN": testToken, "AMPLITUDE_SECRET_KEY": testSecret,
+		"AMPLITUDE_PROFILE_API_URL": amp.URL, "AMPLITUDE_REC_ID": "rec1", "PROFILES_ADDRESS": addr,
+		"PROFILES_PREWARM_FILE": list} {
+		t.Setenv(k, v)
+	}
+	runStream(t, string(raw)+"\nlogger: { level: none }\n")
+	require.Eventually(t, func() bool { return amp.Stats().OK == 5 }, 10*time.Second, 5*time.Millisecond, "prewarmed")
+	waitListening(t, addr)
+	c := &http.Client{Timeout: 5 * time.Second}
+	for i := 0; i < 5; i++ {
+		status, src, body := get(t, c, fmt.Sprintf("http://%s/profiles?user_id=u%d", addr, i), "Bearer "+testToken)
+		assert.Equal(t, 200, status)
+		assert.Equal(t, srcCache, src)
+		assert.Equal(t, fmt.Sprint("item-", i), gjson.Get(body, "recommendations.0.items.0").String())
+		assert.Equal(t, "pro", gjson.Get(body, "amp_props.plan").String())
+	}
+	status, src, body := get(t, c, "http://"+addr+"/profiles?user_id=stranger", "Bearer "+testToken)
+	assert.Equal(t, 200, status)
+	assert.Equal(t, srcEmpty, src)
+	assert.JSONEq(t, `{"source":"default","recommendations":[{"items":[]}],"amp_props":{},"cohort_ids":[]}`, body)
+	assert.EqualValues(t, 6, amp.Stats().Requests)
+}
