@@ -21,6 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
 
+	_ "github.com/opencurrents/currents-amplitude/plugins/cohort" // amplitude_cohort, for the cohort prewarm
+	"github.com/opencurrents/currents-amplitude/plugins/cohort/cohorttest"
 	_ "github.com/opencurrents/currents-amplitude/plugins/prometheus"
 )
 
@@ -414,4 +416,43 @@ func TestShippedPipeline(t *testing.T) {
 	assert.Equal(t, srcEmpty, src)
 	assert.JSONEq(t, `{"source":"default","recommendations":[{"items":[]}],"amp_props":{},"cohort_ids":[]}`, body)
 	assert.EqualValues(t, 6, amp.Stats().Requests)
+}
+
+// TestStreamPrewarmFromCohort runs the cohort prewarm of docs/profiles.md: the
+// amplitude_cohort input's members become prewarmed profiles.
+func TestStreamPrewarmFromCohort(t *testing.T) {
+	amp := newTestAmplitude(t, nil, 40)
+	cohorts := cohorttest.NewAmplitude(t, "ak", "sk")
+	var members []string
+	for i := 0; i < 40; i++ {
+		members = append(members, fmt.Sprint("u", i))
+	}
+	cohorts.SetCohort("c1", cohorttest.Cohort{Name: "Campaign", LastComputed: 1, UserIDs: members})
+	yaml := strings.NewReplacer("COHORTS", cohorts.URL, "AMP", amp.URL, "SECRET", testSecret).Replace(`
+input:
+  amplitude_cohort:
+    url: COHORTS
+    api_key: ak
+    secret_key: sk
+    cohort_ids: [ c1 ]
+    schedule: 1h
+    poll_interval: 1ms
+    cache: cohort_state
+  processors:
+    - mapping: 'root = this.added.map_each(id -> {"user_id": id})'
+    - unarchive: { format: json_array }
+    - amplitude_profile: { name: cohort_test, mode: prewarm, secret_key: SECRET, url: AMP, requests_per_minute: 6000, burst: 100 }
+    - mapping: root = deleted()
+output:
+  drop: {}
+cache_resources:
+  - label: cohort_state
+    memory: {}
+logger: { level: none }
+`)
+	runStream(t, yaml)
+	require.Eventually(t, func() bool { return amp.Stats().OK == 40 }, 10*time.Second, 5*time.Millisecond)
+	for _, id := range members {
+		assert.EqualValues(t, 1, amp.RequestsFor(id), id)
+	}
 }
