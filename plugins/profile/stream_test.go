@@ -96,7 +96,7 @@ input:
   connected_content_http:
     address: ADDR
     token: TOKEN
-    timeout: 1s
+    timeout: 5s
 pipeline:
   processors:
     - amplitude_profile:
@@ -293,7 +293,7 @@ func TestSharedNameNeedsSameSettings(t *testing.T) {
 func TestStreamMissesDoNotHoldHits(t *testing.T) {
 	amp := newTestAmplitude(t, nil, 30)
 	addr := freeAddr(t)
-	yaml := strings.Replace(profilesYAML(addr, amp.URL, "        timeout: 30s\n  threads: 64"), "timeout: 1s", "timeout: 30s", 1)
+	yaml := strings.Replace(profilesYAML(addr, amp.URL, "        timeout: 30s\n  threads: 64"), "timeout: 5s", "timeout: 30s", 1)
 	runStream(t, yaml)
 	waitListening(t, addr)
 	c := &http.Client{Timeout: time.Minute}
@@ -331,10 +331,10 @@ func TestStreamMissesDoNotHoldHits(t *testing.T) {
 func TestStreamBurstStaysWithinBudget(t *testing.T) {
 	amp := newTestAmplitude(t, nil, 500)
 	addr := freeAddr(t)
-	// The input's deadline is far beyond the processor's timeout (1.5 s), so
-	// that a slow moment of a shared machine cannot turn an answer into a 503.
-	yaml := strings.Replace(profilesYAML(addr, amp.URL, "        requests_per_minute: 60\n        burst: 5\n        prewarm_reserve: 2\n  threads: 64"),
-		"timeout: 1s", "timeout: 10s", 1)
+	// The input's deadline (5 s) is far beyond the processor's timeout
+	// (1.5 s), so that a slow moment of a shared machine cannot turn an
+	// answer into a 503.
+	yaml := profilesYAML(addr, amp.URL, "        requests_per_minute: 60\n        burst: 5\n        prewarm_reserve: 2\n  threads: 64")
 	runStream(t, yaml)
 	waitListening(t, addr)
 	start := time.Now()
