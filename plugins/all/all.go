@@ -16,6 +16,7 @@ import (
 	_ "github.com/opencurrents/currents-amplitude/plugins/cohort"
 	_ "github.com/opencurrents/currents-amplitude/plugins/currents"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ingest"
+	_ "github.com/opencurrents/currents-amplitude/plugins/profile"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ratelimit"
 	_ "github.com/opencurrents/currents-amplitude/plugins/reconcile"
 )
