@@ -16,5 +16,6 @@ import (
 	_ "github.com/opencurrents/currents-amplitude/plugins/cohort"
 	_ "github.com/opencurrents/currents-amplitude/plugins/currents"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ingest"
+	_ "github.com/opencurrents/currents-amplitude/plugins/progress"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ratelimit"
 )
