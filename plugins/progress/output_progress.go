@@ -102,10 +102,10 @@ type output struct {
 	interval time.Duration
 	total    int64
 
-	doneCounter     *service.MetricCounter
+	doneCounter      *service.MetricCounter
 	givenBackCounter *service.MetricCounter
-	rateGauge       *service.MetricGauge
-	etaGauge        *service.MetricGauge
+	rateGauge        *service.MetricGauge
+	etaGauge         *service.MetricGauge
 
 	mu        sync.Mutex
 	started   bool
@@ -149,18 +149,18 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources, clk clock.Clo
 	}
 	m := mgr.Metrics()
 	o := &output{
-		child:           child,
-		log:             mgr.Logger(),
-		clk:             clk,
-		interval:        interval,
-		total:           int64(total),
-		doneCounter:     m.NewCounter("progress_events_done_total"),
+		child:            child,
+		log:              mgr.Logger(),
+		clk:              clk,
+		interval:         interval,
+		total:            int64(total),
+		doneCounter:      m.NewCounter("progress_events_done_total"),
 		givenBackCounter: m.NewCounter("progress_events_given_back_total", "reason"),
-		rateGauge:       m.NewGauge("progress_events_per_second"),
-		etaGauge:        m.NewGauge("progress_eta_seconds"),
-		givenBack:       map[string]int64{},
-		stop:            make(chan struct{}),
-		stopped:         make(chan struct{}),
+		rateGauge:        m.NewGauge("progress_events_per_second"),
+		etaGauge:         m.NewGauge("progress_eta_seconds"),
+		givenBack:        map[string]int64{},
+		stop:             make(chan struct{}),
+		stopped:          make(chan struct{}),
 	}
 	m.NewGauge("progress_events_expected").Set(int64(total))
 	return o, maxInFlight, nil
