@@ -27,7 +27,8 @@ import (
 const dashboardFile = "../deploy/grafana/currents-amplitude.json"
 
 // dashboardPending lists metric names the dashboard queries that the
-// pipelines of this branch do not export yet, because the components that
+// pipelines of this branch do not export (or, for dashboardIncidentOnly
+// names, no component registers) yet, because the components that
 // export them are being changed on other branches. The test fails when one
 // of them IS exported, so that the list only shrinks: remove a name as soon
 // as its change is merged.
@@ -47,6 +48,10 @@ var dashboardPending = setOf(
 	"amplitude_events_paced_total", "dead_letter_events_total", "currents_lines_read_total",
 	"progress_events_done_total", "progress_events_per_second", "progress_eta_seconds",
 	"redpanda_lag",
+	// Incident-only counters (dashboardIncidentOnly) under their new names.
+	"amplitude_events_nacked_total", "amplitude_events_throttled_total", "currents_avro_files_failed_total",
+	"currents_lines_refused_total", "kafka_franz_commit_errors_total", "kafka_franz_produce_failed_total",
+	"kafka_franz_records_redelivered_total", "kafka_franz_records_released_total",
 	// Cohort pipelines: to be run here once their Amplitude and Braze
 	// endpoints can point at the fakes (AMPLITUDE_API_URL, BRAZE_REST_URL).
 	"amplitude_cohort_downloads", "amplitude_cohort_members_added_total", "amplitude_cohort_members_removed_total",
@@ -296,7 +301,7 @@ func TestDashboardMetricsExported(t *testing.T) {
 	for _, m := range wanted {
 		switch {
 		case dashboardPending[m]:
-			if exported[m] {
+			if exported[m] || dashboardIncidentOnly[m] && registeredInSource(t, m) {
 				nowExported = append(nowExported, m)
 			}
 		case exported[m]:
@@ -309,7 +314,7 @@ func TestDashboardMetricsExported(t *testing.T) {
 		t.Errorf("the dashboard queries metrics no pipeline exports: %s", strings.Join(missing, ", "))
 	}
 	if len(nowExported) > 0 {
-		t.Errorf("now exported, remove from dashboardPending: %s", strings.Join(nowExported, ", "))
+		t.Errorf("now exported, remove from dashboardPending: %s (exported, or registered for incident-only names)", strings.Join(nowExported, ", "))
 	}
 	if t.Failed() {
 		var ours []string
