@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -324,6 +323,6 @@ func TestDashboardMetricsExported(t *testing.T) {
 			}
 		}
 		slices.Sort(ours)
-		t.Log(fmt.Sprintf("exported: %s", strings.Join(ours, " ")))
+		t.Logf("exported: %s", strings.Join(ours, " "))
 	}
 }
