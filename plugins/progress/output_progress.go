@@ -24,6 +24,13 @@ const (
 	fieldMaxInFlight = "max_in_flight"
 )
 
+// metaPath is the metadata key in which Benthos' file input names the file a
+// message was read from.
+const metaPath = "path"
+
+// maxFiles bounds the set of file names counted (about 100 bytes each).
+const maxFiles = 1 << 20
+
 // reasonOutage labels events given back to the input for an error that is
 // not a dead-letter reason of their own (retries exhausted, shutting down).
 const reasonOutage = "outage"
@@ -41,10 +48,11 @@ dead-lettered for a reason of its own.
 
 Every ` + "`interval`" + ` one log line at info level says how many events are done, the rate over the last interval
 and, when ` + "`total`" + ` is set, the share done and the estimated time left (from the average rate since the
-start):
+start), and, for inputs that name the file of each message in the ` + "`path`" + ` metadata (Benthos' ` + "`file`" + `
+input), how many files the events done came from:
 
 ` + "```" + `
-progress: 12000 of 50000 events done (24.0%), 1200 events/s, about 32s left; 3 dead-lettered, 0 given back
+progress: 12000 of 50000 events done (24.0%), 1200 events/s, about 32s left; 3 dead-lettered, 0 given back; from 4 files
 ` + "```" + `
 
 When the run ends (the input is exhausted and the pipeline closes) one summary line says how long it took, how many
@@ -113,6 +121,7 @@ type output struct {
 	base      outcome.Counts
 	done      int64
 	givenBack map[string]int64
+	files     map[string]struct{}
 	lastAt    time.Time
 	lastDone  int64
 
@@ -159,6 +168,7 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources, clk clock.Clo
 		rateGauge:        m.NewGauge("progress_events_per_second"),
 		etaGauge:         m.NewGauge("progress_eta_seconds"),
 		givenBack:        map[string]int64{},
+		files:            map[string]struct{}{},
 		stop:             make(chan struct{}),
 		stopped:          make(chan struct{}),
 	}
@@ -203,15 +213,15 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	idx := batch.Index()
 	err := o.child.WriteBatch(ctx, batch)
 	failed := map[string]int64{}
+	var failedIdx map[int]struct{}
+	var be *service.BatchError
 	switch {
 	case err == nil:
-	case errors.As(err, new(*service.BatchError)):
-		var be *service.BatchError
-		errors.As(err, &be)
-		seen := make(map[int]struct{}, be.IndexedErrors())
+	case errors.As(err, &be):
+		failedIdx = make(map[int]struct{}, be.IndexedErrors())
 		be.WalkMessagesIndexedBy(idx, func(i int, _ *service.Message, merr error) bool {
-			if _, dup := seen[i]; merr != nil && !dup {
-				seen[i] = struct{}{}
+			if _, dup := failedIdx[i]; merr != nil && !dup {
+				failedIdx[i] = struct{}{}
 				failed[reasonOf(merr)]++
 			}
 			return true
@@ -231,6 +241,16 @@ func (o *output) WriteBatch(ctx context.Context, batch service.MessageBatch) err
 	for r, n := range failed {
 		o.givenBack[r] += n
 	}
+	if done > 0 {
+		for i, m := range batch {
+			if _, nacked := failedIdx[i]; nacked {
+				continue
+			}
+			if p, ok := m.MetaGet(metaPath); ok && p != "" && len(o.files) < maxFiles {
+				o.files[p] = struct{}{}
+			}
+		}
+	}
 	o.mu.Unlock()
 	return err
 }
@@ -246,7 +266,7 @@ func reasonOf(err error) string {
 func (o *output) report() {
 	now := o.clk.Now()
 	o.mu.Lock()
-	done, givenBack := o.done, sum(o.givenBack)
+	done, givenBack, files := o.done, sum(o.givenBack), len(o.files)
 	rate := perSecond(done-o.lastDone, now.Sub(o.lastAt))
 	avg := perSecond(done, now.Sub(o.start))
 	o.lastAt, o.lastDone = now, done
@@ -273,6 +293,9 @@ func (o *output) report() {
 		fmt.Fprintf(&b, "progress: %d events done, %.0f events/s", done, rate)
 	}
 	fmt.Fprintf(&b, "; %d dead-lettered, %d given back", deadLettered, givenBack)
+	if files > 0 {
+		fmt.Fprintf(&b, "; from %d files", files)
+	}
 	o.log.Infof("%s", b.String())
 }
 
@@ -314,8 +337,12 @@ func (o *output) summary() string {
 	deadLettered := d.Total(outcome.DeadLettered)
 	delivered := max(o.done-deadLettered, 0)
 	o.etaGauge.Set(0)
-	return fmt.Sprintf("progress: finished in %v: %d events done, %d delivered, %d dead-lettered (%s); dropped: %s; given back: %s",
-		o.clk.Now().Sub(o.start).Round(time.Second), o.done, delivered, deadLettered,
+	files := ""
+	if len(o.files) > 0 {
+		files = fmt.Sprintf(" from %d files", len(o.files))
+	}
+	return fmt.Sprintf("progress: finished in %v: %d events done%s, %d delivered, %d dead-lettered (%s); dropped: %s; given back: %s",
+		o.clk.Now().Sub(o.start).Round(time.Second), o.done, files, delivered, deadLettered,
 		byReason(d[outcome.DeadLettered]), byReason(d[outcome.Dropped]), byReason(o.givenBack))
 }
 

@@ -3,6 +3,7 @@ package progress
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -86,6 +87,15 @@ func batchOf(n int) service.MessageBatch {
 	return b
 }
 
+// fromFile sets the path metadata of every message of b, as the file input
+// does.
+func fromFile(b service.MessageBatch, path string) service.MessageBatch {
+	for _, m := range b {
+		m.MetaSetMut("path", path)
+	}
+	return b
+}
+
 func newTestOutput(t *testing.T, yaml string) (*output, *clock.Fake, *lines) {
 	t.Helper()
 	conf, err := outputSpec().ParseYAML(yaml, nil)
@@ -120,7 +130,7 @@ output:
 		errors.New("amplitude: retries exhausted"),
 	}
 	for i, n := range []int{6, 4, 3} {
-		err := o.WriteBatch(ctx, batchOf(n))
+		err := o.WriteBatch(ctx, fromFile(batchOf(n), fmt.Sprintf("f%d.avro", i)))
 		if (err != nil) != (i > 0) {
 			t.Fatalf("batch %d: error %v", i, err)
 		}
@@ -134,7 +144,8 @@ output:
 	}
 	fake.Advance(10 * time.Second)
 	got := <-log.ch
-	want := "progress: 9 of 20 events done (45.0%), 1 events/s, about 12s left; 2 dead-lettered, 4 given back"
+	// f2.avro's only batch was given back: its file is not counted.
+	want := "progress: 9 of 20 events done (45.0%), 1 events/s, about 12s left; 2 dead-lettered, 4 given back; from 2 files"
 	if got != want {
 		t.Fatalf("progress line:\n got %q\nwant %q", got, want)
 	}
@@ -147,7 +158,7 @@ output:
 		t.Fatal(err)
 	}
 	fake.Advance(10 * time.Second)
-	if got, want := <-log.ch, "progress: 20 of 20 events done (100.0%), 1 events/s; 2 dead-lettered, 4 given back"; got != want {
+	if got, want := <-log.ch, "progress: 20 of 20 events done (100.0%), 1 events/s; 2 dead-lettered, 4 given back; from 2 files"; got != want {
 		t.Fatalf("second line:\n got %q\nwant %q", got, want)
 	}
 
@@ -155,7 +166,7 @@ output:
 	if err := o.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want = "progress: finished in 25s: 20 events done, 18 delivered, 2 dead-lettered (unmappable=2); dropped: filtered=5; given back: outage=3 too_large=1"
+	want = "progress: finished in 25s: 20 events done from 2 files, 18 delivered, 2 dead-lettered (unmappable=2); dropped: filtered=5; given back: outage=3 too_large=1"
 	if got := <-log.ch; got != want {
 		t.Fatalf("summary:\n got %q\nwant %q", got, want)
 	}
