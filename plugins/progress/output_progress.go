@@ -22,6 +22,7 @@ const (
 	fieldInterval    = "interval"
 	fieldTotal       = "total"
 	fieldMaxInFlight = "max_in_flight"
+	fieldBatching    = "batching"
 )
 
 // metaPath is the metadata key in which Benthos' file input names the file a
@@ -42,9 +43,26 @@ func outputSpec() *service.ConfigSpec {
 		Categories("Utility").
 		Summary("Wraps the output of a replay or backfill and reports its progress: events done, rate, time left, and a summary at the end.").
 		Description(`
-Every batch goes to the child ` + "`output`" + ` unchanged, and its result comes back unchanged (an error still nacks
-the batch, so the input keeps it). An event is *done* once the child output acknowledges it: delivered, or
-dead-lettered for a reason of its own.
+Wrap the pipeline's whole output (with its dead-letter routing, if any) in ` + "`progress`" + `. Every batch goes to
+the child ` + "`output`" + ` unchanged, and its result comes back unchanged (an error still nacks the batch, so the
+input keeps it). An event is *done* once the child output acknowledges it: delivered, or dead-lettered for a reason of
+its own; an event the child fails is *given back* to the input.
+
+Move the batching policy of the delivering output to this output's ` + "`batching`" + ` and set ` + "`max_in_flight`" + `
+to the delivering output's: each batch passed to the child waits for its acknowledgement.
+
+` + "```yaml" + `
+output:
+  progress:
+    total: ${REPLAY_TOTAL:0}
+    max_in_flight: 8
+    batching: { count: 2000, period: 1s }
+    output:
+      amplitude:
+        api_key: ${AMPLITUDE_API_KEY}
+        endpoint: batch
+        max_in_flight: 8
+` + "```" + `
 
 Every ` + "`interval`" + ` one log line at info level says how many events are done, the rate over the last interval
 and, when ` + "`total`" + ` is set, the share done and the estimated time left (from the average rate since the
@@ -86,16 +104,24 @@ Dead-lettered and dropped events are counted by the components that dead-letter 
 			Default(0).
 			Example("${REPLAY_TOTAL:0}")).
 		Field(service.NewIntField(fieldMaxInFlight).
-			Description("Batches passed to the child output at once.").
+			Description("Batches passed to the child output at once: set it to the child's own `max_in_flight`.").
 			Default(64).
-			Advanced())
+			Example(8)).
+		Field(service.NewBatchPolicyField(fieldBatching).
+			Description("How messages are grouped before they reach the child output. Put the batching policy here and " +
+				"none on the child: every batch written to the child waits for its acknowledgement, so a child that " +
+				"batches by itself would only ever see `max_in_flight` messages at once."))
 }
 
 func init() {
 	err := service.RegisterBatchOutput("progress", outputSpec(),
 		func(conf *service.ParsedConfig, mgr *service.Resources) (service.BatchOutput, service.BatchPolicy, int, error) {
+			policy, err := conf.FieldBatchPolicy(fieldBatching)
+			if err != nil {
+				return nil, policy, 0, err
+			}
 			o, maxInFlight, err := newOutput(conf, mgr, clock.System)
-			return o, service.BatchPolicy{}, maxInFlight, err
+			return o, policy, maxInFlight, err
 		})
 	if err != nil {
 		panic(err)
@@ -285,7 +311,11 @@ func (o *output) report() {
 		case avg > 0:
 			eta := time.Duration(float64(left) / avg * float64(time.Second)).Round(time.Second)
 			o.etaGauge.Set(int64(eta / time.Second))
-			fmt.Fprintf(&b, ", about %v left", eta)
+			if eta < time.Second {
+				b.WriteString(", under a second left")
+			} else {
+				fmt.Fprintf(&b, ", about %v left", eta)
+			}
 		default:
 			b.WriteString(", time left unknown")
 		}

@@ -229,3 +229,44 @@ func TestProgressClosedBeforeStart(t *testing.T) {
 		t.Fatalf("summary: %q", got)
 	}
 }
+
+// TestProgressTimeLeft covers the ends of the estimate: nothing done yet
+// (unknown) and less than a second left.
+func TestProgressTimeLeft(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	o, fake, log := newTestOutput(t, `
+interval: 10s
+total: 100
+output:
+  progress_test_sink: {}
+`)
+	sink.results = nil
+	if err := o.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		write int
+		want  string
+	}{
+		{0, "progress: 0 of 100 events done (0.0%), 0 events/s, time left unknown; 0 dead-lettered, 0 given back"},
+		{99, "progress: 99 of 100 events done (99.0%), 10 events/s, under a second left; 0 dead-lettered, 0 given back"},
+	} {
+		if tc.write > 0 {
+			if err := o.WriteBatch(ctx, batchOf(tc.write)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !fake.WaitForTimers(ctx, 1) {
+			t.Fatal("no reporting timer")
+		}
+		fake.Advance(10 * time.Second)
+		if got := <-log.ch; got != tc.want {
+			t.Fatalf("progress line:\n got %q\nwant %q", got, tc.want)
+		}
+	}
+	if err := o.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-log.ch
+}
