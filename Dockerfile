@@ -8,12 +8,20 @@
 #     -e AMPLITUDE_API_KEY -e BRAZE_CURRENTS_TOKEN \
 #     currents-amplitude run config/currents_http_to_amplitude.yaml
 #
-# Layout of the image:
-#   /usr/local/bin/currents-amplitude   the binary (the entrypoint)
-#   /etc/currents-amplitude/config/     the shipped pipelines and samples (working directory:
-#                                       /etc/currents-amplitude, so "config/quickstart.yaml" works)
-#   /var/lib/currents-amplitude/        writable by the runtime user: the default DLQ_PATH lives here
-# Mount your own pipelines over /etc/currents-amplitude/config or anywhere else.
+# Tag the image with the release; --version prints it (without VERSION, the
+# binary reports its module version or "dev"):
+#   docker build -t currents-amplitude:v0.1.0 --build-arg VERSION=v0.1.0 \
+#     --build-arg DATE_BUILT=$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+#
+# Layout of the image (README.md, "Docker"):
+#   /usr/local/bin/currents-amplitude    the binary (the entrypoint)
+#   /etc/currents-amplitude/             the working directory
+#   /etc/currents-amplitude/config/      the shipped pipelines and samples ("run config/quickstart.yaml")
+#   /etc/currents-amplitude/config.yaml  your own pipeline: mount it here and start with "run" and no file
+#                                        (the binary's default config path)
+#   /var/lib/currents-amplitude/         writable by the runtime user: dead letters (DLQ_PATH) and state;
+#                                        mount a volume
+#   /usr/share/doc/currents-amplitude/   LICENSE
 
 ARG GO_VERSION=1.26
 
@@ -22,8 +30,8 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=dev
-ARG DATE_BUILT=unknown
+ARG VERSION=
+ARG DATE_BUILT=
 # The same build as .ci/run's "static binary" step.
 RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X main.Version=${VERSION} -X main.DateBuilt=${DATE_BUILT}" \
@@ -32,9 +40,19 @@ RUN CGO_ENABLED=0 go build -trimpath \
  && mkdir -p /out/var/lib/currents-amplitude
 
 FROM gcr.io/distroless/static-debian12:nonroot
+ARG VERSION=
+ARG DATE_BUILT=
+LABEL org.opencontainers.image.title="currents-amplitude" \
+      org.opencontainers.image.description="Braze Currents to Amplitude, and Amplitude cohorts to Braze: a Benthos distribution" \
+      org.opencontainers.image.source="https://github.com/opencurrents/currents-amplitude" \
+      org.opencontainers.image.documentation="https://github.com/opencurrents/currents-amplitude#readme" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.created="${DATE_BUILT}"
 COPY --from=build /out/currents-amplitude /usr/local/bin/currents-amplitude
 COPY --from=build --chown=65532:65532 /out/var/lib/currents-amplitude /var/lib/currents-amplitude
 COPY config /etc/currents-amplitude/config
+COPY LICENSE /usr/share/doc/currents-amplitude/LICENSE
 WORKDIR /etc/currents-amplitude
 USER 65532:65532
 ENV DLQ_PATH=/var/lib/currents-amplitude/dlq.jsonl

@@ -5,30 +5,91 @@
 // Benthos' core components plus the plugins under ./plugins.
 package main
 
+//go:generate go run ./cmd/gendocs -out docs/components
+
 import (
 	"context"
+	"runtime/debug"
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	// The plugin packages of this distribution. cmd/gendocs imports the same
+	// list (TestPluginImports keeps them equal).
 	_ "github.com/opencurrents/currents-amplitude/plugins/all"
 	_ "github.com/opencurrents/currents-amplitude/plugins/kafka"
 	_ "github.com/opencurrents/currents-amplitude/plugins/prometheus"
 )
 
-// Version and DateBuilt are set at build time with
+// Version and DateBuilt may be set at build time with
 // -ldflags "-X main.Version=v1.2.3 -X main.DateBuilt=2026-11-29T00:00:00Z".
+// Left empty, they come from the build information Go records in the binary
+// (the module version of `go install ...@v1.2.3`, or the VCS revision and
+// commit time of a build from a clone).
 var (
-	Version   = "dev"
-	DateBuilt = "unknown"
+	Version   string
+	DateBuilt string
 )
 
+// DocsURL is the documentation shown by `currents-amplitude --help`.
+const DocsURL = "https://github.com/opencurrents/currents-amplitude#readme"
+
+// DefaultConfigPaths are where `currents-amplitude run` without a config file
+// looks for one: the conventional path of the Docker image first.
+var DefaultConfigPaths = []string{"/etc/currents-amplitude/config.yaml", "./config.yaml"}
+
 func main() {
+	info, _ := debug.ReadBuildInfo()
+	version, built := buildVersion(Version, DateBuilt, info)
 	service.RunCLI(
 		context.Background(),
-		service.CLIOptSetVersion(Version, DateBuilt),
+		service.CLIOptSetVersion(version, built),
 		service.CLIOptSetBinaryName("currents-amplitude"),
 		service.CLIOptSetProductName("Currents to Amplitude"),
+		service.CLIOptSetDocumentationURL(DocsURL),
+		service.CLIOptSetDefaultConfigPaths(DefaultConfigPaths...),
 	)
+}
+
+// buildVersion returns the version and build date to report: the values set
+// with -ldflags when there are any, otherwise the module version (when it is
+// a release, not "(devel)"), otherwise "devel-" and the first 12 characters of
+// the VCS revision (with "-dirty" for uncommitted changes), otherwise "dev".
+// The date is the VCS commit time when not set, otherwise "unknown".
+func buildVersion(version, date string, info *debug.BuildInfo) (string, string) {
+	var rev, vcsTime string
+	modified := false
+	if info != nil {
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				vcsTime = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if version == "" {
+		switch {
+		case info != nil && info.Main.Version != "" && info.Main.Version != "(devel)":
+			version = info.Main.Version
+		case rev != "":
+			version = "devel-" + rev[:min(12, len(rev))]
+			if modified {
+				version += "-dirty"
+			}
+		default:
+			version = "dev"
+		}
+	}
+	if date == "" {
+		date = vcsTime
+		if date == "" {
+			date = "unknown"
+		}
+	}
+	return version, date
 }

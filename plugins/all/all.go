@@ -17,6 +17,7 @@ import (
 	_ "github.com/opencurrents/currents-amplitude/plugins/currents"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ingest"
 	_ "github.com/opencurrents/currents-amplitude/plugins/profile"
+	_ "github.com/opencurrents/currents-amplitude/plugins/progress"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ratelimit"
 	_ "github.com/opencurrents/currents-amplitude/plugins/reconcile"
 )

@@ -11,6 +11,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/outcome"
 )
 
 // FieldDeadLetter is the name of the dead-letter child output field.
@@ -194,6 +195,7 @@ func (w *Writer) report(counts map[Reason]int, duplicates int) {
 		if w.counter != nil {
 			w.counter.Incr(int64(n), w.component, string(r))
 		}
+		outcome.Add(outcome.DeadLettered, string(r), n)
 		reasons = append(reasons, string(r)+"="+strconv.Itoa(n))
 	}
 	if w.log == nil {
