@@ -34,7 +34,11 @@ func BenchmarkReadAndDiff100k(b *testing.B) {
 			msgs++
 			return nil
 		}}
-		if err := diff(st, members, ck.add); err != nil {
+		cur, err := decodeState(encodeState("2", members))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := diff(st, cur, ck.add); err != nil {
 			b.Fatal(err)
 		}
 		_ = ck.close()

@@ -128,6 +128,22 @@ func (db *DB) Update(fn func(*Tx) error) error {
 	})
 }
 
+// Batch is Update for small independent writes from many goroutines: bbolt
+// coalesces concurrent calls into one commit (one fsync), up to 1000 calls or
+// 10ms. fn may run more than once, so it must be idempotent (set a bit, put a
+// value), and it is as durable as Update once Batch returns.
+func (db *DB) Batch(fn func(*Tx) error) error {
+	return db.bolt.Batch(func(btx *bolt.Tx) error {
+		if err := fn(&Tx{tx: btx, now: db.clock.Now()}); err != nil {
+			return err
+		}
+		if db.hook != nil {
+			return db.hook()
+		}
+		return nil
+	})
+}
+
 // View runs fn in a read-only transaction: a consistent snapshot.
 func (db *DB) View(fn func(*Tx) error) error {
 	return db.bolt.View(func(btx *bolt.Tx) error {
