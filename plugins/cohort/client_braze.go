@@ -14,8 +14,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/tidwall/gjson"
 
-	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
 )
 
 // clusterNames lists the Braze clusters in documentation order.

@@ -223,12 +223,12 @@ func newBrazeCohortOutputFromParsed(conf *service.ParsedConfig, mgr *service.Res
 	switch str(bcFieldMethod) {
 	case methodPartnerCohort:
 		p := &partnerSender{
-			out:      o,
-			partner:  str(bcFieldPartnerName),
-			apiKey:   str(bcFieldPartnerAPIKey),
-			secret:   str(bcFieldClientSecret),
-			named:    map[string]string{},
-			clock:    clk,
+			out:     o,
+			partner: str(bcFieldPartnerName),
+			apiKey:  str(bcFieldPartnerAPIKey),
+			secret:  str(bcFieldClientSecret),
+			named:   map[string]string{},
+			clock:   clk,
 		}
 		if p.apiKey == "" || p.secret == "" {
 			return nil, errors.New("method partner_cohort needs partner_api_key and client_secret")
