@@ -152,7 +152,9 @@ func (c *brazeClient) try(ctx context.Context, path string, body []byte) ([]byte
 	case code == http.StatusTooManyRequests:
 		return nil, c.retryAfter(resp.Header), &errRetryable{reason: "rate_limited", msg: msg()}
 	case code >= 500 || code == http.StatusLocked:
-		return nil, c.retryAfter(resp.Header), &errRetryable{reason: "server_error", msg: msg()}
+		// X-RateLimit-Reset says when the rate window resets, not when a
+		// failing server recovers: only Retry-After is honoured here.
+		return nil, c.retryAfterHeader(resp.Header), &errRetryable{reason: "server_error", msg: msg()}
 	default:
 		return nil, 0, &errPermanent{status: code, msg: msg()}
 	}
@@ -175,17 +177,26 @@ func (c *brazeClient) redact(s string) string {
 // retryAfter reads Retry-After (seconds or HTTP date), else X-RateLimit-Reset
 // (Unix seconds).
 func (c *brazeClient) retryAfter(h http.Header) time.Duration {
-	now := c.clock.Now()
-	if v := h.Get("Retry-After"); v != "" {
-		if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
-			return time.Duration(s * float64(time.Second))
-		}
-		if t, err := http.ParseTime(v); err == nil {
-			return t.Sub(now)
-		}
+	if d := c.retryAfterHeader(h); d > 0 {
+		return d
 	}
 	if t, ok := resetTime(h); ok {
-		return t.Sub(now)
+		return t.Sub(c.clock.Now())
+	}
+	return 0
+}
+
+// retryAfterHeader reads Retry-After (seconds or HTTP date).
+func (c *brazeClient) retryAfterHeader(h http.Header) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
+		return time.Duration(s * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t.Sub(c.clock.Now())
 	}
 	return 0
 }
