@@ -1,0 +1,156 @@
+package avroscan
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"testing"
+
+	"github.com/hamba/avro/v2/ocf"
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/store"
+)
+
+var errDown = errors.New("amplitude down")
+
+// runProgress scans data named name with progress in path, passing every
+// batch to deliver, which returns the batch's ack result. It returns the ids
+// emitted and whether (and how) the source was acknowledged.
+func runProgress(t *testing.T, path, name string, data []byte, deliver func(ids []string) error) (ids []string, acked bool, ackErr error) {
+	t.Helper()
+	c := newTestCreator(t, "    progress_path: "+path)
+	details := service.NewScannerSourceDetails()
+	details.SetName(name)
+	s, err := c.Create(io.NopCloser(bytes.NewReader(data)), func(_ context.Context, err error) error {
+		require.False(t, acked, "source acknowledged twice")
+		acked, ackErr = true, err
+		return nil
+	}, details)
+	require.NoError(t, err)
+	ctx := context.Background()
+	for {
+		b, ack, err := s.NextBatch(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		var batch []string
+		for _, m := range b {
+			raw, _ := m.AsBytes()
+			batch = append(batch, gjson.GetBytes(raw, "id").String())
+		}
+		ids = append(ids, batch...)
+		require.NoError(t, ack(ctx, deliver(batch)))
+	}
+	require.NoError(t, s.Close(ctx))
+	require.NoError(t, c.Close(ctx))
+	return ids, acked, ackErr
+}
+
+func TestScannerResumesFromProgress(t *testing.T) {
+	data, _, _ := genFile(t, ocf.Snappy, 100, 10)
+	path := filepath.Join(t.TempDir(), "state", "backfill.db")
+	const name = "event_type=users.behaviors.Purchase/a.avro"
+
+	// Run 1: Amplitude goes down after 45 records.
+	sent := 0
+	ids, acked, ackErr := runProgress(t, path, name, data, func([]string) error {
+		sent++
+		if sent > 45 {
+			return errDown
+		}
+		return nil
+	})
+	assert.Len(t, ids, 100)
+	assert.True(t, acked)
+	assert.Error(t, ackErr, "a file with nacked records is not done (kept)")
+
+	// Run 2 resumes at block 4 (blocks 0-3 fully delivered, 4 only half).
+	ids, acked, ackErr = runProgress(t, path, name, data, func([]string) error { return nil })
+	assert.Equal(t, ids40to100(), ids, "blocks already delivered are not sent again")
+	assert.True(t, acked)
+	assert.NoError(t, ackErr, "every record delivered: the file is done")
+
+	// Run 3: the file is complete; it is acknowledged without reading.
+	ids, acked, ackErr = runProgress(t, path, name, data, func([]string) error { return nil })
+	assert.Empty(t, ids)
+	assert.True(t, acked)
+	assert.NoError(t, ackErr)
+
+	// The same name with other content (another sync marker) starts over.
+	other, _, _ := genRecords(t, ocf.Null, 5, 5, func(i int) any { return testPurchase(i) })
+	other = bytes.Replace(other, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, []byte("0123456789abcdef"), -1)
+	ids, _, _ = runProgress(t, path, name, other, func([]string) error { return nil })
+	assert.Len(t, ids, 5)
+}
+
+func ids40to100() []string {
+	var out []string
+	for i := 40; i < 100; i++ {
+		out = append(out, testPurchase(i).ID)
+	}
+	return out
+}
+
+// TestBackfillCrashAtEveryWritePoint crashes a backfill of one file at each
+// of its writes to the progress file (each block recorded, the file
+// recorded), before the write commits: from the crash on, nothing is
+// delivered nor acknowledged (the process is dead). A restart on the same
+// file then runs to the end. Invariants: every record reaches Amplitude; the
+// restart sends only the blocks not recorded before the crash; the source is
+// acknowledged as done (deletable) only in a run where every record was
+// delivered.
+func TestBackfillCrashAtEveryWritePoint(t *testing.T) {
+	const blocks, perBlock = 6, 5
+	data, _, _ := genFile(t, ocf.Deflate, blocks*perBlock, perBlock)
+	const name = "f.avro"
+	writes := blocks + 1
+	for crashAt := 1; crashAt <= writes+1; crashAt++ {
+		path := filepath.Join(t.TempDir(), "backfill.db")
+		n, crashed := 0, false
+		db, err := store.Open(path, store.Options{BeforeCommit: func() error {
+			n++
+			if n >= crashAt {
+				crashed = true
+			}
+			if crashed {
+				return errDown
+			}
+			return nil
+		}})
+		require.NoError(t, err)
+		delivered := map[string]int{}
+		deliver := func(ids []string) error {
+			if crashed {
+				return errDown // dead: neither delivered nor acked
+			}
+			for _, id := range ids {
+				delivered[id]++
+			}
+			return nil
+		}
+		_, _, ackErr1 := runProgress(t, path, name, data, deliver)
+		require.NoError(t, db.Close())
+		recordedBlocks := min(crashAt-1, blocks)
+		crashed = false // the restarted process's file has no fault
+		if crashAt <= writes {
+			assert.Error(t, ackErr1, "crash at write %d: the crashed run does not finish the file", crashAt)
+		}
+
+		ids, acked, ackErr2 := runProgress(t, path, name, data, deliver)
+		assert.True(t, acked)
+		assert.NoError(t, ackErr2, "crash at write %d: the restart finishes the file", crashAt)
+		assert.Len(t, delivered, blocks*perBlock, "crash at write %d: every record reached Amplitude", crashAt)
+		if crashAt <= writes {
+			assert.Len(t, ids, (blocks-recordedBlocks)*perBlock, "crash at write %d: only unrecorded blocks are sent again", crashAt)
+		} else {
+			assert.Empty(t, ids, "no crash: nothing sent again")
+		}
+	}
+}
