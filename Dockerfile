@@ -12,7 +12,10 @@
 #   /usr/local/bin/currents-amplitude   the binary (the entrypoint)
 #   /etc/currents-amplitude/config/     the shipped pipelines and samples (working directory:
 #                                       /etc/currents-amplitude, so "config/quickstart.yaml" works)
-#   /var/lib/currents-amplitude/        writable by the runtime user: the default DLQ_PATH lives here
+#   /var/lib/currents-amplitude/        writable by the runtime user (mount volumes here):
+#     dead-letter/                      dead-letter files (DLQ_PATH, DEAD_LETTER_DIR)
+#     state/                            store files: cohort sync state, webhook ids, backfill
+#                                       progress (COHORT_STATE_DIR, STATE_DIR; docs/state.md)
 # Mount your own pipelines over /etc/currents-amplitude/config or anywhere else.
 
 ARG GO_VERSION=1.26
@@ -29,7 +32,7 @@ RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X main.Version=${VERSION} -X main.DateBuilt=${DATE_BUILT}" \
       -o /out/currents-amplitude . \
  && /out/currents-amplitude lint $(ls config/*.yaml config/*/*.yaml 2>/dev/null | grep -v '_benthos_test.yaml$') \
- && mkdir -p /out/var/lib/currents-amplitude
+ && mkdir -p /out/var/lib/currents-amplitude/state /out/var/lib/currents-amplitude/dead-letter
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/currents-amplitude /usr/local/bin/currents-amplitude
@@ -37,7 +40,10 @@ COPY --from=build --chown=65532:65532 /out/var/lib/currents-amplitude /var/lib/c
 COPY config /etc/currents-amplitude/config
 WORKDIR /etc/currents-amplitude
 USER 65532:65532
-ENV DLQ_PATH=/var/lib/currents-amplitude/dlq.jsonl
+ENV DLQ_PATH=/var/lib/currents-amplitude/dead-letter/dlq.jsonl \
+    DEAD_LETTER_DIR=/var/lib/currents-amplitude/dead-letter \
+    COHORT_STATE_DIR=/var/lib/currents-amplitude/state \
+    STATE_DIR=/var/lib/currents-amplitude/state
 # 8080: Braze Currents connector endpoint; 4195: Benthos' /ping, /ready and /metrics.
 EXPOSE 8080 4195
 ENTRYPOINT ["/usr/local/bin/currents-amplitude"]
