@@ -13,6 +13,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 	"github.com/opencurrents/currents-amplitude/plugins/store"
@@ -206,6 +207,7 @@ func newCurrentsAvroFromParsed(conf *service.ParsedConfig, mgr *service.Resource
 		if c.db, err = store.Open(path, store.Options{}); err != nil {
 			return nil, err
 		}
+		c.progress = newProgressWriter(c.db, c.log, m, clock.System, progressFlushInterval)
 	}
 	if c.logEvery, err = conf.FieldDuration(caFieldProgressLog); err != nil {
 		return nil, err
@@ -223,7 +225,8 @@ type scannerCreator struct {
 	batchSize  int // 0: one batch per block
 	onMismatch string
 	onDamage   string
-	db         *store.DB // backfill progress, or nil
+	db         *store.DB       // backfill progress, or nil
+	progress   *progressWriter // nil without db
 	logEvery   time.Duration
 	report     *reporter
 
@@ -251,6 +254,7 @@ func (c *scannerCreator) Create(rdr io.ReadCloser, aFn service.AckFunc, details 
 func (c *scannerCreator) Close(context.Context) error {
 	c.report.stop()
 	if c.db != nil {
+		c.progress.close()
 		return c.db.Close()
 	}
 	return nil
@@ -374,9 +378,7 @@ func (s *scanner) track(block, n int) service.AckFunc {
 		}
 		s.mu.Unlock()
 		if done && s.prog != nil {
-			if perr := s.prog.markDone(block); perr != nil {
-				s.c.log.Errorf("currents_avro: %s: recording block %d as delivered: %v (a resumed run sends it again)", s.displayName(), block, perr)
-			}
+			s.prog.markDone(block)
 		}
 		if err == nil {
 			s.c.report.records(int64(n))
@@ -412,12 +414,7 @@ func (s *scanner) maybeFinish(ctx context.Context) {
 		return
 	}
 	if s.prog != nil {
-		if err := s.prog.markComplete(); err != nil {
-			// Not recorded: keep the file, a resumed run skips its blocks.
-			s.c.log.Errorf("currents_avro: %s: recording the file as delivered: %v; the file is kept", s.displayName(), err)
-			s.sourceAck(ctx, err)
-			return
-		}
+		s.prog.markComplete()
 	}
 	s.c.mDelivered.Incr(1)
 	s.c.report.file()
@@ -478,6 +475,10 @@ func (s *scanner) damage(ctx context.Context, err error) (service.MessageBatch, 
 	return service.MessageBatch{msg}, ack, nil
 }
 
+// progressFlushInterval is how often the progress of the blocks and files
+// acknowledged meanwhile is committed, in one transaction.
+const progressFlushInterval = 200 * time.Millisecond
+
 // maxDamagedBytes bounds the bytes of a damaged region kept in its
 // dead-letter record.
 const maxDamagedBytes = 1 << 20
@@ -517,8 +518,8 @@ func (s *scanner) open() error {
 		return err
 	}
 	s.ocf = o
-	if s.c.db != nil {
-		if s.prog, err = loadProgress(s.c.db, s.name, o.sync); err != nil {
+	if s.c.progress != nil {
+		if s.prog, err = s.c.progress.load(s.name, o.sync); err != nil {
 			return fmt.Errorf("reading the progress file: %w", err)
 		}
 	}

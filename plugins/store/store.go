@@ -93,6 +93,8 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", abs, err)
 	}
+	// Batch waits at most this long for more writes to share a commit.
+	b.MaxBatchDelay = 2 * time.Millisecond
 	db := &DB{path: abs, bolt: b, clock: clock.OrSystem(opts.Clock), hook: opts.BeforeCommit, refs: 1}
 	registry.dbs[abs] = db
 	return db, nil
@@ -130,7 +132,7 @@ func (db *DB) Update(fn func(*Tx) error) error {
 
 // Batch is Update for small independent writes from many goroutines: bbolt
 // coalesces concurrent calls into one commit (one fsync), up to 1000 calls or
-// 10ms. fn may run more than once, so it must be idempotent (set a bit, put a
+// 2ms. fn may run more than once, so it must be idempotent (set a bit, put a
 // value), and it is as durable as Update once Batch returns.
 func (db *DB) Batch(fn func(*Tx) error) error {
 	return db.bolt.Batch(func(btx *bolt.Tx) error {
