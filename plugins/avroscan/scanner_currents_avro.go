@@ -239,7 +239,7 @@ type scannerCreator struct {
 // retry the same file forever, while an error from NextBatch makes it log
 // the error and move on.
 func (c *scannerCreator) Create(rdr io.ReadCloser, aFn service.AckFunc, details *service.ScannerSourceDetails) (service.BatchScanner, error) {
-	s := &scanner{c: c, src: rdr, left: map[int]int{}}
+	s := &scanner{c: c, src: rdr, left: map[int]int{}, acked: make(chan struct{}, 1)}
 	s.sourceAck = func(ctx context.Context, err error) {
 		s.ackOnce.Do(func() { _ = aFn(ctx, err) })
 	}
@@ -286,10 +286,11 @@ type scanner struct {
 	sourceAck func(context.Context, error)
 
 	mu      sync.Mutex
-	left    map[int]int // block index -> records not yet acked
-	pending int         // batches not yet acked
-	readAll bool        // the file was read to its end
-	failed  error       // first nack
+	left    map[int]int   // block index -> records not yet acked
+	pending int           // batches not yet acked
+	acked   chan struct{} // signalled on every ack
+	readAll bool          // the file was read to its end
+	failed  error         // first nack
 }
 
 // NextBatch returns the next batch_size records of the file, or the
@@ -321,6 +322,7 @@ func (s *scanner) NextBatch(ctx context.Context) (service.MessageBatch, service.
 		}
 		b, err := s.ocf.next()
 		if errors.Is(err, io.EOF) {
+			s.block = nil
 			return nil, nil, s.end(ctx)
 		}
 		if err != nil {
@@ -363,6 +365,12 @@ func (s *scanner) track(block, n int) service.AckFunc {
 	s.pending++
 	s.mu.Unlock()
 	return func(ctx context.Context, err error) error {
+		defer func() {
+			select {
+			case s.acked <- struct{}{}:
+			default:
+			}
+		}()
 		s.mu.Lock()
 		s.pending--
 		if err != nil && s.failed == nil {
@@ -388,8 +396,30 @@ func (s *scanner) track(block, n int) service.AckFunc {
 	}
 }
 
-// end marks the file as read to its end.
+// end marks the file as read to its end, once every batch of it was acked.
+//
+// It waits for the acks because Benthos' file input ends the stream once its
+// last file is read, even when nacked messages are still to be replayed: a
+// backfill would then exit 0 with undelivered events. Waiting here keeps the
+// input open while the nacked batches are replayed (the retry wrapper of the
+// file input replays them meanwhile) and costs one round trip to the output
+// per file.
 func (s *scanner) end(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		pending := s.pending
+		s.mu.Unlock()
+		if pending == 0 {
+			break
+		}
+		select {
+		case <-s.acked:
+		case <-ctx.Done():
+			// Shutting down: the file is not finished, NextBatch is
+			// called again if the input goes on.
+			return ctx.Err()
+		}
+	}
 	s.finished = true
 	s.c.mFilesDone.Incr(1)
 	s.c.log.Debugf("currents_avro: %s: %d records emitted, %d passed in %d blocks", s.displayName(), s.emitted, s.records, s.ocf.block)
