@@ -41,8 +41,16 @@ func writeTree(t testing.TB, dir string, files map[string][]byte) {
 // its environment variables.
 func buildBackfill(t testing.TB, env map[string]string) *service.Stream {
 	t.Helper()
-	yaml, err := os.ReadFile(backfillConfig)
+	return buildBackfillEdited(t, env, func(s string) string { return s })
+}
+
+// buildBackfillEdited is buildBackfill with the pipeline's text passed
+// through edit first.
+func buildBackfillEdited(t testing.TB, env map[string]string, edit func(string) string) *service.Stream {
+	t.Helper()
+	raw, err := os.ReadFile(backfillConfig)
 	require.NoError(t, err)
+	yaml := edit(string(raw))
 	sb := service.NewStreamBuilder()
 	sb.SetEnvVarLookupFunc(func(k string) (string, bool) {
 		v, ok := env[k]

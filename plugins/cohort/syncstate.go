@@ -92,10 +92,11 @@ func (s syncState) begin(id string, maxIDs int, encoded []byte) error {
 	})
 }
 
-// delivered records that message i of the pending change set was delivered.
-// Concurrent calls share one commit.
+// delivered records that message i of the pending change set was delivered,
+// in a transaction of its own (a fraction of a millisecond next to the Braze
+// request that delivered it).
 func (s syncState) delivered(id string, i int) error {
-	return s.db.Batch(func(tx *store.Tx) error {
+	return s.db.Update(func(tx *store.Tx) error {
 		bm, _ := tx.Get(stateNS, s.key("progress", id))
 		if need := i/8 + 1; len(bm) < need {
 			bm = append(bm, make([]byte, need-len(bm))...)
