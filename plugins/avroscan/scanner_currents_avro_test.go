@@ -94,22 +94,30 @@ func TestScannerBatchSize(t *testing.T) {
 	}
 }
 
-// TestScannerFaults damages generated files in every way the issue lists
-// and checks that the records of the blocks before the damage come out
-// exactly once, followed by an error naming the file and the block.
-// TestScannerFaultsFail: with on_damage: fail a damaged file yields the
-// records before the damage, then an error, and is not acknowledged as done.
-func TestScannerFaultsFail(t *testing.T) {
-	const n, perBlock = 100, 10
-	nullFile, nullHeader, nullEnds := genFile(t, ocf.Null, n, perBlock)
-	snappyFile, _, snappyEnds := genFile(t, ocf.Snappy, n, perBlock)
-	deflateFile, _, deflateEnds := genFile(t, ocf.Deflate, n, perBlock)
+// faultFiles generates the files the fault tests damage: 100 records in
+// blocks of 10 per codec, with the offset where the null file's header ends
+// and where each block ends.
+func faultFiles(t *testing.T) (nullFile, snappyFile, deflateFile []byte, nullHeader int, nullEnds, snappyEnds, deflateEnds []int) {
+	t.Helper()
+	nullFile, nullHeader, nullEnds = genFile(t, ocf.Null, 100, 10)
+	snappyFile, _, snappyEnds = genFile(t, ocf.Snappy, 100, 10)
+	deflateFile, _, deflateEnds = genFile(t, ocf.Deflate, 100, 10)
+	return
+}
 
-	flip := func(data []byte, at int) []byte {
-		out := bytes.Clone(data)
-		out[at] ^= 0xff
-		return out
-	}
+// flip returns data with the byte at inverted.
+func flip(data []byte, at int) []byte {
+	out := bytes.Clone(data)
+	out[at] ^= 0xff
+	return out
+}
+
+// TestScannerFaultsFail damages generated files in every way the issue
+// lists: with on_damage: fail the records of the blocks before the damage
+// come out exactly once, followed by an error naming the file and the block,
+// and the file is not acknowledged as done.
+func TestScannerFaultsFail(t *testing.T) {
+	nullFile, snappyFile, deflateFile, nullHeader, nullEnds, snappyEnds, deflateEnds := faultFiles(t)
 	tests := []struct {
 		name      string
 		data      []byte
@@ -366,15 +374,7 @@ func (*counterCapture) Close(context.Context) error { return nil }
 // scanner goes on after it, and a file read to its end is acknowledged as
 // done; only an unreadable header fails the file.
 func TestScannerFaultsDeadLetter(t *testing.T) {
-	const n, perBlock = 100, 10
-	nullFile, nullHeader, nullEnds := genFile(t, ocf.Null, n, perBlock)
-	snappyFile, _, snappyEnds := genFile(t, ocf.Snappy, n, perBlock)
-	deflateFile, _, deflateEnds := genFile(t, ocf.Deflate, n, perBlock)
-	flip := func(data []byte, at int) []byte {
-		out := bytes.Clone(data)
-		out[at] ^= 0xff
-		return out
-	}
+	nullFile, snappyFile, deflateFile, nullHeader, nullEnds, snappyEnds, deflateEnds := faultFiles(t)
 	type r = [2]int
 	tests := []struct {
 		name    string
