@@ -14,7 +14,7 @@ import (
 // events delivered (or dead-lettered), the rate since the last line — and a
 // summary when the scanner is closed.
 type reporter struct {
-	log   *service.Logger
+	logf  func(format string, args ...any)
 	clock clock.Clock
 	every time.Duration
 	start time.Time
@@ -28,11 +28,11 @@ type reporter struct {
 
 // newReporter starts a reporter; every <= 0 logs only the summary.
 func newReporter(log *service.Logger, every time.Duration) *reporter {
-	return startReporter(log, clock.System, every)
+	return startReporter(log.Infof, clock.System, every)
 }
 
-func startReporter(log *service.Logger, clk clock.Clock, every time.Duration) *reporter {
-	r := &reporter{log: log, clock: clk, every: every, start: clk.Now(), quit: make(chan struct{}), done: make(chan struct{})}
+func startReporter(logf func(string, ...any), clk clock.Clock, every time.Duration) *reporter {
+	r := &reporter{logf: logf, clock: clk, every: every, start: clk.Now(), quit: make(chan struct{}), done: make(chan struct{})}
 	go r.loop()
 	return r
 }
@@ -59,7 +59,7 @@ func (r *reporter) loop() {
 				continue // nothing read yet: stay quiet
 			}
 			rate := float64(events-lastEvents) / now.Sub(lastAt).Seconds()
-			r.log.Infof("currents_avro progress: %d files and %d events delivered or dead-lettered, %.0f events/s",
+			r.logf("currents_avro progress: %d files and %d events delivered or dead-lettered, %.0f events/s",
 				r.files.Load(), events, rate)
 			lastAt, lastEvents = now, events
 		}
@@ -77,7 +77,7 @@ func (r *reporter) stop() {
 		if s := elapsed.Seconds(); s > 0 {
 			rate = float64(events) / s
 		}
-		r.log.Infof("currents_avro summary: %d files and %d events delivered or dead-lettered in %s (%.0f events/s)",
+		r.logf("currents_avro summary: %d files and %d events delivered or dead-lettered in %s (%.0f events/s)",
 			r.files.Load(), events, elapsed.Round(time.Millisecond), rate)
 	})
 }
