@@ -2,7 +2,9 @@ package avroscan
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,23 +19,110 @@ import (
 // marker is random per Avro file, so a file replaced under the same name
 // starts over), with the value
 //
-//	byte 0     version (1)
+//	byte 0     version (2)
 //	byte 1     flags: bit 0 = complete (every record delivered or dead-lettered)
-//	bytes 2…   bitmap of the blocks fully delivered or dead-lettered (bit i = block i)
+//	uvarint n, then n bytes: bitmap of the blocks fully acknowledged (bit i = block i)
+//	then, for each block partly acknowledged: uvarint block, uvarint m, then
+//	m bytes: bitmap of its records acknowledged (bit j = record j of the block)
+//
+// A complete file keeps only the first two bytes.
 const progressNS = "currents_avro"
 
 const (
-	progressVersion  = 1
+	progressVersion  = 2
 	progressComplete = 1
 )
+
+// progressValue is a decoded progress record.
+type progressValue struct {
+	complete bool
+	done     []byte
+	partial  map[int][]byte
+}
+
+func decodeProgress(v []byte) (progressValue, bool) {
+	var p progressValue
+	if len(v) < 2 || v[0] != progressVersion {
+		return p, false
+	}
+	p.complete = v[1]&progressComplete != 0
+	rest := v[2:]
+	chunk := func() ([]byte, bool) {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return nil, false
+		}
+		c := rest[w : w+int(n)]
+		rest = rest[w+int(n):]
+		return c, true
+	}
+	if len(rest) == 0 {
+		return p, true
+	}
+	var ok bool
+	if p.done, ok = chunk(); !ok {
+		return progressValue{}, false
+	}
+	for len(rest) > 0 {
+		b, w := binary.Uvarint(rest)
+		if w <= 0 || b > 1<<31 {
+			return progressValue{}, false
+		}
+		rest = rest[w:]
+		bits, ok := chunk()
+		if !ok {
+			return progressValue{}, false
+		}
+		if p.partial == nil {
+			p.partial = map[int][]byte{}
+		}
+		p.partial[int(b)] = bits
+	}
+	return p, true
+}
+
+func (p progressValue) encode() []byte {
+	flags := byte(0)
+	if p.complete {
+		flags = progressComplete
+		return []byte{progressVersion, flags}
+	}
+	v := []byte{progressVersion, flags}
+	v = binary.AppendUvarint(v, uint64(len(p.done)))
+	v = append(v, p.done...)
+	blocks := make([]int, 0, len(p.partial))
+	for b := range p.partial {
+		blocks = append(blocks, b)
+	}
+	slices.Sort(blocks)
+	for _, b := range blocks {
+		v = binary.AppendUvarint(v, uint64(b))
+		v = binary.AppendUvarint(v, uint64(len(p.partial[b])))
+		v = append(v, p.partial[b]...)
+	}
+	return v
+}
+
+// setBit sets bit i of bm, growing it as needed.
+func setBit(bm []byte, i int) []byte {
+	if need := i/8 + 1; len(bm) < need {
+		bm = append(bm, make([]byte, need-len(bm))...)
+	}
+	bm[i/8] |= 1 << (i % 8)
+	return bm
+}
+
+// hasBit reports whether bit i of bm is set.
+func hasBit(bm []byte, i int) bool {
+	return i/8 < len(bm) && bm[i/8]&(1<<(i%8)) != 0
+}
 
 // fileProgress is the progress record of one file.
 type fileProgress struct {
 	w   *progressWriter
 	key string
-	// done and complete are what the store held when the file was opened.
-	done     []byte
-	complete bool
+	// progressValue is what the store held when the file was opened.
+	progressValue
 }
 
 func progressKey(name string, sync [16]byte) string {
@@ -41,16 +130,18 @@ func progressKey(name string, sync [16]byte) string {
 }
 
 // isDone reports whether block i was recorded as delivered.
-func (p *fileProgress) isDone(i int) bool {
-	return i/8 < len(p.done) && p.done[i/8]&(1<<(i%8)) != 0
-}
+func (p *fileProgress) isDone(i int) bool { return hasBit(p.done, i) }
 
 // markDone queues the record of block i as delivered.
-func (p *fileProgress) markDone(i int) { p.w.queue(p.key, i, false) }
+func (p *fileProgress) markDone(i int) { p.w.queue(p.key, i, nil, false) }
+
+// markPartial queues the records of block i acknowledged so far (acked is
+// the block's record bitmap, owned by the writer from now on).
+func (p *fileProgress) markPartial(i int, acked []byte) { p.w.queue(p.key, i, acked, false) }
 
 // markComplete queues the record that every record of the file was
-// delivered or dead-lettered (the block bitmap is then dropped).
-func (p *fileProgress) markComplete() { p.w.queue(p.key, -1, true) }
+// delivered or dead-lettered (the block bitmaps are then dropped).
+func (p *fileProgress) markComplete() { p.w.queue(p.key, -1, nil, true) }
 
 // progressWriter batches the progress records of every file into one store
 // transaction per flush interval, so that an ack never waits for a commit.
@@ -74,6 +165,7 @@ type progressWriter struct {
 
 type pendingMarks struct {
 	blocks   []int
+	partial  map[int][]byte // latest record bitmap of blocks partly acked
 	complete bool
 }
 
@@ -91,18 +183,15 @@ func (w *progressWriter) load(name string, sync [16]byte) (*fileProgress, error)
 	w.flush()
 	p := &fileProgress{w: w, key: progressKey(name, sync)}
 	err := w.db.View(func(tx *store.Tx) error {
-		v, ok := tx.Get(progressNS, p.key)
-		if !ok || len(v) < 2 || v[0] != progressVersion {
-			return nil
+		if v, ok := tx.Get(progressNS, p.key); ok {
+			p.progressValue, _ = decodeProgress(v) // unreadable: start over
 		}
-		p.complete = v[1]&progressComplete != 0
-		p.done = v[2:]
 		return nil
 	})
 	return p, err
 }
 
-func (w *progressWriter) queue(key string, block int, complete bool) {
+func (w *progressWriter) queue(key string, block int, acked []byte, complete bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	p := w.pending[key]
@@ -110,10 +199,18 @@ func (w *progressWriter) queue(key string, block int, complete bool) {
 		p = &pendingMarks{}
 		w.pending[key] = p
 	}
-	if complete {
-		p.complete, p.blocks = true, nil
-	} else if !p.complete {
+	switch {
+	case complete:
+		p.complete, p.blocks, p.partial = true, nil, nil
+	case p.complete:
+	case acked != nil:
+		if p.partial == nil {
+			p.partial = map[int][]byte{}
+		}
+		p.partial[block] = acked
+	default:
 		p.blocks = append(p.blocks, block)
+		delete(p.partial, block)
 	}
 }
 
@@ -139,26 +236,25 @@ func (w *progressWriter) flush() {
 	}
 	err := w.db.Update(func(tx *store.Tx) error {
 		for key, p := range batch {
-			if p.complete {
-				if err := tx.Put(progressNS, key, []byte{progressVersion, progressComplete}, 0); err != nil {
-					return err
-				}
+			var cur progressValue
+			if v, ok := tx.Get(progressNS, key); ok {
+				cur, _ = decodeProgress(v)
+			}
+			if cur.complete {
 				continue
 			}
-			v, ok := tx.Get(progressNS, key)
-			if !ok || len(v) < 2 || v[0] != progressVersion {
-				v = []byte{progressVersion, 0}
-			}
-			if v[1]&progressComplete != 0 {
-				continue
-			}
-			for _, i := range p.blocks {
-				if need := 2 + i/8 + 1; len(v) < need {
-					v = append(v, make([]byte, need-len(v))...)
+			cur.complete = p.complete
+			for b, bits := range p.partial {
+				if cur.partial == nil {
+					cur.partial = map[int][]byte{}
 				}
-				v[2+i/8] |= 1 << (i % 8)
+				cur.partial[b] = bits
 			}
-			if err := tx.Put(progressNS, key, v, 0); err != nil {
+			for _, b := range p.blocks {
+				cur.done = setBit(cur.done, b)
+				delete(cur.partial, b)
+			}
+			if err := tx.Put(progressNS, key, cur.encode(), 0); err != nil {
 				return err
 			}
 		}

@@ -76,9 +76,9 @@ func TestScannerResumesFromProgress(t *testing.T) {
 	assert.True(t, acked)
 	assert.Error(t, ackErr, "a file with nacked records is not done (kept)")
 
-	// Run 2 resumes at block 4 (blocks 0-3 fully delivered, 4 only half).
+	// Run 2 resumes at record 45 (blocks 0-3 done, records 40-44 of block 4).
 	ids, acked, ackErr = runProgress(t, path, name, data, func([]string) error { return nil })
-	assert.Equal(t, ids40to100(), ids, "blocks already delivered are not sent again")
+	assert.Equal(t, idsFrom(45, 100), ids, "records already delivered are not sent again")
 	assert.True(t, acked)
 	assert.NoError(t, ackErr, "every record delivered: the file is done")
 
@@ -95,27 +95,28 @@ func TestScannerResumesFromProgress(t *testing.T) {
 	assert.Len(t, ids, 5)
 }
 
-func ids40to100() []string {
+func idsFrom(from, to int) []string {
 	var out []string
-	for i := 40; i < 100; i++ {
+	for i := from; i < to; i++ {
 		out = append(out, testPurchase(i).ID)
 	}
 	return out
 }
 
 // TestBackfillCrashAtEveryWritePoint crashes a backfill of one file at each
-// of its writes to the progress file (one per block acknowledged, the last
-// one also recording the file as complete), before the write commits: from
-// the crash on, nothing is delivered (the process is dead). A restart on the
-// same file then runs to the end. Invariants: every record reaches
-// Amplitude; the restart sends only the blocks not recorded before the
-// crash; the source is acknowledged as done (deletable) only in a run in
-// which every record was delivered.
+// of its writes to the progress file (here one per acknowledged record, the
+// flush running after every ack; the last also records the file as
+// complete), before the write commits: from the crash on, nothing is
+// delivered (the process is dead). A restart on the same file then runs to
+// the end. Invariants: every record reaches Amplitude; the restart sends only
+// the records not recorded before the crash; the source is acknowledged as
+// done (deletable) only in a run in which every record was delivered.
 func TestBackfillCrashAtEveryWritePoint(t *testing.T) {
 	const blocks, perBlock = 6, 5
-	data, _, _ := genFile(t, ocf.Deflate, blocks*perBlock, perBlock)
+	const total = blocks * perBlock
+	data, _, _ := genFile(t, ocf.Deflate, total, perBlock)
 	const name = "f.avro"
-	for crashAt := 1; crashAt <= blocks+1; crashAt++ {
+	for crashAt := 1; crashAt <= total+1; crashAt++ {
 		path := filepath.Join(t.TempDir(), "backfill.db")
 		n, crashed := 0, false
 		db, err := store.Open(path, store.Options{BeforeCommit: func() error {
@@ -142,15 +143,15 @@ func TestBackfillCrashAtEveryWritePoint(t *testing.T) {
 		_, _, ackErr1 := runProgress(t, path, name, data, deliver)
 		require.NoError(t, db.Close())
 		if ackErr1 == nil {
-			assert.Len(t, delivered, blocks*perBlock, "crash at write %d: the file was acknowledged as done with records undelivered", crashAt)
+			assert.Len(t, delivered, total, "crash at write %d: the file was acknowledged as done with records undelivered", crashAt)
 		}
-		recordedBlocks := min(crashAt-1, blocks)
+		recorded := min(crashAt-1, total)
 		crashed = false // the restarted process's file has no fault
 
 		ids, acked, ackErr2 := runProgress(t, path, name, data, deliver)
 		assert.True(t, acked)
 		assert.NoError(t, ackErr2, "crash at write %d: the restart finishes the file", crashAt)
-		assert.Len(t, delivered, blocks*perBlock, "crash at write %d: every record reached Amplitude", crashAt)
-		assert.Len(t, ids, (blocks-recordedBlocks)*perBlock, "crash at write %d: only unrecorded blocks are sent again", crashAt)
+		assert.Len(t, delivered, total, "crash at write %d: every record reached Amplitude", crashAt)
+		assert.Equal(t, idsFrom(recorded, total), ids, "crash at write %d: only the records not recorded are sent again", crashAt)
 	}
 }

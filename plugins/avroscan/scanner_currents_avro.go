@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -73,7 +74,9 @@ With `+"`on_damage: dead_letter`"+` (default) a damaged block becomes one messag
 
 == Progress and resuming
 
-The source (the file) is acknowledged as done only when it was read to its end and every record of it was acknowledged: delivered, or dead-lettered for a reason of its own. Only then does the `+"`file`"+` input's `+"`delete_on_finish`"+` delete it; a nack (an outage) keeps it. With `+"`progress_path`"+` the scanner also records, in that store file, each block whose records are all acknowledged and each file completed, keyed by the file name and its sync marker. A run that was stopped (or killed) resumes where it stopped: completed files are not read again (`+"`currents_avro_files_resumed_total`"+`), recorded blocks are passed over without decoding (`+"`currents_avro_blocks_resumed_total`"+`), so at most the blocks in flight at the stop are sent again (Amplitude de-duplicates them by insert_id). Without `+"`delete_on_finish`"+` the sources are never touched.
+The source (the file) is acknowledged as done only when it was read to its end and every record of it was acknowledged: delivered, or dead-lettered for a reason of its own. Only then does the `+"`file`"+` input's `+"`delete_on_finish`"+` delete it; a nack (an outage) keeps it. With `+"`progress_path`"+` the scanner also records, in that store file, the records acknowledged, each block whose records are all acknowledged and each file completed, keyed by the file name and its sync marker, in one transaction per 200 ms. A run that was stopped (or killed) resumes where it stopped: completed files are not read again (`+"`currents_avro_files_resumed_total`"+`), recorded blocks are passed over without decoding (`+"`currents_avro_blocks_resumed_total`"+`) and acknowledged records are not emitted again. After a graceful stop nothing is sent twice; after a kill, at most the records acknowledged in the last 200 ms (Amplitude de-duplicates them by insert_id). Without `+"`delete_on_finish`"+` the sources are never touched.
+
+A file is finished (and the next one read) once every batch of it is acknowledged: Benthos' `+"`file`"+` input would otherwise end the stream after its last file even with nacked messages still to be replayed.
 
 == Event type
 
@@ -239,7 +242,7 @@ type scannerCreator struct {
 // retry the same file forever, while an error from NextBatch makes it log
 // the error and move on.
 func (c *scannerCreator) Create(rdr io.ReadCloser, aFn service.AckFunc, details *service.ScannerSourceDetails) (service.BatchScanner, error) {
-	s := &scanner{c: c, src: rdr, left: map[int]int{}, acked: make(chan struct{}, 1)}
+	s := &scanner{c: c, src: rdr, left: map[int]int{}, acks: map[int][]byte{}, acked: make(chan struct{}, 1)}
 	s.sourceAck = func(ctx context.Context, err error) {
 		s.ackOnce.Do(func() { _ = aFn(ctx, err) })
 	}
@@ -278,6 +281,7 @@ type scanner struct {
 	schema    string
 	block     *block // the block being emitted
 	next      int    // its next record to emit
+	resumed   []byte // its records acknowledged in a previous run
 	records   int64  // records of the file passed so far (emitted, skipped or damaged)
 	finished  bool   // nothing more to emit
 	emitted   int64  // records emitted by this scanner
@@ -286,11 +290,12 @@ type scanner struct {
 	sourceAck func(context.Context, error)
 
 	mu      sync.Mutex
-	left    map[int]int   // block index -> records not yet acked
-	pending int           // batches not yet acked
-	acked   chan struct{} // signalled on every ack
-	readAll bool          // the file was read to its end
-	failed  error         // first nack
+	left    map[int]int    // block index -> records not yet acked
+	acks    map[int][]byte // block index -> bitmap of its records acked (with progress)
+	pending int            // batches not yet acked
+	acked   chan struct{}  // signalled on every ack
+	readAll bool           // the file was read to its end
+	failed  error          // first nack
 }
 
 // NextBatch returns the next batch_size records of the file, or the
@@ -309,34 +314,42 @@ func (s *scanner) NextBatch(ctx context.Context) (service.MessageBatch, service.
 			return nil, nil, s.end(ctx)
 		}
 	}
-	for s.block == nil || s.next == s.block.len() {
-		s.block = nil
-		if s.prog != nil && s.prog.isDone(s.ocf.block) {
-			n, err := s.ocf.skip()
-			if err == nil {
-				s.records += n
-				s.c.mResumed.Incr(1)
+	for {
+		if s.block == nil {
+			if s.prog != nil && s.prog.isDone(s.ocf.block) {
+				if err := s.skipDone(); err != nil {
+					return nil, nil, s.end(ctx)
+				}
 				continue
 			}
-			return s.damage(ctx, err)
+			b, err := s.ocf.next()
+			if errors.Is(err, io.EOF) {
+				return nil, nil, s.end(ctx)
+			}
+			if err != nil {
+				return s.damage(ctx, err)
+			}
+			s.load(b)
 		}
-		b, err := s.ocf.next()
-		if errors.Is(err, io.EOF) {
-			s.block = nil
-			return nil, nil, s.end(ctx)
+		// Records acknowledged in a previous run are passed over.
+		for s.next < s.block.len() && hasBit(s.resumed, s.next) {
+			s.next++
+			s.records++
 		}
-		if err != nil {
-			return s.damage(ctx, err)
+		if s.next < s.block.len() {
+			break
 		}
-		s.block, s.next = b, 0
-		s.c.mBlocks.Incr(1)
-		s.mu.Lock()
-		s.left[b.index] = b.len()
-		s.mu.Unlock()
+		s.block = nil
 	}
 	n := s.block.len() - s.next
 	if s.c.batchSize > 0 {
 		n = min(n, s.c.batchSize)
+	}
+	for i := 1; i < n; i++ { // a batch stops before a record already acknowledged
+		if hasBit(s.resumed, s.next+i) {
+			n = i
+			break
+		}
 	}
 	// Values boxed once, not once per message.
 	var eventType, schema, name, blockIndex any = s.eventType, s.schema, s.name, s.block.index
@@ -352,15 +365,65 @@ func (s *scanner) NextBatch(ctx context.Context) (service.MessageBatch, service.
 		m.MetaSetMut(MetaRecord, s.records+int64(i))
 		batch[i] = m
 	}
+	first := s.next
 	s.next += n
 	s.records += int64(n)
 	s.emitted += int64(n)
 	s.c.mRecords.Incr(int64(n))
-	return batch, s.track(s.block.index, n), nil
+	return batch, s.track(s.block.index, first, n), nil
 }
 
-// track counts an emitted batch of n records of block and returns its ack.
-func (s *scanner) track(block, n int) service.AckFunc {
+// load makes b the block being emitted, with what a previous run
+// acknowledged of it.
+func (s *scanner) load(b *block) {
+	s.block, s.next, s.resumed = b, 0, nil
+	s.c.mBlocks.Incr(1)
+	var acked []byte
+	left := b.len()
+	if s.prog != nil {
+		if s.resumed = s.prog.partial[b.index]; s.resumed != nil {
+			acked = slices.Clone(s.resumed)
+			for i := range b.len() {
+				if hasBit(s.resumed, i) {
+					left--
+				}
+			}
+		}
+	}
+	s.mu.Lock()
+	s.left[b.index] = left
+	if s.prog != nil {
+		s.acks[b.index] = acked
+	}
+	s.mu.Unlock()
+}
+
+// skipDone passes over a block recorded as done. A block that was
+// dead-lettered as damaged is passed over again without a second record. It
+// returns an error (io.EOF) when the file has no more blocks.
+func (s *scanner) skipDone() error {
+	n, err := s.ocf.skip()
+	if err == nil {
+		s.records += n
+		s.c.mResumed.Incr(1)
+		return nil
+	}
+	var fe *formatError
+	if errors.As(err, &fe) && fe.records > 0 {
+		s.records += fe.records
+	}
+	if errors.As(err, &fe) && !fe.framed {
+		if _, _, rerr := s.ocf.resync(0); rerr != nil {
+			return rerr
+		}
+	}
+	s.c.mResumed.Incr(1)
+	return nil
+}
+
+// track counts an emitted batch of the n records of block from first and
+// returns its ack.
+func (s *scanner) track(block, first, n int) service.AckFunc {
 	s.mu.Lock()
 	s.pending++
 	s.mu.Unlock()
@@ -377,16 +440,28 @@ func (s *scanner) track(block, n int) service.AckFunc {
 			s.failed = err
 		}
 		done := false
+		var partial []byte
 		if err == nil {
 			s.left[block] -= n
 			if s.left[block] <= 0 {
 				delete(s.left, block)
+				delete(s.acks, block)
 				done = true
+			} else if s.prog != nil {
+				bm := s.acks[block]
+				for i := first; i < first+n; i++ {
+					bm = setBit(bm, i)
+				}
+				s.acks[block] = bm
+				partial = slices.Clone(bm)
 			}
 		}
 		s.mu.Unlock()
-		if done && s.prog != nil {
+		switch {
+		case done && s.prog != nil:
 			s.prog.markDone(block)
+		case partial != nil:
+			s.prog.markPartial(block, partial)
 		}
 		if err == nil {
 			s.c.report.records(int64(n))
@@ -492,7 +567,7 @@ func (s *scanner) damage(ctx context.Context, err error) (service.MessageBatch, 
 	s.mu.Lock()
 	s.left[fe.block] = 1
 	s.mu.Unlock()
-	ack := s.track(fe.block, 1)
+	ack := s.track(fe.block, 0, 1)
 	if rerr != nil {
 		s.finished = true
 		s.mu.Lock()
