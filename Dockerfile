@@ -19,8 +19,10 @@
 #   /etc/currents-amplitude/config/      the shipped pipelines and samples ("run config/quickstart.yaml")
 #   /etc/currents-amplitude/config.yaml  your own pipeline: mount it here and start with "run" and no file
 #                                        (the binary's default config path)
-#   /var/lib/currents-amplitude/         writable by the runtime user: dead letters (DLQ_PATH) and state;
-#                                        mount a volume
+#   /var/lib/currents-amplitude/         writable by the runtime user (mount volumes here):
+#     dead-letter/                       dead-letter files (DLQ_PATH, DEAD_LETTER_DIR)
+#     state/                             store files: cohort sync state, webhook ids, backfill
+#                                        progress (COHORT_STATE_DIR, STATE_DIR; docs/state.md)
 #   /usr/share/doc/currents-amplitude/   LICENSE
 
 ARG GO_VERSION=1.26
@@ -37,7 +39,7 @@ RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X main.Version=${VERSION} -X main.DateBuilt=${DATE_BUILT}" \
       -o /out/currents-amplitude . \
  && /out/currents-amplitude lint $(ls config/*.yaml config/*/*.yaml 2>/dev/null | grep -v '_benthos_test.yaml$') \
- && mkdir -p /out/var/lib/currents-amplitude
+ && mkdir -p /out/var/lib/currents-amplitude/state /out/var/lib/currents-amplitude/dead-letter
 
 FROM gcr.io/distroless/static-debian12:nonroot
 ARG VERSION=
@@ -55,7 +57,10 @@ COPY config /etc/currents-amplitude/config
 COPY LICENSE /usr/share/doc/currents-amplitude/LICENSE
 WORKDIR /etc/currents-amplitude
 USER 65532:65532
-ENV DLQ_PATH=/var/lib/currents-amplitude/dlq.jsonl
+ENV DLQ_PATH=/var/lib/currents-amplitude/dead-letter/dlq.jsonl \
+    DEAD_LETTER_DIR=/var/lib/currents-amplitude/dead-letter \
+    COHORT_STATE_DIR=/var/lib/currents-amplitude/state \
+    STATE_DIR=/var/lib/currents-amplitude/state
 # 8080: Braze Currents connector endpoint; 4195: Benthos' /ping, /ready and /metrics.
 EXPOSE 8080 4195
 ENTRYPOINT ["/usr/local/bin/currents-amplitude"]

@@ -20,4 +20,5 @@ import (
 	_ "github.com/opencurrents/currents-amplitude/plugins/progress"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ratelimit"
 	_ "github.com/opencurrents/currents-amplitude/plugins/reconcile"
+	_ "github.com/opencurrents/currents-amplitude/plugins/store"
 )

@@ -2,6 +2,7 @@ package avroscan
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,9 +159,9 @@ func BenchmarkDecode(b *testing.B) {
 // (config/currents_storage_backfill.yaml: file input with currents_avro ->
 // braze_to_amplitude -> device_rate_limit -> amplitude, Batch endpoint) over
 // 5 files of 20,000 records into a loopback Amplitude, and reports events/s
-// ingested. Each run ends with up to one batching period (1 s) spent waiting
-// for the last, partial, request: a real backfill amortises it over far more
-// events.
+// ingested, with the progress file (as shipped) and without it. Each file
+// ends with up to one batching period (250 ms) spent waiting for its last,
+// partial, request: a real backfill amortises it over far more events.
 //
 //	go test -run '^$' -bench BenchmarkBackfillEndToEnd -benchtime 1x ./plugins/avroscan
 func BenchmarkBackfillEndToEnd(b *testing.B) {
@@ -168,22 +170,69 @@ func BenchmarkBackfillEndToEnd(b *testing.B) {
 	for k := range files {
 		writeBenchFile(b, dir, ocf.Null, k*benchRecords)
 	}
-	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: "bench-key-123"})
-	defer srv.Close()
-	b.ReportAllocs()
-	for b.Loop() {
-		strm := buildBackfill(b, map[string]string{
-			"CURRENTS_DIR":      dir,
-			"AMPLITUDE_API_KEY": "bench-key-123",
-			"AMPLITUDE_URL":     srv.BatchURL(),
-			"DLQ_PATH":          filepath.Join(b.TempDir(), "dlq.jsonl"),
-			"LOG_LEVEL":         "none",
+	for _, mode := range []string{"progress_on", "progress_off"} {
+		b.Run(mode, func(b *testing.B) {
+			srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: "bench-key-123"})
+			defer srv.Close()
+			edit := func(s string) string { return s }
+			if mode == "progress_off" {
+				edit = func(s string) string {
+					return strings.Replace(s, "progress_path: ${STATE_DIR:./state}/backfill.db", `progress_path: ""`, 1)
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				strm := buildBackfillEdited(b, map[string]string{
+					"CURRENTS_DIR":      dir,
+					"AMPLITUDE_API_KEY": "bench-key-123",
+					"AMPLITUDE_URL":     srv.BatchURL(),
+					"DLQ_PATH":          filepath.Join(b.TempDir(), "dlq.jsonl"),
+					"STATE_DIR":         b.TempDir(), // a fresh progress file: every run reads everything
+					"LOG_LEVEL":         "none",
+				}, edit)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				require.NoError(b, strm.Run(ctx))
+				cancel()
+			}
+			b.StopTimer()
+			require.Equal(b, files*benchRecords, srv.Count(), "every event ingested")
+			reportRecords(b, files*benchRecords)
 		})
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		require.NoError(b, strm.Run(ctx))
-		cancel()
 	}
-	b.StopTimer()
-	require.Equal(b, files*benchRecords, srv.Count(), "every event ingested")
-	reportRecords(b, files*benchRecords)
+}
+
+// BenchmarkScanProgress scans and acknowledges one file of benchRecords
+// records (blocks of 100) record by record, as the backfill does, without and
+// with the progress file (200 block records and one file record, written in
+// one commit per 200 ms and one at the end).
+func BenchmarkScanProgress(b *testing.B) {
+	data, _, _ := genFile(b, ocf.Null, benchRecords, 100)
+	for _, mode := range []string{"off", "on"} {
+		b.Run("progress_"+mode, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				yaml := "{}"
+				if mode == "on" {
+					yaml = "progress_path: " + filepath.Join(b.TempDir(), "p.db")
+				}
+				conf, err := currentsAvroScannerSpec().ParseYAML(yaml, nil)
+				require.NoError(b, err)
+				c, err := newCurrentsAvroFromParsed(conf, service.MockResources())
+				require.NoError(b, err)
+				s, err := c.Create(io.NopCloser(bytes.NewReader(data)), func(context.Context, error) error { return nil }, nil)
+				require.NoError(b, err)
+				ctx := context.Background()
+				for {
+					_, ack, err := s.NextBatch(ctx)
+					if err != nil {
+						break
+					}
+					_ = ack(ctx, nil)
+				}
+				_ = s.Close(ctx)
+				_ = c.Close(ctx)
+			}
+			reportRecords(b, benchRecords)
+		})
+	}
 }

@@ -70,3 +70,34 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanDamaged runs the whole scanner (on_damage: dead_letter, the
+// default) over arbitrary bytes: it must end, acknowledge the source once,
+// and emit only valid JSON: records, or dead-letter messages (failed, with
+// the block's description), never more messages than there are bytes.
+//
+//	go test -run '^$' -fuzz FuzzScanDamaged -fuzztime 60s ./plugins/avroscan
+func FuzzScanDamaged(f *testing.F) {
+	data, _, ends := genFile(f, ocf.Snappy, 30, 5)
+	f.Add(data)
+	f.Add(data[:ends[2]+7])
+	corrupt := bytes.Clone(data)
+	corrupt[ends[0]] ^= 0xff
+	f.Add(corrupt)
+	f.Add(append(bytes.Clone(data), 0x02, 0x04, 'x'))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res := scan(t, "    max_block_size: 65536\n    max_block_records: 1024", "f.avro", data)
+		if !res.acked {
+			t.Fatal("source not acknowledged")
+		}
+		if len(res.msgs) > len(data)+1 {
+			t.Fatalf("%d messages from %d bytes", len(res.msgs), len(data))
+		}
+		for _, m := range res.msgs {
+			b, err := m.AsBytes()
+			if err != nil || !json.Valid(b) {
+				t.Fatalf("message is not valid JSON: %q", b)
+			}
+		}
+	})
+}

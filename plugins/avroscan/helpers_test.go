@@ -113,6 +113,7 @@ func newTestCreator(t testing.TB, yaml string) *service.OwnedScannerCreator {
 	require.NoError(t, err)
 	c, err := pConf.FieldScanner("s")
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	return c
 }
 

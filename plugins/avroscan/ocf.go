@@ -64,6 +64,10 @@ type block struct {
 	offset int64
 	json   []byte
 	offs   []int
+	// declared is the record count of the block's header, -1 until read;
+	// framed is set once the whole block was read.
+	declared int64
+	framed   bool
 }
 
 func (b *block) len() int { return len(b.offs) - 1 }
@@ -79,6 +83,15 @@ type formatError struct {
 	block  int // -1 for the header
 	offset int64
 	err    error
+	// records is the record count the block declared, -1 when unknown.
+	records int64
+	// framed says the block was read whole (count, size, data, sync
+	// marker): the reader is at the next block. Otherwise the framing is
+	// lost and resync must find the next block.
+	framed bool
+	// raw is the stored block of a framed block (valid until the next
+	// read).
+	raw []byte
 }
 
 func (e *formatError) Error() string {
@@ -185,11 +198,15 @@ func (o *ocfReader) next() (*block, error) {
 		if _, err := o.r.Peek(1); errors.Is(err, io.EOF) {
 			return nil, io.EOF
 		}
-		b := &block{index: o.block, offset: o.off}
+		b := &block{index: o.block, offset: o.off, declared: -1}
 		err := o.readBlock(b)
 		o.block++
 		if err != nil {
-			return nil, &formatError{block: b.index, offset: b.offset, err: err}
+			fe := &formatError{block: b.index, offset: b.offset, err: err, records: b.declared, framed: b.framed}
+			if b.framed {
+				fe.raw = o.raw
+			}
+			return nil, fe
 		}
 		if b.len() > 0 {
 			return b, nil
@@ -205,6 +222,7 @@ func (o *ocfReader) readBlock(b *block) error {
 	if count < 0 || count > int64(o.lim.blockRecords) {
 		return fmt.Errorf("invalid record count %d (limit %d)", count, o.lim.blockRecords)
 	}
+	b.declared = count
 	size, err := o.readLong()
 	if err != nil {
 		return err
@@ -223,6 +241,9 @@ func (o *ocfReader) readBlock(b *block) error {
 	if err := o.readFull(sync[:]); err != nil {
 		return fmt.Errorf("sync marker: %w", err)
 	}
+	// The block was read whole: whatever is wrong with it, the next block
+	// starts here.
+	b.framed = true
 	if sync != o.sync {
 		return errors.New("sync marker does not match the header's: the block is corrupt")
 	}
@@ -328,6 +349,74 @@ func readAllLimited(r io.Reader, buf []byte, limit int, keep *[]byte) ([]byte, e
 		}
 		if err != nil {
 			return nil, err
+		}
+	}
+}
+
+// skip passes over the next block without decoding it (a block already
+// delivered) and returns its record count. The block is checked only for
+// its framing (count, size, sync marker).
+func (o *ocfReader) skip() (int64, error) {
+	b := &block{index: o.block, offset: o.off, declared: -1}
+	o.block++
+	fail := func(err error) (int64, error) {
+		return 0, &formatError{block: b.index, offset: b.offset, err: err, records: b.declared, framed: b.framed}
+	}
+	count, err := o.readLong()
+	if err != nil {
+		return fail(err)
+	}
+	if count < 0 || count > int64(o.lim.blockRecords) {
+		return fail(fmt.Errorf("invalid record count %d (limit %d)", count, o.lim.blockRecords))
+	}
+	b.declared = count
+	size, err := o.readLong()
+	if err != nil {
+		return fail(err)
+	}
+	if size < 0 || size > int64(o.lim.blockBytes) {
+		return fail(fmt.Errorf("invalid block size %d bytes (limit %d)", size, o.lim.blockBytes))
+	}
+	n, err := io.CopyN(io.Discard, o.r, size)
+	o.off += n
+	if err != nil {
+		return fail(fmt.Errorf("block of %d bytes: file truncated", size))
+	}
+	var sync [16]byte
+	if err := o.readFull(sync[:]); err != nil {
+		return fail(fmt.Errorf("sync marker: %w", err))
+	}
+	b.framed = true
+	if sync != o.sync {
+		return fail(errors.New("sync marker does not match the header's: the block is corrupt"))
+	}
+	return count, nil
+}
+
+// resync reads up to and including the next sync marker, after a block whose
+// framing was lost, and returns the bytes passed over (at most keep of them,
+// and their total count). At the end of the file it returns io.EOF.
+func (o *ocfReader) resync(keep int) (skipped []byte, total int64, err error) {
+	var win [16]byte
+	for {
+		c, err := o.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return skipped, total, io.EOF
+			}
+			return skipped, total, err
+		}
+		total++
+		if len(skipped) < keep {
+			skipped = append(skipped, c)
+		}
+		copy(win[:], win[1:])
+		win[15] = c
+		if total >= 16 && win == o.sync {
+			if n := int64(len(skipped)); n == total {
+				skipped = skipped[:n-16]
+			}
+			return skipped, total - 16, nil
 		}
 	}
 }

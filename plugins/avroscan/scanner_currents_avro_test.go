@@ -18,8 +18,10 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 )
 
 const purchasePath = "bucket/currents/dataexport.prod-01.S3.integration.abc/event_type=users.behaviors.Purchase/date=2026-11-29-13/7/0/dataexport.prod-01.S3.integration.abc+0+0000001.avro"
@@ -93,20 +95,30 @@ func TestScannerBatchSize(t *testing.T) {
 	}
 }
 
-// TestScannerFaults damages generated files in every way the issue lists
-// and checks that the records of the blocks before the damage come out
-// exactly once, followed by an error naming the file and the block.
-func TestScannerFaults(t *testing.T) {
-	const n, perBlock = 100, 10
-	nullFile, nullHeader, nullEnds := genFile(t, ocf.Null, n, perBlock)
-	snappyFile, _, snappyEnds := genFile(t, ocf.Snappy, n, perBlock)
-	deflateFile, _, deflateEnds := genFile(t, ocf.Deflate, n, perBlock)
+// faultFiles generates the files the fault tests damage: 100 records in
+// blocks of 10 per codec, with the offset where the null file's header ends
+// and where each block ends.
+func faultFiles(t *testing.T) (nullFile, snappyFile, deflateFile []byte, nullHeader int, nullEnds, snappyEnds, deflateEnds []int) {
+	t.Helper()
+	nullFile, nullHeader, nullEnds = genFile(t, ocf.Null, 100, 10)
+	snappyFile, _, snappyEnds = genFile(t, ocf.Snappy, 100, 10)
+	deflateFile, _, deflateEnds = genFile(t, ocf.Deflate, 100, 10)
+	return
+}
 
-	flip := func(data []byte, at int) []byte {
-		out := bytes.Clone(data)
-		out[at] ^= 0xff
-		return out
-	}
+// flip returns data with the byte at inverted.
+func flip(data []byte, at int) []byte {
+	out := bytes.Clone(data)
+	out[at] ^= 0xff
+	return out
+}
+
+// TestScannerFaultsFail damages generated files in every way the issue
+// lists: with on_damage: fail the records of the blocks before the damage
+// come out exactly once, followed by an error naming the file and the block,
+// and the file is not acknowledged as done.
+func TestScannerFaultsFail(t *testing.T) {
+	nullFile, snappyFile, deflateFile, nullHeader, nullEnds, snappyEnds, deflateEnds := faultFiles(t)
 	tests := []struct {
 		name      string
 		data      []byte
@@ -128,7 +140,7 @@ func TestScannerFaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := scan(t, "    {}", purchasePath, tt.data)
+			res := scan(t, "    on_damage: fail", purchasePath, tt.data)
 			require.Error(t, res.err)
 			for _, s := range append(tt.wantErr, purchasePath) {
 				assert.Contains(t, res.err.Error(), s)
@@ -232,7 +244,7 @@ func TestScannerLimits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.conf, func(t *testing.T) {
-			res := scan(t, tt.conf, "f.avro", data)
+			res := scan(t, tt.conf+"\n    on_damage: fail", "f.avro", data)
 			require.Error(t, res.err)
 			assert.Contains(t, res.err.Error(), "block 0")
 			assert.Contains(t, res.err.Error(), tt.wantErr)
@@ -243,8 +255,8 @@ func TestScannerLimits(t *testing.T) {
 // TestFileInputMovesOnAfterBadFile runs the scanner under Benthos' file
 // input over a Braze-like folder holding a file that is not Avro, a good
 // file, a damaged file and another good file: every good record arrives
-// once, the damaged file's records before the damage too, and the stream
-// ends (is not stuck).
+// once, the damaged file's records before the damage too and its damage as
+// one failed message, and the stream ends (is not stuck).
 func TestFileInputMovesOnAfterBadFile(t *testing.T) {
 	dir := t.TempDir()
 	good, _, ends := genFile(t, ocf.Snappy, 50, 10)
@@ -274,10 +286,15 @@ file:
 `))
 	var mu sync.Mutex
 	perFile := map[string][]string{}
+	damaged := 0
 	require.NoError(t, sb.AddBatchConsumerFunc(func(_ context.Context, b service.MessageBatch) error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, m := range b {
+			if m.GetError() != nil {
+				damaged++
+				continue
+			}
 			p, _ := m.MetaGetMut("path")
 			et, _ := m.MetaGetMut(currentsbody.MetaEventType)
 			assert.Equal(t, "users.behaviors.Purchase", et)
@@ -306,11 +323,14 @@ file:
 	}
 	counters.mu.Lock()
 	defer counters.mu.Unlock()
+	assert.Equal(t, 1, damaged, "b.avro's truncated block is one dead-letter message")
 	assert.Equal(t, map[string]int64{
-		"currents_avro_records_decoded": 120,
-		"currents_avro_blocks_decoded":  12,
-		"currents_avro_files_completed": 2,
-		"currents_avro_files_failed":    2,
+		"currents_avro_records_decoded":       120,
+		"currents_avro_blocks_decoded":        12,
+		"currents_avro_files_completed":       2,
+		"currents_avro_files_failed":          1,
+		"currents_avro_blocks_damaged_total":  1,
+		"currents_avro_files_delivered_total": 3,
 	}, counters.vals)
 }
 
@@ -349,3 +369,67 @@ func (c *counterCapture) NewGaugeCtor(name string, _ ...string) service.MetricsE
 }
 
 func (*counterCapture) Close(context.Context) error { return nil }
+
+// TestScannerFaultsDeadLetter: by default a damaged block becomes one
+// message marked unreadable (with the block's file, index and bytes), the
+// scanner goes on after it, and a file read to its end is acknowledged as
+// done; only an unreadable header fails the file.
+func TestScannerFaultsDeadLetter(t *testing.T) {
+	nullFile, snappyFile, deflateFile, nullHeader, nullEnds, snappyEnds, deflateEnds := faultFiles(t)
+	type r = [2]int
+	tests := []struct {
+		name    string
+		data    []byte
+		good    []r   // record ranges emitted
+		damaged []int // blocks dead-lettered, in order
+		fails   bool  // the header is unreadable: the file fails
+	}{
+		{"empty file", nil, nil, nil, true},
+		{"truncated header", nullFile[:nullHeader-5], nil, nil, true},
+		{"truncated in block 3", nullFile[:nullEnds[2]+20], []r{{0, 30}}, []int{3}, false},
+		{"truncated in sync marker of block 5", nullFile[:nullEnds[5]-3], []r{{0, 50}}, []int{5}, false},
+		{"truncated snappy block 0", snappyFile[:snappyEnds[0]-30], nil, []int{0}, false},
+		{"corrupt sync marker of block 4", flip(nullFile, nullEnds[4]-1), []r{{0, 40}, {50, 100}}, []int{4}, false},
+		{"corrupt snappy data in block 6", flip(snappyFile, snappyEnds[6]-40), []r{{0, 60}, {70, 100}}, []int{6}, false},
+		{"corrupt deflate data in block 2", flip(deflateFile, deflateEnds[1]+8), []r{{0, 20}, {30, 100}}, []int{2}, false},
+		{"corrupt record count of block 1", flip(nullFile, nullEnds[0]), []r{{0, 10}, {20, 100}}, []int{1}, false},
+		{"schema mismatch in block 0", mismatchedFile(t, 5), nil, []int{0}, false},
+		{"trailing garbage after the last block", append(bytes.Clone(nullFile), 0x02, 0x04, 'x'), []r{{0, 100}}, []int{10}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := scan(t, "    {}", purchasePath, tt.data)
+			assert.True(t, res.acked, "the source must be acknowledged")
+			if tt.fails {
+				require.Error(t, res.err)
+				assert.Error(t, res.ackErr)
+				return
+			}
+			require.NoError(t, res.err)
+			assert.NoError(t, res.ackErr, "a file read to its end with its damage dead-lettered is done")
+			var want, got []string
+			for _, g := range tt.good {
+				want = append(want, wantRange(g[0], g[1])...)
+			}
+			var damaged []int
+			for _, m := range res.msgs {
+				if m.GetError() == nil {
+					b, _ := m.AsBytes()
+					got = append(got, string(b))
+					continue
+				}
+				reason, _, _ := deadletter.Of(m)
+				assert.Equal(t, deadletter.ReasonUnreadable, reason)
+				blk, _ := m.MetaGetMut(MetaBlock)
+				damaged = append(damaged, blk.(int))
+				b, _ := m.AsBytes()
+				assert.Equal(t, purchasePath, gjson.GetBytes(b, "file").String())
+				assert.Equal(t, int64(blk.(int)), gjson.GetBytes(b, "block").Int())
+				assert.Contains(t, m.GetError().Error(), purchasePath)
+				assert.True(t, gjson.GetBytes(b, "data_base64").Exists())
+			}
+			assert.Equal(t, want, got)
+			assert.Equal(t, tt.damaged, damaged)
+		})
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
 // amplitudeRegions maps a region to the base URL of Amplitude's Dashboard
@@ -36,7 +38,7 @@ type amplitudeClient struct {
 	http         *http.Client // requests bounded by timeout
 	fileHTTP     *http.Client // the file download, bounded by the job context
 	pollInterval time.Duration
-	sleep        func(context.Context, time.Duration) error
+	clock        clock.Clock
 }
 
 func (c *amplitudeClient) get(ctx context.Context, hc *http.Client, path string) (*http.Response, error) {
@@ -119,7 +121,7 @@ func (c *amplitudeClient) requestCohort(ctx context.Context, cohortID string) (s
 		case code == http.StatusOK && status != "" && status != "JOB INPROGRESS":
 			return "", fmt.Errorf("amplitude cohort %s: export job ended with status %q", cohortID, status)
 		}
-		if err := c.sleep(ctx, c.pollInterval); err != nil {
+		if err := clock.Sleep(ctx, c.clock, c.pollInterval); err != nil {
 			return "", fmt.Errorf("amplitude cohort %s: waiting for export job: %w", cohortID, err)
 		}
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
-	"github.com/opencurrents/currents-amplitude/plugins/internal/wait"
 )
 
 // clusterNames lists the Braze clusters in documentation order.
@@ -36,17 +36,6 @@ var brazeClusters = map[string]string{
 	"AU-01": "https://rest.au-01.braze.com",
 }
 
-// clock abstracts time so tests can run retries without sleeping.
-type clock interface {
-	Now() time.Time
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                                   { return time.Now() }
-func (realClock) Sleep(ctx context.Context, d time.Duration) error { return wait.Sleep(ctx, d) }
-
 // brazeClient posts JSON to Braze, retrying 429, 423, 5xx and network errors
 // with back-off, honouring Retry-After and X-RateLimit-* headers. It is safe
 // for concurrent use: a rate-limit pause seen by one request delays all.
@@ -56,7 +45,7 @@ type brazeClient struct {
 	secrets redact.Redactor // removes the keys from error messages
 	http    *http.Client
 	boff    *backoff.ExponentialBackOff
-	clock   clock
+	clock   clock.Clock
 
 	mu           sync.Mutex
 	blockedUntil time.Time
@@ -64,10 +53,25 @@ type brazeClient struct {
 	onRetry func(reason string)
 }
 
-// errPermanent marks a response that retrying cannot fix.
-type errPermanent struct{ msg string }
+// errPermanent marks a response that retrying cannot fix; status is its HTTP
+// status, 0 when no request was made.
+type errPermanent struct {
+	status int
+	msg    string
+}
 
 func (e *errPermanent) Error() string { return e.msg }
+
+// refusesChange reports whether Braze refused the request for its content
+// (400, 413, 422), not for the credentials, the cluster or the partner name
+// (401, 403, 404…), which no change is to blame for.
+func (e *errPermanent) refusesChange() bool {
+	switch e.status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
 
 // post sends body to path and returns the response body of a 2xx answer.
 func (c *brazeClient) post(ctx context.Context, path string, body []byte) ([]byte, error) {
@@ -96,7 +100,7 @@ func (c *brazeClient) post(ctx context.Context, path string, body []byte) ([]byt
 		if c.onRetry != nil {
 			c.onRetry(retryReason(err))
 		}
-		if err := c.clock.Sleep(ctx, next); err != nil {
+		if err := clock.Sleep(ctx, c.clock, next); err != nil {
 			return nil, err
 		}
 	}
@@ -148,9 +152,11 @@ func (c *brazeClient) try(ctx context.Context, path string, body []byte) ([]byte
 	case code == http.StatusTooManyRequests:
 		return nil, c.retryAfter(resp.Header), &errRetryable{reason: "rate_limited", msg: msg()}
 	case code >= 500 || code == http.StatusLocked:
-		return nil, c.retryAfter(resp.Header), &errRetryable{reason: "server_error", msg: msg()}
+		// X-RateLimit-Reset says when the rate window resets, not when a
+		// failing server recovers: only Retry-After is honoured here.
+		return nil, c.retryAfterHeader(resp.Header), &errRetryable{reason: "server_error", msg: msg()}
 	default:
-		return nil, 0, &errPermanent{msg: msg()}
+		return nil, 0, &errPermanent{status: code, msg: msg()}
 	}
 }
 
@@ -171,17 +177,26 @@ func (c *brazeClient) redact(s string) string {
 // retryAfter reads Retry-After (seconds or HTTP date), else X-RateLimit-Reset
 // (Unix seconds).
 func (c *brazeClient) retryAfter(h http.Header) time.Duration {
-	now := c.clock.Now()
-	if v := h.Get("Retry-After"); v != "" {
-		if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
-			return time.Duration(s * float64(time.Second))
-		}
-		if t, err := http.ParseTime(v); err == nil {
-			return t.Sub(now)
-		}
+	if d := c.retryAfterHeader(h); d > 0 {
+		return d
 	}
 	if t, ok := resetTime(h); ok {
-		return t.Sub(now)
+		return t.Sub(c.clock.Now())
+	}
+	return 0
+}
+
+// retryAfterHeader reads Retry-After (seconds or HTTP date).
+func (c *brazeClient) retryAfterHeader(h http.Header) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
+		return time.Duration(s * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t.Sub(c.clock.Now())
 	}
 	return 0
 }
@@ -219,5 +234,5 @@ func (c *brazeClient) waitRateLimit(ctx context.Context) error {
 	c.mu.Lock()
 	until := c.blockedUntil
 	c.mu.Unlock()
-	return c.clock.Sleep(ctx, until.Sub(c.clock.Now()))
+	return clock.Sleep(ctx, c.clock, until.Sub(c.clock.Now()))
 }

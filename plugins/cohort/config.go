@@ -6,7 +6,16 @@ import (
 	"strings"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
+
+// testClock, when a test sets it, is the clock of the components built while
+// it is set (streams built from YAML cannot be handed one).
+var testClock clock.Clock
+
+// clockOf returns the clock of a new component.
+func clockOf() clock.Clock { return clock.OrSystem(testClock) }
 
 // stringFields returns a getter of string fields. Every string field of this
 // package has a default, so FieldString cannot fail on a parsed config.

@@ -1,39 +1,47 @@
 package cohort
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
-// fakeClock advances instantly when asked to sleep and records the sleeps.
+// fakeClock is a clock.Clock whose timers shorter than long fire at once,
+// moving the time forward by their duration and recording it (retries,
+// polls); longer timers (the schedule) wait for Advance.
 type fakeClock struct {
+	*clock.Fake
+	long time.Duration
+
 	mu     sync.Mutex
-	now    time.Time
 	sleeps []time.Duration
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
+func newFakeClock() *fakeClock {
+	return &fakeClock{Fake: clock.NewFake(time.Unix(1_800_000_000, 0)), long: time.Hour}
 }
 
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
+// NewTimer fires short timers at once and defers long ones to the fake.
+func (c *fakeClock) NewTimer(d time.Duration) clock.Timer {
+	if d >= c.long {
+		return c.Fake.NewTimer(d)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.sleeps = append(c.sleeps, d)
-	c.now = c.now.Add(d)
-	return ctx.Err()
+	c.mu.Unlock()
+	c.Fake.Advance(d)
+	return c.Fake.NewTimer(0)
+}
+
+// useClock makes clk the clock of the components the test builds.
+func useClock(t testing.TB, clk clock.Clock) {
+	testClock = clk
+	t.Cleanup(func() { testClock = nil })
 }
 
 func (c *fakeClock) total() time.Duration {

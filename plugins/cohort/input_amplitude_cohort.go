@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +12,8 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
-	"github.com/opencurrents/currents-amplitude/plugins/internal/wait"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/store"
 )
 
 const (
@@ -23,7 +23,7 @@ const (
 	acFieldURL          = "url"
 	acFieldCohortIDs    = "cohort_ids"
 	acFieldSchedule     = "schedule"
-	acFieldCache        = "cache"
+	acFieldStatePath    = "state_path"
 	acFieldKeyPrefix    = "key_prefix"
 	acFieldIDColumn     = "id_column"
 	acFieldDeviceColumn = "device_id_column"
@@ -45,19 +45,30 @@ func amplitudeCohortInputSpec() *service.ConfigSpec {
 On every tick of the schedule the input lists the project's cohorts (`+"`GET /api/3/cohorts`"+`), and for each selected
 cohort whose `+"`lastComputed`"+` changed since the last sync it requests an export (`+"`/api/5/cohorts/request/:id`"+`),
 polls the job until it completes, downloads the CSV (following the redirect to storage) and compares it with the
-membership stored in a cache resource. It then emits the users who joined and left, as JSON messages of the shape
+membership stored in the state file (`+"`state_path`"+`, a `+"`store`"+` file). It then emits the users who joined and left, as JSON messages of the shape
 
 `+"```json"+`
 {"cohort_id":"abc1","cohort_name":"Churn risk","id_type":"external_id","added":["u1"],"removed":["u9"]}
 `+"```"+`
 
 with at most `+"`max_ids_per_message`"+` ids each, ready for the `+"`braze_cohort`"+` output. The first sync of a cohort
-sends every member. The new membership is written to the cache only once every message of the delta was acked; until
-then nacked messages are retried, and after a restart the same delta is computed again (at-least-once). Cohorts are
+sends every member.
+
+== Crash safety
+
+The downloaded membership is first written to the state file as the *pending* change set, then every message of the
+delta is emitted; each acked message is recorded as delivered, and once all are, the pending membership becomes the
+delivered one, in one transaction. Every write is atomic and fsynced. After a crash or a restart at any point the input
+resumes the pending change set: it sends only the messages not yet recorded as delivered (the diff against the last
+delivered membership is computed again and cut the same way) and downloads nothing. So no removal is ever lost and a
+cohort already partly delivered is never sent whole again; at most the messages in flight at the crash are sent twice,
+which Braze treats as no-ops. Nacked messages are retried; a sync that still fails keeps its pending change set for the
+next tick. A state that cannot be read fails that cohort's sync with an error (it is never treated as a first sync, which
+would send no removals). Cohorts are
 synced one at a time, so memory is bounded by the largest cohort (about 60 bytes per member while syncing).
 
 Every download counts against Amplitude's monthly budget (500 on Growth and Enterprise plans). The input counts its
-own downloads per calendar month (UTC) in the cache, logs the count with every download, warns at 80% and stops
+own downloads per calendar month (UTC) in the state file, logs the count with every download, warns at 80% and stops
 downloading when `+"`monthly_download_budget`"+` is reached. Unchanged cohorts cost no download.
 
 Members without a user id are anonymous. They are skipped (and counted in `+"`amplitude_cohort_members_skipped`"+`) unless
@@ -96,12 +107,12 @@ Members without a user id are anonymous. They are skipped (and counted in `+"`am
 			service.NewStringField(acFieldSchedule).
 				Description("How often to sync: `hourly`, `daily`, or a duration. The first sync runs at start-up. One cohort synced hourly can use up to 744 downloads a month, above the budget of 500; syncs of unchanged cohorts cost nothing.").
 				Default("daily").Example("hourly").Example("6h"),
-			service.NewStringField(acFieldCache).
-				Description("Label of the cache resource holding each cohort's last delivered membership and the download count. Use a persistent cache (`file`, `redis`…): with a memory cache every restart re-sends everyone.").
-				Default("amplitude_cohort_state").Example("cohort_state"),
+			service.NewStringField(acFieldStatePath).
+				Description("The state file (see the `store` cache): the last delivered membership of each cohort, the pending change set and its progress, the download count. Its folder is created on start. Keep it on persistent storage: without it every restart sends every member again. One file per instance; it may be shared with `store` caches of the same process.").
+				Default("./state/amplitude_cohorts.db").Example("/var/lib/currents-amplitude/state/cohorts.db"),
 			service.NewStringField(acFieldKeyPrefix).
-				Description("Prefix of the cache keys (`<prefix>state_<cohort_id>`, `<prefix>downloads_<YYYY-MM>`); lets several pipelines share one cache.").
-				Default("amplitude_cohort_").Example("prod_amplitude_cohort_").Advanced(),
+				Description("Prefix of this input's keys in the state file (`<prefix>state/<cohort_id>`, `<prefix>downloads/<YYYY-MM>`…); lets several inputs share one file.").
+				Default("").Example("prod_").Advanced(),
 			service.NewStringField(acFieldIDColumn).
 				Description("Column of the cohort file that holds the user id (the Braze external id).").
 				Default("user_id").Example("user_id"),
@@ -128,17 +139,13 @@ Members without a user id are anonymous. They are skipped (and counted in `+"`am
 				Default("60s").Example("30s").Advanced(),
 			service.NewTLSToggledField(acFieldTLS),
 		).
-		Example("Daily sync of two cohorts", "Keeps the state in a file cache.", `
+		Example("Daily sync of two cohorts", "Keeps the state in ./state/amplitude_cohorts.db.", `
 input:
   amplitude_cohort:
     api_key: ${AMPLITUDE_API_KEY}
     secret_key: ${AMPLITUDE_SECRET_KEY}
     cohort_ids: [ abc1def, xyz9uvw ]
     schedule: daily
-cache_resources:
-  - label: amplitude_cohort_state
-    file:
-      directory: ./state
 `)
 }
 
@@ -176,10 +183,8 @@ type pendingBatch struct {
 
 type amplitudeCohortInput struct {
 	client     *amplitudeClient
-	mgr        *service.Resources
 	log        *service.Logger
-	cacheName  string
-	keyPrefix  string
+	state      syncState
 	cohortIDs  []string
 	interval   time.Duration
 	cols       csvColumns
@@ -187,11 +192,13 @@ type amplitudeCohortInput struct {
 	maxIDs     int
 	maxMembers int
 	jobTimeout time.Duration
-	now        func() time.Time
+	clock      clock.Clock
 
 	out       chan pendingBatch
 	startOnce sync.Once
 	stopOnce  sync.Once
+	closeOnce sync.Once
+	closeErr  error
 	stop      chan struct{}
 	done      chan struct{}
 
@@ -213,21 +220,15 @@ func newAmplitudeCohortInputFromParsed(conf *service.ParsedConfig, mgr *service.
 		return nil, err
 	}
 	in := &amplitudeCohortInput{
-		mgr:       mgr,
-		log:       mgr.Logger(),
-		cacheName: str(acFieldCache),
-		keyPrefix: str(acFieldKeyPrefix),
-		cols:      csvColumns{userID: str(acFieldIDColumn), deviceID: str(acFieldDeviceColumn)},
-		now:       time.Now,
-		out:       make(chan pendingBatch),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		log:   mgr.Logger(),
+		cols:  csvColumns{userID: str(acFieldIDColumn), deviceID: str(acFieldDeviceColumn)},
+		clock: clockOf(),
+		out:   make(chan pendingBatch),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
 	}
 	if in.cols.userID == "" {
 		return nil, errors.New("id_column must not be empty")
-	}
-	if !mgr.HasCache(in.cacheName) {
-		return nil, fmt.Errorf("cache resource %q not found: declare it under cache_resources (a file cache keeps the state across restarts)", in.cacheName)
 	}
 	if in.cohortIDs, err = conf.FieldStringList(acFieldCohortIDs); err != nil {
 		return nil, err
@@ -269,7 +270,7 @@ func newAmplitudeCohortInputFromParsed(conf *service.ParsedConfig, mgr *service.
 		http:         &http.Client{Transport: transport, Timeout: timeout},
 		fileHTTP:     &http.Client{Transport: transport},
 		pollInterval: poll,
-		sleep:        wait.Sleep,
+		clock:        in.clock,
 	}
 	m := mgr.Metrics()
 	in.mSyncs = m.NewCounter("amplitude_cohort_syncs", "outcome")
@@ -277,6 +278,12 @@ func newAmplitudeCohortInputFromParsed(conf *service.ParsedConfig, mgr *service.
 	in.mAdded = m.NewCounter("amplitude_cohort_members_added")
 	in.mRemoved = m.NewCounter("amplitude_cohort_members_removed")
 	in.mSkipped = m.NewCounter("amplitude_cohort_members_skipped", "reason")
+	// Opened last: nothing above can fail once the file is held.
+	db, err := store.Open(str(acFieldStatePath), store.Options{Clock: in.clock})
+	if err != nil {
+		return nil, err
+	}
+	in.state = syncState{db: db, prefix: str(acFieldKeyPrefix)}
 	return in, nil
 }
 
@@ -305,10 +312,11 @@ func (in *amplitudeCohortInput) Close(ctx context.Context) error {
 	in.startOnce.Do(func() { close(in.done) })
 	select {
 	case <-in.done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	in.closeOnce.Do(func() { in.closeErr = in.state.db.Close() })
+	return in.closeErr
 }
 
 func (in *amplitudeCohortInput) loop() {
@@ -321,7 +329,7 @@ func (in *amplitudeCohortInput) loop() {
 	defer cancel()
 	for {
 		in.syncAll(ctx)
-		if wait.Sleep(ctx, in.interval) != nil {
+		if clock.Sleep(ctx, in.clock, in.interval) != nil {
 			return
 		}
 	}
@@ -375,50 +383,22 @@ func (in *amplitudeCohortInput) selectCohorts(list []cohortInfo) []cohortInfo {
 	return out
 }
 
-func (in *amplitudeCohortInput) cacheGet(ctx context.Context, key string) ([]byte, bool, error) {
-	var (
-		v    []byte
-		gErr error
-	)
-	if err := in.mgr.AccessCache(ctx, in.cacheName, func(c service.Cache) { v, gErr = c.Get(ctx, key) }); err != nil {
-		return nil, false, err
-	}
-	if errors.Is(gErr, service.ErrKeyNotFound) {
-		return nil, false, nil
-	}
-	return v, gErr == nil, gErr
-}
-
-func (in *amplitudeCohortInput) cacheSet(ctx context.Context, key string, v []byte) error {
-	var sErr error
-	if err := in.mgr.AccessCache(ctx, in.cacheName, func(c service.Cache) { sErr = c.Set(ctx, key, v, nil) }); err != nil {
-		return err
-	}
-	return sErr
-}
-
 // countDownload checks the monthly budget and records one more download.
-func (in *amplitudeCohortInput) countDownload(ctx context.Context) (int, error) {
-	month := in.now().UTC().Format("2006-01")
-	key := in.keyPrefix + "downloads_" + month
-	v, _, err := in.cacheGet(ctx, key)
+func (in *amplitudeCohortInput) countDownload() (int, error) {
+	month := in.clock.Now().UTC().Format("2006-01")
+	n, ok, err := in.state.countDownload(month, in.budget)
 	if err != nil {
-		return 0, fmt.Errorf("reading download count: %w", err)
-	}
-	n, _ := strconv.Atoi(string(v))
-	if in.budget > 0 && n >= in.budget {
-		in.mDownloads.Set(int64(n))
-		return n, fmt.Errorf("monthly download budget used up (%d of %d in %s): cohort not downloaded", n, in.budget, month)
-	}
-	n++
-	if err := in.cacheSet(ctx, key, []byte(strconv.Itoa(n))); err != nil {
-		return n, fmt.Errorf("recording download count: %w", err)
+		return 0, fmt.Errorf("recording download count: %w", err)
 	}
 	in.mDownloads.Set(int64(n))
+	if !ok {
+		return n, fmt.Errorf("monthly download budget used up (%d of %d in %s): cohort not downloaded", n, in.budget, month)
+	}
 	return n, nil
 }
 
-// syncTracker counts the unacked messages of one sync.
+// syncTracker counts the unacked messages of one sync and records each
+// delivered one in the state file.
 type syncTracker struct {
 	pending atomic.Int64
 	failed  atomic.Bool
@@ -431,72 +411,94 @@ func (t *syncTracker) release() {
 	}
 }
 
-func (t *syncTracker) ack(_ context.Context, err error) error {
-	if err != nil {
-		t.failed.Store(true)
-	}
-	t.release()
-	return nil
-}
-
-// syncCohort downloads one cohort if it changed, emits the delta and commits
-// the new membership once the delta was delivered.
-func (in *amplitudeCohortInput) syncCohort(ctx context.Context, c cohortInfo) error {
-	key := in.keyPrefix + "state_" + c.ID
-	raw, found, err := in.cacheGet(ctx, key)
-	if err != nil {
-		return fmt.Errorf("reading stored membership: %w", err)
-	}
-	var old state
-	if found {
-		if old, err = decodeState(raw); err != nil {
-			in.log.Errorf("Amplitude cohort %s: %v: syncing as if first seen (no removals sent)", c.ID, err)
-			old, found = state{}, false
+// ackFor returns the ack func of message i.
+func (in *amplitudeCohortInput) ackFor(t *syncTracker, cohortID string, i int) service.AckFunc {
+	return func(_ context.Context, err error) error {
+		defer t.release()
+		if err != nil {
+			t.failed.Store(true)
+			return nil
 		}
-	}
-	// Without a lastComputed in the list there is no way to tell: download.
-	if found && c.LastComputed != "" && old.lastComputed == c.LastComputed {
-		in.mSyncs.Incr(1, "unchanged")
-		in.log.Debugf("Amplitude cohort %s unchanged since lastComputed %s", c.ID, c.LastComputed)
+		if err := in.state.delivered(cohortID, i); err != nil {
+			// Delivered but not recorded: a resumed sync sends it again
+			// (a no-op for Braze). The sync itself fails so that it is
+			// not committed over a state we cannot write.
+			t.failed.Store(true)
+			in.log.Errorf("Amplitude cohort %s: recording message %d as delivered: %v", cohortID, i, err)
+		}
 		return nil
 	}
-	n, err := in.countDownload(ctx)
-	if err != nil {
-		return err
-	}
-	logf := in.log.Infof
-	if in.budget > 0 && n*5 >= in.budget*4 {
-		logf = in.log.Warnf
-	}
-	logf("downloading Amplitude cohort %s (%q): download %d of %d this month", c.ID, c.Name, n, in.budget)
+}
 
-	members, err := in.download(ctx, c.ID)
+// syncCohort delivers the cohort's pending change set if a previous sync left
+// one, or else downloads the cohort if it changed, records the download as
+// the pending change set and delivers it; then it commits.
+func (in *amplitudeCohortInput) syncCohort(ctx context.Context, c cohortInfo) error {
+	st, err := in.state.load(c.ID)
 	if err != nil {
-		return err
+		return fmt.Errorf("reading the state file %s: %w (delete the cohort's keys to sync it as new)", in.state.db.Path(), err)
 	}
-	newState := encodeState(c.LastComputed, members)
+	target, maxIDs := st.pending, st.maxIDs
+	if st.havePending {
+		in.log.Infof("Amplitude cohort %s (%q): resuming the change set to lastComputed %s (no download)", c.ID, c.Name, target.lastComputed)
+	} else {
+		// Without a lastComputed in the list there is no way to tell: download.
+		if st.haveCommitted && c.LastComputed != "" && st.committed.lastComputed == c.LastComputed {
+			in.mSyncs.Incr(1, "unchanged")
+			in.log.Debugf("Amplitude cohort %s unchanged since lastComputed %s", c.ID, c.LastComputed)
+			return nil
+		}
+		n, err := in.countDownload()
+		if err != nil {
+			return err
+		}
+		logf := in.log.Infof
+		if in.budget > 0 && n*5 >= in.budget*4 {
+			logf = in.log.Warnf
+		}
+		logf("downloading Amplitude cohort %s (%q): download %d of %d this month", c.ID, c.Name, n, in.budget)
+		members, err := in.download(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		encoded := encodeState(c.LastComputed, members)
+		members = nil
+		if err := in.state.begin(c.ID, in.maxIDs, encoded); err != nil {
+			return fmt.Errorf("recording the downloaded membership: %w", err)
+		}
+		if target, err = decodeState(encoded); err != nil {
+			return err
+		}
+		maxIDs = in.maxIDs
+	}
 
 	t := &syncTracker{done: make(chan struct{})}
 	t.pending.Store(1)
-	ck := &chunker{cohortID: c.ID, cohortName: c.Name, max: in.maxIDs, flush: func(ch Change) error {
+	index, skipped := 0, 0
+	ck := &chunker{cohortID: c.ID, cohortName: c.Name, max: maxIDs, flush: func(ch Change) error {
+		i := index
+		index++
+		if isDelivered(st.delivered, i) {
+			skipped++
+			return nil
+		}
 		msg := service.NewMessage(ch.AppendJSON(nil))
 		msg.MetaSetMut("amplitude_cohort_id", c.ID)
 		msg.MetaSetMut("amplitude_cohort_name", c.Name)
-		msg.MetaSetMut("amplitude_cohort_last_computed", c.LastComputed)
+		msg.MetaSetMut("amplitude_cohort_last_computed", target.lastComputed)
 		t.pending.Add(1)
 		select {
-		case in.out <- pendingBatch{batch: service.MessageBatch{msg}, ack: t.ack}:
+		case in.out <- pendingBatch{batch: service.MessageBatch{msg}, ack: in.ackFor(t, c.ID, i)}:
 			return nil
 		case <-ctx.Done():
 			t.release()
 			return ctx.Err()
 		}
 	}}
-	err = diff(old, members, ck.add)
+	err = diff(st.committed, target, ck.add)
 	if err == nil {
 		err = ck.close()
 	}
-	members = nil
 	t.release()
 	if err != nil {
 		return err
@@ -507,15 +509,16 @@ func (in *amplitudeCohortInput) syncCohort(ctx context.Context, c cohortInfo) er
 		return ctx.Err()
 	}
 	if t.failed.Load() {
-		return errors.New("delta not delivered: stored membership kept, the next sync resends it")
+		return errors.New("change set not fully delivered: kept as pending, the next sync resumes it")
 	}
-	if err := in.cacheSet(ctx, key, newState); err != nil {
+	if err := in.state.commit(c.ID); err != nil {
 		return fmt.Errorf("committing membership: %w", err)
 	}
 	in.mSyncs.Incr(1, "delivered")
 	in.mAdded.Incr(int64(ck.added))
 	in.mRemoved.Incr(int64(ck.removed))
-	in.log.Infof("Amplitude cohort %s (%q) synced: %d added, %d removed", c.ID, c.Name, ck.added, ck.removed)
+	in.log.Infof("Amplitude cohort %s (%q) synced: %d added, %d removed (%d of %d messages delivered before a restart)",
+		c.ID, c.Name, ck.added, ck.removed, skipped, index)
 	return nil
 }
 

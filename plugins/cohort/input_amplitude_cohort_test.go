@@ -2,6 +2,8 @@ package cohort
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
@@ -12,15 +14,30 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opencurrents/currents-amplitude/plugins/cohort/cohorttest"
+	"github.com/opencurrents/currents-amplitude/plugins/store"
 )
 
-func newTestInput(t testing.TB, amp *cohorttest.Amplitude, extra string) (*amplitudeCohortInput, *service.Resources) {
+// newTestInput builds an input on a fresh state file with a fake clock.
+func newTestInput(t testing.TB, amp *cohorttest.Amplitude, extra string) (*amplitudeCohortInput, *fakeClock) {
 	t.Helper()
-	res := service.MockResources(service.MockResourcesOptAddCache("state"))
-	yaml := "url: " + amp.URL + "\napi_key: ak\nsecret_key: sk\ncache: state\npoll_interval: 1ms\n" + extra
-	in, err := newAmplitudeCohortInputFromParsed(parseConf(t, amplitudeCohortInputSpec(), yaml), res)
+	return newTestInputAt(t, amp, filepath.Join(t.TempDir(), "state", "cohorts.db"), store.Options{}, extra)
+}
+
+// newTestInputAt builds an input on the state file at path, opened first
+// with opts (a fault hook, say).
+func newTestInputAt(t testing.TB, amp *cohorttest.Amplitude, path string, opts store.Options, extra string) (*amplitudeCohortInput, *fakeClock) {
+	t.Helper()
+	clk := newFakeClock()
+	useClock(t, clk)
+	opts.Clock = clk
+	db, err := store.Open(path, opts) // the input shares this handle
 	require.NoError(t, err)
-	return in, res
+	yaml := "url: " + amp.URL + "\napi_key: ak\nsecret_key: sk\nstate_path: " + path + "\npoll_interval: 1ms\n" + extra
+	in, err := newAmplitudeCohortInputFromParsed(parseConf(t, amplitudeCohortInputSpec(), yaml), service.MockResources())
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	t.Cleanup(func() { _ = in.Close(context.Background()) })
+	return in, clk
 }
 
 // syncOnce runs one scheduled sync, acking every emitted message with ackErr,
@@ -52,14 +69,9 @@ func syncOnce(t testing.TB, in *amplitudeCohortInput, ackErr error) []Change {
 
 func storedLastComputed(t testing.TB, in *amplitudeCohortInput, cohortID string) string {
 	t.Helper()
-	raw, found, err := in.cacheGet(context.Background(), in.keyPrefix+"state_"+cohortID)
+	st, err := in.state.load(cohortID)
 	require.NoError(t, err)
-	if !found {
-		return ""
-	}
-	st, err := decodeState(raw)
-	require.NoError(t, err)
-	return st.lastComputed
+	return st.committed.lastComputed
 }
 
 func TestCohortSyncSendsEveryoneThenDeltas(t *testing.T) {
@@ -154,15 +166,15 @@ func TestCohortDownloadBudget(t *testing.T) {
 	for _, id := range []string{"c1", "c2", "c3"} {
 		amp.SetCohort(id, cohorttest.Cohort{Name: id, LastComputed: 1, UserIDs: []string{"a"}})
 	}
-	in, _ := newTestInput(t, amp, "monthly_download_budget: 2")
-	month := time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)
-	in.now = func() time.Time { return month }
+	in, clk := newTestInput(t, amp, "monthly_download_budget: 2")
+	now := clk.Now().UTC()
+	clk.Set(time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Hour)) // an hour before the month ends
 	assert.Len(t, syncOnce(t, in, nil), 2)
 	assert.Equal(t, 2, amp.Requests())
 	assert.Empty(t, syncOnce(t, in, nil), "budget used up")
 	assert.Equal(t, 2, amp.Requests())
 
-	month = month.Add(2 * time.Hour) // December
+	clk.Advance(2 * time.Hour) // December
 	assert.Len(t, syncOnce(t, in, nil), 1)
 	assert.Equal(t, 3, amp.Requests())
 }
@@ -172,9 +184,9 @@ func TestCohortBadStateAndCredentials(t *testing.T) {
 	amp.SetCohort("c1", cohorttest.Cohort{Name: "N", LastComputed: 1, UserIDs: []string{"a"}})
 
 	in, _ := newTestInput(t, amp, "")
-	require.NoError(t, in.cacheSet(context.Background(), in.keyPrefix+"state_c1", []byte("garbage")))
-	assert.Len(t, syncOnce(t, in, nil), 1, "a corrupt state syncs as a first sync")
-	assert.Equal(t, "1", storedLastComputed(t, in, "c1"))
+	require.NoError(t, in.state.db.Update(func(tx *store.Tx) error { return tx.Put(membersNS, "state/c1", []byte("garbage"), 0) }))
+	assert.Empty(t, syncOnce(t, in, nil), "a corrupt state is never synced as a first sync (it would send no removals)")
+	assert.Zero(t, amp.Requests(), "nor downloaded")
 
 	bad := cohorttest.NewAmplitude(t, "other", "sk")
 	bad.SetCohort("c1", cohorttest.Cohort{Name: "N", LastComputed: 1, UserIDs: []string{"a"}})
@@ -183,14 +195,15 @@ func TestCohortBadStateAndCredentials(t *testing.T) {
 }
 
 func TestCohortInputConfigValidation(t *testing.T) {
+	blocked := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(blocked, nil, 0o600))
 	for _, tc := range []struct{ yaml, want string }{
-		{"cache: state", "api_key and secret_key are required"},
-		{"api_key: a\nsecret_key: b", `cache resource "amplitude_cohort_state" not found`},
-		{"api_key: a\nsecret_key: b\ncache: state\nschedule: weekly", "schedule must be"},
-		{"api_key: a\nsecret_key: b\ncache: state\nmax_ids_per_message: 0", "at least 1"},
+		{"region: US", "api_key and secret_key are required"},
+		{"api_key: a\nsecret_key: b\nschedule: weekly", "schedule must be"},
+		{"api_key: a\nsecret_key: b\nmax_ids_per_message: 0", "at least 1"},
+		{"api_key: a\nsecret_key: b\nstate_path: " + blocked + "/s.db", "creating the state folder"},
 	} {
-		res := service.MockResources(service.MockResourcesOptAddCache("state"))
-		_, err := newAmplitudeCohortInputFromParsed(parseConf(t, amplitudeCohortInputSpec(), tc.yaml), res)
+		_, err := newAmplitudeCohortInputFromParsed(parseConf(t, amplitudeCohortInputSpec(), tc.yaml), service.MockResources())
 		require.Error(t, err, tc.yaml)
 		assert.Contains(t, err.Error(), tc.want)
 	}
@@ -219,8 +232,8 @@ func TestCohortLargeCohortBoundedMemory(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		runtime.GC()
 		runtime.ReadMemStats(&retained)
-		// Only the compact stored state (~1.3 MB here, in the memory cache)
-		// outlives a sync.
+		// Nothing of the cohort outlives a sync in the heap: the state is
+		// in the (memory-mapped) state file.
 		assert.Less(t, int64(retained.HeapAlloc)-int64(before.HeapAlloc), int64(8<<20), "heap retained after the sync")
 		return after.TotalAlloc - before.TotalAlloc, added, removed, maxIDs
 	}

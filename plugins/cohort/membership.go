@@ -20,13 +20,6 @@ const (
 	maxIDLen = 1024
 )
 
-func tagOf(idType string) byte {
-	if idType == IDTypeDevice {
-		return tagDevice
-	}
-	return tagExternal
-}
-
 func idTypeOf(tag byte) string {
 	if tag == tagDevice {
 		return IDTypeDevice
@@ -195,42 +188,52 @@ func readChunk(b []byte) (chunk, rest []byte, ok bool) {
 	return b[w : w+int(n)], b[w+int(n):], true
 }
 
-// each calls fn with every stored member in sorted order.
-func (s state) each(fn func(m []byte)) {
-	rest := s.members
-	for range s.count {
-		var m []byte
-		m, rest, _ = readChunk(rest)
-		fn(m)
-	}
+// cursor walks the members of a state in sorted order.
+type cursor struct {
+	rest []byte
+	left int
+	cur  []byte // the current member, nil once exhausted
 }
 
-// diff merges the old (stored) and new (sorted) memberships and calls emit for
-// each change in tagged-id order.
-func diff(old state, cur []string, emit func(tagged string, added bool) error) error {
-	i := 0
-	var err error
-	old.each(func(m []byte) {
-		if err != nil {
-			return
-		}
-		for i < len(cur) && cur[i] < string(m) && err == nil {
-			err = emit(cur[i], true)
-			i++
-		}
-		if err != nil {
-			return
-		}
-		if i < len(cur) && cur[i] == string(m) {
-			i++
-			return
-		}
-		err = emit(string(m), false)
-	})
-	for ; i < len(cur) && err == nil; i++ {
-		err = emit(cur[i], true)
+func (s state) cursor() *cursor {
+	c := &cursor{rest: s.members, left: s.count}
+	c.next()
+	return c
+}
+
+func (c *cursor) next() {
+	if c.left == 0 {
+		c.cur = nil
+		return
 	}
-	return err
+	c.left--
+	// decodeState validated every entry.
+	c.cur, c.rest, _ = readChunk(c.rest)
+}
+
+// diff merges the old (delivered) and new (target) memberships and calls emit
+// for each change in tagged-id order. The order depends only on the two
+// memberships, so a resumed sync cuts the same messages.
+func diff(old, cur state, emit func(tagged string, added bool) error) error {
+	o, n := old.cursor(), cur.cursor()
+	for o.cur != nil || n.cur != nil {
+		var err error
+		switch {
+		case o.cur == nil || (n.cur != nil && string(n.cur) < string(o.cur)):
+			err = emit(string(n.cur), true)
+			n.next()
+		case n.cur == nil || string(o.cur) < string(n.cur):
+			err = emit(string(o.cur), false)
+			o.next()
+		default:
+			o.next()
+			n.next()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // chunker groups changes into [Change] values of at most max ids of one id

@@ -13,8 +13,11 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
+	"github.com/opencurrents/currents-amplitude/plugins/store"
 )
 
 const (
@@ -34,6 +37,7 @@ const (
 	bcFieldTLS            = "tls"
 	bcFieldBatching       = "batching"
 	bcFieldMaxInFlight    = "max_in_flight"
+	bcFieldStatePath      = "state_path"
 	methodUsersTrack      = "users_track"
 	methodPartnerCohort   = "partner_cohort"
 	maxUsersTrackObjects  = 75
@@ -66,15 +70,26 @@ Two methods:
 
 429, 423, 5xx and network errors are retried with back-off; a 429 waits for `+"`Retry-After`"+` or `+"`X-RateLimit-Reset`"+`,
 and when `+"`X-RateLimit-Remaining`"+` reaches 0 every request waits for the reset. Adding and removing are idempotent, so
-a retried message is harmless. A message that still fails (or is invalid) is reported as failed on its own, so a
-`+"`fallback`"+` or `+"`switch`"+` output can route it to a dead-letter output with the reason.
+a retried message is harmless.
+
+== Failures
+
+A change fails for a reason of its own when it is not a valid membership change (reason `+"`invalid_change`"+`), when it
+holds device ids and the method is `+"`users_track`"+` (`+"`unaddressable`"+`), when Braze refuses it with a 400, 413 or 422
+(`+"`refused`"+`), or when it was errored upstream (the reason given there). With `+"`dead_letter`"+` such a change is written
+there once, as one JSON record, and acknowledged. Everything else is an outage and the message is nacked, so that its
+input keeps it: retries exhausted, network errors, a 401, 403 or 404 (a wrong key, cluster or partner name: no
+change is to blame), shutting down, or a dead-letter output that fails. Error texts carry no local file paths (a
+webhook answers them in its 5xx body). Without `+"`dead_letter`"+` every failed message is reported on its own (a batch
+error), so that `+"`fallback`"+`, `+"`switch`"+` or `+"`reject_errored`"+` can route it.
 
 == Metrics
 
 - `+"`braze_cohort_requests`"+` (label `+"`status`"+`: ok, failed)
 - `+"`braze_cohort_retries`"+` (label `+"`reason`"+`: rate_limited, server_error, network)
 - `+"`braze_cohort_ids`"+` (label `+"`action`"+`: added, removed): ids delivered
-- `+"`braze_cohort_failed_messages`"+`
+- `+"`braze_cohort_failed_messages`"+`: messages nacked or reported as failed
+- `+"`dead_letter_events_total`"+` (labels `+"`component`"+`, `+"`reason`"+`): changes dead-lettered
 - `+"`braze_cohort_object_errors`"+`: per-object errors reported by /users/track in a 201 response (also logged)
 `+service.OutputPerformanceDocs(true, true)).
 		Fields(
@@ -120,6 +135,10 @@ a retried message is harmless. A message that still fails (or is invalid) is rep
 			service.NewTLSToggledField(bcFieldTLS),
 			service.NewOutputMaxInFlightField().Default(4),
 			service.NewBatchPolicyField(bcFieldBatching),
+			service.NewStringField(bcFieldStatePath).
+				Description("A state file (see the `store` cache) remembering the cohort names already sent to the partner API, so that a restart does not name every cohort again (method `partner_cohort`). Empty keeps them in memory. May be the file of the `amplitude_cohort` input.").
+				Default("").Example("./state/amplitude_cohorts.db").Advanced(),
+			deadletter.OutputField(),
 		).
 		Example("Custom attribute array", "Works with any Braze workspace.", `
 output:
@@ -159,6 +178,8 @@ type cohortSender interface {
 type brazeCohortOutput struct {
 	client  *brazeClient
 	sender  cohortSender
+	dlq     *deadletter.Writer
+	db      *store.DB // partner names, or nil
 	log     *service.Logger
 	mReqs   *service.MetricCounter
 	mIDs    *service.MetricCounter
@@ -191,22 +212,23 @@ func newBrazeCohortOutputFromParsed(conf *service.ParsedConfig, mgr *service.Res
 		mFailed: m.NewCounter("braze_cohort_failed_messages"),
 	}
 	mRetries := m.NewCounter("braze_cohort_retries", "reason")
+	clk := clockOf()
 	o.client = &brazeClient{
 		base:    base,
 		http:    &http.Client{Transport: transport, Timeout: timeout},
 		boff:    boff,
-		clock:   realClock{},
+		clock:   clk,
 		onRetry: func(reason string) { mRetries.Incr(1, reason) },
 	}
 	switch str(bcFieldMethod) {
 	case methodPartnerCohort:
 		p := &partnerSender{
-			out:      o,
-			partner:  str(bcFieldPartnerName),
-			apiKey:   str(bcFieldPartnerAPIKey),
-			secret:   str(bcFieldClientSecret),
-			named:    map[string]string{},
-			clockNow: time.Now,
+			out:     o,
+			partner: str(bcFieldPartnerName),
+			apiKey:  str(bcFieldPartnerAPIKey),
+			secret:  str(bcFieldClientSecret),
+			named:   map[string]string{},
+			clock:   clk,
 		}
 		if p.apiKey == "" || p.secret == "" {
 			return nil, errors.New("method partner_cohort needs partner_api_key and client_secret")
@@ -238,6 +260,17 @@ func newBrazeCohortOutputFromParsed(conf *service.ParsedConfig, mgr *service.Res
 		o.client.secrets = redact.New(o.client.bearer)
 		o.sender = u
 	}
+	if o.dlq, err = deadletter.FromParsed(conf, mgr, "braze_cohort"); err != nil {
+		return nil, err
+	}
+	if path := str(bcFieldStatePath); path != "" {
+		if o.db, err = store.Open(path, store.Options{Clock: clk}); err != nil {
+			return nil, err
+		}
+		if p, ok := o.sender.(*partnerSender); ok {
+			p.db = o.db
+		}
+	}
 	return o, nil
 }
 
@@ -255,13 +288,16 @@ func boundedInt(conf *service.ParsedConfig, name string, max int) (int, error) {
 // Connect is a no-op: requests open connections as needed.
 func (o *brazeCohortOutput) Connect(context.Context) error { return nil }
 
-// WriteBatch sends each message on its own and reports failures per message.
+// WriteBatch sends each message on its own. With a dead-letter output, the
+// changes that fail for their own reason are written there and acked, and an
+// outage nacks the batch; without one, failures are reported per message.
 func (o *brazeCohortOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
 	type failure struct {
 		i   int
 		err error
 	}
 	var failed []failure
+	var dead []deadletter.Entry
 	for i, msg := range batch {
 		err := o.writeMessage(ctx, msg)
 		if err == nil {
@@ -270,9 +306,23 @@ func (o *brazeCohortOutput) WriteBatch(ctx context.Context, batch service.Messag
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if reason, own := deadletter.ReasonOf(err); own && o.dlq != nil {
+			dead = append(dead, deadletter.Entry{Msg: msg, Reason: reason, Err: err})
+			continue
+		}
 		o.mFailed.Incr(1)
 		o.log.Errorf("braze_cohort: message %d not delivered: %v", i, err)
+		if o.dlq != nil {
+			// An outage: nack the whole batch, its input keeps it.
+			return fmt.Errorf("braze_cohort: membership change not delivered, will be retried: %w", err)
+		}
 		failed = append(failed, failure{i, err})
+	}
+	if err := o.dlq.Write(ctx, dead); err != nil {
+		o.mFailed.Incr(int64(len(dead)))
+		// The child's error may name local files: log it, never return it.
+		o.log.Errorf("braze_cohort: writing %d changes to the dead-letter output: %v", len(dead), err)
+		return errors.New("braze_cohort: the dead-letter output failed; the changes will be retried")
 	}
 	if len(failed) == 0 {
 		return nil
@@ -285,16 +335,35 @@ func (o *brazeCohortOutput) WriteBatch(ctx context.Context, batch service.Messag
 	return bErr
 }
 
+// Reasons for which braze_cohort dead-letters a change.
+const (
+	// ReasonInvalidChange: the message is not a valid membership change.
+	ReasonInvalidChange deadletter.Reason = "invalid_change"
+	// ReasonUnaddressable: the change holds device ids, which users_track
+	// cannot address.
+	ReasonUnaddressable deadletter.Reason = "unaddressable"
+	// ReasonRefused: Braze refused the change itself (400, 413, 422).
+	ReasonRefused deadletter.Reason = "refused"
+)
+
 func (o *brazeCohortOutput) writeMessage(ctx context.Context, msg *service.Message) error {
+	if reason, err, failed := deadletter.Of(msg); failed {
+		return deadletter.Wrap(reason, err)
+	}
 	b, err := msg.AsBytes()
 	if err != nil {
-		return err
+		return deadletter.Wrap(ReasonInvalidChange, err)
 	}
 	c, err := ParseChange(b)
 	if err != nil {
-		return err
+		return deadletter.Wrap(ReasonInvalidChange, err)
 	}
-	return o.sender.send(ctx, &c)
+	err = o.sender.send(ctx, &c)
+	var perm *errPermanent
+	if errors.As(err, &perm) && perm.refusesChange() {
+		return deadletter.Wrap(ReasonRefused, err)
+	}
+	return err
 }
 
 // post sends one request and counts it.
@@ -308,8 +377,15 @@ func (o *brazeCohortOutput) post(ctx context.Context, path string, body []byte) 
 	return resp, nil
 }
 
-// Close is a no-op.
-func (o *brazeCohortOutput) Close(context.Context) error { return nil }
+// Close closes the dead-letter output and releases the state file.
+func (o *brazeCohortOutput) Close(ctx context.Context) error {
+	err := o.dlq.Close(ctx)
+	if o.db != nil {
+		err = errors.Join(err, o.db.Close())
+		o.db = nil
+	}
+	return err
+}
 
 // DisplayName is how Braze names a synced Amplitude cohort.
 func DisplayName(cohortName, cohortID string) string {
@@ -327,7 +403,7 @@ type usersTrackSender struct {
 
 func (u *usersTrackSender) send(ctx context.Context, c *Change) error {
 	if c.IDType == IDTypeDevice {
-		return errors.New("users_track cannot address users by device id: use method partner_cohort or drop device ids")
+		return deadletter.New(ReasonUnaddressable, "users_track cannot address users by device id: use method partner_cohort or drop device ids")
 	}
 	value := jsonw.AppendString(nil, DisplayName(c.CohortName, c.CohortID))
 	for _, part := range []struct {
@@ -409,7 +485,8 @@ type partnerSender struct {
 	apiKey    string
 	secret    string
 	idsPerReq int
-	clockNow  func() time.Time
+	clock     clock.Clock
+	db        *store.DB // remembers named cohorts across restarts, or nil
 
 	mu    sync.Mutex
 	named map[string]string // cohort id -> name already sent to Braze
@@ -472,19 +549,34 @@ func appendChanges(b []byte, key string, ids []string, remove bool) []byte {
 // has not yet sent its current name.
 func (p *partnerSender) ensureNamed(ctx context.Context, c *Change) error {
 	p.mu.Lock()
-	done := p.named[c.CohortID] == c.CohortName
+	name, known := p.named[c.CohortID]
 	p.mu.Unlock()
-	if done {
+	if !known && p.db != nil {
+		_ = p.db.View(func(tx *store.Tx) error {
+			v, ok := tx.Get(stateNS, "partner_name/"+c.CohortID)
+			name, known = string(v), ok
+			return nil
+		})
+	}
+	if known && name == c.CohortName {
 		return nil
 	}
 	b := p.auth(c.CohortID)
 	b = append(b, `,"name":`...)
 	b = jsonw.AppendString(b, c.CohortName)
 	b = append(b, `,"created_at":`...)
-	b = jsonw.AppendString(b, p.clockNow().UTC().Format(time.RFC3339))
+	b = jsonw.AppendString(b, p.clock.Now().UTC().Format(time.RFC3339))
 	b = append(b, '}')
 	if _, err := p.out.post(ctx, "/partners/"+p.partner+"/cohorts", b); err != nil {
 		return fmt.Errorf("naming cohort %s: %w", c.CohortID, err)
+	}
+	if p.db != nil {
+		if err := p.db.Update(func(tx *store.Tx) error {
+			return tx.Put(stateNS, "partner_name/"+c.CohortID, []byte(c.CohortName), 0)
+		}); err != nil {
+			// Named but not remembered: the next process names it again.
+			p.out.log.Warnf("braze_cohort: remembering the name of cohort %s: %v", c.CohortID, err)
+		}
 	}
 	p.mu.Lock()
 	p.named[c.CohortID] = c.CohortName

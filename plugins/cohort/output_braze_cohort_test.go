@@ -26,10 +26,11 @@ func newTestOutput(t *testing.T, braze *cohorttest.Braze, extra string) (*brazeC
 	t.Helper()
 	yaml := "url: " + braze.URL + "\napi_key: " + restKey + "\npartner_api_key: " + partnerKey +
 		"\nclient_secret: " + clientSecret + "\n" + extra
+	clk := newFakeClock()
+	useClock(t, clk)
 	out, err := newBrazeCohortOutputFromParsed(parseConf(t, brazeCohortOutputSpec(), yaml), service.MockResources())
 	require.NoError(t, err)
-	clk := newFakeClock()
-	out.client.clock = clk
+	t.Cleanup(func() { _ = out.Close(context.Background()) })
 	braze.Now = clk.Now
 	return out, clk
 }

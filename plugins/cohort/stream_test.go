@@ -2,7 +2,6 @@ package cohort
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,16 +14,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opencurrents/currents-amplitude/plugins/cohort/cohorttest"
+	"github.com/opencurrents/currents-amplitude/plugins/store"
 )
 
 // TestStreamAmplitudeCohortToBraze runs the input and the output in a real
-// stream with a file cache: first sync, delta, an unchanged cohort, and a
+// stream with the state file: first sync, delta, an unchanged cohort, and a
 // delivery that fails (5xx, 429, then a rejected message that is nacked and
-// replayed) before it succeeds.
+// replayed) before it succeeds. The schedule runs on a fake clock: each step
+// waits until the input sleeps until its next tick, so every assertion sees
+// a finished sync.
 func TestStreamAmplitudeCohortToBraze(t *testing.T) {
+	clk := newFakeClock()
+	useClock(t, clk)
 	amp := cohorttest.NewAmplitude(t, "ak", "sk")
 	braze := cohorttest.NewBraze(t, restKey, partnerKey, clientSecret)
-	dir := t.TempDir()
+	braze.Now = clk.Now
+	path := filepath.Join(t.TempDir(), "state", "cohorts.db")
 	members := ids("u", 0, 300)
 	amp.SetCohort("c1", cohorttest.Cohort{Name: "Buyers", LastComputed: 1, UserIDs: members})
 	braze.Script(
@@ -33,56 +38,63 @@ func TestStreamAmplitudeCohortToBraze(t *testing.T) {
 		cohorttest.Response{Status: 400, Body: `{"message":"temporarily rejected"}`},
 	)
 
-	yaml := strings.NewReplacer("AMP", amp.URL, "BRAZE", braze.URL, "DIR", dir, "KEY", restKey).Replace(`
+	yaml := strings.NewReplacer("AMP", amp.URL, "BRAZE", braze.URL, "PATH", path, "KEY", restKey).Replace(`
 input:
   amplitude_cohort:
     url: AMP
     api_key: ak
     secret_key: sk
-    schedule: 100ms
+    schedule: 24h
     poll_interval: 1ms
-    cache: state
+    state_path: PATH
     max_ids_per_message: 100
 output:
   braze_cohort:
     url: BRAZE
     api_key: KEY
     backoff: { initial_interval: 5ms, max_interval: 20ms, max_elapsed_time: 1s }
-cache_resources:
-  - label: state
-    file: { directory: DIR }
 logger: { level: none }
 `)
 	runStream(t, yaml)
+	nextTick := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.True(t, clk.WaitForTimers(ctx, 1), "the input never finished its sync")
+	}
 
+	nextTick()
 	value := DisplayName("Buyers", "c1")
-	require.Eventually(t, func() bool { return len(braze.UsersWith("amplitude_cohorts", value)) == len(members) },
-		20*time.Second, 20*time.Millisecond, "first sync delivers everyone despite failures")
-	require.Eventually(t, func() bool { return committed(t, dir, "c1") == "1" }, 10*time.Second, 20*time.Millisecond)
-	assert.Equal(t, members, braze.UsersWith("amplitude_cohorts", value))
+	assert.Equal(t, members, braze.UsersWith("amplitude_cohorts", value), "first sync delivers everyone despite failures")
+	assert.Equal(t, "1", committed(t, path, "c1"))
 	assert.Equal(t, 1, amp.Requests())
 
 	next := append(ids("new", 0, 5), members[10:]...)
 	amp.SetCohort("c1", cohorttest.Cohort{Name: "Buyers", LastComputed: 2, UserIDs: next})
-	require.Eventually(t, func() bool { return committed(t, dir, "c1") == "2" }, 10*time.Second, 20*time.Millisecond)
+	clk.Advance(24 * time.Hour)
+	nextTick()
+	assert.Equal(t, "2", committed(t, path, "c1"))
 	assert.ElementsMatch(t, next, braze.UsersWith("amplitude_cohorts", value))
 	assert.Equal(t, 2, amp.Requests())
 
 	requests := braze.Requests()
-	time.Sleep(500 * time.Millisecond) // several ticks of an unchanged cohort
+	for range 3 {
+		clk.Advance(24 * time.Hour)
+		nextTick()
+	}
 	assert.Equal(t, 2, amp.Requests(), "unchanged cohort is not downloaded")
 	assert.Equal(t, requests, braze.Requests(), "unchanged cohort sends nothing")
 }
 
-// committed reads the lastComputed stored in the file cache.
-func committed(t *testing.T, dir, cohortID string) string {
-	raw, err := os.ReadFile(filepath.Join(dir, "amplitude_cohort_state_"+cohortID))
-	if err != nil {
-		return ""
-	}
-	st, err := decodeState(raw)
+// committed reads the lastComputed stored in the state file.
+func committed(t *testing.T, path, cohortID string) string {
+	t.Helper()
+	db, err := store.Open(path, store.Options{})
 	require.NoError(t, err)
-	return st.lastComputed
+	defer db.Close()
+	st, err := syncState{db: db}.load(cohortID)
+	require.NoError(t, err)
+	return st.committed.lastComputed
 }
 
 // runStream builds and runs a stream until the test ends.

@@ -1,6 +1,7 @@
 package cohort
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,8 +16,10 @@ import (
 )
 
 // TestWebhookConfigEndToEnd runs config/amplitude_cohort_webhook_to_braze.yaml
-// against the Braze fake: a delivery updates Braze, its retry is answered 200
-// without a second write, and a wrong token is refused.
+// against the Braze fake: a delivery Braze fails is answered 502 (no local
+// path in the body) and its retry is delivered; the retry of a delivered
+// delivery is answered 200 without a second write; a change Braze refuses is
+// dead-lettered and answered 200; a wrong token is refused.
 func TestWebhookConfigEndToEnd(t *testing.T) {
 	conf, err := os.ReadFile("../../config/amplitude_cohort_webhook_to_braze.yaml")
 	require.NoError(t, err)
@@ -25,36 +28,69 @@ func TestWebhookConfigEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
-	t.Setenv("WEBHOOK_ADDRESS", addr)
-	t.Setenv("AMPLITUDE_WEBHOOK_TOKEN", "tok")
-	t.Setenv("BRAZE_REST_API_KEY", restKey)
-	t.Setenv("DEAD_LETTER_DIR", t.TempDir())
+	dir := t.TempDir()
+	for k, v := range map[string]string{
+		"WEBHOOK_ADDRESS": addr, "AMPLITUDE_WEBHOOK_TOKEN": "tok", "BRAZE_REST_API_KEY": restKey,
+		"BRAZE_REST_URL": braze.URL, "DEAD_LETTER_DIR": dir + "/dead-letter", "COHORT_STATE_DIR": dir + "/state",
+		"HTTP_ADDRESS": "127.0.0.1:0", "LOG_LEVEL": "NONE", "BRAZE_RETRY_FOR": "300ms",
+	} {
+		t.Setenv(k, v)
+	}
+	runStream(t, string(conf))
 
-	// Point the output at the fake instead of a Braze cluster.
-	runStream(t, strings.Replace(string(conf), "cluster: ${BRAZE_CLUSTER:US-01}", "url: "+braze.URL, 1)+"\nlogger: { level: none }\n")
-
-	post := func(token, body string) int {
+	post := func(token, body string) (int, string) {
 		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/amplitude/cohorts", strings.NewReader(body))
 		require.NoError(t, err)
 		req.Header.Set("X-Amplitude-Webhook-Token", token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return 0
+			return 0, ""
 		}
-		resp.Body.Close()
-		return resp.StatusCode
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
 	}
-	payload := `{"cohort_id":"abc1","cohort_name":"Churn","in_cohort":true,"message_id":"m-1","users":[{"user_id":"u1"},{"user_id":"u2"}]}`
-	require.Eventually(t, func() bool { return post("tok", payload) == http.StatusOK }, 10*time.Second, 50*time.Millisecond)
+	code := func(token, body string) int { c, _ := post(token, body); return c }
+	require.Eventually(t, func() bool { return code("tok", `{}`) == http.StatusBadRequest }, 10*time.Second, 20*time.Millisecond, "listening")
 	value := DisplayName("Churn", "abc1")
-	assert.Equal(t, []string{"u1", "u2"}, braze.UsersWith("amplitude_cohorts", value))
+
+	// Braze down for longer than the output's retries: 502, nothing recorded.
+	down := make([]cohorttest.Response, 40)
+	for i := range down {
+		down[i] = cohorttest.Response{Status: 503, Body: `{"message":"unavailable"}`}
+	}
+	braze.Script(down...)
+	payload := `{"cohort_id":"abc1","cohort_name":"Churn","in_cohort":true,"message_id":"m-1","users":[{"user_id":"u1"},{"user_id":"u2"}]}`
+	status, body := post("tok", payload)
+	assert.Equal(t, http.StatusBadGateway, status)
+	assert.NotContains(t, body, dir, "the 502 body names no local file")
+	assert.Empty(t, braze.UsersWith("amplitude_cohorts", value))
+
+	// Braze back: Amplitude's retries (same message_id) end up delivered.
+	for range 100 {
+		if status, _ = post("tok", payload); status == http.StatusOK {
+			break
+		}
+		assert.Equal(t, http.StatusBadGateway, status)
+	}
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, []string{"u1", "u2"}, braze.UsersWith("amplitude_cohorts", value), "the retry of a failed delivery is delivered")
 	requests := braze.Requests()
 
-	assert.Equal(t, http.StatusOK, post("tok", payload), "a retry is acknowledged")
-	assert.Equal(t, requests, braze.Requests(), "a retry is not written again")
+	assert.Equal(t, http.StatusOK, code("tok", payload), "a retry of a delivered delivery is acknowledged")
+	assert.Equal(t, requests, braze.Requests(), "and not written again")
 
-	assert.Equal(t, http.StatusUnauthorized, post("wrong", strings.Replace(payload, "m-1", "m-2", 1)), "a wrong token is refused")
-	assert.Equal(t, http.StatusBadRequest, post("tok", `{"cohort_id":"abc1","message_id":"m-4","users":[]}`), "a malformed payload is refused")
-	assert.Equal(t, http.StatusOK, post("tok", `{"cohort_id":"abc1","cohort_name":"Churn","in_cohort":false,"message_id":"m-3","users":[{"user_id":"u1"}]}`))
+	braze.Script(cohorttest.Response{Status: 400, Body: `{"message":"invalid"}`})
+	assert.Equal(t, http.StatusOK, code("tok", strings.Replace(payload, "m-1", "m-9", 1)), "a change Braze refuses is dead-lettered and acknowledged")
+	dl, err := os.ReadFile(dir + "/dead-letter/cohort-webhook-" + time.Now().UTC().Format("2006-01-02") + ".jsonl")
+	if err != nil { // the file output names the date in local time
+		dl, err = os.ReadFile(dir + "/dead-letter/cohort-webhook-" + time.Now().Format("2006-01-02") + ".jsonl")
+	}
+	require.NoError(t, err)
+	assert.Contains(t, string(dl), `"reason":"refused"`)
+
+	assert.Equal(t, http.StatusUnauthorized, code("wrong", strings.Replace(payload, "m-1", "m-2", 1)), "a wrong token is refused")
+	assert.Equal(t, http.StatusBadRequest, code("tok", `{"cohort_id":"abc1","message_id":"m-4","users":[]}`), "a malformed payload is refused")
+	assert.Equal(t, http.StatusOK, code("tok", `{"cohort_id":"abc1","cohort_name":"Churn","in_cohort":false,"message_id":"m-3","users":[{"user_id":"u1"}]}`))
 	assert.Equal(t, []string{"u2"}, braze.UsersWith("amplitude_cohorts", value))
 }

@@ -216,3 +216,23 @@ func TestAbsentField(t *testing.T) {
 		t.Fatal("nil Close")
 	}
 }
+
+// TestCloseNeverWritten: a writer whose child output never received a write
+// closes at once (an owned output that was never started would make Close
+// wait for ever).
+func TestCloseNeverWritten(t *testing.T) {
+	for _, written := range []bool{false, true} {
+		w := newTestWriter(t, &captureOutput{})
+		if written {
+			if err := w.Write(context.Background(), []Entry{{Msg: service.NewMessage([]byte(`{}`)), Reason: ReasonUnreadable}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := w.Close(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("written=%v: Close: %v", written, err)
+		}
+	}
+}

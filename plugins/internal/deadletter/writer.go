@@ -221,5 +221,9 @@ func (w *Writer) Close(ctx context.Context) error {
 	if w == nil {
 		return nil
 	}
+	// An owned output that was never written to was never started, and
+	// closing it would wait for ever: start it first. (Prime fails only on
+	// an output already started.)
+	_ = w.out.Prime()
 	return w.out.Close(ctx)
 }
