@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"cmp"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -192,9 +191,8 @@ func RunLive(o LiveOptions) ([]LiveRow, error) {
 		}
 	}
 	for i := range rows {
-		if rs := results[i]; len(rs) > 0 {
-			slices.SortFunc(rs, func(a, b LiveResult) int { return cmp.Compare(a.Wall, b.Wall) })
-			rows[i].Result = rs[len(rs)/2]
+		if len(results[i]) > 0 {
+			rows[i].Result = medianBy(results[i], func(r LiveResult) time.Duration { return r.Wall })
 		}
 	}
 	return rows, nil
