@@ -13,10 +13,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/opencurrents/currents-amplitude/plugins/currentsgen"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 )
 
-const blobPath = "testdata/braze_to_amplitude.blobl"
+const (
+	blobPath          = "testdata/braze_to_amplitude.blobl"
+	idiomaticBlobPath = "testdata/braze_to_amplitude_idiomatic.blobl"
+)
 
 // newOwnedProcessor builds a processor from its YAML config, the way a
 // pipeline does, so that ours and the Bloblang mapping run in the same
@@ -33,7 +37,14 @@ func newOwnedProcessor(tb testing.TB, yaml string) *service.OwnedProcessor {
 
 func bloblangProcessor(tb testing.TB) *service.OwnedProcessor {
 	tb.Helper()
-	mapping, err := os.ReadFile(blobPath)
+	return bloblangFileProcessor(tb, blobPath)
+}
+
+// bloblangFileProcessor is a mapping processor running the Bloblang file at
+// path.
+func bloblangFileProcessor(tb testing.TB, path string) *service.OwnedProcessor {
+	tb.Helper()
+	mapping, err := os.ReadFile(path)
 	require.NoError(tb, err)
 	quoted, _ := json.Marshal(string(mapping))
 	return newOwnedProcessor(tb, "p:\n  mapping: "+string(quoted))
@@ -83,6 +94,99 @@ func TestBloblangMappingMatchesProcessor(t *testing.T) {
 		want := process(t, ours, ev, hints[i])
 		got := process(t, blobl, ev, hints[i])
 		assert.JSONEq(t, string(want), string(got), "event %d: %s", i, ev)
+	}
+}
+
+// generatedStream returns n events of the benchmark's generated stream
+// (tests/bench: seed 1, 10,000 devices, HTTP connector shape).
+func generatedStream(n int) [][]byte {
+	g := currentsgen.New(currentsgen.Config{Seed: 1, Devices: 10000})
+	events := make([][]byte, n)
+	for i := range events {
+		events[i] = g.Append(nil, currentsgen.HTTP)
+	}
+	return events
+}
+
+// mapEach runs p on events one batch of len(events) and returns what
+// each event became: its JSON, or nil when dropped.
+func mapEach(tb testing.TB, p *service.OwnedProcessor, events [][]byte) [][]byte {
+	tb.Helper()
+	out := make([][]byte, len(events))
+	for i, ev := range events {
+		batch, err := p.Process(context.Background(), service.NewMessage(ev))
+		require.NoError(tb, err)
+		require.LessOrEqual(tb, len(batch), 1)
+		if len(batch) == 1 {
+			require.NoError(tb, batch[0].GetError(), "event %d", i)
+			out[i], err = batch[0].AsBytes()
+			require.NoError(tb, err)
+		}
+	}
+	return out
+}
+
+// TestIdiomaticBloblangMatchesProcessor checks the independent Bloblang
+// mapping (the baseline of the mapping benchmarks) against the processor
+// with its defaults on the benchmark's stream: same events dropped, same
+// output for the others.
+func TestIdiomaticBloblangMatchesProcessor(t *testing.T) {
+	n := 10000
+	if testing.Short() {
+		n = 2000
+	}
+	events := generatedStream(n)
+	want := mapEach(t, newOwnedProcessor(t, "p:\n  braze_to_amplitude: {}"), events)
+	got := mapEach(t, bloblangFileProcessor(t, idiomaticBlobPath), events)
+	mapped := 0
+	for i := range events {
+		if want[i] == nil || got[i] == nil {
+			assert.Equal(t, want[i] == nil, got[i] == nil, "event %d dropped by one side only: %s", i, events[i])
+			continue
+		}
+		mapped++
+		if !assert.JSONEq(t, string(want[i]), string(got[i]), "event %d: %s", i, events[i]) {
+			return
+		}
+	}
+	assert.Greater(t, mapped, n*9/10, "most events are mapped")
+}
+
+// BenchmarkMappingStream compares, in one run, the processor and the
+// independent Bloblang mapping on the benchmark's generated stream, in
+// batches of 100 fresh messages whose output is serialised (what an output
+// does). One op is one event.
+func BenchmarkMappingStream(b *testing.B) {
+	events := generatedStream(10000)
+	for _, side := range []struct {
+		name string
+		p    *service.OwnedProcessor
+	}{
+		{"ours", newOwnedProcessor(b, "p:\n  braze_to_amplitude: {}")},
+		{"bloblang_idiomatic", bloblangFileProcessor(b, idiomaticBlobPath)},
+		{"bloblang_twin", bloblangProcessor(b)},
+	} {
+		b.Run(side.name, func(b *testing.B) {
+			b.ReportAllocs()
+			ctx := context.Background()
+			batch := make(service.MessageBatch, 100)
+			next := 0
+			for done := 0; done < b.N; done += len(batch) {
+				for i := range batch {
+					batch[i] = service.NewMessage(events[next])
+					next = (next + 1) % len(events)
+				}
+				out, err := side.p.ProcessBatch(ctx, batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, m := range out[0] {
+					if _, err := m.AsBytes(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
 

@@ -2,8 +2,10 @@ package ratelimit
 
 import (
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -206,15 +208,27 @@ func TestLimiterConcurrent(t *testing.T) {
 	}
 }
 
-// TestLimiterMemory measures the memory per tracked key with a million
-// distinct devices, and checks that it is released once they go idle.
+// The sizing rule documented in the processor's spec (sizingDoc): bytes
+// per key (a device id or a user id) while it is active, and once idle with
+// a daily count.
+const (
+	sizingActiveBytes = 75
+	sizingIdleBytes   = 20
+)
+
+// TestLimiterMemory checks the documented sizing rule with distinct keys:
+// 10^6 (2 seconds), 10^5 under -short or the race detector, or
+// CURRENTS_RATELIMIT_MEMORY_KEYS (the long form, e.g. 10000000). It also
+// checks that the memory is released once the keys are forgotten.
 func TestLimiterMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("1M keys: run without -short")
-	}
 	n := 1_000_000
-	if raceEnabled {
+	if testing.Short() || raceEnabled {
 		n = 100_000
+	}
+	if v := os.Getenv("CURRENTS_RATELIMIT_MEMORY_KEYS"); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		require.NoError(t, err, "CURRENTS_RATELIMIT_MEMORY_KEYS")
 	}
 	heap := func() int64 {
 		runtime.GC()
@@ -240,8 +254,9 @@ func TestLimiterMemory(t *testing.T) {
 	idle := heap() - base
 	t.Logf("%d keys: %d bytes/key while active, %d bytes/key idle (compact), %d bytes total once forgotten",
 		n, hot/int64(n), cold/int64(n), idle)
-	assert.Less(t, hot/int64(n), int64(100), "bytes per active key")
-	assert.Less(t, cold/int64(n), int64(32), "bytes per idle key")
+	// The rule holds within 20%: index slack varies with the table's fill.
+	assert.InDelta(t, sizingActiveBytes, float64(hot)/float64(n), sizingActiveBytes*0.2, "bytes per active key")
+	assert.InDelta(t, sizingIdleBytes, float64(cold)/float64(n), sizingIdleBytes*0.2, "bytes per idle key")
 	assert.Less(t, idle, int64(n), "memory released after the keys went idle")
 
 	// A second wave of new devices does not grow the heap beyond the first.

@@ -4,8 +4,11 @@
 // Each scenario (Scenarios) is a complete Benthos config: a file input
 // reading the stream, processors, an output. Ours uses braze_to_amplitude,
 // device_rate_limit and the amplitude output; plain Benthos uses the
-// Bloblang mapping kept beside the processor
-// (plugins/currents/testdata/braze_to_amplitude.blobl) and http_client.
+// independent, idiomatic Bloblang mapping kept beside the processor
+// (plugins/currents/testdata/braze_to_amplitude_idiomatic.blobl) and
+// http_client. LiveScenarios are the live-path benchmark: Braze-like HTTP
+// posts to a pipeline relaying to a fast fake Amplitude, against the floor
+// of the same transport without processing (RunLive).
 // Both send to the same loopback fake Amplitude (amplitudetest), which checks
 // that every event arrives exactly once. Run measures each scenario in its
 // own child process (the test binary, re-executed) so that the CPU time,

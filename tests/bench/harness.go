@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -50,6 +51,10 @@ type Spec struct {
 	// Env are extra environment variables (NAME=value) of the child, such
 	// as GOMEMLIMIT.
 	Env []string `json:"env,omitempty"`
+	// UntilSignal marks a stream that runs until the child gets SIGTERM
+	// (a server input): the stream is then stopped and the run ends
+	// normally, so that its CPU profile is complete.
+	UntilSignal bool `json:"until_signal,omitempty"`
 }
 
 // Result is what a child process measured while running a Spec.
@@ -141,6 +146,11 @@ func runStream(sp Spec) (Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	if sp.UntilSignal {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGTERM)
+		defer stop()
+	}
 
 	if sp.CPUProfile != "" {
 		f, err := os.Create(sp.CPUProfile)
@@ -164,6 +174,9 @@ func runStream(sp Spec) (Result, error) {
 	ru1 := rusage()
 	runtime.ReadMemStats(&ms1)
 	_, peakRSS := memStatus()
+	if sp.UntilSignal && errors.Is(err, context.Canceled) {
+		err = nil
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: run: %w", sp.Name, err)
 	}
@@ -218,37 +231,50 @@ func cpuTime(ru syscall.Rusage) time.Duration {
 // Measure runs sp in a child process (this test binary, re-executed) so
 // that its CPU time and peak RSS are its own, and returns what it measured.
 func Measure(sp Spec) (Result, error) {
-	dir, err := os.MkdirTemp("", "currents-bench-child")
+	cmd, resPath, stderr, cleanup, err := childCommand(sp)
 	if err != nil {
 		return Result{}, err
 	}
-	defer os.RemoveAll(dir)
-	specPath, resPath := filepath.Join(dir, "spec.json"), filepath.Join(dir, "result.json")
-	raw, err := json.Marshal(sp)
-	if err != nil {
-		return Result{}, err
-	}
-	if err := os.WriteFile(specPath, raw, 0o600); err != nil {
-		return Result{}, err
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return Result{}, err
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), sp.Env...), envChildSpec+"="+specPath, envChildResult+"="+resPath)
-	var stderr bytes.Buffer
-	cmd.Stderr = &limitedBuffer{b: &stderr, max: 64 << 10}
-	cmd.Stdout = cmd.Stderr
+	defer cleanup()
 	if err := cmd.Run(); err != nil {
 		return Result{}, fmt.Errorf("%s: child failed: %w\n%s", sp.Name, err, stderr.String())
 	}
-	raw, err = os.ReadFile(resPath)
+	raw, err := os.ReadFile(resPath)
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: no result: %w\n%s", sp.Name, err, stderr.String())
 	}
 	var res Result
 	return res, json.Unmarshal(raw, &res)
+}
+
+// childCommand prepares the child process that runs sp: the command (not
+// started), where it writes its Result, its captured output, and a cleanup
+// function removing its files.
+func childCommand(sp Spec) (cmd *exec.Cmd, resPath string, output *bytes.Buffer, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "currents-bench-child")
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	cleanup = func() { _ = os.RemoveAll(dir) }
+	specPath, resPath := filepath.Join(dir, "spec.json"), filepath.Join(dir, "result.json")
+	raw, err := json.Marshal(sp)
+	if err == nil {
+		err = os.WriteFile(specPath, raw, 0o600)
+	}
+	exe, exeErr := os.Executable()
+	if err == nil {
+		err = exeErr
+	}
+	if err != nil {
+		cleanup()
+		return nil, "", nil, nil, err
+	}
+	cmd = exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), sp.Env...), envChildSpec+"="+specPath, envChildResult+"="+resPath)
+	output = &bytes.Buffer{}
+	cmd.Stderr = &limitedBuffer{b: output, max: 64 << 10}
+	cmd.Stdout = cmd.Stderr
+	return cmd, resPath, output, cleanup, nil
 }
 
 // limitedBuffer keeps the first max bytes written to it.

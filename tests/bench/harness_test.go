@@ -154,3 +154,68 @@ func envInts(t *testing.T, name string, def []int) []int {
 	}
 	return out
 }
+
+// TestLiveHarness runs every live-path scenario briefly, each in its own
+// child process, so that the live benchmark cannot rot: configs must build,
+// posts must be answered, and every posted event must reach the fake
+// Amplitude.
+func TestLiveHarness(t *testing.T) {
+	rows, err := RunLive(LiveOptions{Dataset: Dataset{Events: 2000, Devices: 1000, Seed: 1}, DataDir: t.TempDir(),
+		Posts: 40, Warmup: 16, Rounds: 1, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.Skipped != "" {
+			t.Logf("%s skipped: %s", r.Scenario.Name, r.Skipped)
+			continue
+		}
+		res := r.Result
+		if res.Events != 40*InputBatch || res.Wall <= 0 || res.P99 <= 0 {
+			t.Errorf("%s: implausible measurement %+v", r.Scenario.Name, res)
+		}
+		if res.Delivered != res.Sent {
+			t.Errorf("%s: the fake Amplitude received %d events, %d were posted", r.Scenario.Name, res.Delivered, res.Sent)
+		}
+	}
+	t.Log("\n" + LiveMarkdown(rows))
+}
+
+// TestLiveReport is the live-path measurement (docs/benchmarks-live.md),
+// skipped unless CURRENTS_BENCH_LIVE=1: CURRENTS_BENCH_LIVE_POSTS measured
+// posts per run (default 1,000 of 100 events), CURRENTS_BENCH_REPEAT rounds
+// (default 3), CURRENTS_BENCH_THREADS, CURRENTS_BENCH_PROFILES,
+// CURRENTS_BENCH_DATA as for TestReport; the table goes to
+// CURRENTS_BENCH_OUT when set.
+func TestLiveReport(t *testing.T) {
+	if os.Getenv("CURRENTS_BENCH_LIVE") != "1" {
+		t.Skip("set CURRENTS_BENCH_LIVE=1 for the live-path measurement")
+	}
+	if raceEnabled {
+		t.Fatal("the race detector distorts every figure: run without -race")
+	}
+	dataDir := os.Getenv("CURRENTS_BENCH_DATA")
+	if dataDir == "" {
+		dataDir = os.TempDir() + "/currents-amplitude-bench"
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o := LiveOptions{Dataset: Dataset{Events: 100000, Devices: 10000, Seed: 1}, DataDir: dataDir,
+		Posts: envInt(t, "CURRENTS_BENCH_LIVE_POSTS", 1000), Warmup: 100, Rounds: envInt(t, "CURRENTS_BENCH_REPEAT", 3),
+		ProfileDir: os.Getenv("CURRENTS_BENCH_PROFILES"), Logf: t.Logf}
+	if os.Getenv("CURRENTS_BENCH_THREADS") != "" {
+		o.Threads = envInt(t, "CURRENTS_BENCH_THREADS", 16)
+	}
+	rows, err := RunLive(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := LiveMarkdown(rows)
+	if out := os.Getenv("CURRENTS_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Log("\n" + md)
+}

@@ -127,8 +127,14 @@ func Run(o Options) ([]Row, error) {
 // median returns the result with the median wall time (the slower of the
 // two middle ones for an even count).
 func median(rs []Result) Result {
+	return medianBy(rs, func(r Result) time.Duration { return r.Wall })
+}
+
+// medianBy returns the element of rs with the median wall time (the slower
+// of the two middle ones for an even count).
+func medianBy[T any](rs []T, wall func(T) time.Duration) T {
 	sorted := slices.Clone(rs)
-	slices.SortFunc(sorted, func(a, b Result) int { return cmp.Compare(a.Wall, b.Wall) })
+	slices.SortFunc(sorted, func(a, b T) int { return cmp.Compare(wall(a), wall(b)) })
 	return sorted[len(sorted)/2]
 }
 

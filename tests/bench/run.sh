@@ -9,7 +9,9 @@
 #    and 10^6 devices, then 10^6 again under GOMEMLIMIT=128MiB), each in its
 #    own child process so that CPU time and peak RSS are its own. Tables go
 #    to the output file (default ./bench-results.md).
-# 2. The in-process Go benchmarks (mapping, limiter, Avro decode, end to end).
+# 2. TestLiveReport: the live path (Braze-like HTTP posts, 16 in flight)
+#    against the relay floor (http_server -> http_client), three rounds.
+# 3. The in-process Go benchmarks (mapping, limiter, Avro decode, end to end).
 #
 # Environment knobs (see tests/bench/harness_test.go): CURRENTS_BENCH_EVENTS,
 # CURRENTS_BENCH_DEVICES (comma-separated; the first is the main stream's),
@@ -39,6 +41,16 @@ CURRENTS_BENCH_FULL=1 CURRENTS_BENCH_OUT="$out.tables" \
 	go test -count=1 -run '^TestReport$' -timeout 60m -v ./tests/bench/
 cat "$out.tables" >> "$out"
 rm -f "$out.tables"
+
+CURRENTS_BENCH_LIVE=1 CURRENTS_BENCH_OUT="$out.live" \
+	go test -count=1 -run '^TestLiveReport$' -timeout 20m -v ./tests/bench/
+{
+	echo
+	echo "## Live path (16 concurrent posts of 100 events, fast fake Amplitude)"
+	echo
+	cat "$out.live"
+} >> "$out"
+rm -f "$out.live"
 
 {
 	echo

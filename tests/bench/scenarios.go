@@ -77,9 +77,17 @@ const (
 	APIKey = "bench-api-key-0123456789"
 )
 
-// BloblangPath is the plain-Benthos mapping maintained with the
-// braze_to_amplitude processor, relative to the repository root.
-const BloblangPath = "plugins/currents/testdata/braze_to_amplitude.blobl"
+// BloblangPath is the plain-Benthos mapping, relative to the repository
+// root: braze_to_amplitude written independently in idiomatic Bloblang for
+// the HTTP connector shape every scenario reads (checked equal to the
+// processor on the generated stream). The line-by-line twin beside it
+// (TwinBloblangPath) mirrors the processor's structure and is about three
+// times slower, so it would flatter us.
+const BloblangPath = "plugins/currents/testdata/braze_to_amplitude_idiomatic.blobl"
+
+// TwinBloblangPath is the processor's line-by-line Bloblang twin (both
+// shapes, checked equal on every catalogue type).
+const TwinBloblangPath = "plugins/currents/testdata/braze_to_amplitude.blobl"
 
 // needBloblang marks scenarios that use the Bloblang mapping file.
 const needBloblang = "bloblang-file"

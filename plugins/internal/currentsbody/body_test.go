@@ -1,6 +1,7 @@
 package currentsbody
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -51,6 +52,9 @@ func FuzzSplitEvents(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if containsEventsKey(data) != bytes.Contains(data, eventsKey) {
+			t.Fatalf("containsEventsKey(%q) = %v", data, !bytes.Contains(data, eventsKey))
+		}
 		events, isBody, err := SplitEvents(data)
 		if err != nil || !isBody {
 			if events != nil {
@@ -61,6 +65,35 @@ func FuzzSplitEvents(f *testing.F) {
 		for i, ev := range events {
 			if !gjson.ValidBytes(ev) || !gjson.ParseBytes(ev).IsObject() {
 				t.Fatalf("event %d is not a JSON object: %q", i, ev)
+			}
+		}
+	})
+}
+
+func TestContainsEventsKey(t *testing.T) {
+	for _, in := range []string{``, `"events"`, `x"events"`, `"events"x`, `"event"`, `events"`, `"vents"`, `"eevents"`,
+		`vvvv"events`, `{"a":"v","events":[]}`, `{"event_type":"v"}`, `"ev"events"`, `v`, `"e`, `"ev`} {
+		assert.Equal(t, bytes.Contains([]byte(in), eventsKey), containsEventsKey([]byte(in)), in)
+	}
+}
+
+func BenchmarkContainsEventsKey(b *testing.B) {
+	ev := []byte(`{"event_type":"users.messages.pushnotification.Send","id":"a1b2c3d4-e5f6-4a5b-8c7d-9e0f1a2b3c4d","time":1700000000,` +
+		`"user":{"user_id":"5f0000000000000000000001","external_user_id":"user-42","device_id":"fedcba87-6543-210f-edcb-a9876543210f","timezone":"America/Chicago"},` +
+		`"properties":{"app_id":"5f0000000000000000000002","platform":"ios","campaign_id":"5f0000000000000000000003","campaign_name":"Spring Sale",` +
+		`"message_variation_id":"5f0000000000000000000004","message_variation_name":"Variant A","send_id":"send-1","dispatch_id":"5f0000000000000000000005",` +
+		`"ad_id":"ad-1","ad_id_type":"ios_idfa","ad_tracking_enabled":true,"app_group_id":"5f0000000000000000000006"}}`)
+	b.Run("bytes.Contains", func(b *testing.B) {
+		for b.Loop() {
+			if bytes.Contains(ev, eventsKey) {
+				b.Fatal()
+			}
+		}
+	})
+	b.Run("containsEventsKey", func(b *testing.B) {
+		for b.Loop() {
+			if containsEventsKey(ev) {
+				b.Fatal()
 			}
 		}
 	})
