@@ -42,7 +42,7 @@ const pacerShards = 64
 type pacerShard struct {
 	mu    sync.Mutex
 	ids   map[uint64]budget // by idHash
-	sweep int // size at which idle ids are next swept
+	sweep int               // size at which idle ids are next swept
 	_     [40]byte
 }
 

@@ -208,7 +208,8 @@ func BenchmarkPacerMemory(b *testing.B) {
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/ids, "bytes/id")
+		b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/ids, "bytes/id")
 		runtime.KeepAlive(p)
+		runtime.KeepAlive(events)
 	}
 }
