@@ -170,6 +170,20 @@ func (p *pacer) charge(k idKey, n int64) int64 {
 	return 0
 }
 
+// give gives back one event taken at now (a hedge that was not sent).
+func (p *pacer) give(e *event, now time.Time) {
+	if p == nil {
+		return
+	}
+	n := now.UnixNano()
+	if e.deviceID != "" {
+		p.refund(deviceKey(e.deviceID), n)
+	}
+	if e.userID != "" {
+		p.refund(userKey(e.userID), n)
+	}
+}
+
 // refund gives back one event charged at n (the event's other id had no
 // budget).
 func (p *pacer) refund(k idKey, n int64) {

@@ -122,7 +122,7 @@ func faultWorkload() (batches [][]string, valid []string, wantReason map[string]
 
 // readDeadLetters reads a dead-letter file: insert_id -> reason, failing on
 // a record written twice. key and reasonPath locate them in a line.
-func readDeadLetters(t *testing.T, path, key, reasonPath string) map[string]string {
+func readDeadLetters(t testing.TB, path, key, reasonPath string) map[string]string {
 	t.Helper()
 	got := map[string]string{}
 	f, err := os.Open(path)
