@@ -34,7 +34,9 @@ func TestHedgeBeatsAHang(t *testing.T) {
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
 	out.clock = clk
 	done := make(chan map[int]error, 1)
-	go func() { done <- write(t, context.Background(), out, []string{evt("a", "device-1"), evt("b", "device-2")}) }()
+	go func() {
+		done <- write(t, context.Background(), out, []string{evt("a", "device-1"), evt("b", "device-2")})
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if !clk.WaitForTimers(ctx, 1) {
