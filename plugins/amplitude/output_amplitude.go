@@ -35,6 +35,7 @@ const (
 	aoFieldHeadroom     = "pacing_headroom"
 	aoFieldDailyQuota   = "daily_quota"
 	aoFieldHedgeAfter   = "hedge_after"
+	aoFieldStateCache   = "state_cache"
 )
 
 // Values of the daily_quota field.
@@ -197,6 +198,11 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 				Example("5s").
 				Default("2s").
 				Advanced(),
+			service.NewStringField(aoFieldStateCache).
+				Description("The name of a cache resource in which the ids Amplitude reported over their daily quota are kept until their next hourly step (read at connect, written when the set changes), so that after a restart their events are held instead of re-sent. Holds ids and times only. Empty: kept in memory only.").
+				Example("amplitude_state").
+				Default("").
+				Advanced(),
 			service.NewBoolField(aoFieldGzip).
 				Description("Compress request bodies with gzip (`Content-Encoding: gzip`). Limits still apply to the uncompressed JSON.").
 				Example(true).
@@ -278,6 +284,7 @@ type amplitudeOutput struct {
 	silenced   silencedSet
 	pacer      *pacer // nil: pacing off
 	deadLetter *deadletter.Writer
+	state      quotaState
 	clock      clock.Clock
 	redactor   redact.Redactor
 	log        *service.Logger
@@ -293,6 +300,7 @@ type amplitudeOutput struct {
 // outputConfig is the parsed configuration, validated by validate.
 type outputConfig struct {
 	apiKey, region, endpoint, url string
+	stateCache                    string
 	minIDLength                   int
 	timeout, hold, hedgeAfter     time.Duration
 	headroom                      float64
@@ -353,6 +361,7 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	str(aoFieldEndpoint, &c.endpoint)
 	str(aoFieldURL, &c.url)
 	str(aoFieldDailyQuota, &quota)
+	str(aoFieldStateCache, &c.stateCache)
 	dur(aoFieldTimeout, &c.timeout)
 	dur(aoFieldThrottleHold, &c.hold)
 	dur(aoFieldHedgeAfter, &c.hedgeAfter)
@@ -420,6 +429,7 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 		quotaFails: quota == dailyQuotaFail,
 		holds:      newHolds(),
 		deadLetter: dl,
+		state:      quotaState{mgr: mgr, cache: c.stateCache},
 		clock:      clock.System,
 		redactor:   redact.New(c.apiKey),
 		log:        mgr.Logger(),
@@ -431,8 +441,11 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	return o, nil
 }
 
-// Connect does nothing: requests open connections as needed.
-func (o *amplitudeOutput) Connect(context.Context) error { return nil }
+// Connect restores the daily-quota ids from state_cache, if set; requests
+// open connections as needed.
+func (o *amplitudeOutput) Connect(ctx context.Context) error {
+	return o.state.load(ctx, o)
+}
 
 // Close releases idle connections and closes the dead_letter output.
 func (o *amplitudeOutput) Close(ctx context.Context) error {
@@ -461,6 +474,7 @@ func (o *amplitudeOutput) holdThrottled(req []*event, out outcome) {
 			quota = append(quota, k)
 		}
 		o.holds.hold(quota, now, nextHourlyStep(now), true)
+		o.state.save(context.Background(), o)
 	}
 }
 
