@@ -1,12 +1,16 @@
 package amplitude
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
 )
@@ -101,4 +105,110 @@ func BenchmarkIssue13(b *testing.B) {
 			}
 		})
 	}
+}
+
+// hotDeviceRun sends, for dur, 1000 events/s of 1000 cold devices and, when
+// hot, 300 events/s of one hot device, in batches of 10 ms, and returns the
+// cold events' delivery latencies (arrival at Amplitude minus creation) and
+// the hot device's delivered count.
+func hotDeviceRun(tb testing.TB, dur time.Duration, hot bool) (cold []time.Duration, hotDelivered, hotSent int, elapsed time.Duration) {
+	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: testKey})
+	tb.Cleanup(srv.Close)
+	var batches [][]string
+	start := time.Now()
+	ticks := int(dur / (10 * time.Millisecond))
+	for i := range ticks {
+		var b []string
+		for j := range 10 {
+			b = append(b, fmt.Sprintf(`{"event_type":"open","insert_id":"cold-%d-%d","device_id":"cold-device-%04d","tick":%d}`, i, j, (i*10+j)%1000, i))
+		}
+		if hot {
+			for j := range 3 {
+				b = append(b, fmt.Sprintf(`{"event_type":"open","insert_id":"hot-%d-%d","device_id":"hot-device","tick":%d}`, i, j, i))
+				hotSent++
+			}
+		}
+		batches = append(batches, b)
+	}
+	runStreamPaced(tb, fmt.Sprintf(`
+amplitude:
+  api_key: %s
+  url: %s
+  max_in_flight: 512
+`, testKey, srv.HTTPV2URL()), batches, 10*time.Millisecond, start)
+	elapsed = time.Since(start)
+	for _, e := range srv.Events() {
+		if e.DeviceID == "hot-device" {
+			hotDelivered++
+			continue
+		}
+		tick := gjson.Get(e.Raw, "tick").Int()
+		cold = append(cold, e.Arrived.Sub(start.Add(time.Duration(tick)*10*time.Millisecond)))
+	}
+	return cold, hotDelivered, hotSent, elapsed
+}
+
+func p99(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)*99/100]
+}
+
+// BenchmarkHotDevice: one hot device at 300 events/s among 1000 cold devices
+// (1000 events/s): the cold devices' p99 delivery latency beside a run
+// without the hot device, and the hot device delivered at its limit with
+// nothing lost. Real time (the hot device needs 27 s to drain 2 s of
+// events), so not with -short.
+func BenchmarkHotDevice(b *testing.B) {
+	if testing.Short() {
+		b.Skip("real-time benchmark")
+	}
+	for range b.N {
+		base, _, _, _ := hotDeviceRun(b, 2*time.Second, false)
+		cold, delivered, sent, elapsed := hotDeviceRun(b, 2*time.Second, true)
+		if delivered != sent {
+			b.Errorf("hot device: %d of %d delivered", delivered, sent)
+		}
+		b.ReportMetric(float64(p99(base).Microseconds())/1000, "cold_p99_ms_without_hot")
+		b.ReportMetric(float64(p99(cold).Microseconds())/1000, "cold_p99_ms_with_hot")
+		b.ReportMetric(float64(delivered)/elapsed.Seconds(), "hot_events/s")
+	}
+}
+
+// runStreamPaced is runStream sending one batch every interval from start,
+// each without waiting for the acknowledgement of the others.
+func runStreamPaced(tb testing.TB, outputYAML string, batches [][]string, interval time.Duration, start time.Time) {
+	tb.Helper()
+	sb := service.NewStreamBuilder()
+	if err := sb.SetLoggerYAML("level: none"); err != nil {
+		tb.Fatal(err)
+	}
+	send, err := sb.AddBatchProducerFunc()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := sb.AddOutputYAML(outputYAML); err != nil {
+		tb.Fatal(err)
+	}
+	strm, err := sb.Build()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	go func() { _ = strm.Run(ctx) }()
+	var wg sync.WaitGroup
+	for i, raws := range batches {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		batch := make(service.MessageBatch, len(raws))
+		for j, r := range raws {
+			batch[j] = service.NewMessage([]byte(r))
+		}
+		wg.Go(func() {
+			if err := send(ctx, batch); err != nil {
+				tb.Errorf("batch not acknowledged: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	_ = strm.Stop(ctx)
 }

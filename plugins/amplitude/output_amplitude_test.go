@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"log/slog"
 	"net/http"
@@ -260,15 +261,16 @@ func TestOutputBisect(t *testing.T) {
 	}
 }
 
-// TestOutputHotDevice checks that a throttled device does not delay other
-// devices' events by more than one request round trip, in the same batch and
-// in later batches, and that its own events are delivered after the hold.
+// TestOutputHotDevice checks, on the fake clock, that a device Amplitude
+// throttled does not delay other devices' events: in the same batch they are
+// re-sent at once, and a later batch sends its cold events without even
+// trying the held device; the hot events go after the hold.
 func TestOutputHotDevice(t *testing.T) {
-	const latency = 50 * time.Millisecond
-	const hold = 1500 * time.Millisecond
-	srv := amplitudetest.NewServer(amplitudetest.Options{EPSLimit: 10, RateWindow: time.Second, Latency: latency})
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	srv := amplitudetest.NewServer(amplitudetest.Options{EPSLimit: 10, RateWindow: time.Second, Now: clk.Now})
 	defer srv.Close()
-	out, _ := newTestOutput(t, srv.HTTPV2URL(), "throttle_hold: 1500ms\npacing: false\n")
+	out, _ := newTestOutput(t, srv.HTTPV2URL(), "throttle_hold: 1500ms\npacing: false\nhedge_after: 0s\n")
+	out.clock = clk
 
 	batch := func(b, hot, cold int) []string {
 		var evs []string
@@ -280,54 +282,58 @@ func TestOutputHotDevice(t *testing.T) {
 		}
 		return evs
 	}
-	// Batch 0 brings the hot device to 8 of its 10 events per window. Batches
-	// 1 and 2 come while that window lasts: the first request with hot events
-	// gets 429 and its cold events are re-sent at once; later requests leave
-	// the held device's events out.
-	var wg sync.WaitGroup
-	start := time.Now()
-	done := make([]time.Duration, 3)
-	for b := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if b > 0 {
-				time.Sleep(300 * time.Millisecond) // later batches, once the device is held
-			}
-			failed := write(t, context.Background(), out, batch(b, 8, 5))
-			if len(failed) != 0 {
-				t.Errorf("batch %d failed %v", b, failed)
-			}
-			done[b] = time.Since(start)
-		}()
-	}
-	deadline, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// Batch 0 brings the hot device to 8 of its 10 events per window.
+	if failed := write(t, ctx, out, batch(0, 8, 5)); len(failed) != 0 {
+		t.Fatalf("batch 0 failed %v", failed)
+	}
+	// Batch 1: its request gets 429 for the hot device; its cold events are
+	// re-sent at once, and the write waits on the hold.
+	done := make(chan map[int]error, 2)
+	go func() { done <- write(t, ctx, out, batch(1, 8, 5)) }()
+	if !clk.WaitForTimers(ctx, 1) {
+		t.Fatal("batch 1 never waited on the hold")
+	}
+	// Batch 2 comes while the device is held: its hot events wait without
+	// a request, its cold events go.
+	requests := srv.Requests()
+	go func() { done <- write(t, ctx, out, batch(2, 8, 5)) }()
+	if !clk.WaitForTimers(ctx, 2) {
+		t.Fatal("batch 2 never waited on the hold")
+	}
 	for b := range 3 {
 		for i := range 5 {
-			id := fmt.Sprintf("cold-%d-%d", b, i)
-			for {
-				if _, ok := srv.Event(id); ok {
-					break
-				}
-				if deadline.Err() != nil {
-					t.Fatalf("cold event %s not ingested", id)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			if elapsed := time.Since(start); elapsed > hold-300*time.Millisecond {
-				t.Fatalf("cold event %s ingested after %v: waited for the hot device", id, elapsed)
+			if _, ok := srv.Event(fmt.Sprintf("cold-%d-%d", b, i)); !ok {
+				t.Fatalf("cold event %d of batch %d not ingested while the hot device is held", i, b)
 			}
 		}
 	}
-	wg.Wait()
+	if got := srv.Requests() - requests; got != 1 {
+		t.Fatalf("batch 2 sent %d requests while the device was held, want 1 (its cold events only)", got)
+	}
+	if srv.Count() != 8+15 {
+		t.Fatalf("ingested %d before the hold ended, want 23", srv.Count())
+	}
+	// Move the clock hold by hold (the second batch's hot events may be
+	// throttled once more, as the first batch's fill the window again).
+	for pending := 2; pending > 0; {
+		select {
+		case failed := <-done:
+			if len(failed) != 0 {
+				t.Fatalf("failed %v", failed)
+			}
+			pending--
+			continue
+		default:
+		}
+		advanceToNextTimer(ctx, clk)
+		if ctx.Err() != nil {
+			t.Fatal("the writes did not end")
+		}
+	}
 	if srv.Count() != 39 || srv.Duplicates() != 0 {
 		t.Fatalf("ingested %d (duplicates %d), want 39", srv.Count(), srv.Duplicates())
-	}
-	for i, d := range done[1:] {
-		if d < hold {
-			t.Errorf("batch %d done after %v: its hot events cannot have waited for the hold", i+1, d)
-		}
 	}
 }
 
@@ -407,13 +413,13 @@ func TestOutputGivesUpOnEndlessThrottle(t *testing.T) {
 		fmt.Fprintf(w, `{"code":200,"events_ingested":%d,"payload_size_bytes":%d,"server_upload_time":1}`, len(events), body.Len())
 	}))
 	defer srv.Close()
-	out, _ := newTestOutput(t, srv.URL, "throttle_hold: 50ms\npacing: false\nbackoff:\n  initial_interval: 5ms\n  max_interval: 50ms\n  max_elapsed_time: 300ms\n")
+	out, _ := newTestOutput(t, srv.URL, "throttle_hold: 50ms\npacing: false\nhedge_after: 0s\nbackoff:\n  initial_interval: 5ms\n  max_interval: 50ms\n  max_elapsed_time: 300ms\n")
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	out.clock = clk
 
-	// Without the give-up, the write would last until this context ends and
-	// fail the events as interrupted instead.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	failed := write(t, ctx, out, []string{evt("h1", "hot-device"), evt("c1", "cold-device"), evt("h2", "hot-device")})
+	// Without the give-up, the write would wait for the hot device for as
+	// long as the test drives the clock.
+	failed := writeOnFakeClock(t, clk, out, []string{evt("h1", "hot-device"), evt("c1", "cold-device"), evt("h2", "hot-device")}, time.Minute)
 	if len(failed) != 2 || failed[0] == nil || failed[2] == nil {
 		t.Fatalf("want the two hot-device events failed, got %v", failed)
 	}
@@ -425,4 +431,41 @@ func TestOutputGivesUpOnEndlessThrottle(t *testing.T) {
 	if _, ok := ingested.Load("c1"); !ok {
 		t.Error("the cold device's event was not delivered")
 	}
+}
+
+// writeOnFakeClock runs write while moving clk to each timer the output
+// waits on, and fails the test when the write needs more than limit of fake
+// time.
+func writeOnFakeClock(t *testing.T, clk *clock.Fake, out *amplitudeOutput, raws []string, limit time.Duration) map[int]error {
+	t.Helper()
+	done := make(chan map[int]error, 1)
+	go func() { done <- write(t, context.Background(), out, raws) }()
+	end := clk.Now().Add(limit)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		select {
+		case failed := <-done:
+			return failed
+		default:
+		}
+		if next := advanceToNextTimer(ctx, clk); next.After(end) {
+			t.Fatalf("the write still waits after %v of fake time", limit)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the write did not end")
+		}
+	}
+}
+
+// advanceToNextTimer waits briefly for the code under test to arm a timer on
+// clk and moves clk to the earliest one; it returns the new time.
+func advanceToNextTimer(ctx context.Context, clk *clock.Fake) time.Time {
+	wait, stop := context.WithTimeout(ctx, 10*time.Millisecond)
+	clk.WaitForTimers(wait, 1)
+	stop()
+	if next, ok := clk.NextDeadline(); ok {
+		clk.Set(next)
+	}
+	return clk.Now()
 }

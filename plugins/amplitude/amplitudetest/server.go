@@ -198,6 +198,8 @@ type Event struct {
 	DeviceID  string
 	// Raw is the event's JSON as received.
 	Raw string
+	// Arrived is when the request that ingested it arrived (Options.Now).
+	Arrived time.Time
 }
 
 // Server is a running fake Amplitude. Its methods are safe for concurrent use.
@@ -851,7 +853,9 @@ func (s *Server) admit(events []parsed, ep endpoint, size int) (int, string) {
 			}
 			s.byInsertID[e.InsertID] = len(s.events)
 		}
-		s.events = append(s.events, e.Event)
+		ev := e.Event
+		ev.Arrived = now
+		s.events = append(s.events, ev)
 	}
 	s.cond.Broadcast()
 	return http.StatusOK, fmt.Sprintf(`{"code":200,"events_ingested":%d,"payload_size_bytes":%d,"server_upload_time":%d}`,
