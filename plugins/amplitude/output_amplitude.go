@@ -300,7 +300,7 @@ type amplitudeOutput struct {
 // outputConfig is the parsed configuration, validated by validate.
 type outputConfig struct {
 	apiKey, region, endpoint, url string
-	stateCache                    string
+	stateCache, quota             string
 	minIDLength                   int
 	timeout, hold, hedgeAfter     time.Duration
 	headroom                      float64
@@ -324,6 +324,7 @@ func (c *outputConfig) validate() error {
 		{c.timeout > 0, fmt.Sprintf("timeout must be positive, got %v", c.timeout)},
 		{c.hold >= 0, fmt.Sprintf("throttle_hold must not be negative, got %v", c.hold)},
 		{c.hedgeAfter >= 0, fmt.Sprintf("hedge_after must not be negative, got %v", c.hedgeAfter)},
+		{c.quota == dailyQuotaHold || c.quota == dailyQuotaFail, fmt.Sprintf("daily_quota must be %q or %q, got %q", dailyQuotaHold, dailyQuotaFail, c.quota)},
 		{c.headroom >= 0 && c.headroom <= 0.5, fmt.Sprintf("pacing_headroom must be within [0, 0.5], got %v", c.headroom)},
 	} {
 		if !r.ok {
@@ -355,12 +356,11 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 			*dst, err = conf.FieldDuration(name)
 		}
 	}
-	var quota string
 	str(aoFieldAPIKey, &c.apiKey)
 	str(aoFieldRegion, &c.region)
 	str(aoFieldEndpoint, &c.endpoint)
 	str(aoFieldURL, &c.url)
-	str(aoFieldDailyQuota, &quota)
+	str(aoFieldDailyQuota, &c.quota)
 	str(aoFieldStateCache, &c.stateCache)
 	dur(aoFieldTimeout, &c.timeout)
 	dur(aoFieldThrottleHold, &c.hold)
@@ -426,7 +426,7 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 		backoff:    *bo,
 		hold:       c.hold,
 		gzip:       gz,
-		quotaFails: quota == dailyQuotaFail,
+		quotaFails: c.quota == dailyQuotaFail,
 		holds:      newHolds(),
 		deadLetter: dl,
 		state:      quotaState{mgr: mgr, cache: c.stateCache},

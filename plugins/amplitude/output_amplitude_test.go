@@ -355,34 +355,56 @@ func TestOutputInterrupted(t *testing.T) {
 	}
 }
 
-func TestOutputConfigErrors(t *testing.T) {
-	cases := map[string]string{
-		"api_key must be set":                  "region: us\n",
-		"url must be an absolute http":         "api_key: k\nurl: /relative\n",
-		"min_id_length must be at least 1":     "api_key: k\nmin_id_length: 0\n",
-		"timeout must be positive":             "api_key: k\ntimeout: 0s\n",
-		"throttle_hold must not be negative":   "api_key: k\nthrottle_hold: -1s\n",
-		"region must be \"us\" or \"eu\"":      "api_key: k\nregion: asia\n",
-		"endpoint \"http_v2\" or \"batch\", g": "api_key: k\nendpoint: v3\n",
+// TestOutputConfig checks the constructor's validation table and what a
+// valid configuration selects.
+func TestOutputConfig(t *testing.T) {
+	cases := []struct {
+		name, conf, err string
+		check           func(*amplitudeOutput) bool
+	}{
+		{name: "no key", conf: "region: us\n", err: "api_key must be set"},
+		{name: "relative url", conf: "api_key: k\nurl: /relative\n", err: "url must be an absolute http"},
+		{name: "min_id_length", conf: "api_key: k\nmin_id_length: 0\n", err: "min_id_length must be at least 1"},
+		{name: "timeout", conf: "api_key: k\ntimeout: 0s\n", err: "timeout must be positive"},
+		{name: "throttle_hold", conf: "api_key: k\nthrottle_hold: -1s\n", err: "throttle_hold must not be negative"},
+		{name: "hedge_after", conf: "api_key: k\nhedge_after: -1s\n", err: "hedge_after must not be negative"},
+		{name: "headroom high", conf: "api_key: k\npacing_headroom: 0.6\n", err: "pacing_headroom must be within [0, 0.5]"},
+		{name: "headroom negative", conf: "api_key: k\npacing_headroom: -0.1\n", err: "pacing_headroom must be within [0, 0.5]"},
+		{name: "region", conf: "api_key: k\nregion: asia\n", err: "region must be \"us\" or \"eu\""},
+		{name: "endpoint", conf: "api_key: k\nendpoint: v3\n", err: "endpoint \"http_v2\" or \"batch\", g"},
+		{name: "daily_quota", conf: "api_key: k\ndaily_quota: drop\n", err: "drop"},
+		{name: "eu batch", conf: "api_key: k\nregion: eu\nendpoint: batch\n", check: func(o *amplitudeOutput) bool {
+			return o.url == "https://api.eu.amplitude.com/batch" && o.hold == 15*time.Second && o.builder.maxBytes == maxBytesBatchRequest &&
+				o.pacer != nil && o.pacer.interval == int64(time.Second/900) && o.hedgeAfter == 2*time.Second && !o.quotaFails && o.deadLetter == nil
+		}},
+		{name: "defaults", conf: "api_key: k\n", check: func(o *amplitudeOutput) bool {
+			return o.url == "https://api2.amplitude.com/2/httpapi" && o.hold == 30*time.Second && o.pacer != nil && o.state.cache == ""
+		}},
+		{name: "pacing off, fail quota", conf: "api_key: k\npacing: false\ndaily_quota: fail\nhedge_after: 0s\n", check: func(o *amplitudeOutput) bool {
+			return o.pacer == nil && o.quotaFails && o.hedgeAfter == 0
+		}},
+		{name: "dead letter", conf: "api_key: k\ndead_letter:\n  drop: {}\n", check: func(o *amplitudeOutput) bool { return o.deadLetter != nil }},
 	}
-	for want, conf := range cases {
-		t.Run(want, func(t *testing.T) {
-			pConf, err := amplitudeOutputSpec().ParseYAML(conf, nil)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pConf, err := amplitudeOutputSpec().ParseYAML(tc.conf, nil)
+			var out *amplitudeOutput
 			if err == nil {
-				_, err = newAmplitudeOutputFromParsed(pConf, service.MockResources())
+				out, err = newAmplitudeOutputFromParsed(pConf, service.MockResources())
 			}
-			if err == nil || !strings.Contains(err.Error(), want) {
-				t.Fatalf("error %v, want %q", err, want)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
 			}
+			if err != nil || !tc.check(out) {
+				t.Fatalf("out %+v err %v", out, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = out.Close(ctx)
 		})
-	}
-	pConf, err := amplitudeOutputSpec().ParseYAML("api_key: k\nregion: eu\nendpoint: batch\n", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := newAmplitudeOutputFromParsed(pConf, service.MockResources())
-	if err != nil || out.url != "https://api.eu.amplitude.com/batch" || out.hold != 15*time.Second || out.builder.maxBytes != maxBytesBatchRequest {
-		t.Fatalf("out %+v err %v", out, err)
 	}
 }
 
