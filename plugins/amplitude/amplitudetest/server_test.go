@@ -207,9 +207,9 @@ func TestServerSilenced(t *testing.T) {
 }
 
 func TestServerFaults(t *testing.T) {
-	for _, k := range AllFaults {
+	for _, k := range append(append([]FaultKind{FaultHang}, AllFaults...), ProxyFaults...) {
 		t.Run(k.String(), func(t *testing.T) {
-			srv := NewServer(Options{FaultRate: 1, FaultKinds: []FaultKind{k}, Seed: 1})
+			srv := NewServer(Options{FaultRate: 1, FaultKinds: []FaultKind{k}, Seed: 1, HangFor: 10 * time.Millisecond})
 			defer srv.Close()
 			cl := &http.Client{Timeout: 300 * time.Millisecond}
 			r, err := cl.Post(srv.HTTPV2URL(), "application/json", strings.NewReader(req("k", ev("a", "device-1", "", "e"))))
@@ -218,12 +218,18 @@ func TestServerFaults(t *testing.T) {
 				status = r.StatusCode
 				_ = r.Body.Close()
 			}
-			want := map[FaultKind]int{Fault500: 500, Fault502: 502, Fault503: 503, Fault429: 429}[k]
+			want := map[FaultKind]int{Fault500: 500, Fault502: 502, Fault503: 503, Fault429: 429,
+				FaultHang: 200, FaultProxy403: 403, FaultUnauthorized: 401, FaultHTML200: 200}[k]
 			if status != want || (want == 0) != (err != nil) {
 				t.Fatalf("status %d err %v, want %d", status, err, want)
 			}
 			if srv.FaultCounts()[k] != 1 {
 				t.Fatalf("fault counts %v", srv.FaultCounts())
+			}
+			// Only faults that ingest (500 after ingest, a hang answered
+			// late, a timeout) put the event in.
+			if ingests := k == Fault500 || k == FaultHang || k == FaultTimeout; ingests != (srv.Count() == 1) && k != FaultDrop {
+				t.Fatalf("%s: %d events ingested", k, srv.Count())
 			}
 		})
 	}
