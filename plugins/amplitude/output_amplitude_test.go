@@ -491,3 +491,29 @@ func advanceToNextTimer(ctx context.Context, clk *clock.Fake) time.Time {
 	}
 	return clk.Now()
 }
+
+// TestOutputQuotaHoldEndsWithBackoff: with daily_quota: hold and no write
+// deadline, events of an id over its quota wait until the back-off's
+// max_elapsed_time at most (not until the next hourly step), then are
+// nacked; the next write holds them without a request (remembered).
+func TestOutputQuotaHoldEndsWithBackoff(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 12, 1, 10, 5, 0, 0, time.UTC))
+	srv := amplitudetest.NewServer(amplitudetest.Options{DailyQuota: 1, Now: clk.Now})
+	defer srv.Close()
+	out, _ := newTestOutput(t, srv.HTTPV2URL(), "hedge_after: 0s\nbackoff:\n  initial_interval: 5ms\n  max_interval: 50ms\n  max_elapsed_time: 1m\n")
+	out.clock = clk
+	failed := writeOnFakeClock(t, clk, out, []string{evt("q1", "quota-dev"), evt("q2", "quota-dev"), evt("ok", "device-2")}, 2*time.Minute)
+	// q1 and q2 go in one request, over the quota of 1: Amplitude refuses
+	// both.
+	if len(failed) != 2 || reasonOf(failed[0]) != "outage:throttled" || reasonOf(failed[1]) != "outage:throttled" {
+		t.Fatalf("failed %v, want q1 and q2 nacked as throttled", failed)
+	}
+	if _, ok := srv.Event("ok"); !ok {
+		t.Fatal("the other device's event was not delivered")
+	}
+	requests := srv.Requests()
+	failed = writeOnFakeClock(t, clk, out, []string{evt("q3", "quota-dev")}, 2*time.Minute)
+	if len(failed) != 1 || srv.Requests() != requests {
+		t.Fatalf("failed %v after %d more requests, want q3 held without a request", failed, srv.Requests()-requests)
+	}
+}
