@@ -178,21 +178,7 @@ func BenchmarkHotDevice(b *testing.B) {
 // each without waiting for the acknowledgement of the others.
 func runStreamPaced(tb testing.TB, outputYAML string, batches [][]string, interval time.Duration, start time.Time) {
 	tb.Helper()
-	sb := service.NewStreamBuilder()
-	if err := sb.SetLoggerYAML("level: none"); err != nil {
-		tb.Fatal(err)
-	}
-	send, err := sb.AddBatchProducerFunc()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := sb.AddOutputYAML(outputYAML); err != nil {
-		tb.Fatal(err)
-	}
-	strm, err := sb.Build()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	send, strm := buildStream(tb, service.NewStreamBuilder(), outputYAML)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	go func() { _ = strm.Run(ctx) }()

@@ -25,20 +25,7 @@ import (
 // outputYAML and waits until every batch is acknowledged.
 func runStream(t testing.TB, sb *service.StreamBuilder, outputYAML string, batches [][]string) {
 	t.Helper()
-	if err := sb.SetLoggerYAML("level: none"); err != nil {
-		t.Fatal(err)
-	}
-	send, err := sb.AddBatchProducerFunc()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sb.AddOutputYAML(outputYAML); err != nil {
-		t.Fatal(err)
-	}
-	strm, err := sb.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
+	send, strm := buildStream(t, sb, outputYAML)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	runErr := make(chan error, 1)
@@ -70,6 +57,27 @@ func runStream(t testing.TB, sb *service.StreamBuilder, outputYAML string, batch
 	if err := <-runErr; err != nil && err != context.Canceled {
 		t.Logf("stream ended: %v", err)
 	}
+}
+
+// buildStream builds a stream from a batch producer to outputYAML, without
+// logs.
+func buildStream(t testing.TB, sb *service.StreamBuilder, outputYAML string) (service.MessageBatchHandlerFunc, *service.Stream) {
+	t.Helper()
+	if err := sb.SetLoggerYAML("level: none"); err != nil {
+		t.Fatal(err)
+	}
+	send, err := sb.AddBatchProducerFunc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.AddOutputYAML(outputYAML); err != nil {
+		t.Fatal(err)
+	}
+	strm, err := sb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return send, strm
 }
 
 // erroredPrefix marks, in the raw strings runStream sends, a message that a
