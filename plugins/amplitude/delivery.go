@@ -36,7 +36,8 @@ type delivery struct {
 	// (zero: never).
 	giveUp time.Time
 	// deadline is the caller's deadline (zero: none): no event is held
-	// beyond it.
+	// beyond it. Context deadlines are wall-clock times: compared with the
+	// output's clock, which is the system clock outside tests.
 	deadline time.Time
 	// last is the last outage, for the failure summary.
 	last *OutageError
@@ -325,7 +326,8 @@ func (d *delivery) waitForHeld(ctx context.Context) bool {
 			earliest = h.until
 		}
 	}
-	if !d.giveUp.IsZero() && d.now().After(d.giveUp) && slices.ContainsFunc(d.held, func(h heldEvent) bool { return h.throttled }) {
+	throttled := slices.ContainsFunc(d.held, func(h heldEvent) bool { return h.throttled })
+	if !d.giveUp.IsZero() && d.now().After(d.giveUp) && throttled {
 		// Still throttled after being held and re-sent for longer than
 		// failures are retried: give the events back (nack) rather than
 		// hold a write slot indefinitely. Events waiting for the pacer
@@ -341,6 +343,11 @@ func (d *delivery) waitForHeld(ctx context.Context) bool {
 		}
 		d.held = kept
 		return true
+	}
+	if throttled && !d.giveUp.IsZero() && d.giveUp.Before(earliest) {
+		// A long hold (a daily quota's, until the next hourly step) ends
+		// the write when the back-off would have given up, not later.
+		earliest = d.giveUp.Add(time.Nanosecond)
 	}
 	if err := clock.Sleep(ctx, d.o.clock, earliest.Sub(d.now())); err != nil {
 		d.interrupt(err)

@@ -2,16 +2,21 @@
 // Amplitude events (one JSON object per message) to Amplitude's HTTP V2 or
 // Batch Event Upload API.
 //
-// The output packs messages into requests within Amplitude's limits (2000
-// events, 1 MB for HTTP V2 or 20 MB for Batch, on the uncompressed JSON),
-// writing the body by appending each message's raw JSON. It classifies every
-// answer in one place (classify, after amplitude-api.md §4.7): events a 400
-// names fail alone with their reason and the rest are re-sent; 413 halves the
-// request; throttled devices and users are held for the throttle period while
-// other ids keep flowing; 5xx, timeouts and connection errors are retried
-// with exponential back-off. Failed messages are reported in a
-// service.BatchError, so a `fallback` output can route them to a dead-letter
-// output with the reason in @fallback_error.
+// Files, one concern each:
+//
+//   - output_amplitude.go: the spec, the constructor and its validation table;
+//   - write.go: WriteBatch, and where failures go (dead_letter or batch errors);
+//   - delivery.go: the delivery state machine of one write (queue, holds,
+//     retries, splits, bisection);
+//   - pacer.go: per-device and per-user budgets, charged on every attempt;
+//   - holds.go: ids Amplitude throttled, over quota or silenced;
+//   - response.go: the one classifier of answers (event fault or outage);
+//   - errors.go: the reasons and the *OutageError type;
+//   - send.go: the HTTP request, hedging, logs; state.go: state_cache.
+//
+// Failures are typed: an event fault is a *deadletter.Error with a reason of
+// its own, an outage an *OutageError (nacked, never dead-lettered). Time comes
+// from a clock.Clock, so tests run on the fake clock.
 //
 // The sub-package amplitudetest is an Amplitude-compatible server for tests.
 package amplitude

@@ -25,7 +25,6 @@ type captureMetrics struct {
 type captureValue struct {
 	c   *captureMetrics
 	key string
-	set bool
 }
 
 func (v captureValue) Incr(n int64)                   { v.add(n) }

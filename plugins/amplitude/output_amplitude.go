@@ -34,6 +34,8 @@ const (
 	aoFieldPacing       = "pacing"
 	aoFieldHeadroom     = "pacing_headroom"
 	aoFieldDailyQuota   = "daily_quota"
+	aoFieldHedgeAfter   = "hedge_after"
+	aoFieldStateCache   = "state_cache"
 )
 
 // Values of the daily_quota field.
@@ -126,6 +128,7 @@ const amplitudeOutputDescription = "" +
 	"- `amplitude_events_retried_total`: events re-sent after an outage-like answer.\n" +
 	"- `amplitude_events_throttled_total`: events held after a 429.\n" +
 	"- `amplitude_events_paced_total`: times an event waited for its id's budget.\n" +
+	"- `amplitude_hedges_total`: requests sent a second time after `hedge_after` without an answer.\n" +
 	"- `amplitude_ids_removed_total` (label `field`: `user_id` or `device_id`): ids removed before sending because " +
 	"Amplitude refuses them (the event went with its other id); a warning with the last reason is logged at most every 10 s.\n" +
 	"- `amplitude_requests_total` (label `status`: the HTTP status, or `error`): requests sent.\n" +
@@ -190,6 +193,16 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 				Description("What becomes of events of ids Amplitude reports over their daily quota: `hold` keeps them until the next hourly step (nacking them when the write cannot wait that long, so the input keeps them), `fail` fails them (`daily_quota`: dead-lettered with `dead_letter`).").
 				Example(dailyQuotaFail).
 				Default(dailyQuotaHold),
+			service.NewDurationField(aoFieldHedgeAfter).
+				Description("When a request has had no answer for this long, send it once more and take the first answer: a request that hangs then costs `hedge_after`, not `timeout`. Safe because Amplitude de-duplicates by `insert_id`; the copy is charged to the budgets (and not sent when they have no room). Set it well above the normal latency; `0s` turns hedging off.").
+				Example("5s").
+				Default("2s").
+				Advanced(),
+			service.NewStringField(aoFieldStateCache).
+				Description("The name of a cache resource in which the ids Amplitude reported over their daily quota are kept until their next hourly step (read at connect, written when the set changes), so that after a restart their events are held instead of re-sent. Holds ids and times only. Empty: kept in memory only.").
+				Example("amplitude_state").
+				Default("").
+				Advanced(),
 			service.NewBoolField(aoFieldGzip).
 				Description("Compress request bodies with gzip (`Content-Encoding: gzip`). Limits still apply to the uncompressed JSON.").
 				Example(true).
@@ -231,6 +244,7 @@ func init() {
 // outputMetrics are the amplitude_* metrics.
 type outputMetrics struct {
 	sent, ingested, retried, throttled, paced, unconfirmed *service.MetricCounter
+	hedges                                                 *service.MetricCounter
 	failed                                                 *service.MetricCounter // label reason
 	nacked                                                 *service.MetricCounter // label reason
 	idsRemoved                                             *service.MetricCounter // label field
@@ -246,6 +260,7 @@ func newOutputMetrics(m *service.Metrics) outputMetrics {
 		throttled:   m.NewCounter("amplitude_events_throttled_total"),
 		paced:       m.NewCounter("amplitude_events_paced_total"),
 		unconfirmed: m.NewCounter("amplitude_events_unconfirmed_total"),
+		hedges:      m.NewCounter("amplitude_hedges_total"),
 		failed:      m.NewCounter("amplitude_events_failed_total", "reason"),
 		nacked:      m.NewCounter("amplitude_events_nacked_total", "reason"),
 		idsRemoved:  m.NewCounter("amplitude_ids_removed_total", "field"),
@@ -260,6 +275,7 @@ type amplitudeOutput struct {
 	builder    *requestBuilder
 	client     *http.Client
 	timeout    time.Duration
+	hedgeAfter time.Duration              // 0: no hedging
 	backoff    backoff.ExponentialBackOff // template, copied per batch
 	hold       time.Duration
 	gzip       bool
@@ -268,6 +284,7 @@ type amplitudeOutput struct {
 	silenced   silencedSet
 	pacer      *pacer // nil: pacing off
 	deadLetter *deadletter.Writer
+	state      quotaState
 	clock      clock.Clock
 	redactor   redact.Redactor
 	log        *service.Logger
@@ -283,8 +300,9 @@ type amplitudeOutput struct {
 // outputConfig is the parsed configuration, validated by validate.
 type outputConfig struct {
 	apiKey, region, endpoint, url string
+	stateCache, quota             string
 	minIDLength                   int
-	timeout, hold                 time.Duration
+	timeout, hold, hedgeAfter     time.Duration
 	headroom                      float64
 }
 
@@ -305,6 +323,8 @@ func (c *outputConfig) validate() error {
 		{c.minIDLength >= 1, fmt.Sprintf("min_id_length must be at least 1, got %d", c.minIDLength)},
 		{c.timeout > 0, fmt.Sprintf("timeout must be positive, got %v", c.timeout)},
 		{c.hold >= 0, fmt.Sprintf("throttle_hold must not be negative, got %v", c.hold)},
+		{c.hedgeAfter >= 0, fmt.Sprintf("hedge_after must not be negative, got %v", c.hedgeAfter)},
+		{c.quota == dailyQuotaHold || c.quota == dailyQuotaFail, fmt.Sprintf("daily_quota must be %q or %q, got %q", dailyQuotaHold, dailyQuotaFail, c.quota)},
 		{c.headroom >= 0 && c.headroom <= 0.5, fmt.Sprintf("pacing_headroom must be within [0, 0.5], got %v", c.headroom)},
 	} {
 		if !r.ok {
@@ -336,14 +356,15 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 			*dst, err = conf.FieldDuration(name)
 		}
 	}
-	var quota string
 	str(aoFieldAPIKey, &c.apiKey)
 	str(aoFieldRegion, &c.region)
 	str(aoFieldEndpoint, &c.endpoint)
 	str(aoFieldURL, &c.url)
-	str(aoFieldDailyQuota, &quota)
+	str(aoFieldDailyQuota, &c.quota)
+	str(aoFieldStateCache, &c.stateCache)
 	dur(aoFieldTimeout, &c.timeout)
 	dur(aoFieldThrottleHold, &c.hold)
+	dur(aoFieldHedgeAfter, &c.hedgeAfter)
 	if err == nil {
 		c.minIDLength, err = conf.FieldInt(aoFieldMinIDLength)
 	}
@@ -401,12 +422,14 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 		builder:    newRequestBuilder(c.apiKey, c.minIDLength, maxEventsPerRequest, maxBytes),
 		client:     &http.Client{Transport: transport},
 		timeout:    c.timeout,
+		hedgeAfter: c.hedgeAfter,
 		backoff:    *bo,
 		hold:       c.hold,
 		gzip:       gz,
-		quotaFails: quota == dailyQuotaFail,
+		quotaFails: c.quota == dailyQuotaFail,
 		holds:      newHolds(),
 		deadLetter: dl,
+		state:      quotaState{mgr: mgr, cache: c.stateCache},
 		clock:      clock.System,
 		redactor:   redact.New(c.apiKey),
 		log:        mgr.Logger(),
@@ -418,8 +441,11 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	return o, nil
 }
 
-// Connect does nothing: requests open connections as needed.
-func (o *amplitudeOutput) Connect(context.Context) error { return nil }
+// Connect restores the daily-quota ids from state_cache, if set; requests
+// open connections as needed.
+func (o *amplitudeOutput) Connect(ctx context.Context) error {
+	return o.state.load(ctx, o)
+}
 
 // Close releases idle connections and closes the dead_letter output.
 func (o *amplitudeOutput) Close(ctx context.Context) error {
@@ -448,6 +474,7 @@ func (o *amplitudeOutput) holdThrottled(req []*event, out outcome) {
 			quota = append(quota, k)
 		}
 		o.holds.hold(quota, now, nextHourlyStep(now), true)
+		o.state.save(context.Background(), o)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"log/slog"
 	"net/http"
@@ -260,15 +261,16 @@ func TestOutputBisect(t *testing.T) {
 	}
 }
 
-// TestOutputHotDevice checks that a throttled device does not delay other
-// devices' events by more than one request round trip, in the same batch and
-// in later batches, and that its own events are delivered after the hold.
+// TestOutputHotDevice checks, on the fake clock, that a device Amplitude
+// throttled does not delay other devices' events: in the same batch they are
+// re-sent at once, and a later batch sends its cold events without even
+// trying the held device; the hot events go after the hold.
 func TestOutputHotDevice(t *testing.T) {
-	const latency = 50 * time.Millisecond
-	const hold = 1500 * time.Millisecond
-	srv := amplitudetest.NewServer(amplitudetest.Options{EPSLimit: 10, RateWindow: time.Second, Latency: latency})
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	srv := amplitudetest.NewServer(amplitudetest.Options{EPSLimit: 10, RateWindow: time.Second, Now: clk.Now})
 	defer srv.Close()
-	out, _ := newTestOutput(t, srv.HTTPV2URL(), "throttle_hold: 1500ms\npacing: false\n")
+	out, _ := newTestOutput(t, srv.HTTPV2URL(), "throttle_hold: 1500ms\npacing: false\nhedge_after: 0s\n")
+	out.clock = clk
 
 	batch := func(b, hot, cold int) []string {
 		var evs []string
@@ -280,54 +282,58 @@ func TestOutputHotDevice(t *testing.T) {
 		}
 		return evs
 	}
-	// Batch 0 brings the hot device to 8 of its 10 events per window. Batches
-	// 1 and 2 come while that window lasts: the first request with hot events
-	// gets 429 and its cold events are re-sent at once; later requests leave
-	// the held device's events out.
-	var wg sync.WaitGroup
-	start := time.Now()
-	done := make([]time.Duration, 3)
-	for b := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if b > 0 {
-				time.Sleep(300 * time.Millisecond) // later batches, once the device is held
-			}
-			failed := write(t, context.Background(), out, batch(b, 8, 5))
-			if len(failed) != 0 {
-				t.Errorf("batch %d failed %v", b, failed)
-			}
-			done[b] = time.Since(start)
-		}()
-	}
-	deadline, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// Batch 0 brings the hot device to 8 of its 10 events per window.
+	if failed := write(t, ctx, out, batch(0, 8, 5)); len(failed) != 0 {
+		t.Fatalf("batch 0 failed %v", failed)
+	}
+	// Batch 1: its request gets 429 for the hot device; its cold events are
+	// re-sent at once, and the write waits on the hold.
+	done := make(chan map[int]error, 2)
+	go func() { done <- write(t, ctx, out, batch(1, 8, 5)) }()
+	if !clk.WaitForTimers(ctx, 1) {
+		t.Fatal("batch 1 never waited on the hold")
+	}
+	// Batch 2 comes while the device is held: its hot events wait without
+	// a request, its cold events go.
+	requests := srv.Requests()
+	go func() { done <- write(t, ctx, out, batch(2, 8, 5)) }()
+	if !clk.WaitForTimers(ctx, 2) {
+		t.Fatal("batch 2 never waited on the hold")
+	}
 	for b := range 3 {
 		for i := range 5 {
-			id := fmt.Sprintf("cold-%d-%d", b, i)
-			for {
-				if _, ok := srv.Event(id); ok {
-					break
-				}
-				if deadline.Err() != nil {
-					t.Fatalf("cold event %s not ingested", id)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			if elapsed := time.Since(start); elapsed > hold-300*time.Millisecond {
-				t.Fatalf("cold event %s ingested after %v: waited for the hot device", id, elapsed)
+			if _, ok := srv.Event(fmt.Sprintf("cold-%d-%d", b, i)); !ok {
+				t.Fatalf("cold event %d of batch %d not ingested while the hot device is held", i, b)
 			}
 		}
 	}
-	wg.Wait()
+	if got := srv.Requests() - requests; got != 1 {
+		t.Fatalf("batch 2 sent %d requests while the device was held, want 1 (its cold events only)", got)
+	}
+	if srv.Count() != 8+15 {
+		t.Fatalf("ingested %d before the hold ended, want 23", srv.Count())
+	}
+	// Move the clock hold by hold (the second batch's hot events may be
+	// throttled once more, as the first batch's fill the window again).
+	for pending := 2; pending > 0; {
+		select {
+		case failed := <-done:
+			if len(failed) != 0 {
+				t.Fatalf("failed %v", failed)
+			}
+			pending--
+			continue
+		default:
+		}
+		advanceToNextTimer(ctx, clk)
+		if ctx.Err() != nil {
+			t.Fatal("the writes did not end")
+		}
+	}
 	if srv.Count() != 39 || srv.Duplicates() != 0 {
 		t.Fatalf("ingested %d (duplicates %d), want 39", srv.Count(), srv.Duplicates())
-	}
-	for i, d := range done[1:] {
-		if d < hold {
-			t.Errorf("batch %d done after %v: its hot events cannot have waited for the hold", i+1, d)
-		}
 	}
 }
 
@@ -349,34 +355,56 @@ func TestOutputInterrupted(t *testing.T) {
 	}
 }
 
-func TestOutputConfigErrors(t *testing.T) {
-	cases := map[string]string{
-		"api_key must be set":                  "region: us\n",
-		"url must be an absolute http":         "api_key: k\nurl: /relative\n",
-		"min_id_length must be at least 1":     "api_key: k\nmin_id_length: 0\n",
-		"timeout must be positive":             "api_key: k\ntimeout: 0s\n",
-		"throttle_hold must not be negative":   "api_key: k\nthrottle_hold: -1s\n",
-		"region must be \"us\" or \"eu\"":      "api_key: k\nregion: asia\n",
-		"endpoint \"http_v2\" or \"batch\", g": "api_key: k\nendpoint: v3\n",
+// TestOutputConfig checks the constructor's validation table and what a
+// valid configuration selects.
+func TestOutputConfig(t *testing.T) {
+	cases := []struct {
+		name, conf, err string
+		check           func(*amplitudeOutput) bool
+	}{
+		{name: "no key", conf: "region: us\n", err: "api_key must be set"},
+		{name: "relative url", conf: "api_key: k\nurl: /relative\n", err: "url must be an absolute http"},
+		{name: "min_id_length", conf: "api_key: k\nmin_id_length: 0\n", err: "min_id_length must be at least 1"},
+		{name: "timeout", conf: "api_key: k\ntimeout: 0s\n", err: "timeout must be positive"},
+		{name: "throttle_hold", conf: "api_key: k\nthrottle_hold: -1s\n", err: "throttle_hold must not be negative"},
+		{name: "hedge_after", conf: "api_key: k\nhedge_after: -1s\n", err: "hedge_after must not be negative"},
+		{name: "headroom high", conf: "api_key: k\npacing_headroom: 0.6\n", err: "pacing_headroom must be within [0, 0.5]"},
+		{name: "headroom negative", conf: "api_key: k\npacing_headroom: -0.1\n", err: "pacing_headroom must be within [0, 0.5]"},
+		{name: "region", conf: "api_key: k\nregion: asia\n", err: "region must be \"us\" or \"eu\""},
+		{name: "endpoint", conf: "api_key: k\nendpoint: v3\n", err: "endpoint \"http_v2\" or \"batch\", g"},
+		{name: "daily_quota", conf: "api_key: k\ndaily_quota: drop\n", err: "drop"},
+		{name: "eu batch", conf: "api_key: k\nregion: eu\nendpoint: batch\n", check: func(o *amplitudeOutput) bool {
+			return o.url == "https://api.eu.amplitude.com/batch" && o.hold == 15*time.Second && o.builder.maxBytes == maxBytesBatchRequest &&
+				o.pacer != nil && o.pacer.interval == int64(time.Second/900) && o.hedgeAfter == 2*time.Second && !o.quotaFails && o.deadLetter == nil
+		}},
+		{name: "defaults", conf: "api_key: k\n", check: func(o *amplitudeOutput) bool {
+			return o.url == "https://api2.amplitude.com/2/httpapi" && o.hold == 30*time.Second && o.pacer != nil && o.state.cache == ""
+		}},
+		{name: "pacing off, fail quota", conf: "api_key: k\npacing: false\ndaily_quota: fail\nhedge_after: 0s\n", check: func(o *amplitudeOutput) bool {
+			return o.pacer == nil && o.quotaFails && o.hedgeAfter == 0
+		}},
+		{name: "dead letter", conf: "api_key: k\ndead_letter:\n  drop: {}\n", check: func(o *amplitudeOutput) bool { return o.deadLetter != nil }},
 	}
-	for want, conf := range cases {
-		t.Run(want, func(t *testing.T) {
-			pConf, err := amplitudeOutputSpec().ParseYAML(conf, nil)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pConf, err := amplitudeOutputSpec().ParseYAML(tc.conf, nil)
+			var out *amplitudeOutput
 			if err == nil {
-				_, err = newAmplitudeOutputFromParsed(pConf, service.MockResources())
+				out, err = newAmplitudeOutputFromParsed(pConf, service.MockResources())
 			}
-			if err == nil || !strings.Contains(err.Error(), want) {
-				t.Fatalf("error %v, want %q", err, want)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
 			}
+			if err != nil || !tc.check(out) {
+				t.Fatalf("out %+v err %v", out, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = out.Close(ctx)
 		})
-	}
-	pConf, err := amplitudeOutputSpec().ParseYAML("api_key: k\nregion: eu\nendpoint: batch\n", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := newAmplitudeOutputFromParsed(pConf, service.MockResources())
-	if err != nil || out.url != "https://api.eu.amplitude.com/batch" || out.hold != 15*time.Second || out.builder.maxBytes != maxBytesBatchRequest {
-		t.Fatalf("out %+v err %v", out, err)
 	}
 }
 
@@ -407,13 +435,13 @@ func TestOutputGivesUpOnEndlessThrottle(t *testing.T) {
 		fmt.Fprintf(w, `{"code":200,"events_ingested":%d,"payload_size_bytes":%d,"server_upload_time":1}`, len(events), body.Len())
 	}))
 	defer srv.Close()
-	out, _ := newTestOutput(t, srv.URL, "throttle_hold: 50ms\npacing: false\nbackoff:\n  initial_interval: 5ms\n  max_interval: 50ms\n  max_elapsed_time: 300ms\n")
+	out, _ := newTestOutput(t, srv.URL, "throttle_hold: 50ms\npacing: false\nhedge_after: 0s\nbackoff:\n  initial_interval: 5ms\n  max_interval: 50ms\n  max_elapsed_time: 300ms\n")
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	out.clock = clk
 
-	// Without the give-up, the write would last until this context ends and
-	// fail the events as interrupted instead.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	failed := write(t, ctx, out, []string{evt("h1", "hot-device"), evt("c1", "cold-device"), evt("h2", "hot-device")})
+	// Without the give-up, the write would wait for the hot device for as
+	// long as the test drives the clock.
+	failed := writeOnFakeClock(t, clk, out, []string{evt("h1", "hot-device"), evt("c1", "cold-device"), evt("h2", "hot-device")}, time.Minute)
 	if len(failed) != 2 || failed[0] == nil || failed[2] == nil {
 		t.Fatalf("want the two hot-device events failed, got %v", failed)
 	}
@@ -424,5 +452,68 @@ func TestOutputGivesUpOnEndlessThrottle(t *testing.T) {
 	}
 	if _, ok := ingested.Load("c1"); !ok {
 		t.Error("the cold device's event was not delivered")
+	}
+}
+
+// writeOnFakeClock runs write while moving clk to each timer the output
+// waits on, and fails the test when the write needs more than limit of fake
+// time.
+func writeOnFakeClock(t *testing.T, clk *clock.Fake, out *amplitudeOutput, raws []string, limit time.Duration) map[int]error {
+	t.Helper()
+	done := make(chan map[int]error, 1)
+	go func() { done <- write(t, context.Background(), out, raws) }()
+	end := clk.Now().Add(limit)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		select {
+		case failed := <-done:
+			return failed
+		default:
+		}
+		if next := advanceToNextTimer(ctx, clk); next.After(end) {
+			t.Fatalf("the write still waits after %v of fake time", limit)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the write did not end")
+		}
+	}
+}
+
+// advanceToNextTimer waits briefly for the code under test to arm a timer on
+// clk and moves clk to the earliest one; it returns the new time.
+func advanceToNextTimer(ctx context.Context, clk *clock.Fake) time.Time {
+	wait, stop := context.WithTimeout(ctx, 10*time.Millisecond)
+	clk.WaitForTimers(wait, 1)
+	stop()
+	if next, ok := clk.NextDeadline(); ok {
+		clk.Set(next)
+	}
+	return clk.Now()
+}
+
+// TestOutputQuotaHoldEndsWithBackoff: with daily_quota: hold and no write
+// deadline, events of an id over its quota wait until the back-off's
+// max_elapsed_time at most (not until the next hourly step), then are
+// nacked; the next write holds them without a request (remembered).
+func TestOutputQuotaHoldEndsWithBackoff(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 12, 1, 10, 5, 0, 0, time.UTC))
+	srv := amplitudetest.NewServer(amplitudetest.Options{DailyQuota: 1, Now: clk.Now})
+	defer srv.Close()
+	out, _ := newTestOutput(t, srv.HTTPV2URL(), "hedge_after: 0s\nbackoff:\n  initial_interval: 5ms\n  max_interval: 50ms\n  max_elapsed_time: 1m\n")
+	out.clock = clk
+	failed := writeOnFakeClock(t, clk, out, []string{evt("q1", "quota-dev"), evt("q2", "quota-dev"), evt("ok", "device-2")}, 2*time.Minute)
+	// q1 and q2 go in one request, over the quota of 1: Amplitude refuses
+	// both.
+	if len(failed) != 2 || reasonOf(failed[0]) != "outage:throttled" || reasonOf(failed[1]) != "outage:throttled" {
+		t.Fatalf("failed %v, want q1 and q2 nacked as throttled", failed)
+	}
+	if _, ok := srv.Event("ok"); !ok {
+		t.Fatal("the other device's event was not delivered")
+	}
+	requests := srv.Requests()
+	failed = writeOnFakeClock(t, clk, out, []string{evt("q3", "quota-dev")}, 2*time.Minute)
+	if len(failed) != 1 || srv.Requests() != requests {
+		t.Fatalf("failed %v after %d more requests, want q3 held without a request", failed, srv.Requests()-requests)
 	}
 }

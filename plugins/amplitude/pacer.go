@@ -2,7 +2,6 @@ package amplitude
 
 import (
 	"hash/maphash"
-	"strings"
 	"sync"
 	"time"
 )
@@ -21,31 +20,29 @@ import (
 //
 // The daily quota (500,000 events per rolling 24 hours, counted by Amplitude
 // in hourly steps) is counted per id in the current hour; an id that sends
-// more than dailyTrackAfter events in an hour gets a 24-hour ring of hourly
-// counts (earlier hours assumed at dailyTrackAfter, which over-counts by at
-// most 23×dailyTrackAfter), so that only busy ids pay for it.
+// more than quota/500 events (1000) in an hour gets a 24-hour ring of hourly
+// counts (earlier hours assumed at that threshold, which over-counts by at
+// most 23/500 of the quota, 4.6%), so that only busy ids pay for it.
 //
-// Memory: 24 bytes of state per id plus its map entry (measured in
-// BenchmarkPacerMemory: about 100 bytes per tracked id with 16-byte ids), and
-// 100 bytes more for an id with a daily ring. Ids idle for longer than the
+// Memory: a 64-bit hash and 24 bytes of state per id in a map entry, whatever
+// the id's length (measured in BenchmarkPacerMemory), and 100 bytes more for
+// an id with a daily ring. Ids idle for longer than the
 // window and the hour are forgotten by a sweep once the table doubles.
 type pacer struct {
 	interval  int64 // ns per event (1/rate)
 	tolerance int64 // ns: how far ahead of now the arrival time may run
 	daily     uint32
+	track     uint32 // hourly count above which an id gets a daily ring
 	seed      maphash.Seed
 	shards    [pacerShards]pacerShard
 }
 
-const (
-	pacerShards     = 64
-	dailyTrackAfter = 1000
-)
+const pacerShards = 64
 
 type pacerShard struct {
 	mu    sync.Mutex
-	ids   map[idKey]budget
-	sweep int // size at which idle ids are next swept
+	ids   map[uint64]budget // by idHash
+	sweep int               // size at which idle ids are next swept
 	_     [40]byte
 }
 
@@ -92,18 +89,32 @@ func newPacerWith(eps float64, window time.Duration, daily uint32, headroom floa
 	p := &pacer{
 		interval: int64(float64(time.Second) / rate),
 		daily:    daily,
+		track:    max(1, daily/500),
 		seed:     maphash.MakeSeed(),
 	}
 	p.tolerance = int64((burst - 1) * float64(p.interval))
 	for i := range p.shards {
-		p.shards[i].ids = map[idKey]budget{}
+		p.shards[i].ids = map[uint64]budget{}
 		p.shards[i].sweep = 1024
 	}
 	return p
 }
 
-func (p *pacer) shard(k idKey) *pacerShard {
-	return &p.shards[maphash.String(p.seed, k.id)%pacerShards]
+// idHash is the 64-bit hash that stands for an id in the table: ids are not
+// stored, so the table holds no pointers for the collector to scan and no
+// string to chase on a lookup. Two ids share a budget only if their seeded
+// hashes collide (about 1 in 2^64 per pair), which at worst paces both
+// together.
+func (p *pacer) idHash(k idKey) uint64 {
+	h := maphash.String(p.seed, k.id)
+	if k.user {
+		h = ^h*0x9e3779b97f4a7c15 + 1
+	}
+	return h
+}
+
+func (p *pacer) shard(h uint64) *pacerShard {
+	return &p.shards[h>>58] // the top 6 bits: pacerShards = 64
 }
 
 // take charges one event to its ids' budgets at now and returns true, or
@@ -135,15 +146,13 @@ func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
 // charge takes one event from k's budget at n (unix ns) and returns 0, or
 // returns the time (unix ns) it may next take one, taking nothing.
 func (p *pacer) charge(k idKey, n int64) int64 {
-	s := p.shard(k)
+	h := p.idHash(k)
+	s := p.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.ids[k]
-	if !ok {
-		if len(s.ids) >= s.sweep {
-			s.sweepIdle(n, p.interval+p.tolerance)
-		}
-		k.id = strings.Clone(k.id) // do not retain the message's bytes
+	b, ok := s.ids[h]
+	if !ok && len(s.ids) >= s.sweep {
+		s.sweepIdle(n, p.interval+p.tolerance)
 	}
 	tat := max(b.tat, n)
 	if tat-n > p.tolerance {
@@ -154,20 +163,35 @@ func (p *pacer) charge(k idKey, n int64) int64 {
 		if used := b.used(hour); used >= p.daily {
 			return int64(hour+1) * int64(time.Hour)
 		}
-		b.add(hour)
+		b.add(hour, p.track)
 	}
 	b.tat = tat + p.interval
-	s.ids[k] = b
+	s.ids[h] = b
 	return 0
+}
+
+// give gives back one event taken at now (a hedge that was not sent).
+func (p *pacer) give(e *event, now time.Time) {
+	if p == nil {
+		return
+	}
+	n := now.UnixNano()
+	if e.deviceID != "" {
+		p.refund(deviceKey(e.deviceID), n)
+	}
+	if e.userID != "" {
+		p.refund(userKey(e.userID), n)
+	}
 }
 
 // refund gives back one event charged at n (the event's other id had no
 // budget).
 func (p *pacer) refund(k idKey, n int64) {
-	s := p.shard(k)
+	h := p.idHash(k)
+	s := p.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.ids[k]
+	b, ok := s.ids[h]
 	if !ok {
 		return
 	}
@@ -178,7 +202,7 @@ func (p *pacer) refund(k idKey, n int64) {
 			b.ring.counts[hour%24]--
 		}
 	}
-	s.ids[k] = b
+	s.ids[h] = b
 }
 
 // used returns the events counted in the 24 hours ending with hour.
@@ -197,16 +221,17 @@ func (b *budget) used(hour int32) uint32 {
 	return sum
 }
 
-// add counts one event in hour.
-func (b *budget) add(hour int32) {
+// add counts one event in hour; over track events in an hour, the id gets
+// a daily ring.
+func (b *budget) add(hour int32, track uint32) {
 	if b.hour != hour {
 		b.hour, b.count = hour, 0
 	}
 	b.count++
-	if b.ring == nil && b.count > dailyTrackAfter {
+	if b.ring == nil && b.count > track {
 		b.ring = &dayRing{hour: hour}
 		for i := range b.ring.counts {
-			b.ring.counts[i] = dailyTrackAfter
+			b.ring.counts[i] = track
 		}
 		b.ring.counts[hour%24] = b.count - 1
 	}

@@ -28,7 +28,65 @@ func (o *amplitudeOutput) send(ctx context.Context, events []*event) outcome {
 		body = zb.Bytes()
 	}
 	o.metrics.sent.Incr(int64(len(events)))
-	return o.post(ctx, body, len(events))
+	if o.hedgeAfter <= 0 {
+		return o.post(ctx, body, len(events))
+	}
+	return o.hedged(ctx, body, events)
+}
+
+// hedged posts body and, when no answer came within hedge_after, posts it
+// once more and takes the first answer that is not an outage (Amplitude
+// de-duplicates the events by insert_id, so a second copy ingests nothing
+// twice). The second copy is charged to the events' budgets; when any of
+// them has no budget left, no copy is sent. It returns once both attempts
+// are over, so the body is not reused while one is still being sent.
+func (o *amplitudeOutput) hedged(ctx context.Context, body []byte, events []*event) outcome {
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan outcome, 2)
+	attempt := func() { results <- o.post(hctx, body, len(events)) }
+	go attempt()
+	running := 1
+	timer := o.clock.NewTimer(o.hedgeAfter)
+	defer timer.Stop()
+	var first outcome
+	select {
+	case first = <-results:
+		return first
+	case <-timer.C():
+	}
+	if o.chargeHedge(events) {
+		o.metrics.hedges.Incr(1)
+		o.metrics.sent.Incr(int64(len(events)))
+		go attempt()
+		running++
+	}
+	first = <-results
+	running--
+	if first.verdict == verdictOutage && running > 0 {
+		first = <-results
+		running--
+	}
+	cancel()
+	for ; running > 0; running-- {
+		<-results
+	}
+	return first
+}
+
+// chargeHedge charges a hedge's events to their budgets, or charges nothing
+// and returns false when one has no budget.
+func (o *amplitudeOutput) chargeHedge(events []*event) bool {
+	now := o.clock.Now()
+	for i, e := range events {
+		if _, ok := o.pacer.take(e, now); !ok {
+			for _, c := range events[:i] {
+				o.pacer.give(c, now)
+			}
+			return false
+		}
+	}
+	return true
 }
 
 // post sends one body of n events, with the request timeout, and classifies

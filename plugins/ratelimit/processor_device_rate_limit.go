@@ -60,6 +60,14 @@ func deviceRateLimitSpec() *service.ConfigSpec {
 		Version("0.1.0").
 		Summary("Enforces Amplitude's per-device and per-user event rate limits before events leave: at most `per_second` events in any one second and `per_day` in any 24 hours for each key.").
 		Description(`
+### When to use it
+
+The `+"`amplitude`"+` output paces itself: it keeps Amplitude's per-device and per-user budgets and charges every send attempt to them (retries, 413 splits, bisections and hedges included), which a processor before the output cannot see. Pipelines that end in the `+"`amplitude`"+` output, the shipped ones included, therefore do not need this processor for Amplitude's limits, and should not put it in `+"`delay`"+` mode in front of the output (a delayed message holds a pipeline thread; the output's pacing does not).
+
+It stays useful where there is no output to pace: before a Kafka topic or another queue that will be delivered to Amplitude later, to keep what goes in within Amplitude's limits; and where the wanted behaviour is to reject (`+"`reject`"+`, routed by a `+"`switch`"+` to a deferred lane or dead letter) or drop events of busy devices rather than wait for them.
+
+### How it limits
+
 Every message is limited by each of its `+"`keys`"+` (by default the `+"`device_id`"+` and the `+"`user_id`"+` of an Amplitude event), each counted on its own: a message passes only when every non-empty key has room under both limits, and then it counts against all of them. A key that evaluates to an empty string or `+"`null`"+` is not limited.
 
 The windows slide: no interval of one second ever holds more than `+"`per_second`"+` passed events of one key, and no 24 hours more than `+"`per_day`"+`. To guarantee it with about 75 bytes per active key (see Memory), counts are kept in 100 ms buckets over the last 1.1 s and hourly buckets over the last 25 hours; a key sending steadily therefore passes up to `+"`per_second`"+`/1.1 events per second. A key whose daily count is at most `+"`per_day`"+`/64 keeps it as one number dated to its latest hour (stricter, never looser, by at most `+"`per_day`"+`/64 events); only keys past that get the hourly buckets.

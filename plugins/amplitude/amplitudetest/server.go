@@ -18,8 +18,10 @@
 //     silenced device -> 400 naming their indexes
 //     (events_with_missing_fields, events_with_invalid_id_lengths,
 //     events_with_invalid_fields, silenced_events);
-//   - more than EPSLimit events per second for one device_id or user_id,
-//     averaged over RateWindow -> 429 naming throttled_devices,
+//   - more than EPSLimit×RateWindow events for one device_id or user_id in
+//     any window of length RateWindow ending at a request's arrival (strict:
+//     30 events in any second for HTTP V2; 30,000 in any 30 s for Batch)
+//     -> 429 naming throttled_devices,
 //     throttled_users and throttled_events; an id past DailyQuota -> 429 with
 //     exceeded_daily_quota_devices / exceeded_daily_quota_users;
 //   - with probability FaultRate, one of the FaultKinds (5xx, a bare 429, a
@@ -72,7 +74,7 @@ const (
 	DefaultEPSLimitHTTPV2  = 30
 	DefaultEPSLimitBatch   = 1000
 	DefaultMinIDLength     = 5
-	defaultRateWindowV2    = 10 * time.Second
+	defaultRateWindowV2    = time.Second
 	defaultRateWindowBatch = 30 * time.Second
 	maxStringLength        = 1024
 )
@@ -155,12 +157,12 @@ type Options struct {
 	// 400 "Invalid API key: <key>".
 	APIKey string
 	// EPSLimit is the events-per-second limit per device_id and per user_id,
-	// averaged over RateWindow. 0 means Amplitude's (30 for HTTP V2, 1000 for
-	// Batch); a negative value disables rate limiting.
+	// measured at arrival over a sliding RateWindow. 0 means Amplitude's (30
+	// for HTTP V2, 1000 for Batch); a negative value disables rate limiting.
 	EPSLimit int
-	// RateWindow is the window the rate is averaged over: an id may send
-	// EPSLimit*RateWindow events per window. 0 means 10 s for HTTP V2, 30 s
-	// for Batch.
+	// RateWindow is the sliding window the rate is measured over: an id may
+	// have EPSLimit*RateWindow events in any window of that length. 0 means
+	// 1 s for HTTP V2 (strict), 30 s for Batch.
 	RateWindow time.Duration
 	// DailyQuota is the number of events an id may have ingested before its
 	// events get 429 with exceeded_daily_quota_*. 0 disables it.
@@ -196,6 +198,8 @@ type Event struct {
 	DeviceID  string
 	// Raw is the event's JSON as received.
 	Raw string
+	// Arrived is when the request that ingested it arrived (Options.Now).
+	Arrived time.Time
 }
 
 // Server is a running fake Amplitude. Its methods are safe for concurrent use.
@@ -224,9 +228,21 @@ type Server struct {
 	closeOnce  sync.Once
 }
 
+// window is the arrivals of one id within the sliding rate window.
 type window struct {
-	start time.Time
-	count int
+	at    []time.Time
+	n     []int
+	total int
+}
+
+// prune forgets arrivals at or before since.
+func (w *window) prune(since time.Time) {
+	i := 0
+	for i < len(w.at) && !w.at[i].After(since) {
+		w.total -= w.n[i]
+		i++
+	}
+	w.at, w.n = w.at[i:], w.n[i:]
 }
 
 // NewServer starts a Server on a loopback port. Close it when done.
@@ -777,13 +793,14 @@ func (s *Server) admit(events []parsed, ep endpoint, size int) (int, string) {
 			continue
 		}
 		w := s.windows[id]
-		if w == nil || now.Sub(w.start) >= ep.window {
-			w = &window{start: now}
+		if w == nil {
+			w = &window{}
 			s.windows[id] = w
 		}
+		w.prune(now.Add(-ep.window))
 		allowed := int(float64(ep.eps) * ep.window.Seconds())
-		if w.count+n > allowed {
-			throttled[id] = int(float64(w.count+n) / ep.window.Seconds())
+		if w.total+n > allowed {
+			throttled[id] = int(float64(w.total+n) / ep.window.Seconds())
 		}
 	}
 	if len(throttled)+len(quota) > 0 {
@@ -820,7 +837,9 @@ func (s *Server) admit(events []parsed, ep endpoint, size int) (int, string) {
 	}
 	for id, n := range perID {
 		if w := s.windows[id]; w != nil {
-			w.count += n
+			w.at = append(w.at, now)
+			w.n = append(w.n, n)
+			w.total += n
 		}
 		if s.opts.DailyQuota > 0 {
 			s.daily[id] += n
@@ -834,7 +853,9 @@ func (s *Server) admit(events []parsed, ep endpoint, size int) (int, string) {
 			}
 			s.byInsertID[e.InsertID] = len(s.events)
 		}
-		s.events = append(s.events, e.Event)
+		ev := e.Event
+		ev.Arrived = now
+		s.events = append(s.events, ev)
 	}
 	s.cond.Broadcast()
 	return http.StatusOK, fmt.Sprintf(`{"code":200,"events_ingested":%d,"payload_size_bytes":%d,"server_upload_time":%d}`,

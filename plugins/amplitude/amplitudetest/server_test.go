@@ -111,8 +111,8 @@ func TestServerAnswers(t *testing.T) {
 			status: 413, want: map[string]string{"error": `"Payload too large"`}},
 		{name: "too many bytes v2", path: PathHTTPV2, body: req("k", bigEvents...), status: 413},
 		{name: "big is fine for batch", path: PathBatch, body: req("k", bigEvents...), status: 200, ingested: 1200},
-		{name: "over eps", path: PathHTTPV2, body: req("k", append(manyEvents(301, "hot-device"), ev("c1", "cold-device", "", "x"))...),
-			status: 429, want: map[string]string{"throttled_devices.hot-device": "30", "eps_threshold": "30", "throttled_events.#": "301"}},
+		{name: "over eps" /* 301 events in the one-second window */, path: PathHTTPV2, body: req("k", append(manyEvents(301, "hot-device"), ev("c1", "cold-device", "", "x"))...),
+			status: 429, want: map[string]string{"throttled_devices.hot-device": "301", "eps_threshold": "30", "throttled_events.#": "301"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -207,9 +207,9 @@ func TestServerSilenced(t *testing.T) {
 }
 
 func TestServerFaults(t *testing.T) {
-	for _, k := range AllFaults {
+	for _, k := range append(append([]FaultKind{FaultHang}, AllFaults...), ProxyFaults...) {
 		t.Run(k.String(), func(t *testing.T) {
-			srv := NewServer(Options{FaultRate: 1, FaultKinds: []FaultKind{k}, Seed: 1})
+			srv := NewServer(Options{FaultRate: 1, FaultKinds: []FaultKind{k}, Seed: 1, HangFor: 10 * time.Millisecond})
 			defer srv.Close()
 			cl := &http.Client{Timeout: 300 * time.Millisecond}
 			r, err := cl.Post(srv.HTTPV2URL(), "application/json", strings.NewReader(req("k", ev("a", "device-1", "", "e"))))
@@ -218,12 +218,18 @@ func TestServerFaults(t *testing.T) {
 				status = r.StatusCode
 				_ = r.Body.Close()
 			}
-			want := map[FaultKind]int{Fault500: 500, Fault502: 502, Fault503: 503, Fault429: 429}[k]
+			want := map[FaultKind]int{Fault500: 500, Fault502: 502, Fault503: 503, Fault429: 429,
+				FaultHang: 200, FaultProxy403: 403, FaultUnauthorized: 401, FaultHTML200: 200}[k]
 			if status != want || (want == 0) != (err != nil) {
 				t.Fatalf("status %d err %v, want %d", status, err, want)
 			}
 			if srv.FaultCounts()[k] != 1 {
 				t.Fatalf("fault counts %v", srv.FaultCounts())
+			}
+			// Only faults that ingest (500 after ingest, a hang answered
+			// late, a timeout) put the event in.
+			if ingests := k == Fault500 || k == FaultHang || k == FaultTimeout; ingests != (srv.Count() == 1) && k != FaultDrop {
+				t.Fatalf("%s: %d events ingested", k, srv.Count())
 			}
 		})
 	}
@@ -246,5 +252,27 @@ func BenchmarkServer(b *testing.B) {
 		}
 		_, _ = io.Copy(io.Discard, r.Body)
 		_ = r.Body.Close()
+	}
+}
+
+// TestServerSlidingWindow: the limit holds in any window ending at an
+// arrival, not in fixed windows: 30 events at 0.9 s and 30 more at 1.1 s are
+// 60 in 0.2 s, refused; at 1.91 s the first 30 have left the window.
+func TestServerSlidingWindow(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	set := func(d time.Duration) { mu.Lock(); now = time.Unix(1000, 0).Add(d); mu.Unlock() }
+	srv := NewServer(Options{Now: clock})
+	defer srv.Close()
+	for _, step := range []struct {
+		at     time.Duration
+		status int
+	}{{900 * time.Millisecond, 200}, {1100 * time.Millisecond, 429}, {1910 * time.Millisecond, 200}} {
+		set(step.at)
+		status, body, err := post(t, srv.HTTPV2URL(), req("k", manyEvents(30, "dev-1")...), false)
+		if err != nil || status != step.status {
+			t.Fatalf("at %v: %d %s %v, want %d", step.at, status, body, err, step.status)
+		}
 	}
 }

@@ -1,0 +1,200 @@
+package amplitude
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+)
+
+// issue13Workload is the figure's workload: devices×perDevice valid events
+// (all of a device's events as fast as they come, in batches of 100 as Braze
+// sends them) and invalid events without event_type mixed in.
+func issue13Workload(devices, perDevice, invalid int) (batches [][]string, valid int) {
+	var all []string
+	for i := range perDevice {
+		for d := range devices {
+			all = append(all, evt(fmt.Sprintf("ev-%d-%d", d, i), fmt.Sprintf("device-%03d", d)))
+		}
+	}
+	for i := range invalid {
+		at := (i + 1) * len(all) / (invalid + 1)
+		all = append(all[:at], append([]string{fmt.Sprintf(`{"insert_id":"bad-%d","device_id":"device-000"}`, i)}, all[at:]...)...)
+	}
+	for len(all) > 0 {
+		n := min(100, len(all))
+		batches = append(batches, all[:n])
+		all = all[n:]
+	}
+	return batches, devices * perDevice
+}
+
+// issue13Faults are the faults of the figure: 5xx, 500 after ingest, cut
+// connections and hangs (no bare 429: the figure counts 429 answers).
+var issue13Faults = []amplitudetest.FaultKind{amplitudetest.Fault500, amplitudetest.Fault502, amplitudetest.Fault503,
+	amplitudetest.FaultDrop, amplitudetest.FaultHang}
+
+// runIssue13 sends the workload through a stream to a strict fake Amplitude
+// and checks the figure's invariants: every valid event in Amplitude, exactly
+// the invalid ones dead-lettered once, no 429. It returns the elapsed time.
+func runIssue13(tb testing.TB, devices, perDevice, invalid int, faults float64, hang time.Duration) (time.Duration, *amplitudetest.Server) {
+	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: testKey, FaultRate: faults, FaultKinds: issue13Faults, HangFor: hang, Seed: 13})
+	tb.Cleanup(srv.Close)
+	dlq := filepath.Join(tb.TempDir(), "dlq.jsonl")
+	batches, valid := issue13Workload(devices, perDevice, invalid)
+	start := time.Now()
+	runStream(tb, service.NewStreamBuilder(), fmt.Sprintf(`
+amplitude:
+  api_key: %s
+  url: %s
+  max_in_flight: 32
+  backoff: { initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 0s }
+  dead_letter:
+    file:
+      path: %s
+      codec: lines
+`, testKey, srv.HTTPV2URL(), dlq), batches)
+	elapsed := time.Since(start)
+	if srv.Count() != valid {
+		tb.Errorf("%d of %d valid events in Amplitude", srv.Count(), valid)
+	}
+	if n := srv.StatusCounts()[429]; n != 0 {
+		tb.Errorf("Amplitude answered 429 %d times", n)
+	}
+	if got := readDeadLetters(tb, dlq, "event.insert_id", "reason"); len(got) != invalid {
+		tb.Errorf("%d events dead-lettered, want the %d invalid ones: %v", len(got), invalid, got)
+	}
+	return elapsed, srv
+}
+
+// TestIssue13FiguresShort holds the issue's figures in short form: 300
+// events of 10 devices (30 each) and 2 invalid, with 30% faults (hangs of
+// 3 s, hedged after 2 s): all delivered, the invalid ones dead-lettered, no
+// 429.
+func TestIssue13FiguresShort(t *testing.T) {
+	_, srv := runIssue13(t, 10, 30, 2, 0.3, 3*time.Second)
+	t.Logf("faults %v statuses %v", srv.FaultCounts(), srv.StatusCounts())
+}
+
+// BenchmarkIssue13 is the issue's figure: 3000 events of 30 devices (100
+// each) and 5 invalid, with 30%% faults including 12-second hangs, and
+// without faults. It runs in real time (tens of seconds), so not with -short.
+func BenchmarkIssue13(b *testing.B) {
+	if testing.Short() {
+		b.Skip("real-time benchmark")
+	}
+	for _, tc := range []struct {
+		name   string
+		faults float64
+	}{{"no_faults", 0}, {"faults_30pct_hangs_12s", 0.3}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for range b.N {
+				elapsed, srv := runIssue13(b, 30, 100, 5, tc.faults, 12*time.Second)
+				b.ReportMetric(elapsed.Seconds(), "s/run")
+				b.ReportMetric(float64(srv.StatusCounts()[429]), "429s")
+				b.ReportMetric(float64(srv.Requests()), "requests")
+				b.Logf("%s: %v, faults %v, statuses %v", tc.name, elapsed, srv.FaultCounts(), srv.StatusCounts())
+			}
+		})
+	}
+}
+
+// hotDeviceRun sends, for dur, 1000 events/s of 1000 cold devices and, when
+// hot, 300 events/s of one hot device, in batches of 10 ms, and returns the
+// cold events' delivery latencies (arrival at Amplitude minus creation) and
+// the hot device's delivered count.
+func hotDeviceRun(tb testing.TB, dur time.Duration, hot bool) (cold []time.Duration, hotDelivered, hotSent int, elapsed time.Duration) {
+	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: testKey})
+	tb.Cleanup(srv.Close)
+	var batches [][]string
+	start := time.Now()
+	ticks := int(dur / (10 * time.Millisecond))
+	for i := range ticks {
+		var b []string
+		for j := range 10 {
+			b = append(b, fmt.Sprintf(`{"event_type":"open","insert_id":"cold-%d-%d","device_id":"cold-device-%04d","tick":%d}`, i, j, (i*10+j)%1000, i))
+		}
+		if hot {
+			for j := range 3 {
+				b = append(b, fmt.Sprintf(`{"event_type":"open","insert_id":"hot-%d-%d","device_id":"hot-device","tick":%d}`, i, j, i))
+				hotSent++
+			}
+		}
+		batches = append(batches, b)
+	}
+	runStreamPaced(tb, fmt.Sprintf(`
+amplitude:
+  api_key: %s
+  url: %s
+  max_in_flight: 512
+`, testKey, srv.HTTPV2URL()), batches, 10*time.Millisecond, start)
+	elapsed = time.Since(start)
+	for _, e := range srv.Events() {
+		if e.DeviceID == "hot-device" {
+			hotDelivered++
+			continue
+		}
+		tick := gjson.Get(e.Raw, "tick").Int()
+		cold = append(cold, e.Arrived.Sub(start.Add(time.Duration(tick)*10*time.Millisecond)))
+	}
+	return cold, hotDelivered, hotSent, elapsed
+}
+
+func p99(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)*99/100]
+}
+
+// BenchmarkHotDevice: one hot device at 300 events/s among 1000 cold devices
+// (1000 events/s): the cold devices' p99 delivery latency beside a run
+// without the hot device, and the hot device delivered at its limit with
+// nothing lost. Real time (the hot device needs 27 s to drain 2 s of
+// events), so not with -short.
+func BenchmarkHotDevice(b *testing.B) {
+	if testing.Short() {
+		b.Skip("real-time benchmark")
+	}
+	for range b.N {
+		base, _, _, _ := hotDeviceRun(b, 2*time.Second, false)
+		cold, delivered, sent, elapsed := hotDeviceRun(b, 2*time.Second, true)
+		if delivered != sent {
+			b.Errorf("hot device: %d of %d delivered", delivered, sent)
+		}
+		b.ReportMetric(float64(p99(base).Microseconds())/1000, "cold_p99_ms_without_hot")
+		b.ReportMetric(float64(p99(cold).Microseconds())/1000, "cold_p99_ms_with_hot")
+		b.ReportMetric(float64(delivered)/elapsed.Seconds(), "hot_events/s")
+	}
+}
+
+// runStreamPaced is runStream sending one batch every interval from start,
+// each without waiting for the acknowledgement of the others.
+func runStreamPaced(tb testing.TB, outputYAML string, batches [][]string, interval time.Duration, start time.Time) {
+	tb.Helper()
+	send, strm := buildStream(tb, service.NewStreamBuilder(), outputYAML)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	go func() { _ = strm.Run(ctx) }()
+	var wg sync.WaitGroup
+	for i, raws := range batches {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		batch := make(service.MessageBatch, len(raws))
+		for j, r := range raws {
+			batch[j] = service.NewMessage([]byte(r))
+		}
+		wg.Go(func() {
+			if err := send(ctx, batch); err != nil {
+				tb.Errorf("batch not acknowledged: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	_ = strm.Stop(ctx)
+}
