@@ -67,6 +67,7 @@ func TestRecordEncode(t *testing.T) {
 		{"json", []byte(`{"id":"a"}`), `{"id":"a"}`},
 		{"text", []byte("not json\n"), `"not json\n"`},
 		{"invalid utf8", []byte("a\xffb"), `"a\ufffdb"`},
+		{"invalid utf8 in JSON", []byte("{\"k\":\"a\xffb\"}"), "{\"k\":\"a\uFFFDb\"}"},
 		{"empty", nil, `""`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

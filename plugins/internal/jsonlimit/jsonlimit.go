@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"strings"
 )
 
 // DefaultMaxDepth is the deepest nesting of objects and arrays accepted by
@@ -28,7 +29,7 @@ var ErrTooDeep = errors.New("JSON nested too deep")
 // Depth returns the deepest nesting of objects and arrays in b, stopping as
 // soon as it exceeds max (returning max+1). Brackets inside strings do not
 // count. b need not be valid JSON: Depth only counts.
-func Depth(b []byte, max int) int {
+func Depth[T string | []byte](b T, max int) int {
 	depth, deepest := 0, 0
 	for i := 0; i < len(b); i++ {
 		switch b[i] {
@@ -53,9 +54,9 @@ func Depth(b []byte, max int) int {
 
 // stringEnd returns the index of the quote closing the string whose
 // content starts at i (len(b) when it is not closed).
-func stringEnd(b []byte, i int) int {
+func stringEnd[T string | []byte](b T, i int) int {
 	for {
-		j := bytes.IndexByte(b[i:], '"')
+		j := indexQuote(b[i:])
 		if j < 0 {
 			return len(b)
 		}
@@ -71,9 +72,19 @@ func stringEnd(b []byte, i int) int {
 	}
 }
 
+func indexQuote[T string | []byte](b T) int {
+	switch v := any(b).(type) {
+	case string:
+		return strings.IndexByte(v, '"')
+	case []byte:
+		return bytes.IndexByte(v, '"')
+	}
+	panic("unreachable")
+}
+
 // Check returns an error wrapping ErrTooDeep when b nests objects and arrays
 // deeper than max levels.
-func Check(b []byte, max int) error {
+func Check[T string | []byte](b T, max int) error {
 	if Depth(b, max) > max {
 		return &depthError{max: max}
 	}
