@@ -17,4 +17,5 @@ import (
 	_ "github.com/opencurrents/currents-amplitude/plugins/currents"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ingest"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ratelimit"
+	_ "github.com/opencurrents/currents-amplitude/plugins/replay"
 )
