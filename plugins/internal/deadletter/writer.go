@@ -184,6 +184,12 @@ func (w *Writer) record(e Entry) *service.Message {
 		}
 	}
 	out := service.NewMessage(r.Encode(make([]byte, 0, len(raw)+256)))
+	// The record keeps the message's metadata, so that the dead_letter
+	// output can interpolate it (a Kafka key, a file name per event type).
+	_ = e.Msg.MetaWalkMut(func(k string, v any) error {
+		out.MetaSetMut(k, v)
+		return nil
+	})
 	out.MetaSetMut(MetaReason, string(e.Reason))
 	return out
 }
