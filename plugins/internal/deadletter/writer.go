@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -167,11 +168,19 @@ func (w *Writer) remember1(k uint64) {
 }
 
 func (w *Writer) record(e Entry) *service.Message {
+	return RecordMessage(e, w.component, w.clock.Now())
+}
+
+// RecordMessage returns the dead-letter record of e as a new message: the
+// encoded Record (component, failure time at, the source metadata of
+// SourceKeys), carrying e.Msg's metadata and MetaReason. It is what a
+// Writer writes, for components that route failures themselves.
+func RecordMessage(e Entry, component string, at time.Time) *service.Message {
 	raw, _ := e.Msg.AsBytes()
 	r := Record{
 		Reason:    e.Reason,
-		FailedAt:  w.clock.Now(),
-		Component: w.component,
+		FailedAt:  at,
+		Component: component,
 		Event:     raw,
 	}
 	if e.Err != nil {
