@@ -115,11 +115,11 @@ func TestE2EAmplitudeFaults(t *testing.T) {
 // (after the pipeline's own retries) and nothing is acknowledged; after the
 // outage Braze's retries deliver everything exactly once.
 func TestE2EAmplitudeOutage(t *testing.T) {
-	var proxy *outageProxy
+	var proxy *faultProxy
 	amp, env, _, c, acks := liveSetup(t, amplitudetest.Options{}, func(env map[string]string) {
 		// The pipeline's Amplitude goes through a proxy that can fail everything.
-		proxy = newOutageProxy(t, strings.TrimSuffix(env["AMPLITUDE_URL"], amplitudetest.PathHTTPV2))
-		proxy.down.Store(true)
+		proxy = newFaultProxy(t, strings.TrimSuffix(env["AMPLITUDE_URL"], amplitudetest.PathHTTPV2), 1)
+		proxy.set(modeOutage)
 		env["AMPLITUDE_URL"] = proxy.URL + amplitudetest.PathHTTPV2
 		env["AMPLITUDE_RETRY_FOR"] = "1s"
 	})
@@ -128,11 +128,11 @@ func TestE2EAmplitudeOutage(t *testing.T) {
 
 	// Amplitude comes back once Braze has seen a few failures.
 	go func() {
-		for proxy.down.Load() {
+		for faultMode(proxy.mode.Load()) == modeOutage {
 			st := c.Statuses()
 			if st[http.StatusBadGateway]+st[http.StatusTooManyRequests] >= 8 {
 				assert.Zero(t, acks.n.Load(), "nothing is acknowledged while Amplitude is down")
-				proxy.down.Store(false)
+				proxy.set(modePass)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

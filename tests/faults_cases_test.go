@@ -1,0 +1,476 @@
+package tests
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+	"github.com/opencurrents/currents-amplitude/plugins/ingest/ingesttest"
+)
+
+// TestFaultSuite runs every shipped pipeline through the fault matrix
+// (theMatrix) and checks the invariant (checkInvariant). FAULT_SUITE=long
+// (tests/faults.sh) runs it at scale; see docs/fault-suite.md.
+func TestFaultSuite(t *testing.T) {
+	faultBinary(t) // build once, before the cases run in parallel
+	for _, c := range []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"live_http", faultLiveHTTP},
+		{"replay", faultReplay},
+		{"kafka_delivery", faultKafkaDelivery},
+		{"backfill", func(t *testing.T) { skipIfPendingOnStore(t, "backfill"); faultBackfill(t) }},
+		{"cohorts", func(t *testing.T) { skipIfPendingOnStore(t, "cohorts"); faultCohorts(t) }},
+		{"cohort_webhook", func(t *testing.T) { skipIfPendingOnStore(t, "cohort_webhook"); faultCohortWebhook(t) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t)
+		})
+	}
+}
+
+// faultAmplitude starts a fake Amplitude behind a fault proxy.
+func faultAmplitude(t *testing.T, seed uint64) (*amplitudetest.Server, *faultProxy) {
+	t.Helper()
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "fault-amplitude-key"})
+	t.Cleanup(amp.Close)
+	return amp, newFaultProxy(t, amp.URL, seed)
+}
+
+// amplitudeEnv is the Amplitude side of every delivering pipeline's
+// environment.
+func amplitudeEnv(px *faultProxy, path string) map[string]string {
+	return map[string]string{
+		"AMPLITUDE_API_KEY":   "fault-amplitude-key",
+		"AMPLITUDE_URL":       px.URL + path,
+		"AMPLITUDE_TIMEOUT":   "1s",
+		"AMPLITUDE_RETRY_FOR": retryFor.String(),
+		"LOG_LEVEL":           "WARN",
+	}
+}
+
+// ---------------------------------------------------------------------
+// Live HTTP: Braze -> braze_currents_http -> amplitude.
+
+type liveTarget struct {
+	amp  *amplitudetest.Server
+	px   *faultProxy
+	env  map[string]string
+	conn *ingesttest.Connector
+	dlq  dlqFile
+	recs map[string]record
+
+	mu         sync.Mutex
+	violations []string
+}
+
+func faultLiveHTTP(t *testing.T) {
+	scale := faultScale()
+	amp, px := faultAmplitude(t, 21)
+	env := amplitudeEnv(px, amplitudetest.PathHTTPV2)
+	env["BRAZE_CURRENTS_TOKEN"] = e2eToken
+	env["CURRENTS_HTTP_ADDRESS"] = freeAddr(t)
+	env["HTTP_ADDRESS"] = freeAddr(t)
+	env["DLQ_PATH"] = t.TempDir() + "/dlq.jsonl"
+	recs := faultRecords(31, scale.events, scale.invalidEvery, unmappableEvent, deepEvent(expectRefused))
+	tgt := &liveTarget{amp: amp, px: px, env: env, dlq: dlqFile(env["DLQ_PATH"]), recs: map[string]record{}}
+	for _, r := range recs {
+		tgt.recs[r.id] = r
+	}
+	tgt.conn = ingesttest.NewConnector(currentsURL(env), e2eToken)
+	tgt.conn.MaxBackoff = 200 * time.Millisecond
+	tgt.conn.OnAcked = tgt.onAcked
+	runFaultMatrix(t, tgt, recs, false)
+	t.Logf("Braze saw: %v", tgt.conn.Statuses())
+}
+
+func (l *liveTarget) start(t *testing.T) *proc {
+	p := startProc(t, httpPipeline, l.env, false)
+	waitListening(t, currentsURL(l.env))
+	return p
+}
+
+func (l *liveTarget) feed(ctx context.Context, _ *testing.T, recs []record) error {
+	events := make([]ingesttest.Event, len(recs))
+	for i, r := range recs {
+		events[i] = ingesttest.Event{ID: r.id, Raw: r.raw}
+	}
+	return l.conn.SendAll(ctx, events, 4)
+}
+
+// onAcked checks, when Braze gets 2xx, that each event of the request is in
+// Amplitude or in the dead-letter file.
+func (l *liveTarget) onAcked(batch []ingesttest.Event) {
+	var dl map[string][]string
+	for _, ev := range batch {
+		r := l.recs[ev.ID]
+		ok := true
+		switch r.expect {
+		case expectDelivered:
+			_, ok = l.amp.Event(ev.ID)
+		case expectDeadLetter:
+			if dl == nil {
+				dl = deadLetteredQuiet(string(l.dlq))
+			}
+			ok = len(dl[ev.ID]) > 0
+		}
+		if !ok {
+			l.mu.Lock()
+			l.violations = append(l.violations, ev.ID)
+			l.mu.Unlock()
+		}
+	}
+}
+
+// deadLetteredQuiet is deadLettered for a hook without a *testing.T: it
+// reads the file as it is.
+func deadLetteredQuiet(path string) map[string][]string {
+	out := map[string][]string{}
+	b, _ := readFileQuiet(path)
+	for _, l := range strings.Split(string(b), "\n") {
+		if gjson.Valid(l) && l != "" {
+			r := gjson.Parse(l)
+			out[dlqKey(r)] = append(out[dlqKey(r)], r.Get("reason").String())
+		}
+	}
+	return out
+}
+
+func (l *liveTarget) checkAcked(t *testing.T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	assert.Empty(t, l.violations, "events answered 2xx to Braze that were neither in Amplitude nor dead-lettered")
+}
+
+func (l *liveTarget) delivered(id string) bool { _, ok := l.amp.Event(id); return ok }
+
+func (l *liveTarget) refused(id string) bool {
+	for _, ev := range l.conn.Dropped() {
+		if ev.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *liveTarget) deadLetters() deadLetters     { return l.dlq }
+func (l *liveTarget) proxies() []*faultProxy       { return []*faultProxy{l.px} }
+func (l *liveTarget) deliveredTotal() int          { return l.amp.Count() }
+func (l *liveTarget) finish(t *testing.T, p *proc) { assert.Zero(t, p.term(t, 50*time.Second)) }
+
+// TestFaultLiveResendWritesOnce: Braze re-sends a request after a 502 (an
+// outage): its invalid events were dead-lettered on the first try and are
+// not written again (the dead-letter writer keys them by their bytes, which
+// a re-send repeats), while its valid events arrive once Amplitude is back.
+func TestFaultLiveResendWritesOnce(t *testing.T) {
+	amp, px := faultAmplitude(t, 5)
+	env := amplitudeEnv(px, amplitudetest.PathHTTPV2)
+	env["BRAZE_CURRENTS_TOKEN"] = e2eToken
+	env["CURRENTS_HTTP_ADDRESS"] = freeAddr(t)
+	env["HTTP_ADDRESS"] = freeAddr(t)
+	env["DLQ_PATH"] = t.TempDir() + "/dlq.jsonl"
+	startProc(t, httpPipeline, env, false)
+	waitListening(t, currentsURL(env))
+
+	recs := faultRecords(7, 90, 10, unmappableEvent)
+	events := make([]ingesttest.Event, len(recs))
+	invalid := 0
+	for i, r := range recs {
+		events[i] = ingesttest.Event{ID: r.id, Raw: r.raw}
+		if r.expect == expectDeadLetter {
+			invalid++
+		}
+	}
+	body := ingesttest.Body(events)
+	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
+	px.set(modeOutage)
+	for range 3 {
+		require.Equal(t, 502, c.Post(context.Background(), body), "Amplitude is down: Braze keeps the request")
+	}
+	px.set(modePass)
+	require.Equal(t, 200, c.Post(context.Background(), body))
+	require.Equal(t, 200, c.Post(context.Background(), body), "a re-send after success changes nothing")
+
+	dl := deadLettered(t, dlqFile(env["DLQ_PATH"]))
+	assert.Len(t, dl, invalid)
+	for id, reasons := range dl {
+		assert.Equal(t, []string{"unmappable"}, reasons, "%s: written once over 5 sends", id)
+	}
+	assert.Equal(t, len(recs)-invalid, amp.Count())
+	for _, r := range dlqFile(env["DLQ_PATH"]).records(t) {
+		assert.NotEmpty(t, r.Get("source.currents_request_id").String(), "the record names the request: %s", r.Raw)
+	}
+}
+
+// ---------------------------------------------------------------------
+// Replay: JSON lines on stdin -> currents_lines -> amplitude (Batch API).
+
+type replayTarget struct {
+	amp *amplitudetest.Server
+	px  *faultProxy
+	env map[string]string
+	dlq dlqFile
+
+	mu   sync.Mutex
+	p    *proc
+	fed  [][]byte // every line handed so far, in order
+	runs int
+}
+
+// replayKinds are the lines the replay cannot take, and an empty one.
+func replayKinds() []invalidKind {
+	return []invalidKind{
+		unmappableEvent,
+		deepEvent(expectDeadLetter),
+		func(n int) record { // not JSON
+			id := "junk-" + strconv.Itoa(n)
+			return record{id: id, expect: expectDeadLetter, reason: "unreadable", raw: []byte(id + ` {"event_type": truncated`)}
+		},
+		func(n int) record { // over REPLAY_MAX_LINE_BYTES (4 KiB here)
+			id := "long-" + strconv.Itoa(n)
+			return record{id: id, expect: expectDeadLetter, reason: "too_large", raw: []byte(`{"id":"` + id + `","pad":"` + strings.Repeat("x", 5000) + `"}`)}
+		},
+		func(n int) record { // blank: skipped
+			return record{id: "blank-" + strconv.Itoa(n), expect: expectSkipped, raw: []byte("  \t")}
+		},
+	}
+}
+
+func faultReplay(t *testing.T) {
+	scale := faultScale()
+	amp, px := faultAmplitude(t, 22)
+	env := amplitudeEnv(px, amplitudetest.PathBatch)
+	env["REPLAY_PATHS"] = "/dev/stdin"
+	env["REPLAY_MAX_LINE_BYTES"] = "4096"
+	env["REPLAY_BATCH_SIZE"] = "50"
+	env["DLQ_PATH"] = t.TempDir() + "/dlq.jsonl"
+	tgt := &replayTarget{amp: amp, px: px, env: env, dlq: dlqFile(env["DLQ_PATH"])}
+	runFaultMatrix(t, tgt, faultRecords(32, scale.events, scale.invalidEvery, replayKinds()...), true)
+}
+
+// start runs a replay and hands it every line fed so far: replaying again
+// is what an operator does after a crash (Amplitude de-duplicates).
+func (r *replayTarget) start(t *testing.T) *proc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.p = startProc(t, "currents_replay_to_amplitude.yaml", r.env, true)
+	r.runs++
+	for _, l := range r.fed {
+		if _, err := r.p.stdin.Write(l); err != nil {
+			break
+		}
+	}
+	return r.p
+}
+
+func (r *replayTarget) feed(ctx context.Context, _ *testing.T, recs []record) error {
+	for _, rec := range recs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		line := append(append([]byte(nil), rec.raw...), '\n')
+		r.mu.Lock()
+		r.fed = append(r.fed, line)
+		_, _ = r.p.stdin.Write(line) // a process being replaced: start writes it again
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+func (r *replayTarget) delivered(id string) bool { _, ok := r.amp.Event(id); return ok }
+func (r *replayTarget) refused(string) bool      { return false }
+func (r *replayTarget) deadLetters() deadLetters { return r.dlq }
+func (r *replayTarget) proxies() []*faultProxy   { return []*faultProxy{r.px} }
+func (r *replayTarget) deliveredTotal() int      { return r.amp.Count() }
+
+// checkAcked: a replay acknowledges nothing to its source (standard input);
+// what it owes is checked by finish: it exits 0 only once every line is
+// delivered or dead-lettered.
+func (r *replayTarget) checkAcked(*testing.T) {}
+
+// finish ends the input: the replay stops by itself, exit code 0.
+func (r *replayTarget) finish(t *testing.T, p *proc) {
+	r.mu.Lock()
+	require.NoError(t, p.stdin.Close())
+	r.mu.Unlock()
+	assert.Zero(t, p.wait(t, faultScale().settle), "the replay ends by itself with exit code 0")
+	assert.Contains(t, p.logs.String(), "dead-lettered", "dead letters are logged")
+}
+
+// ---------------------------------------------------------------------
+// Kafka delivery: topic -> kafka_franz (consumer group) -> amplitude, dead
+// letters to a topic.
+
+type kafkaTarget struct {
+	amp     *amplitudetest.Server
+	px      *faultProxy
+	env     map[string]string
+	cl      *kgo.Client
+	recs    map[string]record
+	topic   string
+	group   string
+	dlqRecs *kafkaDLQ
+
+	mu     sync.Mutex
+	placed map[string][2]int64 // id -> partition, offset
+}
+
+// kafkaDLQ is the dead-letter topic as a background consumer reads it.
+type kafkaDLQ struct {
+	mu   sync.Mutex
+	recs []gjson.Result
+}
+
+func (d *kafkaDLQ) records(*testing.T) []gjson.Result {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]gjson.Result(nil), d.recs...)
+}
+
+func faultKafkaDelivery(t *testing.T) {
+	scale := faultScale()
+	const topic, dlqTopic, group = "braze-currents", "braze-currents-dlq", "fault-delivery"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic), kfake.SeedTopics(1, dlqTopic))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	amp, px := faultAmplitude(t, 23)
+	env := amplitudeEnv(px, amplitudetest.PathHTTPV2)
+	for k, v := range map[string]string{
+		"KAFKA_BROKERS": brokers, "KAFKA_TOPIC": topic, "KAFKA_DLQ_TOPIC": dlqTopic, "KAFKA_CONSUMER_GROUP": group,
+		"KAFKA_BATCH_SIZE": "100", "KAFKA_HEARTBEAT_INTERVAL": "200ms", "KAFKA_SESSION_TIMEOUT": "2s",
+		"KAFKA_REBALANCE_TIMEOUT": "3s", "HTTP_ADDRESS": freeAddr(t),
+	} {
+		env[k] = v
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ProducerLinger(0),
+		kgo.ConsumeTopics(dlqTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	tgt := &kafkaTarget{amp: amp, px: px, env: env, cl: cl, recs: map[string]record{},
+		topic: topic, group: group, dlqRecs: &kafkaDLQ{}, placed: map[string][2]int64{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go tgt.consumeDLQ(ctx)
+
+	recs := faultRecords(33, scale.events, scale.invalidEvery, unmappableEvent, deepEvent(expectDeadLetter))
+	for _, r := range recs {
+		tgt.recs[r.id] = r
+	}
+	runFaultMatrix(t, tgt, recs, false)
+}
+
+func (k *kafkaTarget) consumeDLQ(ctx context.Context) {
+	for ctx.Err() == nil {
+		fs := k.cl.PollFetches(ctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			k.dlqRecs.mu.Lock()
+			k.dlqRecs.recs = append(k.dlqRecs.recs, gjson.ParseBytes(r.Value))
+			k.dlqRecs.mu.Unlock()
+		})
+	}
+}
+
+func (k *kafkaTarget) start(t *testing.T) *proc {
+	return startProc(t, "kafka_to_amplitude.yaml", k.env, false)
+}
+
+func (k *kafkaTarget) feed(ctx context.Context, _ *testing.T, recs []record) error {
+	batch := make([]*kgo.Record, len(recs))
+	for i, r := range recs {
+		key := r.event.DeviceID
+		if key == "" {
+			key = r.id
+		}
+		batch[i] = &kgo.Record{Topic: k.topic, Key: []byte(key), Value: r.raw}
+	}
+	res := k.cl.ProduceSync(ctx, batch...)
+	if err := res.FirstErr(); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for i, pr := range res {
+		k.placed[recs[i].id] = [2]int64{int64(pr.Record.Partition), pr.Record.Offset}
+	}
+	return nil
+}
+
+// checkAcked: every record below a committed offset is in Amplitude or on
+// the dead-letter topic (read by the background consumer, given a moment to
+// catch up).
+func (k *kafkaTarget) checkAcked(t *testing.T) {
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = k.group // up to v7
+	g := kmsg.NewOffsetFetchRequestGroup()
+	g.Group = k.group // v8 and later
+	req.Groups = append(req.Groups, g)
+	resp, err := req.RequestWith(context.Background(), k.cl)
+	require.NoError(t, err)
+	committed := map[int64]int64{}
+	for _, tp := range resp.Topics {
+		for _, p := range tp.Partitions {
+			if tp.Topic == k.topic {
+				committed[int64(p.Partition)] = p.Offset
+			}
+		}
+	}
+	for _, rg := range resp.Groups {
+		for _, tp := range rg.Topics {
+			for _, p := range tp.Partitions {
+				if tp.Topic == k.topic {
+					committed[int64(p.Partition)] = p.Offset
+				}
+			}
+		}
+	}
+	k.mu.Lock()
+	placed := make(map[string][2]int64, len(k.placed))
+	for id, po := range k.placed {
+		placed[id] = po
+	}
+	k.mu.Unlock()
+	var missing []string
+	check := func() bool {
+		missing = missing[:0]
+		dl := deadLettered(t, k.dlqRecs)
+		for id, po := range placed {
+			if po[1] >= committed[po[0]] {
+				continue
+			}
+			r := k.recs[id]
+			if (r.expect == expectDelivered && !k.delivered(id)) || (r.expect == expectDeadLetter && len(dl[id]) == 0) {
+				missing = append(missing, id)
+			}
+		}
+		return len(missing) == 0
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !check() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	assert.Empty(t, missing, "records below the committed offsets neither in Amplitude nor dead-lettered (committed: %v)", committed)
+}
+
+func (k *kafkaTarget) delivered(id string) bool { _, ok := k.amp.Event(id); return ok }
+func (k *kafkaTarget) refused(string) bool      { return false }
+func (k *kafkaTarget) deadLetters() deadLetters { return k.dlqRecs }
+func (k *kafkaTarget) proxies() []*faultProxy   { return []*faultProxy{k.px} }
+func (k *kafkaTarget) deliveredTotal() int      { return k.amp.Count() }
+func (k *kafkaTarget) finish(t *testing.T, p *proc) {
+	assert.Zero(t, p.term(t, 50*time.Second))
+	k.checkAcked(t)
+}
