@@ -243,5 +243,7 @@ func TestE2EAuthAndBadRequests(t *testing.T) {
 	require.Len(t, dlq, 1)
 	rec := gjson.Parse(dlq[0])
 	assert.Equal(t, "bad-1", rec.Get("event.id").String())
-	assert.True(t, strings.Contains(rec.Get("reason").String(), "time"), rec.Get("reason").String())
+	assert.Equal(t, "unmappable", rec.Get("reason").String())
+	assert.Contains(t, rec.Get("error").String(), "missing field time")
+	assert.NotEmpty(t, rec.Get("source.currents_request_id").String(), "the record names the Braze request")
 }

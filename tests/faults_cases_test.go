@@ -2,15 +2,19 @@ package tests
 
 import (
 	"context"
+	"maps"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -30,6 +34,7 @@ func TestFaultSuite(t *testing.T) {
 	}{
 		{"live_http", faultLiveHTTP},
 		{"replay", faultReplay},
+		{"kafka_ingest", faultKafkaIngest},
 		{"kafka_delivery", faultKafkaDelivery},
 		{"backfill", func(t *testing.T) { skipIfPendingOnStore(t, "backfill"); faultBackfill(t) }},
 		{"cohorts", func(t *testing.T) { skipIfPendingOnStore(t, "cohorts"); faultCohorts(t) }},
@@ -167,7 +172,7 @@ func (l *liveTarget) refused(id string) bool {
 }
 
 func (l *liveTarget) deadLetters() deadLetters     { return l.dlq }
-func (l *liveTarget) proxies() []*faultProxy       { return []*faultProxy{l.px} }
+func (l *liveTarget) proxies() []faultInjector     { return []faultInjector{l.px} }
 func (l *liveTarget) deliveredTotal() int          { return l.amp.Count() }
 func (l *liveTarget) finish(t *testing.T, p *proc) { assert.Zero(t, p.term(t, 50*time.Second)) }
 
@@ -293,7 +298,7 @@ func (r *replayTarget) feed(ctx context.Context, _ *testing.T, recs []record) er
 func (r *replayTarget) delivered(id string) bool { _, ok := r.amp.Event(id); return ok }
 func (r *replayTarget) refused(string) bool      { return false }
 func (r *replayTarget) deadLetters() deadLetters { return r.dlq }
-func (r *replayTarget) proxies() []*faultProxy   { return []*faultProxy{r.px} }
+func (r *replayTarget) proxies() []faultInjector { return []faultInjector{r.px} }
 func (r *replayTarget) deliveredTotal() int      { return r.amp.Count() }
 
 // checkAcked: a replay acknowledges nothing to its source (standard input);
@@ -468,9 +473,194 @@ func (k *kafkaTarget) checkAcked(t *testing.T) {
 func (k *kafkaTarget) delivered(id string) bool { _, ok := k.amp.Event(id); return ok }
 func (k *kafkaTarget) refused(string) bool      { return false }
 func (k *kafkaTarget) deadLetters() deadLetters { return k.dlqRecs }
-func (k *kafkaTarget) proxies() []*faultProxy   { return []*faultProxy{k.px} }
+func (k *kafkaTarget) proxies() []faultInjector { return []faultInjector{k.px} }
 func (k *kafkaTarget) deliveredTotal() int      { return k.amp.Count() }
 func (k *kafkaTarget) finish(t *testing.T, p *proc) {
 	assert.Zero(t, p.term(t, 50*time.Second))
 	k.checkAcked(t)
 }
+
+// ---------------------------------------------------------------------
+// Kafka ingest: Braze -> braze_currents_http -> kafka_franz (topic).
+
+// kafkaProduceFaults fails the produce requests a kfake broker gets
+// according to its mode: retriable errors (30% or all) for faults and
+// outages, TOPIC_AUTHORIZATION_FAILED (Kafka's 403) for the forbidden phase.
+type kafkaProduceFaults struct {
+	mode faultModeBox
+	mu   sync.Mutex
+	rng  *rand.Rand
+	n    map[string]int
+}
+
+// faultModeBox holds a faultMode for concurrent use.
+type faultModeBox struct{ v atomic.Int32 }
+
+func (b *faultModeBox) get() faultMode { return faultMode(b.v.Load()) }
+
+func newKafkaProduceFaults(cluster *kfake.Cluster, seed uint64) *kafkaProduceFaults {
+	f := &kafkaProduceFaults{rng: rand.New(rand.NewPCG(seed, seed+1)), n: map[string]int{}}
+	cluster.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		var code int16
+		switch f.mode.get() {
+		case modeOutage:
+			code = kerr.RequestTimedOut.Code
+		case modeForbidden:
+			code = kerr.TopicAuthorizationFailed.Code
+		case modeFaulty:
+			f.mu.Lock()
+			if f.rng.Float64() < faultRate {
+				code = [...]int16{kerr.NotLeaderForPartition.Code, kerr.NotEnoughReplicas.Code, kerr.UnknownServerError.Code}[f.rng.IntN(3)]
+			}
+			f.mu.Unlock()
+		}
+		f.mu.Lock()
+		if code == 0 {
+			f.n["handled"]++
+			f.mu.Unlock()
+			return nil, nil, false
+		}
+		f.n[kerr.ErrorForCode(code).Error()]++
+		f.mu.Unlock()
+		req := kr.(*kmsg.ProduceRequest)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		resp.Version = req.Version
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	return f
+}
+
+func (f *kafkaProduceFaults) set(m faultMode) { f.mode.v.Store(int32(m)) }
+
+func (f *kafkaProduceFaults) Counts() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.n)
+}
+
+type ingestTarget struct {
+	env    map[string]string
+	conn   *ingesttest.Connector
+	faults *kafkaProduceFaults
+	none   dlqFile // the ingest tier has no dead letter: Braze keeps what it cannot take
+
+	mu      sync.Mutex
+	inTopic map[string]int
+	acked   []string
+}
+
+func faultKafkaIngest(t *testing.T) {
+	scale := faultScale()
+	const topic = "braze-currents"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	tgt := &ingestTarget{faults: newKafkaProduceFaults(cluster, 25), inTopic: map[string]int{}, none: dlqFile(t.TempDir() + "/none.jsonl")}
+	tgt.env = map[string]string{
+		"KAFKA_BROKERS": strings.Join(cluster.ListenAddrs(), ","), "KAFKA_TOPIC": topic, "KAFKA_TIMEOUT": "2s",
+		"BRAZE_CURRENTS_TOKEN": e2eToken, "CURRENTS_HTTP_ADDRESS": freeAddr(t), "HTTP_ADDRESS": freeAddr(t),
+		"CURRENTS_HTTP_TIMEOUT": "5s", "LOG_LEVEL": "WARN",
+	}
+	tgt.conn = ingesttest.NewConnector(currentsURL(tgt.env), e2eToken)
+	tgt.conn.MaxBackoff = 200 * time.Millisecond
+	tgt.conn.OnAcked = func(batch []ingesttest.Event) {
+		tgt.mu.Lock()
+		defer tgt.mu.Unlock()
+		for _, ev := range batch {
+			tgt.acked = append(tgt.acked, ev.ID)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		for ctx.Err() == nil {
+			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+				tgt.mu.Lock()
+				tgt.inTopic[gjson.GetBytes(r.Value, "id").String()]++
+				tgt.mu.Unlock()
+			})
+		}
+	}()
+	// An event the mapper refuses is no concern of the ingest tier: it goes
+	// to the topic like any other (the delivery tier dead-letters it).
+	forward := func(n int) record { r := unmappableEvent(n); r.expect = expectDelivered; return r }
+	runFaultMatrix(t, tgt, faultRecords(35, scale.events, scale.invalidEvery, forward, deepEvent(expectRefused)), false)
+	t.Logf("Braze saw: %v", tgt.conn.Statuses())
+}
+
+func (g *ingestTarget) start(t *testing.T) *proc {
+	p := startProc(t, "currents_http_to_kafka.yaml", g.env, false)
+	waitListening(t, currentsURL(g.env))
+	return p
+}
+
+func (g *ingestTarget) feed(ctx context.Context, _ *testing.T, recs []record) error {
+	events := make([]ingesttest.Event, len(recs))
+	for i, r := range recs {
+		events[i] = ingesttest.Event{ID: r.id, Raw: r.raw}
+	}
+	return g.conn.SendAll(ctx, events, 4)
+}
+
+// checkAcked: every event answered 2xx is in the topic (the consumer is
+// given a moment to read it).
+func (g *ingestTarget) checkAcked(t *testing.T) {
+	var missing []string
+	waitUntil := time.Now().Add(3 * time.Second)
+	for {
+		missing = missing[:0]
+		g.mu.Lock()
+		for _, id := range g.acked {
+			if g.inTopic[id] == 0 {
+				missing = append(missing, id)
+			}
+		}
+		g.mu.Unlock()
+		if len(missing) == 0 || time.Now().After(waitUntil) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	assert.Empty(t, missing, "events answered 2xx to Braze that are not in the topic")
+}
+
+func (g *ingestTarget) delivered(id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inTopic[id] > 0
+}
+
+func (g *ingestTarget) deliveredTotal() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.inTopic)
+}
+
+func (g *ingestTarget) refused(id string) bool {
+	for _, ev := range g.conn.Dropped() {
+		if ev.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *ingestTarget) deadLetters() deadLetters     { return g.none }
+func (g *ingestTarget) proxies() []faultInjector     { return []faultInjector{g.faults} }
+func (g *ingestTarget) finish(t *testing.T, p *proc) { assert.Zero(t, p.term(t, 50*time.Second)) }

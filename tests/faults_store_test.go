@@ -131,7 +131,7 @@ func (b *backfillTarget) checkAcked(t *testing.T) {
 func (b *backfillTarget) delivered(id string) bool { _, ok := b.amp.Event(id); return ok }
 func (b *backfillTarget) refused(string) bool      { return false }
 func (b *backfillTarget) deadLetters() deadLetters { return b.dlq }
-func (b *backfillTarget) proxies() []*faultProxy   { return []*faultProxy{b.px} }
+func (b *backfillTarget) proxies() []faultInjector { return []faultInjector{b.px} }
 func (b *backfillTarget) deliveredTotal() int      { return b.amp.Count() }
 
 // finish waits for the backfill to end by itself.

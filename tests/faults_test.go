@@ -162,7 +162,7 @@ func startProc(t *testing.T, config string, env map[string]string, stdin bool) *
 	}()
 	t.Cleanup(func() {
 		p.kill()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("FAULT_SUITE_LOGS") != "" {
 			out := p.logs.String()
 			t.Logf("output of %s (pid %d, last 6 KiB):\n%s", config, cmd.Process.Pid, out[max(0, len(out)-6<<10):])
 		}
@@ -326,6 +326,12 @@ func deadLettered(t *testing.T, d deadLetters) map[string][]string {
 // ---------------------------------------------------------------------
 // The matrix.
 
+// faultInjector fails what a pipeline sends according to a faultMode.
+type faultInjector interface {
+	set(faultMode)
+	Counts() map[string]int
+}
+
 // faultTarget is one pipeline under the fault matrix.
 type faultTarget interface {
 	// start starts (or restarts) the pipeline.
@@ -347,9 +353,9 @@ type faultTarget interface {
 	// dead-lettered; it is called after every phase and right after a
 	// kill -9.
 	checkAcked(t *testing.T)
-	// proxies are the fault proxies in front of the fakes the pipeline
-	// delivers to (nil: none, the phase is run without it).
-	proxies() []*faultProxy
+	// proxies are the fault injectors in front of what the pipeline
+	// delivers to (HTTP proxies, a Kafka broker's produce handler).
+	proxies() []faultInjector
 	// finish ends the run: SIGTERM, or the end of the input.
 	finish(t *testing.T, p *proc)
 }
@@ -444,6 +450,7 @@ func runFaultMatrix(t *testing.T, tgt faultTarget, recs []record, rereadsAll boo
 		}
 		require.NoError(t, <-fed, "phase %q: feeding", ph.name)
 		cancel()
+		fedAfter := time.Since(phaseStart)
 		settle := scale.settle
 		if oneShot {
 			tgt.finish(t, p)
@@ -458,7 +465,8 @@ func runFaultMatrix(t *testing.T, tgt faultTarget, recs []record, rereadsAll boo
 			return fmt.Sprintf("phase %q: every record fed settled (not yet: %v)", ph.name, missing)
 		})
 		tgt.checkAcked(t)
-		t.Logf("phase %-50q %5d records in %v", ph.name, len(chunk), time.Since(phaseStart).Round(10*time.Millisecond))
+		t.Logf("phase %-50q %5d records fed in %v, settled in %v", ph.name, len(chunk),
+			fedAfter.Round(10*time.Millisecond), time.Since(phaseStart).Round(10*time.Millisecond))
 		if t.Failed() {
 			return
 		}
