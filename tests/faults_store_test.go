@@ -7,6 +7,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+	"github.com/opencurrents/currents-amplitude/plugins/cohort"
+	"github.com/opencurrents/currents-amplitude/plugins/cohort/cohorttest"
 	"github.com/opencurrents/currents-amplitude/plugins/currentsgen"
 )
 
@@ -139,13 +142,191 @@ func (b *backfillTarget) finish(t *testing.T, p *proc) {
 	require.Zero(t, p.wait(t, faultScale().settle), "the backfill ends by itself with exit code 0")
 }
 
-// faultCohorts and faultCohortWebhook are not written yet: their pipelines
-// get their endpoint variables (AMPLITUDE_API_URL, BRAZE_REST_URL) and
-// their delivery contract on branch store.
+// cohortTarget: Amplitude cohorts -> amplitude_cohort (schedule 1s) ->
+// braze_cohort (users_track). A record is a member; each phase adds its
+// members to the cohort (a new computation), and the next sync must bring
+// them to Braze whatever the faults on the way (both APIs behind fault
+// proxies).
+type cohortTarget struct {
+	amp     *cohorttest.Amplitude
+	braze   *cohorttest.Braze
+	ampPx   *faultProxy
+	brazePx *faultProxy
+	env     map[string]string
+	dlq     dlqGlob
+
+	mu      sync.Mutex
+	members []string
+	version int64
+}
+
+const (
+	faultCohortID   = "c1"
+	faultCohortName = "Faults"
+	faultRESTKey    = "braze-rest-key"
+)
+
 func faultCohorts(t *testing.T) {
-	t.Fatal("not written: " + pendingOnStore["cohorts"])
+	scale := faultScale()
+	amp := cohorttest.NewAmplitude(t, "ak", "sk")
+	braze := cohorttest.NewBraze(t, faultRESTKey, "partner-key", "client-secret")
+	tgt := &cohortTarget{amp: amp, braze: braze, ampPx: newFaultProxy(t, amp.URL, 26), brazePx: newFaultProxy(t, braze.URL, 27)}
+	dir := t.TempDir()
+	tgt.env = map[string]string{
+		"AMPLITUDE_API_URL": tgt.ampPx.URL, "AMPLITUDE_API_KEY": "ak", "AMPLITUDE_SECRET_KEY": "sk",
+		"AMPLITUDE_COHORT_IDS": faultCohortID, "AMPLITUDE_COHORT_SCHEDULE": "1s",
+		"BRAZE_REST_URL": tgt.brazePx.URL, "BRAZE_REST_API_KEY": faultRESTKey,
+		"COHORT_STATE_DIR": dir + "/state", "DEAD_LETTER_DIR": dir + "/dead-letter", "HTTP_ADDRESS": freeAddr(t), "LOG_LEVEL": "WARN",
+	}
+	tgt.dlq = dlqGlob(dir + "/dead-letter/*.jsonl")
+	recs := make([]record, scale.events/4)
+	for i := range recs {
+		recs[i] = record{id: fmt.Sprintf("member-%05d", i), expect: expectDelivered}
+	}
+	runFaultMatrix(t, tgt, recs, false)
+}
+
+func (c *cohortTarget) start(t *testing.T) *proc {
+	return startProc(t, "amplitude_cohorts_to_braze.yaml", c.env, false)
+}
+
+// feed adds the members to the cohort as a new computation.
+func (c *cohortTarget) feed(_ context.Context, _ *testing.T, recs []record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range recs {
+		c.members = append(c.members, r.id)
+	}
+	c.version++
+	c.amp.SetCohort(faultCohortID, cohorttest.Cohort{Name: faultCohortName, LastComputed: c.version, UserIDs: append([]string(nil), c.members...)})
+	return nil
+}
+
+func (c *cohortTarget) inBraze() map[string]bool {
+	out := map[string]bool{}
+	for _, id := range c.braze.UsersWith("amplitude_cohorts", cohort.DisplayName(faultCohortName, faultCohortID)) {
+		out[id] = true
+	}
+	return out
+}
+
+func (c *cohortTarget) delivered(id string) bool { return c.inBraze()[id] }
+func (c *cohortTarget) deliveredTotal() int      { return len(c.inBraze()) }
+func (c *cohortTarget) refused(string) bool      { return false }
+func (c *cohortTarget) deadLetters() deadLetters { return c.dlq }
+func (c *cohortTarget) proxies() []faultInjector { return []faultInjector{c.ampPx, c.brazePx} }
+
+// checkAcked: the sync state is the pipeline's own (helper store's format);
+// what it owes is that a committed computation is in Braze, which the
+// settling of every phase checks from the outside.
+func (c *cohortTarget) checkAcked(*testing.T) {}
+
+func (c *cohortTarget) finish(t *testing.T, p *proc) { assert.Zero(t, p.term(t, 50*time.Second)) }
+
+// webhookTarget: Amplitude's cohort webhook -> http_server -> braze_cohort.
+// A record is a member; each is posted in a webhook delivery that Amplitude
+// retries until it gets 2xx, and a 2xx must mean the member is in Braze.
+type webhookTarget struct {
+	braze   *cohorttest.Braze
+	brazePx *faultProxy
+	env     map[string]string
+	dlq     dlqGlob
+	url     string
+
+	mu         sync.Mutex
+	n          int
+	violations []string
 }
 
 func faultCohortWebhook(t *testing.T) {
-	t.Fatal("not written: " + pendingOnStore["cohort_webhook"])
+	scale := faultScale()
+	braze := cohorttest.NewBraze(t, faultRESTKey, "partner-key", "client-secret")
+	tgt := &webhookTarget{braze: braze, brazePx: newFaultProxy(t, braze.URL, 28)}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	tgt.url = "http://" + addr + "/amplitude/cohorts"
+	tgt.env = map[string]string{
+		"WEBHOOK_ADDRESS": addr, "AMPLITUDE_WEBHOOK_TOKEN": "webhook-token",
+		"BRAZE_REST_URL": tgt.brazePx.URL, "BRAZE_REST_API_KEY": faultRESTKey,
+		"COHORT_STATE_DIR": dir + "/state", "DEAD_LETTER_DIR": dir + "/dead-letter", "HTTP_ADDRESS": freeAddr(t), "LOG_LEVEL": "WARN",
+	}
+	tgt.dlq = dlqGlob(dir + "/dead-letter/*.jsonl")
+	recs := make([]record, scale.events/4)
+	for i := range recs {
+		recs[i] = record{id: fmt.Sprintf("member-%05d", i), expect: expectDelivered}
+	}
+	runFaultMatrix(t, tgt, recs, false)
 }
+
+func (w *webhookTarget) start(t *testing.T) *proc {
+	p := startProc(t, "amplitude_cohort_webhook_to_braze.yaml", w.env, false)
+	waitListening(t, w.url)
+	return p
+}
+
+// feed posts the members 20 per delivery, each retried as Amplitude does
+// (same message_id) until it is answered 2xx.
+func (w *webhookTarget) feed(ctx context.Context, _ *testing.T, recs []record) error {
+	for i := 0; i < len(recs); i += 20 {
+		part := recs[i:min(i+20, len(recs))]
+		w.mu.Lock()
+		w.n++
+		msgID := fmt.Sprintf("msg-%d", w.n)
+		w.mu.Unlock()
+		users := make([]string, len(part))
+		for j, r := range part {
+			users[j] = `{"user_id":"` + r.id + `"}`
+		}
+		body := `{"cohort_id":"` + faultCohortID + `","cohort_name":"` + faultCohortName + `","in_cohort":true,"message_id":"` +
+			msgID + `","users":[` + strings.Join(users, ",") + `]}`
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, strings.NewReader(body))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Amplitude-Webhook-Token", "webhook-token")
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					in := w.inBraze()
+					for _, r := range part {
+						if !in[r.id] {
+							w.mu.Lock()
+							w.violations = append(w.violations, r.id)
+							w.mu.Unlock()
+						}
+					}
+					break
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func (w *webhookTarget) inBraze() map[string]bool {
+	out := map[string]bool{}
+	for _, id := range w.braze.UsersWith("amplitude_cohorts", cohort.DisplayName(faultCohortName, faultCohortID)) {
+		out[id] = true
+	}
+	return out
+}
+
+func (w *webhookTarget) checkAcked(t *testing.T) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	assert.Empty(t, w.violations, "webhook deliveries answered 2xx whose members are not in Braze")
+}
+
+func (w *webhookTarget) delivered(id string) bool     { return w.inBraze()[id] }
+func (w *webhookTarget) deliveredTotal() int          { return len(w.inBraze()) }
+func (w *webhookTarget) refused(string) bool          { return false }
+func (w *webhookTarget) deadLetters() deadLetters     { return w.dlq }
+func (w *webhookTarget) proxies() []faultInjector     { return []faultInjector{w.brazePx} }
+func (w *webhookTarget) finish(t *testing.T, p *proc) { assert.Zero(t, p.term(t, 50*time.Second)) }

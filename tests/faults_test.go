@@ -313,6 +313,20 @@ func (f dlqFile) records(t *testing.T) []gjson.Result {
 	return out
 }
 
+// dlqGlob reads every dead-letter JSON-lines file matching a pattern (the
+// cohort pipelines write one file per day).
+type dlqGlob string
+
+func (g dlqGlob) records(t *testing.T) []gjson.Result {
+	files, err := filepath.Glob(string(g))
+	require.NoError(t, err)
+	var out []gjson.Result
+	for _, f := range files {
+		out = append(out, dlqFile(f).records(t)...)
+	}
+	return out
+}
+
 // deadLettered returns the reasons written per record key.
 func deadLettered(t *testing.T, d deadLetters) map[string][]string {
 	out := map[string][]string{}
