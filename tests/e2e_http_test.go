@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -246,4 +247,24 @@ func TestE2EAuthAndBadRequests(t *testing.T) {
 	assert.Equal(t, "unmappable", rec.Get("reason").String())
 	assert.Contains(t, rec.Get("error").String(), "missing field time")
 	assert.NotEmpty(t, rec.Get("source.currents_request_id").String(), "the record names the Braze request")
+}
+
+// TestE2EInvalidUTF8: invalid UTF-8 in events is replaced by U+FFFD, the
+// same way in the event Amplitude gets and in the dead-letter copy of an
+// event that cannot be mapped.
+func TestE2EInvalidUTF8(t *testing.T) {
+	amp, env, _, c, acks := liveSetup(t, amplitudetest.Options{}, nil)
+	good := []byte("{\"event_type\":\"users.messages.email.Open\",\"id\":\"utf8-good\",\"time\":1767225600,\"user\":{\"external_user_id\":\"usr_caf\xe9\"},\"properties\":{\"subject\":\"Caf\xc3\"}}")
+	bad := []byte("{\"event_type\":\"users.messages.email.Open\",\"id\":\"utf8-bad\",\"user\":{\"external_user_id\":\"usr_caf\xe9\"}}") // no time
+	require.Equal(t, http.StatusOK, c.Post(context.Background(), ingesttest.Body([]ingesttest.Event{{ID: "utf8-good", Raw: good}, {ID: "utf8-bad", Raw: bad}})))
+	acks.check(t)
+
+	sent, ok := amp.Event("utf8-good")
+	require.True(t, ok)
+	assert.Equal(t, "usr_caf\uFFFD", sent.UserID)
+	assert.Equal(t, "Caf\uFFFD", gjson.Get(sent.Raw, "event_properties.subject").String())
+	dlq := readLines(t, env["DLQ_PATH"])
+	require.Len(t, dlq, 1)
+	assert.True(t, utf8.ValidString(dlq[0]), "the dead-letter record is valid UTF-8")
+	assert.Equal(t, "usr_caf\uFFFD", gjson.Get(dlq[0], "event.user.external_user_id").String())
 }
