@@ -67,14 +67,62 @@ func amplitudeEnv(px *faultProxy, path string) map[string]string {
 	}
 }
 
+// amplitudeDest is the destination of the pipelines delivering to the fake
+// Amplitude.
+type amplitudeDest struct{ amp *amplitudetest.Server }
+
+func (a amplitudeDest) delivered(id string) bool { _, ok := a.amp.Event(id); return ok }
+func (a amplitudeDest) deliveredTotal() int      { return a.amp.Count() }
+
+// brazeSource is the source of the pipelines behind braze_currents_http:
+// Braze's connector posting the records, retrying and splitting as Braze
+// does.
+type brazeSource struct {
+	config string
+	env    map[string]string
+	conn   *ingesttest.Connector
+}
+
+func newBrazeSource(config string, env map[string]string, onAcked func([]ingesttest.Event)) *brazeSource {
+	c := ingesttest.NewConnector(currentsURL(env), e2eToken)
+	c.MaxBackoff = 200 * time.Millisecond
+	c.OnAcked = onAcked
+	return &brazeSource{config: config, env: env, conn: c}
+}
+
+func (b *brazeSource) start(t *testing.T) *proc {
+	p := startProc(t, b.config, b.env, false)
+	waitListening(t, currentsURL(b.env))
+	return p
+}
+
+func (b *brazeSource) feed(ctx context.Context, _ *testing.T, recs []record) error {
+	events := make([]ingesttest.Event, len(recs))
+	for i, r := range recs {
+		events[i] = ingesttest.Event{ID: r.id, Raw: r.raw}
+	}
+	return b.conn.SendAll(ctx, events, 4)
+}
+
+// refused: Braze dropped the event alone after a 400.
+func (b *brazeSource) refused(id string) bool {
+	for _, ev := range b.conn.Dropped() {
+		if ev.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *brazeSource) finish(t *testing.T, p *proc) { assert.Zero(t, p.term(t, 50*time.Second)) }
+
 // ---------------------------------------------------------------------
 // Live HTTP: Braze -> braze_currents_http -> amplitude.
 
 type liveTarget struct {
-	amp  *amplitudetest.Server
+	*brazeSource
+	amplitudeDest
 	px   *faultProxy
-	env  map[string]string
-	conn *ingesttest.Connector
 	dlq  dlqFile
 	recs map[string]record
 
@@ -82,38 +130,28 @@ type liveTarget struct {
 	violations []string
 }
 
-func faultLiveHTTP(t *testing.T) {
-	scale := faultScale()
-	amp, px := faultAmplitude(t, 21)
+// liveEnv is the environment of the live pipeline delivering through px.
+func liveEnv(t *testing.T, px *faultProxy) map[string]string {
 	env := amplitudeEnv(px, amplitudetest.PathHTTPV2)
 	env["BRAZE_CURRENTS_TOKEN"] = e2eToken
 	env["CURRENTS_HTTP_ADDRESS"] = freeAddr(t)
 	env["HTTP_ADDRESS"] = freeAddr(t)
 	env["DLQ_PATH"] = t.TempDir() + "/dlq.jsonl"
+	return env
+}
+
+func faultLiveHTTP(t *testing.T) {
+	scale := faultScale()
+	amp, px := faultAmplitude(t, 21)
+	env := liveEnv(t, px)
 	recs := faultRecords(31, scale.events, scale.invalidEvery, unmappableEvent, deepEvent(expectRefused))
-	tgt := &liveTarget{amp: amp, px: px, env: env, dlq: dlqFile(env["DLQ_PATH"]), recs: map[string]record{}}
+	tgt := &liveTarget{amplitudeDest: amplitudeDest{amp}, px: px, dlq: dlqFile(env["DLQ_PATH"]), recs: map[string]record{}}
 	for _, r := range recs {
 		tgt.recs[r.id] = r
 	}
-	tgt.conn = ingesttest.NewConnector(currentsURL(env), e2eToken)
-	tgt.conn.MaxBackoff = 200 * time.Millisecond
-	tgt.conn.OnAcked = tgt.onAcked
+	tgt.brazeSource = newBrazeSource(httpPipeline, env, tgt.onAcked)
 	runFaultMatrix(t, tgt, recs, false)
 	t.Logf("Braze saw: %v", tgt.conn.Statuses())
-}
-
-func (l *liveTarget) start(t *testing.T) *proc {
-	p := startProc(t, httpPipeline, l.env, false)
-	waitListening(t, currentsURL(l.env))
-	return p
-}
-
-func (l *liveTarget) feed(ctx context.Context, _ *testing.T, recs []record) error {
-	events := make([]ingesttest.Event, len(recs))
-	for i, r := range recs {
-		events[i] = ingesttest.Event{ID: r.id, Raw: r.raw}
-	}
-	return l.conn.SendAll(ctx, events, 4)
 }
 
 // onAcked checks, when Braze gets 2xx, that each event of the request is in
@@ -160,21 +198,8 @@ func (l *liveTarget) checkAcked(t *testing.T) {
 	assert.Empty(t, l.violations, "events answered 2xx to Braze that were neither in Amplitude nor dead-lettered")
 }
 
-func (l *liveTarget) delivered(id string) bool { _, ok := l.amp.Event(id); return ok }
-
-func (l *liveTarget) refused(id string) bool {
-	for _, ev := range l.conn.Dropped() {
-		if ev.ID == id {
-			return true
-		}
-	}
-	return false
-}
-
-func (l *liveTarget) deadLetters() deadLetters     { return l.dlq }
-func (l *liveTarget) proxies() []faultInjector     { return []faultInjector{l.px} }
-func (l *liveTarget) deliveredTotal() int          { return l.amp.Count() }
-func (l *liveTarget) finish(t *testing.T, p *proc) { assert.Zero(t, p.term(t, 50*time.Second)) }
+func (l *liveTarget) deadLetters() deadLetters { return l.dlq }
+func (l *liveTarget) proxies() []faultInjector { return []faultInjector{l.px} }
 
 // TestFaultLiveResendWritesOnce: Braze re-sends a request after a 502 (an
 // outage): its invalid events were dead-lettered on the first try and are
@@ -182,11 +207,7 @@ func (l *liveTarget) finish(t *testing.T, p *proc) { assert.Zero(t, p.term(t, 50
 // a re-send repeats), while its valid events arrive once Amplitude is back.
 func TestFaultLiveResendWritesOnce(t *testing.T) {
 	amp, px := faultAmplitude(t, 5)
-	env := amplitudeEnv(px, amplitudetest.PathHTTPV2)
-	env["BRAZE_CURRENTS_TOKEN"] = e2eToken
-	env["CURRENTS_HTTP_ADDRESS"] = freeAddr(t)
-	env["HTTP_ADDRESS"] = freeAddr(t)
-	env["DLQ_PATH"] = t.TempDir() + "/dlq.jsonl"
+	env := liveEnv(t, px)
 	startProc(t, httpPipeline, env, false)
 	waitListening(t, currentsURL(env))
 
@@ -224,7 +245,7 @@ func TestFaultLiveResendWritesOnce(t *testing.T) {
 // Replay: JSON lines on stdin -> currents_lines -> amplitude (Batch API).
 
 type replayTarget struct {
-	amp *amplitudetest.Server
+	amplitudeDest
 	px  *faultProxy
 	env map[string]string
 	dlq dlqFile
@@ -262,7 +283,7 @@ func faultReplay(t *testing.T) {
 	env["REPLAY_MAX_LINE_BYTES"] = "4096"
 	env["REPLAY_BATCH_SIZE"] = "50"
 	env["DLQ_PATH"] = t.TempDir() + "/dlq.jsonl"
-	tgt := &replayTarget{amp: amp, px: px, env: env, dlq: dlqFile(env["DLQ_PATH"])}
+	tgt := &replayTarget{amplitudeDest: amplitudeDest{amp}, px: px, env: env, dlq: dlqFile(env["DLQ_PATH"])}
 	runFaultMatrix(t, tgt, faultRecords(32, scale.events, scale.invalidEvery, replayKinds()...), true)
 }
 
@@ -295,11 +316,9 @@ func (r *replayTarget) feed(ctx context.Context, _ *testing.T, recs []record) er
 	return nil
 }
 
-func (r *replayTarget) delivered(id string) bool { _, ok := r.amp.Event(id); return ok }
 func (r *replayTarget) refused(string) bool      { return false }
 func (r *replayTarget) deadLetters() deadLetters { return r.dlq }
 func (r *replayTarget) proxies() []faultInjector { return []faultInjector{r.px} }
-func (r *replayTarget) deliveredTotal() int      { return r.amp.Count() }
 
 // checkAcked: a replay acknowledges nothing to its source (standard input);
 // what it owes is checked by finish: it exits 0 only once every line is
@@ -312,7 +331,7 @@ func (r *replayTarget) finish(t *testing.T, p *proc) {
 	require.NoError(t, p.stdin.Close())
 	r.mu.Unlock()
 	assert.Zero(t, p.wait(t, faultScale().settle), "the replay ends by itself with exit code 0")
-	assert.Contains(t, p.logs.String(), "dead-lettered", "dead letters are logged")
+	assert.Contains(t, p.output(), "dead-lettered", "dead letters are logged")
 }
 
 // ---------------------------------------------------------------------
@@ -320,7 +339,7 @@ func (r *replayTarget) finish(t *testing.T, p *proc) {
 // letters to a topic.
 
 type kafkaTarget struct {
-	amp     *amplitudetest.Server
+	amplitudeDest
 	px      *faultProxy
 	env     map[string]string
 	cl      *kgo.Client
@@ -365,7 +384,7 @@ func faultKafkaDelivery(t *testing.T) {
 		kgo.ConsumeTopics(dlqTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	require.NoError(t, err)
 	t.Cleanup(cl.Close)
-	tgt := &kafkaTarget{amp: amp, px: px, env: env, cl: cl, recs: map[string]record{},
+	tgt := &kafkaTarget{amplitudeDest: amplitudeDest{amp}, px: px, env: env, cl: cl, recs: map[string]record{},
 		topic: topic, group: group, dlqRecs: &kafkaDLQ{}, placed: map[string][2]int64{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -470,11 +489,9 @@ func (k *kafkaTarget) checkAcked(t *testing.T) {
 	assert.Empty(t, missing, "records below the committed offsets neither in Amplitude nor dead-lettered (committed: %v)", committed)
 }
 
-func (k *kafkaTarget) delivered(id string) bool { _, ok := k.amp.Event(id); return ok }
 func (k *kafkaTarget) refused(string) bool      { return false }
 func (k *kafkaTarget) deadLetters() deadLetters { return k.dlqRecs }
 func (k *kafkaTarget) proxies() []faultInjector { return []faultInjector{k.px} }
-func (k *kafkaTarget) deliveredTotal() int      { return k.amp.Count() }
 func (k *kafkaTarget) finish(t *testing.T, p *proc) {
 	assert.Zero(t, p.term(t, 50*time.Second))
 	k.checkAcked(t)
@@ -551,8 +568,7 @@ func (f *kafkaProduceFaults) Counts() map[string]int {
 }
 
 type ingestTarget struct {
-	env    map[string]string
-	conn   *ingesttest.Connector
+	*brazeSource
 	faults *kafkaProduceFaults
 	none   dlqFile // the ingest tier has no dead letter: Braze keeps what it cannot take
 
@@ -568,20 +584,18 @@ func faultKafkaIngest(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(cluster.Close)
 	tgt := &ingestTarget{faults: newKafkaProduceFaults(cluster, 25), inTopic: map[string]int{}, none: dlqFile(t.TempDir() + "/none.jsonl")}
-	tgt.env = map[string]string{
+	env := map[string]string{
 		"KAFKA_BROKERS": strings.Join(cluster.ListenAddrs(), ","), "KAFKA_TOPIC": topic, "KAFKA_TIMEOUT": "2s",
 		"BRAZE_CURRENTS_TOKEN": e2eToken, "CURRENTS_HTTP_ADDRESS": freeAddr(t), "HTTP_ADDRESS": freeAddr(t),
 		"CURRENTS_HTTP_TIMEOUT": "5s", "LOG_LEVEL": "WARN",
 	}
-	tgt.conn = ingesttest.NewConnector(currentsURL(tgt.env), e2eToken)
-	tgt.conn.MaxBackoff = 200 * time.Millisecond
-	tgt.conn.OnAcked = func(batch []ingesttest.Event) {
+	tgt.brazeSource = newBrazeSource("currents_http_to_kafka.yaml", env, func(batch []ingesttest.Event) {
 		tgt.mu.Lock()
 		defer tgt.mu.Unlock()
 		for _, ev := range batch {
 			tgt.acked = append(tgt.acked, ev.ID)
 		}
-	}
+	})
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	require.NoError(t, err)
@@ -602,20 +616,6 @@ func faultKafkaIngest(t *testing.T) {
 	forward := func(n int) record { r := unmappableEvent(n); r.expect = expectDelivered; return r }
 	runFaultMatrix(t, tgt, faultRecords(35, scale.events, scale.invalidEvery, forward, deepEvent(expectRefused)), false)
 	t.Logf("Braze saw: %v", tgt.conn.Statuses())
-}
-
-func (g *ingestTarget) start(t *testing.T) *proc {
-	p := startProc(t, "currents_http_to_kafka.yaml", g.env, false)
-	waitListening(t, currentsURL(g.env))
-	return p
-}
-
-func (g *ingestTarget) feed(ctx context.Context, _ *testing.T, recs []record) error {
-	events := make([]ingesttest.Event, len(recs))
-	for i, r := range recs {
-		events[i] = ingesttest.Event{ID: r.id, Raw: r.raw}
-	}
-	return g.conn.SendAll(ctx, events, 4)
 }
 
 // checkAcked: every event answered 2xx is in the topic (the consumer is
@@ -652,15 +652,5 @@ func (g *ingestTarget) deliveredTotal() int {
 	return len(g.inTopic)
 }
 
-func (g *ingestTarget) refused(id string) bool {
-	for _, ev := range g.conn.Dropped() {
-		if ev.ID == id {
-			return true
-		}
-	}
-	return false
-}
-
-func (g *ingestTarget) deadLetters() deadLetters     { return g.none }
-func (g *ingestTarget) proxies() []faultInjector     { return []faultInjector{g.faults} }
-func (g *ingestTarget) finish(t *testing.T, p *proc) { assert.Zero(t, p.term(t, 50*time.Second)) }
+func (g *ingestTarget) deadLetters() deadLetters { return g.none }
+func (g *ingestTarget) proxies() []faultInjector { return []faultInjector{g.faults} }

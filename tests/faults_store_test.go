@@ -30,7 +30,7 @@ import (
 // that no file disappears before each of its records is in Amplitude (or
 // dead-lettered).
 type backfillTarget struct {
-	amp *amplitudetest.Server
+	amplitudeDest
 	px  *faultProxy
 	env map[string]string
 	dir string
@@ -56,7 +56,7 @@ func faultBackfill(t *testing.T) {
 	env["DLQ_PATH"] = t.TempDir() + "/dlq.jsonl"
 	env["HTTP_ADDRESS"] = freeAddr(t)
 	cfg := currentsgen.Config{Seed: 34, Devices: scale.events}
-	tgt := &backfillTarget{amp: amp, px: px, env: env, dir: dir, gen: currentsgen.New(cfg), dlq: dlqFile(env["DLQ_PATH"]),
+	tgt := &backfillTarget{amplitudeDest: amplitudeDest{amp}, px: px, env: env, dir: dir, gen: currentsgen.New(cfg), dlq: dlqFile(env["DLQ_PATH"]),
 		files: map[string][]string{}, deleted: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -131,11 +131,9 @@ func (b *backfillTarget) checkAcked(t *testing.T) {
 	assert.Empty(t, b.violations, "files deleted before their records were delivered")
 }
 
-func (b *backfillTarget) delivered(id string) bool { _, ok := b.amp.Event(id); return ok }
 func (b *backfillTarget) refused(string) bool      { return false }
 func (b *backfillTarget) deadLetters() deadLetters { return b.dlq }
 func (b *backfillTarget) proxies() []faultInjector { return []faultInjector{b.px} }
-func (b *backfillTarget) deliveredTotal() int      { return b.amp.Count() }
 
 // finish waits for the backfill to end by itself.
 func (b *backfillTarget) finish(t *testing.T, p *proc) {
@@ -148,8 +146,8 @@ func (b *backfillTarget) finish(t *testing.T, p *proc) {
 // them to Braze whatever the faults on the way (both APIs behind fault
 // proxies).
 type cohortTarget struct {
+	brazeMembers
 	amp     *cohorttest.Amplitude
-	braze   *cohorttest.Braze
 	ampPx   *faultProxy
 	brazePx *faultProxy
 	env     map[string]string
@@ -170,7 +168,7 @@ func faultCohorts(t *testing.T) {
 	scale := faultScale()
 	amp := cohorttest.NewAmplitude(t, "ak", "sk")
 	braze := cohorttest.NewBraze(t, faultRESTKey, "partner-key", "client-secret")
-	tgt := &cohortTarget{amp: amp, braze: braze, ampPx: newFaultProxy(t, amp.URL, 26), brazePx: newFaultProxy(t, braze.URL, 27)}
+	tgt := &cohortTarget{brazeMembers: brazeMembers{braze}, amp: amp, ampPx: newFaultProxy(t, amp.URL, 26), brazePx: newFaultProxy(t, braze.URL, 27)}
 	dir := t.TempDir()
 	tgt.env = map[string]string{
 		"AMPLITUDE_API_URL": tgt.ampPx.URL, "AMPLITUDE_API_KEY": "ak", "AMPLITUDE_SECRET_KEY": "sk",
@@ -179,11 +177,7 @@ func faultCohorts(t *testing.T) {
 		"COHORT_STATE_DIR": dir + "/state", "DEAD_LETTER_DIR": dir + "/dead-letter", "HTTP_ADDRESS": freeAddr(t), "LOG_LEVEL": "WARN",
 	}
 	tgt.dlq = dlqGlob(dir + "/dead-letter/*.jsonl")
-	recs := make([]record, scale.events/4)
-	for i := range recs {
-		recs[i] = record{id: fmt.Sprintf("member-%05d", i), expect: expectDelivered}
-	}
-	runFaultMatrix(t, tgt, recs, false)
+	runFaultMatrix(t, tgt, cohortMembers(scale.events/4), false)
 }
 
 func (c *cohortTarget) start(t *testing.T) *proc {
@@ -202,16 +196,29 @@ func (c *cohortTarget) feed(_ context.Context, _ *testing.T, recs []record) erro
 	return nil
 }
 
-func (c *cohortTarget) inBraze() map[string]bool {
+// cohortMembers returns n members as records.
+func cohortMembers(n int) []record {
+	recs := make([]record, n)
+	for i := range recs {
+		recs[i] = record{id: fmt.Sprintf("member-%05d", i), expect: expectDelivered}
+	}
+	return recs
+}
+
+// brazeMembers is the destination of the cohort pipelines: the members of
+// the fault cohort in the fake Braze.
+type brazeMembers struct{ braze *cohorttest.Braze }
+
+func (b brazeMembers) inBraze() map[string]bool {
 	out := map[string]bool{}
-	for _, id := range c.braze.UsersWith("amplitude_cohorts", cohort.DisplayName(faultCohortName, faultCohortID)) {
+	for _, id := range b.braze.UsersWith("amplitude_cohorts", cohort.DisplayName(faultCohortName, faultCohortID)) {
 		out[id] = true
 	}
 	return out
 }
 
-func (c *cohortTarget) delivered(id string) bool { return c.inBraze()[id] }
-func (c *cohortTarget) deliveredTotal() int      { return len(c.inBraze()) }
+func (b brazeMembers) delivered(id string) bool  { return b.inBraze()[id] }
+func (b brazeMembers) deliveredTotal() int       { return len(b.inBraze()) }
 func (c *cohortTarget) refused(string) bool      { return false }
 func (c *cohortTarget) deadLetters() deadLetters { return c.dlq }
 func (c *cohortTarget) proxies() []faultInjector { return []faultInjector{c.ampPx, c.brazePx} }
@@ -227,7 +234,7 @@ func (c *cohortTarget) finish(t *testing.T, p *proc) { assert.Zero(t, p.term(t, 
 // A record is a member; each is posted in a webhook delivery that Amplitude
 // retries until it gets 2xx, and a 2xx must mean the member is in Braze.
 type webhookTarget struct {
-	braze   *cohorttest.Braze
+	brazeMembers
 	brazePx *faultProxy
 	env     map[string]string
 	dlq     dlqGlob
@@ -241,7 +248,7 @@ type webhookTarget struct {
 func faultCohortWebhook(t *testing.T) {
 	scale := faultScale()
 	braze := cohorttest.NewBraze(t, faultRESTKey, "partner-key", "client-secret")
-	tgt := &webhookTarget{braze: braze, brazePx: newFaultProxy(t, braze.URL, 28)}
+	tgt := &webhookTarget{brazeMembers: brazeMembers{braze}, brazePx: newFaultProxy(t, braze.URL, 28)}
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	tgt.url = "http://" + addr + "/amplitude/cohorts"
@@ -251,11 +258,7 @@ func faultCohortWebhook(t *testing.T) {
 		"COHORT_STATE_DIR": dir + "/state", "DEAD_LETTER_DIR": dir + "/dead-letter", "HTTP_ADDRESS": freeAddr(t), "LOG_LEVEL": "WARN",
 	}
 	tgt.dlq = dlqGlob(dir + "/dead-letter/*.jsonl")
-	recs := make([]record, scale.events/4)
-	for i := range recs {
-		recs[i] = record{id: fmt.Sprintf("member-%05d", i), expect: expectDelivered}
-	}
-	runFaultMatrix(t, tgt, recs, false)
+	runFaultMatrix(t, tgt, cohortMembers(scale.events/4), false)
 }
 
 func (w *webhookTarget) start(t *testing.T) *proc {
@@ -310,22 +313,12 @@ func (w *webhookTarget) feed(ctx context.Context, _ *testing.T, recs []record) e
 	return nil
 }
 
-func (w *webhookTarget) inBraze() map[string]bool {
-	out := map[string]bool{}
-	for _, id := range w.braze.UsersWith("amplitude_cohorts", cohort.DisplayName(faultCohortName, faultCohortID)) {
-		out[id] = true
-	}
-	return out
-}
-
 func (w *webhookTarget) checkAcked(t *testing.T) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	assert.Empty(t, w.violations, "webhook deliveries answered 2xx whose members are not in Braze")
 }
 
-func (w *webhookTarget) delivered(id string) bool     { return w.inBraze()[id] }
-func (w *webhookTarget) deliveredTotal() int          { return len(w.inBraze()) }
 func (w *webhookTarget) refused(string) bool          { return false }
 func (w *webhookTarget) deadLetters() deadLetters     { return w.dlq }
 func (w *webhookTarget) proxies() []faultInjector     { return []faultInjector{w.brazePx} }

@@ -5,7 +5,6 @@ package tests
 // See docs/fault-suite.md.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -107,27 +106,9 @@ type proc struct {
 	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	logs   *lockedBuffer
+	logs   string // the file holding its output
 	exited chan struct{}
 	code   int
-}
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startProc runs `currents-amplitude run config/<config>` with env as its
@@ -141,8 +122,11 @@ func startProc(t *testing.T, config string, env map[string]string, stdin bool) *
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &proc{name: config, cmd: cmd, logs: &lockedBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	logs, err := os.CreateTemp(t.TempDir(), "output-*.log")
+	require.NoError(t, err)
+	defer logs.Close() // the process has its own descriptor
+	p := &proc{name: config, cmd: cmd, logs: logs.Name(), exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if stdin {
 		w, err := cmd.StdinPipe()
 		require.NoError(t, err)
@@ -163,11 +147,17 @@ func startProc(t *testing.T, config string, env map[string]string, stdin bool) *
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() || os.Getenv("FAULT_SUITE_LOGS") != "" {
-			out := p.logs.String()
+			out := p.output()
 			t.Logf("output of %s (pid %d, last 6 KiB):\n%s", config, cmd.Process.Pid, out[max(0, len(out)-6<<10):])
 		}
 	})
 	return p
+}
+
+// output returns what the process wrote so far.
+func (p *proc) output() string {
+	b, _ := os.ReadFile(p.logs)
+	return string(b)
 }
 
 // kill sends SIGKILL and waits for the process to be gone.

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"runtime"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/logtest"
 )
 
 const testToken = "s3cr3t-token"
@@ -485,9 +485,8 @@ func TestInvalidUTF8Replaced(t *testing.T) {
 // TestRefusalsLogged: every 429/5xx answer is logged with its reason, once
 // per period per reason with the count.
 func TestRefusalsLogged(t *testing.T) {
-	var logs syncBuffer
-	res := service.MockResources(service.MockResourcesOptUseLogger(
-		service.NewLoggerFromSlog(slog.New(slog.NewTextHandler(&logs, nil)))))
+	var logs logtest.Buffer
+	res := service.MockResources(service.MockResourcesOptUseLogger(logtest.Logger(&logs)))
 	in, err := newBrazeCurrentsHTTP(testConfig(), res)
 	require.NoError(t, err)
 	require.NoError(t, in.Connect(context.Background()))
@@ -507,22 +506,4 @@ func TestRefusalsLogged(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(out, "answered 1 request(s) 502 (events not delivered, retry later: amplitude (retries_exhausted): 503)"), out)
 	assert.Equal(t, 1, strings.Count(out, "answered 1 request(s) 501 (unsupported Braze-Currents-Version"), out)
 	assert.Equal(t, 2, strings.Count(out, "level=WARN"), "the second and third 502 wait for the next period: %s", out)
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
