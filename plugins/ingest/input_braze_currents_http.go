@@ -662,15 +662,16 @@ func splitEvents(body []byte) ([][]byte, error) {
 func (in *brazeCurrentsHTTP) toBatch(events [][]byte, version, id string, r *http.Request) service.MessageBatch {
 	query := r.URL.Query()
 	batch := make(service.MessageBatch, len(events))
+	var versionMeta, idMeta any = version, id // boxed once for all messages
 	for i, ev := range events {
 		m := service.NewMessage(ev)
-		m.MetaSetMut(MetaVersion, version)
+		m.MetaSetMut(MetaVersion, versionMeta)
 		for k, v := range query {
 			if len(v) > 0 {
 				m.MetaSetMut(k, v[0])
 			}
 		}
-		m.MetaSetMut(deadletter.MetaRequestID, id)
+		m.MetaSetMut(deadletter.MetaRequestID, idMeta)
 		batch[i] = m
 	}
 	return batch
