@@ -1,62 +1,138 @@
 package amplitude
 
 import (
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// holds remembers the devices and users Amplitude throttled and until when
-// their events wait, across all in-flight batches, so that a batch does not
-// send events of an id another batch was just throttled for.
+// holds remembers the devices and users Amplitude throttled or found over
+// their daily quota, and until when their events wait, across all in-flight
+// batches, so that a batch does not send events of an id another batch was
+// just refused for.
 type holds struct {
 	mu    sync.Mutex
-	until map[string]time.Time // id key -> not before
+	until map[idKey]hold
+	n     atomic.Int64 // len(until), read without the lock on the hot path
+}
+
+type hold struct {
+	until time.Time
+	quota bool // over the daily quota (until the next hourly step)
 }
 
 func newHolds() *holds {
-	return &holds{until: map[string]time.Time{}}
+	return &holds{until: map[idKey]hold{}}
 }
 
 // sweepAbove is the number of holds above which hold forgets expired ones.
 const sweepAbove = 1024
 
 // hold makes the id keys wait until t (never shortening a longer hold).
-func (h *holds) hold(keys []string, now, t time.Time) {
+func (h *holds) hold(keys []idKey, now, t time.Time, quota bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.until) > sweepAbove {
 		for k, u := range h.until {
-			if !u.After(now) {
+			if !u.until.After(now) {
 				delete(h.until, k)
 			}
 		}
 	}
 	for _, k := range keys {
-		if t.After(h.until[k]) {
-			h.until[k] = t
+		if k.id == "" {
+			continue
+		}
+		if prev := h.until[k]; t.After(prev.until) {
+			k.id = strings.Clone(k.id) // do not retain the message
+			h.until[k] = hold{until: t, quota: quota || prev.quota && prev.until.After(now)}
 		}
 	}
+	h.n.Store(int64(len(h.until)))
 }
 
 // heldUntil returns the latest hold of any of keys that is still running at
-// now. Expired holds are forgotten, which keeps the map as small as the set
-// of currently throttled ids.
-func (h *holds) heldUntil(keys []string, now time.Time) (time.Time, bool) {
+// now, and whether it is a daily-quota hold. Expired holds are forgotten,
+// which keeps the map as small as the set of currently held ids.
+func (h *holds) heldUntil(keys [2]idKey, now time.Time) (until time.Time, quota, held bool) {
+	if h.n.Load() == 0 {
+		return time.Time{}, false, false
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var latest time.Time
 	for _, k := range keys {
+		if k.id == "" {
+			continue
+		}
 		t, ok := h.until[k]
 		if !ok {
 			continue
 		}
-		if !t.After(now) {
+		if !t.until.After(now) {
 			delete(h.until, k)
 			continue
 		}
-		if t.After(latest) {
-			latest = t
+		quota = quota || t.quota
+		if t.until.After(until) {
+			until = t.until
 		}
 	}
-	return latest, !latest.IsZero()
+	h.n.Store(int64(len(h.until)))
+	return until, quota, !until.IsZero()
+}
+
+// snapshot returns the daily-quota holds running at now (for state_cache).
+func (h *holds) snapshot(now time.Time) map[idKey]time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[idKey]time.Time{}
+	for k, v := range h.until {
+		if v.quota && v.until.After(now) {
+			out[k] = v.until
+		}
+	}
+	return out
+}
+
+// nextHourlyStep is when a daily quota Amplitude counts in hourly steps may
+// next have room: the start of the next hour.
+func nextHourlyStep(now time.Time) time.Time {
+	return now.Truncate(time.Hour).Add(time.Hour)
+}
+
+// silencedSet remembers the devices Amplitude reported as silenced, so that
+// their later events fail without being sent. It keeps at most
+// maxSilenced devices (forgetting all when full: Amplitude repeats it).
+type silencedSet struct {
+	mu  sync.RWMutex
+	ids map[string]struct{}
+	n   atomic.Int64
+}
+
+const maxSilenced = 100_000
+
+func (s *silencedSet) add(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids == nil || len(s.ids)+len(ids) > maxSilenced {
+		s.ids = map[string]struct{}{}
+	}
+	for _, id := range ids {
+		s.ids[id] = struct{}{}
+	}
+	s.n.Store(int64(len(s.ids)))
+}
+
+func (s *silencedSet) has(device string) bool {
+	if device == "" || s.n.Load() == 0 {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.ids[device]
+	return ok
 }

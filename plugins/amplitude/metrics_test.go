@@ -115,17 +115,18 @@ fallback:
       api_key: %s
       url: %s
       throttle_hold: 1100ms
+      pacing: false
       backoff: { initial_interval: 5ms, max_interval: 20ms, max_elapsed_time: 0s }
   - drop: {}
 `, testKey, srv.HTTPV2URL()), [][]string{batch})
 
 	want := map[string]int64{
-		"amplitude_events_ingested":                      8,
-		"amplitude_ids_removed{field=user_id}":           1,
-		"amplitude_ids_removed{field=device_id}":         1,
-		"amplitude_events_failed{reason=silenced}":       1,
-		"amplitude_events_failed{reason=missing_fields}": 1,
-		"amplitude_events_throttled":                     3,
+		"amplitude_events_ingested_total":                      8,
+		"amplitude_ids_removed_total{field=user_id}":           1,
+		"amplitude_ids_removed_total{field=device_id}":         1,
+		"amplitude_events_failed_total{reason=silenced}":       1,
+		"amplitude_events_failed_total{reason=missing_fields}": 1,
+		"amplitude_events_throttled_total":                     3,
 	}
 	for k, v := range want {
 		if got := capture.get(k); got != v {
@@ -135,7 +136,7 @@ fallback:
 	var requests int64
 	capture.mu.Lock()
 	for k, v := range capture.vals {
-		if strings.HasPrefix(k, "amplitude_requests{") {
+		if strings.HasPrefix(k, "amplitude_requests_total{") {
 			requests += v
 		}
 		if strings.Contains(k, testKey) {
@@ -143,18 +144,18 @@ fallback:
 		}
 	}
 	capture.mu.Unlock()
-	for _, k := range []string{"amplitude_requests{status=200}", "amplitude_requests{status=400}", "amplitude_requests{status=429}"} {
+	for _, k := range []string{"amplitude_requests_total{status=200}", "amplitude_requests_total{status=400}", "amplitude_requests_total{status=429}"} {
 		if capture.get(k) == 0 {
 			t.Errorf("%s = 0", k)
 		}
 	}
-	if lat := capture.get("amplitude_request_latency_ns"); lat != requests || requests == 0 {
+	if lat := capture.get("amplitude_request_seconds"); lat != requests || requests == 0 {
 		t.Errorf("%d latencies for %d requests", lat, requests)
 	}
-	if sent := capture.get("amplitude_events_sent"); sent < 6+3+2 {
+	if sent := capture.get("amplitude_events_sent_total"); sent < 6+3+2 {
 		t.Errorf("amplitude_events_sent = %d", sent)
 	}
-	if got, faults := capture.get("amplitude_events_retried"), capture.get("amplitude_requests{status=503}"); (got > 0) != (faults > 0) {
+	if got, faults := capture.get("amplitude_events_retried_total"), capture.get("amplitude_requests_total{status=503}"); (got > 0) != (faults > 0) {
 		t.Errorf("amplitude_events_retried = %d after %d 503s", got, faults)
 	}
 }

@@ -1,27 +1,21 @@
 package amplitude
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"slices"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
-	"github.com/opencurrents/currents-amplitude/plugins/internal/wait"
 )
 
 // Field names of the amplitude output.
@@ -37,7 +31,19 @@ const (
 	aoFieldThrottleHold = "throttle_hold"
 	aoFieldGzip         = "gzip"
 	aoFieldTLS          = "tls"
+	aoFieldPacing       = "pacing"
+	aoFieldHeadroom     = "pacing_headroom"
+	aoFieldDailyQuota   = "daily_quota"
 )
+
+// Values of the daily_quota field.
+const (
+	dailyQuotaHold = "hold"
+	dailyQuotaFail = "fail"
+)
+
+// alertEvery is the shortest time between two error lines about an outage.
+const alertEvery = 10 * time.Second
 
 // Values of the region and endpoint fields.
 const (
@@ -63,10 +69,6 @@ var defaultThrottleHold = map[string]time.Duration{
 // maxResponseBytes bounds how much of an answer is read.
 const maxResponseBytes = 1 << 20
 
-// reasonInterrupted labels events given back because the write was cancelled
-// (shutdown) before they were delivered.
-const reasonInterrupted = "interrupted"
-
 // amplitudeOutputDescription is the long description of the amplitude output.
 const amplitudeOutputDescription = "" +
 	"Each message must be one Amplitude event object, such as the output of the `braze_to_amplitude` processor. " +
@@ -74,42 +76,67 @@ const amplitudeOutputDescription = "" +
 	"uncompressed JSON.\n\n" +
 	"Before sending, ids Amplitude always refuses (shorter than `min_id_length`, or a placeholder such as \"null\", " +
 	"\"undefined\", \"0\", \"-1\" or an all-zero id) are removed from the event. Events left with neither `user_id` nor " +
-	"`device_id`, without `event_type`, with a non-integer `time`, or that are not JSON objects fail.\n\n" +
-	"Answers are handled as Amplitude documents:\n\n" +
-	"- 2xx: the events are acknowledged.\n" +
-	"- 400 naming events: only those messages fail, with the reason; the others are re-sent at once. 400 for the " +
-	"whole request (missing field, invalid API key): every message fails. 400 or other 4xx naming no event: the " +
-	"request is halved until the refused event is isolated.\n" +
-	"- 413: the request is halved and re-sent; a single event still refused fails.\n" +
-	"- 429: events of ids over their daily quota fail; events of throttled devices and users are held for " +
-	"`throttle_hold` and re-sent, while events of other ids, in this batch and in others, keep flowing.\n" +
-	"- 5xx, 408, a 429 naming nobody, timeouts and connection errors: the request is retried with exponential " +
-	"back-off and jitter (`backoff`), with the same `insert_id`s so Amplitude de-duplicates. When the back-off runs " +
-	"out, the remaining messages fail (`retries_exhausted`) and are nacked, never dropped.\n\n" +
-	"Failed messages are reported individually, so a `fallback` output can route exactly those to a dead-letter " +
-	"output. Their error, available there as `@fallback_error`, reads `amplitude (<reason>): <detail>`, with reason " +
-	"one of invalid_event, missing_fields, invalid_fields, invalid_id_length, silenced, daily_quota, " +
-	"payload_too_large, rejected, request_refused, retries_exhausted, interrupted. (Metadata an output sets does not " +
-	"reach the next `fallback` tier: copy `@fallback_error` into `@amplitude_error` there, as in the example.) With " +
-	"output-level `batching`, Benthos reports failures per upstream transaction (a message read in a batch fails " +
-	"with its batch).\n\n" +
+	"`device_id`, without `event_type`, with a non-integer `time`, or that are not JSON objects fail. Messages that " +
+	"arrive already errored (a processor such as `braze_to_amplitude` could not map them) are not sent: they fail " +
+	"with their own reason.\n\n" +
+	"### Pacing\n\n" +
+	"With `pacing` (on by default) the output keeps, per `device_id` and per `user_id`, the budget Amplitude enforces " +
+	"for the endpoint (HTTP V2: 30 events/s; Batch: 1000 events/s averaged over 30 s; both: 500,000 events per " +
+	"rolling 24 hours in hourly steps), less `pacing_headroom`, and charges every send attempt to it: first sends, " +
+	"retries, re-sends after a 413 split or a bisection. A request never carries an event its id has no budget for: " +
+	"such events wait (in their write) while the events of every other id are sent. No events are queued beyond the " +
+	"writes in flight, so at most `max_in_flight` × the batch size events wait at once; when they do, the output takes " +
+	"no more messages (backpressure) rather than buffer or drop. A wait that would end after the write's deadline " +
+	"nacks the events at once instead (`throttled`).\n\n" +
+	"### Answers\n\n" +
+	"Answers are classified in one place. Only refusals that are the events' own fault fail events:\n\n" +
+	"- 2xx: the events are acknowledged; a 2xx whose `events_ingested` is lower than the events sent is counted " +
+	"(`amplitude_events_unconfirmed_total`) and logged.\n" +
+	"- 400 naming events: only those messages fail, with the reason; the others are re-sent at once. Devices in " +
+	"`silenced_devices` are remembered: their later events fail without being sent. Throttled ids and events in a " +
+	"400 are held as after a 429.\n" +
+	"- 400 (or another JSON 4xx) naming no event: the request is halved until the refused event is isolated; an event " +
+	"refused alone twice fails (`rejected`).\n" +
+	"- 413: the request is halved and re-sent; a single event still refused fails (`payload_too_large`).\n" +
+	"- 429: throttled devices and users are held for `throttle_hold` (or the `Retry-After` Amplitude sends) while " +
+	"events of other ids keep flowing; ids over their daily quota are remembered until the next hourly step and their " +
+	"events held (`daily_quota: hold`) or failed (`daily_quota: fail`).\n" +
+	"- Outages, retried with exponential back-off and jitter (`backoff`) with the same `insert_id`s so Amplitude " +
+	"de-duplicates, then nacked (never dropped, never dead-lettered): 5xx, 408, a 429 naming nobody, 401, 403, 404, " +
+	"an invalid or missing API key, any HTML answer (a proxy, WAF or captive portal), timeouts, connection errors. " +
+	"An invalid API key therefore stops the stream (and logs an error) instead of failing every event.\n\n" +
+	"### Failures\n\n" +
+	"With a `dead_letter` output, events that fail for a reason of their own (invalid_event, missing_fields, " +
+	"invalid_fields, invalid_id_length, silenced, daily_quota, payload_too_large, rejected, or the reason of a message " +
+	"errored upstream) are written there once (by `insert_id`) and acknowledged; outages are nacked. If the " +
+	"dead-letter write fails, the messages are nacked too.\n\n" +
+	"Without it, every failed message is reported to Benthos individually (a batch error), so `fallback`, `switch` or " +
+	"`reject_errored` can route them. The error of an event fault is a typed dead-letter error reading " +
+	"`<reason>: <detail>`; the error of an outage reads `amplitude outage (<reason>): <detail>` with reason " +
+	"retries_exhausted, interrupted or throttled. With output-level `batching`, Benthos reports failures per upstream " +
+	"transaction.\n\n" +
+	"Logs: one line per failed write, with the reason and the counts: a warning for events dead-lettered or failed, an " +
+	"error (at most one every 10 s) for an outage, which needs a person.\n\n" +
 	"### Metrics\n\n" +
-	"- `amplitude_events_sent`: events put in requests (re-sends included).\n" +
-	"- `amplitude_events_ingested`: events acknowledged by Amplitude.\n" +
-	"- `amplitude_events_failed` (label `reason`): events that failed, by reason.\n" +
-	"- `amplitude_events_retried`: events re-sent after a 5xx, timeout or connection error.\n" +
-	"- `amplitude_events_throttled`: events held after a 429.\n" +
-	"- `amplitude_ids_removed` (label `field`: `user_id` or `device_id`): ids removed before sending because Amplitude " +
-	"refuses them (the event went with its other id); a warning with the last reason is logged at most every 10 s.\n" +
-	"- `amplitude_requests` (label `status`: the HTTP status, or `error`): requests sent.\n" +
-	"- `amplitude_request_latency_ns`: request round trip time.\n\n" +
-	"The API key is never logged, and is removed from any answer quoted in errors and logs."
+	"- `amplitude_events_sent_total`: events put in requests (re-sends included).\n" +
+	"- `amplitude_events_ingested_total`: events acknowledged by Amplitude.\n" +
+	"- `amplitude_events_unconfirmed_total`: events of 2xx answers beyond their `events_ingested`.\n" +
+	"- `amplitude_events_failed_total` (label `reason`): events that failed for a reason of their own.\n" +
+	"- `amplitude_events_nacked_total` (label `reason`): events given back to the input by an outage.\n" +
+	"- `amplitude_events_retried_total`: events re-sent after an outage-like answer.\n" +
+	"- `amplitude_events_throttled_total`: events held after a 429.\n" +
+	"- `amplitude_events_paced_total`: times an event waited for its id's budget.\n" +
+	"- `amplitude_ids_removed_total` (label `field`: `user_id` or `device_id`): ids removed before sending because " +
+	"Amplitude refuses them (the event went with its other id); a warning with the last reason is logged at most every 10 s.\n" +
+	"- `amplitude_requests_total` (label `status`: the HTTP status, or `error`): requests sent.\n" +
+	"- `amplitude_request_seconds`: request round trip time.\n\n" +
+	"The API key is never logged, and is removed from any answer quoted in errors and logs before it is cut to length."
 
 func amplitudeOutputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
 		Categories("Services").
-		Summary("Sends Amplitude events (one JSON object per message) to Amplitude's HTTP V2 or Batch Event Upload API, without losing any.").
+		Summary("Sends Amplitude events (one JSON object per message) to Amplitude's HTTP V2 or Batch Event Upload API, within its per-device limits, without losing any.").
 		Description(amplitudeOutputDescription+service.OutputPerformanceDocs(true, true)).
 		Fields(
 			service.NewStringField(aoFieldAPIKey).
@@ -126,7 +153,7 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 				Example(endpointBatch).
 				Default(endpointHTTPV2),
 			service.NewStringField(aoFieldURL).
-				Description("A full URL that replaces the one `region` and `endpoint` select, for proxies and tests. The request limits of `endpoint` still apply.").
+				Description("A full URL that replaces the one `region` and `endpoint` select, for proxies and tests. The request limits and budgets of `endpoint` still apply.").
 				Example("http://localhost:8080/2/httpapi").
 				Default("").
 				Advanced(),
@@ -146,35 +173,44 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 				MaxElapsedTime:  5 * time.Minute,
 			}),
 			service.NewDurationField(aoFieldThrottleHold).
-				Description("How long events of a device or user Amplitude throttled (429) wait before they are re-sent. `0s` means Amplitude's recommendation: 30s for `http_v2`, 15s for `batch`.").
+				Description("How long events of a device or user Amplitude throttled (429) wait before they are re-sent, unless Amplitude sends `Retry-After`. `0s` means Amplitude's recommendation: 30s for `http_v2`, 15s for `batch`. Never longer than the write can wait: events whose hold would end after the write's deadline are nacked at once.").
 				Example("30s").
 				Default("0s").
 				Advanced(),
+			service.NewBoolField(aoFieldPacing).
+				Description("Keep Amplitude's per-device and per-user budgets of the endpoint locally and charge every send attempt to them, so that Amplitude does not need to throttle (see Pacing). Turn off only behind a proxy that paces itself.").
+				Example(false).
+				Default(true),
+			service.NewFloatField(aoFieldHeadroom).
+				Description("The share of each budget kept unused, in [0, 0.5], so that network jitter (requests arriving closer together than they were sent) does not produce 429s. 0.1 sends at most 27 events/s per device on `http_v2`.").
+				Example(0.2).
+				Default(0.1).
+				Advanced(),
+			service.NewStringEnumField(aoFieldDailyQuota, dailyQuotaHold, dailyQuotaFail).
+				Description("What becomes of events of ids Amplitude reports over their daily quota: `hold` keeps them until the next hourly step (nacking them when the write cannot wait that long, so the input keeps them), `fail` fails them (`daily_quota`: dead-lettered with `dead_letter`).").
+				Example(dailyQuotaFail).
+				Default(dailyQuotaHold),
 			service.NewBoolField(aoFieldGzip).
 				Description("Compress request bodies with gzip (`Content-Encoding: gzip`). Limits still apply to the uncompressed JSON.").
 				Example(true).
 				Default(false),
 			service.NewTLSToggledField(aoFieldTLS),
+			deadletter.OutputField(),
 		).
 		Example("Forward events with a dead-letter file",
-			"Events Amplitude refuses, and events still undelivered when the back-off runs out, go to a file with the reason.",
+			"Events Amplitude refuses for a reason of their own go to a file, once each, with the reason; during an outage the messages are nacked and the input keeps them.",
 			`
 output:
-  fallback:
-    - amplitude:
-        api_key: ${AMPLITUDE_API_KEY}
-        region: us
-        batching:
-          count: 500
-          period: 1s
-    - file:
+  amplitude:
+    api_key: ${AMPLITUDE_API_KEY}
+    region: us
+    batching:
+      count: 500
+      period: 1s
+    dead_letter:
+      file:
         path: ./amplitude-dlq.jsonl
         codec: lines
-      processors:
-        - mapping: |
-            meta amplitude_error = @fallback_error
-            root = this
-            root._amplitude_error = @fallback_error
 `)
 }
 
@@ -194,106 +230,146 @@ func init() {
 
 // outputMetrics are the amplitude_* metrics.
 type outputMetrics struct {
-	sent, ingested, retried, throttled *service.MetricCounter
-	failed                             *service.MetricCounter // label reason
-	idsRemoved                         *service.MetricCounter // label field
-	requests                           *service.MetricCounter // label status
-	latency                            *service.MetricTimer
+	sent, ingested, retried, throttled, paced, unconfirmed *service.MetricCounter
+	failed                                                 *service.MetricCounter // label reason
+	nacked                                                 *service.MetricCounter // label reason
+	idsRemoved                                             *service.MetricCounter // label field
+	requests                                               *service.MetricCounter // label status
+	latency                                                *service.MetricTimer
 }
 
 func newOutputMetrics(m *service.Metrics) outputMetrics {
 	return outputMetrics{
-		sent:       m.NewCounter("amplitude_events_sent"),
-		ingested:   m.NewCounter("amplitude_events_ingested"),
-		retried:    m.NewCounter("amplitude_events_retried"),
-		throttled:  m.NewCounter("amplitude_events_throttled"),
-		failed:     m.NewCounter("amplitude_events_failed", "reason"),
-		idsRemoved: m.NewCounter("amplitude_ids_removed", "field"),
-		requests:   m.NewCounter("amplitude_requests", "status"),
-		latency:    m.NewTimer("amplitude_request_latency_ns"),
+		sent:        m.NewCounter("amplitude_events_sent_total"),
+		ingested:    m.NewCounter("amplitude_events_ingested_total"),
+		retried:     m.NewCounter("amplitude_events_retried_total"),
+		throttled:   m.NewCounter("amplitude_events_throttled_total"),
+		paced:       m.NewCounter("amplitude_events_paced_total"),
+		unconfirmed: m.NewCounter("amplitude_events_unconfirmed_total"),
+		failed:      m.NewCounter("amplitude_events_failed_total", "reason"),
+		nacked:      m.NewCounter("amplitude_events_nacked_total", "reason"),
+		idsRemoved:  m.NewCounter("amplitude_ids_removed_total", "field"),
+		requests:    m.NewCounter("amplitude_requests_total", "status"),
+		latency:     m.NewTimer("amplitude_request_seconds"),
 	}
 }
 
 // amplitudeOutput is the amplitude BatchOutput.
 type amplitudeOutput struct {
-	url      string
-	builder  *requestBuilder
-	client   *http.Client
-	timeout  time.Duration
-	backoff  backoff.ExponentialBackOff // template, copied per batch
-	hold     time.Duration
-	gzip     bool
-	holds    *holds
-	redactor redact.Redactor
-	log      *service.Logger
-	metrics  outputMetrics
-	// removedWarn reports ids removed before sending.
-	removedWarn logthrottle.Warner
-	bufs        sync.Pool // *[]byte request bodies
+	url        string
+	builder    *requestBuilder
+	client     *http.Client
+	timeout    time.Duration
+	backoff    backoff.ExponentialBackOff // template, copied per batch
+	hold       time.Duration
+	gzip       bool
+	quotaFails bool
+	holds      *holds
+	silenced   silencedSet
+	pacer      *pacer // nil: pacing off
+	deadLetter *deadletter.Writer
+	clock      clock.Clock
+	redactor   redact.Redactor
+	log        *service.Logger
+	metrics    outputMetrics
+	// removedWarn reports ids removed before sending; unconfirmedWarn 2xx
+	// answers ingesting fewer events than sent; alerts outages.
+	removedWarn     logthrottle.Warner
+	unconfirmedWarn logthrottle.Warner
+	alerts          alerter
+	bufs            sync.Pool // *[]byte request bodies
+}
+
+// outputConfig is the parsed configuration, validated by validate.
+type outputConfig struct {
+	apiKey, region, endpoint, url string
+	minIDLength                   int
+	timeout, hold                 time.Duration
+	headroom                      float64
+}
+
+// check is one rule of validate: the error when ok is false.
+type check struct {
+	ok  bool
+	err string
+}
+
+// validate checks the configuration against a table of rules (as franz-go's
+// kgo validates its limits) and returns the first broken one.
+func (c *outputConfig) validate() error {
+	_, known := endpointURLs[c.region][c.endpoint]
+	for _, r := range []check{
+		{c.apiKey != "", "api_key must be set"},
+		{known, fmt.Sprintf("region must be %q or %q and endpoint %q or %q, got region %q and endpoint %q",
+			regionUS, regionEU, endpointHTTPV2, endpointBatch, c.region, c.endpoint)},
+		{c.minIDLength >= 1, fmt.Sprintf("min_id_length must be at least 1, got %d", c.minIDLength)},
+		{c.timeout > 0, fmt.Sprintf("timeout must be positive, got %v", c.timeout)},
+		{c.hold >= 0, fmt.Sprintf("throttle_hold must not be negative, got %v", c.hold)},
+		{c.headroom >= 0 && c.headroom <= 0.5, fmt.Sprintf("pacing_headroom must be within [0, 0.5], got %v", c.headroom)},
+	} {
+		if !r.ok {
+			return errors.New(r.err)
+		}
+	}
+	if c.url != "" {
+		u, err := url.Parse(c.url)
+		if err != nil {
+			return fmt.Errorf("url must be an absolute http or https URL: %w", err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("url must be an absolute http or https URL, got %q", u.Redacted())
+		}
+	}
+	return nil
 }
 
 func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*amplitudeOutput, error) {
-	apiKey, err := conf.FieldString(aoFieldAPIKey)
-	if err != nil {
-		return nil, err
-	}
-	if apiKey == "" {
-		return nil, errors.New("api_key must be set")
-	}
-	region, err := conf.FieldString(aoFieldRegion)
-	if err != nil {
-		return nil, err
-	}
-	endpoint, err := conf.FieldString(aoFieldEndpoint)
-	if err != nil {
-		return nil, err
-	}
-	target, ok := endpointURLs[region][endpoint]
-	if !ok {
-		return nil, fmt.Errorf("region must be %q or %q and endpoint %q or %q, got region %q and endpoint %q",
-			regionUS, regionEU, endpointHTTPV2, endpointBatch, region, endpoint)
-	}
-	override, err := conf.FieldString(aoFieldURL)
-	if err != nil {
-		return nil, err
-	}
-	if override != "" {
-		u, err := url.Parse(override)
-		if err != nil {
-			return nil, fmt.Errorf("url must be an absolute http or https URL: %w", err)
+	var c outputConfig
+	var err error
+	str := func(name string, dst *string) {
+		if err == nil {
+			*dst, err = conf.FieldString(name)
 		}
-		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("url must be an absolute http or https URL, got %q", u.Redacted())
+	}
+	dur := func(name string, dst *time.Duration) {
+		if err == nil {
+			*dst, err = conf.FieldDuration(name)
 		}
-		target = override
 	}
-	minIDLength, err := conf.FieldInt(aoFieldMinIDLength)
+	var quota string
+	str(aoFieldAPIKey, &c.apiKey)
+	str(aoFieldRegion, &c.region)
+	str(aoFieldEndpoint, &c.endpoint)
+	str(aoFieldURL, &c.url)
+	str(aoFieldDailyQuota, &quota)
+	dur(aoFieldTimeout, &c.timeout)
+	dur(aoFieldThrottleHold, &c.hold)
+	if err == nil {
+		c.minIDLength, err = conf.FieldInt(aoFieldMinIDLength)
+	}
+	if err == nil {
+		c.headroom, err = conf.FieldFloat(aoFieldHeadroom)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if minIDLength < 1 {
-		return nil, fmt.Errorf("min_id_length must be at least 1, got %d", minIDLength)
-	}
-	timeout, err := conf.FieldDuration(aoFieldTimeout)
-	if err != nil {
+	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	if timeout <= 0 {
-		return nil, fmt.Errorf("timeout must be positive, got %v", timeout)
+	target := endpointURLs[c.region][c.endpoint]
+	if c.url != "" {
+		target = c.url
+	}
+	if c.hold == 0 {
+		c.hold = defaultThrottleHold[c.endpoint]
 	}
 	bo, err := conf.FieldBackOff(aoFieldBackoff)
 	if err != nil {
 		return nil, err
 	}
-	hold, err := conf.FieldDuration(aoFieldThrottleHold)
+	pacing, err := conf.FieldBool(aoFieldPacing)
 	if err != nil {
 		return nil, err
-	}
-	if hold < 0 {
-		return nil, fmt.Errorf("throttle_hold must not be negative, got %v", hold)
-	}
-	if hold == 0 {
-		hold = defaultThrottleHold[endpoint]
 	}
 	gz, err := conf.FieldBool(aoFieldGzip)
 	if err != nil {
@@ -307,397 +383,79 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	if err != nil {
 		return nil, err
 	}
+	dl, err := deadletter.FromParsed(conf, mgr, "amplitude")
+	if err != nil {
+		return nil, err
+	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = max(maxInFlight, 2)
 	if tlsOn {
 		transport.TLSClientConfig = tlsConf
 	}
 	maxBytes := maxBytesHTTPV2Request
-	if endpoint == endpointBatch {
+	if c.endpoint == endpointBatch {
 		maxBytes = maxBytesBatchRequest
 	}
-	return &amplitudeOutput{
-		url:      target,
-		builder:  newRequestBuilder(apiKey, minIDLength, maxEventsPerRequest, maxBytes),
-		client:   &http.Client{Transport: transport},
-		timeout:  timeout,
-		backoff:  *bo,
-		hold:     hold,
-		gzip:     gz,
-		holds:    newHolds(),
-		redactor: redact.New(apiKey),
-		log:      mgr.Logger(),
-		metrics:  newOutputMetrics(mgr.Metrics()),
-	}, nil
-}
-
-// idRemoved counts and reports an id removed from an event before sending
-// (the event goes with its other id). why is "<field>: <reason>".
-func (o *amplitudeOutput) idRemoved(why string) {
-	field, _, _ := strings.Cut(why, ":")
-	o.metrics.idsRemoved.Incr(1, field)
-	o.removedWarn.Warn(o.log, time.Now().UnixNano(),
-		"Removed %d user_id/device_id values Amplitude refuses from events, which were sent with their other id (last: %s)", why)
+	o := &amplitudeOutput{
+		url:        target,
+		builder:    newRequestBuilder(c.apiKey, c.minIDLength, maxEventsPerRequest, maxBytes),
+		client:     &http.Client{Transport: transport},
+		timeout:    c.timeout,
+		backoff:    *bo,
+		hold:       c.hold,
+		gzip:       gz,
+		quotaFails: quota == dailyQuotaFail,
+		holds:      newHolds(),
+		deadLetter: dl,
+		clock:      clock.System,
+		redactor:   redact.New(c.apiKey),
+		log:        mgr.Logger(),
+		metrics:    newOutputMetrics(mgr.Metrics()),
+	}
+	if pacing {
+		o.pacer = newPacer(c.endpoint, c.headroom)
+	}
+	return o, nil
 }
 
 // Connect does nothing: requests open connections as needed.
 func (o *amplitudeOutput) Connect(context.Context) error { return nil }
 
-// Close releases idle connections.
-func (o *amplitudeOutput) Close(context.Context) error {
+// Close releases idle connections and closes the dead_letter output.
+func (o *amplitudeOutput) Close(ctx context.Context) error {
 	o.client.CloseIdleConnections()
-	return nil
+	return o.deadLetter.Close(ctx)
 }
 
-// WriteBatch delivers a batch and reports the messages that failed, each with
-// its reason, in a *service.BatchError.
-func (o *amplitudeOutput) WriteBatch(ctx context.Context, batch service.MessageBatch) error {
-	d := &delivery{o: o, errs: map[int]error{}}
-	store := make([]event, len(batch))
-	ready := make([]*event, 0, len(batch))
-	for i, msg := range batch {
-		raw, err := msg.AsBytes()
-		if err != nil {
-			d.fail(i, newEventError(reasonInvalidEvent, "message has no readable body"))
-			continue
-		}
-		if eerr := o.builder.prepare(&store[i], i, raw); eerr != nil {
-			d.fail(i, eerr)
-			continue
-		}
-		if ev := &store[i]; ev.removed != "" {
-			o.idRemoved(ev.removed)
-		}
-		ready = append(ready, &store[i])
-	}
-	d.run(ctx, ready)
-	if len(d.errs) == 0 {
-		return nil
-	}
-	idx := make([]int, 0, len(d.errs))
-	for i := range d.errs {
-		idx = append(idx, i)
-	}
-	sort.Ints(idx)
-	first := d.errs[idx[0]]
-	o.log.Warnf("%d of %d events not delivered to Amplitude; first: %v", len(idx), len(batch), first)
-	berr := service.NewBatchError(batch, fmt.Errorf("%d of %d events not delivered to Amplitude, first: %w", len(idx), len(batch), first))
-	for _, i := range idx {
-		berr.Failed(i, d.errs[i])
-	}
-	return berr
-}
-
-// redact removes the API key from text quoted from an answer or an error.
-func (o *amplitudeOutput) redact(s string) string {
-	return o.redactor.String(s)
-}
-
-// send posts one request and classifies the answer.
-func (o *amplitudeOutput) send(ctx context.Context, events []*event) outcome {
-	bufp, _ := o.bufs.Get().(*[]byte)
-	if bufp == nil {
-		bufp = new([]byte)
-	}
-	defer o.bufs.Put(bufp)
-	*bufp = o.builder.build((*bufp)[:0], events)
-	body := *bufp
-	if o.gzip {
-		var zb bytes.Buffer
-		zw := gzip.NewWriter(&zb)
-		_, _ = zw.Write(body)
-		_ = zw.Close()
-		body = zb.Bytes()
-	}
-	rctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, o.url, bytes.NewReader(body))
-	if err != nil {
-		return outcome{verdict: verdictFatal, message: "cannot build request: " + err.Error()}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "*/*")
-	if o.gzip {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
-	o.metrics.sent.Incr(int64(len(events)))
-	start := time.Now()
-	res, err := o.client.Do(req)
-	if err != nil {
-		o.metrics.latency.Timing(time.Since(start).Nanoseconds())
-		o.metrics.requests.Incr(1, "error")
-		return outcome{verdict: verdictRetry, message: "request failed: " + err.Error()}
-	}
-	answer, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes))
-	_ = res.Body.Close()
-	o.metrics.latency.Timing(time.Since(start).Nanoseconds())
-	o.metrics.requests.Incr(1, strconv.Itoa(res.StatusCode))
-	if err != nil {
-		return outcome{verdict: verdictRetry, status: res.StatusCode, message: "reading the answer failed: " + err.Error()}
-	}
-	return classify(res.StatusCode, answer, len(events))
-}
-
-// heldEvent is an event waiting for a throttle hold to end.
-type heldEvent struct {
-	ev    *event
-	until time.Time
-}
-
-// delivery is the state of one WriteBatch: requests to send, events held
-// after a 429, and the errors of failed messages.
-type delivery struct {
-	o     *amplitudeOutput
-	errs  map[int]error
-	queue [][]*event
-	held  []heldEvent
-	bo    backoff.ExponentialBackOff
-	// giveUp is when events still held by a throttle fail instead of being
-	// held again: the back-off's maximum elapsed time after the write began
-	// (zero: never).
-	giveUp time.Time
-}
-
-func (d *delivery) fail(index int, err *eventError) {
-	d.errs[index] = err
-	d.o.metrics.failed.Incr(1, err.reason)
-}
-
-func (d *delivery) failAll(events []*event, err *eventError) {
-	for _, e := range events {
-		d.fail(e.index, err)
-	}
-}
-
-// holdEvent parks an event until t.
-func (d *delivery) holdEvent(e *event, t time.Time) {
-	d.held = append(d.held, heldEvent{ev: e, until: t})
-}
-
-// withoutHeld returns the events whose ids are not currently held, parking
-// the others.
-func (d *delivery) withoutHeld(events []*event) []*event {
-	now := time.Now()
-	out := events[:0:0]
-	for _, e := range events {
-		if t, held := d.o.holds.heldUntil(e.idKeys(), now); held {
-			d.holdEvent(e, t)
-			continue
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
-// pushFront queues requests to be sent before the others.
-func (d *delivery) pushFront(reqs ...[]*event) {
-	d.queue = append(reqs, d.queue...)
-}
-
-// run sends events until each is delivered or failed, or ctx ends.
-func (d *delivery) run(ctx context.Context, events []*event) {
-	d.bo = d.o.backoff
-	d.bo.Reset()
-	if d.bo.MaxElapsedTime > 0 {
-		d.giveUp = time.Now().Add(d.bo.MaxElapsedTime)
-	}
-	d.queue = d.o.builder.split(d.withoutHeld(events))
-	for len(d.queue) > 0 || len(d.held) > 0 {
-		if len(d.queue) == 0 {
-			if !d.waitForHeld(ctx) {
-				return
-			}
-			continue
-		}
-		req := d.queue[0]
-		d.queue = d.queue[1:]
-		// Ids throttled since this request was formed wait too.
-		if req = d.withoutHeld(req); len(req) == 0 {
-			continue
-		}
-		out := d.o.send(ctx, req)
-		if out.verdict != verdictRetry {
-			d.bo.Reset()
-		}
-		if !d.handle(ctx, req, out) {
-			return
-		}
-	}
-}
-
-// handle acts on the outcome of a request; false means ctx ended and every
-// event left was failed.
-func (d *delivery) handle(ctx context.Context, req []*event, out outcome) bool {
-	o := d.o
-	msg := o.redact(out.message)
-	switch out.verdict {
-	case verdictOK:
-		o.metrics.ingested.Incr(int64(len(req)))
-	case verdictPartial:
-		o.log.Debugf("Amplitude refused %d of %d events (%d): %s", len(out.failed), len(req), out.status, msg)
-		rest := make([]*event, 0, len(req))
-		for i, e := range req {
-			if err, bad := out.failed[i]; bad {
-				d.fail(e.index, err)
-				continue
-			}
-			rest = append(rest, e)
-		}
-		if len(rest) > 0 {
-			d.pushFront(rest)
-		}
-	case verdictFatal:
-		o.log.Errorf("Amplitude refused a request of %d events (%d): %s", len(req), out.status, msg)
-		d.failAll(req, newEventError(reasonRequest, fmt.Sprintf("Amplitude refused the request (%d): %s", out.status, msg)))
-	case verdictSplit, verdictBisect:
-		if len(req) == 1 {
-			reason := reasonRejected
-			if out.verdict == verdictSplit {
-				reason = reasonTooLarge
-			}
-			d.fail(req[0].index, newEventError(reason, fmt.Sprintf("Amplitude refused the event (%d): %s", out.status, msg)))
-			return true
-		}
-		o.log.Debugf("Amplitude refused a request of %d events (%d): %s; halving it", len(req), out.status, msg)
-		half := len(req) / 2
-		d.pushFront(req[:half:half], req[half:])
-	case verdictThrottled:
-		if !d.throttled(req, out) {
-			// The 429 names none of these events: a throttle of the
-			// destination, to back off from.
-			return d.retry(ctx, req, out.status, msg)
-		}
-	case verdictRetry:
-		return d.retry(ctx, req, out.status, msg)
-	}
-	return true
-}
-
-// retry queues req again after a back-off, or fails it when the back-off ran
-// out; false means ctx ended and every event left was failed.
-func (d *delivery) retry(ctx context.Context, req []*event, status int, msg string) bool {
-	o := d.o
-	pause := d.bo.NextBackOff()
-	if pause == backoff.Stop {
-		o.log.Errorf("Giving up on %d events after retries; last answer (%d): %s", len(req), status, msg)
-		d.failAll(req, newEventError(reasonRetriesExhausted, fmt.Sprintf("gave up after retries, last answer (%d): %s", status, msg)))
-		return true
-	}
-	o.log.Warnf("Request of %d events failed (%d): %s; retrying in %v", len(req), status, msg, pause.Round(time.Millisecond))
-	d.pushFront(req)
-	if err := wait.Sleep(ctx, pause); err != nil {
-		d.interrupt(err)
-		return false
-	}
-	o.metrics.retried.Incr(int64(len(req)))
-	return true
-}
-
-// throttled handles a 429 naming events or ids: events of ids over their daily
-// quota fail, events of throttled ids are held, the others are re-sent now.
-// It returns false, doing nothing, when the answer names none of the events.
-func (d *delivery) throttled(req []*event, out outcome) bool {
-	now := time.Now()
-	until := now.Add(d.o.hold)
-	// Ids of named events are throttled even when the body lists no id.
-	for _, i := range out.throttled {
-		keys := req[i].idKeys()
-		if !anyIn(keys, out.quotaIDs) {
-			for _, k := range keys {
-				out.throttledIDs[k] = true
-			}
-		}
-	}
-	throttledKeys := make([]string, 0, len(out.throttledIDs))
+// holdThrottled remembers the ids a 429 (or 400) names: throttled ids until
+// holdEnd, ids over their daily quota until the next hourly step. Ids of
+// events named without ids are throttled too.
+func (o *amplitudeOutput) holdThrottled(req []*event, out outcome) {
+	now := o.clock.Now()
+	throttled := make([]idKey, 0, len(out.throttledIDs)+2*len(out.throttled))
 	for k := range out.throttledIDs {
-		throttledKeys = append(throttledKeys, k)
+		throttled = append(throttled, k)
 	}
-	d.o.holds.hold(throttledKeys, now, until)
-	if !slices.ContainsFunc(req, func(e *event) bool {
-		keys := e.idKeys()
-		return anyIn(keys, out.quotaIDs) || anyIn(keys, out.throttledIDs)
-	}) {
-		return false
-	}
-	rest := make([]*event, 0, len(req))
-	var held int
-	for _, e := range req {
-		keys := e.idKeys()
-		switch {
-		case anyIn(keys, out.quotaIDs):
-			d.fail(e.index, newEventError(reasonDailyQuota, "the event's device or user is over Amplitude's daily quota"))
-		case anyIn(keys, out.throttledIDs):
-			d.holdEvent(e, until)
-			held++
-		default:
-			rest = append(rest, e)
+	for _, i := range out.throttled {
+		if keys := req[i].idKeys(); !anyIn(keys, out.quotaIDs) {
+			throttled = append(throttled, keys[:]...)
 		}
 	}
-	d.o.metrics.throttled.Incr(int64(held))
-	d.o.log.Debugf("Amplitude throttled %d devices/users: holding %d events for %v, re-sending %d", len(throttledKeys), held, d.o.hold, len(rest))
-	if len(rest) > 0 {
-		d.pushFront(rest)
+	o.holds.hold(throttled, now, o.holdEnd(out), false)
+	if len(out.quotaIDs) > 0 {
+		quota := make([]idKey, 0, len(out.quotaIDs))
+		for k := range out.quotaIDs {
+			quota = append(quota, k)
+		}
+		o.holds.hold(quota, now, nextHourlyStep(now), true)
 	}
-	return true
 }
 
-func anyIn(keys []string, set map[string]bool) bool {
-	for _, k := range keys {
-		if set[k] {
-			return true
-		}
+// holdEnd is when ids a 429 throttles may send again: after the Retry-After
+// Amplitude asks for, or throttle_hold.
+func (o *amplitudeOutput) holdEnd(out outcome) time.Time {
+	if out.retryAfter > 0 {
+		return o.clock.Now().Add(out.retryAfter)
 	}
-	return false
-}
-
-// waitForHeld sleeps until the earliest hold ends and queues the events whose
-// hold ended; false means ctx ended and every event left was failed.
-func (d *delivery) waitForHeld(ctx context.Context) bool {
-	earliest := d.held[0].until
-	for _, h := range d.held[1:] {
-		if h.until.Before(earliest) {
-			earliest = h.until
-		}
-	}
-	if !d.giveUp.IsZero() && time.Now().After(d.giveUp) {
-		// Still throttled after being held and re-sent for longer than
-		// failures are retried: give the events back (nack) rather than
-		// hold a write slot indefinitely.
-		e := newEventError(reasonRetriesExhausted, fmt.Sprintf("still throttled by Amplitude after %v", d.bo.MaxElapsedTime))
-		for _, h := range d.held {
-			d.fail(h.ev.index, e)
-		}
-		d.held = nil
-		return true
-	}
-	if err := wait.Sleep(ctx, time.Until(earliest)); err != nil {
-		d.interrupt(err)
-		return false
-	}
-	now := time.Now()
-	var due []*event
-	kept := d.held[:0]
-	for _, h := range d.held {
-		if h.until.After(now) {
-			kept = append(kept, h)
-			continue
-		}
-		due = append(due, h.ev)
-	}
-	d.held = kept
-	sort.Slice(due, func(i, j int) bool { return due[i].index < due[j].index })
-	d.queue = append(d.queue, d.o.builder.split(d.withoutHeld(due))...)
-	return true
-}
-
-// interrupt fails every event not yet delivered because ctx ended.
-func (d *delivery) interrupt(err error) {
-	e := newEventError(reasonInterrupted, "delivery interrupted: "+err.Error())
-	for _, req := range d.queue {
-		d.failAll(req, e)
-	}
-	for _, h := range d.held {
-		d.fail(h.ev.index, e)
-	}
-	d.queue, d.held = nil, nil
+	return o.clock.Now().Add(o.hold)
 }

@@ -3,7 +3,9 @@ package amplitude
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -57,7 +59,11 @@ func newTestOutput(t *testing.T, url, extra string) (*amplitudeOutput, *syncBuff
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = out.Close(context.Background()) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = out.Close(ctx)
+	})
 	return out, logs
 }
 
@@ -83,34 +89,39 @@ func TestOutputScenarios(t *testing.T) {
 		opts     amplitudetest.Options
 		extra    string
 		events   []string
-		failed   map[int]string // index -> reason
+		failed   map[int]string // index -> event-fault or outage reason
 		statuses []int          // statuses the server must have answered
 		log      string         // a line the logs must hold
 	}{
 		{name: "all ingested", events: []string{evt("a", "device-1"), evt("b", "device-2")}, statuses: []int{200}},
 		{name: "refused before sending",
 			events: []string{evt("a", "device-1"), `{"device_id":"device-1"}`, `not json`, `{"event_type":"x","device_id":"null"}`, evt("b", "device-2")},
-			failed: map[int]string{1: reasonMissingFields, 2: reasonInvalidEvent, 3: reasonMissingFields}},
+			failed: map[int]string{1: "missing_fields", 2: "invalid_event", 3: "missing_fields"}},
 		{name: "short id removed, min_id_length sent", extra: "min_id_length: 3\n",
 			events: []string{`{"event_type":"x","insert_id":"s","device_id":"dev","user_id":"ab"}`},
 			log:    "Removed 1 user_id/device_id values Amplitude refuses from events, which were sent with their other id (last: user_id: shorter than min_id_length 3)"},
 		{name: "400 names events", opts: amplitudetest.Options{SilencedDevices: []string{"muted-1"}},
 			events: []string{evt("a", "device-1"), evt("m", "muted-1"), evt("b", "device-2")},
-			failed: map[int]string{1: reasonSilenced}, statuses: []int{400, 200}},
+			failed: map[int]string{1: "silenced"}, statuses: []int{400, 200}},
 		{name: "413 halves", opts: amplitudetest.Options{MaxEvents: 7},
 			events: manyEvents(40, 10), statuses: []int{413, 200}},
 		{name: "413 single event fails alone", opts: amplitudetest.Options{MaxBytes: 300},
 			events: []string{evt("a", "device-1"), big, evt("b", "device-2")},
-			failed: map[int]string{1: reasonTooLarge}, statuses: []int{413, 200}},
-		{name: "daily quota", opts: amplitudetest.Options{DailyQuota: 3},
+			failed: map[int]string{1: "payload_too_large"}, statuses: []int{413, 200}},
+		{name: "daily quota fails", opts: amplitudetest.Options{DailyQuota: 3}, extra: "daily_quota: fail\n",
 			events: []string{evt("q1", "quota-dev"), evt("q2", "quota-dev"), evt("q3", "quota-dev"), evt("q4", "quota-dev"), evt("ok", "device-2")},
-			failed: map[int]string{0: reasonDailyQuota, 1: reasonDailyQuota, 2: reasonDailyQuota, 3: reasonDailyQuota}, statuses: []int{429, 200}},
+			// The pacer sends three events of quota-dev at once (its burst),
+			// which fit the quota; the fourth is refused and fails.
+			failed: map[int]string{3: "daily_quota"}, statuses: []int{429, 200}},
+		{name: "daily quota fails without pacing", opts: amplitudetest.Options{DailyQuota: 3}, extra: "daily_quota: fail\npacing: false\n",
+			events: []string{evt("q1", "quota-dev"), evt("q2", "quota-dev"), evt("q3", "quota-dev"), evt("q4", "quota-dev"), evt("ok", "device-2")},
+			failed: map[int]string{0: "daily_quota", 1: "daily_quota", 2: "daily_quota", 3: "daily_quota"}, statuses: []int{429, 200}},
 		{name: "5xx retried", opts: amplitudetest.Options{FaultRate: 0.6, FaultKinds: []amplitudetest.FaultKind{amplitudetest.Fault503, amplitudetest.Fault502}, Seed: 3},
 			events: manyEvents(20, 5), statuses: []int{200}},
 		{name: "retries run out", opts: amplitudetest.Options{FaultRate: 1, FaultKinds: []amplitudetest.FaultKind{amplitudetest.Fault503}},
 			extra:  "backoff:\n  initial_interval: 5ms\n  max_interval: 20ms\n  max_elapsed_time: 100ms\n",
 			events: []string{evt("a", "device-1"), evt("b", "device-2")},
-			failed: map[int]string{0: reasonRetriesExhausted, 1: reasonRetriesExhausted}, statuses: []int{503}},
+			failed: map[int]string{0: "outage:retries_exhausted", 1: "outage:retries_exhausted"}, statuses: []int{503}},
 		{name: "gzip", extra: "gzip: true\n", events: manyEvents(30, 30), statuses: []int{200}},
 		{name: "batch endpoint", extra: "endpoint: batch\n", events: manyEvents(30, 30), statuses: []int{200}},
 	}
@@ -125,8 +136,8 @@ func TestOutputScenarios(t *testing.T) {
 				t.Fatalf("failed %v, want %v", failed, tc.failed)
 			}
 			for i, reason := range tc.failed {
-				if err := failed[i]; err == nil || !strings.HasPrefix(err.Error(), "amplitude ("+reason+"): ") {
-					t.Errorf("event %d: error %v, want reason %s", i, err, reason)
+				if got := reasonOf(failed[i]); got != reason {
+					t.Errorf("event %d: error %v (%s), want reason %s", i, failed[i], got, reason)
 				}
 			}
 			want := len(tc.events) - len(tc.failed)
@@ -154,6 +165,19 @@ func TestOutputScenarios(t *testing.T) {
 	}
 }
 
+// reasonOf returns the dead-letter reason of an event fault, or
+// "outage:<reason>" for an outage.
+func reasonOf(err error) string {
+	if r, ok := deadletter.ReasonOf(err); ok {
+		return string(r)
+	}
+	var o *OutageError
+	if errors.As(err, &o) {
+		return "outage:" + string(o.Reason)
+	}
+	return fmt.Sprintf("untyped(%v)", err)
+}
+
 func manyEvents(n, devices int) []string {
 	out := make([]string, n)
 	for i := range out {
@@ -165,14 +189,14 @@ func manyEvents(n, devices int) []string {
 func TestOutputInvalidAPIKeyNotLeaked(t *testing.T) {
 	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: "the-right-key"})
 	defer srv.Close()
-	out, logs := newTestOutput(t, srv.HTTPV2URL(), "")
+	out, logs := newTestOutput(t, srv.HTTPV2URL(), "backoff:\n  initial_interval: 1ms\n  max_interval: 2ms\n  max_elapsed_time: 20ms\n")
 	failed := write(t, context.Background(), out, []string{evt("a", "device-1"), evt("b", "device-2")})
-	if len(failed) != 2 || srv.Requests() != 1 {
-		t.Fatalf("failed %v after %d requests", failed, srv.Requests())
+	if len(failed) != 2 || srv.Requests() < 2 {
+		t.Fatalf("failed %v after %d requests; want both nacked after retries", failed, srv.Requests())
 	}
 	for _, err := range failed {
-		if !strings.Contains(err.Error(), "("+reasonRequest+")") || !strings.Contains(err.Error(), "Invalid API key") {
-			t.Errorf("error %q", err)
+		if reasonOf(err) != "outage:retries_exhausted" || !strings.Contains(err.Error(), "Invalid API key") {
+			t.Errorf("error %q: an invalid key is an outage, not the events' fault", err)
 		}
 		if strings.Contains(err.Error(), testKey) {
 			t.Errorf("error contains the API key: %q", err)
@@ -190,9 +214,9 @@ func TestOutputKeyRedacted(t *testing.T) {
 		fmt.Fprintf(w, "<html>blocked request with api_key=%s</html>", testKey)
 	}))
 	defer srv.Close()
-	out, logs := newTestOutput(t, srv.URL, "")
+	out, logs := newTestOutput(t, srv.URL, "backoff:\n  initial_interval: 1ms\n  max_interval: 2ms\n  max_elapsed_time: 10ms\n")
 	failed := write(t, context.Background(), out, []string{evt("a", "device-1")})
-	if err := failed[0]; err == nil || strings.Contains(err.Error(), testKey) || !strings.Contains(err.Error(), "[redacted]") {
+	if err := failed[0]; err == nil || !IsOutage(err) || strings.Contains(err.Error(), testKey) || !strings.Contains(err.Error(), "[redacted]") {
 		t.Fatalf("error %v", err)
 	}
 	if strings.Contains(logs.String(), testKey) {
@@ -226,7 +250,7 @@ func TestOutputBisect(t *testing.T) {
 	events := manyEvents(16, 4)
 	events[11] = `{"event_type":"poison","insert_id":"p","device_id":"device-1"}`
 	failed := write(t, context.Background(), out, events)
-	if len(failed) != 1 || !strings.Contains(failed[11].Error(), "("+reasonRejected+")") {
+	if len(failed) != 1 || reasonOf(failed[11]) != "rejected" {
 		t.Fatalf("failed %v", failed)
 	}
 	mu.Lock()
@@ -244,7 +268,7 @@ func TestOutputHotDevice(t *testing.T) {
 	const hold = 1500 * time.Millisecond
 	srv := amplitudetest.NewServer(amplitudetest.Options{EPSLimit: 10, RateWindow: time.Second, Latency: latency})
 	defer srv.Close()
-	out, _ := newTestOutput(t, srv.HTTPV2URL(), "throttle_hold: 1500ms\n")
+	out, _ := newTestOutput(t, srv.HTTPV2URL(), "throttle_hold: 1500ms\npacing: false\n")
 
 	batch := func(b, hot, cold int) []string {
 		var evs []string
@@ -319,7 +343,7 @@ func TestOutputInterrupted(t *testing.T) {
 		t.Fatalf("failed %v", failed)
 	}
 	for _, err := range failed {
-		if !strings.Contains(err.Error(), "("+reasonInterrupted+")") {
+		if reasonOf(err) != "outage:interrupted" && reasonOf(err) != "outage:throttled" {
 			t.Fatalf("error %v", err)
 		}
 	}
@@ -383,7 +407,7 @@ func TestOutputGivesUpOnEndlessThrottle(t *testing.T) {
 		fmt.Fprintf(w, `{"code":200,"events_ingested":%d,"payload_size_bytes":%d,"server_upload_time":1}`, len(events), body.Len())
 	}))
 	defer srv.Close()
-	out, _ := newTestOutput(t, srv.URL, "throttle_hold: 50ms\nbackoff:\n  initial_interval: 5ms\n  max_interval: 50ms\n  max_elapsed_time: 300ms\n")
+	out, _ := newTestOutput(t, srv.URL, "throttle_hold: 50ms\npacing: false\nbackoff:\n  initial_interval: 5ms\n  max_interval: 50ms\n  max_elapsed_time: 300ms\n")
 
 	// Without the give-up, the write would last until this context ends and
 	// fail the events as interrupted instead.
@@ -394,8 +418,8 @@ func TestOutputGivesUpOnEndlessThrottle(t *testing.T) {
 		t.Fatalf("want the two hot-device events failed, got %v", failed)
 	}
 	for _, i := range []int{0, 2} {
-		if !strings.Contains(failed[i].Error(), "retries_exhausted") {
-			t.Errorf("event %d: %v, want a retries_exhausted reason", i, failed[i])
+		if reasonOf(failed[i]) != "outage:throttled" {
+			t.Errorf("event %d: %v, want a throttled outage", i, failed[i])
 		}
 	}
 	if _, ok := ingested.Load("c1"); !ok {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 )
 
@@ -39,22 +40,33 @@ type event struct {
 	// removed says which id was removed before sending and why, such as
 	// "user_id: shorter than min_id_length 5" ("" when none was).
 	removed string
+	// refusals counts refusals of the event sent alone (bisection).
+	refusals int
 }
 
-// idKeys returns the throttling keys of the event's ids.
-func (e *event) idKeys() []string {
-	keys := make([]string, 0, 2)
-	if e.deviceID != "" {
-		keys = append(keys, deviceKey(e.deviceID))
-	}
-	if e.userID != "" {
-		keys = append(keys, userKey(e.userID))
-	}
-	return keys
+// idKey names a device or a user, as Amplitude throttles them. Looking one
+// up in a map does not allocate.
+type idKey struct {
+	user bool
+	id   string
 }
 
-func deviceKey(id string) string { return "d:" + id }
-func userKey(id string) string   { return "u:" + id }
+func deviceKey(id string) idKey { return idKey{id: id} }
+func userKey(id string) idKey   { return idKey{user: true, id: id} }
+
+// String returns "device <id>" or "user <id>".
+func (k idKey) String() string {
+	if k.user {
+		return "user " + k.id
+	}
+	return "device " + k.id
+}
+
+// idKeys returns the throttling keys of the event's ids; a key with an empty
+// id stands for an absent id.
+func (e *event) idKeys() [2]idKey {
+	return [2]idKey{deviceKey(e.deviceID), userKey(e.userID)}
+}
 
 // requestBuilder checks events and writes request bodies.
 type requestBuilder struct {
@@ -101,13 +113,13 @@ func (b *requestBuilder) refusal(id string) string {
 // refuses are removed from the event; an event without event_type, without
 // any usable id, with a non-integer time or too large for a request is
 // refused with the reason.
-func (b *requestBuilder) prepare(ev *event, index int, raw []byte) *eventError {
+func (b *requestBuilder) prepare(ev *event, index int, raw []byte) *deadletter.Error {
 	if !gjson.ValidBytes(raw) {
-		return newEventError(reasonInvalidEvent, "message is not valid JSON")
+		return eventFault(reasonInvalidEvent, "message is not valid JSON")
 	}
 	obj := gjson.Parse(string(raw))
 	if !obj.IsObject() {
-		return newEventError(reasonInvalidEvent, "message is not a JSON object")
+		return eventFault(reasonInvalidEvent, "message is not a JSON object")
 	}
 	// One pass over the top-level keys.
 	var eventType, userID, deviceID, tm gjson.Result
@@ -125,10 +137,10 @@ func (b *requestBuilder) prepare(ev *event, index int, raw []byte) *eventError {
 		return true
 	})
 	if eventType.Type != gjson.String || eventType.Str == "" {
-		return newEventError(reasonMissingFields, "event_type is missing or not a non-empty string")
+		return eventFault(reasonMissingFields, "event_type is missing or not a non-empty string")
 	}
 	if tm.Exists() && (tm.Type != gjson.Number || strings.ContainsAny(tm.Raw, ".eE")) {
-		return newEventError(reasonInvalidFields, "time must be an integer of milliseconds since the epoch")
+		return eventFault(reasonInvalidFields, "time must be an integer of milliseconds since the epoch")
 	}
 	*ev = event{index: index, raw: raw}
 	var drop []string
@@ -142,13 +154,13 @@ func (b *requestBuilder) prepare(ev *event, index int, raw []byte) *eventError {
 		ev.removed = "device_id: " + why
 	}
 	if ev.userID == "" && ev.deviceID == "" {
-		return newEventError(reasonMissingFields, "no user_id or device_id Amplitude accepts (shorter than min_id_length, a placeholder such as \"null\", or missing)")
+		return eventFault(reasonMissingFields, "no user_id or device_id Amplitude accepts (shorter than min_id_length, a placeholder such as \"null\", or missing)")
 	}
 	if len(drop) > 0 {
 		ev.raw = withoutKeys(obj, drop)
 	}
 	if len(b.prefix)+len(ev.raw)+len(b.suffix) > b.maxBytes {
-		return newEventError(reasonTooLarge, "event is larger than one request may be")
+		return eventFault(reasonTooLarge, "event is larger than one request may be")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package amplitude
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"strings"
 	"testing"
 
@@ -14,7 +15,7 @@ func TestPrepare(t *testing.T) {
 	cases := []struct {
 		name   string
 		in     string
-		reason string // "" = accepted
+		reason deadletter.Reason // "" = accepted
 		user   string
 		device string
 		out    string // expected raw JSON when rewritten; "" = unchanged
@@ -45,10 +46,10 @@ func TestPrepare(t *testing.T) {
 			ev := &event{}
 			err := b.prepare(ev, 7, []byte(tc.in))
 			if tc.reason != "" {
-				if err == nil || err.reason != tc.reason {
+				if err == nil || err.Reason != tc.reason {
 					t.Fatalf("got %v, want reason %s", err, tc.reason)
 				}
-				if !strings.HasPrefix(err.Error(), "amplitude ("+tc.reason+"): ") {
+				if !strings.HasPrefix(err.Error(), string(tc.reason)+": ") {
 					t.Fatalf("error text %q", err.Error())
 				}
 				return
@@ -145,7 +146,7 @@ func FuzzPrepare(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		ev := &event{}
 		if err := b.prepare(ev, 0, raw); err != nil {
-			if err.reason == "" || err.detail == "" {
+			if err.Reason == "" || err.Err == nil || err.Err.Error() == "" {
 				t.Fatalf("error without reason: %v", err)
 			}
 			return

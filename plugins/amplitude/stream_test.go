@@ -3,7 +3,9 @@ package amplitude
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,7 +51,7 @@ func runStream(t testing.TB, sb *service.StreamBuilder, outputYAML string, batch
 			for raws := range work {
 				batch := make(service.MessageBatch, len(raws))
 				for i, r := range raws {
-					batch[i] = service.NewMessage([]byte(r))
+					batch[i] = newMsg(r)
 				}
 				if err := send(ctx, batch); err != nil {
 					t.Errorf("batch not acknowledged: %v", err)
@@ -70,37 +72,43 @@ func runStream(t testing.TB, sb *service.StreamBuilder, outputYAML string, batch
 	}
 }
 
-// TestStreamFaultsAndDeadLetters: under 30% injected faults (5xx, bare 429,
-// timeouts, dropped connections), every valid event is ingested exactly once
-// by insert_id and every invalid one reaches the dead-letter file with its
-// reason, through a YAML fallback. Metadata an output sets does not reach
-// the next fallback tier (it gets a copy of the messages), so the dead-letter
-// tier copies @fallback_error into @amplitude_error.
-func TestStreamFaultsAndDeadLetters(t *testing.T) {
-	srv := amplitudetest.NewServer(amplitudetest.Options{
-		APIKey: testKey, FaultRate: 0.3, Seed: 42, SilencedDevices: []string{"muted-device"},
-	})
-	defer srv.Close()
-	dlq := filepath.Join(t.TempDir(), "dlq.jsonl")
+// erroredPrefix marks, in the raw strings runStream sends, a message that a
+// processor failed upstream (deadletter.Fail with ReasonUnmappable).
+const erroredPrefix = "ERRORED:"
 
-	wantReason := map[string]string{} // insert_id of invalid events -> reason
-	var valid []string
-	var batches [][]string
+// newMsg builds a message from raw, failed upstream when raw starts with
+// erroredPrefix.
+func newMsg(raw string) *service.Message {
+	if rest, ok := strings.CutPrefix(raw, erroredPrefix); ok {
+		m := service.NewMessage([]byte(rest))
+		deadletter.Fail(m, deadletter.ReasonUnmappable, errors.New("no user_id or device_id in the Currents event"))
+		return m
+	}
+	return service.NewMessage([]byte(raw))
+}
+
+// faultWorkload is 24 batches of 40 events: valid ones, and invalid ones
+// with the reason each must be dead-lettered with.
+func faultWorkload() (batches [][]string, valid []string, wantReason map[string]string) {
+	wantReason = map[string]string{}
 	for b := range 24 {
 		var batch []string
 		for i := range 40 {
 			id := fmt.Sprintf("e-%d-%d", b, i)
 			var raw string
 			switch i % 20 {
+			case 3:
+				raw = erroredPrefix + `{"insert_id":"` + id + `","braze":"event"}`
+				wantReason[id] = string(deadletter.ReasonUnmappable)
 			case 7:
 				raw = `{"insert_id":"` + id + `","device_id":"device-1"}`
-				wantReason[id] = reasonMissingFields
+				wantReason[id] = string(reasonMissingFields)
 			case 13:
 				raw = `{"insert_id":"` + id + `","event_type":"x","user_id":"abc","device_id":"null"}`
-				wantReason[id] = reasonMissingFields
+				wantReason[id] = string(reasonMissingFields)
 			case 17:
 				raw = evt(id, "muted-device")
-				wantReason[id] = reasonSilenced
+				wantReason[id] = string(reasonSilenced)
 			default:
 				raw = evt(id, fmt.Sprintf("device-%d", i%37))
 				valid = append(valid, id)
@@ -109,70 +117,189 @@ func TestStreamFaultsAndDeadLetters(t *testing.T) {
 		}
 		batches = append(batches, batch)
 	}
+	return batches, valid, wantReason
+}
 
-	runStream(t, service.NewStreamBuilder(), fmt.Sprintf(`
+// readDeadLetters reads a dead-letter file: insert_id -> reason, failing on
+// a record written twice. key and reasonPath locate them in a line.
+func readDeadLetters(t *testing.T, path, key, reasonPath string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return got
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		id := gjson.Get(line, key).Str
+		if _, dup := got[id]; dup {
+			t.Errorf("%s twice in the dead-letter file", id)
+		}
+		got[id] = gjson.Get(line, reasonPath).Str
+	}
+	return got
+}
+
+// TestStreamFaultsAndDeadLetters: under 30% injected faults (5xx, bare 429,
+// timeouts, dropped connections), every valid event is ingested exactly once
+// by insert_id and every invalid one (including messages errored upstream)
+// reaches the dead-letter file once with its reason, either through the
+// output's dead_letter field or through a plain YAML fallback reading the
+// typed error.
+func TestStreamFaultsAndDeadLetters(t *testing.T) {
+	cases := []struct {
+		name   string
+		output string // with %[1]s key, %[2]s url, %[3]s dead-letter path
+		key    string // where the insert_id is in a dead-letter line
+		reason func(string) string
+	}{
+		{name: "dead_letter field", output: `
+amplitude:
+  api_key: %[1]s
+  url: %[2]s
+  timeout: 300ms
+  max_in_flight: 4
+  throttle_hold: 100ms
+  backoff: { initial_interval: 5ms, max_interval: 50ms, max_elapsed_time: 0s }
+  dead_letter:
+    file:
+      path: %[3]s
+      codec: lines
+`, key: "event.insert_id", reason: func(line string) string { return line }},
+		{name: "plain fallback", output: `
 fallback:
   - amplitude:
-      api_key: %s
-      url: %s
+      api_key: %[1]s
+      url: %[2]s
       timeout: 300ms
       max_in_flight: 4
       throttle_hold: 100ms
-      backoff:
-        initial_interval: 5ms
-        max_interval: 50ms
-        max_elapsed_time: 0s
+      backoff: { initial_interval: 5ms, max_interval: 50ms, max_elapsed_time: 0s }
   - file:
-      path: %s
+      path: %[3]s
       codec: lines
     processors:
       - mapping: |
           meta amplitude_error = @fallback_error
       - mapping: |
           root = this
-          root.dlq_error = @amplitude_error
-`, testKey, srv.HTTPV2URL(), dlq), batches)
+          root.reason = @amplitude_error.split(":").index(0)
+`, key: "insert_id"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := amplitudetest.NewServer(amplitudetest.Options{
+				APIKey: testKey, FaultRate: 0.3, Seed: 42, SilencedDevices: []string{"muted-device"},
+			})
+			defer srv.Close()
+			dlq := filepath.Join(t.TempDir(), "dlq.jsonl")
+			batches, valid, wantReason := faultWorkload()
+			runStream(t, service.NewStreamBuilder(), fmt.Sprintf(tc.output, testKey, srv.HTTPV2URL(), dlq), batches)
 
-	if srv.Count() != len(valid) {
-		t.Errorf("ingested %d distinct events, want %d", srv.Count(), len(valid))
+			if srv.Count() != len(valid) {
+				t.Errorf("ingested %d distinct events, want %d", srv.Count(), len(valid))
+			}
+			for _, id := range valid {
+				if _, ok := srv.Event(id); !ok {
+					t.Errorf("valid event %s not ingested", id)
+				}
+			}
+			got := readDeadLetters(t, dlq, tc.key, "reason")
+			if len(got) != len(wantReason) {
+				t.Errorf("%d events in the dead-letter file, want %d", len(got), len(wantReason))
+			}
+			for id, reason := range wantReason {
+				if got[id] != reason {
+					t.Errorf("dead letter %s: reason %q, want %s", id, got[id], reason)
+				}
+				if _, ok := srv.Event(id); ok {
+					t.Errorf("invalid event %s was ingested", id)
+				}
+			}
+			faults := srv.FaultCounts()
+			t.Logf("requests %d, statuses %v, faults %v, duplicates %d", srv.Requests(), srv.StatusCounts(), faults, srv.Duplicates())
+			for _, k := range amplitudetest.AllFaults {
+				if faults[k] == 0 {
+					t.Errorf("fault %s never injected; the test proves less than it claims", k)
+				}
+			}
+		})
 	}
-	for _, id := range valid {
-		if _, ok := srv.Event(id); !ok {
-			t.Errorf("valid event %s not ingested", id)
+}
+
+// TestStreamOutagesAreNotDeadLettered: a phase in which every answer is a
+// proxy's 403 page, a 401, a captive portal's HTML 200 or an invalid API key
+// dead-letters nothing: the writes are nacked (the producer sees the error),
+// and the events go in once the phase ends.
+func TestStreamOutagesAreNotDeadLettered(t *testing.T) {
+	for _, phase := range []struct {
+		name  string
+		kinds []amplitudetest.FaultKind
+	}{
+		{"proxy 403", []amplitudetest.FaultKind{amplitudetest.FaultProxy403}},
+		{"401", []amplitudetest.FaultKind{amplitudetest.FaultUnauthorized}},
+		{"html 200", []amplitudetest.FaultKind{amplitudetest.FaultHTML200}},
+		{"5xx", []amplitudetest.FaultKind{amplitudetest.Fault503, amplitudetest.Fault502}},
+	} {
+		t.Run(phase.name, func(t *testing.T) {
+			srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: testKey, FaultRate: 1, FaultKinds: phase.kinds})
+			defer srv.Close()
+			dlq := filepath.Join(t.TempDir(), "dlq.jsonl")
+			out, _ := newTestOutput(t, srv.HTTPV2URL(), "backoff:\n  initial_interval: 1ms\n  max_interval: 2ms\n  max_elapsed_time: 30ms\n"+
+				"dead_letter:\n  file:\n    path: "+dlq+"\n    codec: lines\n")
+			events := []string{evt("a", "device-1"), evt("b", "device-2"), `{"insert_id":"bad","device_id":"device-3"}`}
+			failed := write(t, context.Background(), out, events)
+			if len(failed) != 2 || !IsOutage(failed[0]) || !IsOutage(failed[1]) {
+				t.Fatalf("during the outage: failed %v, want the two valid events nacked as outages", failed)
+			}
+			if got := readDeadLetters(t, dlq, "event.insert_id", "reason"); len(got) != 1 || got["bad"] != string(reasonMissingFields) {
+				t.Fatalf("dead letters during the outage: %v, want only the invalid event", got)
+			}
+			srv.SetFaults(0)
+			if failed := write(t, context.Background(), out, events); len(failed) != 0 {
+				t.Fatalf("after the outage: failed %v", failed)
+			}
+			if got := readDeadLetters(t, dlq, "event.insert_id", "reason"); len(got) != 1 {
+				t.Fatalf("the re-sent invalid event was dead-lettered again: %v", got)
+			}
+			if srv.Count() != 2 {
+				t.Fatalf("ingested %d, want 2", srv.Count())
+			}
+		})
+	}
+	t.Run("invalid api key", func(t *testing.T) {
+		srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: "the-right-key"})
+		defer srv.Close()
+		dlq := filepath.Join(t.TempDir(), "dlq.jsonl")
+		out, _ := newTestOutput(t, srv.HTTPV2URL(), "backoff:\n  initial_interval: 1ms\n  max_interval: 2ms\n  max_elapsed_time: 20ms\n"+
+			"dead_letter:\n  file:\n    path: "+dlq+"\n    codec: lines\n")
+		failed := write(t, context.Background(), out, manyEvents(20, 5))
+		if len(failed) != 20 {
+			t.Fatalf("failed %d, want all 20 nacked", len(failed))
 		}
-	}
-	f, err := os.Open(dlq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	got := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		id := gjson.Get(line, "insert_id").Str
-		if _, dup := got[id]; dup {
-			t.Errorf("%s twice in the dead-letter file", id)
+		if got := readDeadLetters(t, dlq, "event.insert_id", "reason"); len(got) != 0 {
+			t.Fatalf("an invalid API key emptied the stream into the dead-letter output: %v", got)
 		}
-		got[id] = gjson.Get(line, "dlq_error").Str
+	})
+}
+
+// TestDeadLetterWriteFailureNacks: when the dead_letter output fails, the
+// invalid events are nacked (an outage), not acknowledged.
+func TestDeadLetterWriteFailureNacks(t *testing.T) {
+	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: testKey})
+	defer srv.Close()
+	out, _ := newTestOutput(t, srv.HTTPV2URL(), "dead_letter:\n  reject: dead letters are down\n")
+	failed := write(t, context.Background(), out, []string{evt("a", "device-1"), `{"insert_id":"bad","device_id":"device-3"}`})
+	if len(failed) != 1 || !IsOutage(failed[1]) {
+		t.Fatalf("failed %v, want the invalid event nacked", failed)
 	}
-	if len(got) != len(wantReason) {
-		t.Errorf("%d events in the dead-letter file, want %d", len(got), len(wantReason))
-	}
-	for id, reason := range wantReason {
-		if !strings.HasPrefix(got[id], "amplitude ("+reason+"): ") {
-			t.Errorf("dead letter %s: error %q, want reason %s", id, got[id], reason)
-		}
-		if _, ok := srv.Event(id); ok {
-			t.Errorf("invalid event %s was ingested", id)
-		}
-	}
-	faults := srv.FaultCounts()
-	t.Logf("requests %d, statuses %v, faults %v, duplicates %d", srv.Requests(), srv.StatusCounts(), faults, srv.Duplicates())
-	for _, k := range amplitudetest.AllFaults {
-		if faults[k] == 0 {
-			t.Errorf("fault %s never injected; the test proves less than it claims", k)
-		}
+	if srv.Count() != 1 {
+		t.Fatalf("ingested %d, want 1", srv.Count())
 	}
 }
 

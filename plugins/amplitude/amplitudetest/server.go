@@ -98,10 +98,28 @@ const (
 	// FaultDrop reads the request, ingests it with probability 1/2, then
 	// closes the connection without an answer.
 	FaultDrop
+	// FaultHang waits Options.HangFor (or until the client gives up), then
+	// processes the request and answers as usual: a slow answer that a
+	// second try could beat.
+	FaultHang
+	// FaultProxy403 answers 403 with an HTML page, as a proxy or WAF in
+	// front of Amplitude does, ingesting nothing.
+	FaultProxy403
+	// FaultUnauthorized answers 401 with a JSON body (a rotated key at a
+	// proxy), ingesting nothing.
+	FaultUnauthorized
+	// FaultHTML200 answers 200 with an HTML page (a captive portal),
+	// ingesting nothing.
+	FaultHTML200
 )
 
-// AllFaults lists every FaultKind; it is the default of Options.FaultKinds.
+// AllFaults lists the faults of Amplitude itself; it is the default of
+// Options.FaultKinds.
 var AllFaults = []FaultKind{Fault500, Fault502, Fault503, Fault429, FaultTimeout, FaultDrop}
+
+// ProxyFaults lists the faults of what stands between a client and
+// Amplitude: a proxy's 403 page, a 401, a captive portal's 200 page.
+var ProxyFaults = []FaultKind{FaultProxy403, FaultUnauthorized, FaultHTML200}
 
 // String returns the fault's name.
 func (k FaultKind) String() string {
@@ -118,6 +136,14 @@ func (k FaultKind) String() string {
 		return "timeout"
 	case FaultDrop:
 		return "drop"
+	case FaultHang:
+		return "hang"
+	case FaultProxy403:
+		return "proxy_403"
+	case FaultUnauthorized:
+		return "401"
+	case FaultHTML200:
+		return "html_200"
 	}
 	return "fault(" + strconv.Itoa(int(k)) + ")"
 }
@@ -156,6 +182,8 @@ type Options struct {
 	Seed uint64
 	// Latency is added before every answer.
 	Latency time.Duration
+	// HangFor is how long FaultHang waits before answering (default 12 s).
+	HangFor time.Duration
 	// Now is the clock for rate windows; nil means time.Now.
 	Now func() time.Time
 }
@@ -401,6 +429,18 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, status, answer)
 }
 
+// SetFaults changes the fault rate and kinds (nil: AllFaults) of later
+// requests, for a test's phases (an outage, then recovery).
+func (s *Server) SetFaults(rate float64, kinds ...FaultKind) {
+	if kinds == nil {
+		kinds = AllFaults
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.FaultRate = rate
+	s.opts.FaultKinds = kinds
+}
+
 // pickFault decides, under s.mu, whether this request fails.
 func (s *Server) pickFault() (FaultKind, bool) {
 	if s.opts.FaultRate <= 0 || len(s.opts.FaultKinds) == 0 || s.rng.Float64() >= s.opts.FaultRate {
@@ -429,6 +469,28 @@ func (s *Server) injectFault(w http.ResponseWriter, r *http.Request, k FaultKind
 		case <-r.Context().Done():
 		case <-s.done:
 		}
+	case FaultHang:
+		hang := s.opts.HangFor
+		if hang <= 0 {
+			hang = 12 * time.Second
+		}
+		t := time.NewTimer(hang)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			return
+		}
+		status, answer := s.process(body, ep)
+		s.reply(w, status, answer)
+	case FaultProxy403:
+		s.replyType(w, http.StatusForbidden, "text/html", "<html><head><title>403 Forbidden</title></head><body><center><h1>403 Forbidden</h1></center><hr><center>proxy</center></body></html>")
+	case FaultUnauthorized:
+		s.reply(w, http.StatusUnauthorized, `{"code":401,"error":"Unauthorized"}`)
+	case FaultHTML200:
+		s.replyType(w, http.StatusOK, "text/html; charset=utf-8", "<!doctype html><html><body>Please sign in to the network.</body></html>")
 	case FaultDrop:
 		s.mu.Lock()
 		ingest := s.rng.IntN(2) == 0

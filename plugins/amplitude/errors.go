@@ -1,0 +1,72 @@
+package amplitude
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+)
+
+// Event-fault reasons: the message itself is at fault, so it is dead-lettered
+// (with a dead_letter output) or failed alone with a *deadletter.Error. They
+// are the `reason` label of amplitude_events_failed_total and of
+// dead_letter_events_total.
+const (
+	reasonInvalidEvent    deadletter.Reason = "invalid_event"     // not a JSON object
+	reasonMissingFields   deadletter.Reason = "missing_fields"    // event_type or both ids missing
+	reasonInvalidFields   deadletter.Reason = "invalid_fields"    // a field value Amplitude refuses
+	reasonInvalidIDLength deadletter.Reason = "invalid_id_length" // an id Amplitude finds too short
+	reasonSilenced        deadletter.Reason = "silenced"          // device silenced by Amplitude
+	reasonDailyQuota      deadletter.Reason = "daily_quota"       // id over its daily quota (daily_quota: fail)
+	reasonTooLarge        deadletter.Reason = "payload_too_large" // one event above the request limits
+	reasonRejected        deadletter.Reason = "rejected"          // a refusal bisection isolated to the event, twice
+)
+
+// OutageReason says why events were not delivered for no fault of their own.
+// It is the `reason` label of amplitude_events_nacked_total.
+type OutageReason string
+
+// Outage reasons. Events failed with these are nacked, never dead-lettered.
+const (
+	// OutageRetriesExhausted: 5xx, timeouts, connection errors, HTML
+	// answers, 401/403/404 or an invalid API key until the back-off ran out.
+	OutageRetriesExhausted OutageReason = "retries_exhausted"
+	// OutageInterrupted: the write was cancelled (shutdown, or the caller's
+	// deadline) before the events were delivered.
+	OutageInterrupted OutageReason = "interrupted"
+	// OutageThrottled: Amplitude throttles the events' ids for longer than
+	// the caller can wait, or for longer than the back-off allows.
+	OutageThrottled OutageReason = "throttled"
+)
+
+// OutageError is the error of a message that was not delivered because of an
+// outage (of Amplitude, of a proxy, of credentials, or a shutdown). It is
+// never a *deadletter.Error: such messages are nacked so that their input
+// keeps them.
+type OutageError struct {
+	Reason OutageReason
+	// Status is the last HTTP status (0 for transport errors or none).
+	Status int
+	// Detail is the last answer or error, with secrets redacted.
+	Detail string
+}
+
+// Error returns "amplitude outage (<reason>): <detail>".
+func (e *OutageError) Error() string {
+	return "amplitude outage (" + string(e.Reason) + "): " + e.Detail
+}
+
+// IsOutage reports whether err is (or wraps) an *OutageError.
+func IsOutage(err error) bool {
+	var o *OutageError
+	return errors.As(err, &o)
+}
+
+func newOutage(reason OutageReason, status int, format string, args ...any) *OutageError {
+	return &OutageError{Reason: reason, Status: status, Detail: fmt.Sprintf(format, args...)}
+}
+
+// eventFault returns the *deadletter.Error of an event Amplitude refuses.
+func eventFault(reason deadletter.Reason, detail string) *deadletter.Error {
+	return &deadletter.Error{Reason: reason, Err: errors.New(detail)}
+}
