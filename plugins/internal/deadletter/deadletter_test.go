@@ -135,7 +135,11 @@ func newTestWriter(t *testing.T, c *captureOutput) *Writer {
 		t.Fatalf("FromParsed: %v %v", w, err)
 	}
 	w.clock = clock.NewFake(time.Unix(0, 0))
-	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = w.Close(ctx)
+	})
 	return w
 }
 
@@ -177,6 +181,17 @@ func TestWriterWritesOnce(t *testing.T) {
 	}
 	if len(c.got) != 3 {
 		t.Fatalf("got %d records, want 3", len(c.got))
+	}
+}
+
+// TestWriterCloseUnused: a Writer that never wrote closes at once (an owned
+// output never written to would wait for its context forever).
+func TestWriterCloseUnused(t *testing.T) {
+	w := newTestWriter(t, &captureOutput{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.Close(ctx); err != nil {
+		t.Fatalf("Close of an unused writer: %v", err)
 	}
 }
 

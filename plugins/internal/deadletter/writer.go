@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -54,6 +55,7 @@ type Writer struct {
 	counter   *service.MetricCounter
 	clock     clock.Clock
 
+	used     atomic.Bool // the child output was written to (so it runs)
 	seed     maphash.Seed
 	mu       sync.Mutex
 	seen     map[uint64]struct{}
@@ -131,6 +133,7 @@ func (w *Writer) Write(ctx context.Context, entries []Entry) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	w.used.Store(true)
 	if err := w.out.WriteBatch(ctx, batch); err != nil {
 		return err
 	}
@@ -233,6 +236,15 @@ func sum(m map[Reason]int) (n int) {
 func (w *Writer) Close(ctx context.Context) error {
 	if w == nil {
 		return nil
+	}
+	if !w.used.Load() {
+		// An owned output starts on its first write; one never written to
+		// has no input to close and would wait for ctx forever: start it
+		// so that Close ends it.
+		if err := w.out.Prime(); err != nil {
+			return err
+		}
+		w.used.Store(true)
 	}
 	return w.out.Close(ctx)
 }
