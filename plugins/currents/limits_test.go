@@ -1,6 +1,7 @@
 package currents
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -100,4 +101,20 @@ func TestProcessorReasons(t *testing.T) {
 			assert.Equal(t, string(tc.reason), meta)
 		})
 	}
+}
+
+// TestProcessorKeepsUpstreamFailures: a message an input failed for its own
+// reason (a replayed line too long) passes unchanged, keeping its reason.
+func TestProcessorKeepsUpstreamFailures(t *testing.T) {
+	p := newTestProcessor(t, `{}`)
+	m := service.NewMessage([]byte(`{"id":"huge","pad":"xxx`))
+	deadletter.Fail(m, deadletter.ReasonTooLarge, errors.New("line 3 is 11000000 bytes long"))
+	out := processAll(t, p, m)
+	require.Len(t, out, 1)
+	r, err, ok := deadletter.Of(out[0])
+	require.True(t, ok)
+	assert.Equal(t, deadletter.ReasonTooLarge, r)
+	assert.Contains(t, err.Error(), "11000000 bytes")
+	raw, _ := out[0].AsBytes()
+	assert.Equal(t, `{"id":"huge","pad":"xxx`, string(raw))
 }

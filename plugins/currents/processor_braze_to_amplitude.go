@@ -221,6 +221,9 @@ func (p *brazeToAmplitude) ProcessBatch(_ context.Context, in service.MessageBat
 }
 
 func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, msg *service.Message) service.MessageBatch {
+	if msg.GetError() != nil {
+		return append(out, msg) // failed upstream (an input's own reason): kept as it is
+	}
 	raw, err := msg.AsBytes()
 	if err != nil {
 		deadletter.Fail(msg, deadletter.ReasonUnreadable, err)
