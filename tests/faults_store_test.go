@@ -2,7 +2,7 @@ package tests
 
 // Fault-suite cases of the pipelines helper store is reworking (backfill,
 // scheduled cohorts, cohort webhook). While that work is pending they are
-// skipped by pendingOnStore (faults_test.go), the one place to edit.
+// skipped by pendingElsewhere (faults_test.go), the one place to edit.
 
 import (
 	"context"

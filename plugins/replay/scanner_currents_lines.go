@@ -36,7 +36,7 @@ func currentsLinesScannerSpec() *service.ConfigSpec {
 		Beta().
 		Summary("Reads JSON-lines files of Braze Currents events, one event or one `{\"events\": [...]}` request body per line, with the live input's limits; a line it cannot take becomes one dead-letter message and the rest goes on.").
 		Description(`
-Each non-empty line becomes one message holding the line (without its line break; a trailing `+"`\\r`"+` is removed too). Lines are emitted in batches of `+"`batch_size`"+` (the last batch of a file may be smaller), so that the processors and outputs work on many events at once.
+Each non-empty line becomes one message holding the line (without its line break; a trailing `+"`\\r`"+` is removed too). Lines are emitted in batches of up to `+"`batch_size`"+`, so that the processors and outputs work on many events at once; a batch ends early when no more input is read yet, so lines from a slow source (a pipe, standard input) never wait for the next ones.
 
 A line the scanner cannot take is not an end of input: it becomes one message failed with `+"`deadletter.Fail`"+`, which a delivering output with a `+"`dead_letter`"+` child (`+"`amplitude`"+`) writes once to its dead-letter output, and the lines after it are read on:
 
@@ -170,6 +170,11 @@ func (s *lineScanner) NextBatch(context.Context) (service.MessageBatch, error) {
 	// The lines of a batch share one allocation, sized after the last batch.
 	arena := make([]byte, 0, min(s.lastArena, 2*s.c.maxLine))
 	for len(batch) < s.c.batchSize {
+		if len(batch) > 0 && s.r.Buffered() == 0 {
+			// Nothing more read yet: hand over what is here rather than
+			// wait for a slow source (a pipe) to fill the batch.
+			break
+		}
 		line, length, err := s.readLine()
 		if length >= 0 {
 			s.line++

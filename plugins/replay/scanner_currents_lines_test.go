@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -209,4 +210,30 @@ func BenchmarkBenthosLines(b *testing.B) {
 			}
 		}
 	}
+}
+
+// TestSlowSourceDoesNotHoldLines: lines already read are handed over
+// without waiting for the batch to fill (standard input fed line by line).
+func TestSlowSourceDoesNotHoldLines(t *testing.T) {
+	pr, pw := io.Pipe()
+	conf, err := currentsLinesScannerSpec().ParseYAML("{batch_size: 100}", nil)
+	require.NoError(t, err)
+	c, err := newCurrentsLinesFromParsed(conf, service.MockResources())
+	require.NoError(t, err)
+	sc, err := c.Create(pr, func(context.Context, error) error { return nil }, nil)
+	require.NoError(t, err)
+	go func() { _, _ = pw.Write([]byte("{\"id\":1}\n{\"id\":2}\n")) }() // then nothing more for now
+	done := make(chan service.MessageBatch, 1)
+	go func() {
+		b, _, _ := sc.NextBatch(context.Background())
+		done <- b
+	}()
+	select {
+	case b := <-done:
+		assert.Len(t, b, 2)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the two lines read wait for 98 more")
+	}
+	require.NoError(t, pw.Close())
+	_ = sc.Close(context.Background())
 }
