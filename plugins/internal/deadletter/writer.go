@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -55,7 +54,6 @@ type Writer struct {
 	counter   *service.MetricCounter
 	clock     clock.Clock
 
-	used     atomic.Bool // the child output was written to (so it runs)
 	seed     maphash.Seed
 	mu       sync.Mutex
 	seen     map[uint64]struct{}
@@ -133,7 +131,6 @@ func (w *Writer) Write(ctx context.Context, entries []Entry) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	w.used.Store(true)
 	if err := w.out.WriteBatch(ctx, batch); err != nil {
 		return err
 	}
@@ -237,14 +234,9 @@ func (w *Writer) Close(ctx context.Context) error {
 	if w == nil {
 		return nil
 	}
-	if !w.used.Load() {
-		// An owned output starts on its first write; one never written to
-		// has no input to close and would wait for ctx forever: start it
-		// so that Close ends it.
-		if err := w.out.Prime(); err != nil {
-			return err
-		}
-		w.used.Store(true)
-	}
+	// An owned output that was never written to was never started, and
+	// closing it would wait for ever: start it first. (Prime fails only on
+	// an output already started.)
+	_ = w.out.Prime()
 	return w.out.Close(ctx)
 }
