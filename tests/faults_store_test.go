@@ -53,6 +53,7 @@ func faultBackfill(t *testing.T) {
 	env := amplitudeEnv(px, amplitudetest.PathBatch)
 	env["CURRENTS_DIR"] = dir
 	env["DELETE_ON_FINISH"] = "true"
+	env["STATE_DIR"] = t.TempDir()
 	env["DLQ_PATH"] = t.TempDir() + "/dlq.jsonl"
 	env["HTTP_ADDRESS"] = freeAddr(t)
 	cfg := currentsgen.Config{Seed: 34, Devices: scale.events}
@@ -173,7 +174,7 @@ func faultCohorts(t *testing.T) {
 	tgt.env = map[string]string{
 		"AMPLITUDE_API_URL": tgt.ampPx.URL, "AMPLITUDE_API_KEY": "ak", "AMPLITUDE_SECRET_KEY": "sk",
 		"AMPLITUDE_COHORT_IDS": faultCohortID, "AMPLITUDE_COHORT_SCHEDULE": "1s",
-		"BRAZE_REST_URL": tgt.brazePx.URL, "BRAZE_REST_API_KEY": faultRESTKey,
+		"BRAZE_REST_URL": tgt.brazePx.URL, "BRAZE_REST_API_KEY": faultRESTKey, "BRAZE_RETRY_FOR": retryFor.String(),
 		"COHORT_STATE_DIR": dir + "/state", "DEAD_LETTER_DIR": dir + "/dead-letter", "HTTP_ADDRESS": freeAddr(t), "LOG_LEVEL": "WARN",
 	}
 	tgt.dlq = dlqGlob(dir + "/dead-letter/*.jsonl")
@@ -254,7 +255,7 @@ func faultCohortWebhook(t *testing.T) {
 	tgt.url = "http://" + addr + "/amplitude/cohorts"
 	tgt.env = map[string]string{
 		"WEBHOOK_ADDRESS": addr, "AMPLITUDE_WEBHOOK_TOKEN": "webhook-token",
-		"BRAZE_REST_URL": tgt.brazePx.URL, "BRAZE_REST_API_KEY": faultRESTKey,
+		"BRAZE_REST_URL": tgt.brazePx.URL, "BRAZE_REST_API_KEY": faultRESTKey, "BRAZE_RETRY_FOR": retryFor.String(),
 		"COHORT_STATE_DIR": dir + "/state", "DEAD_LETTER_DIR": dir + "/dead-letter", "HTTP_ADDRESS": freeAddr(t), "LOG_LEVEL": "WARN",
 	}
 	tgt.dlq = dlqGlob(dir + "/dead-letter/*.jsonl")
