@@ -132,7 +132,7 @@ func (w *walker) customProperties(value gjson.Result, name string) bool {
 		if value.Str == "" {
 			return true
 		}
-		if jsonlimit.Depth(value.Str, MaxDepth) > MaxDepth {
+		if jsonlimit.Exceeds(value.Str, MaxDepth) {
 			w.err = deadletter.New(deadletter.ReasonTooLarge, "field %s nests JSON deeper than %d levels", name, MaxDepth)
 			return false
 		}

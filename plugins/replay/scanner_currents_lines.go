@@ -257,7 +257,7 @@ func (s *lineScanner) message(line []byte, length int, arena *[]byte) *service.M
 	case len(bytes.TrimSpace(line)) == 0:
 		s.c.mEmpty.Incr(1)
 		return nil
-	case jsonlimit.Depth(line, s.c.maxDepth) > s.c.maxDepth:
+	case jsonlimit.Exceeds(line, s.c.maxDepth):
 		reason, err = deadletter.ReasonTooLarge, fmt.Errorf("line %d nests JSON deeper than %d levels", s.line, s.c.maxDepth)
 	case !gjson.ValidBytes(line):
 		reason, err = deadletter.ReasonUnreadable, fmt.Errorf("line %d is not valid JSON", s.line)

@@ -82,10 +82,30 @@ func indexQuote[T string | []byte](b T) int {
 	panic("unreachable")
 }
 
+// Exceeds reports whether b nests objects and arrays deeper than max
+// levels. A document with at most max opening brackets cannot, which two
+// vectorised counts tell before any scan: the common case of small events.
+func Exceeds[T string | []byte](b T, max int) bool {
+	if countBrackets(b) <= max {
+		return false
+	}
+	return Depth(b, max) > max
+}
+
+func countBrackets[T string | []byte](b T) int {
+	switch v := any(b).(type) {
+	case string:
+		return strings.Count(v, "{") + strings.Count(v, "[")
+	case []byte:
+		return bytes.Count(v, []byte("{")) + bytes.Count(v, []byte("["))
+	}
+	panic("unreachable")
+}
+
 // Check returns an error wrapping ErrTooDeep when b nests objects and arrays
 // deeper than max levels.
 func Check[T string | []byte](b T, max int) error {
-	if Depth(b, max) > max {
+	if Exceeds(b, max) {
 		return &depthError{max: max}
 	}
 	return nil

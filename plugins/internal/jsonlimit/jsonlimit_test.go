@@ -38,6 +38,11 @@ func TestCheck(t *testing.T) {
 	if err := Check([]byte(deep[1:len(deep)-1]), 64); err != nil {
 		t.Fatalf("Check(64 levels) = %v", err)
 	}
+	// Many brackets, shallow: past the count, the scan decides.
+	wide := "[" + strings.Repeat("[],", 100) + "[]]"
+	if Exceeds(wide, 64) || !Exceeds(deep, 64) || Exceeds(`{"a":"[[[[[[[[[["}`, 2) {
+		t.Fatal("Exceeds disagrees with Depth")
+	}
 }
 
 // TestFiveMillionLevels: a 5-million-level document is refused in one pass
@@ -62,8 +67,14 @@ func FuzzDepth(f *testing.F) {
 		if len(s) > 4096 || !gjson.Valid(s) {
 			return
 		}
-		if got, want := Depth([]byte(s), 1<<20), gjsonDepth(gjson.Parse(s)); got != want {
+		want := gjsonDepth(gjson.Parse(s))
+		if got := Depth([]byte(s), 1<<20); got != want {
 			t.Fatalf("Depth(%q) = %d, gjson says %d", s, got, want)
+		}
+		for _, max := range []int{0, 1, 2, 5} {
+			if Exceeds(s, max) != (want > max) {
+				t.Fatalf("Exceeds(%q, %d) = %v, depth %d", s, max, !(want > max), want)
+			}
 		}
 	})
 }
@@ -78,6 +89,15 @@ func gjsonDepth(v gjson.Result) int {
 		return true
 	})
 	return deepest + 1
+}
+
+func BenchmarkExceedsEvent(b *testing.B) {
+	ev := []byte(`{"event_type":"users.messages.email.Open","id":"0f6b3c1e-1c1b-4c7e-9d1a","time":1700000000,"user":{"external_user_id":"usr_1","device_id":"dev_1"},"properties":{"campaign_name":"Winter sale [EU]","n":[1,2,3]}}`)
+	b.SetBytes(int64(len(ev)))
+	b.ReportAllocs()
+	for b.Loop() {
+		Exceeds(ev, DefaultMaxDepth)
+	}
 }
 
 func BenchmarkDepth(b *testing.B) {
