@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,7 +55,9 @@ func TestE2EReplay(t *testing.T) {
 	dlq := readLines(t, env["DLQ_PATH"])
 	require.Len(t, dlq, 1)
 	assert.Contains(t, gjson.Get(dlq[0], "event").String(), "truncated")
-	assert.NotEmpty(t, gjson.Get(dlq[0], "reason").String())
+	assert.Equal(t, "unreadable", gjson.Get(dlq[0], "reason").String())
+	assert.Equal(t, "1002", gjson.Get(dlq[0], "source.currents_line").String(), "the record names the line")
+	assert.Equal(t, path, gjson.Get(dlq[0], "source.path").String())
 }
 
 // TestE2EQuickstartDryRun: without AMPLITUDE_API_KEY the quickstart prints
@@ -147,4 +150,51 @@ func captureStdout(t *testing.T) func() []string {
 	}
 	t.Cleanup(func() { restore() })
 	return restore
+}
+
+// TestE2EReplayLongLines is the replay of issue 14: a 4.5 MB request body
+// (100 events; the live input takes bodies up to 10 MiB) among 120 lines is
+// replayed whole, empty lines are skipped without a dead-letter record, and
+// a line over 10 MiB becomes one dead-letter record while the rest goes on.
+func TestE2EReplayLongLines(t *testing.T) {
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
+	t.Cleanup(amp.Close)
+	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 9, Devices: 500}, 219)
+	pad := strings.Repeat("p", 45_000)
+	var file bytes.Buffer
+	for i, ev := range events[:119] {
+		file.Write(ev.Raw)
+		file.WriteString("\n")
+		if i == 50 {
+			big := make([]ingesttest.Event, 0, 100)
+			for _, e := range events[119:] {
+				e.Raw = append([]byte(`{"pad":"`+pad+`",`), e.Raw[1:]...)
+				big = append(big, e)
+			}
+			body := ingesttest.Body(big)
+			require.Greater(t, len(body), 4_500_000)
+			file.Write(body)
+			file.WriteString("\n\n   \n")
+		}
+		if i == 60 {
+			file.WriteString(`{"id":"huge","pad":"` + strings.Repeat("h", 10<<20) + `"}` + "\n")
+		}
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "replay.jsonl")
+	require.NoError(t, os.WriteFile(path, file.Bytes(), 0o600))
+	env := map[string]string{
+		"AMPLITUDE_API_KEY": "e2e-amplitude-key",
+		"AMPLITUDE_URL":     amp.BatchURL(),
+		"REPLAY_PATHS":      path,
+		"DLQ_PATH":          filepath.Join(dir, "dlq.jsonl"),
+		"LOG_LEVEL":         "ERROR",
+	}
+	startPipeline(t, "currents_replay_to_amplitude.yaml", env, nil).wait(t, 2*time.Minute)
+
+	assert.Equal(t, len(events), amp.Count(), "every event, those of the 4.5 MB line included")
+	dlq := readLines(t, env["DLQ_PATH"])
+	require.Len(t, dlq, 1, "one record: the line over 10 MiB; none for the empty lines")
+	assert.Equal(t, "too_large", gjson.Get(dlq[0], "reason").String())
+	assert.Equal(t, "65", gjson.Get(dlq[0], "source.currents_line").String())
 }

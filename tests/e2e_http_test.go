@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -115,11 +116,11 @@ func TestE2EAmplitudeFaults(t *testing.T) {
 // (after the pipeline's own retries) and nothing is acknowledged; after the
 // outage Braze's retries deliver everything exactly once.
 func TestE2EAmplitudeOutage(t *testing.T) {
-	var proxy *outageProxy
+	var proxy *faultProxy
 	amp, env, _, c, acks := liveSetup(t, amplitudetest.Options{}, func(env map[string]string) {
 		// The pipeline's Amplitude goes through a proxy that can fail everything.
-		proxy = newOutageProxy(t, strings.TrimSuffix(env["AMPLITUDE_URL"], amplitudetest.PathHTTPV2))
-		proxy.down.Store(true)
+		proxy = newFaultProxy(t, strings.TrimSuffix(env["AMPLITUDE_URL"], amplitudetest.PathHTTPV2), 1)
+		proxy.set(modeOutage)
 		env["AMPLITUDE_URL"] = proxy.URL + amplitudetest.PathHTTPV2
 		env["AMPLITUDE_RETRY_FOR"] = "1s"
 	})
@@ -128,11 +129,11 @@ func TestE2EAmplitudeOutage(t *testing.T) {
 
 	// Amplitude comes back once Braze has seen a few failures.
 	go func() {
-		for proxy.down.Load() {
+		for faultMode(proxy.mode.Load()) == modeOutage {
 			st := c.Statuses()
 			if st[http.StatusBadGateway]+st[http.StatusTooManyRequests] >= 8 {
 				assert.Zero(t, acks.n.Load(), "nothing is acknowledged while Amplitude is down")
-				proxy.down.Store(false)
+				proxy.set(modePass)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -243,5 +244,27 @@ func TestE2EAuthAndBadRequests(t *testing.T) {
 	require.Len(t, dlq, 1)
 	rec := gjson.Parse(dlq[0])
 	assert.Equal(t, "bad-1", rec.Get("event.id").String())
-	assert.True(t, strings.Contains(rec.Get("reason").String(), "time"), rec.Get("reason").String())
+	assert.Equal(t, "unmappable", rec.Get("reason").String())
+	assert.Contains(t, rec.Get("error").String(), "missing field time")
+	assert.NotEmpty(t, rec.Get("source.currents_request_id").String(), "the record names the Braze request")
+}
+
+// TestE2EInvalidUTF8: invalid UTF-8 in events is replaced by U+FFFD, the
+// same way in the event Amplitude gets and in the dead-letter copy of an
+// event that cannot be mapped.
+func TestE2EInvalidUTF8(t *testing.T) {
+	amp, env, _, c, acks := liveSetup(t, amplitudetest.Options{}, nil)
+	good := []byte("{\"event_type\":\"users.messages.email.Open\",\"id\":\"utf8-good\",\"time\":1767225600,\"user\":{\"external_user_id\":\"usr_caf\xe9\"},\"properties\":{\"subject\":\"Caf\xc3\"}}")
+	bad := []byte("{\"event_type\":\"users.messages.email.Open\",\"id\":\"utf8-bad\",\"user\":{\"external_user_id\":\"usr_caf\xe9\"}}") // no time
+	require.Equal(t, http.StatusOK, c.Post(context.Background(), ingesttest.Body([]ingesttest.Event{{ID: "utf8-good", Raw: good}, {ID: "utf8-bad", Raw: bad}})))
+	acks.check(t)
+
+	sent, ok := amp.Event("utf8-good")
+	require.True(t, ok)
+	assert.Equal(t, "usr_caf\uFFFD", sent.UserID)
+	assert.Equal(t, "Caf\uFFFD", gjson.Get(sent.Raw, "event_properties.subject").String())
+	dlq := readLines(t, env["DLQ_PATH"])
+	require.Len(t, dlq, 1)
+	assert.True(t, utf8.ValidString(dlq[0]), "the dead-letter record is valid UTF-8")
+	assert.Equal(t, "usr_caf\uFFFD", gjson.Get(dlq[0], "event.user.external_user_id").String())
 }

@@ -3,6 +3,10 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -195,31 +200,108 @@ func readLines(t *testing.T, path string) []string {
 	return out
 }
 
-// outageProxy stands in front of a fake Amplitude and answers 503 to
-// everything while down is set: a full Amplitude outage that can end.
-type outageProxy struct {
-	down  atomic.Bool
-	proxy *httputil.ReverseProxy
-	URL   string
+// faultMode is what a faultProxy does to the requests it gets.
+type faultMode int32
+
+const (
+	// modePass forwards every request.
+	modePass faultMode = iota
+	// modeFaulty fails 30% of the requests, each with one of: 503 (JSON),
+	// 502 (HTML), a bare 429, a dropped connection, or a 500 after the
+	// request was forwarded (delivered, but the client cannot know).
+	modeFaulty
+	// modeOutage answers 503 to everything: an outage that can end.
+	modeOutage
+	// modeForbidden answers 403 with an HTML page, as a misconfigured proxy
+	// or WAF does.
+	modeForbidden
+)
+
+// faultRate is the share of requests modeFaulty fails.
+const faultRate = 0.3
+
+func (m faultMode) String() string {
+	return [...]string{"pass", "30% faults", "outage (503)", "403 proxy"}[m]
 }
 
-func newOutageProxy(t *testing.T, target string) *outageProxy {
+// faultProxy stands in front of a fake server (Amplitude, Braze) and fails
+// requests according to its mode, which a test switches at any time.
+type faultProxy struct {
+	mode  atomic.Int32
+	proxy *httputil.ReverseProxy
+	URL   string
+
+	mu     sync.Mutex
+	rng    *rand.Rand
+	counts map[string]int // answers by kind
+}
+
+func newFaultProxy(t testing.TB, target string, seed uint64) *faultProxy {
 	t.Helper()
 	u, err := url.Parse(target)
 	require.NoError(t, err)
-	p := &outageProxy{proxy: httputil.NewSingleHostReverseProxy(u)}
+	p := &faultProxy{
+		proxy:  httputil.NewSingleHostReverseProxy(u),
+		rng:    rand.New(rand.NewPCG(seed, seed+1)),
+		counts: map[string]int{},
+	}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
 	p.URL = srv.URL
 	return p
 }
 
-func (p *outageProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p.down.Load() {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"code":503,"error":"Service Unavailable"}`))
-		return
+func (p *faultProxy) set(m faultMode) { p.mode.Store(int32(m)) }
+
+// Counts returns the answers given, by kind ("forwarded", "503", ...).
+func (p *faultProxy) Counts() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.counts)
+}
+
+func (p *faultProxy) count(kind string) {
+	p.mu.Lock()
+	p.counts[kind]++
+	p.mu.Unlock()
+}
+
+func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	kind := "forwarded"
+	switch faultMode(p.mode.Load()) {
+	case modeOutage:
+		kind = "503"
+	case modeForbidden:
+		kind = "403"
+	case modeFaulty:
+		p.mu.Lock()
+		if p.rng.Float64() < faultRate {
+			kind = [...]string{"503", "502", "429", "drop", "500 after forwarding"}[p.rng.IntN(5)]
+		}
+		p.mu.Unlock()
 	}
-	p.proxy.ServeHTTP(w, r)
+	p.count(kind)
+	switch kind {
+	case "forwarded":
+		p.proxy.ServeHTTP(w, r)
+	case "503", "429":
+		status, _ := strconv.Atoi(kind)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintf(w, `{"code":%d,"error":"%s"}`, status, http.StatusText(status))
+	case "502", "403":
+		status, _ := strconv.Atoi(kind)
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintf(w, "<html><body><h1>%d %s</h1></body></html>", status, http.StatusText(status))
+	case "drop":
+		_, _ = io.Copy(io.Discard, r.Body)
+		panic(http.ErrAbortHandler)
+	case "500 after forwarding":
+		rec := httptest.NewRecorder()
+		p.proxy.ServeHTTP(rec, r)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, `{"code":500,"error":"Internal server error"}`)
+	}
 }

@@ -15,10 +15,12 @@ import (
 	_ "github.com/opencurrents/currents-amplitude/plugins/avroscan"
 	_ "github.com/opencurrents/currents-amplitude/plugins/cohort"
 	_ "github.com/opencurrents/currents-amplitude/plugins/currents"
+	_ "github.com/opencurrents/currents-amplitude/plugins/dlq"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ingest"
 	_ "github.com/opencurrents/currents-amplitude/plugins/profile"
 	_ "github.com/opencurrents/currents-amplitude/plugins/progress"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ratelimit"
 	_ "github.com/opencurrents/currents-amplitude/plugins/reconcile"
+	_ "github.com/opencurrents/currents-amplitude/plugins/replay"
 	_ "github.com/opencurrents/currents-amplitude/plugins/store"
 )

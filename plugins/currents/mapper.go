@@ -1,6 +1,7 @@
 package currents
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path"
@@ -8,9 +9,12 @@ import (
 	"strings"
 	"sync"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
@@ -53,6 +57,14 @@ const (
 // MaxIDLength is the longest id, user id, device id, event type or custom
 // event name accepted, in bytes (Amplitude's string limit).
 const MaxIDLength = 1024
+
+// MaxDepth is the deepest nesting of JSON objects and arrays accepted in an
+// event (or request body), JSON-encoded property strings included; deeper
+// input fails with deadletter.ReasonTooLarge before it is parsed.
+const MaxDepth = jsonlimit.DefaultMaxDepth
+
+// replacementChar replaces invalid UTF-8 in events.
+var replacementChar = []byte("\uFFFD")
 
 // library is the Amplitude `library` value Braze sets.
 const library = "Braze"
@@ -234,8 +246,14 @@ type fields struct {
 // typeHint names the Currents type of flat records that carry no
 // event_type field (the currents_event_type metadata); an event_type field
 // wins over it. When the event is dropped, dst is returned unchanged and
-// Result.Dropped says why; bad input and rejected events return an error.
+// Result.Dropped says why; bad input and rejected events return an error
+// (a deadletter.Error with ReasonTooLarge for JSON nested deeper than
+// MaxDepth). Invalid UTF-8 is replaced by U+FFFD, as the dead-letter record
+// of the event does.
 func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result, error) {
+	if err := jsonlimit.Check(event, MaxDepth); err != nil {
+		return dst, Result{}, deadletter.Wrap(deadletter.ReasonTooLarge, err)
+	}
 	if !gjson.ValidBytes(event) {
 		return dst, Result{}, errors.New("event is not valid JSON")
 	}
@@ -243,10 +261,14 @@ func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result
 }
 
 // AppendValidEvent is AppendEvent for an event already known to be valid
-// JSON, such as one of the events body.SplitEvents returns from a request body:
-// it skips the validation pass. On invalid JSON its output is undefined.
+// JSON nested at most MaxDepth levels deep, such as one of the events
+// SplitEvents returns from a request body checked with jsonlimit: it skips
+// the validation pass. On invalid JSON its output is undefined.
 func (m *Mapper) AppendValidEvent(dst, event []byte, typeHint string) ([]byte, Result, error) {
 	var res Result
+	if !utf8.Valid(event) {
+		event = bytes.ToValidUTF8(event, replacementChar)
+	}
 	root := gjson.Parse(unsafestr.FromBytes(event))
 	if !root.IsObject() {
 		return dst, res, fmt.Errorf("event must be a JSON object, got %s", typeName(root))

@@ -2,6 +2,7 @@ package currents
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 )
 
 const (
@@ -57,8 +60,11 @@ properties too, with their prefixes. Purchases set `+"`productId`"+`, `+"`price`
 
 Every output carries the metadata `+"`currents_event_type`"+`. Dropped events (filtered, unknown or unidentified) are
 counted in the metric `+"`braze_to_amplitude_dropped`"+` (label `+"`reason`"+`) and logged. Bad input and rejected
-events keep flowing as errored messages whose error names the reason, ready for `+"`switch`"+`, `+"`fallback`"+` or
-`+"`reject_errored`"+` routing to a dead-letter output.
+events keep flowing as errored messages carrying their dead-letter reason (`+"`unmappable`"+`; `+"`unreadable`"+` for a
+request body that is not valid JSON; `+"`too_large`"+` for JSON nested deeper than 64 levels) as a typed error and in
+the metadata key `+"`dead_letter_reason`"+`: the `+"`amplitude`"+` output's `+"`dead_letter`"+` writes them once, and plain
+`+"`switch`"+`, `+"`fallback`"+` or `+"`reject_errored`"+` routing works too. Invalid UTF-8 in an event is replaced by
+U+FFFD, in the Amplitude event as in the dead-letter copy.
 
 `+namingDoc()).
 		Fields(
@@ -228,14 +234,21 @@ func (p *brazeToAmplitude) ProcessBatch(_ context.Context, in service.MessageBat
 }
 
 func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, msg *service.Message) service.MessageBatch {
+	if msg.GetError() != nil {
+		return append(out, msg) // failed upstream (an input's own reason): kept as it is
+	}
 	raw, err := msg.AsBytes()
 	if err != nil {
-		msg.SetError(err)
+		deadletter.Fail(msg, deadletter.ReasonUnreadable, err)
+		return append(out, msg)
+	}
+	if err := jsonlimit.Check(raw, MaxDepth); err != nil {
+		deadletter.Fail(msg, deadletter.ReasonTooLarge, err)
 		return append(out, msg)
 	}
 	events, isBody, err := currentsbody.SplitEvents(raw)
 	if err != nil {
-		msg.SetError(err)
+		deadletter.Fail(msg, deadletter.ReasonUnreadable, err)
 		return append(out, msg)
 	}
 	hint, _ := msg.MetaGet(currentsbody.MetaEventType)
@@ -258,7 +271,12 @@ func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, msg *service.Me
 		if split {
 			msg.SetBytes(append([]byte(nil), event...))
 		}
-		msg.SetError(err)
+		reason := deadletter.ReasonUnmappable
+		var typed *deadletter.Error
+		if errors.As(err, &typed) { // the mapper's own reason (too_large)
+			reason, err = typed.Reason, typed.Err
+		}
+		deadletter.Fail(msg, reason, err)
 		return append(out, msg)
 	}
 	if mapped == nil {

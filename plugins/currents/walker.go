@@ -6,6 +6,9 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 )
 
 // walker visits the keys of an event (and of its user/properties objects),
@@ -132,6 +135,10 @@ func (w *walker) customProperties(value gjson.Result, name string) bool {
 	case gjson.String:
 		if value.Str == "" {
 			return true
+		}
+		if jsonlimit.Exceeds(value.Str, MaxDepth) {
+			w.err = deadletter.New(deadletter.ReasonTooLarge, "field %s nests JSON deeper than %d levels", name, MaxDepth)
+			return false
 		}
 		if !gjson.Valid(value.Str) {
 			w.err = fmt.Errorf("field %s is not a valid JSON-encoded object", name)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -16,11 +17,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 )
 
 const (
@@ -30,6 +36,7 @@ const (
 	bchFieldAcceptedVersions = "accepted_versions"
 	bchFieldMaxBodyBytes     = "max_body_bytes"
 	bchFieldMaxEvents        = "max_events"
+	bchFieldMaxJSONDepth     = "max_json_depth"
 	bchFieldMaxInFlight      = "max_in_flight"
 	bchFieldTimeout          = "timeout"
 	bchFieldRetryAfter       = "retry_after"
@@ -41,6 +48,9 @@ const (
 	MetaVersion = "braze_currents_version"
 
 	versionHeader = "Braze-Currents-Version"
+	// requestIDHeader carries the request id in every answer, so that a
+	// Braze error report can be matched with the log and dead-letter lines.
+	requestIDHeader = "X-Request-Id"
 
 	// bodyBufferSize is the initial buffer of a body of unknown length
 	// (compressed or chunked): a typical request of 100 events.
@@ -60,7 +70,7 @@ Braze posts `+"`{\"events\": [...]}`"+` batches (100 events by default) with the
 | every event delivered, or routed to a dead-letter output | 200 | done |
 | empty body or no events (after authentication) | 200 | done |
 | missing or wrong bearer token (checked even for empty bodies) | 401 | re-sends later, alerts the customer |
-| malformed JSON, or not a `+"`{\"events\": [...]}`"+` object of objects | 400 | splits into single events, drops those refused again |
+| malformed JSON, JSON nested deeper than `+"`max_json_depth`"+`, or not a `+"`{\"events\": [...]}`"+` object of objects | 400 | splits into single events, drops those refused again |
 | body larger than `+"`max_body_bytes`"+`, or more events than `+"`max_events`"+` | 413 | splits into smaller batches |
 | `+"`max_in_flight`"+` requests already waiting, or no acknowledgement within `+"`timeout`"+` | 429 (with Retry-After) | retries with backoff |
 | the pipeline nacked the batch (e.g. Amplitude unavailable and no dead-letter output took it) | 502 | retries with backoff |
@@ -68,7 +78,11 @@ Braze posts `+"`{\"events\": [...]}`"+` batches (100 events by default) with the
 | `+"`Braze-Currents-Version`"+` not in `+"`accepted_versions`"+` | 501 | retries with backoff (nothing is lost while you upgrade) |
 | unsupported Content-Encoding | 415 | retries |
 
-Request bodies may be gzip-compressed (`+"`Content-Encoding: gzip`"+`); `+"`max_body_bytes`"+` applies to both the compressed and the decompressed size. Memory is bounded by `+"`max_in_flight`"+` × `+"`max_body_bytes`"+`.
+Request bodies may be gzip-compressed (`+"`Content-Encoding: gzip`"+`); `+"`max_body_bytes`"+` applies to both the compressed and the decompressed size. Memory is bounded by `+"`max_in_flight`"+` × `+"`max_body_bytes`"+`: the nesting depth is counted in one pass before the body is parsed, so a body nesting JSON millions of levels deep is answered 400 at once.
+
+Invalid UTF-8 in a body (Braze sends UTF-8; a proxy or a custom sender may not) is replaced by U+FFFD before the events are split, so the event sent on and any dead-letter copy of it hold the same valid text.
+
+Every 429 and 5xx answer is logged at warn level with its reason, at most once per 10 s per reason with the number of such answers since the previous line.
 
 Because Braze re-sends a whole request after a 429/5xx, some events of a re-sent request may already be in Amplitude: Amplitude de-duplicates them by `+"`insert_id`"+` (the Currents event `+"`id`"+`), so delivery is effectively exactly once.
 
@@ -76,7 +90,7 @@ On shutdown the input stops taking requests (503), waits for the batches already
 
 ### Metadata
 
-Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header, empty when absent) and one key per URL query parameter (Braze lets you tag the source workspace with a query parameter).
+Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header, empty when absent), `+"`"+deadletter.MetaRequestID+"`"+` (an id of the request, also sent back in the `+"`"+requestIDHeader+"`"+` answer header and written in dead-letter records) and one key per URL query parameter (Braze lets you tag the source workspace with a query parameter).
 
 ### Metrics
 
@@ -107,6 +121,11 @@ Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header,
 				Description("The largest number of events accepted in one request; larger requests get 413 and Braze splits them.").
 				Default(1000).
 				Example(100),
+			service.NewIntField(bchFieldMaxJSONDepth).
+				Description("The deepest nesting of JSON objects and arrays accepted in a body, the `{\"events\": [{...}]}` envelope included (3 levels); deeper bodies get 400 before they are parsed.").
+				Default(jsonlimit.DefaultMaxDepth).
+				Example(32).
+				Advanced(),
 			service.NewIntField(bchFieldMaxInFlight).
 				Description("How many requests may wait for their acknowledgement at once; further requests get 429 at once.").
 				Default(64).
@@ -153,6 +172,7 @@ type httpConfig struct {
 	token              string
 	versions           []string
 	maxBody, maxEvents int
+	maxDepth           int
 	maxInFlight        int
 	timeout            time.Duration
 	retryAfter         time.Duration
@@ -180,6 +200,9 @@ func newBrazeCurrentsHTTPFromParsed(conf *service.ParsedConfig, mgr *service.Res
 	if c.maxEvents, err = conf.FieldInt(bchFieldMaxEvents); err != nil {
 		return nil, err
 	}
+	if c.maxDepth, err = conf.FieldInt(bchFieldMaxJSONDepth); err != nil {
+		return nil, err
+	}
 	if c.maxInFlight, err = conf.FieldInt(bchFieldMaxInFlight); err != nil {
 		return nil, err
 	}
@@ -205,6 +228,10 @@ type brazeCurrentsHTTP struct {
 	conf      httpConfig
 	tokenHash [sha256.Size]byte
 	log       *service.Logger
+	clock     clock.Clock
+	// refusals throttles the warning logged for each reason of a 429/5xx
+	// answer (the reasons are a fixed set of constant strings).
+	refusals sync.Map // string -> *logthrottle.Warner
 
 	srv      *http.Server
 	listener net.Listener
@@ -237,6 +264,8 @@ func newBrazeCurrentsHTTP(c httpConfig, mgr *service.Resources) (*brazeCurrentsH
 		return nil, fmt.Errorf("path %q must start with /", c.path)
 	case c.maxBody <= 0:
 		return nil, fmt.Errorf("max_body_bytes must be positive, got %d", c.maxBody)
+	case c.maxDepth < 3:
+		return nil, fmt.Errorf("max_json_depth must be at least 3 (the request envelope), got %d", c.maxDepth)
 	case c.maxEvents <= 0:
 		return nil, fmt.Errorf("max_events must be positive, got %d", c.maxEvents)
 	case c.maxInFlight <= 0:
@@ -252,6 +281,7 @@ func newBrazeCurrentsHTTP(c httpConfig, mgr *service.Resources) (*brazeCurrentsH
 		conf:      c,
 		tokenHash: sha256.Sum256([]byte(c.token)),
 		log:       mgr.Logger(),
+		clock:     clock.System,
 		requests:  make(chan *pendingRequest),
 		slots:     make(chan struct{}, c.maxInFlight),
 		draining:  make(chan struct{}),
@@ -351,18 +381,45 @@ func (in *brazeCurrentsHTTP) Close(ctx context.Context) error {
 
 // ServeHTTP implements the Braze Currents HTTP contract.
 func (in *brazeCurrentsHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	status, msg := in.serve(w, r)
+	start := in.clock.Now()
+	id := newRequestID()
+	w.Header().Set(requestIDHeader, id)
+	status, msg := in.serve(w, r, id)
 	if status != 0 {
 		writeAnswer(w, status, msg)
 	}
+	if status == http.StatusTooManyRequests || status >= 500 && msg != msgNotDelivered { // ackStatus logs 502s with their cause
+		in.warnRefusal(status, msg, "", id)
+	}
 	in.mRequests.Incr(1, strconv.Itoa(status))
-	in.mLatency.Timing(time.Since(start).Nanoseconds())
+	in.mLatency.Timing(in.clock.Now().Sub(start).Nanoseconds())
+}
+
+// warnRefusal logs a 429/5xx answer: Braze keeps the request and re-sends
+// it. One line per reason (a constant string) per period, with the count
+// since the last line and the detail of the last one.
+func (in *brazeCurrentsHTTP) warnRefusal(status int, reason, detail, id string) {
+	wi, ok := in.refusals.Load(reason)
+	if !ok {
+		wi, _ = in.refusals.LoadOrStore(reason, &logthrottle.Warner{})
+	}
+	if detail != "" {
+		detail = ": " + detail
+	}
+	wi.(*logthrottle.Warner).Warn(in.log, in.clock.Now().UnixNano(),
+		"braze_currents_http: answered %[1]d request(s) %[2]d (%[3]s%[4]s), Braze keeps and re-sends them (last request id %[5]s)",
+		status, reason, detail, id)
+}
+
+// newRequestID returns a random 16-hex-digit request id.
+func newRequestID() string {
+	var b [16]byte
+	return string(strconv.AppendUint(b[:0], rand.Uint64()|1<<63, 16)) // 16 digits: top bit set
 }
 
 // serve handles one request and returns the status and message to answer
 // with (status 0: the client went away, nothing to write).
-func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request) (int, string) {
+func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request, id string) (int, string) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return http.StatusMethodNotAllowed, "only POST is accepted"
@@ -374,8 +431,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request) (int,
 	version := r.Header.Get(versionHeader)
 	if !in.versionAccepted(version) {
 		in.setRetryAfter(w)
-		in.log.Warnf("braze_currents_http: refusing Braze-Currents-Version %q (accepted_versions: %v): Braze will retry", version, in.conf.versions)
-		return http.StatusNotImplemented, "unsupported Braze-Currents-Version"
+		return http.StatusNotImplemented, fmt.Sprintf("unsupported Braze-Currents-Version (accepted_versions: %v)", in.conf.versions)
 	}
 	select {
 	case <-in.draining:
@@ -395,7 +451,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request) (int,
 	if err != nil {
 		return status, err.Error()
 	}
-	events, err := splitEvents(body)
+	events, err := in.split(body)
 	if err != nil {
 		in.log.Debugf("braze_currents_http: malformed request: %v", err)
 		return http.StatusBadRequest, err.Error()
@@ -408,7 +464,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request) (int,
 	}
 	in.mEvents.Incr(int64(len(events)))
 
-	p := &pendingRequest{batch: in.toBatch(events, version, r), res: make(chan error, 1)}
+	p := &pendingRequest{batch: in.toBatch(events, version, id, r), res: make(chan error, 1)}
 	in.addPending(1)
 	defer in.addPending(-1)
 
@@ -427,7 +483,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request) (int,
 	}
 	select {
 	case err := <-p.res:
-		return in.ackStatus(w, err, len(events))
+		return in.ackStatus(err, id)
 	case <-timer.C:
 		in.setRetryAfter(w)
 		return http.StatusTooManyRequests, "events not acknowledged in time"
@@ -436,7 +492,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request) (int,
 	case <-in.closed:
 		select { // an ack that raced with Close wins
 		case err := <-p.res:
-			return in.ackStatus(w, err, len(events))
+			return in.ackStatus(err, id)
 		default:
 		}
 		in.setRetryAfter(w)
@@ -444,10 +500,15 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request) (int,
 	}
 }
 
-func (in *brazeCurrentsHTTP) ackStatus(w http.ResponseWriter, err error, n int) (int, string) {
+// msgNotDelivered answers a request whose batch was nacked.
+const msgNotDelivered = "events not delivered, retry later"
+
+func (in *brazeCurrentsHTTP) ackStatus(err error, id string) (int, string) {
 	if err != nil {
-		in.log.Warnf("braze_currents_http: %d events not delivered, Braze will retry: %v", n, err)
-		return http.StatusBadGateway, "events not delivered, retry later"
+		// The cause goes to the log only: the answer body reaches Braze's
+		// error reports and must not show internals.
+		in.warnRefusal(http.StatusBadGateway, msgNotDelivered, truncate(err.Error(), 300), id)
+		return http.StatusBadGateway, msgNotDelivered
 	}
 	return http.StatusOK, "ok"
 }
@@ -536,6 +597,32 @@ func readErrorStatus(err error) int {
 	return http.StatusBadRequest
 }
 
+// split bounds, cleans and splits a body: JSON nested deeper than
+// max_json_depth is refused before it is parsed (a recursive parse of a
+// deep body costs stack memory in proportion to its depth), and invalid
+// UTF-8 is replaced by U+FFFD, so that the events sent on and their
+// dead-letter copies hold the same valid text.
+func (in *brazeCurrentsHTTP) split(body []byte) ([][]byte, error) {
+	if err := jsonlimit.Check(body, in.conf.maxDepth); err != nil {
+		return nil, err
+	}
+	if !utf8.Valid(body) {
+		body = bytes.ToValidUTF8(body, []byte("\uFFFD"))
+	}
+	return splitEvents(body)
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 // splitEvents validates a Currents request body and returns the raw JSON of
 // each event, sharing body's memory. An empty body, an empty object and a
 // null "events" are no events; anything but an object whose "events" is an
@@ -572,17 +659,19 @@ func splitEvents(body []byte) ([][]byte, error) {
 }
 
 // toBatch turns the events into one message batch with the request metadata.
-func (in *brazeCurrentsHTTP) toBatch(events [][]byte, version string, r *http.Request) service.MessageBatch {
+func (in *brazeCurrentsHTTP) toBatch(events [][]byte, version, id string, r *http.Request) service.MessageBatch {
 	query := r.URL.Query()
 	batch := make(service.MessageBatch, len(events))
+	var versionMeta, idMeta any = version, id // boxed once for all messages
 	for i, ev := range events {
 		m := service.NewMessage(ev)
-		m.MetaSetMut(MetaVersion, version)
+		m.MetaSetMut(MetaVersion, versionMeta)
 		for k, v := range query {
 			if len(v) > 0 {
 				m.MetaSetMut(k, v[0])
 			}
 		}
+		m.MetaSetMut(deadletter.MetaRequestID, idMeta)
 		batch[i] = m
 	}
 	return batch

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,10 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/logtest"
 )
 
 const testToken = "s3cr3t-token"
@@ -29,6 +34,7 @@ func testConfig() httpConfig {
 		versions:    []string{"1"},
 		maxBody:     1 << 16,
 		maxEvents:   100,
+		maxDepth:    jsonlimit.DefaultMaxDepth,
 		maxInFlight: 8,
 		timeout:     5 * time.Second,
 		retryAfter:  3 * time.Second,
@@ -153,6 +159,8 @@ func TestRequestStatuses(t *testing.T) {
 		{"basic auth", req{body: `{"events":[` + ev1 + `]}`, headers: map[string]string{"Authorization": "Basic " + testToken}}, 401, 0},
 		{"wrong token on empty body", req{body: ``, headers: map[string]string{"Authorization": "Bearer nope"}}, 401, 0},
 		{"truncated JSON", req{body: `{"events":[` + ev1}, 400, 0},
+		{"nested too deep", req{body: `{"events":[{"properties":` + strings.Repeat(`{"a":`, 62) + `1` + strings.Repeat(`}`, 62) + `}]}`}, 400, 0},
+		{"nested at the limit", req{body: `{"events":[` + strings.Repeat(`{"a":`, 61) + `1` + strings.Repeat(`}`, 61) + `]}`}, 200, 1},
 		{"not an object", req{body: `[` + ev1 + `]`}, 400, 0},
 		{"events not an array", req{body: `{"events":{}}`}, 400, 0},
 		{"event not an object", req{body: `{"events":[` + ev1 + `,42]}`}, 400, 0},
@@ -215,6 +223,9 @@ func TestBatchContentAndMetadata(t *testing.T) {
 		assert.Equal(t, want, string(got))
 		v, _ := b[i].MetaGet(MetaVersion)
 		assert.Equal(t, "1", v)
+		id, _ := b[i].MetaGet(deadletter.MetaRequestID)
+		assert.Len(t, id, 16)
+		assert.Equal(t, resp.Header.Get(requestIDHeader), id, "the answer names the request id of its events")
 		ws, _ := b[i].MetaGet("workspace")
 		assert.Equal(t, "acme", ws)
 	}
@@ -417,4 +428,82 @@ braze_currents_http:
 	mu.Lock()
 	assert.Equal(t, map[string]int{ev1: 1}, seen)
 	mu.Unlock()
+}
+
+// TestFiveMillionLevelsDeep: a body nesting JSON 5 million levels deep (the
+// 10 MiB default limit allows it) is answered 400 at once, with memory
+// bounded by the body itself, instead of being parsed recursively.
+func TestFiveMillionLevelsDeep(t *testing.T) {
+	c := testConfig()
+	c.maxBody = 10 << 20
+	in, url := startInput(t, c)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rd reader
+	go rd.run(ctx, in, nil)
+
+	body := `{"events":[` + strings.Repeat(`[`, 5_000_000)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	resp, answer := post(t, url, req{body: body})
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&after)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.Contains(t, answer, "nested deeper than 64 levels")
+	assert.Zero(t, rd.count())
+	// The request and response buffers of both sides: a few bodies, not the
+	// gigabytes of stack a recursive parse takes.
+	grown := int64(after.StackSys) - int64(before.StackSys)
+	assert.Less(t, grown, int64(16<<20), "stack grew by %d bytes", grown)
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20), "allocated %d bytes", after.TotalAlloc-before.TotalAlloc)
+	t.Logf("answered in %v, %d bytes allocated", elapsed, after.TotalAlloc-before.TotalAlloc)
+}
+
+// TestInvalidUTF8Replaced: invalid UTF-8 in a body is replaced by U+FFFD
+// before the events are split, so the pipeline sees (and maps, and
+// dead-letters) valid text.
+func TestInvalidUTF8Replaced(t *testing.T) {
+	in, url := startInput(t, testConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rd reader
+	go rd.run(ctx, in, nil)
+
+	resp, _ := post(t, url, req{body: "{\"events\":[{\"id\":\"e-\xff\",\"name\":\"caf\xc3\"}," + ev1 + "]}"})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 1, rd.count())
+	got, err := rd.batches[0][0].AsBytes()
+	require.NoError(t, err)
+	assert.Equal(t, "{\"id\":\"e-\uFFFD\",\"name\":\"caf\uFFFD\"}", string(got))
+	got, err = rd.batches[0][1].AsBytes()
+	require.NoError(t, err)
+	assert.Equal(t, ev1, string(got), "valid events are untouched")
+}
+
+// TestRefusalsLogged: every 429/5xx answer is logged with its reason, once
+// per period per reason with the count.
+func TestRefusalsLogged(t *testing.T) {
+	var logs logtest.Buffer
+	res := service.MockResources(service.MockResourcesOptUseLogger(logtest.Logger(&logs)))
+	in, err := newBrazeCurrentsHTTP(testConfig(), res)
+	require.NoError(t, err)
+	require.NoError(t, in.Connect(context.Background()))
+	t.Cleanup(func() { _ = in.Close(context.Background()) })
+	url := "http://" + in.Addr().String() + "/currents"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go (&reader{}).run(ctx, in, errors.New("amplitude (retries_exhausted): 503"))
+
+	for range 3 {
+		resp, _ := post(t, url, req{body: `{"events":[` + ev1 + `]}`})
+		require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	}
+	resp, _ := post(t, url, req{body: `{"events":[]}`, headers: map[string]string{"Braze-Currents-Version": "9"}})
+	require.Equal(t, http.StatusNotImplemented, resp.StatusCode)
+	out := logs.String()
+	assert.Equal(t, 1, strings.Count(out, "answered 1 request(s) 502 (events not delivered, retry later: amplitude (retries_exhausted): 503)"), out)
+	assert.Equal(t, 1, strings.Count(out, "answered 1 request(s) 501 (unsupported Braze-Currents-Version"), out)
+	assert.Equal(t, 2, strings.Count(out, "level=WARN"), "the second and third 502 wait for the next period: %s", out)
 }

@@ -67,6 +67,7 @@ func TestRecordEncode(t *testing.T) {
 		{"json", []byte(`{"id":"a"}`), `{"id":"a"}`},
 		{"text", []byte("not json\n"), `"not json\n"`},
 		{"invalid utf8", []byte("a\xffb"), `"a\ufffdb"`},
+		{"invalid utf8 in JSON", []byte("{\"k\":\"a\xffb\"}"), "{\"k\":\"a\uFFFDb\"}"},
 		{"empty", nil, `""`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,6 +94,7 @@ func TestRecordEncode(t *testing.T) {
 type captureOutput struct {
 	mu   sync.Mutex
 	got  []string
+	keys []string // kafka_key metadata of each record
 	fail error
 }
 
@@ -107,6 +109,8 @@ func (c *captureOutput) WriteBatch(_ context.Context, b service.MessageBatch) er
 	for _, m := range b {
 		raw, _ := m.AsBytes()
 		c.got = append(c.got, string(raw))
+		k, _ := m.MetaGet("kafka_key")
+		c.keys = append(c.keys, k)
 	}
 	return nil
 }
@@ -141,6 +145,7 @@ func TestWriterWritesOnce(t *testing.T) {
 	ctx := context.Background()
 	m1 := service.NewMessage([]byte(`{"id":"1"}`))
 	m1.MetaSetMut(MetaRequestID, "req-1")
+	m1.MetaSetMut("kafka_key", "device-1")
 	m2 := service.NewMessage([]byte(`{"id":"2"}`))
 	entries := []Entry{
 		{Msg: m1, Reason: ReasonUnmappable, Err: errors.New("no id"), Key: "1"},
@@ -155,6 +160,9 @@ func TestWriterWritesOnce(t *testing.T) {
 	}
 	if g := gjson.Parse(c.got[0]); g.Get("source.currents_request_id").String() != "req-1" || g.Get("error").String() != "unmappable: no id" && g.Get("error").String() != "no id" {
 		t.Fatalf("record: %s", c.got[0])
+	}
+	if c.keys[0] != "device-1" {
+		t.Fatalf("the record lost the message's metadata: kafka_key %q", c.keys[0])
 	}
 	// A re-send (Braze retrying the request) writes nothing again.
 	if err := w.Write(ctx, entries); err != nil {

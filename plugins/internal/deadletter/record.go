@@ -1,8 +1,10 @@
 package deadletter
 
 import (
+	"bytes"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
@@ -47,7 +49,9 @@ type Record struct {
 	// Source holds key/value pairs from SourceKeys, in that order.
 	Source [][2]string
 	// Event is the message as it was; valid JSON is embedded as is, other
-	// bytes as a JSON string (invalid UTF-8 replaced by U+FFFD).
+	// bytes as a JSON string. Invalid UTF-8 is replaced by U+FFFD in both
+	// cases, as the mapper does in the events it sends, so that the record
+	// is valid JSON text and shows what was (or would have been) sent.
 	Event []byte
 }
 
@@ -86,7 +90,11 @@ func (r *Record) Encode(dst []byte) []byte {
 	}
 	dst = append(dst, `,"event":`...)
 	if len(r.Event) > 0 && gjson.ValidBytes(r.Event) {
-		dst = append(dst, r.Event...)
+		if utf8.Valid(r.Event) {
+			dst = append(dst, r.Event...)
+		} else { // invalid bytes can only be inside strings: still valid JSON
+			dst = append(dst, bytes.ToValidUTF8(r.Event, []byte("\uFFFD"))...)
+		}
 	} else {
 		dst = jsonw.AppendString(dst, string(r.Event))
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
@@ -168,11 +169,19 @@ func (w *Writer) remember1(k uint64) {
 }
 
 func (w *Writer) record(e Entry) *service.Message {
+	return RecordMessage(e, w.component, w.clock.Now())
+}
+
+// RecordMessage returns the dead-letter record of e as a new message: the
+// encoded Record (component, failure time at, the source metadata of
+// SourceKeys), carrying e.Msg's metadata and MetaReason. It is what a
+// Writer writes, for components that route failures themselves.
+func RecordMessage(e Entry, component string, at time.Time) *service.Message {
 	raw, _ := e.Msg.AsBytes()
 	r := Record{
 		Reason:    e.Reason,
-		FailedAt:  w.clock.Now(),
-		Component: w.component,
+		FailedAt:  at,
+		Component: component,
 		Event:     raw,
 	}
 	if e.Err != nil {
@@ -185,6 +194,12 @@ func (w *Writer) record(e Entry) *service.Message {
 		}
 	}
 	out := service.NewMessage(r.Encode(make([]byte, 0, len(raw)+256)))
+	// The record keeps the message's metadata, so that the dead_letter
+	// output can interpolate it (a Kafka key, a file name per event type).
+	_ = e.Msg.MetaWalkMut(func(k string, v any) error {
+		out.MetaSetMut(k, v)
+		return nil
+	})
 	out.MetaSetMut(MetaReason, string(e.Reason))
 	return out
 }
