@@ -32,14 +32,8 @@ import (
 // helper's branch is merged, and why (the value starts with the branch).
 // THE ONE PLACE TO EDIT once it is: delete the entries, or the whole map.
 var pendingElsewhere = map[string]string{
-	// Run on main after its store merge, these two pass (backfill 2,400
-	// records in 43 s, webhook 600 in 8 s): delete them once dlq and main
-	// are merged.
-	"backfill":       "store: this branch's config/currents_storage_backfill.yaml predates store's rework (an outage is dead-lettered and DELETE_ON_FINISH deletes undelivered files)",
-	"cohort_webhook": "store: this branch's config/amplitude_cohort_webhook_to_braze.yaml predates store's rework (no BRAZE_REST_URL, message id recorded as seen before delivery)",
 	// Fails on main too: a fix in plugins/cohort is needed.
 	"cohorts":        "store: amplitude_cohort restarts the whole export, spending a download of the monthly budget, on any transient error of one request (a 503 on a status poll): under 30% faults a sync rarely completes",
-	"kafka_delivery": "kafka: the kafka_franz input redelivers a nacked batch as the pipeline left it (Benthos' own auto-retry hands out batch.Copy()), so after an outage braze_to_amplitude maps the mapped events again and drops them as unknown_event",
 }
 
 // skipIfPending skips a case listed in pendingElsewhere.

@@ -633,7 +633,9 @@ func (f *franzInput) ReadBatch(ctx context.Context) (service.MessageBatch, servi
 		f.mu.Unlock()
 
 		if b != nil {
-			return b.msgs, func(_ context.Context, err error) error {
+			// A shallow copy: processors replace the bytes of what they are
+			// given, and a nacked batch must be redelivered as it was read.
+			return b.msgs.Copy(), func(_ context.Context, err error) error {
 				f.ack(b, err)
 				return nil
 			}, nil

@@ -388,3 +388,31 @@ func groupMembers(t *testing.T, brokers, group string) int {
 	}
 	return len(resp.Groups[0].Members)
 }
+
+// TestInputRedeliversNackedAsRead: what the pipeline did to a nacked batch
+// (a processor mapping it, replacing its bytes) must not reach its
+// redelivery, or the records would be processed twice over.
+func TestInputRedeliversNackedAsRead(t *testing.T) {
+	brokers := newCluster(t, "events", 1)
+	produce(t, brokers, "events", 0, 5, 1)
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	c := startConsumer(t, inputYAML(brokers, "events", "g-mutate", "  batch_size: 1"), func(m *service.Message) error {
+		v, _ := m.AsBytes()
+		mu.Lock()
+		seen[string(v)]++
+		n := seen["v-3"]
+		mu.Unlock()
+		if string(v) == "v-3" && n == 1 {
+			m.SetBytes([]byte("mapped by the pipeline"))
+			return errors.New("outage")
+		}
+		return nil
+	})
+	waitFor(t, "all five acked", func() bool { return c.count() == 5 })
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, 2, seen["v-3"], "v-3 redelivered once, with the bytes read from Kafka")
+	assert.Zero(t, seen["mapped by the pipeline"], "the pipeline's change reached the redelivery")
+}
