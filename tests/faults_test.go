@@ -28,22 +28,6 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/ingest/ingesttest"
 )
 
-// pendingElsewhere names the cases that cannot pass before another
-// helper's branch is merged, and why (the value starts with the branch).
-// THE ONE PLACE TO EDIT once it is: delete the entries, or the whole map.
-var pendingElsewhere = map[string]string{
-	// Fails on main too: a fix in plugins/cohort is needed.
-	"cohorts":        "store: amplitude_cohort restarts the whole export, spending a download of the monthly budget, on any transient error of one request (a 503 on a status poll): under 30% faults a sync rarely completes",
-}
-
-// skipIfPending skips a case listed in pendingElsewhere.
-func skipIfPending(t *testing.T, name string) {
-	t.Helper()
-	if why, ok := pendingElsewhere[name]; ok {
-		t.Skip("pending on branch " + why)
-	}
-}
-
 // faultSize is the run's scale: FAULT_SUITE=long runs the long mode
 // (tests/faults.sh), anything else the short one that go test runs.
 type faultSize struct {

@@ -54,6 +54,14 @@ func startPipeline(t testing.TB, file string, env map[string]string, mux *http.S
 	t.Helper()
 	yaml, err := os.ReadFile("../config/" + file)
 	require.NoError(t, err)
+	if _, ok := env["STATE_DIR"]; !ok {
+		// One state folder per instance, as in production.
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["STATE_DIR"] = t.TempDir()
+	}
 	sb := service.NewStreamBuilder()
 	sb.SetEnvVarLookupFunc(func(k string) (string, bool) {
 		v, ok := env[k]

@@ -209,6 +209,7 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 				Default(false),
 			service.NewTLSToggledField(aoFieldTLS),
 			deadletter.OutputField(),
+			deadletter.StateField(),
 		).
 		Example("Forward events with a dead-letter file",
 			"Events Amplitude refuses for a reason of their own go to a file, once each, with the reason; during an outage the messages are nacked and the input keeps them.",

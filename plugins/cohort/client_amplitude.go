@@ -55,8 +55,47 @@ func (c *amplitudeClient) get(ctx context.Context, hc *http.Client, path string)
 	return resp, nil
 }
 
-// getJSON performs a GET and returns the body of a 200 or 202 response.
+// Transient answers (connection errors, timeouts, 408, 429, 5xx) are retried
+// in place, with exponential back-off on the client's clock, for at most
+// transientRetryFor: one failed status poll or download must not restart the
+// export job, which would spend another download of the monthly budget.
+const (
+	transientRetryFor     = 2 * time.Minute
+	transientRetryInitial = time.Second
+	transientRetryMax     = 15 * time.Second
+)
+
+// transient reports whether a request that got code (0: no answer) and err
+// is worth retrying as is.
+func transient(code int, err error) bool {
+	return err != nil && (code == 0 || code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500)
+}
+
+// retrying calls do until it succeeds, fails for good, the context ends or
+// transientRetryFor has passed since the first failure.
+func retrying[T any](ctx context.Context, c *amplitudeClient, do func() (int, T, error)) (int, T, error) {
+	start := c.clock.Now()
+	wait := transientRetryInitial
+	for {
+		code, v, err := do()
+		if !transient(code, err) || ctx.Err() != nil || c.clock.Now().Sub(start) >= transientRetryFor {
+			return code, v, err
+		}
+		if serr := clock.Sleep(ctx, c.clock, wait); serr != nil {
+			return code, v, err
+		}
+		wait = min(2*wait, transientRetryMax)
+	}
+}
+
+// getJSON performs a GET, retrying transient answers, and returns the body of
+// a 200 or 202 response.
 func (c *amplitudeClient) getJSON(ctx context.Context, path string) (int, []byte, error) {
+	return retrying(ctx, c, func() (int, []byte, error) { return c.getJSONOnce(ctx, path) })
+}
+
+// getJSONOnce performs one GET and returns the body of a 200 or 202 response.
+func (c *amplitudeClient) getJSONOnce(ctx context.Context, path string) (int, []byte, error) {
 	resp, err := c.get(ctx, c.http, path)
 	if err != nil {
 		return 0, nil, err
@@ -129,18 +168,23 @@ func (c *amplitudeClient) requestCohort(ctx context.Context, cohortID string) (s
 
 // download opens the cohort file of a completed job, following the redirect
 // to storage. The caller closes the body.
+// Transient answers are retried (see retrying): the job's file stays
+// downloadable, so no new job is started.
 func (c *amplitudeClient) download(ctx context.Context, reqID string) (io.ReadCloser, error) {
 	path := "/api/5/cohorts/request/" + url.PathEscape(reqID) + "/file"
-	resp, err := c.get(ctx, c.fileHTTP, path)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		resp.Body.Close()
-		return nil, fmt.Errorf("amplitude %s: status %d: %s", path, resp.StatusCode, snippet(body))
-	}
-	return resp.Body, nil
+	_, body, err := retrying(ctx, c, func() (int, io.ReadCloser, error) {
+		resp, err := c.get(ctx, c.fileHTTP, path)
+		if err != nil {
+			return 0, nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			resp.Body.Close()
+			return resp.StatusCode, nil, fmt.Errorf("amplitude %s: status %d: %s", path, resp.StatusCode, snippet(body))
+		}
+		return resp.StatusCode, resp.Body, nil
+	})
+	return body, err
 }
 
 // snippet shortens a response body for an error message.

@@ -2,10 +2,13 @@ package cohort
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -254,4 +257,43 @@ func TestCohortLargeCohortBoundedMemory(t *testing.T) {
 	assert.Equal(t, n/10, removed)
 	assert.LessOrEqual(t, maxIDs, 1000)
 	assert.Less(t, alloc/n, uint64(600), "allocation per member")
+}
+
+// TestCohortTransientErrorsDoNotRestartTheExport: a 503 or 429 on the list,
+// a status poll or the file is retried in place; the export job is requested
+// once, so the monthly download budget is spent once.
+func TestCohortTransientErrorsDoNotRestartTheExport(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		match func(path string) bool
+		code  int
+	}{
+		{"list", func(p string) bool { return p == "/api/3/cohorts" }, http.StatusBadGateway},
+		{"status poll", func(p string) bool { return strings.HasPrefix(p, "/api/5/cohorts/request-status/") }, http.StatusServiceUnavailable},
+		{"status poll throttled", func(p string) bool { return strings.HasPrefix(p, "/api/5/cohorts/request-status/") }, http.StatusTooManyRequests},
+		{"file", func(p string) bool { return strings.HasSuffix(p, "/file") }, http.StatusInternalServerError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			amp := cohorttest.NewAmplitude(t, "ak", "sk")
+			amp.SetCohort("c1", cohorttest.Cohort{Name: "N", LastComputed: 1, UserIDs: []string{"a", "b"}})
+			var mu sync.Mutex
+			faults := 3
+			amp.Fault = func(path string) int {
+				mu.Lock()
+				defer mu.Unlock()
+				if tc.match(path) && faults > 0 {
+					faults--
+					return tc.code
+				}
+				return 0
+			}
+			in, _ := newTestInput(t, amp, "")
+			got := syncOnce(t, in, nil)
+			assert.Equal(t, []Change{{CohortID: "c1", CohortName: "N", IDType: IDTypeExternal, Added: []string{"a", "b"}}}, got)
+			assert.Equal(t, 1, amp.Requests(), "one export job, one download of the budget")
+			mu.Lock()
+			assert.Zero(t, faults, "the faults were hit")
+			mu.Unlock()
+		})
+	}
 }

@@ -139,6 +139,7 @@ error), so that `+"`fallback`"+`, `+"`switch`"+` or `+"`reject_errored`"+` can r
 				Description("A state file (see the `store` cache) remembering the cohort names already sent to the partner API, so that a restart does not name every cohort again (method `partner_cohort`). Empty keeps them in memory. May be the file of the `amplitude_cohort` input.").
 				Default("").Example("./state/amplitude_cohorts.db").Advanced(),
 			deadletter.OutputField(),
+			deadletter.StateField(),
 		).
 		Example("Custom attribute array", "Works with any Braze workspace.", `
 output:

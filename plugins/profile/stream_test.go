@@ -431,7 +431,7 @@ func TestStreamPrewarmFromCohort(t *testing.T) {
 		members = append(members, fmt.Sprint("u", i))
 	}
 	cohorts.SetCohort("c1", cohorttest.Cohort{Name: "Campaign", LastComputed: 1, UserIDs: members})
-	yaml := strings.NewReplacer("COHORTS", cohorts.URL, "AMP", amp.URL, "SECRET", testSecret).Replace(`
+	yaml := strings.NewReplacer("COHORTS", cohorts.URL, "AMP", amp.URL, "SECRET", testSecret, "STATE", filepath.Join(t.TempDir(), "cohorts.db")).Replace(`
 input:
   amplitude_cohort:
     url: COHORTS
@@ -440,7 +440,7 @@ input:
     cohort_ids: [ c1 ]
     schedule: 1h
     poll_interval: 1ms
-    cache: cohort_state
+    state_path: STATE
   processors:
     - mapping: 'root = this.added.map_each(id -> {"user_id": id})'
     - unarchive: { format: json_array }
@@ -448,9 +448,6 @@ input:
     - mapping: root = deleted()
 output:
   drop: {}
-cache_resources:
-  - label: cohort_state
-    memory: {}
 logger: { level: none }
 `)
 	runStream(t, yaml)

@@ -34,6 +34,9 @@ type Amplitude struct {
 	APIKey, SecretKey string
 	// PollsBeforeDone is how many status polls answer 202 JOB INPROGRESS.
 	PollsBeforeDone int
+	// Fault, when set, is asked for each authenticated API request; a
+	// non-zero status is answered instead of the real answer (a fault).
+	Fault func(path string) int
 
 	mu        sync.Mutex
 	cohorts   map[string]Cohort
@@ -91,6 +94,12 @@ func (a *Amplitude) serve(w http.ResponseWriter, r *http.Request) {
 	if u, p, ok := r.BasicAuth(); !ok || u != a.APIKey || p != a.SecretKey {
 		http.Error(w, `{"error":"Invalid API key or secret key"}`, http.StatusUnauthorized)
 		return
+	}
+	if a.Fault != nil {
+		if code := a.Fault(r.URL.Path); code != 0 {
+			http.Error(w, `{"error":"injected fault"}`, code)
+			return
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
@@ -243,4 +245,30 @@ func TestCloseNeverWritten(t *testing.T) {
 			t.Fatalf("written=%v: Close: %v", written, err)
 		}
 	}
+}
+
+// TestWriterDurableAcrossRestarts: with dead_letter_state, an event
+// dead-lettered by one process is not written again by the next one (a Kafka
+// offset re-read after kill -9), while a new event is.
+func TestWriterDurableAcrossRestarts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "dl.db")
+	entry := func(id string) Entry {
+		return Entry{Msg: service.NewMessage([]byte(`{"id":"` + id + `"}`)), Reason: ReasonUnmappable, Key: id}
+	}
+	run := func(ids ...string) int {
+		c := &captureOutput{}
+		w := newTestWriter(t, c)
+		require.NoError(t, w.openDurable(path))
+		var es []Entry
+		for _, id := range ids {
+			es = append(es, entry(id))
+		}
+		require.NoError(t, w.Write(context.Background(), es))
+		require.NoError(t, w.Close(context.Background()))
+		w.durable = nil // closed: the cleanup must not close it again
+		return len(c.got)
+	}
+	require.Equal(t, 2, run("a", "b"))
+	require.Equal(t, 1, run("a", "b", "c"), "a restarted writer wrote a and b again")
+	require.Equal(t, 0, run("c"))
 }

@@ -2,7 +2,7 @@ package deadletter
 
 import (
 	"context"
-	"hash/maphash"
+	"hash/fnv"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,7 +55,8 @@ type Writer struct {
 	counter   *service.MetricCounter
 	clock     clock.Clock
 
-	seed     maphash.Seed
+	// durable, when set, remembers written keys across restarts.
+	durable  *storeMemory
 	mu       sync.Mutex
 	seen     map[uint64]struct{}
 	order    []uint64
@@ -74,7 +75,19 @@ func FromParsed(conf *service.ParsedConfig, res *service.Resources, component st
 	if err != nil {
 		return nil, err
 	}
-	return NewWriter(out, res, component, nil), nil
+	w := NewWriter(out, res, component, nil)
+	if conf.Contains(FieldDeadLetterState) {
+		path, err := conf.FieldString(FieldDeadLetterState)
+		if err != nil {
+			return nil, err
+		}
+		if path != "" {
+			if err := w.openDurable(path); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return w, nil
 }
 
 // NewWriter returns a Writer on out. A nil clk means the system clock.
@@ -83,7 +96,6 @@ func NewWriter(out *service.OwnedOutput, res *service.Resources, component strin
 		out:       out,
 		component: component,
 		clock:     clock.OrSystem(clk),
-		seed:      maphash.MakeSeed(),
 		seen:      make(map[uint64]struct{}),
 		remember:  defaultRemember,
 	}
@@ -94,13 +106,14 @@ func NewWriter(out *service.OwnedOutput, res *service.Resources, component strin
 	return w
 }
 
+// keyOf is stable across processes (FNV-1a), so that a durable memory
+// recognises an event after a restart.
 func (w *Writer) keyOf(e Entry) uint64 {
-	var h maphash.Hash
-	h.SetSeed(w.seed)
-	h.WriteString(string(e.Reason))
-	h.WriteByte(0)
+	h := fnv.New64a()
+	h.Write([]byte(e.Reason))
+	h.Write([]byte{0})
 	if e.Key != "" {
-		h.WriteString(e.Key)
+		h.Write([]byte(e.Key))
 	} else if b, err := e.Msg.AsBytes(); err == nil {
 		h.Write(b)
 	}
@@ -129,11 +142,38 @@ func (w *Writer) Write(ctx context.Context, entries []Entry) error {
 		counts[e.Reason]++
 	}
 	w.mu.Unlock()
+	if w.durable != nil && len(keys) > 0 {
+		seen, err := w.durable.seen(keys)
+		if err != nil {
+			return err
+		}
+		if len(seen) > 0 {
+			keep, kb := keys[:0], batch[:0]
+			for i, k := range keys {
+				if seen[k] {
+					r, _ := batch[i].MetaGet(MetaReason)
+					if counts[Reason(r)]--; counts[Reason(r)] == 0 {
+						delete(counts, Reason(r))
+					}
+					continue
+				}
+				keep, kb = append(keep, k), append(kb, batch[i])
+			}
+			keys, batch = keep, kb
+		}
+	}
 	if len(batch) == 0 {
 		return nil
 	}
 	if err := w.out.WriteBatch(ctx, batch); err != nil {
 		return err
+	}
+	// Remembered after the write: a crash in between writes the events again
+	// on their next reading (at least once), never loses them.
+	if w.durable != nil {
+		if err := w.durable.remember(keys); err != nil && w.log != nil {
+			w.log.Warnf("dead letters written but not remembered in %s (they may be written again after a restart): %v", w.durable.db.Path(), err)
+		}
 	}
 	w.mu.Lock()
 	for _, k := range keys {
@@ -240,5 +280,11 @@ func (w *Writer) Close(ctx context.Context) error {
 	// closing it would wait for ever: start it first. (Prime fails only on
 	// an output already started.)
 	_ = w.out.Prime()
-	return w.out.Close(ctx)
+	err := w.out.Close(ctx)
+	if w.durable != nil {
+		if cerr := w.durable.close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
