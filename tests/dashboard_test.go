@@ -32,27 +32,10 @@ const dashboardFile = "../deploy/grafana/currents-amplitude.json"
 // of them IS exported, so that the list only shrinks: remove a name as soon
 // as its change is merged.
 var dashboardPending = setOf(
-	// The `_total` counter convention (each component's owner renames).
-	"amplitude_events_ingested_total", "amplitude_events_retried_total", "amplitude_events_sent_total",
-	"amplitude_requests_total", "braze_currents_events_received_total", "braze_currents_requests_total",
-	"braze_to_amplitude_dropped_total", "currents_avro_files_completed_total", "currents_avro_records_decoded_total",
-	"device_rate_limit_delayed_total",
-	// Timers named `_seconds`, exported as histograms in seconds by default
-	// (the amplitude output's request timer; the prometheus exporter's
-	// defaults for pipelines without a metrics section).
-	"amplitude_request_seconds_bucket",
-	// New metrics: per-id pacing in the amplitude output, the one dead-letter
-	// writer in every pipeline, the replay's line reader and its progress
-	// output, Kafka consumer lag.
-	"amplitude_events_paced_total", "dead_letter_events_total", "currents_lines_read_total",
+	// Progress of replay and backfill: exported by the `progress` output,
+	// which the shipped pipelines do not wrap yet.
 	"progress_events_done_total", "progress_events_per_second", "progress_eta_seconds",
-	"redpanda_lag",
-	// Incident-only counters (dashboardIncidentOnly) under their new names.
-	"amplitude_events_nacked_total", "amplitude_events_throttled_total", "currents_avro_files_failed_total",
-	"currents_lines_refused_total", "kafka_franz_commit_errors_total", "kafka_franz_produce_failed_total",
-	"kafka_franz_records_redelivered_total", "kafka_franz_records_released_total",
-	// Cohort pipelines: to be run here once their Amplitude and Braze
-	// endpoints can point at the fakes (AMPLITUDE_API_URL, BRAZE_REST_URL).
+	// Cohort pipelines: not run by this test yet.
 	"amplitude_cohort_downloads", "amplitude_cohort_members_added_total", "amplitude_cohort_members_removed_total",
 	"amplitude_cohort_syncs_total", "braze_cohort_requests_total", "braze_cohort_retries_total",
 )

@@ -14,14 +14,16 @@ import (
 
 // readmePipelines are the short names the README's environment table uses.
 var readmePipelines = map[string]string{
-	"quick":    "quickstart.yaml",
-	"live":     "currents_http_to_amplitude.yaml",
-	"replay":   "currents_replay_to_amplitude.yaml",
-	"backfill": "currents_storage_backfill.yaml",
-	"k-in":     "currents_http_to_kafka.yaml",
-	"k-out":    "kafka_to_amplitude.yaml",
-	"cohorts":  "amplitude_cohorts_to_braze.yaml",
-	"webhook":  "amplitude_cohort_webhook_to_braze.yaml",
+	"quick":     "quickstart.yaml",
+	"live":      "currents_http_to_amplitude.yaml",
+	"replay":    "currents_replay_to_amplitude.yaml",
+	"backfill":  "currents_storage_backfill.yaml",
+	"k-in":      "currents_http_to_kafka.yaml",
+	"k-out":     "kafka_to_amplitude.yaml",
+	"cohorts":   "amplitude_cohorts_to_braze.yaml",
+	"webhook":   "amplitude_cohort_webhook_to_braze.yaml",
+	"profiles":  "connected_content_profiles.yaml",
+	"reconcile": "reconcile.yaml",
 }
 
 // TestReadmeEnvTable checks the README's environment-variable table against

@@ -90,7 +90,7 @@ The metadata key `+"`currents_event_type`"+` is taken from the record schema's f
 
 == Metrics
 
-`+"`currents_avro_records_decoded`, `currents_avro_blocks_decoded`, `currents_avro_files_completed`"+` (read to the end), `+"`currents_avro_files_failed`"+`, `+"`currents_avro_files_delivered_total`"+` (every record acknowledged), `+"`currents_avro_blocks_damaged_total`, `currents_avro_blocks_resumed_total`, `currents_avro_files_resumed_total`"+` (counters).
+`+"`currents_avro_records_decoded_total`, `currents_avro_blocks_decoded_total`, `currents_avro_files_completed_total`"+` (read to the end), `+"`currents_avro_files_failed_total`"+`, `+"`currents_avro_files_delivered_total`"+` (every record acknowledged), `+"`currents_avro_blocks_damaged_total`, `currents_avro_blocks_resumed_total`, `currents_avro_files_resumed_total`"+` (counters).
 
 With `+"`progress_log_interval`"+` the scanner logs, at that cadence, the files and events delivered so far and the rate, and a summary when the input closes.
 `).
@@ -161,10 +161,10 @@ func newCurrentsAvroFromParsed(conf *service.ParsedConfig, mgr *service.Resource
 	m := mgr.Metrics()
 	c := &scannerCreator{
 		log:           mgr.Logger(),
-		mRecords:      m.NewCounter("currents_avro_records_decoded"),
-		mBlocks:       m.NewCounter("currents_avro_blocks_decoded"),
-		mFilesDone:    m.NewCounter("currents_avro_files_completed"),
-		mFilesFailed:  m.NewCounter("currents_avro_files_failed"),
+		mRecords:      m.NewCounter("currents_avro_records_decoded_total"),
+		mBlocks:       m.NewCounter("currents_avro_blocks_decoded_total"),
+		mFilesDone:    m.NewCounter("currents_avro_files_completed_total"),
+		mFilesFailed:  m.NewCounter("currents_avro_files_failed_total"),
 		mDamaged:      m.NewCounter("currents_avro_blocks_damaged_total"),
 		mResumed:      m.NewCounter("currents_avro_blocks_resumed_total"),
 		mFilesResumed: m.NewCounter("currents_avro_files_resumed_total"),

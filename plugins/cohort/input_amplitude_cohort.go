@@ -71,7 +71,7 @@ Every download counts against Amplitude's monthly budget (500 on Growth and Ente
 own downloads per calendar month (UTC) in the state file, logs the count with every download, warns at 80% and stops
 downloading when `+"`monthly_download_budget`"+` is reached. Unchanged cohorts cost no download.
 
-Members without a user id are anonymous. They are skipped (and counted in `+"`amplitude_cohort_members_skipped`"+`) unless
+Members without a user id are anonymous. They are skipped (and counted in `+"`amplitude_cohort_members_skipped_total`"+`) unless
 `+"`device_id_column`"+` names a column of the export that holds their device id, in which case they are emitted with
 `+"`id_type: device_id`"+`.
 
@@ -83,10 +83,10 @@ Members without a user id are anonymous. They are skipped (and counted in `+"`am
 
 == Metrics
 
-- `+"`amplitude_cohort_syncs`"+` (label `+"`outcome`"+`: delivered, unchanged, failed)
+- `+"`amplitude_cohort_syncs_total`"+` (label `+"`outcome`"+`: delivered, unchanged, failed)
 - `+"`amplitude_cohort_downloads`"+` (gauge: downloads this month)
-- `+"`amplitude_cohort_members_added`, `amplitude_cohort_members_removed`"+`
-- `+"`amplitude_cohort_members_skipped`"+` (label `+"`reason`"+`: anonymous, invalid)
+- `+"`amplitude_cohort_members_added_total`, `amplitude_cohort_members_removed_total`"+`
+- `+"`amplitude_cohort_members_skipped_total`"+` (label `+"`reason`"+`: anonymous, invalid)
 `).
 		Fields(
 			service.NewStringField(acFieldAPIKey).Secret().
@@ -273,11 +273,11 @@ func newAmplitudeCohortInputFromParsed(conf *service.ParsedConfig, mgr *service.
 		clock:        in.clock,
 	}
 	m := mgr.Metrics()
-	in.mSyncs = m.NewCounter("amplitude_cohort_syncs", "outcome")
+	in.mSyncs = m.NewCounter("amplitude_cohort_syncs_total", "outcome")
 	in.mDownloads = m.NewGauge("amplitude_cohort_downloads")
-	in.mAdded = m.NewCounter("amplitude_cohort_members_added")
-	in.mRemoved = m.NewCounter("amplitude_cohort_members_removed")
-	in.mSkipped = m.NewCounter("amplitude_cohort_members_skipped", "reason")
+	in.mAdded = m.NewCounter("amplitude_cohort_members_added_total")
+	in.mRemoved = m.NewCounter("amplitude_cohort_members_removed_total")
+	in.mSkipped = m.NewCounter("amplitude_cohort_members_skipped_total", "reason")
 	// Opened last: nothing above can fail once the file is held.
 	db, err := store.Open(str(acFieldStatePath), store.Options{Clock: in.clock})
 	if err != nil {

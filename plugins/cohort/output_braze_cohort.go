@@ -85,12 +85,12 @@ error), so that `+"`fallback`"+`, `+"`switch`"+` or `+"`reject_errored`"+` can r
 
 == Metrics
 
-- `+"`braze_cohort_requests`"+` (label `+"`status`"+`: ok, failed)
-- `+"`braze_cohort_retries`"+` (label `+"`reason`"+`: rate_limited, server_error, network)
-- `+"`braze_cohort_ids`"+` (label `+"`action`"+`: added, removed): ids delivered
-- `+"`braze_cohort_failed_messages`"+`: messages nacked or reported as failed
+- `+"`braze_cohort_requests_total`"+` (label `+"`status`"+`: ok, failed)
+- `+"`braze_cohort_retries_total`"+` (label `+"`reason`"+`: rate_limited, server_error, network)
+- `+"`braze_cohort_ids_total`"+` (label `+"`action`"+`: added, removed): ids delivered
+- `+"`braze_cohort_failed_messages_total`"+`: messages nacked or reported as failed
 - `+"`dead_letter_events_total`"+` (labels `+"`component`"+`, `+"`reason`"+`): changes dead-lettered
-- `+"`braze_cohort_object_errors`"+`: per-object errors reported by /users/track in a 201 response (also logged)
+- `+"`braze_cohort_object_errors_total`"+`: per-object errors reported by /users/track in a 201 response (also logged)
 `+service.OutputPerformanceDocs(true, true)).
 		Fields(
 			service.NewStringEnumField(bcFieldMethod, methodUsersTrack, methodPartnerCohort).
@@ -208,11 +208,11 @@ func newBrazeCohortOutputFromParsed(conf *service.ParsedConfig, mgr *service.Res
 	m := mgr.Metrics()
 	o := &brazeCohortOutput{
 		log:     mgr.Logger(),
-		mReqs:   m.NewCounter("braze_cohort_requests", "status"),
-		mIDs:    m.NewCounter("braze_cohort_ids", "action"),
-		mFailed: m.NewCounter("braze_cohort_failed_messages"),
+		mReqs:   m.NewCounter("braze_cohort_requests_total", "status"),
+		mIDs:    m.NewCounter("braze_cohort_ids_total", "action"),
+		mFailed: m.NewCounter("braze_cohort_failed_messages_total"),
 	}
-	mRetries := m.NewCounter("braze_cohort_retries", "reason")
+	mRetries := m.NewCounter("braze_cohort_retries_total", "reason")
 	clk := clockOf()
 	o.client = &brazeClient{
 		base:    base,
@@ -257,7 +257,7 @@ func newBrazeCohortOutputFromParsed(conf *service.ParsedConfig, mgr *service.Res
 		if u.objectsPerReq, err = boundedInt(conf, bcFieldObjectsPerReq, maxUsersTrackObjects); err != nil {
 			return nil, err
 		}
-		u.mObjErrors = m.NewCounter("braze_cohort_object_errors")
+		u.mObjErrors = m.NewCounter("braze_cohort_object_errors_total")
 		o.client.secrets = redact.New(o.client.bearer)
 		o.sender = u
 	}

@@ -29,7 +29,7 @@ const (
 
 	// btaMetricDropped counts dropped events by reason and is exported by
 	// every metrics exporter of the stream.
-	btaMetricDropped = "braze_to_amplitude_dropped"
+	btaMetricDropped = "braze_to_amplitude_dropped_total"
 	// btaMaxWarnedTypes bounds the set of (reason, type) pairs logged at warn
 	// level; later drops are logged at debug level.
 	btaMaxWarnedTypes = 1000
@@ -59,7 +59,7 @@ properties too, with their prefixes. Purchases set `+"`productId`"+`, `+"`price`
 (3.140000104904175 becomes 3.14).
 
 Every output carries the metadata `+"`currents_event_type`"+`. Dropped events (filtered, unknown or unidentified) are
-counted in the metric `+"`braze_to_amplitude_dropped`"+` (label `+"`reason`"+`) and logged. Bad input and rejected
+counted in the metric `+"`braze_to_amplitude_dropped_total`"+` (label `+"`reason`"+`) and logged. Bad input and rejected
 events keep flowing as errored messages carrying their dead-letter reason (`+"`unmappable`"+`; `+"`unreadable`"+` for a
 request body that is not valid JSON; `+"`too_large`"+` for JSON nested deeper than 64 levels) as a typed error and in
 the metadata key `+"`dead_letter_reason`"+`: the `+"`amplitude`"+` output's `+"`dead_letter`"+` writes them once, and plain

@@ -104,7 +104,7 @@ When a partition is revoked (another instance joins or leaves the group), the in
 waits up to half of `+"`rebalance_timeout`"+` for the records in flight to be acknowledged, commits, and only
 then lets the partition move. The new owner therefore starts exactly after the last acknowledged record, and two
 instances never process the same partition at the same time. Records still unacknowledged after that wait are left
-to the new owner (counted in `+"`kafka_franz_records_released`"+`); their late acknowledgements are ignored.
+to the new owner (counted in `+"`kafka_franz_records_released_total`"+`); their late acknowledgements are ignored.
 
 ### Metadata
 
@@ -114,10 +114,10 @@ number of records of the partition after this one when it was fetched (high wate
 
 ### Metrics
 
-`+"`kafka_franz_records_redelivered`"+` (nacked records queued again), `+"`kafka_franz_records_dropped_total`"+`
-(nacked records dropped with `+"`auto_replay_nacks: false`"+`), `+"`kafka_franz_records_released`"+`
-(records of revoked partitions left to their new owner), `+"`kafka_franz_partitions_revoked`, `kafka_franz_partitions_lost`"+`,
-`+"`kafka_franz_commit_errors`"+`, and the gauge `+"`redpanda_lag`"+` (labels `+"`topic`, `partition`"+`, as Redpanda Connect
+`+"`kafka_franz_records_redelivered_total`"+` (nacked records queued again), `+"`kafka_franz_records_dropped_total`"+`
+(nacked records dropped with `+"`auto_replay_nacks: false`"+`), `+"`kafka_franz_records_released_total`"+`
+(records of revoked partitions left to their new owner), `+"`kafka_franz_partitions_revoked_total`, `kafka_franz_partitions_lost_total`"+`,
+`+"`kafka_franz_commit_errors_total`"+`, and the gauge `+"`redpanda_lag`"+` (labels `+"`topic`, `partition`"+`, as Redpanda Connect
 names it): records after the acknowledged mark of each partition, refreshed every `+"`topic_lag_refresh_period`"+`.`).
 		Fields(clientFields()...).
 		Fields(
@@ -575,12 +575,12 @@ func newFranzInput(c franzInputConf, mgr *service.Resources, clk clock.Clock) *f
 		conf:         c,
 		log:          mgr.Logger(),
 		clk:          clock.OrSystem(clk),
-		mRedelivered: m.NewCounter("kafka_franz_records_redelivered"),
+		mRedelivered: m.NewCounter("kafka_franz_records_redelivered_total"),
 		mDropped:     m.NewCounter("kafka_franz_records_dropped_total"),
-		mReleased:    m.NewCounter("kafka_franz_records_released"),
-		mRevoked:     m.NewCounter("kafka_franz_partitions_revoked"),
-		mLost:        m.NewCounter("kafka_franz_partitions_lost"),
-		mCommitErrs:  m.NewCounter("kafka_franz_commit_errors"),
+		mReleased:    m.NewCounter("kafka_franz_records_released_total"),
+		mRevoked:     m.NewCounter("kafka_franz_partitions_revoked_total"),
+		mLost:        m.NewCounter("kafka_franz_partitions_lost_total"),
+		mCommitErrs:  m.NewCounter("kafka_franz_commit_errors_total"),
 		mLag:         m.NewGauge("redpanda_lag", "topic", "partition"),
 		parts:        map[topicPartition]*partitionTracker{},
 		assignedAt:   map[topicPartition]time.Time{},

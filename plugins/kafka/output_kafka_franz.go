@@ -79,7 +79,7 @@ its own message, so `+"`fallback`"+` or `+"`switch`"+` outputs route exactly tha
 output. Records with the same key always go to the same partition (`+"`murmur2_hash`"+`, as Kafka's Java client does, when
 `+"`partitioner`"+` is not set), which keeps a device's events in order and on one consumer of a group.
 
-Metrics: `+"`kafka_franz_produce_failed`"+` (messages Kafka refused or that could not be built, label `+"`reason`"+`).`+
+Metrics: `+"`kafka_franz_produce_failed_total`"+` (messages Kafka refused or that could not be built, label `+"`reason`"+`).`+
 			service.OutputPerformanceDocs(true, true)).
 		Fields(clientFields()...).
 		Fields(
@@ -240,7 +240,7 @@ func newFranzOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resources
 	if err != nil {
 		return nil, err
 	}
-	o := &franzOutput{log: mgr.Logger(), mFailed: mgr.Metrics().NewCounter("kafka_franz_produce_failed", "reason")}
+	o := &franzOutput{log: mgr.Logger(), mFailed: mgr.Metrics().NewCounter("kafka_franz_produce_failed_total", "reason")}
 	interp := map[string]**service.InterpolatedString{
 		kfoFieldKey:         &o.key,
 		kfoFieldPartition:   &o.partition,

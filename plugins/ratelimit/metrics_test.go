@@ -19,15 +19,15 @@ func TestMetrics(t *testing.T) {
 		want map[string]int64
 	}{
 		{"reject", map[string]int64{
-			"device_rate_limit_passed": 3, "device_rate_limit_rejected{reason=per_second}": 2,
+			"device_rate_limit_passed_total": 3, "device_rate_limit_rejected_total{reason=per_second}": 2,
 			"device_rate_limit_keys_tracked": 4,
 		}},
 		{"drop", map[string]int64{
-			"device_rate_limit_passed": 3, "device_rate_limit_dropped{reason=per_second}": 2,
+			"device_rate_limit_passed_total": 3, "device_rate_limit_dropped_total{reason=per_second}": 2,
 			"device_rate_limit_keys_tracked": 4,
 		}},
 		{"delay", map[string]int64{
-			"device_rate_limit_passed": 5, "device_rate_limit_delayed": 2,
+			"device_rate_limit_passed_total": 5, "device_rate_limit_delayed_total": 2,
 			"device_rate_limit_keys_tracked": 6,
 		}},
 	}

@@ -80,11 +80,11 @@ Sizing rule (checked by the package's tests at 10^5 to 3×10^6 keys): about 75 b
 
 - `+"`delay`"+`: the message is held until its keys have room (at most about a second), then passes: back-pressure, nothing is lost. Only the batch holding it waits; other batches and threads are not slowed. Over the daily limit a message is rejected instead (it would wait for hours).
 - `+"`reject`"+`: the message continues flagged with an error and the metadata `+"`rate_limit_key`"+`, `+"`rate_limit_reason`"+` (`+"`per_second`"+` or `+"`per_day`"+`) and `+"`rate_limit_retry_at`"+` (RFC 3339 time at which it may pass), for a `+"`switch`"+` output to route it to a deferred lane or a dead letter.
-- `+"`drop`"+`: the message is removed, counted in `+"`device_rate_limit_dropped`"+` and logged.
+- `+"`drop`"+`: the message is removed, counted in `+"`device_rate_limit_dropped_total`"+` and logged.
 
 ### Metrics
 
-`+"`device_rate_limit_passed`"+`, `+"`device_rate_limit_delayed`"+` with the timer `+"`device_rate_limit_delay_ns`"+`, `+"`device_rate_limit_rejected`"+` and `+"`device_rate_limit_dropped`"+` (label `+"`reason`"+`), the gauge `+"`device_rate_limit_keys_tracked`"+` and `+"`device_rate_limit_cache_errors`"+`.
+`+"`device_rate_limit_passed_total`"+`, `+"`device_rate_limit_delayed_total`"+` with the timer `+"`device_rate_limit_delay_ns`"+`, `+"`device_rate_limit_rejected_total`"+` and `+"`device_rate_limit_dropped_total`"+` (label `+"`reason`"+`), the gauge `+"`device_rate_limit_keys_tracked`"+` and `+"`device_rate_limit_cache_errors_total`"+`.
 
 ### Scaling out
 
@@ -228,11 +228,11 @@ func newDeviceRateLimitFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 		clk:       clk,
 		log:       mgr.Logger(),
 		closed:    make(chan struct{}),
-		mPassed:   mgr.Metrics().NewCounter("device_rate_limit_passed"),
-		mDelayed:  mgr.Metrics().NewCounter("device_rate_limit_delayed"),
-		mRejected: mgr.Metrics().NewCounter("device_rate_limit_rejected", "reason"),
-		mDropped:  mgr.Metrics().NewCounter("device_rate_limit_dropped", "reason"),
-		mCacheErr: mgr.Metrics().NewCounter("device_rate_limit_cache_errors"),
+		mPassed:   mgr.Metrics().NewCounter("device_rate_limit_passed_total"),
+		mDelayed:  mgr.Metrics().NewCounter("device_rate_limit_delayed_total"),
+		mRejected: mgr.Metrics().NewCounter("device_rate_limit_rejected_total", "reason"),
+		mDropped:  mgr.Metrics().NewCounter("device_rate_limit_dropped_total", "reason"),
+		mCacheErr: mgr.Metrics().NewCounter("device_rate_limit_cache_errors_total"),
 		mDelay:    mgr.Metrics().NewTimer("device_rate_limit_delay_ns"),
 		mKeys:     mgr.Metrics().NewGauge("device_rate_limit_keys_tracked"),
 	}

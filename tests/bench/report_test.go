@@ -10,7 +10,7 @@ func TestMarkdownAndScaling(t *testing.T) {
 	d := Dataset{Events: 1000, Devices: 10, Seed: 1}
 	res := func(wall time.Duration, mallocs uint64, rss int64) Result {
 		return Result{Events: 1000, Wall: wall, CPU: wall, Mallocs: mallocs, PeakRSS: rss << 20, Delivered: 1000,
-			Counters: map[string]int64{"device_rate_limit_delayed": 3, "device_rate_limit_delay_ns_sum": 1500000000, "output_sent": 9}}
+			Counters: map[string]int64{"device_rate_limit_delayed_total": 3, "device_rate_limit_delay_ns_sum": 1500000000, "output_sent": 9}}
 	}
 	rows := []Row{
 		{Dataset: d, Scenario: Scenario{Group: "end to end", Side: Ours, Server: true}, Result: res(time.Second, 10000, 50)},
@@ -21,7 +21,7 @@ func TestMarkdownAndScaling(t *testing.T) {
 	md := Markdown(rows)
 	for _, want := range []string{
 		"1,000 events, 10 devices:",
-		"| end to end | ours | 1,000 | 1000.00 | 10.0 | 50 | 1,000 | device_rate_limit_delay total=1.5s, device_rate_limit_delayed=3 |",
+		"| end to end | ours | 1,000 | 1000.00 | 10.0 | 50 | 1,000 | device_rate_limit_delay total=1.5s, device_rate_limit_delayed_total=3 |",
 		"| end to end | ×4.0 | ×4.0 less | ×10.0 fewer | ×2.0 less |",
 		"| mapping | ours | skipped: missing braze_to_amplitude |",
 	} {
