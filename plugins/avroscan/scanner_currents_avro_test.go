@@ -325,10 +325,10 @@ file:
 	defer counters.mu.Unlock()
 	assert.Equal(t, 1, damaged, "b.avro's truncated block is one dead-letter message")
 	assert.Equal(t, map[string]int64{
-		"currents_avro_records_decoded_total":       120,
-		"currents_avro_blocks_decoded_total":        12,
-		"currents_avro_files_completed_total":       2,
-		"currents_avro_files_failed_total":          1,
+		"currents_avro_records_decoded_total": 120,
+		"currents_avro_blocks_decoded_total":  12,
+		"currents_avro_files_completed_total": 2,
+		"currents_avro_files_failed_total":    1,
 		"currents_avro_blocks_damaged_total":  1,
 		"currents_avro_files_delivered_total": 3,
 	}, counters.vals)
