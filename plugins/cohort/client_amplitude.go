@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
@@ -72,19 +73,31 @@ func transient(code int, err error) bool {
 }
 
 // retrying calls do until it succeeds, fails for good, the context ends or
-// transientRetryFor has passed since the first failure.
+// transientRetryFor has passed since the first try, backing off as the Braze
+// client does (cenkalti/backoff on the client's clock).
 func retrying[T any](ctx context.Context, c *amplitudeClient, do func() (int, T, error)) (int, T, error) {
-	start := c.clock.Now()
-	wait := transientRetryInitial
+	b := backoff.ExponentialBackOff{
+		InitialInterval:     transientRetryInitial,
+		RandomizationFactor: backoff.DefaultRandomizationFactor,
+		Multiplier:          backoff.DefaultMultiplier,
+		MaxInterval:         transientRetryMax,
+		MaxElapsedTime:      transientRetryFor,
+		Stop:                backoff.Stop,
+		Clock:               c.clock,
+	}
+	b.Reset()
 	for {
 		code, v, err := do()
-		if !transient(code, err) || ctx.Err() != nil || c.clock.Now().Sub(start) >= transientRetryFor {
+		if !transient(code, err) || ctx.Err() != nil {
 			return code, v, err
 		}
-		if serr := clock.Sleep(ctx, c.clock, wait); serr != nil {
+		next := b.NextBackOff()
+		if next == backoff.Stop {
 			return code, v, err
 		}
-		wait = min(2*wait, transientRetryMax)
+		if serr := clock.Sleep(ctx, c.clock, next); serr != nil {
+			return code, v, err
+		}
 	}
 }
 
