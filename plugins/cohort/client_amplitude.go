@@ -13,14 +13,15 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/amplitudehost"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
 // amplitudeRegions maps a region to the base URL of Amplitude's Dashboard
 // REST API.
 var amplitudeRegions = map[string]string{
-	"US": "https://amplitude.com",
-	"EU": "https://analytics.eu.amplitude.com",
+	"US": amplitudehost.US,
+	"EU": amplitudehost.EU,
 }
 
 // cohortInfo is one cohort of Amplitude's cohort list.

@@ -11,15 +11,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/amplitudehost"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
 )
 
 // Amplitude's Export API hosts (https://amplitude.com/docs/apis/analytics/export).
 const (
 	// USBaseURL is the default (US) REST base.
-	USBaseURL = "https://amplitude.com"
+	USBaseURL = amplitudehost.US
 	// EUBaseURL is the EU data residency REST base.
-	EUBaseURL = "https://analytics.eu.amplitude.com"
+	EUBaseURL = amplitudehost.EU
 	// Path is the Export API path under the REST base.
 	Path = "/api/2/export"
 	// MaxArchiveBytes is Amplitude's size limit of one export (4 GB): larger
