@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +25,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/secrettoken"
 )
 
 const (
@@ -225,10 +224,10 @@ func newBrazeCurrentsHTTPFromParsed(conf *service.ParsedConfig, mgr *service.Res
 // handlers hand each request's events to ReadBatch and answer once the batch
 // is acknowledged.
 type brazeCurrentsHTTP struct {
-	conf      httpConfig
-	tokenHash [sha256.Size]byte
-	log       *service.Logger
-	clock     clock.Clock
+	conf  httpConfig
+	token secrettoken.Token
+	log   *service.Logger
+	clock clock.Clock
 	// refusals throttles the warning logged for each reason of a 429/5xx
 	// answer (the reasons are a fixed set of constant strings).
 	refusals sync.Map // string -> *logthrottle.Warner
@@ -279,7 +278,7 @@ func newBrazeCurrentsHTTP(c httpConfig, mgr *service.Resources) (*brazeCurrentsH
 	}
 	in := &brazeCurrentsHTTP{
 		conf:      c,
-		tokenHash: sha256.Sum256([]byte(c.token)),
+		token:     secrettoken.New(c.token),
 		log:       mgr.Logger(),
 		clock:     clock.System,
 		requests:  make(chan *pendingRequest),
@@ -527,8 +526,7 @@ func (in *brazeCurrentsHTTP) authorized(header string) bool {
 	if len(header) <= len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
 		return false
 	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(header[len(prefix):])))
-	return subtle.ConstantTimeCompare(got[:], in.tokenHash[:]) == 1
+	return in.token.Matches(strings.TrimSpace(header[len(prefix):]))
 }
 
 func (in *brazeCurrentsHTTP) versionAccepted(v string) bool {

@@ -2,8 +2,6 @@ package profile
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"net"
 	"net/http"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/secrettoken"
 )
 
 const (
@@ -100,7 +99,7 @@ type ccRequest struct {
 // ccInput is the connected_content_http input.
 type ccInput struct {
 	address, path     string
-	tokenHash         [32]byte
+	token             secrettoken.Token
 	timeout           time.Duration
 	certFile, keyFile string
 	slots             chan struct{}
@@ -137,7 +136,7 @@ func newCCInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*
 	}
 	m := mgr.Metrics()
 	in := &ccInput{
-		address: str(ccFieldAddress), path: str(ccFieldPath), tokenHash: sha256.Sum256([]byte(token)),
+		address: str(ccFieldAddress), path: str(ccFieldPath), token: secrettoken.New(token),
 		timeout: timeout, certFile: str(ccFieldCertFile), keyFile: str(ccFieldKeyFile),
 		slots: make(chan struct{}, maxInFlight), log: mgr.Logger(),
 		requests: m.NewCounter("connected_content_requests_total", "status"),
@@ -207,8 +206,7 @@ func (in *ccInput) authorized(r *http.Request) bool {
 	} else {
 		return false
 	}
-	h := sha256.Sum256([]byte(got))
-	return subtle.ConstantTimeCompare(h[:], in.tokenHash[:]) == 1
+	return in.token.Matches(got)
 }
 
 // ServeHTTP answers one request.
