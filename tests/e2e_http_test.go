@@ -123,6 +123,9 @@ func TestE2EAmplitudeOutage(t *testing.T) {
 		proxy.set(modeOutage)
 		env["AMPLITUDE_URL"] = proxy.URL + amplitudetest.PathHTTPV2
 		env["AMPLITUDE_RETRY_FOR"] = "1s"
+		// No hedged copies: this test proves that failed requests ingest
+		// nothing, and a hedge under a loaded machine is a second arrival.
+		env["AMPLITUDE_HEDGE_AFTER"] = "0s"
 	})
 	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 3, Devices: 5000}, 2000)
 	c.MaxBackoff = 200 * time.Millisecond
