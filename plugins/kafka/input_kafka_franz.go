@@ -713,10 +713,11 @@ func (f *franzInput) poll(ctx context.Context, cl *kgo.Client, flushIn time.Dura
 	return nil
 }
 
-// recordToMessage turns a record into a message with its metadata; hwm is
-// the partition's high watermark in the fetch that returned it.
-func (f *franzInput) recordToMessage(r *kgo.Record, hwm int64) *service.Message {
-	msg := service.NewMessage(r.Value)
+// recordToMessage turns a record into a message with its metadata and the
+// partition's context; hwm is the partition's high watermark in the fetch
+// that returned it.
+func (f *franzInput) recordToMessage(ctx context.Context, r *kgo.Record, hwm int64) *service.Message {
+	msg := service.NewMessage(r.Value).WithContext(ctx)
 	msg.MetaSetMut(metaKey, string(r.Key))
 	msg.MetaSetMut(metaTopic, r.Topic)
 	msg.MetaSetMut(metaPartition, int(r.Partition))
