@@ -138,6 +138,7 @@ const amplitudeOutputDescription = "" +
 func amplitudeOutputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Categories("Services").
 		Summary("Sends Amplitude events (one JSON object per message) to Amplitude's HTTP V2 or Batch Event Upload API, within its per-device limits, without losing any.").
 		Description(amplitudeOutputDescription+service.OutputPerformanceDocs(true, true)).

@@ -39,6 +39,7 @@ const (
 func amplitudeCohortInputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Categories("Services").
 		Summary("Syncs Amplitude behavioural cohorts on a schedule and emits the membership changes since the last delivered sync.").
 		Description(`

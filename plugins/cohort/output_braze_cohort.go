@@ -47,6 +47,7 @@ const (
 func brazeCohortOutputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Categories("Services").
 		Summary("Writes Amplitude cohort membership changes to Braze.").
 		Description(`

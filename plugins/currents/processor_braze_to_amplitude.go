@@ -39,6 +39,7 @@ const (
 
 func brazeToAmplitudeSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
+		Beta().
 		Categories("Mapping").
 		Version("0.1.0").
 		Summary("Turns one Braze Currents event into one Amplitude HTTP API event, as Braze's own Amplitude connector does.").

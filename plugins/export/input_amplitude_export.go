@@ -55,6 +55,7 @@ const (
 
 func amplitudeExportSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
+		Beta().
 		Categories("Services").
 		Version("0.1.0").
 		Summary("Reads the events of a time range from Amplitude's Export API, one message per event.").

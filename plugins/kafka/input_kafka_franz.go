@@ -81,6 +81,7 @@ const maxWireTimeout = time.Duration(1<<31-1) * time.Millisecond
 func kafkaFranzInputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Categories("Services").
 		Summary("Consumes records from Kafka topics with franz-go, as a consumer group or from explicit partitions, committing offsets only once messages are acknowledged downstream.").
 		Description(`

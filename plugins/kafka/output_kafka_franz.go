@@ -68,6 +68,7 @@ var requiredAcks = map[string]kgo.Acks{
 func kafkaFranzOutputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Categories("Services").
 		Summary("Writes messages to Kafka topics with franz-go, acknowledging them only once Kafka has acknowledged the records.").
 		Description(`

@@ -38,6 +38,7 @@ const (
 func connectedContentHTTPSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Categories("Network").
 		Summary("An HTTP endpoint for Braze Connected Content: `GET <path>?user_id=...` becomes one message whose pipeline answer (via `sync_response`) is the response body.").
 		Description(`

@@ -56,6 +56,7 @@ var presets = map[string][2]int{
 
 func deviceRateLimitSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
+		Beta().
 		Categories("Utility").
 		Version("0.1.0").
 		Summary("Enforces Amplitude's per-device and per-user event rate limits before events leave: at most `per_second` events in any one second and `per_day` in any 24 hours for each key.").

@@ -43,6 +43,7 @@ const (
 
 func amplitudeReconcileSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
+		Beta().
 		Categories("Utility").
 		Version("0.1.0").
 		Summary("Proves that every Braze Currents event of a time window reached Amplitude: compares what delivery sends with what Amplitude holds, per hour and event type.").
