@@ -250,7 +250,7 @@ root = [
   if this.topics.or([]).length() == 0 && this.regexp_topics_include.or([]).length() == 0 { "either topics or regexp_topics_include must be set" },
   if this.topics.or([]).length() > 0 && this.regexp_topics_include.or([]).length() > 0 { "topics and regexp_topics_include cannot both be set" },
 ]
-`).
+`+saslLintRule).
 		Example("Consume Currents events", "Joins the group `currents-to-amplitude` and consumes the topic `braze-currents`.", `
 input:
   kafka_franz:

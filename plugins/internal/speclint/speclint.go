@@ -27,8 +27,20 @@ type Check struct {
 // Rule returns a Bloblang lint rule that reports the Message of every check
 // whose If is true.
 func Rule(checks ...Check) string {
+	return "root = " + list(checks)
+}
+
+// Append returns Bloblang that adds the messages of checks to those of the
+// rule it follows, for a spec whose rule is written by hand:
+// LintRule(handWritten + speclint.Append(...)).
+func Append(checks ...Check) string {
+	return "\nroot = root.or([]).merge(" + list(checks) + ")"
+}
+
+// list is the Bloblang array of the messages of checks whose If holds.
+func list(checks []Check) string {
 	var b strings.Builder
-	b.WriteString("root = [\n")
+	b.WriteString("[\n")
 	for _, c := range checks {
 		b.WriteString("  if ")
 		b.WriteString(c.If)

@@ -37,3 +37,26 @@ func TestRule(t *testing.T) {
 		})
 	}
 }
+
+func TestAppend(t *testing.T) {
+	rule := `let big = this.n.or(0) > 3
+root = [ if $big { "n is too large" } ]` + Append(Required("api_key", "the API key"))
+	exe, err := bloblang.Parse(rule)
+	require.NoError(t, err, rule)
+	for _, tc := range []struct {
+		name string
+		conf map[string]any
+		want []any
+	}{
+		{"none", map[string]any{"api_key": "k"}, []any{}},
+		{"hand-written", map[string]any{"api_key": "k", "n": 4}, []any{"n is too large"}},
+		{"appended", map[string]any{}, []any{"api_key is empty: set the API key"}},
+		{"both", map[string]any{"n": 4}, []any{"n is too large", "api_key is empty: set the API key"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := exe.Query(tc.conf)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
