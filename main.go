@@ -32,8 +32,13 @@ var (
 	DateBuilt string
 )
 
-// DocsURL is the documentation shown by `currents-amplitude --help`.
-const DocsURL = "https://github.com/opencurrents/currents-amplitude#readme"
+// DocsURL is the documentation shown by `currents-amplitude --help`: the
+// docs/ folder of the repository. Benthos appends paths to it in the help of
+// its own tools (`blobl`: /guides/bloblang/about, `streams`:
+// /guides/streams_mode/about, `template`: /configuration/templating, `test`:
+// /configuration/unit_testing); each is a folder of docs/ whose README.md
+// points at the Redpanda Connect page (TestHelpLinks checks them).
+const DocsURL = "https://github.com/opencurrents/currents-amplitude/tree/main/docs"
 
 // DefaultConfigPaths are where `currents-amplitude run` without a config file
 // looks for one: the conventional path of the Docker image first.

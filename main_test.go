@@ -4,6 +4,7 @@ import (
 	"debug/buildinfo"
 	"go/parser"
 	"go/token"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
@@ -86,6 +87,39 @@ func TestBinaryVersionAndHelp(t *testing.T) {
 	help := run(plain, "--help")
 	if !strings.Contains(help, DocsURL) || strings.Contains(help, "benthos.dev") {
 		t.Errorf("--help does not point at %s only:\n%s", DocsURL, help)
+	}
+	checkHelpLinks(t, run, plain)
+}
+
+// checkHelpLinks: every link under DocsURL in the help of the binary and of
+// its commands is a folder of docs/ with a README.md (what GitHub renders
+// for a tree URL), and no help points at benthos.dev.
+func checkHelpLinks(t *testing.T, run func(string, ...string) string, bin string) {
+	t.Helper()
+	seen := 0
+	for _, cmd := range []string{"", "blobl", "streams", "template", "test", "lint", "run", "list", "create", "echo"} {
+		args := []string{"--help"}
+		if cmd != "" {
+			args = []string{cmd, "--help"}
+		}
+		help := run(bin, args...)
+		if strings.Contains(help, "benthos.dev") {
+			t.Errorf("%s --help points at benthos.dev:\n%s", cmd, help)
+		}
+		for _, field := range strings.Fields(help) {
+			rest, ok := strings.CutPrefix(field, DocsURL)
+			if !ok {
+				continue
+			}
+			seen++
+			page := filepath.Join("docs", filepath.FromSlash(strings.Trim(rest, "/.")), "README.md")
+			if _, err := os.Stat(page); err != nil {
+				t.Errorf("%s --help links to %s, but %s does not exist", cmd, field, page)
+			}
+		}
+	}
+	if seen < 5 {
+		t.Errorf("found %d links to %s in the help texts, want at least 5 (the root, blobl, streams, template and test)", seen, DocsURL)
 	}
 }
 
