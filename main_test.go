@@ -2,6 +2,7 @@ package main
 
 import (
 	"debug/buildinfo"
+	"errors"
 	"go/parser"
 	"go/token"
 	"os"
@@ -124,7 +125,8 @@ func checkHelpLinks(t *testing.T, run func(string, ...string) string, bin string
 }
 
 // TestPluginImports keeps the plugin packages documented by cmd/gendocs the
-// same as the ones built into the binary.
+// same as the ones built into the binary (the blank imports: a package main
+// uses by name, such as runstatus, registers nothing).
 func TestPluginImports(t *testing.T) {
 	own := func(file string) []string {
 		t.Helper()
@@ -135,7 +137,7 @@ func TestPluginImports(t *testing.T) {
 		var out []string
 		for _, imp := range f.Imports {
 			p := strings.Trim(imp.Path.Value, `"`)
-			if strings.HasPrefix(p, "github.com/opencurrents/currents-amplitude/plugins/") {
+			if imp.Name != nil && imp.Name.Name == "_" && strings.HasPrefix(p, "github.com/opencurrents/currents-amplitude/plugins/") {
 				out = append(out, p)
 			}
 		}
@@ -145,5 +147,31 @@ func TestPluginImports(t *testing.T) {
 	bin, gen := own("main.go"), own(filepath.Join("cmd", "gendocs", "main.go"))
 	if len(bin) == 0 || !slices.Equal(bin, gen) {
 		t.Fatalf("plugin imports differ:\n main.go:            %v\n cmd/gendocs/main.go: %v", bin, gen)
+	}
+}
+
+// TestExitCode: a run a component recorded as failed exits 1 even when
+// Benthos would exit 0; Benthos' own codes stay.
+func TestExitCode(t *testing.T) {
+	failed := errors.New("amplitude_reconcile: no report written: boom")
+	for _, tc := range []struct {
+		name     string
+		code     int
+		err, run error
+		want     int
+		stderr   string
+	}{
+		{"success", 0, nil, nil, 0, ""},
+		{"run failed", 0, nil, failed, 1, "currents-amplitude: the run failed: amplitude_reconcile: no report written: boom\n"},
+		{"lint errors", 1, nil, nil, 1, ""},
+		{"Benthos' code wins", 3, nil, failed, 3, ""},
+		{"CLI error", 1, errors.New("bad flag"), nil, 1, "bad flag\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr strings.Builder
+			if got := exitCode(tc.code, tc.err, tc.run, &stderr); got != tc.want || stderr.String() != tc.stderr {
+				t.Fatalf("exitCode = %d, stderr %q; want %d, %q", got, stderr.String(), tc.want, tc.stderr)
+			}
+		})
 	}
 }
