@@ -16,6 +16,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/speclint"
 )
 
 // Field names of the amplitude output.
@@ -141,6 +142,8 @@ const amplitudeOutputDescription = "" +
 func amplitudeOutputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
+		LintRule(speclint.Rule(speclint.Required(aoFieldAPIKey, "the Amplitude project's API key"))).
 		Categories("Services").
 		Summary("Sends Amplitude events (one JSON object per message) to Amplitude's HTTP V2 or Batch Event Upload API, within its per-device limits, without losing any.").
 		Description(amplitudeOutputDescription+service.OutputPerformanceDocs(true, true)).
@@ -148,7 +151,6 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 			service.NewStringField(aoFieldAPIKey).
 				Description("The Amplitude project API key (sent in the request body).").
 				Example("${AMPLITUDE_API_KEY}").
-				Default("").
 				Secret(),
 			service.NewStringEnumField(aoFieldRegion, regionUS, regionEU).
 				Description("The Amplitude data centre of the project: `us` (api2.amplitude.com) or `eu` (api.eu.amplitude.com).").

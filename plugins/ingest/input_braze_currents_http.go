@@ -58,7 +58,8 @@ const (
 
 func brazeCurrentsHTTPSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
-		Stable().
+		Beta().
+		Version("0.1.0").
 		Categories("Network").
 		Summary("Receives Braze Currents events from Braze's HTTP (\"Custom Currents\") connector and answers each request according to Braze's retry contract.").
 		Description(`
@@ -93,7 +94,7 @@ Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header,
 
 ### Metrics
 
-`+"`braze_currents_requests_total`"+` (counter, label `+"`status`"+`: the HTTP status code), `+"`braze_currents_events_received_total`"+` (counter), `+"`braze_currents_requests_pending`"+` (gauge: requests waiting for their acknowledgement), `+"`braze_currents_request_latency_ns`"+` (timer).`).
+`+"`braze_currents_requests_total`"+` (counter, label `+"`status`"+`: the HTTP status code), `+"`braze_currents_events_received_total`"+` (counter), `+"`braze_currents_requests_pending`"+` (gauge: requests waiting for their acknowledgement), `+"`braze_currents_request_latency_seconds`"+` (timer).`).
 		Fields(
 			service.NewStringField(bchFieldAddress).
 				Description("The address to listen on.").
@@ -288,7 +289,7 @@ func newBrazeCurrentsHTTP(c httpConfig, mgr *service.Resources) (*brazeCurrentsH
 		mRequests: mgr.Metrics().NewCounter("braze_currents_requests_total", "status"),
 		mEvents:   mgr.Metrics().NewCounter("braze_currents_events_received_total"),
 		mPending:  mgr.Metrics().NewGauge("braze_currents_requests_pending"),
-		mLatency:  mgr.Metrics().NewTimer("braze_currents_request_latency_ns"),
+		mLatency:  mgr.Metrics().NewTimer("braze_currents_request_latency_seconds"),
 	}
 	if c.token == "" {
 		in.log.Warn("braze_currents_http: no token configured, requests are not authenticated")

@@ -81,6 +81,7 @@ const maxWireTimeout = time.Duration(1<<31-1) * time.Millisecond
 func kafkaFranzInputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Categories("Services").
 		Summary("Consumes records from Kafka topics with franz-go, as a consumer group or from explicit partitions, committing offsets only once messages are acknowledged downstream.").
 		Description(`
@@ -253,7 +254,7 @@ root = [
   if this.topics.or([]).length() == 0 && this.regexp_topics_include.or([]).length() == 0 { "either topics or regexp_topics_include must be set" },
   if this.topics.or([]).length() > 0 && this.regexp_topics_include.or([]).length() > 0 { "topics and regexp_topics_include cannot both be set" },
 ]
-`).
+`+saslLintRule).
 		Example("Consume Currents events", "Joins the group `currents-to-amplitude` and consumes the topic `braze-currents`.", `
 input:
   kafka_franz:

@@ -17,6 +17,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/secrettoken"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/speclint"
 )
 
 const (
@@ -39,6 +40,8 @@ const (
 func connectedContentHTTPSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
+		LintRule(speclint.Rule(speclint.Required(ccFieldToken, "the token Braze presents"))).
 		Categories("Network").
 		Summary("An HTTP endpoint for Braze Connected Content: `GET <path>?user_id=...` becomes one message whose pipeline answer (via `sync_response`) is the response body.").
 		Description(`

@@ -21,6 +21,7 @@ const sweepInterval = time.Minute
 func storeCacheSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Categories("Local").
 		Summary("A durable key-value cache in an embedded transactional store file (bbolt): state that must survive a crash or a restart.").
 		Description(`
