@@ -3,6 +3,7 @@ package tests
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +29,11 @@ func TestE2EReconcileExitStatus(t *testing.T) {
 	require.NoError(t, err)
 	g := currentsgen.New(currentsgen.Config{Seed: 5, Devices: 10, StartTime: t0.Unix(), EventsPerSecond: 1})
 	require.NoError(t, g.WriteLines(f, 20, currentsgen.HTTP))
+	// A line delivery would dead-letter, longer than a default line buffer:
+	// it is counted as rejected, and the file is read on.
+	_, err = f.WriteString(`{"event_type":"users.behaviors.CustomEvent","x":"` + strings.Repeat("x", 5<<20) + "\n")
+	require.NoError(t, err)
+	require.NoError(t, g.WriteLines(f, 1, currentsgen.HTTP))
 	require.NoError(t, f.Close())
 
 	exp := exporttest.NewServer(exporttest.Options{APIKey: "right-key", SecretKey: "right-secret"})
@@ -73,5 +79,6 @@ func TestE2EReconcileExitStatus(t *testing.T) {
 	b, err = os.ReadFile(report)
 	require.NoError(t, err)
 	assert.True(t, gjson.GetBytes(b, "complete").Bool())
-	assert.Equal(t, int64(20), gjson.GetBytes(b, "totals.missing").Int(), "Amplitude holds none of the 20 events")
+	assert.Equal(t, int64(21), gjson.GetBytes(b, "totals.missing").Int(), "Amplitude holds none of the 21 events")
+	assert.Equal(t, int64(1), gjson.GetBytes(b, "totals.not_sent_rejected").Int(), "the unreadable line is counted:\n%s", b)
 }
