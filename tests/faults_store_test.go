@@ -1,8 +1,7 @@
 package tests
 
-// Fault-suite cases of the pipelines helper store is reworking (backfill,
-// scheduled cohorts, cohort webhook). While that work is pending they are
-// skipped by pendingElsewhere (faults_test.go), the one place to edit.
+// Fault-suite cases of the pipelines that keep durable state: the backfill,
+// the scheduled cohort sync and the cohort webhook.
 
 import (
 	"context"
