@@ -22,6 +22,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/metricstest"
 )
 
 const purchasePath = "bucket/currents/dataexport.prod-01.S3.integration.abc/event_type=users.behaviors.Purchase/date=2026-11-29-13/7/0/dataexport.prod-01.S3.integration.abc+0+0000001.avro"
@@ -271,13 +272,10 @@ func TestFileInputMovesOnAfterBadFile(t *testing.T) {
 	write("event_type=users.behaviors.Purchase/date=2026-11-29-12/c.avro", good)
 	write("event_type=users.behaviors.Purchase/date=2026-11-29-12/notes.txt", []byte("not avro"))
 
-	counters := &counterCapture{vals: map[string]int64{}}
-	env := service.NewEnvironment()
-	require.NoError(t, env.RegisterMetricsExporter("avroscan_test_capture", service.NewConfigSpec(),
-		func(*service.ParsedConfig, *service.Logger) (service.MetricsExporter, error) { return counters, nil }))
-	sb := env.NewStreamBuilder()
+	metrics := metricstest.New(t)
+	sb := service.NewStreamBuilder()
 	require.NoError(t, sb.SetLoggerYAML("level: none"))
-	require.NoError(t, sb.SetMetricsYAML("avroscan_test_capture: {}"))
+	require.NoError(t, sb.SetMetricsYAML(metrics.YAML()))
 	require.NoError(t, sb.AddInputYAML(`
 file:
   paths: [ "`+dir+`/**/*.avro" ]
@@ -321,9 +319,13 @@ file:
 	for _, f := range files {
 		assert.False(t, strings.HasSuffix(f, ".txt"))
 	}
-	counters.mu.Lock()
-	defer counters.mu.Unlock()
 	assert.Equal(t, 1, damaged, "b.avro's truncated block is one dead-letter message")
+	got := map[string]int64{}
+	for _, k := range metrics.Keys() {
+		if v := metrics.Get(k); strings.HasPrefix(k, "currents_avro_") && v != 0 {
+			got[k] = v
+		}
+	}
 	assert.Equal(t, map[string]int64{
 		"currents_avro_records_decoded_total": 120,
 		"currents_avro_blocks_decoded_total":  12,
@@ -331,44 +333,8 @@ file:
 		"currents_avro_files_failed_total":    1,
 		"currents_avro_blocks_damaged_total":  1,
 		"currents_avro_files_delivered_total": 3,
-	}, counters.vals)
+	}, got)
 }
-
-// counterCapture is a metrics exporter that sums the currents_avro_*
-// counters.
-type counterCapture struct {
-	mu   sync.Mutex
-	vals map[string]int64
-}
-
-type capturedCounter struct {
-	c    *counterCapture
-	name string
-}
-
-func (v capturedCounter) Incr(n int64) {
-	if strings.HasPrefix(v.name, "currents_avro_") {
-		v.c.mu.Lock()
-		v.c.vals[v.name] += n
-		v.c.mu.Unlock()
-	}
-}
-func (v capturedCounter) Set(int64)    {}
-func (v capturedCounter) Timing(int64) {}
-
-func (c *counterCapture) NewCounterCtor(name string, _ ...string) service.MetricsExporterCounterCtor {
-	return func(...string) service.MetricsExporterCounter { return capturedCounter{c, name} }
-}
-
-func (c *counterCapture) NewTimerCtor(name string, _ ...string) service.MetricsExporterTimerCtor {
-	return func(...string) service.MetricsExporterTimer { return capturedCounter{c, name} }
-}
-
-func (c *counterCapture) NewGaugeCtor(name string, _ ...string) service.MetricsExporterGaugeCtor {
-	return func(...string) service.MetricsExporterGauge { return capturedCounter{c, name} }
-}
-
-func (*counterCapture) Close(context.Context) error { return nil }
 
 // TestScannerFaultsDeadLetter: by default a damaged block becomes one
 // message marked unreadable (with the block's file, index and bytes), the
