@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/avroscan/avroscantest"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/metricstest"
@@ -43,7 +44,7 @@ func TestScannerCodecsAndBlocks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data, _, blockEnds := genFile(t, tt.codec, tt.n, tt.perBlock)
+			data, _, blockEnds := avroscantest.File(t, tt.codec, tt.n, tt.perBlock)
 			res := scan(t, "    batch_size: 0", purchasePath, data)
 			require.NoError(t, res.err)
 			assert.True(t, res.acked)
@@ -68,7 +69,7 @@ func TestScannerCodecsAndBlocks(t *testing.T) {
 }
 
 func TestScannerBatchSize(t *testing.T) {
-	data, _, _ := genFile(t, ocf.Null, 25, 10) // blocks of 10, 10, 5
+	data, _, _ := avroscantest.File(t, ocf.Null, 25, 10) // blocks of 10, 10, 5
 	tests := []struct {
 		conf    string
 		batches int
@@ -101,9 +102,9 @@ func TestScannerBatchSize(t *testing.T) {
 // and where each block ends.
 func faultFiles(t *testing.T) (nullFile, snappyFile, deflateFile []byte, nullHeader int, nullEnds, snappyEnds, deflateEnds []int) {
 	t.Helper()
-	nullFile, nullHeader, nullEnds = genFile(t, ocf.Null, 100, 10)
-	snappyFile, _, snappyEnds = genFile(t, ocf.Snappy, 100, 10)
-	deflateFile, _, deflateEnds = genFile(t, ocf.Deflate, 100, 10)
+	nullFile, nullHeader, nullEnds = avroscantest.File(t, ocf.Null, 100, 10)
+	snappyFile, _, snappyEnds = avroscantest.File(t, ocf.Snappy, 100, 10)
+	deflateFile, _, deflateEnds = avroscantest.File(t, ocf.Deflate, 100, 10)
 	return
 }
 
@@ -153,13 +154,13 @@ func TestScannerFaultsFail(t *testing.T) {
 	}
 }
 
-// mismatchedFile returns a file whose header declares purchaseSchema but
+// mismatchedFile returns a file whose header declares avroscantest.PurchaseSchema but
 // whose one block holds n records of another schema.
 func mismatchedFile(t testing.TB, n int) []byte {
 	t.Helper()
 	other := avro.MustParse(`{"type":"record","name":"Other","fields":[{"name":"a","type":"long"},{"name":"b","type":"long"}]}`)
 	var buf bytes.Buffer
-	enc, err := ocf.NewEncoder(purchaseSchema, &buf, ocf.WithEncoderSchemaCache(&avro.SchemaCache{}))
+	enc, err := ocf.NewEncoder(avroscantest.PurchaseSchema, &buf, ocf.WithEncoderSchemaCache(&avro.SchemaCache{}))
 	require.NoError(t, err)
 	for i := range n {
 		raw, err := avro.Marshal(other, map[string]any{"a": int64(i), "b": int64(-i)})
@@ -172,7 +173,7 @@ func mismatchedFile(t testing.TB, n int) []byte {
 }
 
 func TestScannerEventType(t *testing.T) {
-	data, _, _ := genFile(t, ocf.Null, 3, 10)
+	data, _, _ := avroscantest.File(t, ocf.Null, 3, 10)
 	tests := []struct {
 		name    string
 		conf    string
@@ -234,7 +235,7 @@ func TestScannerConfigValidation(t *testing.T) {
 // TestScannerLimits checks that a file cannot make the scanner allocate
 // more than its limits, whatever its blocks claim.
 func TestScannerLimits(t *testing.T) {
-	data, _, _ := genFile(t, ocf.Null, 100, 100)
+	data, _, _ := avroscantest.File(t, ocf.Null, 100, 100)
 	tests := []struct {
 		conf    string
 		wantErr string
@@ -260,7 +261,7 @@ func TestScannerLimits(t *testing.T) {
 // one failed message, and the stream ends (is not stuck).
 func TestFileInputMovesOnAfterBadFile(t *testing.T) {
 	dir := t.TempDir()
-	good, _, ends := genFile(t, ocf.Snappy, 50, 10)
+	good, _, ends := avroscantest.File(t, ocf.Snappy, 50, 10)
 	write := func(rel string, data []byte) {
 		p := filepath.Join(dir, rel)
 		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
