@@ -184,7 +184,8 @@ func TestBackfillOutageKeepsFilesAndResumes(t *testing.T) {
 // (config/currents_storage_backfill.yaml: file input with currents_avro in
 // batches of 500 -> braze_to_amplitude -> amplitude, Batch endpoint) over 5
 // files of 20,000 records into a loopback Amplitude, and reports events/s
-// ingested, with the progress file (as shipped) and without it. Each file
+// ingested, with the progress file (as shipped), without it, and record by
+// record (batch_size: 1, with the progress file). Each file
 // ends with up to one batching period (250 ms) spent waiting for its last,
 // partial, request: a real backfill amortises it over far more events.
 //
@@ -197,16 +198,19 @@ func BenchmarkBackfillEndToEnd(b *testing.B) {
 		data, _, _ := avroscantest.Records(b, ocf.Null, records, 250, func(i int) any { return avroscantest.Identified(first + i) })
 		writeTree(b, dir, map[string][]byte{fmt.Sprintf("event_type=users.behaviors.Purchase/date=2026-11-29-%02d/null.avro", k): data})
 	}
-	for _, mode := range []string{"progress_on", "progress_off"} {
+	edits := map[string]func(string) string{
+		"progress_on": nil,
+		"progress_off": func(s string) string {
+			return strings.Replace(s, "progress_path: ${STATE_DIR:./state}/backfill.db", `progress_path: ""`, 1)
+		},
+		// As the pipeline shipped before it batched: one record per batch.
+		"record_by_record": func(s string) string { return strings.Replace(s, "batch_size: 500", "batch_size: 1", 1) },
+	}
+	for _, mode := range []string{"progress_on", "progress_off", "record_by_record"} {
 		b.Run(mode, func(b *testing.B) {
 			srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: "backfill-test-key"})
 			defer srv.Close()
-			var edit func(string) string
-			if mode == "progress_off" {
-				edit = func(s string) string {
-					return strings.Replace(s, "progress_path: ${STATE_DIR:./state}/backfill.db", `progress_path: ""`, 1)
-				}
-			}
+			edit := edits[mode]
 			b.ReportAllocs()
 			for b.Loop() {
 				env := backfillEnv(b, dir, srv, filepath.Join(b.TempDir(), "dlq.jsonl"))
