@@ -45,8 +45,9 @@ func reportRecords(b *testing.B, perOp int) {
 
 // BenchmarkDecode compares, per codec, reading a file of 20,000 Braze-like
 // records: the raw read (the floor), this package's block decoder, the whole
-// scanner (messages with metadata), and hamba's generic OCF decoder with
-// encoding/json (the obvious alternative).
+// scanner (messages with metadata, record by record and in batches of 500),
+// and hamba's generic OCF decoder with encoding/json (the obvious
+// alternative).
 //
 //	go test -run '^$' -bench BenchmarkDecode -benchmem ./plugins/avroscan
 func BenchmarkDecode(b *testing.B) {
@@ -92,33 +93,40 @@ func BenchmarkDecode(b *testing.B) {
 			}
 			reportRecords(b, benchRecords)
 		})
-		b.Run(string(codec)+"/currents_avro_scanner", func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(st.Size())
-			c := newTestCreator(b, "    {}")
-			ctx := context.Background()
-			for b.Loop() {
-				f, err := os.Open(path)
-				require.NoError(b, err)
-				details := service.NewScannerSourceDetails()
-				details.SetName(path)
-				s, err := c.Create(f, func(context.Context, error) error { return nil }, details)
-				require.NoError(b, err)
-				n := 0
-				for {
-					batch, ack, err := s.NextBatch(ctx)
-					if errors.Is(err, io.EOF) {
-						break
-					}
+		// Record by record (the default) and in batches of 500, as the
+		// backfill pipeline reads.
+		for _, sc := range []struct{ name, yaml string }{
+			{"currents_avro_scanner", "    {}"},
+			{"currents_avro_scanner_batch500", "    batch_size: 500"},
+		} {
+			b.Run(string(codec)+"/"+sc.name, func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(st.Size())
+				c := newTestCreator(b, sc.yaml)
+				ctx := context.Background()
+				for b.Loop() {
+					f, err := os.Open(path)
 					require.NoError(b, err)
-					n += len(batch)
-					_ = ack(ctx, nil)
+					details := service.NewScannerSourceDetails()
+					details.SetName(path)
+					s, err := c.Create(f, func(context.Context, error) error { return nil }, details)
+					require.NoError(b, err)
+					n := 0
+					for {
+						batch, ack, err := s.NextBatch(ctx)
+						if errors.Is(err, io.EOF) {
+							break
+						}
+						require.NoError(b, err)
+						n += len(batch)
+						_ = ack(ctx, nil)
+					}
+					require.Equal(b, benchRecords, n)
+					require.NoError(b, s.Close(ctx))
 				}
-				require.Equal(b, benchRecords, n)
-				require.NoError(b, s.Close(ctx))
-			}
-			reportRecords(b, benchRecords)
-		})
+				reportRecords(b, benchRecords)
+			})
+		}
 		b.Run(string(codec)+"/hamba_generic_encoding_json", func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(st.Size())
