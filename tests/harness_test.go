@@ -52,8 +52,23 @@ type pipeline struct {
 // so that the pipeline stops first (cleanups run last-in first-out).
 func startPipeline(t testing.TB, file string, env map[string]string, mux *http.ServeMux) *pipeline {
 	t.Helper()
+	stream := buildPipeline(t, file, env, mux, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pipeline{stream: stream, cancelRun: cancel, done: make(chan error, 1)}
+	go func() { p.done <- stream.Run(ctx) }()
+	t.Cleanup(func() { p.stop(t, 30*time.Second) })
+	return p
+}
+
+// buildPipeline builds config/<file> as startPipeline runs it, its text
+// passed through edit first when edit is not nil.
+func buildPipeline(t testing.TB, file string, env map[string]string, mux *http.ServeMux, edit func(string) string) *service.Stream {
+	t.Helper()
 	yaml, err := os.ReadFile("../config/" + file)
 	require.NoError(t, err)
+	if edit != nil {
+		yaml = []byte(edit(string(yaml)))
+	}
 	if _, ok := env["STATE_DIR"]; !ok {
 		// One state folder per instance, as in production.
 		env = maps.Clone(env)
@@ -74,11 +89,7 @@ func startPipeline(t testing.TB, file string, env map[string]string, mux *http.S
 	sb.SetHTTPMux(mux)
 	stream, err := sb.Build()
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &pipeline{stream: stream, cancelRun: cancel, done: make(chan error, 1)}
-	go func() { p.done <- stream.Run(ctx) }()
-	t.Cleanup(func() { p.stop(t, 30*time.Second) })
-	return p
+	return stream
 }
 
 // stop stops the stream, gracefully if it can within timeout, and returns

@@ -10,16 +10,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/hamba/avro/v2/ocf"
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/require"
 
-	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+	"github.com/opencurrents/currents-amplitude/plugins/avroscan/avroscantest"
 )
 
 // benchRecords is the number of records in the benchmark files, in blocks
@@ -29,20 +27,11 @@ const (
 	benchPerBlock = 250
 )
 
-// identifiedPurchase is testPurchase with a user id on every record, so
-// that every record is sent to Amplitude.
-func identifiedPurchase(i int) any {
-	p := testPurchase(i)
-	ext := fmt.Sprintf("customer-%06d", i)
-	p.External = &ext
-	return p
-}
-
 // writeBenchFile writes a benchmark file with codec, records first to
 // first+benchRecords-1, and returns its path.
 func writeBenchFile(b *testing.B, dir string, codec ocf.CodecName, first int) string {
 	b.Helper()
-	data, _, _ := genRecords(b, codec, benchRecords, benchPerBlock, func(i int) any { return identifiedPurchase(first + i) })
+	data, _, _ := avroscantest.Records(b, codec, benchRecords, benchPerBlock, func(i int) any { return avroscantest.Identified(first + i) })
 	p := filepath.Join(dir, "event_type=users.behaviors.Purchase", fmt.Sprintf("date=2026-11-29-%02d", first/benchRecords), string(codec)+".avro")
 	require.NoError(b, os.MkdirAll(filepath.Dir(p), 0o755))
 	require.NoError(b, os.WriteFile(p, data, 0o644))
@@ -56,8 +45,9 @@ func reportRecords(b *testing.B, perOp int) {
 
 // BenchmarkDecode compares, per codec, reading a file of 20,000 Braze-like
 // records: the raw read (the floor), this package's block decoder, the whole
-// scanner (messages with metadata), and hamba's generic OCF decoder with
-// encoding/json (the obvious alternative).
+// scanner (messages with metadata, record by record and in batches of 500),
+// and hamba's generic OCF decoder with encoding/json (the obvious
+// alternative).
 //
 //	go test -run '^$' -bench BenchmarkDecode -benchmem ./plugins/avroscan
 func BenchmarkDecode(b *testing.B) {
@@ -103,33 +93,40 @@ func BenchmarkDecode(b *testing.B) {
 			}
 			reportRecords(b, benchRecords)
 		})
-		b.Run(string(codec)+"/currents_avro_scanner", func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(st.Size())
-			c := newTestCreator(b, "    {}")
-			ctx := context.Background()
-			for b.Loop() {
-				f, err := os.Open(path)
-				require.NoError(b, err)
-				details := service.NewScannerSourceDetails()
-				details.SetName(path)
-				s, err := c.Create(f, func(context.Context, error) error { return nil }, details)
-				require.NoError(b, err)
-				n := 0
-				for {
-					batch, ack, err := s.NextBatch(ctx)
-					if errors.Is(err, io.EOF) {
-						break
-					}
+		// Record by record (the default) and in batches of 500, as the
+		// backfill pipeline reads.
+		for _, sc := range []struct{ name, yaml string }{
+			{"currents_avro_scanner", "    {}"},
+			{"currents_avro_scanner_batch500", "    batch_size: 500"},
+		} {
+			b.Run(string(codec)+"/"+sc.name, func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(st.Size())
+				c := newTestCreator(b, sc.yaml)
+				ctx := context.Background()
+				for b.Loop() {
+					f, err := os.Open(path)
 					require.NoError(b, err)
-					n += len(batch)
-					_ = ack(ctx, nil)
+					details := service.NewScannerSourceDetails()
+					details.SetName(path)
+					s, err := c.Create(f, func(context.Context, error) error { return nil }, details)
+					require.NoError(b, err)
+					n := 0
+					for {
+						batch, ack, err := s.NextBatch(ctx)
+						if errors.Is(err, io.EOF) {
+							break
+						}
+						require.NoError(b, err)
+						n += len(batch)
+						_ = ack(ctx, nil)
+					}
+					require.Equal(b, benchRecords, n)
+					require.NoError(b, s.Close(ctx))
 				}
-				require.Equal(b, benchRecords, n)
-				require.NoError(b, s.Close(ctx))
-			}
-			reportRecords(b, benchRecords)
-		})
+				reportRecords(b, benchRecords)
+			})
+		}
 		b.Run(string(codec)+"/hamba_generic_encoding_json", func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(st.Size())
@@ -155,58 +152,12 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// BenchmarkBackfillEndToEnd runs the shipped pipeline
-// (config/currents_storage_backfill.yaml: file input with currents_avro ->
-// braze_to_amplitude -> device_rate_limit -> amplitude, Batch endpoint) over
-// 5 files of 20,000 records into a loopback Amplitude, and reports events/s
-// ingested, with the progress file (as shipped) and without it. Each file
-// ends with up to one batching period (250 ms) spent waiting for its last,
-// partial, request: a real backfill amortises it over far more events.
-//
-//	go test -run '^$' -bench BenchmarkBackfillEndToEnd -benchtime 1x ./plugins/avroscan
-func BenchmarkBackfillEndToEnd(b *testing.B) {
-	const files = 5
-	dir := b.TempDir()
-	for k := range files {
-		writeBenchFile(b, dir, ocf.Null, k*benchRecords)
-	}
-	for _, mode := range []string{"progress_on", "progress_off"} {
-		b.Run(mode, func(b *testing.B) {
-			srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: "bench-key-123"})
-			defer srv.Close()
-			edit := func(s string) string { return s }
-			if mode == "progress_off" {
-				edit = func(s string) string {
-					return strings.Replace(s, "progress_path: ${STATE_DIR:./state}/backfill.db", `progress_path: ""`, 1)
-				}
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				strm := buildBackfillEdited(b, map[string]string{
-					"CURRENTS_DIR":      dir,
-					"AMPLITUDE_API_KEY": "bench-key-123",
-					"AMPLITUDE_URL":     srv.BatchURL(),
-					"DLQ_PATH":          filepath.Join(b.TempDir(), "dlq.jsonl"),
-					"STATE_DIR":         b.TempDir(), // a fresh progress file: every run reads everything
-					"LOG_LEVEL":         "none",
-				}, edit)
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-				require.NoError(b, strm.Run(ctx))
-				cancel()
-			}
-			b.StopTimer()
-			require.Equal(b, files*benchRecords, srv.Count(), "every event ingested")
-			reportRecords(b, files*benchRecords)
-		})
-	}
-}
-
 // BenchmarkScanProgress scans and acknowledges one file of benchRecords
 // records (blocks of 100) record by record, as the backfill does, without and
 // with the progress file (200 block records and one file record, written in
 // one commit per 200 ms and one at the end).
 func BenchmarkScanProgress(b *testing.B) {
-	data, _, _ := genFile(b, ocf.Null, benchRecords, 100)
+	data, _, _ := avroscantest.File(b, ocf.Null, benchRecords, 100)
 	for _, mode := range []string{"off", "on"} {
 		b.Run("progress_"+mode, func(b *testing.B) {
 			b.ReportAllocs()

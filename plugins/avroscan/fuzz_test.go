@@ -11,6 +11,7 @@ import (
 
 	"github.com/hamba/avro/v2/ocf"
 
+	"github.com/opencurrents/currents-amplitude/plugins/avroscan/avroscantest"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/refdata"
 )
 
@@ -21,7 +22,7 @@ import (
 //	go test -run '^$' -fuzz FuzzDecode -fuzztime 60s ./plugins/avroscan
 func FuzzDecode(f *testing.F) {
 	for _, codec := range []ocf.CodecName{ocf.Null, ocf.Deflate, ocf.Snappy, ocf.ZStandard} {
-		data, _, _ := genFile(f, codec, 5, 2)
+		data, _, _ := avroscantest.File(f, codec, 5, 2)
 		f.Add(data)
 	}
 	f.Add(mismatchedFile(f, 3))
@@ -78,7 +79,7 @@ func FuzzDecode(f *testing.F) {
 //
 //	go test -run '^$' -fuzz FuzzScanDamaged -fuzztime 60s ./plugins/avroscan
 func FuzzScanDamaged(f *testing.F) {
-	data, _, ends := genFile(f, ocf.Snappy, 30, 5)
+	data, _, ends := avroscantest.File(f, ocf.Snappy, 30, 5)
 	f.Add(data)
 	f.Add(data[:ends[2]+7])
 	corrupt := bytes.Clone(data)

@@ -10,6 +10,8 @@ import (
 	"github.com/hamba/avro/v2/ocf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/opencurrents/currents-amplitude/plugins/avroscan/avroscantest"
 )
 
 // repeatReader is a file of any size: a header, then one block repeated n
@@ -40,7 +42,7 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 // TestStreamingMemoryIsBounded reads a 64 MB file and checks that the heap
 // never holds more than a few blocks of it.
 func TestStreamingMemoryIsBounded(t *testing.T) {
-	data, headerEnd, ends := genFile(t, ocf.Null, 250, 250)
+	data, headerEnd, ends := avroscantest.File(t, ocf.Null, 250, 250)
 	blk := data[headerEnd:ends[0]]
 	n := (64 << 20) / len(blk)
 	o, err := newOCFReader(&repeatReader{header: data[:headerEnd], block: blk, n: n},
@@ -74,7 +76,7 @@ func TestStreamingMemoryIsBounded(t *testing.T) {
 // TestBlockRecordsDoNotOverlap checks that a record cannot be grown into its
 // neighbour (messages share the block's buffer).
 func TestBlockRecordsDoNotOverlap(t *testing.T) {
-	data, _, _ := genFile(t, ocf.Null, 3, 3)
+	data, _, _ := avroscantest.File(t, ocf.Null, 3, 3)
 	o, err := newOCFReader(bytes.NewReader(data), limits{blockBytes: 1 << 20, blockRecords: 1 << 10, jsonBytes: 1 << 20})
 	require.NoError(t, err)
 	b, err := o.next()

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/avroscan/avroscantest"
 	"github.com/opencurrents/currents-amplitude/plugins/store"
 )
 
@@ -59,7 +60,7 @@ func runProgress(t *testing.T, path, name string, data []byte, deliver func(ids 
 }
 
 func TestScannerResumesFromProgress(t *testing.T) {
-	data, _, _ := genFile(t, ocf.Snappy, 100, 10)
+	data, _, _ := avroscantest.File(t, ocf.Snappy, 100, 10)
 	path := filepath.Join(t.TempDir(), "state", "backfill.db")
 	const name = "event_type=users.behaviors.Purchase/a.avro"
 
@@ -89,7 +90,7 @@ func TestScannerResumesFromProgress(t *testing.T) {
 	assert.NoError(t, ackErr)
 
 	// The same name with other content (another sync marker) starts over.
-	other, _, _ := genRecords(t, ocf.Null, 5, 5, func(i int) any { return testPurchase(i) })
+	other, _, _ := avroscantest.Records(t, ocf.Null, 5, 5, func(i int) any { return avroscantest.Record(i) })
 	other = bytes.Replace(other, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, []byte("0123456789abcdef"), -1)
 	ids, _, _ = runProgress(t, path, name, other, func([]string) error { return nil })
 	assert.Len(t, ids, 5)
@@ -98,7 +99,7 @@ func TestScannerResumesFromProgress(t *testing.T) {
 func idsFrom(from, to int) []string {
 	var out []string
 	for i := from; i < to; i++ {
-		out = append(out, testPurchase(i).ID)
+		out = append(out, avroscantest.Record(i).ID)
 	}
 	return out
 }
@@ -114,7 +115,7 @@ func idsFrom(from, to int) []string {
 func TestBackfillCrashAtEveryWritePoint(t *testing.T) {
 	const blocks, perBlock = 6, 5
 	const total = blocks * perBlock
-	data, _, _ := genFile(t, ocf.Deflate, total, perBlock)
+	data, _, _ := avroscantest.File(t, ocf.Deflate, total, perBlock)
 	const name = "f.avro"
 	for crashAt := 1; crashAt <= total+1; crashAt++ {
 		path := filepath.Join(t.TempDir(), "backfill.db")

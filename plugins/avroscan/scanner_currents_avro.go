@@ -65,7 +65,7 @@ func currentsAvroScannerSpec() *service.ConfigSpec {
 		Description(`
 Each record becomes one message holding the record as a JSON object, in schema field order, with unions unwrapped (`+"`\"platform\":\"ios\"`, not `\"platform\":{\"string\":\"ios\"}`"+`) and Avro `+"`float`"+` values written in their shortest 32-bit form (`+"`3.14`, not `3.140000104904175`"+`). Bytes and fixed values are written as avro-tools does (one code point per byte); NaN and infinities as the strings `+"`\"NaN\"`, `\"Infinity\"`, `\"-Infinity\"`"+`. The codecs null, deflate, snappy and zstandard are supported.
 
-The file is streamed: one Avro block is held in memory at a time. Each record is emitted as a batch of its own by default (`+"`batch_size: 1`"+`), so that every record is its own transaction and an output fails, or dead-letters, exactly the records it refused; Benthos' output batching still packs them into large requests. A block is checked whole (size, codec, checksum, every record against the schema, sync marker) before any of its records is emitted, so a damaged block never yields a record.
+The file is streamed: one Avro block is held in memory at a time. Each record is emitted as a batch of its own by default (`+"`batch_size: 1`"+`), so that every record is its own transaction even for an output that can only fail a whole batch; an output with a `+"`dead_letter`"+` child (`+"`amplitude`"+`) dead-letters exactly the records it refused whatever the batch size, so the backfill pipeline reads batches of 500. Benthos' output batching packs the records into large requests either way. A block is checked whole (size, codec, checksum, every record against the schema, sync marker) before any of its records is emitted, so a damaged block never yields a record.
 
 == Damaged blocks
 
@@ -97,7 +97,7 @@ With `+"`progress_log_interval`"+` the scanner logs, at that cadence, the files 
 `).
 		Fields(
 			service.NewIntField(caFieldBatchSize).
-				Description("Records per message batch. `1` makes every record its own transaction (per-record failure routing, as with the `lines` scanner). `0` emits each Avro block as one batch: fewer transactions, but an output that fails one record of a batch fails, or dead-letters, the whole batch.").
+				Description("Records per message batch (a batch never spans two blocks). `1` makes every record its own transaction, for outputs that can only fail a whole batch; with an output that takes a `dead_letter` child (`amplitude`), one record failing does not fail its batch, and batches of a few hundred records halve the cost per record (the backfill pipeline reads 500). `0` emits each Avro block as one batch.").
 				Default(1).
 				Example(0).
 				Example(100),

@@ -20,8 +20,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/avroscan/avroscantest"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/metricstest"
 )
 
 const purchasePath = "bucket/currents/dataexport.prod-01.S3.integration.abc/event_type=users.behaviors.Purchase/date=2026-11-29-13/7/0/dataexport.prod-01.S3.integration.abc+0+0000001.avro"
@@ -42,7 +44,7 @@ func TestScannerCodecsAndBlocks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data, _, blockEnds := genFile(t, tt.codec, tt.n, tt.perBlock)
+			data, _, blockEnds := avroscantest.File(t, tt.codec, tt.n, tt.perBlock)
 			res := scan(t, "    batch_size: 0", purchasePath, data)
 			require.NoError(t, res.err)
 			assert.True(t, res.acked)
@@ -67,7 +69,7 @@ func TestScannerCodecsAndBlocks(t *testing.T) {
 }
 
 func TestScannerBatchSize(t *testing.T) {
-	data, _, _ := genFile(t, ocf.Null, 25, 10) // blocks of 10, 10, 5
+	data, _, _ := avroscantest.File(t, ocf.Null, 25, 10) // blocks of 10, 10, 5
 	tests := []struct {
 		conf    string
 		batches int
@@ -100,9 +102,9 @@ func TestScannerBatchSize(t *testing.T) {
 // and where each block ends.
 func faultFiles(t *testing.T) (nullFile, snappyFile, deflateFile []byte, nullHeader int, nullEnds, snappyEnds, deflateEnds []int) {
 	t.Helper()
-	nullFile, nullHeader, nullEnds = genFile(t, ocf.Null, 100, 10)
-	snappyFile, _, snappyEnds = genFile(t, ocf.Snappy, 100, 10)
-	deflateFile, _, deflateEnds = genFile(t, ocf.Deflate, 100, 10)
+	nullFile, nullHeader, nullEnds = avroscantest.File(t, ocf.Null, 100, 10)
+	snappyFile, _, snappyEnds = avroscantest.File(t, ocf.Snappy, 100, 10)
+	deflateFile, _, deflateEnds = avroscantest.File(t, ocf.Deflate, 100, 10)
 	return
 }
 
@@ -152,13 +154,13 @@ func TestScannerFaultsFail(t *testing.T) {
 	}
 }
 
-// mismatchedFile returns a file whose header declares purchaseSchema but
+// mismatchedFile returns a file whose header declares avroscantest.PurchaseSchema but
 // whose one block holds n records of another schema.
 func mismatchedFile(t testing.TB, n int) []byte {
 	t.Helper()
 	other := avro.MustParse(`{"type":"record","name":"Other","fields":[{"name":"a","type":"long"},{"name":"b","type":"long"}]}`)
 	var buf bytes.Buffer
-	enc, err := ocf.NewEncoder(purchaseSchema, &buf, ocf.WithEncoderSchemaCache(&avro.SchemaCache{}))
+	enc, err := ocf.NewEncoder(avroscantest.PurchaseSchema, &buf, ocf.WithEncoderSchemaCache(&avro.SchemaCache{}))
 	require.NoError(t, err)
 	for i := range n {
 		raw, err := avro.Marshal(other, map[string]any{"a": int64(i), "b": int64(-i)})
@@ -171,7 +173,7 @@ func mismatchedFile(t testing.TB, n int) []byte {
 }
 
 func TestScannerEventType(t *testing.T) {
-	data, _, _ := genFile(t, ocf.Null, 3, 10)
+	data, _, _ := avroscantest.File(t, ocf.Null, 3, 10)
 	tests := []struct {
 		name    string
 		conf    string
@@ -233,7 +235,7 @@ func TestScannerConfigValidation(t *testing.T) {
 // TestScannerLimits checks that a file cannot make the scanner allocate
 // more than its limits, whatever its blocks claim.
 func TestScannerLimits(t *testing.T) {
-	data, _, _ := genFile(t, ocf.Null, 100, 100)
+	data, _, _ := avroscantest.File(t, ocf.Null, 100, 100)
 	tests := []struct {
 		conf    string
 		wantErr string
@@ -259,7 +261,7 @@ func TestScannerLimits(t *testing.T) {
 // one failed message, and the stream ends (is not stuck).
 func TestFileInputMovesOnAfterBadFile(t *testing.T) {
 	dir := t.TempDir()
-	good, _, ends := genFile(t, ocf.Snappy, 50, 10)
+	good, _, ends := avroscantest.File(t, ocf.Snappy, 50, 10)
 	write := func(rel string, data []byte) {
 		p := filepath.Join(dir, rel)
 		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
@@ -271,13 +273,10 @@ func TestFileInputMovesOnAfterBadFile(t *testing.T) {
 	write("event_type=users.behaviors.Purchase/date=2026-11-29-12/c.avro", good)
 	write("event_type=users.behaviors.Purchase/date=2026-11-29-12/notes.txt", []byte("not avro"))
 
-	counters := &counterCapture{vals: map[string]int64{}}
-	env := service.NewEnvironment()
-	require.NoError(t, env.RegisterMetricsExporter("avroscan_test_capture", service.NewConfigSpec(),
-		func(*service.ParsedConfig, *service.Logger) (service.MetricsExporter, error) { return counters, nil }))
-	sb := env.NewStreamBuilder()
+	metrics := metricstest.New(t)
+	sb := service.NewStreamBuilder()
 	require.NoError(t, sb.SetLoggerYAML("level: none"))
-	require.NoError(t, sb.SetMetricsYAML("avroscan_test_capture: {}"))
+	require.NoError(t, sb.SetMetricsYAML(metrics.YAML()))
 	require.NoError(t, sb.AddInputYAML(`
 file:
   paths: [ "`+dir+`/**/*.avro" ]
@@ -321,9 +320,13 @@ file:
 	for _, f := range files {
 		assert.False(t, strings.HasSuffix(f, ".txt"))
 	}
-	counters.mu.Lock()
-	defer counters.mu.Unlock()
 	assert.Equal(t, 1, damaged, "b.avro's truncated block is one dead-letter message")
+	got := map[string]int64{}
+	for _, k := range metrics.Keys() {
+		if v := metrics.Get(k); strings.HasPrefix(k, "currents_avro_") && v != 0 {
+			got[k] = v
+		}
+	}
 	assert.Equal(t, map[string]int64{
 		"currents_avro_records_decoded_total": 120,
 		"currents_avro_blocks_decoded_total":  12,
@@ -331,44 +334,8 @@ file:
 		"currents_avro_files_failed_total":    1,
 		"currents_avro_blocks_damaged_total":  1,
 		"currents_avro_files_delivered_total": 3,
-	}, counters.vals)
+	}, got)
 }
-
-// counterCapture is a metrics exporter that sums the currents_avro_*
-// counters.
-type counterCapture struct {
-	mu   sync.Mutex
-	vals map[string]int64
-}
-
-type capturedCounter struct {
-	c    *counterCapture
-	name string
-}
-
-func (v capturedCounter) Incr(n int64) {
-	if strings.HasPrefix(v.name, "currents_avro_") {
-		v.c.mu.Lock()
-		v.c.vals[v.name] += n
-		v.c.mu.Unlock()
-	}
-}
-func (v capturedCounter) Set(int64)    {}
-func (v capturedCounter) Timing(int64) {}
-
-func (c *counterCapture) NewCounterCtor(name string, _ ...string) service.MetricsExporterCounterCtor {
-	return func(...string) service.MetricsExporterCounter { return capturedCounter{c, name} }
-}
-
-func (c *counterCapture) NewTimerCtor(name string, _ ...string) service.MetricsExporterTimerCtor {
-	return func(...string) service.MetricsExporterTimer { return capturedCounter{c, name} }
-}
-
-func (c *counterCapture) NewGaugeCtor(name string, _ ...string) service.MetricsExporterGaugeCtor {
-	return func(...string) service.MetricsExporterGauge { return capturedCounter{c, name} }
-}
-
-func (*counterCapture) Close(context.Context) error { return nil }
 
 // TestScannerFaultsDeadLetter: by default a damaged block becomes one
 // message marked unreadable (with the block's file, index and bytes), the

@@ -47,8 +47,36 @@ func Markdown(rows []Row) string {
 				strings.Join(notable(res.Counters), ", "))
 		}
 		ratios(&b, rs)
+		shares(&b, rs)
 	}
 	return b.String()
+}
+
+// shares writes, for every row measured against a baseline of ours (Of),
+// its events/s as a share of the baseline's and its CPU per event over the
+// baseline's.
+func shares(b *strings.Builder, rs []Row) {
+	base := map[string]Result{}
+	for _, r := range rs {
+		if r.Skipped == "" {
+			base[r.Scenario.Group] = r.Result
+		}
+	}
+	header := false
+	for _, r := range rs {
+		p, ok := base[r.Scenario.Of]
+		if r.Scenario.Of == "" || r.Skipped != "" || !ok {
+			continue
+		}
+		if !header {
+			b.WriteString("\n| pipeline | baseline | events/s, share of the baseline's | CPU per event ÷ baseline's |\n")
+			b.WriteString("|---|---|---:|---:|\n")
+			header = true
+		}
+		o := r.Result
+		fmt.Fprintf(b, "| %s | %s | %.0f%% | ×%.2f |\n", r.Scenario.Group, r.Scenario.Of,
+			100*o.EventsPerSec()/p.EventsPerSec(), o.CPUPerMillion()/p.CPUPerMillion())
+	}
 }
 
 // ratios writes a table of ours ÷ plain for every Ours row with a Plain

@@ -41,6 +41,17 @@ type Scenario struct {
 	Needs []string
 	// Input is one of the Input* constants.
 	Input string
+	// Scanner, when set, is the file input's scanner (YAML body) instead
+	// of the Input's default (lines, or currents_avro for InputAvro).
+	Scanner string
+	// Unbatched reads the file input as it is, without the broker's
+	// batching of InputBatch messages: a batch is what the scanner emits
+	// (one line for lines, as stdin or a plain file input would).
+	Unbatched bool
+	// Of, for a scenario measured against another of ours rather than
+	// plain Benthos, names the group of its baseline (a row of that group
+	// on either side): the report gives its share of the baseline.
+	Of string
 	// Server is set when the scenario sends to the fake Amplitude server.
 	Server bool
 	// Processors and Output are YAML list items and an output body, built
@@ -145,7 +156,7 @@ func Scenarios() []Scenario {
 			return strings.Join(parts, "\n")
 		}
 	}
-	return []Scenario{
+	return append([]Scenario{
 		{Group: "end to end", Side: Ours, Needs: []string{"braze_to_amplitude", "device_rate_limit", "amplitude"},
 			Input: InputCurrents, Server: true, Processors: both(oursMapping, limiter), Output: amplitudeOut},
 		{Group: "end to end", Side: Plain, Needs: []string{needBloblang},
@@ -166,18 +177,21 @@ func Scenarios() []Scenario {
 			Input: InputAvro, Processors: noProcessors, Output: drop},
 		{Group: "read JSON lines (baseline)", Side: Plain,
 			Input: InputCurrents, Processors: noProcessors, Output: drop},
-	}
+	}, fileScenarios()...)
 }
 
 // Config returns the complete Benthos config of scenario s.
 func (s Scenario) Config(p Params) string {
 	// Bodies are ~70 KB lines, over the lines scanner's default 64 KiB.
-	scanner, batch := "lines:\n              max_buffer_size: 16000000", InputBatch
+	scanner, batch := "lines:\n  max_buffer_size: 16000000", InputBatch
 	switch s.Input {
 	case InputAvro:
 		scanner = "currents_avro: {}"
 	case InputBodies:
 		batch = 1 // a body already holds InputBatch events
+	}
+	if s.Scanner != "" {
+		scanner = s.Scanner
 	}
 	paths := make([]string, len(p.InputPaths))
 	for i, path := range p.InputPaths {
@@ -193,12 +207,7 @@ func (s Scenario) Config(p Params) string {
 	} else {
 		procs = "\n" + indent(procs, 4)
 	}
-	return fmt.Sprintf(`logger:
-  level: WARN
-metrics:
-  %s: {}
-input:
-  broker:
+	input := fmt.Sprintf(`broker:
     batching:
       count: %d
       period: 10ms
@@ -206,13 +215,25 @@ input:
       - file:
           paths: [ %s ]
           scanner:
-            %s
+            %s`, batch, strings.Join(paths, ", "), indent(scanner, 12)[12:])
+	if s.Unbatched {
+		input = fmt.Sprintf(`file:
+    paths: [ %s ]
+    scanner:
+      %s`, strings.Join(paths, ", "), indent(scanner, 6)[6:])
+	}
+	return fmt.Sprintf(`logger:
+  level: WARN
+metrics:
+  %s: {}
+input:
+  %s
 pipeline:
   threads: %d
   processors: %s
 output:
 %s
-`, countersExporter, batch, strings.Join(paths, ", "), scanner, threads, procs, indent(s.Output(p), 2))
+`, countersExporter, input, threads, procs, indent(s.Output(p), 2))
 }
 
 // Missing returns the components s needs that are not available: not

@@ -1,0 +1,176 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
+)
+
+// The sizing rule of docs/scaling-out.md ("Memory"): the heap a pipeline
+// keeps per tracked id (a device id or a user id seen recently), over what
+// the same pipeline keeps without per-id state. Go's default GC lets the
+// heap grow to twice what is live before collecting, so each of these bytes
+// costs up to two of resident memory.
+const (
+	// sizingPacedBytes is the amplitude output's pacing table (the live,
+	// replay and backfill pipelines): measured 60.
+	sizingPacedBytes = 64
+	// sizingLimitedBytes adds device_rate_limit in front of the output (the
+	// Kafka delivery tier), its keys active (seen in the last second):
+	// measured 130 to 137. A key idle for a second drops to about 20 bytes
+	// of limiter (TestLimiterMemory in plugins/ratelimit).
+	sizingLimitedBytes = 145
+)
+
+// TestMemorySizing checks the sizing rule: it runs the end-to-end pipeline
+// in process on a stream of 10^5 events over 10^5 devices
+// (CURRENTS_BENCH_MEMORY_DEVICES for more) into a fast fake Amplitude, paced
+// by the output, with and without device_rate_limit, and divides the heap
+// each keeps once every event is delivered (settledHeap) over that of the
+// same pipeline without pacing or limiter (which keeps no per-id state) by
+// the ids the stream holds.
+func TestMemorySizing(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("measures the heap of a 10^5-event run: not under -short or -race")
+	}
+	devices := 100_000
+	if v := os.Getenv("CURRENTS_BENCH_MEMORY_DEVICES"); v != "" {
+		var err error
+		if devices, err = strconv.Atoi(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := Dataset{Events: devices, Devices: devices, Seed: 1}
+	dir := dataDir(t)
+	unpaced := scenario(t, "end to end without limiter", Ours)
+	if missing := HasComponents(unpaced.Needs...); len(missing) > 0 {
+		t.Skipf("missing %v", missing)
+	}
+	unpaced.Output = func(p Params) string { return amplitudeOut(p) + "\n  pacing: false" }
+	base := settledHeap(t, unpaced, dir, d)
+	ids := trackedIDs(t, dir, d)
+	for _, c := range []struct {
+		group string
+		limit float64
+	}{
+		{"end to end without limiter", sizingPacedBytes},
+		{"end to end", sizingLimitedBytes},
+	} {
+		t.Run(c.group, func(t *testing.T) {
+			s := scenario(t, c.group, Ours)
+			if missing := HasComponents(s.Needs...); len(missing) > 0 {
+				t.Skipf("missing %v", missing)
+			}
+			peak := settledHeap(t, s, dir, d)
+			perID := (float64(peak) - float64(base)) / float64(ids)
+			t.Logf("%s: %d tracked ids; heap in use %.1f MiB (%.1f MiB without per-id state): %.0f bytes per id (rule: at most %.0f)",
+				c.group, ids, float64(peak)/(1<<20), float64(base)/(1<<20), perID, c.limit)
+			if perID > c.limit {
+				t.Errorf("%.0f bytes of live heap per tracked id, over the documented %.0f", perID, c.limit)
+			}
+		})
+	}
+}
+
+// settledHeap runs s in process on d, fed through a named pipe, and returns
+// the heap in use once every event reached the fake Amplitude while the
+// stream still runs (its input waiting for more): what the components keep
+// between events, their per-id tables included, after a collection.
+func settledHeap(t *testing.T, s Scenario, dir string, d Dataset) uint64 {
+	t.Helper()
+	path, err := EnsureData(dir, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(t.TempDir(), "events.jsonl")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no named pipe: %v", err)
+	}
+	srv, err := newFastAmplitude()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	sb := service.NewStreamBuilder()
+	if err := sb.SetYAML(s.Config(Params{InputPaths: []string{fifo}, URL: srv.URL()})); err != nil {
+		t.Fatal(err)
+	}
+	strm, err := sb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- strm.Run(ctx) }()
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // once the input opened it
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := io.Copy(w, src); err != nil {
+		t.Fatal(err)
+	}
+	for srv.events.Load() < int64(d.Events) {
+		select {
+		case err := <-ran:
+			t.Fatalf("the stream ended with %d of %d events delivered: %v", srv.events.Load(), d.Events, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the last acknowledgements
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	if err := w.Close(); err != nil { // the input ends, then the stream
+		t.Fatal(err)
+	}
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	return m.HeapAlloc
+}
+
+// trackedIDs counts the distinct device and user ids of the dataset's
+// events that Amplitude gets (the keys the tables hold).
+func trackedIDs(t *testing.T, dir string, d Dataset) int {
+	t.Helper()
+	path, err := EnsureData(dir, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seen := map[string]struct{}{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		for _, k := range []string{"user.device_id", "user.external_user_id"} {
+			if v := gjson.GetBytes(sc.Bytes(), k); v.Type == gjson.String && v.Str != "" {
+				seen[k[5:6]+v.Str] = struct{}{}
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return len(seen)
+}
