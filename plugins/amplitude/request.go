@@ -9,6 +9,8 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
 // Amplitude's per-request limits (amplitude-api.md §3), counted on the
@@ -114,17 +116,29 @@ func (b *requestBuilder) refusal(id string) string {
 // any usable id, with a non-integer time or too large for a request is
 // refused with the reason.
 func (b *requestBuilder) prepare(ev *event, index int, raw []byte) *deadletter.Error {
-	if !gjson.ValidBytes(raw) {
+	return b.prepareMarked(ev, index, raw, nil)
+}
+
+// prepareMarked is prepare for bytes that mark may vouch for (nil: none
+// does): valid JSON is not validated again, and the Amplitude events of
+// braze_to_amplitude, whose event_properties come last, are read up to them.
+func (b *requestBuilder) prepareMarked(ev *event, index int, raw []byte, mark *trusted.Mark) *deadletter.Error {
+	if mark == nil && !gjson.ValidBytes(raw) {
 		return eventFault(reasonInvalidEvent, "message is not valid JSON")
 	}
-	obj := gjson.Parse(string(raw))
+	// The message's bytes do not change while it is written; the ids taken
+	// from them are cloned by whatever keeps them longer (holds).
+	obj := gjson.Parse(unsafestr.FromBytes(raw))
 	if !obj.IsObject() {
 		return eventFault(reasonInvalidEvent, "message is not a JSON object")
 	}
+	propsLast := mark != nil && mark.PropertiesLast()
 	// One pass over the top-level keys.
 	var eventType, userID, deviceID, tm gjson.Result
 	obj.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
+		case "event_properties":
+			return !propsLast
 		case "event_type":
 			eventType = v
 		case "user_id":

@@ -254,6 +254,12 @@ func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result
 	if err := jsonlimit.Check(event, MaxDepth); err != nil {
 		return dst, Result{}, deadletter.Wrap(deadletter.ReasonTooLarge, err)
 	}
+	return m.appendDepthChecked(dst, event, typeHint)
+}
+
+// appendDepthChecked is AppendEvent for an event whose nesting is known to
+// be within MaxDepth: it validates the JSON only.
+func (m *Mapper) appendDepthChecked(dst, event []byte, typeHint string) ([]byte, Result, error) {
 	if !gjson.ValidBytes(event) {
 		return dst, Result{}, errors.New("event is not valid JSON")
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/secrettoken"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
 const (
@@ -450,7 +451,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request, id st
 	if err != nil {
 		return status, err.Error()
 	}
-	events, err := in.split(body)
+	events, body, err := in.split(body)
 	if err != nil {
 		in.log.Debugf("braze_currents_http: malformed request: %v", err)
 		return http.StatusBadRequest, err.Error()
@@ -463,7 +464,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request, id st
 	}
 	in.mEvents.Incr(int64(len(events)))
 
-	p := &pendingRequest{batch: in.toBatch(events, version, id, r), res: make(chan error, 1)}
+	p := &pendingRequest{batch: in.toBatch(body, events, version, id, r), res: make(chan error, 1)}
 	in.addPending(1)
 	defer in.addPending(-1)
 
@@ -599,15 +600,17 @@ func readErrorStatus(err error) int {
 // max_json_depth is refused before it is parsed (a recursive parse of a
 // deep body costs stack memory in proportion to its depth), and invalid
 // UTF-8 is replaced by U+FFFD, so that the events sent on and their
-// dead-letter copies hold the same valid text.
-func (in *brazeCurrentsHTTP) split(body []byte) ([][]byte, error) {
+// dead-letter copies hold the same valid text. It returns the body the
+// events are sub-slices of.
+func (in *brazeCurrentsHTTP) split(body []byte) ([][]byte, []byte, error) {
 	if err := jsonlimit.Check(body, in.conf.maxDepth); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !utf8.Valid(body) {
 		body = bytes.ToValidUTF8(body, []byte("\uFFFD"))
 	}
-	return splitEvents(body)
+	events, err := splitEvents(body)
+	return events, body, err
 }
 
 // truncate cuts s to at most n bytes, on a rune boundary.
@@ -656,11 +659,20 @@ func splitEvents(body []byte) ([][]byte, error) {
 	return nil, errors.New(`body must be {"events": [...]}, not an event`)
 }
 
-// toBatch turns the events into one message batch with the request metadata.
-func (in *brazeCurrentsHTTP) toBatch(events [][]byte, version, id string, r *http.Request) service.MessageBatch {
+// toBatch turns the events, sub-slices of the validated body, into one
+// message batch with the request metadata, and marks them validated
+// (trusted.MetaKey, set last so that a query parameter of that name cannot
+// replace it), so that braze_to_amplitude does not validate them again.
+func (in *brazeCurrentsHTTP) toBatch(body []byte, events [][]byte, version, id string, r *http.Request) service.MessageBatch {
 	query := r.URL.Query()
 	batch := make(service.MessageBatch, len(events))
 	var versionMeta, idMeta any = version, id // boxed once for all messages
+	var marks trusted.Builder
+	for _, ev := range events {
+		marks.AddSlice(body, ev)
+	}
+	// An event nests two levels below the body ({"events": [...]}).
+	mark := marks.Mark(body, in.conf.maxDepth-2)
 	for i, ev := range events {
 		m := service.NewMessage(ev)
 		m.MetaSetMut(MetaVersion, versionMeta)
@@ -670,6 +682,7 @@ func (in *brazeCurrentsHTTP) toBatch(events [][]byte, version, id string, r *htt
 			}
 		}
 		m.MetaSetMut(deadletter.MetaRequestID, idMeta)
+		trusted.Set(m, mark)
 		batch[i] = m
 	}
 	return batch
