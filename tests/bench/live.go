@@ -40,6 +40,9 @@ type LiveScenario struct {
 	// Config returns the stream config: the input listens on addr and path,
 	// the output posts to url.
 	Config func(p LiveParams) string
+	// Env, when set, returns extra environment variables of the child (the
+	// shipped pipeline takes its addresses from them).
+	Env func(p LiveParams) []string
 }
 
 // LiveParams are what a live scenario's config is built from.
@@ -47,7 +50,13 @@ type LiveParams struct {
 	Addr, Path, URL string
 	// Threads is pipeline.threads.
 	Threads int
+	// Dir is a folder of the run's own (dead-letter files).
+	Dir string
 }
+
+// ShippedLivePipeline is the live pipeline shipped in config/, measured as
+// it is, with its addresses set through its environment variables.
+const ShippedLivePipeline = "config/currents_http_to_amplitude.yaml"
 
 // LiveFloor names the relay scenario every other is compared with.
 const LiveFloor = "relay floor (http_server → http_client)"
@@ -96,10 +105,34 @@ output:
 		{Name: "live (braze_currents_http → braze_to_amplitude → amplitude)",
 			Needs:  []string{"braze_to_amplitude", "amplitude"},
 			Config: ours("- braze_to_amplitude: {}")},
-		{Name: "live with limiter (+ device_rate_limit)",
-			Needs:  []string{"braze_to_amplitude", "device_rate_limit", "amplitude"},
-			Config: ours("- braze_to_amplitude: {}\n- device_rate_limit: {}")},
+		{Name: "live, shipped pipeline (" + ShippedLivePipeline + ")",
+			Needs: []string{"braze_to_amplitude", "amplitude"},
+			Config: func(LiveParams) string {
+				root, err := RepoRoot()
+				if err != nil {
+					return "# " + err.Error()
+				}
+				b, err := os.ReadFile(filepath.Join(root, ShippedLivePipeline))
+				if err != nil {
+					return "# " + err.Error()
+				}
+				return string(b)
+			},
+			Env: func(p LiveParams) []string {
+				return []string{"CURRENTS_HTTP_ADDRESS=" + p.Addr, "CURRENTS_HTTP_PATH=" + p.Path, "AMPLITUDE_URL=" + p.URL,
+					"AMPLITUDE_API_KEY=" + APIKey, "DLQ_PATH=" + filepath.Join(p.Dir, "dlq.jsonl"), "HTTP_ADDRESS=127.0.0.1:0",
+					"LOG_LEVEL=WARN", "PIPELINE_THREADS=" + strconv.Itoa(p.Threads)}
+			}},
 	}
+}
+
+// File names the scenario in file names: its first word, and "shipped"
+// for the shipped pipeline.
+func (s LiveScenario) File() string {
+	if s.Env != nil {
+		return "shipped"
+	}
+	return strings.Fields(s.Name)[0]
 }
 
 // LiveConcurrency is the number of posts in flight at once, as Braze's HTTP
@@ -226,11 +259,18 @@ func measureLive(o LiveOptions, s LiveScenario, bodies [][]byte, round int) (Liv
 	if threads == 0 {
 		threads = 16
 	}
-	p := LiveParams{Addr: addr, Path: "/currents", URL: fake.URL(), Threads: threads}
+	dir, err := os.MkdirTemp("", "currents-live-")
+	if err != nil {
+		return LiveResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	p := LiveParams{Addr: addr, Path: "/currents", URL: fake.URL(), Threads: threads, Dir: dir}
 	sp := Spec{Name: s.Name, YAML: s.Config(p), Timeout: 10 * time.Minute, UntilSignal: true}
+	if s.Env != nil {
+		sp.Env = s.Env(p)
+	}
 	if o.ProfileDir != "" {
-		name := strings.Fields(s.Name)[0] + "-" + strconv.Itoa(len(s.Needs))
-		sp.CPUProfile = filepath.Join(o.ProfileDir, fmt.Sprintf("live-%s-round%d.pprof", name, round+1))
+		sp.CPUProfile = filepath.Join(o.ProfileDir, fmt.Sprintf("live-%s-round%d.pprof", s.File(), round+1))
 	}
 	cmd, _, output, cleanup, err := childCommand(sp)
 	if err != nil {
