@@ -1,6 +1,7 @@
 package amplitude
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -120,25 +121,29 @@ func (b *requestBuilder) prepare(ev *event, index int, raw []byte) *deadletter.E
 }
 
 // prepareMarked is prepare for bytes that mark may vouch for (nil: none
-// does): valid JSON is not validated again, and the Amplitude events of
-// braze_to_amplitude, whose event_properties come last, are read up to them.
+// does): valid JSON is not validated again, and of the Amplitude events of
+// braze_to_amplitude only the fields before event_properties (scalars, see
+// trusted.Mark.PropertiesLast) are read.
 func (b *requestBuilder) prepareMarked(ev *event, index int, raw []byte, mark *trusted.Mark) *deadletter.Error {
 	if mark == nil && !gjson.ValidBytes(raw) {
 		return eventFault(reasonInvalidEvent, "message is not valid JSON")
 	}
+	head := raw
+	if mark != nil && mark.PropertiesLast() {
+		if i := bytes.Index(raw, trusted.PropertiesKey); i > 0 {
+			head = raw[:i] // the object without its closing brace, which gjson reads to its end
+		}
+	}
 	// The message's bytes do not change while it is written; the ids taken
 	// from them are cloned by whatever keeps them longer (holds).
-	obj := gjson.Parse(unsafestr.FromBytes(raw))
+	obj := gjson.Parse(unsafestr.FromBytes(head))
 	if !obj.IsObject() {
 		return eventFault(reasonInvalidEvent, "message is not a JSON object")
 	}
-	propsLast := mark != nil && mark.PropertiesLast()
 	// One pass over the top-level keys.
 	var eventType, userID, deviceID, tm gjson.Result
 	obj.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
-		case "event_properties":
-			return !propsLast
 		case "event_type":
 			eventType = v
 		case "user_id":
@@ -171,7 +176,7 @@ func (b *requestBuilder) prepareMarked(ev *event, index int, raw []byte, mark *t
 		return eventFault(reasonMissingFields, "no user_id or device_id Amplitude accepts (shorter than min_id_length, a placeholder such as \"null\", or missing)")
 	}
 	if len(drop) > 0 {
-		ev.raw = withoutKeys(obj, drop)
+		ev.raw = withoutKeys(gjson.Parse(unsafestr.FromBytes(raw)), drop)
 	}
 	if len(b.prefix)+len(ev.raw)+len(b.suffix) > b.maxBytes {
 		return eventFault(reasonTooLarge, "event is larger than one request may be")

@@ -667,12 +667,8 @@ func (in *brazeCurrentsHTTP) toBatch(body []byte, events [][]byte, version, id s
 	query := r.URL.Query()
 	batch := make(service.MessageBatch, len(events))
 	var versionMeta, idMeta any = version, id // boxed once for all messages
-	var marks trusted.Builder
-	for _, ev := range events {
-		marks.AddSlice(body, ev)
-	}
 	// An event nests two levels below the body ({"events": [...]}).
-	mark := marks.Mark(body, in.conf.maxDepth-2)
+	mark := trusted.MarkSlices(body, events, in.conf.maxDepth-2)
 	for i, ev := range events {
 		m := service.NewMessage(ev)
 		m.MetaSetMut(MetaVersion, versionMeta)

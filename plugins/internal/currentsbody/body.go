@@ -61,8 +61,22 @@ func SplitEvents(body []byte) (events [][]byte, isBody bool, err error) {
 	if !root.IsObject() {
 		return nil, false, nil
 	}
-	list := root.Get("events")
-	if !list.IsArray() || root.Get("event_type").Exists() {
+	// One pass over the top-level keys (two Gets would scan the events
+	// twice); the first "events" wins, as with Get.
+	var list gjson.Result
+	hasType := false
+	root.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "events":
+			if !list.Exists() {
+				list = v
+			}
+		case "event_type":
+			hasType = true
+		}
+		return true
+	})
+	if !list.IsArray() || hasType {
 		return nil, false, nil
 	}
 	if !gjson.ValidBytes(body) {

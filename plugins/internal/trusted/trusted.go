@@ -32,11 +32,13 @@ type Mark struct {
 	// depth bounds the nesting of objects and arrays of every span; 0
 	// when it was not checked.
 	depth int
-	// propsLast says the spans are Amplitude event objects written by
-	// braze_to_amplitude: every top-level field comes before
-	// event_properties, which is last and present.
+	// propsLast: see PropertiesLast.
 	propsLast bool
 }
+
+// PropertiesKey is how braze_to_amplitude writes the last top-level key of
+// an Amplitude event, after scalar fields only (see Mark.PropertiesLast).
+var PropertiesKey = []byte(`,"event_properties":{`)
 
 type span struct{ start, end int }
 
@@ -50,13 +52,17 @@ func (b *Builder) Add(start, end int) {
 	b.spans = append(b.spans, span{start, end})
 }
 
-// AddSlice records that sub, a sub-slice of buf, is valid JSON; a sub
-// outside buf is left out (it is validated downstream). Sub-slices are added
-// in order.
-func (b *Builder) AddSlice(buf, sub []byte) {
-	if start, ok := offset(buf, sub); ok {
-		b.Add(start, start+len(sub))
+// MarkSlices returns the mark of subs, sub-slices of buf that are each
+// valid JSON nested at most depth levels deep (0: not checked), in order;
+// one outside buf is left out (it is validated downstream).
+func MarkSlices(buf []byte, subs [][]byte, depth int) *Mark {
+	m := &Mark{buf: buf, spans: make([]span, 0, len(subs)), depth: depth}
+	for _, sub := range subs {
+		if start, ok := offset(buf, sub); ok {
+			m.spans = append(m.spans, span{start, start + len(sub)})
+		}
 	}
+	return m
 }
 
 // Mark returns the mark of the spans added, over buf; depth bounds their
@@ -75,9 +81,6 @@ func (b *Builder) AmplitudeMark(buf []byte, depth int) *Mark {
 
 // Reset forgets the spans added.
 func (b *Builder) Reset() { b.spans = b.spans[:0] }
-
-// Len is the number of spans added.
-func (b *Builder) Len() int { return len(b.spans) }
 
 // Set puts the mark on msg (whose bytes must be one of its spans for it to
 // vouch for them).
@@ -112,8 +115,11 @@ func (m *Mark) covers(raw []byte) bool {
 func (m *Mark) Depth() int { return m.depth }
 
 // PropertiesLast says the marked bytes are Amplitude event objects written by
-// braze_to_amplitude, whose top-level fields all come before
-// event_properties, the last one.
+// braze_to_amplitude: scalar top-level fields (strings and numbers), then
+// event_properties, the last key, written as PropertiesKey. Its first
+// occurrence is therefore that key (in valid JSON, `,"` cannot occur inside a
+// string nor close one), and the fields before it are read without scanning
+// the properties.
 func (m *Mark) PropertiesLast() bool { return m.propsLast }
 
 // MarshalJSON shows the mark as a short string where metadata is

@@ -8,13 +8,9 @@ import (
 
 func TestOf(t *testing.T) {
 	buf := []byte(`{"a":1}{"b":2}`)
-	var b Builder
-	b.AddSlice(buf, buf[0:7])
-	b.AddSlice(buf, buf[7:14])
-	b.AddSlice(buf, []byte(`{"c":3}`)) // elsewhere: left out
-	mark := b.Mark(buf, 5)
-	if b.Len() != 2 {
-		t.Fatalf("Len = %d, want 2 (a slice outside the buffer is left out)", b.Len())
+	mark := MarkSlices(buf, [][]byte{buf[0:7], buf[7:14], []byte(`{"c":3}`)}, 5) // the last is elsewhere: left out
+	if len(mark.spans) != 2 {
+		t.Fatalf("%d spans, want 2 (a slice outside the buffer is left out)", len(mark.spans))
 	}
 	copied := append([]byte(nil), buf[0:7]...)
 	cases := []struct {
