@@ -59,7 +59,7 @@ properties too, with their prefixes. Purchases set `+"`productId`"+`, `+"`price`
 `+"`idfa`"+` (`+"`ios_idfa`"+`) or `+"`adid`"+` (`+"`google_ad_id`"+`). Avro float artefacts are removed
 (3.140000104904175 becomes 3.14).
 
-Every output carries the metadata `+"`currents_event_type`"+`. Dropped events (filtered, unknown or unidentified) are
+Every output carries the metadata `+"`currents_event_type`"+`, and `+"`currents_trusted`"+`: a mark, which only this distribution's code can make, that lets the `+"`amplitude`"+` output skip validating the event (it vouches only for the bytes written here: after a `+"`mapping`"+` the event is validated again). Events marked by `+"`braze_currents_http`"+` are not validated again here. Dropped events (filtered, unknown or unidentified) are
 counted in the metric `+"`braze_to_amplitude_dropped_total`"+` (label `+"`reason`"+`) and logged. Bad input and rejected
 events keep flowing as errored messages carrying their dead-letter reason (`+"`unmappable`"+`; `+"`unreadable`"+` for a
 request body that is not valid JSON; `+"`too_large`"+` for JSON nested deeper than 64 levels) as a typed error and in
