@@ -90,7 +90,7 @@ On shutdown the input stops taking requests (503), waits for the batches already
 
 ### Metadata
 
-Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header, empty when absent), `+"`"+deadletter.MetaRequestID+"`"+` (an id of the request, also sent back in the `+"`"+requestIDHeader+"`"+` answer header and written in dead-letter records) one key per URL query parameter (Braze lets you tag the source workspace with a query parameter), and `+"`currents_trusted`"+`: a mark, which only this distribution's code can make, that the event was validated here, so that `+"`braze_to_amplitude`"+` does not validate it again (a query parameter of that name is ignored).
+Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header, empty when absent), `+"`"+deadletter.MetaRequestID+"`"+` (an id of the request, also sent back in the `+"`"+requestIDHeader+"`"+` answer header and written in dead-letter records), one key per URL query parameter (Braze lets you tag the source workspace with a query parameter), and `+"`currents_trusted`"+`: a mark, which only this distribution's code can make, that the event was validated here, so that `+"`braze_to_amplitude`"+` does not validate it again (a query parameter of that name is ignored).
 
 ### Metrics
 
