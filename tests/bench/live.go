@@ -188,6 +188,9 @@ type LiveRow struct {
 	Scenario LiveScenario
 	Result   LiveResult
 	Skipped  string
+	// Shares are the CPU shares of the scenario's profiles, all rounds
+	// merged (nil without LiveOptions.ProfileDir).
+	Shares *Shares
 }
 
 // RunLive measures every live scenario in interleaved rounds.
@@ -226,6 +229,14 @@ func RunLive(o LiveOptions) ([]LiveRow, error) {
 	for i := range rows {
 		if len(results[i]) > 0 {
 			rows[i].Result = medianBy(results[i], func(r LiveResult) time.Duration { return r.Wall })
+		}
+		if o.ProfileDir != "" && rows[i].Skipped == "" {
+			files, _ := filepath.Glob(filepath.Join(o.ProfileDir, "live-"+rows[i].Scenario.File()+"-round*.pprof"))
+			sh, err := ProfileShares(files...)
+			if err != nil {
+				return rows, fmt.Errorf("%s: profile shares: %w", rows[i].Scenario.Name, err)
+			}
+			rows[i].Shares = &sh
 		}
 	}
 	return rows, nil
@@ -516,6 +527,17 @@ func LiveMarkdown(rows []LiveRow) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f ms | %.1f ms | %s | %s | %d/%d |\n", r.Scenario.Name,
 			thousands(int(res.EventsPerSec())), res.CPUPerEvent(), ms(res.P50), ms(res.P99), ratio, cpuRatio, res.Delivered, res.Sent)
+	}
+	var names []string
+	var shares []Shares
+	for _, r := range rows {
+		if r.Shares != nil {
+			names, shares = append(names, r.Scenario.Name), append(shares, *r.Shares)
+		}
+	}
+	if len(shares) > 0 {
+		b.WriteString("\nCPU profile shares (every sample counted once, all rounds and the warm-up merged; see bench.Shares):\n\n")
+		b.WriteString(SharesMarkdown(names, shares))
 	}
 	return b.String()
 }
