@@ -9,6 +9,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
@@ -140,9 +141,9 @@ func (b *requestBuilder) prepareMarked(ev *event, index int, raw []byte, mark *t
 	if !obj.IsObject() {
 		return eventFault(reasonInvalidEvent, "message is not a JSON object")
 	}
-	// One pass over the top-level keys.
+	// One pass over the top-level keys (valid JSON: validated or marked).
 	var eventType, userID, deviceID, tm gjson.Result
-	obj.ForEach(func(k, v gjson.Result) bool {
+	jsonscan.ForEach(obj.Raw, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "event_type":
 			eventType = v

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
@@ -322,7 +323,7 @@ func (m *Mapper) AppendValidEvent(dst, event []byte, typeHint string) ([]byte, R
 	props := m.props.Get().(*[]byte)
 	defer m.putProps(props)
 	w := walker{m: m, info: info, dst: (*props)[:0]}
-	root.ForEach(w.visit)
+	jsonscan.ForEach(root.Raw, w.visit)
 	*props = w.dst
 	if w.err != nil {
 		return dst[:start], res, w.err

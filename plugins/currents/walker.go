@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
 )
 
 // walker visits the keys of an event (and of its user/properties objects),
@@ -121,7 +122,7 @@ func (w *walker) nested(value gjson.Result, name string) bool {
 		w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(value))
 		return false
 	}
-	value.ForEach(w.visit)
+	jsonscan.ForEach(value.Raw, w.visit)
 	return w.err == nil
 }
 
@@ -154,7 +155,7 @@ func (w *walker) customProperties(value gjson.Result, name string) bool {
 	if w.info.kind == KindPurchase {
 		prefix = w.m.purchasePropPrefix
 	}
-	value.ForEach(func(key, v gjson.Result) bool {
+	jsonscan.ForEach(value.Raw, func(key, v gjson.Result) bool {
 		if v.Type == gjson.Null {
 			return true
 		}

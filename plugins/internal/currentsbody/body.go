@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
@@ -57,39 +58,34 @@ func SplitEvents(body []byte) (events [][]byte, isBody bool, err error) {
 		// gjson lookups through the whole event.
 		return nil, false, nil
 	}
-	root := gjson.Parse(unsafestr.FromBytes(body))
-	if !root.IsObject() {
+	raw := unsafestr.FromBytes(body)
+	if root := gjson.Parse(raw); !root.IsObject() {
 		return nil, false, nil
 	}
-	// One pass over the top-level keys (two Gets would scan the events
-	// twice); the first "events" wins, as with Get.
-	var list gjson.Result
-	hasType := false
-	root.ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "events":
-			if !list.Exists() {
-				list = v
-			}
-		case "event_type":
-			hasType = true
-		}
-		return true
-	})
+	// Validate first, then split with the fast iterator (for valid JSON);
+	// invalid JSON is told apart with gjson, whose reading of it the
+	// error reasons follow.
+	valid := gjson.Valid(raw)
+	each := jsonscan.ForEach
+	if !valid {
+		each = func(raw string, f func(k, v gjson.Result) bool) { gjson.Parse(raw).ForEach(f) }
+	}
+	list, hasType := eventsList(raw, each)
 	if !list.IsArray() || hasType {
 		return nil, false, nil
 	}
-	if !gjson.ValidBytes(body) {
+	if !valid {
 		return nil, true, errors.New("request body is not valid JSON")
 	}
 	i := 0
-	list.ForEach(func(_, v gjson.Result) bool {
+	jsonscan.ForEach(list.Raw, func(_, v gjson.Result) bool {
 		if !v.IsObject() {
 			err = errors.New(`item ` + strconv.Itoa(i) + ` of "events" must be a JSON object`)
 			return false
 		}
-		if end := v.Index + len(v.Raw); v.Index > 0 && end <= len(body) && string(body[v.Index:end]) == v.Raw {
-			events = append(events, body[v.Index:end:end])
+		start := list.Index + v.Index // offsets in list.Raw, which starts at list.Index
+		if end := start + len(v.Raw); list.Index > 0 && end <= len(body) && string(body[start:end]) == v.Raw {
+			events = append(events, body[start:end:end])
 		} else {
 			events = append(events, []byte(v.Raw))
 		}
@@ -100,4 +96,22 @@ func SplitEvents(body []byte) (events [][]byte, isBody bool, err error) {
 		return nil, true, err
 	}
 	return events, true, nil
+}
+
+// eventsList returns the first "events" member of the object raw (as Get
+// would) and whether it has an event_type member, in one pass over its
+// top-level keys.
+func eventsList(raw string, each func(string, func(k, v gjson.Result) bool)) (list gjson.Result, hasType bool) {
+	each(raw, func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "events":
+			if !list.Exists() {
+				list = v
+			}
+		case "event_type":
+			hasType = true
+		}
+		return true
+	})
+	return list, hasType
 }
