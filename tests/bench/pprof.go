@@ -73,7 +73,7 @@ func classify(frames []string) int {
 			continue
 		}
 		if strings.HasPrefix(f, "github.com/tidwall/") || strings.HasPrefix(f, modulePrefix+"plugins/internal/jsonw.") ||
-			strings.HasPrefix(f, modulePrefix+"plugins/internal/jsonlimit.") {
+			strings.HasPrefix(f, modulePrefix+"plugins/internal/jsonlimit.") || strings.HasPrefix(f, modulePrefix+"plugins/internal/jsonscan.") {
 			return 1
 		}
 		break
@@ -92,7 +92,7 @@ func classify(frames []string) int {
 // SharesMarkdown renders the shares of each named profile set as a table.
 func SharesMarkdown(names []string, shares []Shares) string {
 	var b strings.Builder
-	b.WriteString("| scenario | our code | JSON (gjson, jsonw, jsonlimit) | Benthos core | GC (background) | net/http, syscalls, runtime | allocation (inside the others) |\n")
+	b.WriteString("| scenario | our code | JSON (gjson, jsonscan, jsonw, jsonlimit) | Benthos core | GC (background) | net/http, syscalls, runtime | allocation (inside the others) |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
 	pc := func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
 	for i, s := range shares {

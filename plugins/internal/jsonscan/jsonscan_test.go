@@ -96,3 +96,20 @@ func BenchmarkForEach(b *testing.B) {
 	b.Run("jsonscan", walk(ForEach))
 	b.Run("gjson", walk(func(s string, f func(k, v gjson.Result) bool) { gjson.Parse(s).ForEach(f) }))
 }
+
+// BenchmarkSplit iterates a request body's events (skipping each), as the
+// body split does.
+func BenchmarkSplit(b *testing.B) {
+	ev := `{"event_type":"users.canvas.Entry","id":"a9fd683b-4738-d496-3966-2d8511276bb7","time":1767225600,"user":{"user_id":"21b72250f1f039efbdef1ece","external_user_id":"usr_100006249","device_id":"ce4b7bc7-8e75-5241-43fc-55a395dbd748","timezone":"America/Sao_Paulo"},"properties":{"app_group_id":"5e9e4cfe-2112-6a47-a166-08f210c396d1","canvas_id":"05bb15c8-f3f2-60c5-4b47-b4901fdc0307","canvas_name":"Journey: Re-engagement 2026","canvas_variation_id":"3f6dcbf3-00ed-e1e8-6fe0-013ad48a577e","canvas_variation_name":"Control","canvas_step_id":"a7e6ba43-dba3-08cf-82c8-bb8ac81f84be"}}`
+	list := "[" + strings.Repeat(ev+",", 99) + ev + "]"
+	b.Run("jsonscan", func(b *testing.B) {
+		for b.Loop() {
+			ForEach(list, func(_, _ gjson.Result) bool { return true })
+		}
+	})
+	b.Run("gjson", func(b *testing.B) {
+		for b.Loop() {
+			gjson.Parse(list).ForEach(func(_, _ gjson.Result) bool { return true })
+		}
+	})
+}
