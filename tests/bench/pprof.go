@@ -69,8 +69,8 @@ func classify(frames []string) int {
 		}
 	}
 	for _, f := range frames {
-		if strings.HasPrefix(f, "runtime.") || strings.HasPrefix(f, "internal/runtime/") {
-			continue
+		if strings.HasPrefix(f, "runtime.") || strings.HasPrefix(f, "internal/runtime/") || strings.HasPrefix(f, "_") || !strings.Contains(f, ".") {
+			continue // the runtime, and the race detector's C frames (__tsan_read, racecall)
 		}
 		if strings.HasPrefix(f, "github.com/tidwall/") || strings.HasPrefix(f, modulePrefix+"plugins/internal/jsonw.") ||
 			strings.HasPrefix(f, modulePrefix+"plugins/internal/jsonlimit.") || strings.HasPrefix(f, modulePrefix+"plugins/internal/jsonscan.") {

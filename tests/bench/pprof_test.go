@@ -57,10 +57,13 @@ func TestProfileShares(t *testing.T) {
 	if sum := s.GC + s.JSON + s.Ours + s.Benthos + s.Rest; sum < 0.999 || sum > 1.001 {
 		t.Fatalf("shares add up to %v: %+v", sum, s)
 	}
-	if s.JSON < 0.5 {
+	// Under the race detector most samples are its C frames, with no Go
+	// stack to classify.
+	if !raceEnabled && s.JSON < 0.5 {
 		t.Fatalf("a profile spent validating JSON shows JSON at %.0f%%: %+v", 100*s.JSON, s)
 	}
 	if _, err := ProfileShares(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Fatal("a missing profile gave shares")
 	}
 }
+
