@@ -66,4 +66,3 @@ func TestProfileShares(t *testing.T) {
 		t.Fatal("a missing profile gave shares")
 	}
 }
-
