@@ -323,7 +323,7 @@ func (m *Mapper) AppendValidEvent(dst, event []byte, typeHint string) ([]byte, R
 	props := m.props.Get().(*[]byte)
 	defer m.putProps(props)
 	w := walker{m: m, info: info, dst: (*props)[:0]}
-	jsonscan.ForEach(root.Raw, w.visit)
+	jsonscan.ForEachFlat(root.Raw, flattened, w.visit)
 	*props = w.dst
 	if w.err != nil {
 		return dst[:start], res, w.err

@@ -22,47 +22,73 @@ import (
 // passed to f once with an empty key, as gjson does. Value.Index is the
 // value's offset in raw.
 func ForEach(raw string, f func(key, value gjson.Result) bool) {
+	ForEachFlat(raw, nil, f)
+}
+
+// ForEachFlat is ForEach, except that an object that is the value of a
+// member whose key descend accepts is not passed to f: its members are, in
+// its place (and so on inside it), so that it is read once instead of being
+// skipped and then iterated. descend may be nil.
+func ForEachFlat(raw string, descend func(key string) bool, f func(key, value gjson.Result) bool) {
 	i := skipSpace(raw, 0)
 	if i >= len(raw) {
 		return
 	}
-	var key gjson.Result
-	obj := raw[i] == '{'
-	switch {
-	case obj:
-		key.Type = gjson.String
-	case raw[i] == '[':
-		key.Type, key.Num = gjson.Number, -1
-	default:
+	if c := raw[i]; c != '{' && c != '[' {
 		f(gjson.Result{}, gjson.Parse(raw))
 		return
+	}
+	members(raw, i, descend, f)
+}
+
+// members iterates the object or array starting at raw[i] and returns the
+// offset after it, and false when f stopped the iteration (or raw is cut).
+func members(raw string, i int, descend func(string) bool, f func(key, value gjson.Result) bool) (int, bool) {
+	var key gjson.Result
+	obj := raw[i] == '{'
+	if obj {
+		key.Type = gjson.String
+	} else {
+		key.Type, key.Num = gjson.Number, -1
 	}
 	i++
 	for {
 		i = skipSpace(raw, i)
-		if i >= len(raw) || raw[i] == '}' || raw[i] == ']' {
-			return
+		if i >= len(raw) {
+			return i, false
+		}
+		if raw[i] == '}' || raw[i] == ']' {
+			return i + 1, true
 		}
 		if obj {
 			if raw[i] != '"' {
-				return
+				return i, false
 			}
 			end := stringEnd(raw, i)
 			key.Raw, key.Str, key.Index = raw[i:end], stringValue(raw[i:end]), i
 			i = skipSpace(raw, end)
 			if i >= len(raw) || raw[i] != ':' {
-				return
+				return i, false
 			}
 			i = skipSpace(raw, i+1)
 		} else {
 			key.Num++
 		}
 		if i >= len(raw) {
-			return
+			return i, false
 		}
-		value, end := parseValue(raw, i)
-		if end <= i || !f(key, value) {
-			return
+		var end int
+		if obj && raw[i] == '{' && descend != nil && descend(key.Str) {
+			var ok bool
+			if end, ok = members(raw, i, descend, f); !ok {
+				return end, false
+			}
+		} else {
+			var value gjson.Result
+			value, end = parseValue(raw, i)
+			if end <= i || !f(key, value) {
+				return end, false
+			}
 		}
 		i = skipSpace(raw, end)
 		if i < len(raw) && raw[i] == ',' {

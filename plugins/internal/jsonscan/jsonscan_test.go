@@ -36,7 +36,36 @@ func same(t *testing.T, raw string) {
 	}
 }
 
+// sameFlat checks ForEachFlat against flattening with gjson.
+func sameFlat(t *testing.T, raw string) {
+	t.Helper()
+	descend := func(k string) bool { return k == "user" || k == "properties" }
+	var want []string
+	var flatten func(r gjson.Result)
+	flatten = func(r gjson.Result) {
+		r.ForEach(func(k, v gjson.Result) bool {
+			if r.IsObject() && v.IsObject() && descend(k.Str) {
+				flatten(v)
+				return true
+			}
+			want = append(want, k.Raw+"="+v.Raw)
+			return true
+		})
+	}
+	if root := gjson.Parse(raw); root.IsObject() || root.IsArray() {
+		flatten(root)
+	} else {
+		want = append(want, "="+root.Raw)
+	}
+	var got []string
+	ForEachFlat(raw, descend, func(k, v gjson.Result) bool { got = append(got, k.Raw+"="+v.Raw); return true })
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("ForEachFlat(%q):\n%v\ngjson:\n%v", raw, got, want)
+	}
+}
+
 var seeds = []string{
+	`{"user":{"a":1,"properties":{"b":[{"user":{"c":2}}]}},"properties":"s","x":{"user":3}}`,
 	`{}`, `[]`, ` { "a" : 1 , "b":[1,{"c":"]}"}],"d":"x\"y\\","e":true,"f":false,"g":null,"h":-1.5e3} `,
 	`{"esc\u00e9":"\ud83d\ude00","k":"\\\\"}`, `[1,"a",{"b":2},[3]]`, `"str"`, `12`, `null`,
 	`{"event_type":"users.messages.email.Open","id":"e-1","time":1700000000,"user":{"external_user_id":"u-1"},"properties":{"email_address":"a@b.c"}}`,
@@ -45,6 +74,13 @@ var seeds = []string{
 func TestForEach(t *testing.T) {
 	for _, s := range seeds {
 		same(t, s)
+	}
+	var flat []string
+	ForEachFlat(`{"a":1,"user":{"b":2,"properties":{"c":3},"d":[4]},"e":{"f":5},"user":null}`,
+		func(k string) bool { return k == "user" || k == "properties" },
+		func(k, v gjson.Result) bool { flat = append(flat, k.Str+"="+v.Raw); return true })
+	if got := strings.Join(flat, " "); got != `a=1 b=2 c=3 d=[4] e={"f":5} user=null` {
+		t.Fatalf("ForEachFlat: %s", got)
 	}
 	n := 0
 	ForEach(`{"a":1,"b":2,"c":3}`, func(_, _ gjson.Result) bool { n++; return n < 2 })
@@ -64,6 +100,7 @@ func FuzzForEach(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		if gjson.Valid(raw) {
 			same(t, raw)
+			sameFlat(t, raw)
 			return
 		}
 		ForEach(raw, func(_, v gjson.Result) bool {
