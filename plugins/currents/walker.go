@@ -113,7 +113,7 @@ func (w *walker) visit(key, value gjson.Result) bool {
 // flattened names the members whose object values (the user and properties
 // objects of the HTTP shape) are walked in their place
 // (jsonscan.ForEachFlat).
-func flattened(key string) bool { return key == "user" || key == "properties" }
+func flattened(key string, array bool) bool { return !array && (key == "user" || key == "properties") }
 
 // notObject handles a user or properties member that is not an object
 // (objects are flattened): null is nothing, anything else an error.

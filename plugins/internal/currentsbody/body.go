@@ -62,36 +62,55 @@ func SplitEvents(body []byte) (events [][]byte, isBody bool, err error) {
 	if root := gjson.Parse(raw); !root.IsObject() {
 		return nil, false, nil
 	}
-	// Validate first, then split with the fast iterator (for valid JSON);
-	// invalid JSON is told apart with gjson, whose reading of it the
-	// error reasons follow.
-	valid := gjson.Valid(raw)
-	each := jsonscan.ForEach
-	if !valid {
-		each = func(raw string, f func(k, v gjson.Result) bool) { gjson.Parse(raw).ForEach(f) }
-	}
-	list, hasType := eventsList(raw, each)
-	if !list.IsArray() || hasType {
-		return nil, false, nil
-	}
-	if !valid {
+	if !gjson.Valid(raw) {
+		// Told apart with gjson, whose reading of invalid JSON the error
+		// reasons follow.
+		list, hasType := eventsList(raw)
+		if !list.IsArray() || hasType {
+			return nil, false, nil
+		}
 		return nil, true, errors.New("request body is not valid JSON")
 	}
-	i := 0
-	jsonscan.ForEach(list.Raw, func(_, v gjson.Result) bool {
-		if !v.IsObject() {
-			err = errors.New(`item ` + strconv.Itoa(i) + ` of "events" must be a JSON object`)
+	return splitValid(body, raw)
+}
+
+// splitValid is SplitEvents for a valid JSON object, in one pass: the
+// elements of the first "events" member, when it is an array, are read in
+// its place (jsonscan.ForEachFlat), as sub-slices of body.
+func splitValid(body []byte, raw string) (events [][]byte, isBody bool, err error) {
+	seen, isList, hasType := false, false, false
+	descend := func(key string, array bool) bool { // called for top-level members only
+		if key != "events" || seen {
 			return false
 		}
-		start := list.Index + v.Index // offsets in list.Raw, which starts at list.Index
-		if end := start + len(v.Raw); list.Index > 0 && end <= len(body) && string(body[start:end]) == v.Raw {
-			events = append(events, body[start:end:end])
-		} else {
-			events = append(events, []byte(v.Raw))
+		seen, isList = true, array
+		return array
+	}
+	n := 0
+	jsonscan.ForEachFlat(raw, descend, func(k, v gjson.Result) bool {
+		if k.Type == gjson.Number { // an element of the first "events" array
+			switch {
+			case err != nil:
+			case !v.IsObject():
+				err = errors.New(`item ` + strconv.Itoa(n) + ` of "events" must be a JSON object`)
+			default:
+				end := v.Index + len(v.Raw)
+				events = append(events, body[v.Index:end:end])
+			}
+			n++
+			return true
 		}
-		i++
+		switch k.Str {
+		case "events":
+			seen = true // a first "events" that is no array
+		case "event_type":
+			hasType = true
+		}
 		return true
 	})
+	if !isList || hasType {
+		return nil, false, nil
+	}
 	if err != nil {
 		return nil, true, err
 	}
@@ -100,9 +119,9 @@ func SplitEvents(body []byte) (events [][]byte, isBody bool, err error) {
 
 // eventsList returns the first "events" member of the object raw (as Get
 // would) and whether it has an event_type member, in one pass over its
-// top-level keys.
-func eventsList(raw string, each func(string, func(k, v gjson.Result) bool)) (list gjson.Result, hasType bool) {
-	each(raw, func(k, v gjson.Result) bool {
+// top-level keys, with gjson (raw need not be valid).
+func eventsList(raw string) (list gjson.Result, hasType bool) {
+	gjson.Parse(raw).ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "events":
 			if !list.Exists() {

@@ -70,6 +70,52 @@ func FuzzSplitEvents(f *testing.F) {
 	})
 }
 
+// FuzzSplitValid checks the one-pass split of valid bodies against the same
+// split done with gjson (first "events" member by Get, then its elements).
+func FuzzSplitValid(f *testing.F) {
+	for _, seed := range []string{`{"events":[]}`, `{"events":[{"a":1},{"b":[2]}]}`, `{"events":[{},1]}`,
+		`{"events":{},"events":[{}]}`, `{"events":[{}],"event_type":"x"}`, `{"a":{"events":[{}]},"events":[{"c":"events"}]}`,
+		`{"events":5}`, `{"events":null}`, ` {"events" : [ {} , {"x":"]"} ] } `} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		raw := string(data)
+		if !gjson.Valid(raw) || !gjson.Parse(raw).IsObject() {
+			return
+		}
+		events, isBody, err := splitValid(data, raw)
+		root := gjson.Parse(raw)
+		list := root.Get("events")
+		wantBody := list.IsArray() && !root.Get("event_type").Exists()
+		var want []string
+		wantErr := false
+		if wantBody {
+			list.ForEach(func(_, v gjson.Result) bool {
+				if !v.IsObject() {
+					wantErr = true
+					return false
+				}
+				want = append(want, v.Raw)
+				return true
+			})
+		}
+		if isBody != wantBody || (err != nil) != wantErr {
+			t.Fatalf("%q: isBody %v err %v, gjson: isBody %v err %v", raw, isBody, err, wantBody, wantErr)
+		}
+		if wantErr {
+			return
+		}
+		if len(events) != len(want) {
+			t.Fatalf("%q: %d events, gjson %d", raw, len(events), len(want))
+		}
+		for i := range want {
+			if string(events[i]) != want[i] || cap(events[i]) != len(events[i]) {
+				t.Fatalf("%q: event %d %q, gjson %q", raw, i, events[i], want[i])
+			}
+		}
+	})
+}
+
 func TestContainsEventsKey(t *testing.T) {
 	for _, in := range []string{``, `"events"`, `x"events"`, `"events"x`, `"event"`, `events"`, `"vents"`, `"eevents"`,
 		`vvvv"events`, `{"a":"v","events":[]}`, `{"event_type":"v"}`, `"ev"events"`, `v`, `"e`, `"ev`} {

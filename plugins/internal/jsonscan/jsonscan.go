@@ -10,6 +10,7 @@
 package jsonscan
 
 import (
+	"math"
 	"strconv"
 	"strings"
 
@@ -25,11 +26,12 @@ func ForEach(raw string, f func(key, value gjson.Result) bool) {
 	ForEachFlat(raw, nil, f)
 }
 
-// ForEachFlat is ForEach, except that an object that is the value of a
-// member whose key descend accepts is not passed to f: its members are, in
-// its place (and so on inside it), so that it is read once instead of being
-// skipped and then iterated. descend may be nil.
-func ForEachFlat(raw string, descend func(key string) bool, f func(key, value gjson.Result) bool) {
+// ForEachFlat is ForEach, except that an object or array that is the value
+// of an object member for which descend(key, isArray) is true is not passed
+// to f: its members (or elements, with numbered keys) are, in its place, and
+// so on inside it, so that it is read once instead of being skipped and then
+// iterated. descend may be nil.
+func ForEachFlat(raw string, descend func(key string, array bool) bool, f func(key, value gjson.Result) bool) {
 	i := skipSpace(raw, 0)
 	if i >= len(raw) {
 		return
@@ -43,7 +45,7 @@ func ForEachFlat(raw string, descend func(key string) bool, f func(key, value gj
 
 // members iterates the object or array starting at raw[i] and returns the
 // offset after it, and false when f stopped the iteration (or raw is cut).
-func members(raw string, i int, descend func(string) bool, f func(key, value gjson.Result) bool) (int, bool) {
+func members(raw string, i int, descend func(string, bool) bool, f func(key, value gjson.Result) bool) (int, bool) {
 	var key gjson.Result
 	obj := raw[i] == '{'
 	if obj {
@@ -78,7 +80,7 @@ func members(raw string, i int, descend func(string) bool, f func(key, value gjs
 			return i, false
 		}
 		var end int
-		if obj && raw[i] == '{' && descend != nil && descend(key.Str) {
+		if c := raw[i]; obj && (c == '{' || c == '[') && descend != nil && descend(key.Str, c == '[') {
 			var ok bool
 			if end, ok = members(raw, i, descend, f); !ok {
 				return end, false
@@ -124,11 +126,40 @@ func parseValue(raw string, i int) (gjson.Result, int) {
 		}
 		v.Type = gjson.Number
 		v.Raw = raw[i:end]
-		v.Num, _ = strconv.ParseFloat(v.Raw, 64)
+		v.Num = parseNumber(v.Raw)
 		return v, end
 	}
 	v.Raw = raw[i:end]
 	return v, end
+}
+
+// parseNumber is strconv.ParseFloat(s, 64), without its cost for the
+// integers of at most 15 digits most numbers are (exact in a float64).
+func parseNumber(s string) float64 {
+	digits, neg := s, false
+	if len(digits) > 0 && digits[0] == '-' {
+		digits, neg = digits[1:], true
+	}
+	if len(digits) == 0 || len(digits) > 15 {
+		n, _ := strconv.ParseFloat(s, 64)
+		return n
+	}
+	var n int64
+	for j := 0; j < len(digits); j++ {
+		c := digits[j]
+		if c < '0' || c > '9' {
+			f, _ := strconv.ParseFloat(s, 64)
+			return f
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		if n == 0 {
+			return math.Copysign(0, -1)
+		}
+		n = -n
+	}
+	return float64(n)
 }
 
 func isNumberByte(c byte) bool {

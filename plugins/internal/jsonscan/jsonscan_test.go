@@ -39,12 +39,12 @@ func same(t *testing.T, raw string) {
 // sameFlat checks ForEachFlat against flattening with gjson.
 func sameFlat(t *testing.T, raw string) {
 	t.Helper()
-	descend := func(k string) bool { return k == "user" || k == "properties" }
+	descend := func(k string, array bool) bool { return k == "user" || k == "properties" || array && k == "list" }
 	var want []string
 	var flatten func(r gjson.Result)
 	flatten = func(r gjson.Result) {
 		r.ForEach(func(k, v gjson.Result) bool {
-			if r.IsObject() && v.IsObject() && descend(k.Str) {
+			if r.IsObject() && (v.IsObject() || v.IsArray()) && descend(k.Str, v.IsArray()) {
 				flatten(v)
 				return true
 			}
@@ -65,6 +65,7 @@ func sameFlat(t *testing.T, raw string) {
 }
 
 var seeds = []string{
+	`{"list":[1,{"list":[2]},[3]],"user":[4],"n":[-0,0,-12,123456789012345,1234567890123456,1.5,-1e3,00]}`,
 	`{"user":{"a":1,"properties":{"b":[{"user":{"c":2}}]}},"properties":"s","x":{"user":3}}`,
 	`{}`, `[]`, ` { "a" : 1 , "b":[1,{"c":"]}"}],"d":"x\"y\\","e":true,"f":false,"g":null,"h":-1.5e3} `,
 	`{"esc\u00e9":"\ud83d\ude00","k":"\\\\"}`, `[1,"a",{"b":2},[3]]`, `"str"`, `12`, `null`,
@@ -77,7 +78,7 @@ func TestForEach(t *testing.T) {
 	}
 	var flat []string
 	ForEachFlat(`{"a":1,"user":{"b":2,"properties":{"c":3},"d":[4]},"e":{"f":5},"user":null}`,
-		func(k string) bool { return k == "user" || k == "properties" },
+		func(k string, array bool) bool { return !array && (k == "user" || k == "properties") },
 		func(k, v gjson.Result) bool { flat = append(flat, k.Str+"="+v.Raw); return true })
 	if got := strings.Join(flat, " "); got != `a=1 b=2 c=3 d=[4] e={"f":5} user=null` {
 		t.Fatalf("ForEachFlat: %s", got)
