@@ -596,18 +596,23 @@ func readErrorStatus(err error) int {
 	return http.StatusBadRequest
 }
 
-// split bounds, cleans and splits a body: JSON nested deeper than
-// max_json_depth is refused before it is parsed (a recursive parse of a
-// deep body costs stack memory in proportion to its depth), and invalid
-// UTF-8 is replaced by U+FFFD, so that the events sent on and their
-// dead-letter copies hold the same valid text. It returns the body the
+// split cleans, bounds and splits a body: invalid UTF-8 is replaced by
+// U+FFFD, so that the events sent on and their dead-letter copies hold the
+// same valid text, and JSON nested deeper than max_json_depth is refused
+// before it is parsed recursively (which costs stack memory in proportion to
+// the depth). It returns the body the
 // events are sub-slices of.
 func (in *brazeCurrentsHTTP) split(body []byte) ([][]byte, []byte, error) {
+	if !utf8.Valid(body) {
+		body = bytes.ToValidUTF8(body, []byte("\uFFFD")) // no bracket or quote changes
+	}
+	// Braze's exact shape is checked and split in one pass; anything else
+	// (or anything wrong) the slow way, which says what is wrong.
+	if events, ok := currentsbody.SplitChecked(body, in.conf.maxDepth); ok {
+		return events, body, nil
+	}
 	if err := jsonlimit.Check(body, in.conf.maxDepth); err != nil {
 		return nil, nil, err
-	}
-	if !utf8.Valid(body) {
-		body = bytes.ToValidUTF8(body, []byte("\uFFFD"))
 	}
 	events, err := splitEvents(body)
 	return events, body, err

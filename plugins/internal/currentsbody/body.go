@@ -11,9 +11,11 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
@@ -133,4 +135,62 @@ func eventsList(raw string) (list gjson.Result, hasType bool) {
 		return true
 	})
 	return list, hasType
+}
+
+// SplitChecked is the fast path of splitting the request body Braze sends,
+// exactly {"events":[{...},...]} (whitespace allowed): it returns the events
+// when body is that, valid JSON nested at most maxDepth levels deep, and
+// false otherwise (then the caller checks and splits it the slow way, which
+// says what is wrong). It never parses the body recursively: the depth is
+// checked per event (two levels below the body) before each is validated,
+// and the envelope between the events is checked byte by byte, so a body it
+// accepts is valid as a whole. Events are sub-slices of body.
+func SplitChecked(body []byte, maxDepth int) ([][]byte, bool) {
+	raw := unsafestr.FromBytes(body)
+	i := skipSpace(raw, 0)
+	for _, want := range []string{"{", `"events"`, ":", "["} {
+		if !strings.HasPrefix(raw[i:], want) {
+			return nil, false
+		}
+		i = skipSpace(raw, i+len(want))
+	}
+	var events [][]byte
+	if i < len(raw) && raw[i] == ']' {
+		i++
+	} else {
+		for {
+			if i >= len(raw) || raw[i] != '{' {
+				return nil, false
+			}
+			end := jsonscan.Skip(raw, i)
+			ev := body[i:end:end]
+			if jsonlimit.Exceeds(ev, maxDepth-2) || !gjson.ValidBytes(ev) {
+				return nil, false
+			}
+			events = append(events, ev)
+			i = skipSpace(raw, end)
+			if i < len(raw) && raw[i] == ',' {
+				i = skipSpace(raw, i+1)
+				continue
+			}
+			if i < len(raw) && raw[i] == ']' {
+				i++
+				break
+			}
+			return nil, false
+		}
+	}
+	i = skipSpace(raw, i)
+	if i >= len(raw) || raw[i] != '}' || skipSpace(raw, i+1) != len(raw) {
+		return nil, false
+	}
+	return events, true
+}
+
+// skipSpace skips JSON whitespace.
+func skipSpace(raw string, i int) int {
+	for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r') {
+		i++
+	}
+	return i
 }

@@ -99,6 +99,16 @@ func members(raw string, i int, descend func(string, bool) bool, f func(key, val
 	}
 }
 
+// Skip returns the offset after the value starting at raw[i] (len(raw) when
+// it does not end). It reads iteratively, so a deep document costs no stack.
+func Skip(raw string, i int) int {
+	if i >= len(raw) {
+		return len(raw)
+	}
+	_, end := parseValue(raw, i)
+	return end
+}
+
 // parseValue returns the value starting at raw[i] and the offset after it.
 func parseValue(raw string, i int) (gjson.Result, int) {
 	v := gjson.Result{Index: i}
