@@ -94,7 +94,7 @@ Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header,
 
 ### Metrics
 
-`+"`braze_currents_requests_total`"+` (counter, label `+"`status`"+`: the HTTP status code), `+"`braze_currents_events_received_total`"+` (counter), `+"`braze_currents_requests_pending`"+` (gauge: requests waiting for their acknowledgement), `+"`braze_currents_request_latency_ns`"+` (timer).`).
+`+"`braze_currents_requests_total`"+` (counter, label `+"`status`"+`: the HTTP status code), `+"`braze_currents_events_received_total`"+` (counter), `+"`braze_currents_requests_pending`"+` (gauge: requests waiting for their acknowledgement), `+"`braze_currents_request_latency_seconds`"+` (timer).`).
 		Fields(
 			service.NewStringField(bchFieldAddress).
 				Description("The address to listen on.").
@@ -289,7 +289,7 @@ func newBrazeCurrentsHTTP(c httpConfig, mgr *service.Resources) (*brazeCurrentsH
 		mRequests: mgr.Metrics().NewCounter("braze_currents_requests_total", "status"),
 		mEvents:   mgr.Metrics().NewCounter("braze_currents_events_received_total"),
 		mPending:  mgr.Metrics().NewGauge("braze_currents_requests_pending"),
-		mLatency:  mgr.Metrics().NewTimer("braze_currents_request_latency_ns"),
+		mLatency:  mgr.Metrics().NewTimer("braze_currents_request_latency_seconds"),
 	}
 	if c.token == "" {
 		in.log.Warn("braze_currents_http: no token configured, requests are not authenticated")
