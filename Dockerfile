@@ -38,7 +38,7 @@ ARG DATE_BUILT=
 RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X main.Version=${VERSION} -X main.DateBuilt=${DATE_BUILT}" \
       -o /out/currents-amplitude . \
- && /out/currents-amplitude lint $(ls config/*.yaml config/*/*.yaml 2>/dev/null | grep -v '_benthos_test.yaml$') \
+ && /out/currents-amplitude lint -e config/lint.env $(ls config/*.yaml config/*/*.yaml 2>/dev/null | grep -v '_benthos_test.yaml$') \
  && mkdir -p /out/var/lib/currents-amplitude/state /out/var/lib/currents-amplitude/dead-letter
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -9,6 +9,9 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"os"
 	"runtime/debug"
 
 	_ "github.com/redpanda-data/benthos/v4/public/components/io"
@@ -20,6 +23,7 @@ import (
 	_ "github.com/opencurrents/currents-amplitude/plugins/all"
 	_ "github.com/opencurrents/currents-amplitude/plugins/kafka"
 	_ "github.com/opencurrents/currents-amplitude/plugins/prometheus"
+	"github.com/opencurrents/currents-amplitude/plugins/runstatus"
 )
 
 // Version and DateBuilt may be set at build time with
@@ -32,8 +36,13 @@ var (
 	DateBuilt string
 )
 
-// DocsURL is the documentation shown by `currents-amplitude --help`.
-const DocsURL = "https://github.com/opencurrents/currents-amplitude#readme"
+// DocsURL is the documentation shown by `currents-amplitude --help`: the
+// docs/ folder of the repository. Benthos appends paths to it in the help of
+// its own tools (`blobl`: /guides/bloblang/about, `streams`:
+// /guides/streams_mode/about, `template`: /configuration/templating, `test`:
+// /configuration/unit_testing); each is a folder of docs/ whose README.md
+// points at the Redpanda Connect page (TestHelpLinks checks them).
+const DocsURL = "https://github.com/opencurrents/currents-amplitude/tree/main/docs"
 
 // DefaultConfigPaths are where `currents-amplitude run` without a config file
 // looks for one: the conventional path of the Docker image first.
@@ -42,7 +51,7 @@ var DefaultConfigPaths = []string{"/etc/currents-amplitude/config.yaml", "./conf
 func main() {
 	info, _ := debug.ReadBuildInfo()
 	version, built := buildVersion(Version, DateBuilt, info)
-	service.RunCLI(
+	code, err := service.RunCLIToCode(
 		context.Background(),
 		service.CLIOptSetVersion(version, built),
 		service.CLIOptSetBinaryName("currents-amplitude"),
@@ -50,6 +59,21 @@ func main() {
 		service.CLIOptSetDocumentationURL(DocsURL),
 		service.CLIOptSetDefaultConfigPaths(DefaultConfigPaths...),
 	)
+	os.Exit(exitCode(code, err, runstatus.Err(), os.Stderr))
+}
+
+// exitCode is the exit code of the process: Benthos' own, or 1 when a
+// component recorded a failure of the run (runstatus) in a stream that
+// otherwise ended normally. Errors are written to stderr.
+func exitCode(code int, err, runErr error, stderr io.Writer) int {
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+	}
+	if code == 0 && runErr != nil {
+		fmt.Fprintf(stderr, "currents-amplitude: the run failed: %v\n", runErr)
+		return 1
+	}
+	return code
 }
 
 // buildVersion returns the version and build date to report: the values set

@@ -2,8 +2,10 @@ package main
 
 import (
 	"debug/buildinfo"
+	"errors"
 	"go/parser"
 	"go/token"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
@@ -87,10 +89,44 @@ func TestBinaryVersionAndHelp(t *testing.T) {
 	if !strings.Contains(help, DocsURL) || strings.Contains(help, "benthos.dev") {
 		t.Errorf("--help does not point at %s only:\n%s", DocsURL, help)
 	}
+	checkHelpLinks(t, run, plain)
+}
+
+// checkHelpLinks: every link under DocsURL in the help of the binary and of
+// its commands is a folder of docs/ with a README.md (what GitHub renders
+// for a tree URL), and no help points at benthos.dev.
+func checkHelpLinks(t *testing.T, run func(string, ...string) string, bin string) {
+	t.Helper()
+	seen := 0
+	for _, cmd := range []string{"", "blobl", "streams", "template", "test", "lint", "run", "list", "create", "echo"} {
+		args := []string{"--help"}
+		if cmd != "" {
+			args = []string{cmd, "--help"}
+		}
+		help := run(bin, args...)
+		if strings.Contains(help, "benthos.dev") {
+			t.Errorf("%s --help points at benthos.dev:\n%s", cmd, help)
+		}
+		for _, field := range strings.Fields(help) {
+			rest, ok := strings.CutPrefix(field, DocsURL)
+			if !ok {
+				continue
+			}
+			seen++
+			page := filepath.Join("docs", filepath.FromSlash(strings.Trim(rest, "/.")), "README.md")
+			if _, err := os.Stat(page); err != nil {
+				t.Errorf("%s --help links to %s, but %s does not exist", cmd, field, page)
+			}
+		}
+	}
+	if seen < 5 {
+		t.Errorf("found %d links to %s in the help texts, want at least 5 (the root, blobl, streams, template and test)", seen, DocsURL)
+	}
 }
 
 // TestPluginImports keeps the plugin packages documented by cmd/gendocs the
-// same as the ones built into the binary.
+// same as the ones built into the binary (the blank imports: a package main
+// uses by name, such as runstatus, registers nothing).
 func TestPluginImports(t *testing.T) {
 	own := func(file string) []string {
 		t.Helper()
@@ -101,7 +137,7 @@ func TestPluginImports(t *testing.T) {
 		var out []string
 		for _, imp := range f.Imports {
 			p := strings.Trim(imp.Path.Value, `"`)
-			if strings.HasPrefix(p, "github.com/opencurrents/currents-amplitude/plugins/") {
+			if imp.Name != nil && imp.Name.Name == "_" && strings.HasPrefix(p, "github.com/opencurrents/currents-amplitude/plugins/") {
 				out = append(out, p)
 			}
 		}
@@ -111,5 +147,31 @@ func TestPluginImports(t *testing.T) {
 	bin, gen := own("main.go"), own(filepath.Join("cmd", "gendocs", "main.go"))
 	if len(bin) == 0 || !slices.Equal(bin, gen) {
 		t.Fatalf("plugin imports differ:\n main.go:            %v\n cmd/gendocs/main.go: %v", bin, gen)
+	}
+}
+
+// TestExitCode: a run a component recorded as failed exits 1 even when
+// Benthos would exit 0; Benthos' own codes stay.
+func TestExitCode(t *testing.T) {
+	failed := errors.New("amplitude_reconcile: no report written: boom")
+	for _, tc := range []struct {
+		name     string
+		code     int
+		err, run error
+		want     int
+		stderr   string
+	}{
+		{"success", 0, nil, nil, 0, ""},
+		{"run failed", 0, nil, failed, 1, "currents-amplitude: the run failed: amplitude_reconcile: no report written: boom\n"},
+		{"lint errors", 1, nil, nil, 1, ""},
+		{"Benthos' code wins", 3, nil, failed, 3, ""},
+		{"CLI error", 1, errors.New("bad flag"), nil, 1, "bad flag\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr strings.Builder
+			if got := exitCode(tc.code, tc.err, tc.run, &stderr); got != tc.want || stderr.String() != tc.stderr {
+				t.Fatalf("exitCode = %d, stderr %q; want %d, %q", got, stderr.String(), tc.want, tc.stderr)
+			}
+		})
 	}
 }

@@ -184,10 +184,11 @@ func TestKafkaScaleOut(t *testing.T) {
 		// stopping b mid-stream leaves records of its partitions to move;
 		// with the default 16 threads it would finish them all while stopping.
 		"PIPELINE_THREADS": "2",
-		// A moved partition waits out the previous owner's paced backlog
-		// (the hot devices' 90 events take about 3.3 s at 27/s), so the two
-		// owners never send one device within Amplitude's window.
-		"KAFKA_PARTITION_START_DELAY": "4s",
+		// The default: the previous owner abandons a revoked partition's
+		// paced backlog (the hot devices' 90 events would take about 3.3 s
+		// at 27/s), so one Amplitude window is enough for the two owners
+		// never to send one device within it.
+		"KAFKA_PARTITION_START_DELAY": "1s",
 		"KAFKA_HEARTBEAT_INTERVAL":    "200ms",
 		"AMPLITUDE_API_KEY":           "test-key",
 		"LOG_LEVEL":                   "NONE",
@@ -331,9 +332,9 @@ func TestKafkaScaleOut(t *testing.T) {
 	}
 	assert.Positive(t, moved, "no partition moved when b stopped")
 
-	// The hot devices' 90 events need three limiter windows (30 events/s per
-	// device). Batches leave the limiter whole, so Amplitude sees them over
-	// at least one second, and never throttled anyone.
+	// The hot devices' 90 events need three of Amplitude's windows (30
+	// events/s per device): the limiter and the output pace them, so Amplitude sees them
+	// over at least one second, and never throttled anyone.
 	// Known limit (issue 13 is open on it): the output's pacer admits exactly
 	// Amplitude's 30 events in a 1 s window (27/s plus a burst of 3), so
 	// arrivals bunched by a loaded machine can draw a rare 429, which holds

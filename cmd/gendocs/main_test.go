@@ -109,3 +109,23 @@ func TestWriteRemovesStalePages(t *testing.T) {
 		t.Fatalf("files after write: %s", got)
 	}
 }
+
+// TestComponentLabels: every component of this distribution carries the same
+// stability label and version, so that the index does not suggest that one is
+// more settled than another. All are beta at 0.1.0, the first release.
+func TestComponentLabels(t *testing.T) {
+	byName, err := collect(service.GlobalEnvironment())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byName) == 0 {
+		t.Fatal("no component registered")
+	}
+	for name, cs := range byName {
+		for _, c := range cs {
+			if c.Data.Status != "beta" || c.Data.Version != "0.1.0" {
+				t.Errorf("%s %s: status %q, version %q; want beta, 0.1.0", c.Type, name, c.Data.Status, c.Data.Version)
+			}
+		}
+	}
+}

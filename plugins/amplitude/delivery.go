@@ -9,7 +9,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
-	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 )
 
@@ -41,6 +40,11 @@ type delivery struct {
 	deadline time.Time
 	// last is the last outage, for the failure summary.
 	last *OutageError
+	// wake is signalled when an event's own context ends (see abandon.go);
+	// nil when no event has a cancellable context.
+	wake chan struct{}
+	// abandoned counts the events nacked because their source withdrew them.
+	abandoned int
 	// limit is the most events a request may hold (0: the builder's): 413s
 	// and bisections lower it, so that events coming back from a hold are
 	// not merged again into a request Amplitude refuses.
@@ -92,6 +96,10 @@ func (d *delivery) sendable(events []*event) []*event {
 	now := d.now()
 	out := events[:0:0]
 	for _, e := range events {
+		if e.abandoned() {
+			d.abandon(e)
+			continue
+		}
 		if t, quota, held := d.o.holds.heldUntil(e.idKeys(), now); held {
 			if quota && d.o.quotaFails {
 				d.fail(e.index, eventFault(reasonDailyQuota, "the event's device or user is over Amplitude's daily quota"))
@@ -261,7 +269,7 @@ func (d *delivery) retry(ctx context.Context, req []*event, out outcome) bool {
 	}
 	o.log.Debugf("Request of %d events failed (%s, %d): %s; retrying in %v", len(req), out.problem, out.status, out.message, pause.Round(time.Millisecond))
 	d.pushFront(req)
-	if err := clock.Sleep(ctx, o.clock, pause); err != nil {
+	if err := d.sleep(ctx, pause); err != nil {
 		d.interrupt(err)
 		return false
 	}
@@ -349,7 +357,7 @@ func (d *delivery) waitForHeld(ctx context.Context) bool {
 		// the write when the back-off would have given up, not later.
 		earliest = d.giveUp.Add(time.Nanosecond)
 	}
-	if err := clock.Sleep(ctx, d.o.clock, earliest.Sub(d.now())); err != nil {
+	if err := d.sleep(ctx, earliest.Sub(d.now())); err != nil {
 		d.interrupt(err)
 		return false
 	}

@@ -37,6 +37,10 @@ const (
 	// OutageThrottled: Amplitude throttles the events' ids for longer than
 	// the caller can wait, or for longer than the back-off allows.
 	OutageThrottled OutageReason = "throttled"
+	// OutageAbandoned: the message's own context ended before it was sent
+	// (kafka_franz: its partition was revoked, and the new owner delivers
+	// it); not an outage of Amplitude, so it raises no alert.
+	OutageAbandoned OutageReason = "abandoned"
 )
 
 // OutageError is the error of a message that was not delivered because of an

@@ -16,6 +16,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/speclint"
 )
 
 // Field names of the amplitude output.
@@ -106,7 +107,10 @@ const amplitudeOutputDescription = "" +
 	"- Outages, retried with exponential back-off and jitter (`backoff`) with the same `insert_id`s so Amplitude " +
 	"de-duplicates, then nacked (never dropped, never dead-lettered): 5xx, 408, a 429 naming nobody, 401, 403, 404, " +
 	"an invalid or missing API key, any HTML answer (a proxy, WAF or captive portal), timeouts, connection errors. " +
-	"An invalid API key therefore stops the stream (and logs an error) instead of failing every event.\n\n" +
+	"An invalid API key therefore stops the stream (and logs an error) instead of failing every event.\n" +
+	"- Withdrawn: an event whose message context ends before it is sent (`kafka_franz` cancels it when the record's " +
+	"partition is revoked or the stream stops) is not sent any more, even once its budget allows: it is nacked " +
+	"(reason `abandoned`, logged at debug level, no alert) and its input delivers it again.\n\n" +
 	"### Failures\n\n" +
 	"With a `dead_letter` output, events that fail for a reason of their own (invalid_event, missing_fields, " +
 	"invalid_fields, invalid_id_length, silenced, daily_quota, payload_too_large, rejected, or the reason of a message " +
@@ -115,7 +119,7 @@ const amplitudeOutputDescription = "" +
 	"Without it, every failed message is reported to Benthos individually (a batch error), so `fallback`, `switch` or " +
 	"`reject_errored` can route them. The error of an event fault is a typed dead-letter error reading " +
 	"`<reason>: <detail>`; the error of an outage reads `amplitude outage (<reason>): <detail>` with reason " +
-	"retries_exhausted, interrupted or throttled. With output-level `batching`, Benthos reports failures per upstream " +
+	"retries_exhausted, interrupted, throttled or abandoned. With output-level `batching`, Benthos reports failures per upstream " +
 	"transaction.\n\n" +
 	"Logs: one line per failed write, with the reason and the counts: a warning for events dead-lettered or failed, an " +
 	"error (at most one every 10 s) for an outage, which needs a person.\n\n" +
@@ -124,7 +128,7 @@ const amplitudeOutputDescription = "" +
 	"- `amplitude_events_ingested_total`: events acknowledged by Amplitude.\n" +
 	"- `amplitude_events_unconfirmed_total`: events of 2xx answers beyond their `events_ingested`.\n" +
 	"- `amplitude_events_failed_total` (label `reason`): events that failed for a reason of their own.\n" +
-	"- `amplitude_events_nacked_total` (label `reason`): events given back to the input by an outage.\n" +
+	"- `amplitude_events_nacked_total` (label `reason`): events given back to the input by an outage (or withdrawn by it: `abandoned`).\n" +
 	"- `amplitude_events_retried_total`: events re-sent after an outage-like answer.\n" +
 	"- `amplitude_events_throttled_total`: events held after a 429.\n" +
 	"- `amplitude_events_paced_total`: times an event waited for its id's budget.\n" +
@@ -138,6 +142,8 @@ const amplitudeOutputDescription = "" +
 func amplitudeOutputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
+		LintRule(speclint.Rule(speclint.Required(aoFieldAPIKey, "the Amplitude project's API key"))).
 		Categories("Services").
 		Summary("Sends Amplitude events (one JSON object per message) to Amplitude's HTTP V2 or Batch Event Upload API, within its per-device limits, without losing any.").
 		Description(amplitudeOutputDescription+service.OutputPerformanceDocs(true, true)).
@@ -145,7 +151,6 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 			service.NewStringField(aoFieldAPIKey).
 				Description("The Amplitude project API key (sent in the request body).").
 				Example("${AMPLITUDE_API_KEY}").
-				Default("").
 				Secret(),
 			service.NewStringEnumField(aoFieldRegion, regionUS, regionEU).
 				Description("The Amplitude data centre of the project: `us` (api2.amplitude.com) or `eu` (api.eu.amplitude.com).").

@@ -362,7 +362,7 @@ func TestOutputConfig(t *testing.T) {
 		name, conf, err string
 		check           func(*amplitudeOutput) bool
 	}{
-		{name: "no key", conf: "region: us\n", err: "api_key must be set"},
+		{name: "no key", conf: "api_key: \"\"\n", err: "api_key must be set"},
 		{name: "relative url", conf: "api_key: k\nurl: /relative\n", err: "url must be an absolute http"},
 		{name: "min_id_length", conf: "api_key: k\nmin_id_length: 0\n", err: "min_id_length must be at least 1"},
 		{name: "timeout", conf: "api_key: k\ntimeout: 0s\n", err: "timeout must be positive"},

@@ -2,6 +2,7 @@ package amplitude
 
 import (
 	"bytes"
+	"context"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -46,6 +47,9 @@ type event struct {
 	removed string
 	// refusals counts refusals of the event sent alone (bisection).
 	refusals int
+	// ctx is the message's context when it can end (nil otherwise): an
+	// event whose context ended is abandoned, not sent (abandon.go).
+	ctx context.Context
 }
 
 // idKey names a device or a user, as Amplitude throttles them. Looking one

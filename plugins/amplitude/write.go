@@ -43,11 +43,16 @@ func (o *amplitudeOutput) WriteBatch(ctx context.Context, batch service.MessageB
 			d.fail(i, eerr)
 			continue
 		}
-		if ev := &store[i]; ev.removed != "" {
+		ev := &store[i]
+		if ev.removed != "" {
 			o.idRemoved(ev.removed)
 		}
-		ready = append(ready, &store[i])
+		if mctx := msg.Context(); mctx.Done() != nil {
+			ev.ctx = mctx
+		}
+		ready = append(ready, ev)
 	}
+	defer d.watchAbandon(ready)()
 	d.run(ctx, ready)
 	if len(d.errs) == 0 {
 		return nil
@@ -99,6 +104,10 @@ func (o *amplitudeOutput) report(ctx context.Context, batch service.MessageBatch
 		}
 	} else if len(faults) > 0 {
 		o.log.Warnf("%d of %d events failed for a reason of their own (%s), reported as batch errors", len(idx)-outages, len(batch), reasonCounts(faults))
+	}
+	outages -= d.abandoned
+	if d.abandoned > 0 {
+		o.log.Debugf("%d of %d events not sent and nacked: their input withdrew them (a revoked Kafka partition, whose new owner delivers them)", d.abandoned, len(batch))
 	}
 	if outages > 0 && d.last != nil {
 		o.alert("Amplitude unavailable: %d of %d events not delivered and nacked (%s, last status %d): %s",

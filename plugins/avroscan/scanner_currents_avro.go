@@ -60,6 +60,7 @@ const (
 func currentsAvroScannerSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Summary("Decodes Avro object container files written by Braze Currents storage connectors (Amazon S3, Google Cloud Storage, Azure Blob Storage) into one JSON message per record.").
 		Description(`
 Each record becomes one message holding the record as a JSON object, in schema field order, with unions unwrapped (`+"`\"platform\":\"ios\"`, not `\"platform\":{\"string\":\"ios\"}`"+`) and Avro `+"`float`"+` values written in their shortest 32-bit form (`+"`3.14`, not `3.140000104904175`"+`). Bytes and fixed values are written as avro-tools does (one code point per byte); NaN and infinities as the strings `+"`\"NaN\"`, `\"Infinity\"`, `\"-Infinity\"`"+`. The codecs null, deflate, snappy and zstandard are supported.

@@ -13,6 +13,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/speclint"
 	"github.com/opencurrents/currents-amplitude/plugins/store"
 )
 
@@ -39,6 +40,8 @@ const (
 func amplitudeCohortInputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
+		LintRule(speclint.Rule(speclint.Required(acFieldAPIKey, "the Amplitude project's API key"), speclint.Required(acFieldSecretKey, "the Amplitude project's secret key"))).
 		Categories("Services").
 		Summary("Syncs Amplitude behavioural cohorts on a schedule and emits the membership changes since the last delivered sync.").
 		Description(`
@@ -91,10 +94,10 @@ Members without a user id are anonymous. They are skipped (and counted in `+"`am
 		Fields(
 			service.NewStringField(acFieldAPIKey).Secret().
 				Description("Amplitude project API key (HTTP Basic user name).").
-				Default("").Example("${AMPLITUDE_API_KEY}"),
+				Example("${AMPLITUDE_API_KEY}"),
 			service.NewStringField(acFieldSecretKey).Secret().
 				Description("Amplitude project secret key (HTTP Basic password).").
-				Default("").Example("${AMPLITUDE_SECRET_KEY}"),
+				Example("${AMPLITUDE_SECRET_KEY}"),
 			service.NewStringEnumField(acFieldRegion, "US", "EU").
 				Description("Amplitude data centre: `US` (https://amplitude.com) or `EU` (https://analytics.eu.amplitude.com).").
 				Default("US").Example("EU"),

@@ -201,7 +201,7 @@ func TestCohortInputConfigValidation(t *testing.T) {
 	blocked := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(blocked, nil, 0o600))
 	for _, tc := range []struct{ yaml, want string }{
-		{"region: US", "api_key and secret_key are required"},
+		{"api_key: \"\"\nsecret_key: \"\"", "api_key and secret_key are required"},
 		{"api_key: a\nsecret_key: b\nschedule: weekly", "schedule must be"},
 		{"api_key: a\nsecret_key: b\nmax_ids_per_message: 0", "at least 1"},
 		{"api_key: a\nsecret_key: b\nstate_path: " + blocked + "/s.db", "creating the state folder"},

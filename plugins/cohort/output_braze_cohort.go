@@ -17,6 +17,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/speclint"
 	"github.com/opencurrents/currents-amplitude/plugins/store"
 )
 
@@ -44,9 +45,21 @@ const (
 	maxPartnerIDsPerBatch = 1000
 )
 
+// brazeCohortLintRule requires the keys of the chosen method.
+var brazeCohortLintRule = speclint.Rule(
+	speclint.RequiredWhen(`this.method.or("`+methodUsersTrack+`") == "`+methodUsersTrack+`"`,
+		bcFieldAPIKey, "a Braze REST API key with the users.track permission", "(method "+methodUsersTrack+")"),
+	speclint.RequiredWhen(`this.method.or("") == "`+methodPartnerCohort+`"`,
+		bcFieldPartnerAPIKey, "the Braze-issued partner API key", "(method "+methodPartnerCohort+")"),
+	speclint.RequiredWhen(`this.method.or("") == "`+methodPartnerCohort+`"`,
+		bcFieldClientSecret, "the workspace's Data Import Key", "(method "+methodPartnerCohort+")"),
+)
+
 func brazeCohortOutputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
+		LintRule(brazeCohortLintRule).
 		Categories("Services").
 		Summary("Writes Amplitude cohort membership changes to Braze.").
 		Description(`

@@ -12,6 +12,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/outcome"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
@@ -40,6 +41,7 @@ const (
 
 func brazeToAmplitudeSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
+		Beta().
 		Categories("Mapping").
 		Version("0.1.0").
 		Summary("Turns one Braze Currents event into one Amplitude HTTP API event, as Braze's own Amplitude connector does.").
@@ -374,6 +376,7 @@ func (p *brazeToAmplitude) mapOne(bs *batchScratch, msg *service.Message, event 
 // (reason, type) pair is seen, at debug level afterwards.
 func (p *brazeToAmplitude) drop(res Result) {
 	p.dropped.Incr(1, string(res.Dropped))
+	outcome.Add(outcome.Dropped, string(res.Dropped), 1)
 	key := [2]string{string(res.Dropped), res.EventType}
 	p.mu.Lock()
 	_, seen := p.warned[key]

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/outcome"
 )
 
 func newTestProcessor(t testing.TB, yaml string) *brazeToAmplitude {
@@ -60,11 +61,15 @@ func TestProcessorSingleEvents(t *testing.T) {
 			if tc.hint != "" {
 				msg.MetaSetMut(currentsbody.MetaEventType, tc.hint)
 			}
+			before := outcome.Snapshot()
 			batch := processAll(t, p, msg)
+			dropped := outcome.Snapshot().Since(before)[outcome.Dropped]
 			if tc.dropped {
 				assert.Empty(t, batch)
+				assert.Equal(t, int64(1), dropped[string(DropUnknown)], "a drop is counted for the progress summary")
 				return
 			}
+			assert.Empty(t, dropped, "only drops are counted as dropped")
 			require.Len(t, batch, 1)
 			if tc.wantErr != "" {
 				require.ErrorContains(t, batch[0].GetError(), tc.wantErr)

@@ -21,6 +21,7 @@ const (
 func deadLetterRecordSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Categories("Utility").
 		Summary("Turns a failed message into the dead-letter record the `amplitude` output's `dead_letter` writes, for pipelines that route failures themselves.").
 		Description(`

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/speclint"
 )
 
 const (
@@ -55,8 +56,10 @@ const (
 
 func amplitudeExportSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
+		Beta().
 		Categories("Services").
 		Version("0.1.0").
+		LintRule(speclint.Rule(speclint.Required(aeFieldAPIKey, "the Amplitude project's API key"), speclint.Required(aeFieldSecretKey, "the Amplitude project's secret key"))).
 		Summary("Reads the events of a time range from Amplitude's Export API, one message per event.").
 		Description(`
 Calls `+"`GET /api/2/export?start=YYYYMMDDTHH&end=YYYYMMDDTHH`"+` (Basic auth with the project's API key and secret key;

@@ -59,7 +59,8 @@ const (
 
 func brazeCurrentsHTTPSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
-		Stable().
+		Beta().
+		Version("0.1.0").
 		Categories("Network").
 		Summary("Receives Braze Currents events from Braze's HTTP (\"Custom Currents\") connector and answers each request according to Braze's retry contract.").
 		Description(`

@@ -238,8 +238,8 @@ func TestInputStrictOrderWithCheckpointLimitOne(t *testing.T) {
 func TestNextBatchOrderAndCheckpointLimit(t *testing.T) {
 	clk := clock.NewFake(time.Unix(1_767_225_600, 0))
 	f := newFranzInput(franzInputConf{checkpointLimit: 20, batchSize: 10, replayNacks: true}, service.MockResources(), clk)
-	p0 := &partitionTracker{tp: topicPartition{"t", 0}}
-	p1 := &partitionTracker{tp: topicPartition{"t", 1}}
+	p0 := newPartitionTracker(topicPartition{"t", 0})
+	p1 := newPartitionTracker(topicPartition{"t", 1})
 	mk := func(p *partitionTracker, n int) *trackedBatch {
 		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, n), records: n}
 		p.batches = append(p.batches, b)
@@ -270,7 +270,8 @@ func TestNextBatchOrderAndCheckpointLimit(t *testing.T) {
 	assert.Same(t, a2, func() *trackedBatch { b, _, _ := f.nextBatchLocked(now.Add(time.Second)); return b }())
 
 	// A newly assigned partition waits for partition_start_delay.
-	p2 := &partitionTracker{tp: topicPartition{"t", 2}, startAt: now.Add(time.Second)}
+	p2 := newPartitionTracker(topicPartition{"t", 2})
+	p2.startAt = now.Add(time.Second)
 	c1 := mk(p2, 1)
 	f.queue = []*trackedBatch{c1}
 	b, wait, _ = f.nextBatchLocked(now)
@@ -290,7 +291,7 @@ func TestNextBatchOrderAndCheckpointLimit(t *testing.T) {
 
 func TestAckAdvancesOnlyOverContiguousBatches(t *testing.T) {
 	f := newFranzInput(franzInputConf{checkpointLimit: 100, batchSize: 10, replayNacks: true}, service.MockResources(), clock.NewFake(time.Unix(1_767_225_600, 0)))
-	p := &partitionTracker{tp: topicPartition{"t", 0}}
+	p := newPartitionTracker(topicPartition{"t", 0})
 	var bs []*trackedBatch
 	for i := range 3 {
 		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, 1), records: 1, next: kgo.EpochOffset{Offset: int64(i + 1)}}

@@ -68,6 +68,7 @@ var requiredAcks = map[string]kgo.Acks{
 func kafkaFranzOutputSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Categories("Services").
 		Summary("Writes messages to Kafka topics with franz-go, acknowledging them only once Kafka has acknowledged the records.").
 		Description(`
@@ -194,7 +195,7 @@ Metrics: `+"`kafka_franz_produce_failed_total`"+` (messages Kafka refused or tha
   if this.partitioner.or("") != "manual" && this.partition.or("") != "" { "a partition cannot be specified unless the partitioner is set to manual" },
   if this.timestamp.or("") != "" && this.timestamp_ms.or("") != "" { "timestamp and timestamp_ms cannot both be set" },
   if this.idempotent_write.or(true) && this.acks.or("all") != "all" { "idempotent_write requires acks to be all" },
-]`).
+]`+saslLintRule).
 		Example("Currents keyed by device", "Writes each Currents event to `braze-currents`, keyed by device id (user id when there is none).", `
 output:
   kafka_franz:

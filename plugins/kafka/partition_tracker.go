@@ -31,6 +31,12 @@ const (
 type partitionTracker struct {
 	tp    topicPartition
 	state partitionState
+	// ctx is the context of every message of the partition; it is cancelled
+	// (cause ErrPartitionRevoked) as soon as the partition is revoked or
+	// lost, so that an output can abandon the records it has not sent yet:
+	// their new owner delivers them from the committed offset.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 	// batches are the tracked batches in ascending offset order; the head is
 	// the oldest not yet acknowledged.
 	batches []*trackedBatch
@@ -70,13 +76,20 @@ type trackedBatch struct {
 	notBefore time.Time
 }
 
+// newPartitionTracker returns the tracker of a newly owned partition.
+func newPartitionTracker(tp topicPartition) *partitionTracker {
+	p := &partitionTracker{tp: tp}
+	p.ctx, p.cancel = context.WithCancelCause(context.Background())
+	return p
+}
+
 // trackerLocked returns the tracker of a partition, creating it on its first
 // records.
 func (f *franzInput) trackerLocked(tp topicPartition) *partitionTracker {
 	if p := f.parts[tp]; p != nil {
 		return p
 	}
-	p := &partitionTracker{tp: tp}
+	p := newPartitionTracker(tp)
 	if at, ok := f.assignedAt[tp]; ok {
 		p.startAt = at.Add(f.conf.startDelay)
 		delete(f.assignedAt, tp)
@@ -102,7 +115,7 @@ func (f *franzInput) addFetchLocked(ftp kgo.FetchTopicPartition) {
 	recs := ftp.Records
 	if p.batcher != nil {
 		for _, r := range recs {
-			msg := f.recordToMessage(r, ftp.HighWatermark)
+			msg := f.recordToMessage(p.ctx, r, ftp.HighWatermark)
 			p.pending = append(p.pending, msg)
 			p.pendingRecs++
 			p.pendingNext = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
@@ -116,7 +129,7 @@ func (f *franzInput) addFetchLocked(ftp kgo.FetchTopicPartition) {
 		n := min(len(recs), f.conf.batchSize)
 		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, n), records: n}
 		for i, r := range recs[:n] {
-			b.msgs[i] = f.recordToMessage(r, ftp.HighWatermark)
+			b.msgs[i] = f.recordToMessage(p.ctx, r, ftp.HighWatermark)
 		}
 		last := recs[n-1]
 		b.next = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}

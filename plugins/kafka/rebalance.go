@@ -27,6 +27,18 @@ func (f *franzInput) onAssigned(_ context.Context, _ *kgo.Client, assigned map[s
 	}
 }
 
+// ErrPartitionRevoked is the cause of a message's context once its partition
+// is revoked or lost: the record will be delivered by the partition's new
+// owner from the committed offset, so an output that has not sent it yet may
+// abandon it (nack) instead of sending it alongside the new owner. The
+// amplitude output does: see its pacing.
+var ErrPartitionRevoked = errors.New("kafka partition revoked: its new owner delivers this record")
+
+// ErrStopping is the cause of a message's context once the stream stops
+// reading: the record is delivered again from the committed offset by the
+// partition's next owner or the next run, so an output may abandon it.
+var ErrStopping = errors.New("kafka input stopping: this record is delivered again from the committed offset")
+
 // onRevoked runs before revoked partitions move to another member: stop
 // handing them out, let in-flight records finish (for at most the drain
 // timeout, on the input's clock), commit, and release the partitions.
@@ -101,6 +113,7 @@ func (f *franzInput) detach(tps map[string][]int32, state partitionState) []*par
 			delete(f.assignedAt, tp)
 			if p := f.parts[tp]; p != nil {
 				p.state = state
+				p.cancel(ErrPartitionRevoked)
 				delete(f.parts, tp)
 				parts = append(parts, p)
 			}

@@ -16,7 +16,7 @@ import (
 
 // inFlightPartition registers a partition of f with one batch handed out.
 func inFlightPartition(f *franzInput, partition int32) (*partitionTracker, *trackedBatch) {
-	p := &partitionTracker{tp: topicPartition{"t", partition}}
+	p := newPartitionTracker(topicPartition{"t", partition})
 	b := &trackedBatch{part: p, msgs: make(service.MessageBatch, 2), records: 2, next: kgo.EpochOffset{Offset: 2}}
 	p.batches = []*trackedBatch{b}
 	p.inFlight = 2
@@ -82,4 +82,56 @@ func TestDrainGivesUpAfterTheTimeout(t *testing.T) {
 	f.mu.Unlock()
 	f.ack(b, nil)
 	assert.False(t, p.hasNext, "a late ack of a released partition moved its commit mark")
+}
+
+// TestRevokeCancelsTheMessagesContext: the records of a revoked or lost
+// partition carry a cancelled context (cause ErrPartitionRevoked), so that an
+// output abandons what it has not sent; other partitions' records do not.
+func TestRevokeCancelsTheMessagesContext(t *testing.T) {
+	for _, state := range []partitionState{partDraining, partGone} {
+		clk := clock.NewFake(time.Unix(1_767_225_600, 0))
+		f := newFranzInput(franzInputConf{checkpointLimit: 10, batchSize: 10}, service.MockResources(), clk)
+		fetch := func(partition int32) {
+			f.addFetchLocked(kgo.FetchTopicPartition{Topic: "t", FetchPartition: kgo.FetchPartition{
+				Partition: partition, Records: []*kgo.Record{{Topic: "t", Partition: partition, Value: []byte("v")}}}})
+		}
+		f.mu.Lock()
+		fetch(0)
+		fetch(1)
+		f.mu.Unlock()
+		require.Len(t, f.queue, 2)
+		revoked, kept := f.queue[0].msgs[0], f.queue[1].msgs[0]
+		if f.queue[0].part.tp.partition != 0 {
+			revoked, kept = kept, revoked
+		}
+		require.NoError(t, revoked.Context().Err())
+
+		f.detach(map[string][]int32{"t": {0}}, state)
+		require.Error(t, revoked.Context().Err(), "state %d", state)
+		assert.ErrorIs(t, context.Cause(revoked.Context()), ErrPartitionRevoked)
+		assert.NoError(t, kept.Context().Err(), "another partition's records are still wanted")
+		assert.NoError(t, kept.Copy().Context().Err())
+	}
+}
+
+// TestStopWithdrawsRecordsInFlight: once the context Benthos reads with ends
+// (the stream is stopping), every owned partition's records are withdrawn
+// (cause ErrStopping) and nothing more is handed out.
+func TestStopWithdrawsRecordsInFlight(t *testing.T) {
+	f := newFranzInput(franzInputConf{checkpointLimit: 10, batchSize: 10}, service.MockResources(), clock.NewFake(time.Unix(1_767_225_600, 0)))
+	f.mu.Lock()
+	f.addFetchLocked(kgo.FetchTopicPartition{Topic: "t", FetchPartition: kgo.FetchPartition{
+		Partition: 0, Records: []*kgo.Record{{Topic: "t", Value: []byte("v")}}}})
+	msg := f.queue[0].msgs[0]
+	f.mu.Unlock()
+
+	ctx, stop := context.WithCancel(context.Background())
+	f.watchReadContext(ctx)
+	f.watchReadContext(ctx) // the same context again: one watch
+	require.NoError(t, msg.Context().Err())
+	stop()
+	require.Eventually(t, func() bool { return msg.Context().Err() != nil }, 10*time.Second, time.Millisecond)
+	assert.ErrorIs(t, context.Cause(msg.Context()), ErrStopping)
+	_, _, err := f.ReadBatch(ctx)
+	assert.ErrorIs(t, err, context.Canceled, "a stopping input hands out nothing")
 }

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -9,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/speclint"
 )
 
 // SASL field names (Redpanda Connect's).
@@ -42,6 +45,30 @@ const (
 	saslScramSHA512 = "SCRAM-SHA-512"
 	saslAWSMSKIAM   = "AWS_MSK_IAM"
 )
+
+// saslLintRule is appended to the lint rules of the kafka_franz input and
+// output: an entry's mechanism needs its credentials, which pipelines
+// interpolate from the environment with an empty default.
+var saslLintRule = speclint.Append(
+	speclint.Check{
+		If:      saslEntryLacks([]string{saslPlain, saslScramSHA256, saslScramSHA512}, `s.username.or("") == "" || s.password.or("") == ""`),
+		Message: "sasl: mechanisms " + saslPlain + ", " + saslScramSHA256 + " and " + saslScramSHA512 + " need a username and a password, and one is empty",
+	},
+	speclint.Check{
+		If:      saslEntryLacks([]string{saslOAuthBearer}, `s.token.or("") == ""`),
+		Message: "sasl: mechanism " + saslOAuthBearer + " needs a token, and it is empty",
+	},
+	speclint.Check{
+		If:      saslEntryLacks([]string{saslAWSMSKIAM}, `s.aws.credentials.id.or("") == "" || s.aws.credentials.secret.or("") == ""`),
+		Message: "sasl: mechanism " + saslAWSMSKIAM + " needs aws.credentials.id and aws.credentials.secret, and one is empty",
+	},
+)
+
+// saslEntryLacks is the Bloblang query true when a sasl entry `s` with one
+// of mechs satisfies lacks.
+func saslEntryLacks(mechs []string, lacks string) string {
+	return `this.sasl.or([]).any(s -> ["` + strings.Join(mechs, `", "`) + `"].contains(s.mechanism.or("")) && (` + lacks + `))`
+}
 
 // saslField is the sasl list field.
 func saslField() *service.ConfigField {

@@ -13,9 +13,11 @@ import (
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/secrettoken"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/speclint"
 )
 
 const (
@@ -38,6 +40,8 @@ const (
 func connectedContentHTTPSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
+		LintRule(speclint.Rule(speclint.Required(ccFieldToken, "the token Braze presents"))).
 		Categories("Network").
 		Summary("An HTTP endpoint for Braze Connected Content: `GET <path>?user_id=...` becomes one message whose pipeline answer (via `sync_response`) is the response body.").
 		Description(`
@@ -104,6 +108,7 @@ type ccInput struct {
 	certFile, keyFile string
 	slots             chan struct{}
 	log               *service.Logger
+	clock             clock.Clock
 
 	requests *service.MetricCounter
 	latency  *service.MetricTimer
@@ -138,7 +143,7 @@ func newCCInputFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*
 	in := &ccInput{
 		address: str(ccFieldAddress), path: str(ccFieldPath), token: secrettoken.New(token),
 		timeout: timeout, certFile: str(ccFieldCertFile), keyFile: str(ccFieldKeyFile),
-		slots: make(chan struct{}, maxInFlight), log: mgr.Logger(),
+		slots: make(chan struct{}, maxInFlight), log: mgr.Logger(), clock: clock.System,
 		requests: m.NewCounter("connected_content_requests_total", "status"),
 		latency:  m.NewTimer("connected_content_request_seconds"),
 		pending:  m.NewGauge("connected_content_requests_pending"),
@@ -211,10 +216,10 @@ func (in *ccInput) authorized(r *http.Request) bool {
 
 // ServeHTTP answers one request.
 func (in *ccInput) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	start := in.clock.Now()
 	status := in.handle(w, r)
 	in.requests.Incr(1, strconv.Itoa(status))
-	in.latency.Timing(time.Since(start).Nanoseconds())
+	in.latency.Timing(in.clock.Now().Sub(start).Nanoseconds())
 }
 
 var (
@@ -243,12 +248,12 @@ func (in *ccInput) handle(w http.ResponseWriter, r *http.Request) int {
 		return writeJSON(w, http.StatusMethodNotAllowed, []byte(`{"error":"method not allowed"}`))
 	}
 	if !in.authorized(r) {
-		in.unauthorized.Warn(in.log, time.Now().UnixNano(), "connected_content_http: %d requests refused (401): missing or wrong token (check the Connected Content credential)")
+		in.unauthorized.Warn(in.log, in.clock.Now().UnixNano(), "connected_content_http: %d requests refused (401): missing or wrong token (check the Connected Content credential)")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="profiles"`)
 		return writeJSON(w, http.StatusUnauthorized, errBodyUnauthorized)
 	}
 	if len(r.URL.RawQuery) > maxQueryBytes {
-		in.badRequest.Warn(in.log, time.Now().UnixNano(), "connected_content_http: %d requests refused (400); last: query longer than 8 KiB")
+		in.badRequest.Warn(in.log, in.clock.Now().UnixNano(), "connected_content_http: %d requests refused (400); last: query longer than 8 KiB")
 		return writeJSON(w, http.StatusBadRequest, errBodyLongQuery)
 	}
 	select {
@@ -265,13 +270,13 @@ func (in *ccInput) handle(w http.ResponseWriter, r *http.Request) int {
 	defer cancel()
 	msg, store := service.NewMessage(queryJSON(r)).WithContext(ctx).WithSyncResponseStore()
 	req := &ccRequest{msg: msg, done: make(chan error, 1)}
-	wait := time.NewTimer(in.timeout + ackGrace)
+	wait := in.clock.NewTimer(in.timeout + ackGrace)
 	defer wait.Stop()
 	select {
 	case in.reqs <- req:
 	case <-in.closing:
 		return writeJSON(w, http.StatusServiceUnavailable, errBodyClosing)
-	case <-wait.C:
+	case <-wait.C():
 		return writeJSON(w, http.StatusServiceUnavailable, errBodyUnavailable)
 	}
 	select {
@@ -279,7 +284,7 @@ func (in *ccInput) handle(w http.ResponseWriter, r *http.Request) int {
 		if err != nil {
 			return writeJSON(w, http.StatusServiceUnavailable, errBodyUnavailable)
 		}
-	case <-wait.C:
+	case <-wait.C():
 		return writeJSON(w, http.StatusServiceUnavailable, errBodyUnavailable)
 	}
 	m := firstAnswer(store)
@@ -288,7 +293,7 @@ func (in *ccInput) handle(w http.ResponseWriter, r *http.Request) int {
 		return writeJSON(w, http.StatusOK, []byte(`{}`))
 	}
 	if err := m.GetError(); err != nil {
-		in.badRequest.Warn(in.log, time.Now().UnixNano(), "connected_content_http: %d requests refused (400); last: %v", err)
+		in.badRequest.Warn(in.log, in.clock.Now().UnixNano(), "connected_content_http: %d requests refused (400); last: %v", err)
 		return writeJSON(w, http.StatusBadRequest, append(jsonw.AppendString([]byte(`{"error":`), err.Error()), '}'))
 	}
 	body, err := m.AsBytes()

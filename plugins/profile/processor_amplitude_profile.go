@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/redact"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/speclint"
 )
 
 const (
@@ -64,6 +65,8 @@ const (
 func amplitudeProfileSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
+		LintRule(speclint.Rule(speclint.Required(apFieldSecretKey, "the Amplitude project's secret key"))).
 		Categories("Services").
 		Summary("Answers each message with the user's Amplitude profile (recommendations, user properties, cohort ids, computations) from a TTL cache in front of Amplitude's User Profile API, within a client-side share of the organisation's 600 requests per minute, serving a stale profile or a default answer when Amplitude is slow, throttled or down.").
 		Description(`

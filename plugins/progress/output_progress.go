@@ -199,6 +199,10 @@ func newOutput(conf *service.ParsedConfig, mgr *service.Resources, clk clock.Clo
 		stopped:          make(chan struct{}),
 	}
 	m.NewGauge("progress_events_expected").Set(int64(total))
+	o.rateGauge.Set(0) // a series from the start, before the first interval
+	// The run's counts start here, not at Connect: the processors may drop
+	// or dead-letter events before the output connects.
+	o.base = outcome.Snapshot()
 	return o, maxInFlight, nil
 }
 
@@ -215,7 +219,6 @@ func (o *output) Connect(context.Context) error {
 	o.started = true
 	o.start = o.clk.Now()
 	o.lastAt = o.start
-	o.base = outcome.Snapshot()
 	go o.loop()
 	return nil
 }

@@ -44,6 +44,7 @@ const pushTimeout = 30 * time.Second
 func prometheusMetricsSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Summary("Serves metrics in the Prometheus text format at `/metrics` (and `/stats`) of the service-wide HTTP server.").
 		Description(`
 Every Benthos metric becomes a Prometheus metric of the same name, with its labels (`+"`label`, `path`"+` and the

@@ -47,7 +47,7 @@ func TestMetrics(t *testing.T) {
 				assert.Equal(t, v, rec.Get(k), k)
 			}
 			if tt.mode == "delay" {
-				assert.GreaterOrEqual(t, rec.Get("device_rate_limit_delay_ns"), 2*int64(time.Second),
+				assert.GreaterOrEqual(t, rec.Get("device_rate_limit_delay_seconds"), 2*int64(time.Second),
 					"two events waited about a second each")
 			}
 		})

@@ -56,6 +56,7 @@ var presets = map[string][2]int{
 
 func deviceRateLimitSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
+		Beta().
 		Categories("Utility").
 		Version("0.1.0").
 		Summary("Enforces Amplitude's per-device and per-user event rate limits before events leave: at most `per_second` events in any one second and `per_day` in any 24 hours for each key.").
@@ -84,7 +85,7 @@ Sizing rule (checked by the package's tests at 10^5 to 3×10^6 keys): about 75 b
 
 ### Metrics
 
-`+"`device_rate_limit_passed_total`"+`, `+"`device_rate_limit_delayed_total`"+` with the timer `+"`device_rate_limit_delay_ns`"+`, `+"`device_rate_limit_rejected_total`"+` and `+"`device_rate_limit_dropped_total`"+` (label `+"`reason`"+`), the gauge `+"`device_rate_limit_keys_tracked`"+` and `+"`device_rate_limit_cache_errors_total`"+`.
+`+"`device_rate_limit_passed_total`"+`, `+"`device_rate_limit_delayed_total`"+` with the timer `+"`device_rate_limit_delay_seconds`"+`, `+"`device_rate_limit_rejected_total`"+` and `+"`device_rate_limit_dropped_total`"+` (label `+"`reason`"+`), the gauge `+"`device_rate_limit_keys_tracked`"+` and `+"`device_rate_limit_cache_errors_total`"+`.
 
 ### Scaling out
 
@@ -233,7 +234,7 @@ func newDeviceRateLimitFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 		mRejected: mgr.Metrics().NewCounter("device_rate_limit_rejected_total", "reason"),
 		mDropped:  mgr.Metrics().NewCounter("device_rate_limit_dropped_total", "reason"),
 		mCacheErr: mgr.Metrics().NewCounter("device_rate_limit_cache_errors_total"),
-		mDelay:    mgr.Metrics().NewTimer("device_rate_limit_delay_ns"),
+		mDelay:    mgr.Metrics().NewTimer("device_rate_limit_delay_seconds"),
 		mKeys:     mgr.Metrics().NewGauge("device_rate_limit_keys_tracked"),
 	}
 	if p.cache, err = parseCache(conf, mgr, p.lim); err != nil {

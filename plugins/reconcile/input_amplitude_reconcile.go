@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
+	"github.com/opencurrents/currents-amplitude/plugins/runstatus"
 )
 
 const (
@@ -43,6 +45,7 @@ const (
 
 func amplitudeReconcileSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
+		Beta().
 		Categories("Utility").
 		Version("0.1.0").
 		Summary("Proves that every Braze Currents event of a time window reached Amplitude: compares what delivery sends with what Amplitude holds, per hour and event type.").
@@ -77,7 +80,9 @@ normal delivery output (Amplitude de-duplicates by insert id, so a re-send is sa
 
 If a side fails to be read (an error of a child input or of the spill folder), both sides stop, the error is
 logged at error level, no report is written (a report left by an earlier run is removed first) and the input
-ends.
+ends. In that case, and when the report is incomplete (a side was not read in full: refused keys, hours not
+exportable yet), the `+"`currents-amplitude`"+` process exits with status 1 once the stream ends, so that a scheduler
+sees that the run proved nothing; a complete report exits 0, whatever it found missing.
 
 Metrics: `+"`reconcile_expected_total`"+`, `+"`reconcile_present_total`"+`, `+"`reconcile_missing_total`"+`,
 `+"`reconcile_extra_total`"+` (set once at the end).`).
@@ -255,6 +260,10 @@ func (in *amplitudeReconcile) Connect(context.Context) error {
 		go func() {
 			defer close(in.done)
 			in.runErr = in.run(ctx)
+			if in.runErr != nil && ctx.Err() == nil {
+				// The stream can only end: the process must still fail.
+				runstatus.Fail(fmt.Errorf("amplitude_reconcile: no report written: %w", in.runErr))
+			}
 		}()
 	})
 	return nil
@@ -279,6 +288,7 @@ func (in *amplitudeReconcile) ReadBatch(ctx context.Context) (service.MessageBat
 	}
 	if err := in.scanner.Err(); err != nil {
 		in.log.Errorf("amplitude_reconcile: reading the missing events back: %v", err)
+		runstatus.Fail(fmt.Errorf("amplitude_reconcile: reading the missing events back: %w", err))
 		in.scanner = nil
 	}
 	if len(batch) == 0 {
@@ -351,6 +361,11 @@ func (in *amplitudeReconcile) run(ctx context.Context) error {
 		in.log.Warn(line)
 	} else {
 		in.log.Info(line)
+	}
+	if !rep.Complete() {
+		// A side was not read in full (refused keys, hours not exportable
+		// yet): the report is written, but it proves nothing for those hours.
+		runstatus.Fail(fmt.Errorf("amplitude_reconcile: the report is incomplete, its counts are lower bounds: %s", strings.Join(rep.Incomplete, "; ")))
 	}
 	if in.spool != nil {
 		if _, err := in.spool.Seek(0, io.SeekStart); err != nil {

@@ -34,6 +34,7 @@ const (
 func currentsLinesScannerSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Summary("Reads JSON-lines files of Braze Currents events, one event or one `{\"events\": [...]}` request body per line, with the live input's limits; a line it cannot take becomes one dead-letter message and the rest goes on.").
 		Description(`
 Each non-empty line becomes one message holding the line (without its line break; a trailing `+"`\\r`"+` is removed too). Lines are emitted in batches of up to `+"`batch_size`"+`, so that the processors and outputs work on many events at once; a batch ends early when no more input is read yet, so lines from a slow source (a pipe, standard input) never wait for the next ones.

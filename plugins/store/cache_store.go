@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 )
 
 const (
@@ -19,6 +21,7 @@ const sweepInterval = time.Minute
 func storeCacheSpec() *service.ConfigSpec {
 	return service.NewConfigSpec().
 		Beta().
+		Version("0.1.0").
 		Categories("Local").
 		Summary("A durable key-value cache in an embedded transactional store file (bbolt): state that must survive a crash or a restart.").
 		Description(`
@@ -77,6 +80,7 @@ type storeCache struct {
 	ns     string
 	ttl    time.Duration
 	log    *service.Logger
+	clock  clock.Clock
 	stop   chan struct{}
 	done   chan struct{}
 	writes *service.MetricCounter
@@ -101,13 +105,13 @@ func newStoreCacheFromParsed(conf *service.ParsedConfig, mgr *service.Resources)
 	if err := checkNS(ns); err != nil {
 		return nil, err
 	}
-	c := &storeCache{ns: ns, log: mgr.Logger(), stop: make(chan struct{}), done: make(chan struct{})}
+	c := &storeCache{ns: ns, log: mgr.Logger(), clock: clock.System, stop: make(chan struct{}), done: make(chan struct{})}
 	if conf.Contains(scFieldTTL) {
 		if c.ttl, err = conf.FieldDuration(scFieldTTL); err != nil {
 			return nil, err
 		}
 	}
-	if c.db, err = Open(path, Options{}); err != nil {
+	if c.db, err = Open(path, Options{Clock: c.clock}); err != nil {
 		return nil, err
 	}
 	m := mgr.Metrics()
@@ -119,13 +123,13 @@ func newStoreCacheFromParsed(conf *service.ParsedConfig, mgr *service.Resources)
 
 func (c *storeCache) sweep() {
 	defer close(c.done)
-	t := time.NewTicker(sweepInterval)
-	defer t.Stop()
 	for {
+		t := c.clock.NewTimer(sweepInterval)
 		select {
 		case <-c.stop:
+			t.Stop()
 			return
-		case <-t.C:
+		case <-t.C():
 			if n, err := c.db.Sweep(); err != nil {
 				c.log.Errorf("store %s: deleting expired entries: %v", c.db.Path(), err)
 			} else if n > 0 {
@@ -156,11 +160,11 @@ func (c *storeCache) Get(_ context.Context, key string) ([]byte, error) {
 }
 
 func (c *storeCache) write(op string, fn func(*Tx) error) error {
-	start := time.Now()
+	start := c.clock.Now()
 	if err := c.db.Update(fn); err != nil {
 		return err
 	}
-	c.lat.Timing(time.Since(start).Nanoseconds())
+	c.lat.Timing(c.clock.Now().Sub(start).Nanoseconds())
 	c.writes.Incr(1, op)
 	return nil
 }

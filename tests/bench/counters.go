@@ -95,7 +95,7 @@ func notable(m map[string]int64) []string {
 			if !strings.Contains(k, w) {
 				continue
 			}
-			if name, ok := strings.CutSuffix(k, "_ns_sum"); ok {
+			if name, ok := strings.CutSuffix(k, "_seconds_sum"); ok {
 				out = append(out, fmt.Sprintf("%s total=%.1fs", name, float64(v)/1e9))
 			} else {
 				out = append(out, k+"="+thousands(int(v)))

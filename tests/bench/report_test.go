@@ -10,7 +10,7 @@ func TestMarkdownAndScaling(t *testing.T) {
 	d := Dataset{Events: 1000, Devices: 10, Seed: 1}
 	res := func(wall time.Duration, mallocs uint64, rss int64) Result {
 		return Result{Events: 1000, Wall: wall, CPU: wall, Mallocs: mallocs, PeakRSS: rss << 20, Delivered: 1000,
-			Counters: map[string]int64{"device_rate_limit_delayed_total": 3, "device_rate_limit_delay_ns_sum": 1500000000, "output_sent": 9}}
+			Counters: map[string]int64{"device_rate_limit_delayed_total": 3, "device_rate_limit_delay_seconds_sum": 1500000000, "output_sent": 9}}
 	}
 	rows := []Row{
 		{Dataset: d, Scenario: Scenario{Group: "end to end", Side: Ours, Server: true}, Result: res(time.Second, 10000, 50)},

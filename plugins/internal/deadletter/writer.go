@@ -12,6 +12,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/outcome"
 )
 
@@ -227,7 +228,7 @@ func RecordMessage(e Entry, component string, at time.Time) *service.Message {
 	if e.Err != nil {
 		r.Error = e.Err.Error()
 	}
-	r.EventType, _ = e.Msg.MetaGet("currents_event_type")
+	r.EventType, _ = e.Msg.MetaGet(currentsbody.MetaEventType)
 	for _, k := range SourceKeys {
 		if v, ok := e.Msg.MetaGet(k); ok && v != "" {
 			r.Source = append(r.Source, [2]string{k, v})

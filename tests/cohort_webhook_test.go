@@ -1,4 +1,4 @@
-package cohort
+package tests
 
 import (
 	"io"
@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/opencurrents/currents-amplitude/plugins/cohort"
 	"github.com/opencurrents/currents-amplitude/plugins/cohort/cohorttest"
 )
 
@@ -21,22 +22,22 @@ import (
 // delivery is answered 200 without a second write; a change Braze refuses is
 // dead-lettered and answered 200; a wrong token is refused.
 func TestWebhookConfigEndToEnd(t *testing.T) {
-	conf, err := os.ReadFile("../../config/amplitude_cohort_webhook_to_braze.yaml")
-	require.NoError(t, err)
-	braze := cohorttest.NewBraze(t, restKey, partnerKey, clientSecret)
+	const restKey = "rest-key-SECRET"
+	braze := cohorttest.NewBraze(t, restKey, "partner-key-SECRET", "data-import-SECRET")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
 	dir := t.TempDir()
-	for k, v := range map[string]string{
+	env := map[string]string{
 		"WEBHOOK_ADDRESS": addr, "AMPLITUDE_WEBHOOK_TOKEN": "tok", "BRAZE_REST_API_KEY": restKey,
 		"BRAZE_REST_URL": braze.URL, "DEAD_LETTER_DIR": dir + "/dead-letter", "COHORT_STATE_DIR": dir + "/state",
 		"HTTP_ADDRESS": "127.0.0.1:0", "LOG_LEVEL": "NONE", "BRAZE_RETRY_FOR": "300ms",
-	} {
-		t.Setenv(k, v)
 	}
-	runStream(t, string(conf))
+	// The pipeline's Bloblang reads the token with env(), which sees the
+	// process environment rather than the stream builder's.
+	t.Setenv("AMPLITUDE_WEBHOOK_TOKEN", env["AMPLITUDE_WEBHOOK_TOKEN"])
+	startPipeline(t, "amplitude_cohort_webhook_to_braze.yaml", env, nil)
 
 	post := func(token, body string) (int, string) {
 		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/amplitude/cohorts", strings.NewReader(body))
@@ -52,7 +53,7 @@ func TestWebhookConfigEndToEnd(t *testing.T) {
 	}
 	code := func(token, body string) int { c, _ := post(token, body); return c }
 	require.Eventually(t, func() bool { return code("tok", `{}`) == http.StatusBadRequest }, 10*time.Second, 20*time.Millisecond, "listening")
-	value := DisplayName("Churn", "abc1")
+	value := cohort.DisplayName("Churn", "abc1")
 
 	// Braze down for longer than the output's retries: 502, nothing recorded.
 	down := make([]cohorttest.Response, 40)
