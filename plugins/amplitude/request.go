@@ -1,6 +1,7 @@
 package amplitude
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"strings"
@@ -9,7 +10,10 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
 // Amplitude's per-request limits (amplitude-api.md §3), counted on the
@@ -118,16 +122,32 @@ func (b *requestBuilder) refusal(id string) string {
 // any usable id, with a non-integer time or too large for a request is
 // refused with the reason.
 func (b *requestBuilder) prepare(ev *event, index int, raw []byte) *deadletter.Error {
-	if !gjson.ValidBytes(raw) {
+	return b.prepareMarked(ev, index, raw, nil)
+}
+
+// prepareMarked is prepare for bytes that mark may vouch for (nil: none
+// does): valid JSON is not validated again, and of the Amplitude events of
+// braze_to_amplitude only the fields before event_properties (scalars, see
+// trusted.Mark.PropertiesLast) are read.
+func (b *requestBuilder) prepareMarked(ev *event, index int, raw []byte, mark *trusted.Mark) *deadletter.Error {
+	if mark == nil && !gjson.ValidBytes(raw) {
 		return eventFault(reasonInvalidEvent, "message is not valid JSON")
 	}
-	obj := gjson.Parse(string(raw))
+	head := raw
+	if mark != nil && mark.PropertiesLast() {
+		if i := bytes.Index(raw, trusted.PropertiesKey); i > 0 {
+			head = raw[:i] // the object without its closing brace, which gjson reads to its end
+		}
+	}
+	// The message's bytes do not change while it is written; the ids taken
+	// from them are cloned by whatever keeps them longer (holds).
+	obj := gjson.Parse(unsafestr.FromBytes(head))
 	if !obj.IsObject() {
 		return eventFault(reasonInvalidEvent, "message is not a JSON object")
 	}
-	// One pass over the top-level keys.
+	// One pass over the top-level keys (valid JSON: validated or marked).
 	var eventType, userID, deviceID, tm gjson.Result
-	obj.ForEach(func(k, v gjson.Result) bool {
+	jsonscan.ForEach(obj.Raw, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "event_type":
 			eventType = v
@@ -161,7 +181,7 @@ func (b *requestBuilder) prepare(ev *event, index int, raw []byte) *deadletter.E
 		return eventFault(reasonMissingFields, "no user_id or device_id Amplitude accepts (shorter than min_id_length, a placeholder such as \"null\", or missing)")
 	}
 	if len(drop) > 0 {
-		ev.raw = withoutKeys(obj, drop)
+		ev.raw = withoutKeys(gjson.Parse(unsafestr.FromBytes(raw)), drop)
 	}
 	if len(b.prefix)+len(ev.raw)+len(b.suffix) > b.maxBytes {
 		return eventFault(reasonTooLarge, "event is larger than one request may be")

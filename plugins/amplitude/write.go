@@ -12,6 +12,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
 // WriteBatch delivers a batch. Messages errored upstream are not sent. With
@@ -38,7 +39,7 @@ func (o *amplitudeOutput) WriteBatch(ctx context.Context, batch service.MessageB
 			d.fail(i, eventFault(reasonInvalidEvent, "message has no readable body"))
 			continue
 		}
-		if eerr := o.builder.prepare(&store[i], i, raw); eerr != nil {
+		if eerr := o.builder.prepareMarked(&store[i], i, raw, trusted.Of(msg, raw)); eerr != nil {
 			d.fail(i, eerr)
 			continue
 		}

@@ -1,10 +1,16 @@
 package currents
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"testing"
 
+	"github.com/redpanda-data/benthos/v4/public/service"
+	"github.com/tidwall/gjson"
+
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
 // FuzzAppendEvent feeds arbitrary bytes to the decoder: it must never panic,
@@ -42,6 +48,7 @@ func FuzzAppendEvent(f *testing.F) {
 		if v["event_type"] == nil || v["insert_id"] == nil || v["time"] == nil {
 			t.Fatalf("required fields missing: %s", out[1:])
 		}
+		checkPropertiesLast(t, out[1:])
 	})
 }
 
@@ -78,5 +85,81 @@ func FuzzSplitEvents(f *testing.F) {
 					ev, got, gotRes, gotErr, want, wantRes, wantErr)
 			}
 		}
+	})
+}
+
+// FuzzTrustedHandOff checks the processor's side of the validate-once
+// hand-off against forged marks: a string under the mark's key (what a
+// sender's query parameter or a mapping can set), a real mark copied from
+// another message, and a marked message whose bytes were replaced afterwards
+// all vouch for nothing, so arbitrary bytes are validated: never a panic,
+// and every message out is either errored or a valid JSON object that
+// carries the processor's own mark (which lets the amplitude output skip its
+// validation).
+func FuzzTrustedHandOff(f *testing.F) {
+	for _, seed := range []string{procEmailOpen, `{"events":[` + procEmailOpen + `]}`, `{"id"`, `{"event_type":"users.messages.email.Open","id":"e","time":1,"user":{"external_user_id":"u"},"properties":{"a":[}}`, ``} {
+		for how := range uint8(3) {
+			f.Add([]byte(seed), how)
+		}
+	}
+	p := newTestProcessor(f, `{}`)
+	f.Fuzz(func(t *testing.T, data []byte, how uint8) {
+		valid := []byte(procEmailOpen)
+		msg := service.NewMessage(data)
+		switch how % 3 {
+		case 0:
+			msg.MetaSetMut(trusted.MetaKey, "validated")
+		case 1:
+			trusted.Set(msg, trusted.MarkSlices(valid, [][]byte{valid}, MaxDepth))
+		case 2:
+			msg = service.NewMessage(valid)
+			trusted.Set(msg, trusted.MarkSlices(valid, [][]byte{valid}, MaxDepth))
+			msg.SetBytes(data)
+		}
+		batches, err := p.ProcessBatch(context.Background(), service.MessageBatch{msg})
+		if err != nil {
+			t.Fatalf("batch error: %v", err)
+		}
+		for _, b := range batches {
+			for _, m := range b {
+				raw, _ := m.AsBytes()
+				if m.GetError() != nil {
+					continue
+				}
+				if !json.Valid(raw) || !gjson.ParseBytes(raw).IsObject() {
+					t.Fatalf("%q (forgery %d) came out unflagged as invalid JSON: %q", data, how%3, raw)
+				}
+				mark := trusted.Of(m, raw)
+				if mark == nil || !mark.PropertiesLast() {
+					t.Fatalf("mapped event without the processor's mark: %q", raw)
+				}
+				checkPropertiesLast(t, raw)
+			}
+		}
+	})
+}
+
+// checkPropertiesLast checks the layout trusted.Mark.PropertiesLast
+// promises for an Amplitude event: scalar top-level fields, then
+// event_properties, last, first found as trusted.PropertiesKey.
+func checkPropertiesLast(t *testing.T, raw []byte) {
+	t.Helper()
+	i := bytes.Index(raw, trusted.PropertiesKey)
+	if i < 0 {
+		t.Fatalf("no event_properties key: %s", raw)
+	}
+	n := 0
+	gjson.ParseBytes(raw).ForEach(func(k, v gjson.Result) bool {
+		n++
+		if k.Str == "event_properties" {
+			if !v.IsObject() || v.Index+len(v.Raw) != len(raw)-1 || v.Index != i+len(trusted.PropertiesKey)-1 {
+				t.Fatalf("event_properties is not the last key at %d: %s", i, raw)
+			}
+			return true
+		}
+		if v.IsObject() || v.IsArray() {
+			t.Fatalf("top-level field %s is not a scalar: %s", k.Raw, raw)
+		}
+		return true
 	})
 }

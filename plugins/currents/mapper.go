@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
@@ -254,6 +255,12 @@ func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result
 	if err := jsonlimit.Check(event, MaxDepth); err != nil {
 		return dst, Result{}, deadletter.Wrap(deadletter.ReasonTooLarge, err)
 	}
+	return m.appendDepthChecked(dst, event, typeHint)
+}
+
+// appendDepthChecked is AppendEvent for an event whose nesting is known to
+// be within MaxDepth: it validates the JSON only.
+func (m *Mapper) appendDepthChecked(dst, event []byte, typeHint string) ([]byte, Result, error) {
 	if !gjson.ValidBytes(event) {
 		return dst, Result{}, errors.New("event is not valid JSON")
 	}
@@ -316,7 +323,7 @@ func (m *Mapper) AppendValidEvent(dst, event []byte, typeHint string) ([]byte, R
 	props := m.props.Get().(*[]byte)
 	defer m.putProps(props)
 	w := walker{m: m, info: info, dst: (*props)[:0]}
-	root.ForEach(w.visit)
+	jsonscan.ForEachFlat(root.Raw, flattened, w.visit)
 	*props = w.dst
 	if w.err != nil {
 		return dst[:start], res, w.err

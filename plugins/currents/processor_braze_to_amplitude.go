@@ -13,6 +13,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/outcome"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
 const (
@@ -34,8 +35,8 @@ const (
 	// btaMaxWarnedTypes bounds the set of (reason, type) pairs logged at warn
 	// level; later drops are logged at debug level.
 	btaMaxWarnedTypes = 1000
-	// btaMaxPooledBuffer is the largest scratch buffer kept for reuse.
-	btaMaxPooledBuffer = 64 << 10
+	// btaMaxPooledBuffer is the largest batch arena kept for reuse.
+	btaMaxPooledBuffer = 1 << 20
 )
 
 func brazeToAmplitudeSpec() *service.ConfigSpec {
@@ -60,7 +61,7 @@ properties too, with their prefixes. Purchases set `+"`productId`"+`, `+"`price`
 `+"`idfa`"+` (`+"`ios_idfa`"+`) or `+"`adid`"+` (`+"`google_ad_id`"+`). Avro float artefacts are removed
 (3.140000104904175 becomes 3.14).
 
-Every output carries the metadata `+"`currents_event_type`"+`. Dropped events (filtered, unknown or unidentified) are
+Every output carries the metadata `+"`currents_event_type`"+`, and `+"`currents_trusted`"+`: a mark, which only this distribution's code can make, that lets the `+"`amplitude`"+` output skip validating the event (it vouches only for the bytes written here: after a `+"`mapping`"+` the event is validated again). Events marked by `+"`braze_currents_http`"+` are not validated again here. Dropped events (filtered, unknown or unidentified) are
 counted in the metric `+"`braze_to_amplitude_dropped_total`"+` (label `+"`reason`"+`) and logged. Bad input and rejected
 events keep flowing as errored messages carrying their dead-letter reason (`+"`unmappable`"+`; `+"`unreadable`"+` for a
 request body that is not valid JSON; `+"`too_large`"+` for JSON nested deeper than 64 levels) as a typed error and in
@@ -189,10 +190,25 @@ type brazeToAmplitude struct {
 	// saving an allocation per message.
 	typeMeta map[string]any
 	dropped  *service.MetricCounter
-	bufs     sync.Pool
+	scratch  sync.Pool // *batchScratch
 
 	mu     sync.Mutex
 	warned map[[2]string]struct{}
+}
+
+// batchScratch is what one ProcessBatch call maps into: the Amplitude events
+// of the whole batch, one after the other, copied at the end into a single
+// allocation that their messages share.
+type batchScratch struct {
+	arena  []byte
+	mapped []mappedEvent
+	marks  trusted.Builder
+}
+
+// mappedEvent is a message whose Amplitude event is arena[start:end].
+type mappedEvent struct {
+	msg        *service.Message
+	start, end int
 }
 
 func newBrazeToAmplitudeFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*brazeToAmplitude, error) {
@@ -216,7 +232,7 @@ func newBrazeToAmplitudeFromParsed(conf *service.ParsedConfig, mgr *service.Reso
 		typeMeta: typeMeta,
 		log:      mgr.Logger(),
 		dropped:  mgr.Metrics().NewCounter(btaMetricDropped, "reason"),
-		bufs:     sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }},
+		scratch:  sync.Pool{New: func() any { return &batchScratch{arena: make([]byte, 0, 64<<10)} }},
 		warned:   map[[2]string]struct{}{},
 	}, nil
 }
@@ -224,18 +240,50 @@ func newBrazeToAmplitudeFromParsed(conf *service.ParsedConfig, mgr *service.Reso
 // ProcessBatch maps every message of the batch: a single Currents event, or
 // a request body whose events each become a message. Messages that cannot be
 // mapped stay in the batch, flagged with the reason; dropped events leave it.
+// The Amplitude events of a batch share one buffer and carry a trusted mark,
+// so that the amplitude output does not validate them again.
 func (p *brazeToAmplitude) ProcessBatch(_ context.Context, in service.MessageBatch) ([]service.MessageBatch, error) {
+	bs := p.scratch.Get().(*batchScratch)
+	defer p.putScratch(bs)
 	out := make(service.MessageBatch, 0, len(in))
 	for _, msg := range in {
-		out = p.appendMapped(out, msg)
+		out = p.appendMapped(out, bs, msg)
 	}
+	bs.finish()
 	if len(out) == 0 {
 		return nil, nil
 	}
 	return []service.MessageBatch{out}, nil
 }
 
-func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, msg *service.Message) service.MessageBatch {
+// finish copies the batch's Amplitude events into one allocation, sets each
+// as its message's bytes and marks them.
+func (bs *batchScratch) finish() {
+	if len(bs.mapped) == 0 {
+		return
+	}
+	data := append(make([]byte, 0, len(bs.arena)), bs.arena...)
+	bs.marks.Reset()
+	for _, m := range bs.mapped {
+		m.msg.SetBytes(data[m.start:m.end:m.end])
+		bs.marks.Add(m.start, m.end)
+	}
+	mark := bs.marks.AmplitudeMark(data, 0)
+	for _, m := range bs.mapped {
+		trusted.Set(m.msg, mark)
+	}
+}
+
+// putScratch returns bs to the pool, unless an outsized batch grew it.
+func (p *brazeToAmplitude) putScratch(bs *batchScratch) {
+	clear(bs.mapped) // do not retain the messages
+	bs.arena, bs.mapped = bs.arena[:0], bs.mapped[:0]
+	if cap(bs.arena) <= btaMaxPooledBuffer {
+		p.scratch.Put(bs)
+	}
+}
+
+func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, bs *batchScratch, msg *service.Message) service.MessageBatch {
 	if msg.GetError() != nil {
 		return append(out, msg) // failed upstream (an input's own reason): kept as it is
 	}
@@ -244,9 +292,14 @@ func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, msg *service.M
 		deadletter.Fail(msg, deadletter.ReasonUnreadable, err)
 		return append(out, msg)
 	}
-	if err := jsonlimit.Check(raw, MaxDepth); err != nil {
-		deadletter.Fail(msg, deadletter.ReasonTooLarge, err)
-		return append(out, msg)
+	// Bytes our input validated (trusted) skip the validation pass, and the
+	// depth check when their nesting was bounded within MaxDepth.
+	mark := trusted.Of(msg, raw)
+	if mark == nil || mark.Depth() == 0 || mark.Depth() > MaxDepth {
+		if err := jsonlimit.Check(raw, MaxDepth); err != nil {
+			deadletter.Fail(msg, deadletter.ReasonTooLarge, err)
+			return append(out, msg)
+		}
 	}
 	events, isBody, err := currentsbody.SplitEvents(raw)
 	if err != nil {
@@ -255,20 +308,21 @@ func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, msg *service.M
 	}
 	hint, _ := msg.MetaGet(currentsbody.MetaEventType)
 	if !isBody {
-		return p.appendEvent(out, msg, raw, hint, false)
+		return p.appendEvent(out, bs, msg, raw, hint, mark != nil, false)
 	}
 	for _, ev := range events {
-		out = p.appendEvent(out, msg.Copy(), ev, hint, true)
+		out = p.appendEvent(out, bs, msg.Copy(), ev, hint, true, true)
 	}
 	return out
 }
 
 // appendEvent maps event into msg (which it owns) and appends msg to out,
-// unless the event is dropped. A failing event is flagged; when it was split
+// unless the event is dropped; valid says the event is known to be valid
+// JSON nested within MaxDepth. A failing event is flagged; when it was split
 // from a request body, msg is set to that event alone, so that a dead-letter
 // output receives it with its reason.
-func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, msg *service.Message, event []byte, hint string, split bool) service.MessageBatch {
-	mapped, err := p.mapOne(msg, event, hint, split)
+func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, bs *batchScratch, msg *service.Message, event []byte, hint string, valid, split bool) service.MessageBatch {
+	mapped, err := p.mapOne(bs, msg, event, hint, valid)
 	if err != nil {
 		if split {
 			msg.SetBytes(append([]byte(nil), event...))
@@ -281,25 +335,25 @@ func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, msg *service.Me
 		deadletter.Fail(msg, reason, err)
 		return append(out, msg)
 	}
-	if mapped == nil {
+	if !mapped {
 		return out
 	}
-	return append(out, mapped)
+	return append(out, msg)
 }
 
-// mapOne maps event into msg (which it owns); valid says the event was
-// already validated (split from a validated body). It returns nil, nil when
-// the event is dropped.
-func (p *brazeToAmplitude) mapOne(msg *service.Message, event []byte, hint string, valid bool) (*service.Message, error) {
-	bufp := p.bufs.Get().(*[]byte)
-	defer p.bufs.Put(bufp)
-	appendEvent := p.mapper.AppendEvent
+// mapOne maps event into the batch's arena for msg (which it owns; its
+// bytes are set by finish); valid says the event is known to be valid JSON
+// nested within MaxDepth, else it is validated (its depth was checked). It
+// returns false, nil when the event is dropped.
+func (p *brazeToAmplitude) mapOne(bs *batchScratch, msg *service.Message, event []byte, hint string, valid bool) (bool, error) {
+	start := len(bs.arena)
+	var buf []byte
+	var res Result
+	var err error
 	if valid {
-		appendEvent = p.mapper.AppendValidEvent
-	}
-	buf, res, err := appendEvent((*bufp)[:0], event, hint)
-	if cap(buf) <= btaMaxPooledBuffer {
-		*bufp = buf[:0] // keep the grown buffer, unless an outsized event grew it
+		buf, res, err = p.mapper.AppendValidEvent(bs.arena, event, hint)
+	} else {
+		buf, res, err = p.mapper.appendDepthChecked(bs.arena, event, hint)
 	}
 	if boxed, ok := p.typeMeta[res.EventType]; ok {
 		msg.MetaSetMut(currentsbody.MetaEventType, boxed)
@@ -307,14 +361,15 @@ func (p *brazeToAmplitude) mapOne(msg *service.Message, event []byte, hint strin
 		msg.MetaSetMut(currentsbody.MetaEventType, res.EventType)
 	}
 	if err != nil {
-		return nil, err
+		return false, err
 	}
 	if res.Dropped != "" {
 		p.drop(res)
-		return nil, nil
+		return false, nil
 	}
-	msg.SetBytes(append(make([]byte, 0, len(buf)), buf...))
-	return msg, nil
+	bs.arena = buf
+	bs.mapped = append(bs.mapped, mappedEvent{msg: msg, start: start, end: len(buf)})
+	return true, nil
 }
 
 // drop counts a dropped event and logs it: at warn level the first time a

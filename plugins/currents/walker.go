@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
 )
 
 // walker visits the keys of an event (and of its user/properties objects),
@@ -39,12 +40,9 @@ func (w *walker) visit(key, value gjson.Result) bool {
 		w.f.deviceID = value
 		return true
 	case "user":
-		return w.nested(value, k)
+		return w.notObject(value, k) // an object's members are visited in its place (flattened)
 	case "properties":
-		switch {
-		case value.IsObject():
-			return w.nested(value, k)
-		case w.info.kind != KindRegular:
+		if w.info.kind != KindRegular { // likewise
 			return w.customProperties(value, k)
 		}
 	case "custom_properties", "purchase_properties":
@@ -112,17 +110,19 @@ func (w *walker) visit(key, value gjson.Result) bool {
 	return true
 }
 
-// nested walks the user and properties objects of the HTTP shape.
-func (w *walker) nested(value gjson.Result, name string) bool {
-	if !value.IsObject() {
-		if value.Type == gjson.Null {
-			return true
-		}
-		w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(value))
-		return false
+// flattened names the members whose object values (the user and properties
+// objects of the HTTP shape) are walked in their place
+// (jsonscan.ForEachFlat).
+func flattened(key string, array bool) bool { return !array && (key == "user" || key == "properties") }
+
+// notObject handles a user or properties member that is not an object
+// (objects are flattened): null is nothing, anything else an error.
+func (w *walker) notObject(value gjson.Result, name string) bool {
+	if value.Type == gjson.Null {
+		return true
 	}
-	value.ForEach(w.visit)
-	return w.err == nil
+	w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(value))
+	return false
 }
 
 // customProperties writes custom event or purchase properties, given as an
@@ -154,7 +154,7 @@ func (w *walker) customProperties(value gjson.Result, name string) bool {
 	if w.info.kind == KindPurchase {
 		prefix = w.m.purchasePropPrefix
 	}
-	value.ForEach(func(key, v gjson.Result) bool {
+	jsonscan.ForEach(value.Raw, func(key, v gjson.Result) bool {
 		if v.Type == gjson.Null {
 			return true
 		}

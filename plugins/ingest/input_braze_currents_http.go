@@ -26,6 +26,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/secrettoken"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
 const (
@@ -90,7 +91,7 @@ On shutdown the input stops taking requests (503), waits for the batches already
 
 ### Metadata
 
-Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header, empty when absent), `+"`"+deadletter.MetaRequestID+"`"+` (an id of the request, also sent back in the `+"`"+requestIDHeader+"`"+` answer header and written in dead-letter records) and one key per URL query parameter (Braze lets you tag the source workspace with a query parameter).
+Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header, empty when absent), `+"`"+deadletter.MetaRequestID+"`"+` (an id of the request, also sent back in the `+"`"+requestIDHeader+"`"+` answer header and written in dead-letter records), one key per URL query parameter (Braze lets you tag the source workspace with a query parameter), and `+"`currents_trusted`"+`: a mark, which only this distribution's code can make, that the event was validated here, so that `+"`braze_to_amplitude`"+` does not validate it again (a query parameter of that name is ignored).
 
 ### Metrics
 
@@ -451,7 +452,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request, id st
 	if err != nil {
 		return status, err.Error()
 	}
-	events, err := in.split(body)
+	events, body, err := in.split(body)
 	if err != nil {
 		in.log.Debugf("braze_currents_http: malformed request: %v", err)
 		return http.StatusBadRequest, err.Error()
@@ -464,7 +465,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request, id st
 	}
 	in.mEvents.Incr(int64(len(events)))
 
-	p := &pendingRequest{batch: in.toBatch(events, version, id, r), res: make(chan error, 1)}
+	p := &pendingRequest{batch: in.toBatch(body, events, version, id, r), res: make(chan error, 1)}
 	in.addPending(1)
 	defer in.addPending(-1)
 
@@ -596,19 +597,26 @@ func readErrorStatus(err error) int {
 	return http.StatusBadRequest
 }
 
-// split bounds, cleans and splits a body: JSON nested deeper than
-// max_json_depth is refused before it is parsed (a recursive parse of a
-// deep body costs stack memory in proportion to its depth), and invalid
-// UTF-8 is replaced by U+FFFD, so that the events sent on and their
-// dead-letter copies hold the same valid text.
-func (in *brazeCurrentsHTTP) split(body []byte) ([][]byte, error) {
-	if err := jsonlimit.Check(body, in.conf.maxDepth); err != nil {
-		return nil, err
-	}
+// split cleans, bounds and splits a body: invalid UTF-8 is replaced by
+// U+FFFD, so that the events sent on and their dead-letter copies hold the
+// same valid text, and JSON nested deeper than max_json_depth is refused
+// before it is parsed recursively (which costs stack memory in proportion to
+// the depth). It returns the body the
+// events are sub-slices of.
+func (in *brazeCurrentsHTTP) split(body []byte) ([][]byte, []byte, error) {
 	if !utf8.Valid(body) {
-		body = bytes.ToValidUTF8(body, []byte("\uFFFD"))
+		body = bytes.ToValidUTF8(body, []byte("\uFFFD")) // no bracket or quote changes
 	}
-	return splitEvents(body)
+	// Braze's exact shape is checked and split in one pass; anything else
+	// (or anything wrong) the slow way, which says what is wrong.
+	if events, ok := currentsbody.SplitChecked(body, in.conf.maxDepth); ok {
+		return events, body, nil
+	}
+	if err := jsonlimit.Check(body, in.conf.maxDepth); err != nil {
+		return nil, nil, err
+	}
+	events, err := splitEvents(body)
+	return events, body, err
 }
 
 // truncate cuts s to at most n bytes, on a rune boundary.
@@ -657,11 +665,16 @@ func splitEvents(body []byte) ([][]byte, error) {
 	return nil, errors.New(`body must be {"events": [...]}, not an event`)
 }
 
-// toBatch turns the events into one message batch with the request metadata.
-func (in *brazeCurrentsHTTP) toBatch(events [][]byte, version, id string, r *http.Request) service.MessageBatch {
+// toBatch turns the events, sub-slices of the validated body, into one
+// message batch with the request metadata, and marks them validated
+// (trusted.MetaKey, set last so that a query parameter of that name cannot
+// replace it), so that braze_to_amplitude does not validate them again.
+func (in *brazeCurrentsHTTP) toBatch(body []byte, events [][]byte, version, id string, r *http.Request) service.MessageBatch {
 	query := r.URL.Query()
 	batch := make(service.MessageBatch, len(events))
 	var versionMeta, idMeta any = version, id // boxed once for all messages
+	// An event nests two levels below the body ({"events": [...]}).
+	mark := trusted.MarkSlices(body, events, in.conf.maxDepth-2)
 	for i, ev := range events {
 		m := service.NewMessage(ev)
 		m.MetaSetMut(MetaVersion, versionMeta)
@@ -671,6 +684,7 @@ func (in *brazeCurrentsHTTP) toBatch(events [][]byte, version, id string, r *htt
 			}
 		}
 		m.MetaSetMut(deadletter.MetaRequestID, idMeta)
+		trusted.Set(m, mark)
 		batch[i] = m
 	}
 	return batch

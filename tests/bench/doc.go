@@ -8,7 +8,8 @@
 // (plugins/currents/testdata/braze_to_amplitude_idiomatic.blobl) and
 // http_client. LiveScenarios are the live-path benchmark: Braze-like HTTP
 // posts to a pipeline relaying to a fast fake Amplitude, against the floor
-// of the same transport without processing (RunLive).
+// of the same transport without processing (RunLive), with the CPU shares
+// of their profiles by owner (ProfileShares).
 // Both send to the same loopback fake Amplitude (amplitudetest), which checks
 // that every event arrives exactly once. Run measures each scenario in its
 // own child process (the test binary, re-executed) so that the CPU time,

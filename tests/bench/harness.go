@@ -26,6 +26,7 @@ import (
 
 	_ "github.com/opencurrents/currents-amplitude/plugins/all"
 	"github.com/opencurrents/currents-amplitude/plugins/currentsgen"
+	_ "github.com/opencurrents/currents-amplitude/plugins/prometheus"
 )
 
 // Environment variables that switch a test binary into child mode.

@@ -40,6 +40,9 @@ type LiveScenario struct {
 	// Config returns the stream config: the input listens on addr and path,
 	// the output posts to url.
 	Config func(p LiveParams) string
+	// Env, when set, returns extra environment variables of the child (the
+	// shipped pipeline takes its addresses from them).
+	Env func(p LiveParams) []string
 }
 
 // LiveParams are what a live scenario's config is built from.
@@ -47,7 +50,13 @@ type LiveParams struct {
 	Addr, Path, URL string
 	// Threads is pipeline.threads.
 	Threads int
+	// Dir is a folder of the run's own (dead-letter files).
+	Dir string
 }
+
+// ShippedLivePipeline is the live pipeline shipped in config/, measured as
+// it is, with its addresses set through its environment variables.
+const ShippedLivePipeline = "config/currents_http_to_amplitude.yaml"
 
 // LiveFloor names the relay scenario every other is compared with.
 const LiveFloor = "relay floor (http_server → http_client)"
@@ -96,10 +105,34 @@ output:
 		{Name: "live (braze_currents_http → braze_to_amplitude → amplitude)",
 			Needs:  []string{"braze_to_amplitude", "amplitude"},
 			Config: ours("- braze_to_amplitude: {}")},
-		{Name: "live with limiter (+ device_rate_limit)",
-			Needs:  []string{"braze_to_amplitude", "device_rate_limit", "amplitude"},
-			Config: ours("- braze_to_amplitude: {}\n- device_rate_limit: {}")},
+		{Name: "live, shipped pipeline (" + ShippedLivePipeline + ")",
+			Needs: []string{"braze_to_amplitude", "amplitude"},
+			Config: func(LiveParams) string {
+				root, err := RepoRoot()
+				if err != nil {
+					return "# " + err.Error()
+				}
+				b, err := os.ReadFile(filepath.Join(root, ShippedLivePipeline))
+				if err != nil {
+					return "# " + err.Error()
+				}
+				return string(b)
+			},
+			Env: func(p LiveParams) []string {
+				return []string{"CURRENTS_HTTP_ADDRESS=" + p.Addr, "CURRENTS_HTTP_PATH=" + p.Path, "AMPLITUDE_URL=" + p.URL,
+					"AMPLITUDE_API_KEY=" + APIKey, "DLQ_PATH=" + filepath.Join(p.Dir, "dlq.jsonl"), "HTTP_ADDRESS=127.0.0.1:0",
+					"LOG_LEVEL=WARN", "PIPELINE_THREADS=" + strconv.Itoa(p.Threads)}
+			}},
 	}
+}
+
+// File names the scenario in file names: its first word, and "shipped"
+// for the shipped pipeline.
+func (s LiveScenario) File() string {
+	if s.Env != nil {
+		return "shipped"
+	}
+	return strings.Fields(s.Name)[0]
 }
 
 // LiveConcurrency is the number of posts in flight at once, as Braze's HTTP
@@ -155,6 +188,9 @@ type LiveRow struct {
 	Scenario LiveScenario
 	Result   LiveResult
 	Skipped  string
+	// Shares are the CPU shares of the scenario's profiles, all rounds
+	// merged (nil without LiveOptions.ProfileDir).
+	Shares *Shares
 }
 
 // RunLive measures every live scenario in interleaved rounds.
@@ -194,6 +230,14 @@ func RunLive(o LiveOptions) ([]LiveRow, error) {
 		if len(results[i]) > 0 {
 			rows[i].Result = medianBy(results[i], func(r LiveResult) time.Duration { return r.Wall })
 		}
+		if o.ProfileDir != "" && rows[i].Skipped == "" {
+			files, _ := filepath.Glob(filepath.Join(o.ProfileDir, "live-"+rows[i].Scenario.File()+"-round*.pprof"))
+			sh, err := ProfileShares(files...)
+			if err != nil {
+				return rows, fmt.Errorf("%s: profile shares: %w", rows[i].Scenario.Name, err)
+			}
+			rows[i].Shares = &sh
+		}
 	}
 	return rows, nil
 }
@@ -226,11 +270,18 @@ func measureLive(o LiveOptions, s LiveScenario, bodies [][]byte, round int) (Liv
 	if threads == 0 {
 		threads = 16
 	}
-	p := LiveParams{Addr: addr, Path: "/currents", URL: fake.URL(), Threads: threads}
+	dir, err := os.MkdirTemp("", "currents-live-")
+	if err != nil {
+		return LiveResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	p := LiveParams{Addr: addr, Path: "/currents", URL: fake.URL(), Threads: threads, Dir: dir}
 	sp := Spec{Name: s.Name, YAML: s.Config(p), Timeout: 10 * time.Minute, UntilSignal: true}
+	if s.Env != nil {
+		sp.Env = s.Env(p)
+	}
 	if o.ProfileDir != "" {
-		name := strings.Fields(s.Name)[0] + "-" + strconv.Itoa(len(s.Needs))
-		sp.CPUProfile = filepath.Join(o.ProfileDir, fmt.Sprintf("live-%s-round%d.pprof", name, round+1))
+		sp.CPUProfile = filepath.Join(o.ProfileDir, fmt.Sprintf("live-%s-round%d.pprof", s.File(), round+1))
 	}
 	cmd, _, output, cleanup, err := childCommand(sp)
 	if err != nil {
@@ -476,6 +527,17 @@ func LiveMarkdown(rows []LiveRow) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f ms | %.1f ms | %s | %s | %d/%d |\n", r.Scenario.Name,
 			thousands(int(res.EventsPerSec())), res.CPUPerEvent(), ms(res.P50), ms(res.P99), ratio, cpuRatio, res.Delivered, res.Sent)
+	}
+	var names []string
+	var shares []Shares
+	for _, r := range rows {
+		if r.Shares != nil {
+			names, shares = append(names, r.Scenario.Name), append(shares, *r.Shares)
+		}
+	}
+	if len(shares) > 0 {
+		b.WriteString("\nCPU profile shares (every sample counted once, all rounds and the warm-up merged; see bench.Shares):\n\n")
+		b.WriteString(SharesMarkdown(names, shares))
 	}
 	return b.String()
 }

@@ -11,9 +11,12 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
@@ -57,33 +60,137 @@ func SplitEvents(body []byte) (events [][]byte, isBody bool, err error) {
 		// gjson lookups through the whole event.
 		return nil, false, nil
 	}
-	root := gjson.Parse(unsafestr.FromBytes(body))
-	if !root.IsObject() {
+	raw := unsafestr.FromBytes(body)
+	if root := gjson.Parse(raw); !root.IsObject() {
 		return nil, false, nil
 	}
-	list := root.Get("events")
-	if !list.IsArray() || root.Get("event_type").Exists() {
-		return nil, false, nil
-	}
-	if !gjson.ValidBytes(body) {
+	if !gjson.Valid(raw) {
+		// Told apart with gjson, whose reading of invalid JSON the error
+		// reasons follow.
+		list, hasType := eventsList(raw)
+		if !list.IsArray() || hasType {
+			return nil, false, nil
+		}
 		return nil, true, errors.New("request body is not valid JSON")
 	}
-	i := 0
-	list.ForEach(func(_, v gjson.Result) bool {
-		if !v.IsObject() {
-			err = errors.New(`item ` + strconv.Itoa(i) + ` of "events" must be a JSON object`)
+	return splitValid(body, raw)
+}
+
+// splitValid is SplitEvents for a valid JSON object, in one pass: the
+// elements of the first "events" member, when it is an array, are read in
+// its place (jsonscan.ForEachFlat), as sub-slices of body.
+func splitValid(body []byte, raw string) (events [][]byte, isBody bool, err error) {
+	seen, isList, hasType := false, false, false
+	descend := func(key string, array bool) bool { // called for top-level members only
+		if key != "events" || seen {
 			return false
 		}
-		if end := v.Index + len(v.Raw); v.Index > 0 && end <= len(body) && string(body[v.Index:end]) == v.Raw {
-			events = append(events, body[v.Index:end:end])
-		} else {
-			events = append(events, []byte(v.Raw))
+		seen, isList = true, array
+		return array
+	}
+	n := 0
+	jsonscan.ForEachFlat(raw, descend, func(k, v gjson.Result) bool {
+		if k.Type == gjson.Number { // an element of the first "events" array
+			switch {
+			case err != nil:
+			case !v.IsObject():
+				err = errors.New(`item ` + strconv.Itoa(n) + ` of "events" must be a JSON object`)
+			default:
+				end := v.Index + len(v.Raw)
+				events = append(events, body[v.Index:end:end])
+			}
+			n++
+			return true
 		}
-		i++
+		switch k.Str {
+		case "events":
+			seen = true // a first "events" that is no array
+		case "event_type":
+			hasType = true
+		}
 		return true
 	})
+	if !isList || hasType {
+		return nil, false, nil
+	}
 	if err != nil {
 		return nil, true, err
 	}
 	return events, true, nil
+}
+
+// eventsList returns the first "events" member of the object raw (as Get
+// would) and whether it has an event_type member, in one pass over its
+// top-level keys, with gjson (raw need not be valid).
+func eventsList(raw string) (list gjson.Result, hasType bool) {
+	gjson.Parse(raw).ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "events":
+			if !list.Exists() {
+				list = v
+			}
+		case "event_type":
+			hasType = true
+		}
+		return true
+	})
+	return list, hasType
+}
+
+// SplitChecked is the fast path of splitting the request body Braze sends,
+// exactly {"events":[{...},...]} (whitespace allowed): it returns the events
+// when body is that, valid JSON nested at most maxDepth levels deep, and
+// false otherwise (then the caller checks and splits it the slow way, which
+// says what is wrong). It never parses the body recursively: the depth is
+// checked per event (two levels below the body) before each is validated,
+// and the envelope between the events is checked byte by byte, so a body it
+// accepts is valid as a whole. Events are sub-slices of body.
+func SplitChecked(body []byte, maxDepth int) ([][]byte, bool) {
+	raw := unsafestr.FromBytes(body)
+	i := skipSpace(raw, 0)
+	for _, want := range []string{"{", `"events"`, ":", "["} {
+		if !strings.HasPrefix(raw[i:], want) {
+			return nil, false
+		}
+		i = skipSpace(raw, i+len(want))
+	}
+	var events [][]byte
+	if i < len(raw) && raw[i] == ']' {
+		i++
+	} else {
+		for {
+			if i >= len(raw) || raw[i] != '{' {
+				return nil, false
+			}
+			end := jsonscan.Skip(raw, i)
+			ev := body[i:end:end]
+			if jsonlimit.Exceeds(ev, maxDepth-2) || !gjson.ValidBytes(ev) {
+				return nil, false
+			}
+			events = append(events, ev)
+			i = skipSpace(raw, end)
+			if i < len(raw) && raw[i] == ',' {
+				i = skipSpace(raw, i+1)
+				continue
+			}
+			if i < len(raw) && raw[i] == ']' {
+				i++
+				break
+			}
+			return nil, false
+		}
+	}
+	i = skipSpace(raw, i)
+	if i >= len(raw) || raw[i] != '}' || skipSpace(raw, i+1) != len(raw) {
+		return nil, false
+	}
+	return events, true
+}
+
+// skipSpace skips JSON whitespace.
+func skipSpace(raw string, i int) int {
+	for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r') {
+		i++
+	}
+	return i
 }

@@ -1,0 +1,96 @@
+package trusted
+
+import (
+	"testing"
+
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+func TestOf(t *testing.T) {
+	buf := []byte(`{"a":1}{"b":2}`)
+	mark := MarkSlices(buf, [][]byte{buf[0:7], buf[7:14], []byte(`{"c":3}`)}, 5) // the last is elsewhere: left out
+	if len(mark.spans) != 2 {
+		t.Fatalf("%d spans, want 2 (a slice outside the buffer is left out)", len(mark.spans))
+	}
+	copied := append([]byte(nil), buf[0:7]...)
+	cases := []struct {
+		name  string
+		raw   []byte
+		meta  any // the value under MetaKey; nil: the mark
+		noKey bool
+		want  bool
+	}{
+		{name: "first span", raw: buf[0:7], want: true},
+		{name: "second span", raw: buf[7:14], want: true},
+		{name: "equal bytes elsewhere", raw: copied},
+		{name: "part of a span", raw: buf[0:6]},
+		{name: "span start, longer", raw: buf[0:8]},
+		{name: "inside a span", raw: buf[1:7]},
+		{name: "across spans", raw: buf[0:14]},
+		{name: "empty", raw: buf[0:0]},
+		{name: "no mark", raw: buf[0:7], noKey: true},
+		{name: "forged string", raw: buf[0:7], meta: "validated"},
+		{name: "forged nil mark", raw: buf[0:7], meta: (*Mark)(nil)},
+		{name: "forged empty mark", raw: buf[0:7], meta: &Mark{}},
+		{name: "forged value mark", raw: buf[0:7], meta: Mark{buf: buf, spans: []span{{0, 7}}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := service.NewMessage(tc.raw)
+			switch {
+			case tc.noKey:
+			case tc.meta != nil:
+				msg.MetaSetMut(MetaKey, tc.meta)
+			default:
+				Set(msg, mark)
+			}
+			got := Of(msg, tc.raw)
+			if (got != nil) != tc.want {
+				t.Fatalf("Of = %v, want vouching %v", got, tc.want)
+			}
+			if got != nil && (got.Depth() != 5 || got.PropertiesLast()) {
+				t.Fatalf("Depth %d, PropertiesLast %v", got.Depth(), got.PropertiesLast())
+			}
+		})
+	}
+}
+
+// TestReplacedBytes checks that a mark stops vouching once the message's
+// bytes are replaced, and survives a copy of the message.
+func TestReplacedBytes(t *testing.T) {
+	buf := []byte(`{"a":1}`)
+	var b Builder
+	b.Add(0, len(buf))
+	msg := service.NewMessage(buf)
+	Set(msg, b.AmplitudeMark(buf, 0))
+	if m := Of(msg.Copy(), buf); m == nil || !m.PropertiesLast() {
+		t.Fatalf("a copy of the message lost its mark: %v", m)
+	}
+	msg.SetBytes([]byte(`{"a":1}`))
+	raw, _ := msg.AsBytes()
+	if Of(msg, raw) != nil {
+		t.Fatal("the mark vouches for replaced bytes")
+	}
+	s, _ := msg.MetaGet(MetaKey)
+	if s != `"validated"` {
+		t.Fatalf("the mark shows as %q in string metadata", s)
+	}
+}
+
+func BenchmarkOf(b *testing.B) {
+	buf := make([]byte, 100*700)
+	var bld Builder
+	for i := range 100 {
+		bld.Add(i*700, i*700+700)
+	}
+	mark := bld.Mark(buf, 62)
+	msg := service.NewMessage(buf[4200:4900])
+	Set(msg, mark)
+	raw, _ := msg.AsBytes()
+	b.ReportAllocs()
+	for b.Loop() {
+		if Of(msg, raw) == nil {
+			b.Fatal("no mark")
+		}
+	}
+}
