@@ -14,9 +14,14 @@ import (
 // The rate is a GCRA (generic cell rate algorithm, as in RFC 2698 meters): one
 // theoretical arrival time per id, advanced by 1/rate for each event; an event
 // conforms while that time is no more than burst events ahead of now. With
-// rate = limit×(1-headroom) and burst = limit×window×headroom, no window of
-// the endpoint's length holds more than limit×window events, even when
-// network jitter moves arrivals by up to the headroom.
+// rate = limit×(1-headroom) and burst = limit×window×headroom/2 (at least
+// one event), no window of the endpoint's length holds more than
+// limit×window×(1-headroom/2) events as sent: the other half of the headroom
+// is slack for arrivals that bunch on the network, so that Amplitude, which
+// counts where requests arrive, still sees at most limit×window events in
+// any window when sends are delayed by up to jitterSlack (HTTP V2 with the
+// default headroom 0.1: 27 events/s, bursts of 1.5, at most 28 events sent
+// in any second, arrivals may bunch by 55 ms).
 //
 // The daily quota (500,000 events per rolling 24 hours, counted by Amplitude
 // in hourly steps) is counted per id in the current hour; an id that sends
@@ -82,10 +87,7 @@ func newPacer(endpoint string, headroom float64) *pacer {
 
 func newPacerWith(eps float64, window time.Duration, daily uint32, headroom float64) *pacer {
 	rate := eps * (1 - headroom)
-	burst := eps * window.Seconds() * headroom
-	if burst < 1 {
-		burst = 1
-	}
+	burst := max(1, eps*window.Seconds()*headroom/2)
 	p := &pacer{
 		interval: int64(float64(time.Second) / rate),
 		daily:    daily,

@@ -2,7 +2,9 @@ package amplitude
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,24 +90,120 @@ func TestPacerNextTime(t *testing.T) {
 	}
 }
 
+// burstOf is how many events of one fresh id the pacer lets through at one
+// instant.
+func burstOf(p *pacer) int { return int(p.tolerance/p.interval) + 1 }
+
 // TestPacerUserRefundsDevice: an event whose user has no budget charges
 // nothing to its device.
 func TestPacerUserRefundsDevice(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	p := newPacerWith(30, time.Second, 0, 0.1) // burst 3
-	for i := range 3 {
+	p := newPacerWith(30, time.Second, 0, 0.4) // a burst of several events
+	burst := burstOf(p)
+	if burst < 2 {
+		t.Fatalf("burst %d: the test needs a burst of at least 2", burst)
+	}
+	for i := range burst {
 		if _, ok := p.take(&event{deviceID: fmt.Sprint("dev-", i), userID: "busy-user"}, now); !ok {
 			t.Fatalf("event %d refused", i)
 		}
 	}
 	if _, ok := p.take(&event{deviceID: "dev-x", userID: "busy-user"}, now); ok {
-		t.Fatal("the busy user's fourth event went through")
+		t.Fatal("the busy user's event beyond its burst went through")
 	}
-	for range 3 { // dev-x's whole burst is still there
+	for range burst { // dev-x's whole burst is still there
 		if _, ok := p.take(&event{deviceID: "dev-x"}, now); !ok {
 			t.Fatal("dev-x was charged for an event that was not sent")
 		}
 	}
+	if _, ok := p.take(&event{deviceID: "dev-x"}, now); ok {
+		t.Fatal("dev-x went beyond its burst")
+	}
+}
+
+// TestPacerBurstSlack is the property that leaves Amplitude slack: for
+// random arrival patterns (clumps of events at random gaps, offered faster
+// than the limit, each refused event retried at the time the pacer gives),
+// no window of the endpoint's length holds more than
+// limit×window×(1-headroom/2) events as sent, and none more than the limit
+// where they arrive, when each send is delayed by a random share of the
+// jitter the other half of the headroom absorbs; the rate still reaches 85%
+// of the limit (with the default headroom, 0.1).
+func TestPacerBurstSlack(t *testing.T) {
+	for _, tc := range []struct {
+		endpoint string
+		headroom float64
+		run      time.Duration
+	}{
+		{endpointHTTPV2, 0.1, 30 * time.Second},
+		{endpointHTTPV2, 0.2, 30 * time.Second},
+		{endpointHTTPV2, 0.05, 30 * time.Second},
+		{endpointBatch, 0.1, 3 * time.Minute},
+	} {
+		b := endpointBudgets[tc.endpoint]
+		limit := b.eps * b.window.Seconds() // events per window
+		rate := b.eps * (1 - tc.headroom)
+		burst := max(1, limit*tc.headroom/2)
+		// Sends delayed by up to jitter still fit limit in every window:
+		// (window+jitter)×rate + burst = limit.
+		jitter := time.Duration((limit*tc.headroom - burst) / rate * float64(time.Second))
+		for seed := range int64(20) {
+			t.Run(fmt.Sprintf("%s/headroom=%v/seed=%d", tc.endpoint, tc.headroom, seed), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(uint64(seed), 13))
+				clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+				start := clk.Now()
+				p := newPacer(tc.endpoint, tc.headroom)
+				// Arrivals: clumps of 1..3×burst events at exponential gaps,
+				// twice the limit on average.
+				var arrivals []time.Time
+				for at := start; at.Before(start.Add(tc.run)); {
+					n := 1 + rng.IntN(int(3*burst))
+					for range n {
+						arrivals = append(arrivals, at)
+					}
+					mean := float64(n) / (2 * b.eps)
+					at = at.Add(time.Duration(rng.ExpFloat64() * mean * float64(time.Second)))
+				}
+				e := &event{deviceID: "device", userID: "user"}
+				var sent []time.Time
+				next := start // when the head of the queue may go
+				for i := 0; i < len(arrivals) && clk.Now().Before(start.Add(tc.run)); {
+					clk.Set(later(arrivals[i], next))
+					at, ok := p.take(e, clk.Now())
+					if !ok {
+						next = at
+						continue
+					}
+					sent = append(sent, clk.Now())
+					i++
+				}
+				if got := maxInWindow(sent, b.window); float64(got) > limit*(1-tc.headroom/2) {
+					t.Fatalf("%d events sent in one %v window, want at most %.1f (limit %.0f less half the headroom)", got, b.window, limit*(1-tc.headroom/2), limit)
+				}
+				arrived := make([]time.Time, len(sent))
+				for i, s := range sent {
+					arrived[i] = s.Add(time.Duration(rng.Int64N(int64(jitter) + 1)))
+				}
+				slices.SortFunc(arrived, time.Time.Compare)
+				if got := maxInWindow(arrived, b.window); float64(got) > limit {
+					t.Fatalf("%d events arrived in one %v window with up to %v jitter, limit %.0f", got, b.window, jitter, limit)
+				}
+				// At least 85% of the limit (the default headroom keeps 10%),
+				// and 95% of what the headroom leaves.
+				want := min(0.85, 0.95*(1-tc.headroom)) * b.eps
+				if r := float64(len(sent)) / tc.run.Seconds(); r < want {
+					t.Fatalf("rate %.1f/s, want at least %.1f of the limit %.0f", r, want, b.eps)
+				}
+			})
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // TestPacerDailyQuota: an id stops at its daily quota and resumes at the
