@@ -253,50 +253,69 @@ func TestPacerForgetsIdleIDs(t *testing.T) {
 }
 
 // BenchmarkPacer is the cost of pacing on the send path: one take per event
-// with 10^6 tracked ids, against no pacing (a nil pacer).
+// (its device and its user charged) with 10^3 and 10^6 distinct ids of each
+// kind tracked, hot (the same 16 ids again and again among them) and cold
+// (every id in a random order, so each take misses the caches), beside no
+// pacing (a nil pacer). Time moves so that every take is admitted: the
+// benchmark measures charges, not refusals.
 func BenchmarkPacer(b *testing.B) {
-	for _, ids := range []int{10_000, 1_000_000} {
+	for _, ids := range []int{1_000, 1_000_000} {
 		events := make([]event, ids)
 		for i := range events {
 			events[i] = event{deviceID: fmt.Sprintf("device-%07d", i), userID: fmt.Sprintf("user-%07d", i)}
 		}
-		for _, name := range []string{"paced", "off"} {
-			b.Run(fmt.Sprintf("%s/ids=%d", name, ids), func(b *testing.B) { benchPacer(b, name == "paced", events) })
+		rng := rand.New(rand.NewPCG(1, 2))
+		cold := make([]int, ids) // the ids in turn: the table's accesses are random by hash
+		for i := range cold {
+			cold[i] = i
+		}
+		hotIDs := rng.Perm(ids)[:16]
+		hot := hotIDs
+		for _, access := range []struct {
+			name  string
+			order []int
+		}{{"hot", hot}, {"cold", cold}} {
+			for _, impl := range []string{"paced", "off"} {
+				b.Run(fmt.Sprintf("ids=%d/%s/%s", ids, access.name, impl), func(b *testing.B) {
+					benchPacer(b, impl, events, access.order)
+				})
+			}
 		}
 	}
 }
 
-func benchPacer(b *testing.B, paced bool, events []event) {
-	ids := len(events)
+func benchPacer(b *testing.B, impl string, events []event, order []int) {
 	now := time.Unix(1_700_000_000, 0)
-	{
-		{
-			var p *pacer
-			if paced {
-				p = newPacer(endpointBatch, 0.1)
-				for i := range events {
-					p.take(&events[i], now)
-				}
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
-				p.take(&events[i%ids], now.Add(time.Duration(i)))
-			}
+	var p *pacer
+	if impl == "paced" {
+		p = newPacer(endpointHTTPV2, 0.1)
+		for i := range events {
+			p.take(&events[i], now)
+		}
+	}
+	// Each id comes back after a full interval of its budget.
+	step := time.Duration(int64(time.Second/27)/int64(len(order)) + 1)
+	now = now.Add(time.Second)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		now = now.Add(step)
+		if _, ok := p.take(&events[order[i%len(order)]], now); !ok {
+			b.Fatal("refused")
 		}
 	}
 }
 
-// BenchmarkPacerMemory reports the heap per tracked id (device and user, so
-// two entries per event).
+// BenchmarkPacerMemory reports the heap per tracked id (one device id per
+// event).
 func BenchmarkPacerMemory(b *testing.B) {
-	const ids = 200_000
+	const ids = 1_000_000
+	events := make([]event, ids)
+	for i := range events {
+		events[i] = event{deviceID: fmt.Sprintf("device-%07d", i)}
+	}
 	now := time.Unix(1_700_000_000, 0)
 	for range b.N {
-		events := make([]event, ids)
-		for i := range events {
-			events[i] = event{deviceID: fmt.Sprintf("device-%07d", i)}
-		}
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -308,6 +327,29 @@ func BenchmarkPacerMemory(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/ids, "bytes/id")
 		runtime.KeepAlive(p)
-		runtime.KeepAlive(events)
+	}
+}
+
+// TestPacerTableKeepsLiveIDs: ids that are not idle keep their state
+// through the table's growth, and any id collides with none other.
+func TestPacerTableKeepsLiveIDs(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	p := newPacer(endpointHTTPV2, 0.1)
+	burst := burstOf(p)
+	const ids = 50_000
+	for i := range ids {
+		for range burst {
+			if _, ok := p.take(&event{deviceID: fmt.Sprint("dev-", i)}, now); !ok {
+				t.Fatalf("dev-%d refused within its burst", i)
+			}
+		}
+	}
+	if n := p.tracked(); n != ids {
+		t.Fatalf("%d ids tracked, want %d", n, ids)
+	}
+	for i := range ids {
+		if _, ok := p.take(&event{deviceID: fmt.Sprint("dev-", i)}, now); ok {
+			t.Fatalf("dev-%d forgot its charges when the table grew", i)
+		}
 	}
 }
