@@ -1,85 +1,22 @@
 package amplitude
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/metricstest"
 )
 
-// captureMetrics is a metrics exporter that keeps every value, keyed by
-// name{label=value,...} (without Benthos' own label and path labels).
-type captureMetrics struct {
-	mu   sync.Mutex
-	vals map[string]int64
-}
-
-type captureValue struct {
-	c   *captureMetrics
-	key string
-}
-
-func (v captureValue) Incr(n int64)                   { v.add(n) }
-func (v captureValue) Timing(int64)                   { v.add(1) } // counts timings
-func (v captureValue) Set(n int64)                    { v.c.mu.Lock(); v.c.vals[v.key] = n; v.c.mu.Unlock() }
-func (v captureValue) add(n int64)                    { v.c.mu.Lock(); v.c.vals[v.key] += n; v.c.mu.Unlock() }
-func (c *captureMetrics) Close(context.Context) error { return nil }
-
-func (c *captureMetrics) key(name string, keys, vals []string) string {
-	var labels []string
-	for i, k := range keys {
-		if k != "label" && k != "path" {
-			labels = append(labels, k+"="+vals[i])
-		}
-	}
-	sort.Strings(labels)
-	if len(labels) == 0 {
-		return name
-	}
-	return name + "{" + strings.Join(labels, ",") + "}"
-}
-
-func (c *captureMetrics) NewCounterCtor(name string, keys ...string) service.MetricsExporterCounterCtor {
-	return func(vals ...string) service.MetricsExporterCounter {
-		return captureValue{c: c, key: c.key(name, keys, vals)}
-	}
-}
-
-func (c *captureMetrics) NewTimerCtor(name string, keys ...string) service.MetricsExporterTimerCtor {
-	return func(vals ...string) service.MetricsExporterTimer {
-		return captureValue{c: c, key: c.key(name, keys, vals)}
-	}
-}
-
-func (c *captureMetrics) NewGaugeCtor(name string, keys ...string) service.MetricsExporterGaugeCtor {
-	return func(vals ...string) service.MetricsExporterGauge {
-		return captureValue{c: c, key: c.key(name, keys, vals)}
-	}
-}
-
-func (c *captureMetrics) get(key string) int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.vals[key]
-}
-
 func TestOutputMetrics(t *testing.T) {
-	capture := &captureMetrics{vals: map[string]int64{}}
-	env := service.GlobalEnvironment().Clone()
-	if err := env.RegisterMetricsExporter("capture", service.NewConfigSpec(),
-		func(*service.ParsedConfig, *service.Logger) (service.MetricsExporter, error) { return capture, nil }); err != nil {
-		t.Fatal(err)
-	}
-	sb := env.NewStreamBuilder()
-	if err := sb.SetMetricsYAML("capture: {}"); err != nil {
+	capture := metricstest.New(t)
+	sb := service.NewStreamBuilder()
+	if err := sb.SetMetricsYAML(capture.YAML()); err != nil {
 		t.Fatal(err)
 	}
 	srv := amplitudetest.NewServer(amplitudetest.Options{
@@ -128,33 +65,31 @@ fallback:
 		"amplitude_events_throttled_total":                     3,
 	}
 	for k, v := range want {
-		if got := capture.get(k); got != v {
+		if got := capture.Get(k); got != v {
 			t.Errorf("%s = %d, want %d", k, got, v)
 		}
 	}
 	var requests int64
-	capture.mu.Lock()
-	for k, v := range capture.vals {
+	for _, k := range capture.Keys() {
 		if strings.HasPrefix(k, "amplitude_requests_total{") {
-			requests += v
+			requests += capture.Get(k)
 		}
 		if strings.Contains(k, testKey) {
 			t.Errorf("metric %s contains the API key", k)
 		}
 	}
-	capture.mu.Unlock()
 	for _, k := range []string{"amplitude_requests_total{status=200}", "amplitude_requests_total{status=400}", "amplitude_requests_total{status=429}"} {
-		if capture.get(k) == 0 {
+		if capture.Get(k) == 0 {
 			t.Errorf("%s = 0", k)
 		}
 	}
-	if lat := capture.get("amplitude_request_seconds"); lat != requests || requests == 0 {
+	if lat := capture.Count("amplitude_request_seconds"); lat != requests || requests == 0 {
 		t.Errorf("%d latencies for %d requests", lat, requests)
 	}
-	if sent := capture.get("amplitude_events_sent_total"); sent < 6+3+2 {
+	if sent := capture.Get("amplitude_events_sent_total"); sent < 6+3+2 {
 		t.Errorf("amplitude_events_sent = %d", sent)
 	}
-	if got, faults := capture.get("amplitude_events_retried_total"), capture.get("amplitude_requests_total{status=503}"); (got > 0) != (faults > 0) {
+	if got, faults := capture.Get("amplitude_events_retried_total"), capture.Get("amplitude_requests_total{status=503}"); (got > 0) != (faults > 0) {
 		t.Errorf("amplitude_events_retried = %d after %d 503s", got, faults)
 	}
 }
