@@ -544,3 +544,65 @@ func TestOutputQuotaHoldEndsWithBackoff(t *testing.T) {
 		t.Fatalf("failed %v after %d more requests, want q3 held without a request", failed, srv.Requests()-requests)
 	}
 }
+
+// TestOutputPacedHotDeviceInItsWrite: in one write, a hot device's events
+// beyond its budget wait while the cold devices' events of the same write
+// are all sent at once; the write returns only when the hot events are in
+// Amplitude too (its messages are the only queue: backpressure, nothing
+// dropped), at the paced rate and with no 429.
+func TestOutputPacedHotDeviceInItsWrite(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	srv := amplitudetest.NewServer(amplitudetest.Options{Now: clk.Now})
+	defer srv.Close()
+	out, _ := newTestOutput(t, srv.HTTPV2URL(), "hedge_after: 0s\n")
+	out.clock = clk
+	const hot, cold = 60, 20
+	var events []string
+	for i := range hot {
+		events = append(events, evt(fmt.Sprint("hot-", i), "hot-device"))
+		if i < cold {
+			events = append(events, evt(fmt.Sprint("cold-", i), fmt.Sprint("cold-device-", i)))
+		}
+	}
+	start := clk.Now()
+	done := make(chan map[int]error, 1)
+	go func() { done <- write(t, context.Background(), out, events) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if !clk.WaitForTimers(ctx, 1) {
+		t.Fatal("the write never waited for the hot device's budget")
+	}
+	for i := range cold {
+		if _, ok := srv.Event(fmt.Sprint("cold-", i)); !ok {
+			t.Fatalf("cold event %d waits behind the hot device", i)
+		}
+	}
+	if got, burst := srv.Count()-cold, burstOf(out.pacer); got != burst {
+		t.Fatalf("%d hot events sent before the first wait, want its burst %d", got, burst)
+	}
+	for {
+		select {
+		case failed := <-done:
+			if len(failed) != 0 {
+				t.Fatalf("failed %v", failed)
+			}
+			if srv.Count() != hot+cold || srv.StatusCounts()[429] != 0 {
+				t.Fatalf("ingested %d of %d, statuses %v", srv.Count(), hot+cold, srv.StatusCounts())
+			}
+			// The pacer's rate: the k-th event goes at k intervals less the
+			// tolerance at the earliest.
+			if took, want := clk.Now().Sub(start), time.Duration(int64(hot-1)*out.pacer.interval-out.pacer.tolerance); took < want {
+				t.Fatalf("the hot device's events took %v of fake time, want at least %v", took, want)
+			}
+			return
+		default:
+		}
+		if srv.Count() == hot+cold {
+			continue // delivered: the write is returning
+		}
+		advanceToNextTimer(ctx, clk)
+		if ctx.Err() != nil {
+			t.Fatal("the write did not end")
+		}
+	}
+}
