@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -66,7 +67,9 @@ const (
 type pacerShard struct {
 	mu    sync.Mutex
 	slots []slot // len a power of two
-	used  int    // slots with a key
+	// view is slots, for touch, which reads it without the lock.
+	view  atomic.Pointer[[]slot]
+	used  int // slots with a key
 	rings []dayRing
 	free  []uint32 // indexes of unused rings
 }
@@ -117,7 +120,7 @@ func newPacerWith(eps float64, window time.Duration, daily uint32, headroom floa
 	}
 	p.tolerance = int64((burst - 1) * float64(p.interval))
 	for i := range p.shards {
-		p.shards[i].slots = make([]slot, minSlots)
+		p.shards[i].setSlots(make([]slot, minSlots))
 	}
 	return p
 }
@@ -150,17 +153,27 @@ func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
 		return time.Time{}, true
 	}
 	n := now.UnixNano()
-	var dev, usr int64
+	var hd, hu uint64
+	// Both slots are touched before either is locked, so that the two
+	// cache misses of a table larger than the caches overlap (a lock is a
+	// barrier that would otherwise wait for the first).
 	if e.deviceID != "" {
-		dev = p.charge(deviceKey(e.deviceID), n)
-		if dev > 0 {
+		hd = p.idHash(deviceKey(e.deviceID))
+		p.shard(hd).touch(hd)
+	}
+	if e.userID != "" {
+		hu = p.idHash(userKey(e.userID))
+		p.shard(hu).touch(hu)
+	}
+	if hd != 0 {
+		if dev := p.charge(hd, n); dev > 0 {
 			return time.Unix(0, dev), false
 		}
 	}
-	if e.userID != "" {
-		if usr = p.charge(userKey(e.userID), n); usr > 0 {
-			if e.deviceID != "" {
-				p.refund(deviceKey(e.deviceID), n)
+	if hu != 0 {
+		if usr := p.charge(hu, n); usr > 0 {
+			if hd != 0 {
+				p.refund(hd, n)
 			}
 			return time.Unix(0, usr), false
 		}
@@ -168,10 +181,18 @@ func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
 	return time.Time{}, true
 }
 
-// charge takes one event from k's budget at n (unix ns) and returns 0, or
-// returns the time (unix ns) it may next take one, taking nothing.
-func (p *pacer) charge(k idKey, n int64) int64 {
-	h := p.idHash(k)
+// touch loads the first slot of h's probe without the lock (atomically: the
+// key is the one field written atomically), to bring it into the cache.
+func (s *pacerShard) touch(h uint64) {
+	if t := s.view.Load(); t != nil {
+		_ = atomic.LoadUint64(&(*t)[h&uint64(len(*t)-1)].key)
+	}
+}
+
+// charge takes one event from the budget of the id whose hash is h at n
+// (unix ns) and returns 0, or returns the time (unix ns) it may next take
+// one, taking nothing.
+func (p *pacer) charge(h uint64, n int64) int64 {
 	s := p.shard(h)
 	hour := int32(n / int64(time.Hour))
 	s.mu.Lock()
@@ -220,7 +241,8 @@ func (s *pacerShard) find(h uint64, n int64, hour int32, idle int64, insert bool
 	if reuse >= 0 {
 		sl := &s.slots[reuse]
 		s.forget(sl)
-		*sl = slot{key: h}
+		sl.tat, sl.hour, sl.count = 0, 0, 0
+		atomic.StoreUint64(&sl.key, h)
 		return sl
 	}
 	if 4*(s.used+1) > 3*len(s.slots) {
@@ -228,8 +250,9 @@ func (s *pacerShard) find(h uint64, n int64, hour int32, idle int64, insert bool
 		return s.find(h, n, hour, idle, true)
 	}
 	s.used++
-	s.slots[i] = slot{key: h}
-	return &s.slots[i]
+	sl := &s.slots[i]
+	atomic.StoreUint64(&sl.key, h)
+	return sl
 }
 
 // idle reports whether an id's state may be forgotten at n: its budget is
@@ -253,38 +276,43 @@ func (s *pacerShard) forget(sl *slot) {
 }
 
 // rebuild moves the ids that are not idle into a table at most half full.
+// The old table is left as it is (touch may still read it).
 func (s *pacerShard) rebuild(n int64, hour int32, idle int64) {
 	live := 0
 	for i := range s.slots {
-		sl := &s.slots[i]
-		if sl.key == 0 {
-			continue
+		if sl := &s.slots[i]; sl.key != 0 && !s.idle(sl, n, hour, idle) {
+			live++
 		}
-		if s.idle(sl, n, hour, idle) {
-			s.forget(sl)
-			sl.key = 0
-			continue
-		}
-		live++
 	}
 	size := minSlots
 	for size < 2*(live+1) {
 		size *= 2
 	}
-	old := s.slots
-	s.slots = make([]slot, size)
+	old, slots := s.slots, make([]slot, size)
 	s.used = live
 	mask := uint64(size - 1)
-	for _, sl := range old {
+	for i := range old {
+		sl := &old[i]
 		if sl.key == 0 {
 			continue
 		}
-		i := sl.key & mask
-		for s.slots[i].key != 0 {
-			i = (i + 1) & mask
+		if s.idle(sl, n, hour, idle) {
+			s.forget(sl)
+			continue
 		}
-		s.slots[i] = sl
+		j := sl.key & mask
+		for slots[j].key != 0 {
+			j = (j + 1) & mask
+		}
+		slots[j] = *sl
 	}
+	s.setSlots(slots)
+}
+
+// setSlots replaces the table, once it is filled.
+func (s *pacerShard) setSlots(t []slot) {
+	s.slots = t
+	s.view.Store(&t)
 }
 
 // give gives back one event taken at now (a hedge that was not sent).
@@ -294,17 +322,16 @@ func (p *pacer) give(e *event, now time.Time) {
 	}
 	n := now.UnixNano()
 	if e.deviceID != "" {
-		p.refund(deviceKey(e.deviceID), n)
+		p.refund(p.idHash(deviceKey(e.deviceID)), n)
 	}
 	if e.userID != "" {
-		p.refund(userKey(e.userID), n)
+		p.refund(p.idHash(userKey(e.userID)), n)
 	}
 }
 
-// refund gives back one event charged at n (the event's other id had no
-// budget).
-func (p *pacer) refund(k idKey, n int64) {
-	h := p.idHash(k)
+// refund gives back one event charged at n to the id whose hash is h (the
+// event's other id had no budget).
+func (p *pacer) refund(h uint64, n int64) {
 	s := p.shard(h)
 	hour := int32(n / int64(time.Hour))
 	s.mu.Lock()
