@@ -13,6 +13,9 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/metricstest"
 )
 
+// TestOutputMetrics runs a real stream (so real time, see runStream): the
+// throttle hold (1.1 s) is longer than the fake server's window (1 s), so
+// the held events fit whenever they are re-sent, however late.
 func TestOutputMetrics(t *testing.T) {
 	capture := metricstest.New(t)
 	sb := service.NewStreamBuilder()

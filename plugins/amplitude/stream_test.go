@@ -23,6 +23,15 @@ import (
 
 // runStream sends batches through a stream built by sb whose output is
 // outputYAML and waits until every batch is acknowledged.
+//
+// Stream tests run in real time, on purpose: Benthos builds the output from
+// YAML with the system clock (there is no way to hand a fake one to a
+// component a stream constructs), and what they exercise is real time too:
+// request timeouts (a context deadline in net/http), amplitudetest's hangs
+// and cut connections, Benthos' own batching and retries. The fake-clock
+// tests of the same behaviour build the output directly (output_amplitude_test.go,
+// send_test.go). The only wall-clock bound here is the 2-minute limit, far
+// above the seconds these streams take; no assertion depends on timing.
 func runStream(t testing.TB, sb *service.StreamBuilder, outputYAML string, batches [][]string) {
 	t.Helper()
 	if err := runStreamWithin(t, sb, outputYAML, batches, 2*time.Minute); err != nil {
