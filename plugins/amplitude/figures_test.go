@@ -189,23 +189,38 @@ func p99(d []time.Duration) time.Duration {
 
 // BenchmarkHotDevice: one hot device at 300 events/s among 1000 cold devices
 // (1000 events/s): the cold devices' p99 delivery latency beside a run
-// without the hot device, and the hot device delivered at its limit with
-// nothing lost. Real time (the hot device needs 27 s to drain 2 s of
-// events), so not with -short.
+// without the hot device (three rounds of both, interleaved, medians
+// reported, since a shared machine's load moves the p99 more than the hot
+// device does), and the hot device delivered at its limit with nothing
+// lost. Real time (the hot device needs 22 s to drain 2 s of events), so
+// not with -short.
 func BenchmarkHotDevice(b *testing.B) {
 	if testing.Short() {
 		b.Skip("real-time benchmark")
 	}
+	const rounds = 3
 	for range b.N {
-		base, _, _, _ := hotDeviceRun(b, 2*time.Second, false)
-		cold, delivered, sent, elapsed := hotDeviceRun(b, 2*time.Second, true)
-		if delivered != sent {
-			b.Errorf("hot device: %d of %d delivered", delivered, sent)
+		var base, with, rate []float64
+		for r := range rounds {
+			cold, _, _, _ := hotDeviceRun(b, 2*time.Second, false)
+			hotCold, delivered, sent, elapsed := hotDeviceRun(b, 2*time.Second, true)
+			if delivered != sent {
+				b.Errorf("hot device: %d of %d delivered", delivered, sent)
+			}
+			base = append(base, float64(p99(cold).Microseconds())/1000)
+			with = append(with, float64(p99(hotCold).Microseconds())/1000)
+			rate = append(rate, float64(delivered)/elapsed.Seconds())
+			b.Logf("round %d: cold p99 %.2f ms without the hot device, %.2f ms with it; hot device %.1f events/s", r, base[r], with[r], rate[r])
 		}
-		b.ReportMetric(float64(p99(base).Microseconds())/1000, "cold_p99_ms_without_hot")
-		b.ReportMetric(float64(p99(cold).Microseconds())/1000, "cold_p99_ms_with_hot")
-		b.ReportMetric(float64(delivered)/elapsed.Seconds(), "hot_events/s")
+		b.ReportMetric(median(base), "cold_p99_ms_without_hot")
+		b.ReportMetric(median(with), "cold_p99_ms_with_hot")
+		b.ReportMetric(median(rate), "hot_events/s")
 	}
+}
+
+func median(v []float64) float64 {
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 // runStreamPaced is runStream sending one batch every interval from start,

@@ -338,15 +338,22 @@ func TestOutputHotDevice(t *testing.T) {
 	}
 }
 
+// newPacedOutput is a paced output without hedging on a fake clock, in
+// front of a strict fake Amplitude on the same clock.
+func newPacedOutput(t *testing.T) (*amplitudeOutput, *clock.Fake, *amplitudetest.Server) {
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	srv := amplitudetest.NewServer(amplitudetest.Options{Now: clk.Now})
+	t.Cleanup(srv.Close)
+	out, _ := newTestOutput(t, srv.HTTPV2URL(), "hedge_after: 0s\n")
+	out.clock = clk
+	return out, clk, srv
+}
+
 // TestOutputInterrupted checks, on the fake clock, that a write cancelled
 // while events wait for their device's budget nacks those (interrupted) and
 // has delivered the others.
 func TestOutputInterrupted(t *testing.T) {
-	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-	srv := amplitudetest.NewServer(amplitudetest.Options{Now: clk.Now})
-	defer srv.Close()
-	out, _ := newTestOutput(t, srv.HTTPV2URL(), "hedge_after: 0s\n")
-	out.clock = clk
+	out, clk, srv := newPacedOutput(t)
 	burst := burstOf(out.pacer)
 	events := []string{evt("cold", "device-2")}
 	for i := range burst + 2 {
@@ -551,11 +558,7 @@ func TestOutputQuotaHoldEndsWithBackoff(t *testing.T) {
 // Amplitude too (its messages are the only queue: backpressure, nothing
 // dropped), at the paced rate and with no 429.
 func TestOutputPacedHotDeviceInItsWrite(t *testing.T) {
-	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-	srv := amplitudetest.NewServer(amplitudetest.Options{Now: clk.Now})
-	defer srv.Close()
-	out, _ := newTestOutput(t, srv.HTTPV2URL(), "hedge_after: 0s\n")
-	out.clock = clk
+	out, clk, srv := newPacedOutput(t)
 	const hot, cold = 60, 20
 	var events []string
 	for i := range hot {
