@@ -1,46 +1,43 @@
 package amplitude
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redpanda-data/benthos/v4/public/service"
-
 	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/metricstest"
 )
 
-// TestOutputMetrics runs a real stream (so real time, see runStream): the
-// throttle hold (1.1 s) is longer than the fake server's window (1 s), so
-// the held events fit whenever they are re-sent, however late.
+// TestOutputMetrics checks the metrics of a write, on the fake clock: the
+// throttle hold (1.1 s) outlasts the fake server's window (1 s), so the held
+// events fit when they are re-sent.
 func TestOutputMetrics(t *testing.T) {
-	capture := metricstest.New(t)
-	sb := service.NewStreamBuilder()
-	if err := sb.SetMetricsYAML(capture.YAML()); err != nil {
-		t.Fatal(err)
-	}
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	res, capture := metricstest.Resources(t)
 	srv := amplitudetest.NewServer(amplitudetest.Options{
 		APIKey: testKey, EPSLimit: 5, RateWindow: time.Second, SilencedDevices: []string{"muted-device"},
-		FaultRate: 0.3, FaultKinds: []amplitudetest.FaultKind{amplitudetest.Fault503}, Seed: 7,
+		FaultRate: 0.3, FaultKinds: []amplitudetest.FaultKind{amplitudetest.Fault503}, Seed: 7, Now: clk.Now,
 	})
 	defer srv.Close()
-	// Bring hot-device to 3 of its 5 events per second: the stream's three
+	// Bring hot-device to 3 of its 5 events per second: the write's three
 	// more are throttled once and held.
-	res, err := http.Post(srv.HTTPV2URL(), "application/json", strings.NewReader(
+	ans, err := http.Post(srv.HTTPV2URL(), "application/json", strings.NewReader(
 		`{"api_key":"`+testKey+`","events":[`+evt("pre-1", "hot-device")+","+evt("pre-2", "hot-device")+","+evt("pre-3", "hot-device")+`]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = res.Body.Close()
-	for res.StatusCode != http.StatusOK { // an injected 503
-		if res, err = http.Post(srv.HTTPV2URL(), "application/json", strings.NewReader(
+	_ = ans.Body.Close()
+	for ans.StatusCode != http.StatusOK { // an injected 503
+		if ans, err = http.Post(srv.HTTPV2URL(), "application/json", strings.NewReader(
 			`{"api_key":"`+testKey+`","events":[`+evt("pre-1", "hot-device")+","+evt("pre-2", "hot-device")+","+evt("pre-3", "hot-device")+`]}`)); err != nil {
 			t.Fatal(err)
 		}
-		_ = res.Body.Close()
+		_ = ans.Body.Close()
 	}
 	batch := []string{evt("m", "muted-device"), `{"event_type":"x","user_id":"no"}`,
 		`{"event_type":"x","insert_id":"short-user","user_id":"42","device_id":"device-42"}`,
@@ -48,16 +45,26 @@ func TestOutputMetrics(t *testing.T) {
 	for i := range 3 {
 		batch = append(batch, evt(fmt.Sprintf("hot-%d", i), "hot-device"), evt(fmt.Sprintf("c-%d", i), fmt.Sprintf("cold-%d", i)))
 	}
-	runStream(t, sb, fmt.Sprintf(`
-fallback:
-  - amplitude:
-      api_key: %s
-      url: %s
-      throttle_hold: 1100ms
-      pacing: false
-      backoff: { initial_interval: 5ms, max_interval: 20ms, max_elapsed_time: 0s }
-  - drop: {}
-`, testKey, srv.HTTPV2URL()), [][]string{batch})
+	conf, err := amplitudeOutputSpec().ParseYAML(fmt.Sprintf(`
+api_key: %s
+url: %s
+throttle_hold: 1100ms
+pacing: false
+hedge_after: 0s
+backoff: { initial_interval: 5ms, max_interval: 20ms, max_elapsed_time: 0s }
+`, testKey, srv.HTTPV2URL()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := newAmplitudeOutputFromParsed(conf, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.clock = clk
+	t.Cleanup(func() { _ = out.Close(context.Background()) })
+	if failed := writeOnFakeClock(t, clk, out, batch, time.Minute); len(failed) != 2 || failed[0] == nil || failed[1] == nil {
+		t.Fatalf("failed %v, want the silenced event and the one without ids", failed)
+	}
 
 	want := map[string]int64{
 		"amplitude_events_ingested_total":                      8,
