@@ -21,9 +21,10 @@ import (
 // limit×window×(1-headroom/2) events as sent: the other half of the headroom
 // is slack for arrivals that bunch on the network, so that Amplitude, which
 // counts where requests arrive, still sees at most limit×window events in
-// any window when sends are delayed by up to jitterSlack (HTTP V2 with the
-// default headroom 0.1: 27 events/s, bursts of 1.5, at most 28 events sent
-// in any second, arrivals may bunch by 55 ms).
+// any window when sends are delayed by up to (limit×window×headroom -
+// burst)/rate (HTTP V2 with the default headroom 0.1: 27 events/s, bursts
+// of 1.5, at most 28 events sent in any second, arrivals may bunch by
+// 55 ms; TestPacerBurstSlack).
 //
 // The daily quota (500,000 events per rolling 24 hours, counted by Amplitude
 // in hourly steps) is counted per id in the current hour; an id that sends
