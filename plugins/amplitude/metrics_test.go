@@ -4,103 +4,40 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/redpanda-data/benthos/v4/public/service"
-
 	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/metricstest"
 )
 
-// captureMetrics is a metrics exporter that keeps every value, keyed by
-// name{label=value,...} (without Benthos' own label and path labels).
-type captureMetrics struct {
-	mu   sync.Mutex
-	vals map[string]int64
-}
-
-type captureValue struct {
-	c   *captureMetrics
-	key string
-}
-
-func (v captureValue) Incr(n int64)                   { v.add(n) }
-func (v captureValue) Timing(int64)                   { v.add(1) } // counts timings
-func (v captureValue) Set(n int64)                    { v.c.mu.Lock(); v.c.vals[v.key] = n; v.c.mu.Unlock() }
-func (v captureValue) add(n int64)                    { v.c.mu.Lock(); v.c.vals[v.key] += n; v.c.mu.Unlock() }
-func (c *captureMetrics) Close(context.Context) error { return nil }
-
-func (c *captureMetrics) key(name string, keys, vals []string) string {
-	var labels []string
-	for i, k := range keys {
-		if k != "label" && k != "path" {
-			labels = append(labels, k+"="+vals[i])
-		}
-	}
-	sort.Strings(labels)
-	if len(labels) == 0 {
-		return name
-	}
-	return name + "{" + strings.Join(labels, ",") + "}"
-}
-
-func (c *captureMetrics) NewCounterCtor(name string, keys ...string) service.MetricsExporterCounterCtor {
-	return func(vals ...string) service.MetricsExporterCounter {
-		return captureValue{c: c, key: c.key(name, keys, vals)}
-	}
-}
-
-func (c *captureMetrics) NewTimerCtor(name string, keys ...string) service.MetricsExporterTimerCtor {
-	return func(vals ...string) service.MetricsExporterTimer {
-		return captureValue{c: c, key: c.key(name, keys, vals)}
-	}
-}
-
-func (c *captureMetrics) NewGaugeCtor(name string, keys ...string) service.MetricsExporterGaugeCtor {
-	return func(vals ...string) service.MetricsExporterGauge {
-		return captureValue{c: c, key: c.key(name, keys, vals)}
-	}
-}
-
-func (c *captureMetrics) get(key string) int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.vals[key]
-}
-
+// TestOutputMetrics checks the metrics of a write, on the fake clock: the
+// throttle hold (1.1 s) outlasts the fake server's window (1 s), so the held
+// events fit when they are re-sent.
 func TestOutputMetrics(t *testing.T) {
-	capture := &captureMetrics{vals: map[string]int64{}}
-	env := service.GlobalEnvironment().Clone()
-	if err := env.RegisterMetricsExporter("capture", service.NewConfigSpec(),
-		func(*service.ParsedConfig, *service.Logger) (service.MetricsExporter, error) { return capture, nil }); err != nil {
-		t.Fatal(err)
-	}
-	sb := env.NewStreamBuilder()
-	if err := sb.SetMetricsYAML("capture: {}"); err != nil {
-		t.Fatal(err)
-	}
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	res, capture := metricstest.Resources(t)
 	srv := amplitudetest.NewServer(amplitudetest.Options{
 		APIKey: testKey, EPSLimit: 5, RateWindow: time.Second, SilencedDevices: []string{"muted-device"},
-		FaultRate: 0.3, FaultKinds: []amplitudetest.FaultKind{amplitudetest.Fault503}, Seed: 7,
+		FaultRate: 0.3, FaultKinds: []amplitudetest.FaultKind{amplitudetest.Fault503}, Seed: 7, Now: clk.Now,
 	})
 	defer srv.Close()
-	// Bring hot-device to 3 of its 5 events per second: the stream's three
+	// Bring hot-device to 3 of its 5 events per second: the write's three
 	// more are throttled once and held.
-	res, err := http.Post(srv.HTTPV2URL(), "application/json", strings.NewReader(
+	ans, err := http.Post(srv.HTTPV2URL(), "application/json", strings.NewReader(
 		`{"api_key":"`+testKey+`","events":[`+evt("pre-1", "hot-device")+","+evt("pre-2", "hot-device")+","+evt("pre-3", "hot-device")+`]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = res.Body.Close()
-	for res.StatusCode != http.StatusOK { // an injected 503
-		if res, err = http.Post(srv.HTTPV2URL(), "application/json", strings.NewReader(
+	_ = ans.Body.Close()
+	for ans.StatusCode != http.StatusOK { // an injected 503
+		if ans, err = http.Post(srv.HTTPV2URL(), "application/json", strings.NewReader(
 			`{"api_key":"`+testKey+`","events":[`+evt("pre-1", "hot-device")+","+evt("pre-2", "hot-device")+","+evt("pre-3", "hot-device")+`]}`)); err != nil {
 			t.Fatal(err)
 		}
-		_ = res.Body.Close()
+		_ = ans.Body.Close()
 	}
 	batch := []string{evt("m", "muted-device"), `{"event_type":"x","user_id":"no"}`,
 		`{"event_type":"x","insert_id":"short-user","user_id":"42","device_id":"device-42"}`,
@@ -108,16 +45,26 @@ func TestOutputMetrics(t *testing.T) {
 	for i := range 3 {
 		batch = append(batch, evt(fmt.Sprintf("hot-%d", i), "hot-device"), evt(fmt.Sprintf("c-%d", i), fmt.Sprintf("cold-%d", i)))
 	}
-	runStream(t, sb, fmt.Sprintf(`
-fallback:
-  - amplitude:
-      api_key: %s
-      url: %s
-      throttle_hold: 1100ms
-      pacing: false
-      backoff: { initial_interval: 5ms, max_interval: 20ms, max_elapsed_time: 0s }
-  - drop: {}
-`, testKey, srv.HTTPV2URL()), [][]string{batch})
+	conf, err := amplitudeOutputSpec().ParseYAML(fmt.Sprintf(`
+api_key: %s
+url: %s
+throttle_hold: 1100ms
+pacing: false
+hedge_after: 0s
+backoff: { initial_interval: 5ms, max_interval: 20ms, max_elapsed_time: 0s }
+`, testKey, srv.HTTPV2URL()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := newAmplitudeOutputFromParsed(conf, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.clock = clk
+	t.Cleanup(func() { _ = out.Close(context.Background()) })
+	if failed := writeOnFakeClock(t, clk, out, batch, time.Minute); len(failed) != 2 || failed[0] == nil || failed[1] == nil {
+		t.Fatalf("failed %v, want the silenced event and the one without ids", failed)
+	}
 
 	want := map[string]int64{
 		"amplitude_events_ingested_total":                      8,
@@ -128,33 +75,31 @@ fallback:
 		"amplitude_events_throttled_total":                     3,
 	}
 	for k, v := range want {
-		if got := capture.get(k); got != v {
+		if got := capture.Get(k); got != v {
 			t.Errorf("%s = %d, want %d", k, got, v)
 		}
 	}
 	var requests int64
-	capture.mu.Lock()
-	for k, v := range capture.vals {
+	for _, k := range capture.Keys() {
 		if strings.HasPrefix(k, "amplitude_requests_total{") {
-			requests += v
+			requests += capture.Get(k)
 		}
 		if strings.Contains(k, testKey) {
 			t.Errorf("metric %s contains the API key", k)
 		}
 	}
-	capture.mu.Unlock()
 	for _, k := range []string{"amplitude_requests_total{status=200}", "amplitude_requests_total{status=400}", "amplitude_requests_total{status=429}"} {
-		if capture.get(k) == 0 {
+		if capture.Get(k) == 0 {
 			t.Errorf("%s = 0", k)
 		}
 	}
-	if lat := capture.get("amplitude_request_seconds"); lat != requests || requests == 0 {
+	if lat := capture.Count("amplitude_request_seconds"); lat != requests || requests == 0 {
 		t.Errorf("%d latencies for %d requests", lat, requests)
 	}
-	if sent := capture.get("amplitude_events_sent_total"); sent < 6+3+2 {
+	if sent := capture.Get("amplitude_events_sent_total"); sent < 6+3+2 {
 		t.Errorf("amplitude_events_sent = %d", sent)
 	}
-	if got, faults := capture.get("amplitude_events_retried_total"), capture.get("amplitude_requests_total{status=503}"); (got > 0) != (faults > 0) {
+	if got, faults := capture.Get("amplitude_events_retried_total"), capture.Get("amplitude_requests_total{status=503}"); (got > 0) != (faults > 0) {
 		t.Errorf("amplitude_events_retried = %d after %d 503s", got, faults)
 	}
 }

@@ -86,10 +86,15 @@ const amplitudeOutputDescription = "" +
 	"With `pacing` (on by default) the output keeps, per `device_id` and per `user_id`, the budget Amplitude enforces " +
 	"for the endpoint (HTTP V2: 30 events/s; Batch: 1000 events/s averaged over 30 s; both: 500,000 events per " +
 	"rolling 24 hours in hourly steps), less `pacing_headroom`, and charges every send attempt to it: first sends, " +
-	"retries, re-sends after a 413 split or a bisection. A request never carries an event its id has no budget for: " +
-	"such events wait (in their write) while the events of every other id are sent. No events are queued beyond the " +
-	"writes in flight, so at most `max_in_flight` × the batch size events wait at once; when they do, the output takes " +
-	"no more messages (backpressure) rather than buffer or drop. A wait that would end after the write's deadline " +
+	"retries, re-sends after a 413 split or a bisection, hedged copies. Half the headroom lowers the rate, the other " +
+	"half is slack: no window of Amplitude's sees more than limit × (1 - headroom/2) events sent (HTTP V2 with the " +
+	"default 0.1: 27 events/s, at most 28 in any second), so that requests bunched on the network still arrive " +
+	"within the limit. A request never carries an event its id has no budget for: " +
+	"such events wait (in their write) while the events of every other id, in the same write and in others, are sent. " +
+	"No events are queued beyond the writes in flight, so at most `max_in_flight` × the batch size events wait at " +
+	"once; when they do, the output takes no more messages (backpressure) rather than buffer or drop. The budgets " +
+	"take about 50 bytes per tracked id (whatever the id's length); ids idle for the window and the hour are " +
+	"forgotten. A wait that would end after the write's deadline " +
 	"nacks the events at once instead (`throttled`).\n\n" +
 	"### Answers\n\n" +
 	"Answers are classified in one place. Only refusals that are the events' own fault fail events:\n\n" +
@@ -170,7 +175,8 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 				Example(3).
 				Default(5),
 			service.NewBatchPolicyField(aoFieldBatching),
-			service.NewOutputMaxInFlightField(),
+			service.NewOutputMaxInFlightField().
+				Description("The maximum number of writes (batches) in flight. It also bounds the events waiting for their id's budget or a 429 hold: they wait inside their write, so at most `max_in_flight` × the batch size at once; then the output takes no more messages (backpressure)."),
 			service.NewDurationField(aoFieldTimeout).
 				Description("The time limit of one request; a request that times out is retried.").
 				Example("30s").
@@ -190,7 +196,7 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 				Example(false).
 				Default(true),
 			service.NewFloatField(aoFieldHeadroom).
-				Description("The share of each budget kept unused, in [0, 0.5], so that network jitter (requests arriving closer together than they were sent) does not produce 429s. 0.1 sends at most 27 events/s per device on `http_v2`.").
+				Description("The share of each budget kept unused, in [0, 0.5], so that network jitter (requests arriving closer together than they were sent) does not produce 429s: the rate is the limit × (1 - headroom) and the burst the limit's window × headroom/2, so no window holds more than limit × (1 - headroom/2) events as sent. 0.1 sends at most 27 events/s per device on `http_v2`, at most 28 in any second.").
 				Example(0.2).
 				Default(0.1).
 				Advanced(),

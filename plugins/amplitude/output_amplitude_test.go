@@ -111,8 +111,9 @@ func TestOutputScenarios(t *testing.T) {
 			failed: map[int]string{1: "payload_too_large"}, statuses: []int{413, 200}},
 		{name: "daily quota fails", opts: amplitudetest.Options{DailyQuota: 3}, extra: "daily_quota: fail\n",
 			events: []string{evt("q1", "quota-dev"), evt("q2", "quota-dev"), evt("q3", "quota-dev"), evt("q4", "quota-dev"), evt("ok", "device-2")},
-			// The pacer sends three events of quota-dev at once (its burst),
-			// which fit the quota; the fourth is refused and fails.
+			// The pacer sends the events of quota-dev in requests of at
+			// most its burst (smaller than the quota): the three that fit
+			// the quota go in, the fourth is refused and fails.
 			failed: map[int]string{3: "daily_quota"}, statuses: []int{429, 200}},
 		{name: "daily quota fails without pacing", opts: amplitudetest.Options{DailyQuota: 3}, extra: "daily_quota: fail\npacing: false\n",
 			events: []string{evt("q1", "quota-dev"), evt("q2", "quota-dev"), evt("q3", "quota-dev"), evt("q4", "quota-dev"), evt("ok", "device-2")},
@@ -337,21 +338,47 @@ func TestOutputHotDevice(t *testing.T) {
 	}
 }
 
-// TestOutputInterrupted checks that a cancelled write fails what is left.
+// newPacedOutput is a paced output without hedging on a fake clock, in
+// front of a strict fake Amplitude on the same clock.
+func newPacedOutput(t *testing.T) (*amplitudeOutput, *clock.Fake, *amplitudetest.Server) {
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	srv := amplitudetest.NewServer(amplitudetest.Options{Now: clk.Now})
+	t.Cleanup(srv.Close)
+	out, _ := newTestOutput(t, srv.HTTPV2URL(), "hedge_after: 0s\n")
+	out.clock = clk
+	return out, clk, srv
+}
+
+// TestOutputInterrupted checks, on the fake clock, that a write cancelled
+// while events wait for their device's budget nacks those (interrupted) and
+// has delivered the others.
 func TestOutputInterrupted(t *testing.T) {
-	srv := amplitudetest.NewServer(amplitudetest.Options{EPSLimit: 1, RateWindow: time.Second})
-	defer srv.Close()
-	out, _ := newTestOutput(t, srv.HTTPV2URL(), "throttle_hold: 1m\n")
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	failed := write(t, ctx, out, []string{evt("a", "device-1"), evt("b", "device-1"), evt("c", "device-2")})
-	if len(failed) != 2 || failed[2] != nil {
-		t.Fatalf("failed %v", failed)
+	out, clk, srv := newPacedOutput(t)
+	burst := burstOf(out.pacer)
+	events := []string{evt("cold", "device-2")}
+	for i := range burst + 2 {
+		events = append(events, evt(fmt.Sprint("hot-", i), "device-1"))
 	}
-	for _, err := range failed {
-		if reasonOf(err) != "outage:interrupted" && reasonOf(err) != "outage:throttled" {
-			t.Fatalf("error %v", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan map[int]error, 1)
+	go func() { done <- write(t, ctx, out, events) }()
+	wait, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stop()
+	if !clk.WaitForTimers(wait, 1) {
+		t.Fatal("the write never waited for device-1's budget")
+	}
+	cancel()
+	failed := <-done
+	if len(failed) != 2 {
+		t.Fatalf("failed %v, want the 2 events of device-1 beyond its burst of %d", failed, burst)
+	}
+	for i := 1 + burst; i < len(events); i++ {
+		if reasonOf(failed[i]) != "outage:interrupted" {
+			t.Errorf("event %d: %v, want interrupted", i, failed[i])
 		}
+	}
+	if srv.Count() != 1+burst {
+		t.Fatalf("ingested %d, want the cold event and device-1's burst (%d)", srv.Count(), 1+burst)
 	}
 }
 
@@ -502,11 +529,18 @@ func TestOutputQuotaHoldEndsWithBackoff(t *testing.T) {
 	defer srv.Close()
 	out, _ := newTestOutput(t, srv.HTTPV2URL(), "hedge_after: 0s\nbackoff:\n  initial_interval: 5ms\n  max_interval: 50ms\n  max_elapsed_time: 1m\n")
 	out.clock = clk
-	failed := writeOnFakeClock(t, clk, out, []string{evt("q1", "quota-dev"), evt("q2", "quota-dev"), evt("ok", "device-2")}, 2*time.Minute)
-	// q1 and q2 go in one request, over the quota of 1: Amplitude refuses
-	// both.
-	if len(failed) != 2 || reasonOf(failed[0]) != "outage:throttled" || reasonOf(failed[1]) != "outage:throttled" {
-		t.Fatalf("failed %v, want q1 and q2 nacked as throttled", failed)
+	events := []string{evt("q1", "quota-dev"), evt("q2", "quota-dev"), evt("ok", "device-2")}
+	failed := writeOnFakeClock(t, clk, out, events, 2*time.Minute)
+	// Over the quota of 1, at least q2 is refused; a pacer burst of two or
+	// more sends q1 with it, and Amplitude refuses both. Each refused event
+	// is nacked as throttled, the others are in Amplitude.
+	if failed[1] == nil || failed[2] != nil || srv.Count()+len(failed) != len(events) {
+		t.Fatalf("failed %v (ingested %d), want q2 nacked and the others ingested or nacked", failed, srv.Count())
+	}
+	for i, err := range failed {
+		if reasonOf(err) != "outage:throttled" {
+			t.Fatalf("event %d: %v, want nacked as throttled", i, err)
+		}
 	}
 	if _, ok := srv.Event("ok"); !ok {
 		t.Fatal("the other device's event was not delivered")
@@ -515,5 +549,63 @@ func TestOutputQuotaHoldEndsWithBackoff(t *testing.T) {
 	failed = writeOnFakeClock(t, clk, out, []string{evt("q3", "quota-dev")}, 2*time.Minute)
 	if len(failed) != 1 || srv.Requests() != requests {
 		t.Fatalf("failed %v after %d more requests, want q3 held without a request", failed, srv.Requests()-requests)
+	}
+}
+
+// TestOutputPacedHotDeviceInItsWrite: in one write, a hot device's events
+// beyond its budget wait while the cold devices' events of the same write
+// are all sent at once; the write returns only when the hot events are in
+// Amplitude too (its messages are the only queue: backpressure, nothing
+// dropped), at the paced rate and with no 429.
+func TestOutputPacedHotDeviceInItsWrite(t *testing.T) {
+	out, clk, srv := newPacedOutput(t)
+	const hot, cold = 60, 20
+	var events []string
+	for i := range hot {
+		events = append(events, evt(fmt.Sprint("hot-", i), "hot-device"))
+		if i < cold {
+			events = append(events, evt(fmt.Sprint("cold-", i), fmt.Sprint("cold-device-", i)))
+		}
+	}
+	start := clk.Now()
+	done := make(chan map[int]error, 1)
+	go func() { done <- write(t, context.Background(), out, events) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if !clk.WaitForTimers(ctx, 1) {
+		t.Fatal("the write never waited for the hot device's budget")
+	}
+	for i := range cold {
+		if _, ok := srv.Event(fmt.Sprint("cold-", i)); !ok {
+			t.Fatalf("cold event %d waits behind the hot device", i)
+		}
+	}
+	if got, burst := srv.Count()-cold, burstOf(out.pacer); got != burst {
+		t.Fatalf("%d hot events sent before the first wait, want its burst %d", got, burst)
+	}
+	for {
+		select {
+		case failed := <-done:
+			if len(failed) != 0 {
+				t.Fatalf("failed %v", failed)
+			}
+			if srv.Count() != hot+cold || srv.StatusCounts()[429] != 0 {
+				t.Fatalf("ingested %d of %d, statuses %v", srv.Count(), hot+cold, srv.StatusCounts())
+			}
+			// The pacer's rate: the k-th event goes at k intervals less the
+			// tolerance at the earliest.
+			if took, want := clk.Now().Sub(start), time.Duration(int64(hot-1)*out.pacer.interval-out.pacer.tolerance); took < want {
+				t.Fatalf("the hot device's events took %v of fake time, want at least %v", took, want)
+			}
+			return
+		default:
+		}
+		if srv.Count() == hot+cold {
+			continue // delivered: the write is returning
+		}
+		advanceToNextTimer(ctx, clk)
+		if ctx.Err() != nil {
+			t.Fatal("the write did not end")
+		}
 	}
 }

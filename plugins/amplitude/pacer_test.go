@@ -2,7 +2,9 @@ package amplitude
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,24 +90,120 @@ func TestPacerNextTime(t *testing.T) {
 	}
 }
 
+// burstOf is how many events of one fresh id the pacer lets through at one
+// instant.
+func burstOf(p *pacer) int { return int(p.tolerance/p.interval) + 1 }
+
 // TestPacerUserRefundsDevice: an event whose user has no budget charges
 // nothing to its device.
 func TestPacerUserRefundsDevice(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	p := newPacerWith(30, time.Second, 0, 0.1) // burst 3
-	for i := range 3 {
+	p := newPacerWith(30, time.Second, 0, 0.4) // a burst of several events
+	burst := burstOf(p)
+	if burst < 2 {
+		t.Fatalf("burst %d: the test needs a burst of at least 2", burst)
+	}
+	for i := range burst {
 		if _, ok := p.take(&event{deviceID: fmt.Sprint("dev-", i), userID: "busy-user"}, now); !ok {
 			t.Fatalf("event %d refused", i)
 		}
 	}
 	if _, ok := p.take(&event{deviceID: "dev-x", userID: "busy-user"}, now); ok {
-		t.Fatal("the busy user's fourth event went through")
+		t.Fatal("the busy user's event beyond its burst went through")
 	}
-	for range 3 { // dev-x's whole burst is still there
+	for range burst { // dev-x's whole burst is still there
 		if _, ok := p.take(&event{deviceID: "dev-x"}, now); !ok {
 			t.Fatal("dev-x was charged for an event that was not sent")
 		}
 	}
+	if _, ok := p.take(&event{deviceID: "dev-x"}, now); ok {
+		t.Fatal("dev-x went beyond its burst")
+	}
+}
+
+// TestPacerBurstSlack is the property that leaves Amplitude slack: for
+// random arrival patterns (clumps of events at random gaps, offered faster
+// than the limit, each refused event retried at the time the pacer gives),
+// no window of the endpoint's length holds more than
+// limit×window×(1-headroom/2) events as sent, and none more than the limit
+// where they arrive, when each send is delayed by a random share of the
+// jitter the other half of the headroom absorbs; the rate still reaches 85%
+// of the limit (with the default headroom, 0.1).
+func TestPacerBurstSlack(t *testing.T) {
+	for _, tc := range []struct {
+		endpoint string
+		headroom float64
+		run      time.Duration
+	}{
+		{endpointHTTPV2, 0.1, 30 * time.Second},
+		{endpointHTTPV2, 0.2, 30 * time.Second},
+		{endpointHTTPV2, 0.05, 30 * time.Second},
+		{endpointBatch, 0.1, 3 * time.Minute},
+	} {
+		b := endpointBudgets[tc.endpoint]
+		limit := b.eps * b.window.Seconds() // events per window
+		rate := b.eps * (1 - tc.headroom)
+		burst := max(1, limit*tc.headroom/2)
+		// Sends delayed by up to jitter still fit limit in every window:
+		// (window+jitter)×rate + burst = limit.
+		jitter := time.Duration((limit*tc.headroom - burst) / rate * float64(time.Second))
+		for seed := range int64(20) {
+			t.Run(fmt.Sprintf("%s/headroom=%v/seed=%d", tc.endpoint, tc.headroom, seed), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(uint64(seed), 13))
+				clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+				start := clk.Now()
+				p := newPacer(tc.endpoint, tc.headroom)
+				// Arrivals: clumps of 1..3×burst events at exponential gaps,
+				// twice the limit on average.
+				var arrivals []time.Time
+				for at := start; at.Before(start.Add(tc.run)); {
+					n := 1 + rng.IntN(int(3*burst))
+					for range n {
+						arrivals = append(arrivals, at)
+					}
+					mean := float64(n) / (2 * b.eps)
+					at = at.Add(time.Duration(rng.ExpFloat64() * mean * float64(time.Second)))
+				}
+				e := &event{deviceID: "device", userID: "user"}
+				var sent []time.Time
+				next := start // when the head of the queue may go
+				for i := 0; i < len(arrivals) && clk.Now().Before(start.Add(tc.run)); {
+					clk.Set(later(arrivals[i], next))
+					at, ok := p.take(e, clk.Now())
+					if !ok {
+						next = at
+						continue
+					}
+					sent = append(sent, clk.Now())
+					i++
+				}
+				if got := maxInWindow(sent, b.window); float64(got) > limit*(1-tc.headroom/2) {
+					t.Fatalf("%d events sent in one %v window, want at most %.1f (limit %.0f less half the headroom)", got, b.window, limit*(1-tc.headroom/2), limit)
+				}
+				arrived := make([]time.Time, len(sent))
+				for i, s := range sent {
+					arrived[i] = s.Add(time.Duration(rng.Int64N(int64(jitter) + 1)))
+				}
+				slices.SortFunc(arrived, time.Time.Compare)
+				if got := maxInWindow(arrived, b.window); float64(got) > limit {
+					t.Fatalf("%d events arrived in one %v window with up to %v jitter, limit %.0f", got, b.window, jitter, limit)
+				}
+				// At least 85% of the limit (the default headroom keeps 10%),
+				// and 95% of what the headroom leaves.
+				want := min(0.85, 0.95*(1-tc.headroom)) * b.eps
+				if r := float64(len(sent)) / tc.run.Seconds(); r < want {
+					t.Fatalf("rate %.1f/s, want at least %.1f of the limit %.0f", r, want, b.eps)
+				}
+			})
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // TestPacerDailyQuota: an id stops at its daily quota and resumes at the
@@ -155,61 +253,106 @@ func TestPacerForgetsIdleIDs(t *testing.T) {
 }
 
 // BenchmarkPacer is the cost of pacing on the send path: one take per event
-// with 10^6 tracked ids, against no pacing (a nil pacer).
+// (its device and its user charged) with 10^3 and 10^6 distinct ids of each
+// kind tracked, hot (the same 16 ids again and again among them) and cold
+// (every id in a random order, so each take misses the caches), beside no
+// pacing (a nil pacer). Time moves so that every take is admitted: the
+// benchmark measures charges, not refusals.
 func BenchmarkPacer(b *testing.B) {
-	for _, ids := range []int{10_000, 1_000_000} {
+	for _, ids := range []int{1_000, 1_000_000} {
 		events := make([]event, ids)
 		for i := range events {
 			events[i] = event{deviceID: fmt.Sprintf("device-%07d", i), userID: fmt.Sprintf("user-%07d", i)}
 		}
-		for _, name := range []string{"paced", "off"} {
-			b.Run(fmt.Sprintf("%s/ids=%d", name, ids), func(b *testing.B) { benchPacer(b, name == "paced", events) })
+		rng := rand.New(rand.NewPCG(1, 2))
+		cold := make([]int, ids) // the ids in turn: the table's accesses are random by hash
+		for i := range cold {
+			cold[i] = i
 		}
-	}
-}
-
-func benchPacer(b *testing.B, paced bool, events []event) {
-	ids := len(events)
-	now := time.Unix(1_700_000_000, 0)
-	{
-		{
-			var p *pacer
-			if paced {
-				p = newPacer(endpointBatch, 0.1)
-				for i := range events {
-					p.take(&events[i], now)
-				}
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
-				p.take(&events[i%ids], now.Add(time.Duration(i)))
+		hotIDs := rng.Perm(ids)[:16]
+		hot := hotIDs
+		for _, access := range []struct {
+			name  string
+			order []int
+		}{{"hot", hot}, {"cold", cold}} {
+			for _, impl := range []string{"paced", "off"} {
+				b.Run(fmt.Sprintf("ids=%d/%s/%s", ids, access.name, impl), func(b *testing.B) {
+					benchPacer(b, impl, events, access.order)
+				})
 			}
 		}
 	}
 }
 
-// BenchmarkPacerMemory reports the heap per tracked id (device and user, so
-// two entries per event).
-func BenchmarkPacerMemory(b *testing.B) {
-	const ids = 200_000
+func benchPacer(b *testing.B, impl string, events []event, order []int) {
 	now := time.Unix(1_700_000_000, 0)
-	for range b.N {
-		events := make([]event, ids)
-		for i := range events {
-			events[i] = event{deviceID: fmt.Sprintf("device-%07d", i)}
-		}
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		p := newPacer(endpointHTTPV2, 0.1)
+	var p *pacer
+	if impl == "paced" {
+		p = newPacer(endpointHTTPV2, 0.1)
 		for i := range events {
 			p.take(&events[i], now)
 		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/ids, "bytes/id")
-		runtime.KeepAlive(p)
-		runtime.KeepAlive(events)
+	}
+	// Each id comes back after a full interval of its budget.
+	step := time.Duration(int64(time.Second/27)/int64(len(order)) + 1)
+	now = now.Add(time.Second)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		now = now.Add(step)
+		if _, ok := p.take(&events[order[i%len(order)]], now); !ok {
+			b.Fatal("refused")
+		}
+	}
+}
+
+// BenchmarkPacerMemory reports the heap per tracked id (one device id per
+// event, 10^6 ids), measured once whatever -benchtime; the loop charges one
+// of them.
+func BenchmarkPacerMemory(b *testing.B) {
+	const ids = 1_000_000
+	events := make([]event, ids)
+	for i := range events {
+		events[i] = event{deviceID: fmt.Sprintf("device-%07d", i)}
+	}
+	now := time.Unix(1_700_000_000, 0)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	p := newPacer(endpointHTTPV2, 0.1)
+	for i := range events {
+		p.take(&events[i], now)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perID := (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / ids
+	for i := 0; b.Loop(); i++ {
+		now = now.Add(time.Second)
+		p.take(&events[i%ids], now)
+	}
+	b.ReportMetric(perID, "bytes/id") // after b.Loop, which clears reported metrics
+}
+
+// TestPacerTableKeepsLiveIDs: ids that are not idle keep their state
+// through the table's growth, and any id collides with none other.
+func TestPacerTableKeepsLiveIDs(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	p := newPacer(endpointHTTPV2, 0.1)
+	burst := burstOf(p)
+	const ids = 50_000
+	for i := range ids {
+		for range burst {
+			if _, ok := p.take(&event{deviceID: fmt.Sprint("dev-", i)}, now); !ok {
+				t.Fatalf("dev-%d refused within its burst", i)
+			}
+		}
+	}
+	if n := p.tracked(); n != ids {
+		t.Fatalf("%d ids tracked, want %d", n, ids)
+	}
+	for i := range ids {
+		if _, ok := p.take(&event{deviceID: fmt.Sprint("dev-", i)}, now); ok {
+			t.Fatalf("dev-%d forgot its charges when the table grew", i)
+		}
 	}
 }

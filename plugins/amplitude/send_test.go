@@ -54,19 +54,31 @@ func TestHedgeBeatsAHang(t *testing.T) {
 }
 
 // TestHedgeChargedToBudget: a hedge whose events have no budget left is not
-// sent, and a sent one is charged.
+// sent (and charges nothing), and a sent one is charged.
 func TestHedgeChargedToBudget(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	o := &amplitudeOutput{pacer: newPacerWith(30, time.Second, 0, 0.1), clock: clock.NewFake(now)} // burst 3
-	evs := []*event{{deviceID: "d1"}, {deviceID: "d1"}}
+	o := &amplitudeOutput{pacer: newPacerWith(30, time.Second, 0, 0.4), clock: clock.NewFake(now)}
+	burst := burstOf(o.pacer)
+	if burst < 2 {
+		t.Fatalf("burst %d: the test needs a burst of at least 2", burst)
+	}
+	evs := make([]*event, burst-1)
+	for i := range evs {
+		evs[i] = &event{deviceID: "d1"}
+	}
 	if !o.chargeHedge(evs) {
 		t.Fatal("a hedge within the budget was refused")
 	}
-	if o.chargeHedge(evs) {
-		t.Fatal("a hedge beyond the budget (4 events of d1 at once) was allowed")
+	// One event of d1 is left: a hedge of two is refused and gives the
+	// first back.
+	two := []*event{{deviceID: "d1"}, {deviceID: "d1"}}
+	if o.chargeHedge(two) {
+		t.Fatalf("a hedge beyond the budget (%d events of d1 at once) was allowed", burst+1)
 	}
-	// The refused hedge gave its first event back: one more fits.
-	if !o.chargeHedge(evs[:1]) {
+	if !o.chargeHedge(two[:1]) {
 		t.Fatal("the refused hedge kept its charge")
+	}
+	if o.chargeHedge(two[:1]) {
+		t.Fatal("the budget was charged for fewer events than sent")
 	}
 }

@@ -23,15 +23,35 @@ import (
 
 // runStream sends batches through a stream built by sb whose output is
 // outputYAML and waits until every batch is acknowledged.
+//
+// Stream tests run in real time, on purpose: Benthos builds the output from
+// YAML with the system clock (there is no way to hand a fake one to a
+// component a stream constructs), and what they exercise is real time too:
+// request timeouts (a context deadline in net/http), amplitudetest's hangs
+// and cut connections, Benthos' own batching and retries. The fake-clock
+// tests of the same behaviour build the output directly (output_amplitude_test.go,
+// send_test.go). The only wall-clock bound here is the 2-minute limit, far
+// above the seconds these streams take; no assertion depends on timing.
 func runStream(t testing.TB, sb *service.StreamBuilder, outputYAML string, batches [][]string) {
 	t.Helper()
+	if err := runStreamWithin(t, sb, outputYAML, batches, 2*time.Minute); err != nil {
+		t.Errorf("batch not acknowledged: %v", err)
+	}
+}
+
+// runStreamWithin is runStream giving up after limit; it returns the error
+// of the last batch not acknowledged (nil when all were).
+func runStreamWithin(t testing.TB, sb *service.StreamBuilder, outputYAML string, batches [][]string, limit time.Duration) error {
+	t.Helper()
 	send, strm := buildStream(t, sb, outputYAML)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- strm.Run(ctx) }()
 
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failed error
 	work := make(chan []string)
 	for range 4 {
 		wg.Go(func() {
@@ -41,7 +61,9 @@ func runStream(t testing.TB, sb *service.StreamBuilder, outputYAML string, batch
 					batch[i] = newMsg(r)
 				}
 				if err := send(ctx, batch); err != nil {
-					t.Errorf("batch not acknowledged: %v", err)
+					mu.Lock()
+					failed = err
+					mu.Unlock()
 				}
 			}
 		})
@@ -51,12 +73,15 @@ func runStream(t testing.TB, sb *service.StreamBuilder, outputYAML string, batch
 	}
 	close(work)
 	wg.Wait()
-	if err := strm.Stop(ctx); err != nil {
+	stopCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := strm.Stop(stopCtx); err != nil && failed == nil {
 		t.Fatal(err)
 	}
 	if err := <-runErr; err != nil && err != context.Canceled {
 		t.Logf("stream ended: %v", err)
 	}
+	return failed
 }
 
 // buildStream builds a stream from a batch producer to outputYAML, without
