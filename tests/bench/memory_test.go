@@ -23,13 +23,13 @@ import (
 // costs up to two of resident memory.
 const (
 	// sizingPacedBytes is the amplitude output's pacing table (the live,
-	// replay and backfill pipelines): measured 60.
-	sizingPacedBytes = 64
+	// replay and backfill pipelines): measured 48.
+	sizingPacedBytes = 56
 	// sizingLimitedBytes adds device_rate_limit in front of the output (the
 	// Kafka delivery tier), its keys active (seen in the last second):
-	// measured 130 to 137. A key idle for a second drops to about 20 bytes
-	// of limiter (TestLimiterMemory in plugins/ratelimit).
-	sizingLimitedBytes = 145
+	// measured 123. A key idle for a second drops to about 20 bytes of
+	// limiter (TestLimiterMemory in plugins/ratelimit).
+	sizingLimitedBytes = 135
 )
 
 // TestMemorySizing checks the sizing rule: it runs the end-to-end pipeline
