@@ -152,7 +152,7 @@ func captureStdout(t *testing.T) func() []string {
 	return restore
 }
 
-// TestE2EReplayLongLines is the replay of issue 14: a 4.5 MB request body
+// TestE2EReplayLongLines replays a 4.5 MB request body
 // (100 events; the live input takes bodies up to 10 MiB) among 120 lines is
 // replayed whole, empty lines are skipped without a dead-letter record, and
 // a line over 10 MiB becomes one dead-letter record while the rest goes on.

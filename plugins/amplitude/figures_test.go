@@ -16,10 +16,10 @@ import (
 	_ "github.com/opencurrents/currents-amplitude/plugins/ratelimit" // device_rate_limit, the figures' "before"
 )
 
-// issue13Workload is the figure's workload: devices×perDevice valid events
+// pacingWorkload is the figure's workload: devices×perDevice valid events
 // (all of a device's events as fast as they come, in batches of 100 as Braze
 // sends them) and invalid events without event_type mixed in.
-func issue13Workload(devices, perDevice, invalid int) (batches [][]string, valid int) {
+func pacingWorkload(devices, perDevice, invalid int) (batches [][]string, valid int) {
 	var all []string
 	for i := range perDevice {
 		for d := range devices {
@@ -38,16 +38,16 @@ func issue13Workload(devices, perDevice, invalid int) (batches [][]string, valid
 	return batches, devices * perDevice
 }
 
-// issue13Faults are the faults of the figure: 5xx, 500 after ingest, cut
+// pacingFaults are the faults of the figure: 5xx, 500 after ingest, cut
 // connections and hangs (no bare 429: the figure counts 429 answers).
-var issue13Faults = []amplitudetest.FaultKind{amplitudetest.Fault500, amplitudetest.Fault502, amplitudetest.Fault503,
+var pacingFaults = []amplitudetest.FaultKind{amplitudetest.Fault500, amplitudetest.Fault502, amplitudetest.Fault503,
 	amplitudetest.FaultDrop, amplitudetest.FaultHang}
 
-// issue13Output is the paced output of the figure; issue13Before the same
+// pacedOutput is the paced output of the figure; beforeOutput the same
 // without pacing, behind device_rate_limit (delay) on 16 threads, as the
 // shipped pipelines were before pacing moved into the output.
 const (
-	issue13Output = `
+	pacedOutput = `
 amplitude:
   api_key: %s
   url: %s
@@ -58,23 +58,23 @@ amplitude:
       path: %s
       codec: lines
 `
-	issue13Before = issue13Output + "  pacing: false\n"
+	beforeOutput = pacedOutput + "  pacing: false\n"
 )
 
-// runIssue13 sends the workload through a stream to a strict fake Amplitude
+// runPacingFigure sends the workload through a stream to a strict fake Amplitude
 // and, paced, checks the figure's invariants: every valid event in
 // Amplitude, exactly the invalid ones dead-lettered once, no 429. Before
 // (device_rate_limit and an unpaced output) it only measures, giving up
 // after limit. It returns the elapsed time and the dead-lettered count.
-func runIssue13(tb testing.TB, devices, perDevice, invalid int, faults float64, hang time.Duration, before bool, limit time.Duration) (time.Duration, int, *amplitudetest.Server) {
-	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: testKey, FaultRate: faults, FaultKinds: issue13Faults, HangFor: hang, Seed: 13})
+func runPacingFigure(tb testing.TB, devices, perDevice, invalid int, faults float64, hang time.Duration, before bool, limit time.Duration) (time.Duration, int, *amplitudetest.Server) {
+	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: testKey, FaultRate: faults, FaultKinds: pacingFaults, HangFor: hang, Seed: 13})
 	tb.Cleanup(srv.Close)
 	dlq := filepath.Join(tb.TempDir(), "dlq.jsonl")
-	batches, valid := issue13Workload(devices, perDevice, invalid)
+	batches, valid := pacingWorkload(devices, perDevice, invalid)
 	sb := service.NewStreamBuilder()
-	output := issue13Output
+	output := pacedOutput
 	if before {
-		output = issue13Before
+		output = beforeOutput
 		sb.SetThreads(16)
 		if err := sb.AddProcessorYAML("device_rate_limit: { preset: http_v2, on_limit: delay }"); err != nil {
 			tb.Fatal(err)
@@ -102,22 +102,22 @@ func runIssue13(tb testing.TB, devices, perDevice, invalid int, faults float64, 
 	return elapsed, len(dead), srv
 }
 
-// TestIssue13FiguresShort holds the issue's figures in short form: 300
+// TestPacingFiguresShort holds the delivery figures of BENCHMARKS.md in short form: 300
 // events of 10 devices (30 each) and 2 invalid, with 30% faults (hangs of
 // 3 s, hedged after 2 s): all delivered, the invalid ones dead-lettered, no
 // 429.
-func TestIssue13FiguresShort(t *testing.T) {
-	_, _, srv := runIssue13(t, 10, 30, 2, 0.3, 3*time.Second, false, 2*time.Minute)
+func TestPacingFiguresShort(t *testing.T) {
+	_, _, srv := runPacingFigure(t, 10, 30, 2, 0.3, 3*time.Second, false, 2*time.Minute)
 	t.Logf("faults %v statuses %v", srv.FaultCounts(), srv.StatusCounts())
 }
 
-// BenchmarkIssue13 is the issue's figure: 3000 events of 30 devices (100
+// BenchmarkPacingFigures is the delivery figure of BENCHMARKS.md: 3000 events of 30 devices (100
 // each) and 5 invalid, with 30%% faults including 12-second hangs, and
 // without faults; paced (the output alone) and before (device_rate_limit in
 // delay mode on 16 threads in front of the unpaced output, given up after
 // 3 minutes), side by side. It runs in real time (minutes), so not with
 // -short.
-func BenchmarkIssue13(b *testing.B) {
+func BenchmarkPacingFigures(b *testing.B) {
 	if testing.Short() {
 		b.Skip("real-time benchmark")
 	}
@@ -128,7 +128,7 @@ func BenchmarkIssue13(b *testing.B) {
 		for _, mode := range []string{"paced", "before"} {
 			b.Run(tc.name+"/"+mode, func(b *testing.B) {
 				for range b.N {
-					elapsed, dead, srv := runIssue13(b, 30, 100, 5, tc.faults, 12*time.Second, mode == "before", 3*time.Minute)
+					elapsed, dead, srv := runPacingFigure(b, 30, 100, 5, tc.faults, 12*time.Second, mode == "before", 3*time.Minute)
 					b.ReportMetric(elapsed.Seconds(), "s/run")
 					b.ReportMetric(float64(srv.Count()), "delivered")
 					b.ReportMetric(float64(dead), "dead_lettered")

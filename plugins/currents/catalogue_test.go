@@ -89,7 +89,7 @@ func TestEventNamesDocListsDerivedAndDisputed(t *testing.T) {
 	}
 }
 
-// correctedNames are the names issue 15 corrected to the glossary's Amplitude
+// correctedNames are the names that follow the glossary's Amplitude
 // tabs, with the spelling they had before (Braze's older Amplitude page, or
 // a derived name).
 var correctedNames = []struct{ typ, name, before string }{

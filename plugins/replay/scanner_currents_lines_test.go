@@ -101,7 +101,7 @@ func TestLines(t *testing.T) {
 	}
 }
 
-// TestLongLineAmongBodies is the replay of issue 14: a 4.5 MB request body
+// TestLongLineAmongBodies replays a 4.5 MB request body
 // (the live input takes up to 10 MiB) among 119 other lines is replayed
 // whole, and a line over 10 MiB costs one dead-letter message, not the rest
 // of the file.
