@@ -469,11 +469,11 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request, id st
 	in.addPending(1)
 	defer in.addPending(-1)
 
-	timer := time.NewTimer(in.conf.timeout)
+	timer := in.clock.NewTimer(in.conf.timeout)
 	defer timer.Stop()
 	select {
 	case in.requests <- p:
-	case <-timer.C:
+	case <-timer.C():
 		in.setRetryAfter(w)
 		return http.StatusTooManyRequests, "pipeline saturated"
 	case <-in.draining:
@@ -485,7 +485,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request, id st
 	select {
 	case err := <-p.res:
 		return in.ackStatus(err, id)
-	case <-timer.C:
+	case <-timer.C():
 		in.setRetryAfter(w)
 		return http.StatusTooManyRequests, "events not acknowledged in time"
 	case <-r.Context().Done():
