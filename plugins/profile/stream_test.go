@@ -376,6 +376,11 @@ func TestProcessorBatch(t *testing.T) {
 	for i, want := range []string{srcAmplitude, srcEmpty, "", srcAmplitude} {
 		m := out[0][i]
 		src, _ := m.MetaGet(MetaSource)
+		if i == 3 && src == srcCache {
+			// The second lookup of u1 joined the first one's call, or came
+			// after it had filled the cache: either way, one call.
+			src = srcAmplitude
+		}
 		assert.Equal(t, want, src, i)
 		if want == "" {
 			assert.ErrorIs(t, m.GetError(), errNoID)
