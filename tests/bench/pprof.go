@@ -1,13 +1,12 @@
 package bench
 
 import (
-	"compress/gzip"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
+
+	"github.com/google/pprof/profile"
 )
 
 // Shares of a CPU profile by owner, generated from the pprof file rather
@@ -37,13 +36,17 @@ func ProfileShares(paths ...string) (Shares, error) {
 		if err != nil {
 			return Shares{}, fmt.Errorf("%s: %w", path, err)
 		}
-		for _, s := range p.samples {
-			total += s.value
-			frames := p.frames(s.locs)
-			sum[classify(frames)] += s.value
-			for _, f := range frames {
+		for _, s := range p.Sample {
+			if len(s.Value) == 0 {
+				continue
+			}
+			value := s.Value[len(s.Value)-1] // CPU nanoseconds
+			total += value
+			stack := frames(s)
+			sum[classify(stack)] += value
+			for _, f := range stack {
 				if f == "runtime.mallocgc" {
-					sum[5] += s.value
+					sum[5] += value
 					break
 				}
 			}
@@ -101,167 +104,26 @@ func SharesMarkdown(names []string, shares []Shares) string {
 	return b.String()
 }
 
-// profile is the part of a pprof profile the shares need.
-type profile struct {
-	samples   []sample
-	locations map[uint64][]uint64 // location id -> function ids, innermost first
-	functions map[uint64]int64    // function id -> name (string table index)
-	strings   []string
-}
-
-type sample struct {
-	locs  []uint64
-	value int64 // the last value: CPU nanoseconds
-}
-
-// frames returns the function names of a stack, leaf first.
-func (p *profile) frames(locs []uint64) []string {
-	var out []string
-	for _, l := range locs {
-		for _, fn := range p.locations[l] {
-			if i := p.functions[fn]; i >= 0 && int(i) < len(p.strings) {
-				out = append(out, p.strings[i])
-			}
-		}
-	}
-	return out
-}
-
-func readProfile(path string) (*profile, error) {
+// readProfile parses a CPU profile with pprof's own reader.
+func readProfile(path string) (*profile.Profile, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		return nil, err
-	}
-	p := &profile{locations: map[uint64][]uint64{}, functions: map[uint64]int64{}}
-	err = protoFields(raw, func(field int, v uint64, b []byte) error {
-		switch field {
-		case 2: // sample
-			var s sample
-			err := protoFields(b, func(field int, v uint64, b []byte) error {
-				switch field {
-				case 1:
-					s.locs = append(s.locs, packedOr(b, v)...)
-				case 2:
-					if vals := packedOr(b, v); len(vals) > 0 {
-						s.value = int64(vals[len(vals)-1])
-					}
-				}
-				return nil
-			})
-			p.samples = append(p.samples, s)
-			return err
-		case 4: // location
-			var id uint64
-			var fns []uint64
-			err := protoFields(b, func(field int, v uint64, b []byte) error {
-				switch field {
-				case 1:
-					id = v
-				case 4: // line
-					return protoFields(b, func(field int, v uint64, _ []byte) error {
-						if field == 1 {
-							fns = append(fns, v)
-						}
-						return nil
-					})
-				}
-				return nil
-			})
-			p.locations[id] = fns
-			return err
-		case 5: // function
-			var id uint64
-			name := int64(-1)
-			err := protoFields(b, func(field int, v uint64, _ []byte) error {
-				switch field {
-				case 1:
-					id = v
-				case 2:
-					name = int64(v)
-				}
-				return nil
-			})
-			p.functions[id] = name
-			return err
-		case 6: // string table
-			p.strings = append(p.strings, string(b))
-		}
-		return nil
-	})
-	return p, err
+	return profile.Parse(f)
 }
 
-// protoFields calls f for each field of a protobuf message: v is a varint's
-// value, b the bytes of a length-delimited field (nil otherwise).
-func protoFields(m []byte, f func(field int, v uint64, b []byte) error) error {
-	for len(m) > 0 {
-		key, n := binary.Uvarint(m)
-		if n <= 0 {
-			return errors.New("bad protobuf key")
+// frames returns the function names of a sample's stack, leaf first
+// (inlined functions before the function they were inlined into).
+func frames(s *profile.Sample) []string {
+	var out []string
+	for _, loc := range s.Location {
+		for _, line := range loc.Line {
+			if line.Function != nil {
+				out = append(out, line.Function.Name)
+			}
 		}
-		m = m[n:]
-		field, wire := int(key>>3), key&7
-		var v uint64
-		var b []byte
-		switch wire {
-		case 0:
-			v, n = binary.Uvarint(m)
-			if n <= 0 {
-				return errors.New("bad protobuf varint")
-			}
-			m = m[n:]
-		case 1:
-			if len(m) < 8 {
-				return errors.New("short fixed64")
-			}
-			m = m[8:]
-		case 2:
-			l, n := binary.Uvarint(m)
-			if n <= 0 || uint64(len(m)-n) < l {
-				return errors.New("bad protobuf length")
-			}
-			b, m = m[n:n+int(l)], m[n+int(l):]
-			if b == nil {
-				b = []byte{}
-			}
-		case 5:
-			if len(m) < 4 {
-				return errors.New("short fixed32")
-			}
-			m = m[4:]
-		default:
-			return fmt.Errorf("protobuf wire type %d", wire)
-		}
-		if err := f(field, v, b); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// packedOr returns the varints of a packed repeated field, or the one
-// unpacked value v when b is nil.
-func packedOr(b []byte, v uint64) []uint64 {
-	if b == nil {
-		return []uint64{v}
-	}
-	var out []uint64
-	for len(b) > 0 {
-		x, n := binary.Uvarint(b)
-		if n <= 0 {
-			break
-		}
-		out = append(out, x)
-		b = b[n:]
 	}
 	return out
 }
