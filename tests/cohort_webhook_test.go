@@ -2,7 +2,6 @@ package tests
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -24,10 +23,7 @@ import (
 func TestWebhookConfigEndToEnd(t *testing.T) {
 	const restKey = "rest-key-SECRET"
 	braze := cohorttest.NewBraze(t, restKey, "partner-key-SECRET", "data-import-SECRET")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
+	addr := freeAddr(t)
 	dir := t.TempDir()
 	env := map[string]string{
 		"WEBHOOK_ADDRESS": addr, "AMPLITUDE_WEBHOOK_TOKEN": "tok", "BRAZE_REST_API_KEY": restKey,

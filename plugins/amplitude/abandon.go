@@ -49,7 +49,6 @@ func (e *event) abandoned() bool { return e.ctx != nil && e.ctx.Err() != nil }
 // and d.last is left alone.
 func (d *delivery) abandon(e *event) {
 	d.errs[e.index] = newOutage(OutageAbandoned, 0, "not sent: %v", context.Cause(e.ctx))
-	d.abandoned++
 	d.o.metrics.nacked.Incr(1, string(OutageAbandoned))
 }
 

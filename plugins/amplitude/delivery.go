@@ -43,8 +43,6 @@ type delivery struct {
 	// wake is signalled when an event's own context ends (see abandon.go);
 	// nil when no event has a cancellable context.
 	wake chan struct{}
-	// abandoned counts the events nacked because their source withdrew them.
-	abandoned int
 	// limit is the most events a request may hold (0: the builder's): 413s
 	// and bisections lower it, so that events coming back from a hold are
 	// not merged again into a request Amplitude refuses.

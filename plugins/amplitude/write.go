@@ -65,12 +65,16 @@ func (o *amplitudeOutput) WriteBatch(ctx context.Context, batch service.MessageB
 func (o *amplitudeOutput) report(ctx context.Context, batch service.MessageBatch, d *delivery) error {
 	idx := make([]int, 0, len(d.errs))
 	faults := map[deadletter.Reason]int{}
-	outages := 0
+	outages, abandoned := 0, 0
 	for i, err := range d.errs {
 		idx = append(idx, i)
-		if r, ok := deadletter.ReasonOf(err); ok {
+		var oe *OutageError
+		switch r, ok := deadletter.ReasonOf(err); {
+		case ok:
 			faults[r]++
-		} else {
+		case errors.As(err, &oe) && oe.Reason == OutageAbandoned:
+			abandoned++
+		default:
 			outages++
 		}
 	}
@@ -103,11 +107,10 @@ func (o *amplitudeOutput) report(ctx context.Context, batch service.MessageBatch
 			sort.Ints(returned)
 		}
 	} else if len(faults) > 0 {
-		o.log.Warnf("%d of %d events failed for a reason of their own (%s), reported as batch errors", len(idx)-outages, len(batch), reasonCounts(faults))
+		o.log.Warnf("%d of %d events failed for a reason of their own (%s), reported as batch errors", len(idx)-outages-abandoned, len(batch), reasonCounts(faults))
 	}
-	outages -= d.abandoned
-	if d.abandoned > 0 {
-		o.log.Debugf("%d of %d events not sent and nacked: their input withdrew them (a revoked Kafka partition, whose new owner delivers them)", d.abandoned, len(batch))
+	if abandoned > 0 {
+		o.log.Debugf("%d of %d events not sent and nacked: their input withdrew them (a revoked Kafka partition, whose new owner delivers them)", abandoned, len(batch))
 	}
 	if outages > 0 && d.last != nil {
 		o.alert("Amplitude unavailable: %d of %d events not delivered and nacked (%s, last status %d): %s",
