@@ -15,8 +15,8 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonvalid"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
@@ -141,10 +141,11 @@ func eventsList(raw string) (list gjson.Result, hasType bool) {
 // exactly {"events":[{...},...]} (whitespace allowed): it returns the events
 // when body is that, valid JSON nested at most maxDepth levels deep, and
 // false otherwise (then the caller checks and splits it the slow way, which
-// says what is wrong). It never parses the body recursively: the depth is
-// checked per event (two levels below the body) before each is validated,
-// and the envelope between the events is checked byte by byte, so a body it
-// accepts is valid as a whole. Events are sub-slices of body.
+// says what is wrong). It never parses the body recursively: each event is
+// validated, bounded (two levels below the body) and delimited in one
+// iterative pass (jsonvalid.Value), and the envelope between the events is
+// checked byte by byte, so a body it accepts is valid as a whole. Events are
+// sub-slices of body.
 func SplitChecked(body []byte, maxDepth int) ([][]byte, bool) {
 	raw := unsafestr.FromBytes(body)
 	i := skipSpace(raw, 0)
@@ -162,12 +163,12 @@ func SplitChecked(body []byte, maxDepth int) ([][]byte, bool) {
 			if i >= len(raw) || raw[i] != '{' {
 				return nil, false
 			}
-			end := jsonscan.Skip(raw, i)
-			ev := body[i:end:end]
-			if jsonlimit.Exceeds(ev, maxDepth-2) || !gjson.ValidBytes(ev) {
+			// Where the event ends, its depth and its validity, in one pass.
+			end, ok := jsonvalid.Value(body, i, maxDepth-2)
+			if !ok {
 				return nil, false
 			}
-			events = append(events, ev)
+			events = append(events, body[i:end:end])
 			i = skipSpace(raw, end)
 			if i < len(raw) && raw[i] == ',' {
 				i = skipSpace(raw, i+1)
