@@ -1,7 +1,6 @@
 package amplitude
 
 import (
-	"bytes"
 	"context"
 	"strconv"
 	"strings"
@@ -108,7 +107,7 @@ func (b *requestBuilder) refusal(id string) string {
 	switch {
 	case len(id) <= maxRefusedIDLen && refusedIDs[strings.ToLower(id)]:
 		return "a placeholder"
-	case strings.Trim(id, "0-") == "":
+	case allZeros(id):
 		// All-zero advertising ids (iOS Limit Ad Tracking) are refused too.
 		return "all zeros"
 	case utf8.RuneCountInString(id) < b.minIDLength:
@@ -133,33 +132,25 @@ func (b *requestBuilder) prepareMarked(ev *event, index int, raw []byte, mark *t
 	if mark == nil && !gjson.ValidBytes(raw) {
 		return eventFault(reasonInvalidEvent, "message is not valid JSON")
 	}
-	head := raw
+	var f headFields
+	read := false
 	if mark != nil && mark.PropertiesLast() {
-		if i := bytes.Index(raw, trusted.PropertiesKey); i > 0 {
-			head = raw[:i] // the object without its closing brace, which gjson reads to its end
-		}
+		f, read = readScalars(unsafestr.FromBytes(raw))
 	}
-	// The message's bytes do not change while it is written; the ids taken
-	// from them are cloned by whatever keeps them longer (holds).
-	obj := gjson.Parse(unsafestr.FromBytes(head))
-	if !obj.IsObject() {
-		return eventFault(reasonInvalidEvent, "message is not a JSON object")
-	}
-	// One pass over the top-level keys (valid JSON: validated or marked).
-	var eventType, userID, deviceID, tm gjson.Result
-	jsonscan.ForEach(obj.Raw, func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "event_type":
-			eventType = v
-		case "user_id":
-			userID = v
-		case "device_id":
-			deviceID = v
-		case "time":
-			tm = v
+	if !read {
+		// The message's bytes do not change while it is written; the ids
+		// taken from them are cloned by whatever keeps them longer (holds).
+		obj := gjson.Parse(unsafestr.FromBytes(raw))
+		if !obj.IsObject() {
+			return eventFault(reasonInvalidEvent, "message is not a JSON object")
 		}
-		return true
-	})
+		// One pass over the top-level keys (valid JSON: validated or marked).
+		jsonscan.ForEach(obj.Raw, func(k, v gjson.Result) bool {
+			f.set(k.Str, v)
+			return true
+		})
+	}
+	eventType, userID, deviceID, tm := f.eventType, f.userID, f.deviceID, f.time
 	if eventType.Type != gjson.String || eventType.Str == "" {
 		return eventFault(reasonMissingFields, "event_type is missing or not a non-empty string")
 	}
@@ -187,6 +178,116 @@ func (b *requestBuilder) prepareMarked(ev *event, index int, raw []byte, mark *t
 		return eventFault(reasonTooLarge, "event is larger than one request may be")
 	}
 	return nil
+}
+
+// headFields are the top-level fields of an event the output reads.
+type headFields struct {
+	eventType, userID, deviceID, time gjson.Result
+}
+
+// set keeps v when key is one of the fields.
+func (f *headFields) set(key string, v gjson.Result) {
+	switch key {
+	case "event_type":
+		f.eventType = v
+	case "user_id":
+		f.userID = v
+	case "device_id":
+		f.deviceID = v
+	case "time":
+		f.time = v
+	}
+}
+
+// readScalars reads the fields from obj, an Amplitude event object written
+// by braze_to_amplitude (see trusted.Mark.PropertiesLast): compact, every
+// member before event_properties a string or a number, and event_properties,
+// an object, last. It stops at event_properties, and skips the members it
+// does not keep without parsing them; it yields what jsonscan.ForEach would.
+// ok is false when obj is not exactly that shape (whitespace, an escaped
+// key, another kind of value): the caller then reads it the general way.
+func readScalars(obj string) (f headFields, ok bool) {
+	if len(obj) < 2 || obj[0] != '{' {
+		return f, false
+	}
+	for i := 1; ; {
+		if i >= len(obj) || obj[i] != '"' {
+			return f, false
+		}
+		kend := quotedEnd(obj, i)
+		if kend < 0 || kend >= len(obj) || obj[kend] != ':' {
+			return f, false
+		}
+		key, first := obj[i+1:kend-1], i == 1
+		if strings.IndexByte(key, '\\') >= 0 {
+			return f, false
+		}
+		i = kend + 1
+		var v gjson.Result
+		var end int
+		switch {
+		case i >= len(obj):
+			return f, false
+		case obj[i] == '{' && key == "event_properties" && !first:
+			// The last member, where trusted.PropertiesKey first occurs
+			// (a string cannot hold `,"` unescaped): not read.
+			return f, true
+		case obj[i] == '"':
+			if end = quotedEnd(obj, i); end < 0 {
+				return f, false
+			}
+			v = gjson.Result{Type: gjson.String, Raw: obj[i:end], Index: i}
+			if v.Str = v.Raw[1 : len(v.Raw)-1]; strings.IndexByte(v.Str, '\\') >= 0 {
+				v.Str = gjson.Parse(v.Raw).Str
+			}
+		case obj[i] == '-' || obj[i] >= '0' && obj[i] <= '9':
+			for end = i + 1; end < len(obj) && isNumberByte(obj[end]); end++ {
+			}
+			// Num is not read by prepare: only the type and the text.
+			v = gjson.Result{Type: gjson.Number, Raw: obj[i:end], Index: i}
+		default:
+			return f, false
+		}
+		f.set(key, v)
+		switch {
+		case end < len(obj) && obj[end] == ',':
+			i = end + 1
+		case end == len(obj)-1 && obj[end] == '}': // no event_properties
+			return f, true
+		default:
+			return f, false
+		}
+	}
+}
+
+func isNumberByte(c byte) bool {
+	return c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
+}
+
+// quotedEnd returns the offset after the JSON string starting at s[i] (a
+// quote), or -1 when it does not end. Ids and keys are short: a byte loop
+// beats a vectorised search's set-up.
+func quotedEnd(s string, i int) int {
+	for j := i + 1; j < len(s); j++ {
+		switch s[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++ // the escaped byte
+		}
+	}
+	return -1
+}
+
+// allZeros reports whether id holds only '0' and '-' (strings.Trim(id, "0-")
+// == "", without building the cut set).
+func allZeros(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if id[i] != '0' && id[i] != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // usableID returns the id in v, or why Amplitude refuses it (then the key
