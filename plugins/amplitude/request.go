@@ -214,14 +214,11 @@ func readScalars(obj string) (f headFields, ok bool) {
 		if i >= len(obj) || obj[i] != '"' {
 			return f, false
 		}
-		kend := quotedEnd(obj, i)
-		if kend < 0 || kend >= len(obj) || obj[kend] != ':' {
+		kend, escaped := quotedEnd(obj, i)
+		if kend < 0 || escaped || kend >= len(obj) || obj[kend] != ':' {
 			return f, false
 		}
 		key, first := obj[i+1:kend-1], i == 1
-		if strings.IndexByte(key, '\\') >= 0 {
-			return f, false
-		}
 		i = kend + 1
 		var v gjson.Result
 		var end int
@@ -233,11 +230,11 @@ func readScalars(obj string) (f headFields, ok bool) {
 			// (a string cannot hold `,"` unescaped): not read.
 			return f, true
 		case obj[i] == '"':
-			if end = quotedEnd(obj, i); end < 0 {
+			if end, escaped = quotedEnd(obj, i); end < 0 {
 				return f, false
 			}
-			v = gjson.Result{Type: gjson.String, Raw: obj[i:end], Index: i}
-			if v.Str = v.Raw[1 : len(v.Raw)-1]; strings.IndexByte(v.Str, '\\') >= 0 {
+			v = gjson.Result{Type: gjson.String, Raw: obj[i:end], Str: obj[i+1 : end-1], Index: i}
+			if escaped {
 				v.Str = gjson.Parse(v.Raw).Str
 			}
 		case obj[i] == '-' || obj[i] >= '0' && obj[i] <= '9':
@@ -265,18 +262,20 @@ func isNumberByte(c byte) bool {
 }
 
 // quotedEnd returns the offset after the JSON string starting at s[i] (a
-// quote), or -1 when it does not end. Ids and keys are short: a byte loop
-// beats a vectorised search's set-up.
-func quotedEnd(s string, i int) int {
+// quote), or -1 when it does not end, and whether it holds an escape. Ids
+// and keys are short: a byte loop beats a vectorised search's set-up.
+func quotedEnd(s string, i int) (int, bool) {
+	escaped := false
 	for j := i + 1; j < len(s); j++ {
 		switch s[j] {
 		case '"':
-			return j + 1
+			return j + 1, escaped
 		case '\\':
+			escaped = true
 			j++ // the escaped byte
 		}
 	}
-	return -1
+	return -1, escaped
 }
 
 // allZeros reports whether id holds only '0' and '-' (strings.Trim(id, "0-")
