@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -173,7 +174,18 @@ type LiveResult struct {
 	// Delivered is the number of events the fake Amplitude received over
 	// the whole run, warm-up included; Sent the number posted.
 	Delivered, Sent int64
+	// Paced is the number of times the amplitude output made an event wait
+	// for its id's budget (amplitude_events_paced_total) over the whole run,
+	// warm-up included; -1 when the scenario's metrics do not tell (the
+	// floor has no such output, the shipped pipeline exports to
+	// Prometheus). A paced event holds its post's answer back, so a run
+	// with many measures Amplitude's budgets rather than the path.
+	Paced int64
 }
+
+// pacedCounter is the amplitude output's count of events that waited for
+// their id's budget.
+const pacedCounter = "amplitude_events_paced_total"
 
 // EventsPerSec is the run's throughput.
 func (r LiveResult) EventsPerSec() float64 { return float64(r.Events) / r.Wall.Seconds() }
@@ -283,7 +295,7 @@ func measureLive(o LiveOptions, s LiveScenario, bodies [][]byte, round int) (Liv
 	if o.ProfileDir != "" {
 		sp.CPUProfile = filepath.Join(o.ProfileDir, fmt.Sprintf("live-%s-round%d.pprof", s.File(), round+1))
 	}
-	cmd, _, output, cleanup, err := childCommand(sp)
+	cmd, resPath, output, cleanup, err := childCommand(sp)
 	if err != nil {
 		return LiveResult{}, err
 	}
@@ -393,7 +405,25 @@ func measureLive(o LiveOptions, s LiveScenario, bodies [][]byte, round int) (Liv
 	slices.Sort(lat)
 	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(f*float64(len(lat))))] }
 	return LiveResult{Events: events, Posts: len(lat), Wall: wall, CPU: cpu1 - cpu0, P50: q(0.50), P99: q(0.99),
-		Delivered: fake.events.Load(), Sent: sent}, nil
+		Delivered: fake.events.Load(), Sent: sent, Paced: pacedEvents(resPath, s)}, nil
+}
+
+// pacedEvents reads the child's count of paced events from its result, or
+// returns -1 when it has none: a scenario without the amplitude output, or
+// whose metrics go elsewhere than the harness' exporter.
+func pacedEvents(resPath string, s LiveScenario) int64 {
+	if s.Env != nil || !slices.Contains(s.Needs, "amplitude") {
+		return -1 // the shipped pipeline's own metrics exporter; no output of ours
+	}
+	raw, err := os.ReadFile(resPath)
+	if err != nil {
+		return -1
+	}
+	var res Result
+	if json.Unmarshal(raw, &res) != nil {
+		return -1
+	}
+	return res.Counters[pacedCounter] // absent: none paced
 }
 
 // waitListening waits until addr accepts connections, or the child exits.
@@ -506,8 +536,8 @@ func (f *fastAmplitude) Close() {
 // LiveMarkdown renders live rows as a table, with ratios to the floor.
 func LiveMarkdown(rows []LiveRow) string {
 	var b strings.Builder
-	b.WriteString("| scenario | events/s | CPU µs/event | p50 ack | p99 ack | events/s ÷ floor | CPU/event ÷ floor | delivered/sent |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| scenario | events/s | CPU µs/event | p50 ack | p99 ack | events/s ÷ floor | CPU/event ÷ floor | delivered/sent | paced (waits) |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var floor LiveResult
 	for _, r := range rows {
 		if r.Scenario.Name == LiveFloor && r.Skipped == "" {
@@ -516,7 +546,7 @@ func LiveMarkdown(rows []LiveRow) string {
 	}
 	for _, r := range rows {
 		if r.Skipped != "" {
-			fmt.Fprintf(&b, "| %s | skipped: %s |||||||\n", r.Scenario.Name, r.Skipped)
+			fmt.Fprintf(&b, "| %s | skipped: %s ||||||||\n", r.Scenario.Name, r.Skipped)
 			continue
 		}
 		res := r.Result
@@ -525,8 +555,12 @@ func LiveMarkdown(rows []LiveRow) string {
 			ratio = fmt.Sprintf("%.0f%%", 100*res.EventsPerSec()/floor.EventsPerSec())
 			cpuRatio = fmt.Sprintf("×%.1f", res.CPUPerEvent()/floor.CPUPerEvent())
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f ms | %.1f ms | %s | %s | %d/%d |\n", r.Scenario.Name,
-			thousands(int(res.EventsPerSec())), res.CPUPerEvent(), ms(res.P50), ms(res.P99), ratio, cpuRatio, res.Delivered, res.Sent)
+		paced := "—"
+		if res.Paced >= 0 {
+			paced = thousands(int(res.Paced))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f ms | %.1f ms | %s | %s | %d/%d | %s |\n", r.Scenario.Name,
+			thousands(int(res.EventsPerSec())), res.CPUPerEvent(), ms(res.P50), ms(res.P99), ratio, cpuRatio, res.Delivered, res.Sent, paced)
 	}
 	var names []string
 	var shares []Shares
