@@ -14,7 +14,7 @@ import (
 //
 //   - GC: background marking (a runtime.gcBgMarkWorker frame);
 //   - JSON: the first non-runtime frame from the leaf is gjson or one of our
-//     JSON packages (jsonw, jsonlimit), whoever called it;
+//     JSON packages (jsonPackages), whoever called it;
 //   - ours, Benthos: the first frame from the leaf that belongs to this
 //     module or to Benthos (so Benthos' message calls from our code count as
 //     Benthos, and our code run by Benthos as ours);
@@ -75,8 +75,7 @@ func classify(frames []string) int {
 		if strings.HasPrefix(f, "runtime.") || strings.HasPrefix(f, "internal/runtime/") || strings.HasPrefix(f, "_") || !strings.Contains(f, ".") {
 			continue // the runtime, and the race detector's C frames (__tsan_read, racecall)
 		}
-		if strings.HasPrefix(f, "github.com/tidwall/") || strings.HasPrefix(f, modulePrefix+"plugins/internal/jsonw.") ||
-			strings.HasPrefix(f, modulePrefix+"plugins/internal/jsonlimit.") || strings.HasPrefix(f, modulePrefix+"plugins/internal/jsonscan.") {
+		if strings.HasPrefix(f, "github.com/tidwall/") || isJSONPackage(f) {
 			return 1
 		}
 		break
@@ -95,7 +94,7 @@ func classify(frames []string) int {
 // SharesMarkdown renders the shares of each named profile set as a table.
 func SharesMarkdown(names []string, shares []Shares) string {
 	var b strings.Builder
-	b.WriteString("| scenario | our code | JSON (gjson, jsonscan, jsonw, jsonlimit) | Benthos core | GC (background) | net/http, syscalls, runtime | allocation (inside the others) |\n")
+	b.WriteString("| scenario | our code | JSON (gjson, jsonscan, jsonvalid, jsonw, jsonlimit) | Benthos core | GC (background) | net/http, syscalls, runtime | allocation (inside the others) |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
 	pc := func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
 	for i, s := range shares {
@@ -126,4 +125,17 @@ func frames(s *profile.Sample) []string {
 		}
 	}
 	return out
+}
+
+// jsonPackages are this module's JSON packages, counted as JSON.
+var jsonPackages = []string{"jsonw", "jsonlimit", "jsonscan", "jsonvalid"}
+
+// isJSONPackage reports whether frame f is in one of jsonPackages.
+func isJSONPackage(f string) bool {
+	for _, p := range jsonPackages {
+		if strings.HasPrefix(f, modulePrefix+"plugins/internal/"+p+".") {
+			return true
+		}
+	}
+	return false
 }

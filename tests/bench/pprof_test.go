@@ -19,6 +19,7 @@ func TestClassify(t *testing.T) {
 		{[]string{"runtime.scanobject", "runtime.gcDrain", "runtime.gcBgMarkWorker"}, 0},
 		{[]string{"runtime.memmove", "github.com/tidwall/gjson.parseSquash", modulePrefix + "plugins/currents.(*walker).visit"}, 1},
 		{[]string{modulePrefix + "plugins/internal/jsonlimit.Depth", modulePrefix + "plugins/ingest.(*x).split"}, 1},
+		{[]string{modulePrefix + "plugins/internal/jsonvalid.stringEnd", modulePrefix + "plugins/internal/currentsbody.SplitChecked"}, 1},
 		{[]string{"runtime.mallocgc", modulePrefix + "plugins/currents.(*Mapper).finish", benthosPrefix + "v4/internal/pipeline.(*Processor).loop"}, 2},
 		{[]string{"runtime.mallocgc", benthosPrefix + "v4/public/service.NewMessage", modulePrefix + "plugins/ingest.(*x).toBatch"}, 3},
 		{[]string{"syscall.Syscall6", "net/http.(*conn).serve"}, 4},
