@@ -72,6 +72,14 @@ var defaultThrottleHold = map[string]time.Duration{
 // maxResponseBytes bounds how much of an answer is read.
 const maxResponseBytes = 1 << 20
 
+// requestWriteBuffer is the write buffer of each connection to Amplitude:
+// large enough for the request of a Braze post (100 events of about 650
+// bytes) and its headers, which then go out in one write. With net/http's
+// default of 4 KiB the rest of every body is copied through a buffer of up to
+// 32 KiB allocated per request (io.Copy from the io.LimitedReader net/http
+// wraps a body of known length in); larger bodies still are.
+const requestWriteBuffer = 128 << 10
+
 // amplitudeOutputDescription is the long description of the amplitude output.
 const amplitudeOutputDescription = "" +
 	"Each message must be one Amplitude event object, such as the output of the `braze_to_amplitude` processor. " +
@@ -422,6 +430,7 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = max(maxInFlight, 2)
+	transport.WriteBufferSize = requestWriteBuffer
 	if tlsOn {
 		transport.TLSClientConfig = tlsConf
 	}
