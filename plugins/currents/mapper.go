@@ -252,6 +252,9 @@ type fields struct {
 // MaxDepth). Invalid UTF-8 is replaced by U+FFFD, as the dead-letter record
 // of the event does.
 func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result, error) {
+	if out, res, err, ok := m.appendUnchecked(dst, event, typeHint); ok {
+		return out, res, err
+	}
 	if err := jsonlimit.Check(event, MaxDepth); err != nil {
 		return dst, Result{}, deadletter.Wrap(deadletter.ReasonTooLarge, err)
 	}
@@ -272,13 +275,84 @@ func (m *Mapper) appendDepthChecked(dst, event []byte, typeHint string) ([]byte,
 // SplitEvents returns from a request body checked with jsonlimit: it skips
 // the validation pass. On invalid JSON its output is undefined.
 func (m *Mapper) AppendValidEvent(dst, event []byte, typeHint string) ([]byte, Result, error) {
-	var res Result
 	if !utf8.Valid(event) {
 		event = bytes.ToValidUTF8(event, replacementChar)
 	}
-	root := gjson.Parse(unsafestr.FromBytes(event))
+	out, res, err, _ := m.appendEvent(dst, event, typeHint, false)
+	return out, res, err
+}
+
+// appendUnchecked is the fast path of AppendEvent for an event not known to
+// be valid: it validates the event in the walk that maps it. It returns
+// ok = false, with dst unchanged, unless the event is valid JSON holding
+// valid UTF-8, nested at most MaxDepth levels deep, holds no "events" list
+// (it may be a request body) and maps without an error of the walk; then
+// the caller takes the slow path (AppendEvent's checks, then
+// AppendValidEvent), which gives the same result for every event this one
+// accepts, and says what is wrong with the others.
+func (m *Mapper) appendUnchecked(dst, event []byte, typeHint string) ([]byte, Result, error, bool) {
+	return m.appendEvent(dst, event, typeHint, true)
+}
+
+// appendEvent is AppendValidEvent for valid UTF-8 when check is false, and
+// appendUnchecked when it is true.
+func (m *Mapper) appendEvent(dst, event []byte, typeHint string, check bool) ([]byte, Result, error, bool) {
+	raw := unsafestr.FromBytes(event)
+	info, res, err := m.eventType(raw, typeHint)
+	if check && (err != nil || res.Dropped != "") {
+		// Bad input is told apart the slow way; a drop is final only for
+		// an event known to be valid.
+		var b bodyCheck
+		if err != nil || !jsonscan.ForEachFlatValid(raw, MaxDepth, b.descend, func(_, _ gjson.Result) bool { return true }) || b.body {
+			return dst, Result{}, nil, false
+		}
+	}
+	if err != nil || res.Dropped != "" {
+		return dst, res, err, true
+	}
+
+	start := len(dst)
+	// event_properties are written aside, then placed after the top-level
+	// fields, so that readers of the ids (the rate limiter, the output) find
+	// them without scanning the properties.
+	props := m.props.Get().(*[]byte)
+	defer m.putProps(props)
+	w := walker{m: m, info: info, dst: (*props)[:0]}
+	if check {
+		if !jsonscan.ForEachFlatValid(raw, MaxDepth, w.descend, w.visit) || w.body {
+			*props = w.dst
+			return dst, Result{}, nil, false
+		}
+	} else {
+		jsonscan.ForEachFlat(raw, flattened, w.visit)
+	}
+	*props = w.dst
+	if w.err != nil {
+		return dst[:start], res, w.err, true
+	}
+	out, err := m.finish(dst, info, &w.f, w.dst)
+	if err != nil {
+		return dst[:start], res, err, true
+	}
+	if out == nil {
+		if m.opts.UnidentifiedEvents == PolicyReject {
+			return dst[:start], res, errors.New("event has neither external_user_id nor device_id: Amplitude needs one of them"), true
+		}
+		res.Dropped = DropUnidentified
+		return dst[:start], res, nil, true
+	}
+	return out, res, nil, true
+}
+
+// eventType reads the Currents type of the event raw (its event_type field,
+// else typeHint) and resolves it: an error for bad input or a rejected
+// type, Result.Dropped for a dropped one. raw need not be valid JSON (the
+// caller validates it before trusting the outcome).
+func (m *Mapper) eventType(raw, typeHint string) (*typeInfo, Result, error) {
+	var res Result
+	root := gjson.Parse(raw)
 	if !root.IsObject() {
-		return dst, res, fmt.Errorf("event must be a JSON object, got %s", typeName(root))
+		return nil, res, fmt.Errorf("event must be a JSON object, got %s", typeName(root))
 	}
 	typ := root.Get("event_type")
 	var name string
@@ -286,14 +360,14 @@ func (m *Mapper) AppendValidEvent(dst, event []byte, typeHint string) ([]byte, R
 	case typ.Type == gjson.String && typ.Str != "":
 		name = typ.Str
 	case typ.Exists() && typ.Type != gjson.Null:
-		return dst, res, fmt.Errorf("field event_type must be a string, got %s", typeName(typ))
+		return nil, res, fmt.Errorf("field event_type must be a string, got %s", typeName(typ))
 	case typeHint != "":
 		name = typeHint
 	default:
-		return dst, res, errors.New("missing event type: no event_type field and no currents_event_type metadata")
+		return nil, res, errors.New("missing event type: no event_type field and no currents_event_type metadata")
 	}
 	if len(name) > MaxIDLength {
-		return dst, res, fmt.Errorf("event type is %d bytes long, over the %d-byte limit", len(name), MaxIDLength)
+		return nil, res, fmt.Errorf("event type is %d bytes long, over the %d-byte limit", len(name), MaxIDLength)
 	}
 
 	info, ok := m.types[name]
@@ -305,41 +379,17 @@ func (m *Mapper) AppendValidEvent(dst, event []byte, typeHint string) ([]byte, R
 		case PolicyDerive:
 			info = m.resolve(res.EventType, DeriveName(name), KindRegular, 0)
 		case PolicyReject:
-			return dst, res, fmt.Errorf("unknown Currents event type %q (add it to event_names or set unknown_events: derive)", name)
+			return nil, res, fmt.Errorf("unknown Currents event type %q (add it to event_names or set unknown_events: derive)", name)
 		default:
 			res.Dropped = DropUnknown
-			return dst, res, nil
+			return nil, res, nil
 		}
 	}
 	if !info.allowed {
 		res.Dropped = DropFiltered
-		return dst, res, nil
+		return nil, res, nil
 	}
-
-	start := len(dst)
-	// event_properties are written aside, then placed after the top-level
-	// fields, so that readers of the ids (the rate limiter, the output) find
-	// them without scanning the properties.
-	props := m.props.Get().(*[]byte)
-	defer m.putProps(props)
-	w := walker{m: m, info: info, dst: (*props)[:0]}
-	jsonscan.ForEachFlat(root.Raw, flattened, w.visit)
-	*props = w.dst
-	if w.err != nil {
-		return dst[:start], res, w.err
-	}
-	out, err := m.finish(dst, info, &w.f, w.dst)
-	if err != nil {
-		return dst[:start], res, err
-	}
-	if out == nil {
-		if m.opts.UnidentifiedEvents == PolicyReject {
-			return dst[:start], res, errors.New("event has neither external_user_id nor device_id: Amplitude needs one of them")
-		}
-		res.Dropped = DropUnidentified
-		return dst[:start], res, nil
-	}
-	return out, res, nil
+	return info, res, nil
 }
 
 // putProps returns a properties buffer to the pool, unless an outsized event

@@ -20,6 +20,7 @@ type walker struct {
 	dst  []byte
 	f    fields
 	err  error
+	bodyCheck
 }
 
 func (w *walker) visit(key, value gjson.Result) bool {
@@ -114,6 +115,19 @@ func (w *walker) visit(key, value gjson.Result) bool {
 // objects of the HTTP shape) are walked in their place
 // (jsonscan.ForEachFlat).
 func flattened(key string, array bool) bool { return !array && (key == "user" || key == "properties") }
+
+// bodyCheck is the descend function of a validating walk
+// (jsonscan.ForEachFlatValid): it flattens as flattened does, and notes an
+// "events" list, which may make the event a request body (told apart the
+// slow way).
+type bodyCheck struct{ body bool }
+
+func (b *bodyCheck) descend(key string, array bool) bool {
+	if array && key == "events" {
+		b.body = true
+	}
+	return flattened(key, array)
+}
 
 // notObject handles a user or properties member that is not an object
 // (objects are flattened): null is nothing, anything else an error.
