@@ -140,9 +140,8 @@ type typeInfo struct {
 type Mapper struct {
 	opts  Options
 	types map[string]*typeInfo
-	// props pools the buffers event_properties are written to before the
-	// event is assembled (*[]byte).
-	props sync.Pool
+	// scratch pools what mapping one event needs (*eventScratch).
+	scratch sync.Pool
 	// JSON-escaped prefixes without quotes, ready to splice into keys.
 	customEventPrefix, customPropPrefix, purchasePropPrefix []byte
 }
@@ -178,7 +177,7 @@ func NewMapper(opts Options) (*Mapper, error) {
 		customPropPrefix:   escapeInner(opts.CustomPropertyPrefix),
 		purchasePropPrefix: escapeInner(opts.PurchasePropertyPrefix),
 	}
-	m.props.New = func() any { return new([]byte) }
+	m.scratch.New = func() any { return new(eventScratch) }
 	for _, et := range catalogue {
 		m.types[et.Type] = m.resolve(et.Type, et.NameFor(opts.Naming), et.Kind, et.rules)
 	}
@@ -299,11 +298,13 @@ func (m *Mapper) appendUnchecked(dst, event []byte, typeHint string) ([]byte, Re
 func (m *Mapper) appendEvent(dst, event []byte, typeHint string, check bool) ([]byte, Result, error, bool) {
 	raw := unsafestr.FromBytes(event)
 	info, res, err := m.eventType(raw, typeHint)
+	sc := m.scratch.Get().(*eventScratch)
+	defer m.putScratch(sc)
 	if check && (err != nil || res.Dropped != "") {
 		// Bad input is told apart the slow way; a drop is final only for
 		// an event known to be valid.
 		var b bodyCheck
-		if err != nil || !jsonscan.ForEachFlatValid(raw, MaxDepth, b.descend, func(_, _ gjson.Result) bool { return true }) || b.body {
+		if err != nil || !sc.valid.ForEachFlat(raw, MaxDepth, b.descend, func(_, _ *gjson.Result) bool { return true }) || b.body {
 			return dst, Result{}, nil, false
 		}
 	}
@@ -315,18 +316,17 @@ func (m *Mapper) appendEvent(dst, event []byte, typeHint string, check bool) ([]
 	// event_properties are written aside, then placed after the top-level
 	// fields, so that readers of the ids (the rate limiter, the output) find
 	// them without scanning the properties.
-	props := m.props.Get().(*[]byte)
-	defer m.putProps(props)
-	w := walker{m: m, info: info, dst: (*props)[:0]}
+	w := walker{m: m, info: info, dst: sc.props[:0]}
 	if check {
-		if !jsonscan.ForEachFlatValid(raw, MaxDepth, w.descend, w.visit) || w.body {
-			*props = w.dst
+		ok := sc.valid.ForEachFlat(raw, MaxDepth, w.descend, w.visit)
+		sc.props = w.dst
+		if !ok || w.body {
 			return dst, Result{}, nil, false
 		}
 	} else {
-		jsonscan.ForEachFlat(raw, flattened, w.visit)
+		jsonscan.ForEachFlat(raw, flattened, func(k, v gjson.Result) bool { return w.visit(&k, &v) })
+		sc.props = w.dst
 	}
-	*props = w.dst
 	if w.err != nil {
 		return dst[:start], res, w.err, true
 	}
@@ -392,11 +392,18 @@ func (m *Mapper) eventType(raw, typeHint string) (*typeInfo, Result, error) {
 	return info, res, nil
 }
 
-// putProps returns a properties buffer to the pool, unless an outsized event
-// grew it.
-func (m *Mapper) putProps(b *[]byte) {
-	if cap(*b) <= maxPooledProps {
-		m.props.Put(b)
+// eventScratch is what mapping one event needs: the buffer event_properties
+// are written to before the event is assembled, and the validating walk's
+// state.
+type eventScratch struct {
+	props []byte
+	valid jsonscan.Validator
+}
+
+// putScratch returns sc to the pool, unless an outsized event grew it.
+func (m *Mapper) putScratch(sc *eventScratch) {
+	if cap(sc.props) <= maxPooledProps {
+		m.scratch.Put(sc)
 	}
 }
 
@@ -486,7 +493,7 @@ func appendPurchase(dst []byte, f *fields) ([]byte, error) {
 		return nil, fmt.Errorf("field price must be a number, got %s", typeName(f.price))
 	}
 	dst = append(append(dst, `,"productId":`...), pid.Raw...)
-	dst = appendNumber(append(dst, `,"price":`...), f.price, true)
+	dst = appendNumber(append(dst, `,"price":`...), &f.price, true)
 	switch f.quantity.Type {
 	case gjson.Null:
 	case gjson.Number:
@@ -507,8 +514,8 @@ func appendDeviceFields(dst []byte, f *fields) []byte {
 		}
 	}
 	if f.lat.Type == gjson.Number && f.lng.Type == gjson.Number {
-		dst = appendNumber(append(dst, `,"location_lat":`...), f.lat, true)
-		dst = appendNumber(append(dst, `,"location_lng":`...), f.lng, true)
+		dst = appendNumber(append(dst, `,"location_lat":`...), &f.lat, true)
+		dst = appendNumber(append(dst, `,"location_lng":`...), &f.lng, true)
 	}
 	return dst
 }

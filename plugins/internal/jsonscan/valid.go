@@ -18,42 +18,54 @@ import (
 // allowed) that gjson.Valid accepts, that holds valid UTF-8 and that nests
 // objects and arrays at most maxDepth levels deep (as jsonlimit.Depth
 // counts), and f never returned false: then f saw exactly what ForEachFlat
-// passes it. Otherwise it returns false as soon as it knows, having called f
+// passes it, by pointer (to save copying them: they are valid during the
+// call only). Otherwise it returns false as soon as it knows, having called f
 // for members of a prefix of raw only; the caller discards what it did with
 // them and checks raw the slow way, which says what is wrong. A scalar at
 // the top level returns false. It never panics, and recurses at most
 // maxDepth levels deep.
-func ForEachFlatValid(raw string, maxDepth int, descend func(key string, array bool) bool, f func(key, value gjson.Result) bool) bool {
+//
+// It allocates the Validator it needs; callers on a hot path keep one
+// (Validator.ForEachFlat).
+func ForEachFlatValid(raw string, maxDepth int, descend func(key string, array bool) bool, f func(key, value *gjson.Result) bool) bool {
+	var v Validator
+	return v.ForEachFlat(raw, maxDepth, descend, f)
+}
+
+// Validator holds the state of ForEachFlatValid, for reuse: the members it
+// passes to f by pointer are its own. Its zero value is ready; it is not
+// safe for concurrent use.
+type Validator struct {
+	key, value gjson.Result
+	raw        string
+	b          []byte // raw's bytes (read-only), for 8-byte loads
+	max        int
+}
+
+// ForEachFlat is ForEachFlatValid with v's storage.
+func (v *Validator) ForEachFlat(raw string, maxDepth int, descend func(key string, array bool) bool, f func(key, value *gjson.Result) bool) bool {
 	i := skipWS(raw, 0)
 	if i >= len(raw) || (raw[i] != '{' && raw[i] != '[') || maxDepth < 1 {
 		return false
 	}
-	v := validator{raw: raw, b: unsafe.Slice(unsafe.StringData(raw), len(raw)), max: maxDepth}
+	v.raw, v.b, v.max = raw, unsafe.Slice(unsafe.StringData(raw), len(raw)), maxDepth
 	end, ok := v.members(i, 1, descend, f)
+	*v = Validator{} // retain nothing of raw
 	return ok && skipWS(raw, end) == len(raw)
-}
-
-// validator reads one document; b is raw's bytes (read-only), for 8-byte
-// loads.
-type validator struct {
-	raw string
-	b   []byte
-	max int
 }
 
 // members is the validating twin of the package's members: it iterates the
 // object or array at raw[i], at nesting level depth, and returns the offset
-// after it and whether it was valid (and f never stopped).
-func (v *validator) members(i, depth int, descend func(string, bool) bool, f func(key, value gjson.Result) bool) (int, bool) {
+// after it and whether it was valid (and f never stopped). v.key and
+// v.value are shared by the levels: each member sets them afresh.
+func (v *Validator) members(i, depth int, descend func(string, bool) bool, f func(key, value *gjson.Result) bool) (int, bool) {
 	raw := v.raw
-	var key gjson.Result
 	obj := raw[i] == '{'
 	closer := byte(']')
 	if obj {
-		key.Type, closer = gjson.String, '}'
-	} else {
-		key.Type, key.Num = gjson.Number, -1
+		closer = '}'
 	}
+	n := 0 // elements of an array
 	i = skipWS(raw, i+1)
 	if i < len(raw) && raw[i] == closer {
 		return i + 1, true
@@ -70,8 +82,7 @@ func (v *validator) members(i, depth int, descend func(string, bool) bool, f fun
 			if !ok {
 				return end, false
 			}
-			key.Raw, key.Index = raw[i:end], i
-			key.Str = unquote(key.Raw, escaped)
+			v.key = gjson.Result{Type: gjson.String, Raw: raw[i:end], Str: unquote(raw[i:end], escaped), Index: i}
 			i = skipWS(raw, end)
 			if i >= len(raw) || raw[i] != ':' {
 				return i, false
@@ -80,10 +91,11 @@ func (v *validator) members(i, depth int, descend func(string, bool) bool, f fun
 				return i, false
 			}
 		} else {
-			key.Num++
+			v.key = gjson.Result{Type: gjson.Number, Num: float64(n)}
+			n++
 		}
 		var end int
-		if c := raw[i]; obj && (c == '{' || c == '[') && descend != nil && descend(key.Str, c == '[') {
+		if c := raw[i]; obj && (c == '{' || c == '[') && descend != nil && descend(v.key.Str, c == '[') {
 			if depth >= v.max {
 				return i, false
 			}
@@ -92,11 +104,10 @@ func (v *validator) members(i, depth int, descend func(string, bool) bool, f fun
 				return end, false
 			}
 		} else {
-			value, vend, ok := v.value(i, depth)
-			if !ok || !f(key, value) {
-				return vend, false
+			var ok bool
+			if end, ok = v.readValue(i, depth, &v.value); !ok || !f(&v.key, &v.value) {
+				return end, false
 			}
-			end = vend
 		}
 		if i = skipWS(raw, end); i >= len(raw) {
 			return i, false
@@ -112,24 +123,25 @@ func (v *validator) members(i, depth int, descend func(string, bool) bool, f fun
 	}
 }
 
-// value validates the value at raw[i], inside a container at nesting level
-// depth, and returns it as parseValue does, with the offset after it.
-func (v *validator) value(i, depth int) (gjson.Result, int, bool) {
+// readValue validates the value at raw[i], inside a container at nesting level
+// depth, sets *r to it as parseValue reads it, and returns the offset after
+// it.
+func (v *Validator) readValue(i, depth int, r *gjson.Result) (int, bool) {
 	raw := v.raw
-	r := gjson.Result{Index: i}
+	*r = gjson.Result{Index: i}
 	switch c := raw[i]; {
 	case c == '"':
 		end, escaped, ok := v.str(i)
 		if !ok {
-			return r, end, false
+			return end, false
 		}
 		r.Type, r.Raw = gjson.String, raw[i:end]
 		r.Str = unquote(r.Raw, escaped)
-		return r, end, true
+		return end, true
 	case c == '{' || c == '[':
 		end, ok := v.container(i, depth+1)
 		r.Type, r.Raw = gjson.JSON, raw[i:end]
-		return r, end, ok
+		return end, ok
 	case c == 't' || c == 'f' || c == 'n':
 		lit, typ := "null", gjson.Null
 		switch c {
@@ -140,25 +152,25 @@ func (v *validator) value(i, depth int) (gjson.Result, int, bool) {
 		}
 		end := i + len(lit)
 		if end > len(raw) || raw[i:end] != lit {
-			return r, i, false
+			return i, false
 		}
 		r.Type, r.Raw = typ, lit
-		return r, end, true
+		return end, true
 	case c == '-' || c >= '0' && c <= '9':
 		end, ok := number(raw, i)
 		if !ok {
-			return r, end, false
+			return end, false
 		}
 		r.Type, r.Raw = gjson.Number, raw[i:end]
 		r.Num = parseNumber(r.Raw)
-		return r, end, true
+		return end, true
 	}
-	return r, i, false
+	return i, false
 }
 
 // skip validates the value at raw[i], inside a container at nesting level
 // depth, and returns the offset after it.
-func (v *validator) skip(i, depth int) (int, bool) {
+func (v *Validator) skip(i, depth int) (int, bool) {
 	switch c := v.raw[i]; {
 	case c == '"':
 		end, _, ok := v.str(i)
@@ -166,13 +178,13 @@ func (v *validator) skip(i, depth int) (int, bool) {
 	case c == '{' || c == '[':
 		return v.container(i, depth+1)
 	}
-	_, end, ok := v.value(i, depth)
-	return end, ok
+	var r gjson.Result
+	return v.readValue(i, depth, &r)
 }
 
 // container validates the object or array at raw[i], at nesting level
 // depth, and returns the offset after it.
-func (v *validator) container(i, depth int) (int, bool) {
+func (v *Validator) container(i, depth int) (int, bool) {
 	if depth > v.max {
 		return i, false
 	}
@@ -231,7 +243,7 @@ const (
 // no control characters, only JSON's escapes, and valid UTF-8) and returns
 // the offset after its closing quote and whether it holds escapes. Eight
 // bytes are checked at a time.
-func (v *validator) str(i int) (end int, escaped, ok bool) {
+func (v *Validator) str(i int) (end int, escaped, ok bool) {
 	raw, b := v.raw, v.b
 	j := i + 1
 	for {

@@ -34,8 +34,8 @@ func checkValid(t *testing.T, raw string, max int) {
 		want = append(want, memberString(k, v))
 		return true
 	})
-	ok := ForEachFlatValid(raw, max, flatDescend, func(k, v gjson.Result) bool {
-		got = append(got, memberString(k, v))
+	ok := ForEachFlatValid(raw, max, flatDescend, func(k, v *gjson.Result) bool {
+		got = append(got, memberString(*k, *v))
 		return true
 	})
 	if ok != wantValid(raw, max) {
@@ -69,7 +69,7 @@ func TestForEachFlatValid(t *testing.T) {
 		checkValid(t, deep, max)
 	}
 	n := 0
-	if ForEachFlatValid(`{"a":1,"b":2,"c":3}`, 64, nil, func(_, _ gjson.Result) bool { n++; return n < 2 }) || n != 2 {
+	if ForEachFlatValid(`{"a":1,"b":2,"c":3}`, 64, nil, func(_, _ *gjson.Result) bool { n++; return n < 2 }) || n != 2 {
 		t.Fatalf("iteration went on after false, or reported it valid: %d calls", n)
 	}
 }
@@ -95,7 +95,7 @@ func BenchmarkForEachFlatValid(b *testing.B) {
 	b.Run("fused", func(b *testing.B) {
 		b.SetBytes(int64(len(raw)))
 		for b.Loop() {
-			if !ForEachFlatValid(raw, 64, flatDescend, noop) {
+			if !ForEachFlatValid(raw, 64, flatDescend, func(_, _ *gjson.Result) bool { return true }) {
 				b.Fatal("invalid")
 			}
 		}
