@@ -140,8 +140,9 @@ type typeInfo struct {
 type Mapper struct {
 	opts  Options
 	types map[string]*typeInfo
-	// scratch pools what mapping one event needs (*eventScratch).
-	scratch sync.Pool
+	// props pools the buffers event_properties are written to before the
+	// event is assembled (*[]byte).
+	props sync.Pool
 	// JSON-escaped prefixes without quotes, ready to splice into keys.
 	customEventPrefix, customPropPrefix, purchasePropPrefix []byte
 }
@@ -177,7 +178,7 @@ func NewMapper(opts Options) (*Mapper, error) {
 		customPropPrefix:   escapeInner(opts.CustomPropertyPrefix),
 		purchasePropPrefix: escapeInner(opts.PurchasePropertyPrefix),
 	}
-	m.scratch.New = func() any { return new(eventScratch) }
+	m.props.New = func() any { return new([]byte) }
 	for _, et := range catalogue {
 		m.types[et.Type] = m.resolve(et.Type, et.NameFor(opts.Naming), et.Kind, et.rules)
 	}
@@ -298,13 +299,14 @@ func (m *Mapper) appendUnchecked(dst, event []byte, typeHint string) ([]byte, Re
 func (m *Mapper) appendEvent(dst, event []byte, typeHint string, check bool) ([]byte, Result, error, bool) {
 	raw := unsafestr.FromBytes(event)
 	info, res, err := m.eventType(raw, typeHint)
-	sc := m.scratch.Get().(*eventScratch)
-	defer m.putScratch(sc)
 	if check && (err != nil || res.Dropped != "") {
 		// Bad input is told apart the slow way; a drop is final only for
 		// an event known to be valid.
 		var b bodyCheck
-		if err != nil || !sc.valid.ForEachFlat(raw, MaxDepth, b.descend, func(_, _ *gjson.Result) bool { return true }) || b.body {
+		var s jsonscan.Scanner
+		for s.Reset(raw, MaxDepth); s.Next(b.descend); {
+		}
+		if err != nil || !s.Valid() || b.body {
 			return dst, Result{}, nil, false
 		}
 	}
@@ -316,16 +318,20 @@ func (m *Mapper) appendEvent(dst, event []byte, typeHint string, check bool) ([]
 	// event_properties are written aside, then placed after the top-level
 	// fields, so that readers of the ids (the rate limiter, the output) find
 	// them without scanning the properties.
-	w := walker{m: m, info: info, dst: sc.props[:0]}
+	props := m.props.Get().(*[]byte)
+	defer m.putProps(props)
+	w := walker{m: m, info: info, dst: (*props)[:0]}
 	if check {
-		ok := sc.valid.ForEachFlat(raw, MaxDepth, w.descend, w.visit)
-		sc.props = w.dst
-		if !ok || w.body {
+		var s jsonscan.Scanner
+		for s.Reset(raw, MaxDepth); s.Next(w.descend) && w.visit(&s.Key, &s.Value); {
+		}
+		*props = w.dst
+		if !s.Valid() || w.body {
 			return dst, Result{}, nil, false
 		}
 	} else {
 		jsonscan.ForEachFlat(raw, flattened, func(k, v gjson.Result) bool { return w.visit(&k, &v) })
-		sc.props = w.dst
+		*props = w.dst
 	}
 	if w.err != nil {
 		return dst[:start], res, w.err, true
@@ -392,18 +398,11 @@ func (m *Mapper) eventType(raw, typeHint string) (*typeInfo, Result, error) {
 	return info, res, nil
 }
 
-// eventScratch is what mapping one event needs: the buffer event_properties
-// are written to before the event is assembled, and the validating walk's
-// state.
-type eventScratch struct {
-	props []byte
-	valid jsonscan.Validator
-}
-
-// putScratch returns sc to the pool, unless an outsized event grew it.
-func (m *Mapper) putScratch(sc *eventScratch) {
-	if cap(sc.props) <= maxPooledProps {
-		m.scratch.Put(sc)
+// putProps returns a properties buffer to the pool, unless an outsized event
+// grew it.
+func (m *Mapper) putProps(b *[]byte) {
+	if cap(*b) <= maxPooledProps {
+		m.props.Put(b)
 	}
 }
 

@@ -9,129 +9,163 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// ForEachFlatValid is ForEachFlat for raw not known to be valid: it
-// validates raw in the same pass that iterates it, so that untrusted input
-// is read once instead of being validated first (gjson.Valid, utf8.Valid,
-// jsonlimit) and walked afterwards.
+// Scanner iterates JSON not known to be valid, as ForEachFlat iterates
+// valid JSON, validating it in the same pass: untrusted input is read once
+// instead of being validated first (gjson.Valid, utf8.Valid, jsonlimit) and
+// walked afterwards. It is a pull iterator, so that a caller that keeps it
+// on its stack and reads its members by pointer neither copies nor
+// allocates them:
 //
-// It returns true when raw is an object or an array (whitespace around it
-// allowed) that gjson.Valid accepts, that holds valid UTF-8 and that nests
-// objects and arrays at most maxDepth levels deep (as jsonlimit.Depth
-// counts), and f never returned false: then f saw exactly what ForEachFlat
-// passes it, by pointer (to save copying them: they are valid during the
-// call only). Otherwise it returns false as soon as it knows, having called f
-// for members of a prefix of raw only; the caller discards what it did with
-// them and checks raw the slow way, which says what is wrong. A scalar at
-// the top level returns false. It never panics, and recurses at most
+//	var s jsonscan.Scanner
+//	s.Reset(raw, maxDepth)
+//	for s.Next(descend) {
+//		use(&s.Key, &s.Value)
+//	}
+//	if !s.Valid() {
+//		// not valid: discard what use did, read raw the slow way
+//	}
+//
+// Valid is true once Next has returned false at the end of an object or
+// array (whitespace around it allowed) that gjson.Valid accepts, that holds
+// valid UTF-8 and that nests objects and arrays at most maxDepth levels deep
+// (as jsonlimit.Depth counts): then Next yielded exactly what ForEachFlat
+// passes its f. Next returns false as soon as it finds raw invalid, and also
+// for a scalar at the top level and for descents (see ForEachFlat) nested
+// more than MaxDescend levels deep. It never panics, and recurses at most
 // maxDepth levels deep.
-//
-// It allocates the Validator it needs; callers on a hot path keep one
-// (Validator.ForEachFlat).
-func ForEachFlatValid(raw string, maxDepth int, descend func(key string, array bool) bool, f func(key, value *gjson.Result) bool) bool {
-	var v Validator
-	return v.ForEachFlat(raw, maxDepth, descend, f)
+type Scanner struct {
+	// Key and Value are the member Next found, until its next call.
+	Key, Value gjson.Result
+
+	raw     string
+	b       []byte // raw's bytes (read-only), for 8-byte loads
+	max     int
+	i       int // where reading goes on
+	frames  [MaxDescend]frame
+	nframes int
+	failed  bool
+	valid   bool
 }
 
-// Validator holds the state of ForEachFlatValid, for reuse: the members it
-// passes to f by pointer are its own. Its zero value is ready; it is not
-// safe for concurrent use.
-type Validator struct {
-	key, value gjson.Result
-	raw        string
-	b          []byte // raw's bytes (read-only), for 8-byte loads
-	max        int
+// MaxDescend bounds the nesting of the containers a Scanner descends into.
+const MaxDescend = 16
+
+// frame is an object or array being iterated.
+type frame struct {
+	closer byte
+	n      int // members read
+	depth  int // its nesting level (the root is 1)
 }
 
-// ForEachFlat is ForEachFlatValid with v's storage.
-func (v *Validator) ForEachFlat(raw string, maxDepth int, descend func(key string, array bool) bool, f func(key, value *gjson.Result) bool) bool {
+// Reset starts reading raw, nested at most maxDepth levels deep.
+func (s *Scanner) Reset(raw string, maxDepth int) {
+	*s = Scanner{raw: raw, b: unsafe.Slice(unsafe.StringData(raw), len(raw)), max: maxDepth}
 	i := skipWS(raw, 0)
 	if i >= len(raw) || (raw[i] != '{' && raw[i] != '[') || maxDepth < 1 {
-		return false
+		s.failed = true
+		return
 	}
-	v.raw, v.b, v.max = raw, unsafe.Slice(unsafe.StringData(raw), len(raw)), maxDepth
-	end, ok := v.members(i, 1, descend, f)
-	*v = Validator{} // retain nothing of raw
-	return ok && skipWS(raw, end) == len(raw)
+	s.frames[0] = frame{closer: closerOf(raw[i]), depth: 1}
+	s.nframes, s.i = 1, i+1
 }
 
-// members is the validating twin of the package's members: it iterates the
-// object or array at raw[i], at nesting level depth, and returns the offset
-// after it and whether it was valid (and f never stopped). v.key and
-// v.value are shared by the levels: each member sets them afresh.
-func (v *Validator) members(i, depth int, descend func(string, bool) bool, f func(key, value *gjson.Result) bool) (int, bool) {
-	raw := v.raw
-	obj := raw[i] == '{'
-	closer := byte(']')
-	if obj {
-		closer = '}'
+// Valid reports whether raw was read to its end and is valid.
+func (s *Scanner) Valid() bool { return s.valid }
+
+// Next reads the next member, into Key and Value: members of containers for
+// which descend(key, isArray) is true (object members only; descend may be
+// nil) are read in their place, as ForEachFlat does. It returns false at the
+// end of raw, and as soon as raw is found invalid.
+func (s *Scanner) Next(descend func(key string, array bool) bool) bool {
+	if s.failed {
+		return false
 	}
-	n := 0 // elements of an array
-	i = skipWS(raw, i+1)
-	if i < len(raw) && raw[i] == closer {
-		return i + 1, true
-	}
-	for {
+	raw := s.raw
+	for s.nframes > 0 {
+		fr := &s.frames[s.nframes-1]
+		i := skipWS(raw, s.i)
 		if i >= len(raw) {
-			return i, false
+			return s.fail()
 		}
+		if fr.n > 0 {
+			switch raw[i] {
+			case ',':
+				if i = skipWS(raw, i+1); i >= len(raw) {
+					return s.fail()
+				}
+			case fr.closer:
+				s.i, s.nframes = i+1, s.nframes-1
+				continue
+			default:
+				return s.fail()
+			}
+		} else if raw[i] == fr.closer {
+			s.i, s.nframes = i+1, s.nframes-1
+			continue
+		}
+		obj := fr.closer == '}'
 		if obj {
 			if raw[i] != '"' {
-				return i, false
+				return s.fail()
 			}
-			end, escaped, ok := v.str(i)
+			end, escaped, ok := s.str(i)
 			if !ok {
-				return end, false
+				return s.fail()
 			}
-			v.key = gjson.Result{Type: gjson.String, Raw: raw[i:end], Str: unquote(raw[i:end], escaped), Index: i}
-			i = skipWS(raw, end)
-			if i >= len(raw) || raw[i] != ':' {
-				return i, false
+			s.Key = gjson.Result{Type: gjson.String, Raw: raw[i:end], Str: unquote(raw[i:end], escaped), Index: i}
+			if i = skipWS(raw, end); i >= len(raw) || raw[i] != ':' {
+				return s.fail()
 			}
 			if i = skipWS(raw, i+1); i >= len(raw) {
-				return i, false
+				return s.fail()
 			}
 		} else {
-			v.key = gjson.Result{Type: gjson.Number, Num: float64(n)}
-			n++
+			s.Key = gjson.Result{Type: gjson.Number, Num: float64(fr.n)}
 		}
-		var end int
-		if c := raw[i]; obj && (c == '{' || c == '[') && descend != nil && descend(v.key.Str, c == '[') {
-			if depth >= v.max {
-				return i, false
+		fr.n++
+		if c := raw[i]; obj && (c == '{' || c == '[') && descend != nil && descend(s.Key.Str, c == '[') {
+			if fr.depth >= s.max || s.nframes == MaxDescend {
+				return s.fail()
 			}
-			var ok bool
-			if end, ok = v.members(i, depth+1, descend, f); !ok {
-				return end, false
-			}
-		} else {
-			var ok bool
-			if end, ok = v.readValue(i, depth, &v.value); !ok || !f(&v.key, &v.value) {
-				return end, false
-			}
+			s.frames[s.nframes] = frame{closer: closerOf(c), depth: fr.depth + 1}
+			s.nframes, s.i = s.nframes+1, i+1
+			continue
 		}
-		if i = skipWS(raw, end); i >= len(raw) {
-			return i, false
+		end, ok := s.readValue(i, fr.depth, &s.Value)
+		if !ok {
+			return s.fail()
 		}
-		switch raw[i] {
-		case ',':
-			i = skipWS(raw, i+1)
-		case closer:
-			return i + 1, true
-		default:
-			return i, false
-		}
+		s.i = end
+		return true
 	}
+	if skipWS(raw, s.i) != len(raw) {
+		return s.fail()
+	}
+	s.valid = true
+	return false
+}
+
+func (s *Scanner) fail() bool {
+	s.failed = true
+	return false
+}
+
+func closerOf(opener byte) byte {
+	if opener == '{' {
+		return '}'
+	}
+	return ']'
 }
 
 // readValue validates the value at raw[i], inside a container at nesting level
 // depth, sets *r to it as parseValue reads it, and returns the offset after
 // it.
-func (v *Validator) readValue(i, depth int, r *gjson.Result) (int, bool) {
-	raw := v.raw
+func (s *Scanner) readValue(i, depth int, r *gjson.Result) (int, bool) {
+	raw := s.raw
 	*r = gjson.Result{Index: i}
 	switch c := raw[i]; {
 	case c == '"':
-		end, escaped, ok := v.str(i)
+		end, escaped, ok := s.str(i)
 		if !ok {
 			return end, false
 		}
@@ -139,7 +173,7 @@ func (v *Validator) readValue(i, depth int, r *gjson.Result) (int, bool) {
 		r.Str = unquote(r.Raw, escaped)
 		return end, true
 	case c == '{' || c == '[':
-		end, ok := v.container(i, depth+1)
+		end, ok := s.container(i, depth+1)
 		r.Type, r.Raw = gjson.JSON, raw[i:end]
 		return end, ok
 	case c == 't' || c == 'f' || c == 'n':
@@ -170,25 +204,25 @@ func (v *Validator) readValue(i, depth int, r *gjson.Result) (int, bool) {
 
 // skip validates the value at raw[i], inside a container at nesting level
 // depth, and returns the offset after it.
-func (v *Validator) skip(i, depth int) (int, bool) {
-	switch c := v.raw[i]; {
+func (s *Scanner) skip(i, depth int) (int, bool) {
+	switch c := s.raw[i]; {
 	case c == '"':
-		end, _, ok := v.str(i)
+		end, _, ok := s.str(i)
 		return end, ok
 	case c == '{' || c == '[':
-		return v.container(i, depth+1)
+		return s.container(i, depth+1)
 	}
 	var r gjson.Result
-	return v.readValue(i, depth, &r)
+	return s.readValue(i, depth, &r)
 }
 
 // container validates the object or array at raw[i], at nesting level
 // depth, and returns the offset after it.
-func (v *Validator) container(i, depth int) (int, bool) {
-	if depth > v.max {
+func (s *Scanner) container(i, depth int) (int, bool) {
+	if depth > s.max {
 		return i, false
 	}
-	raw := v.raw
+	raw := s.raw
 	obj := raw[i] == '{'
 	closer := byte(']')
 	if obj {
@@ -207,7 +241,7 @@ func (v *Validator) container(i, depth int) (int, bool) {
 			if raw[i] != '"' {
 				return i, false
 			}
-			if i, _, ok = v.str(i); !ok {
+			if i, _, ok = s.str(i); !ok {
 				return i, false
 			}
 			if i = skipWS(raw, i); i >= len(raw) || raw[i] != ':' {
@@ -217,7 +251,7 @@ func (v *Validator) container(i, depth int) (int, bool) {
 				return i, false
 			}
 		}
-		if i, ok = v.skip(i, depth); !ok {
+		if i, ok = s.skip(i, depth); !ok {
 			return i, false
 		}
 		if i = skipWS(raw, i); i >= len(raw) {
@@ -243,8 +277,8 @@ const (
 // no control characters, only JSON's escapes, and valid UTF-8) and returns
 // the offset after its closing quote and whether it holds escapes. Eight
 // bytes are checked at a time.
-func (v *Validator) str(i int) (end int, escaped, ok bool) {
-	raw, b := v.raw, v.b
+func (s *Scanner) str(i int) (end int, escaped, ok bool) {
+	raw, b := s.raw, s.b
 	j := i + 1
 	for {
 		for j+8 <= len(b) {

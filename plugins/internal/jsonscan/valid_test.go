@@ -17,16 +17,32 @@ func flatDescend(k string, array bool) bool {
 	return k == "user" || k == "properties" || array && k == "list"
 }
 
-// wantValid is what ForEachFlatValid must say about raw: gjson.Valid, valid
-// UTF-8, an object or array at the top, nested at most max levels deep.
+// wantValid is what a Scanner must say about raw: gjson.Valid, valid UTF-8,
+// an object or array at the top, nested at most max levels deep, and
+// descents nested at most MaxDescend levels deep.
 func wantValid(raw string, max int) bool {
 	root := gjson.Parse(raw)
 	return gjson.Valid(raw) && utf8.ValidString(raw) && (root.IsObject() || root.IsArray()) &&
-		max >= 1 && jsonlimit.Depth(raw, max) <= max
+		max >= 1 && jsonlimit.Depth(raw, max) <= max && descents(root) <= MaxDescend
 }
 
-// checkValid checks ForEachFlatValid against wantValid and, on valid input,
-// its members against ForEachFlat's.
+// descents returns the deepest nesting of descended containers in v (the
+// root counts as one), as flatDescend descends.
+func descents(v gjson.Result) int {
+	deepest := 1
+	if v.IsObject() {
+		v.ForEach(func(k, m gjson.Result) bool {
+			if (m.IsObject() || m.IsArray()) && flatDescend(k.Str, m.IsArray()) {
+				deepest = max(deepest, 1+descents(m))
+			}
+			return true
+		})
+	}
+	return deepest
+}
+
+// checkValid checks a Scanner against wantValid and, on valid input, its
+// members against ForEachFlat's.
 func checkValid(t *testing.T, raw string, max int) {
 	t.Helper()
 	var want, got []string
@@ -34,15 +50,19 @@ func checkValid(t *testing.T, raw string, max int) {
 		want = append(want, memberString(k, v))
 		return true
 	})
-	ok := ForEachFlatValid(raw, max, flatDescend, func(k, v *gjson.Result) bool {
-		got = append(got, memberString(*k, *v))
-		return true
-	})
-	if ok != wantValid(raw, max) {
-		t.Fatalf("ForEachFlatValid(%q, %d) = %v, want %v", raw, max, ok, !ok)
+	var s Scanner
+	s.Reset(raw, max)
+	for s.Next(flatDescend) {
+		got = append(got, memberString(s.Key, s.Value))
 	}
-	if ok && strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("ForEachFlatValid(%q):\n%v\nForEachFlat:\n%v", raw, got, want)
+	if ok := s.Valid(); ok != wantValid(raw, max) {
+		t.Fatalf("Scanner on %q (max depth %d): valid %v, want %v", raw, max, ok, !ok)
+	}
+	if s.Valid() && strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("Scanner on %q:\n%v\nForEachFlat:\n%v", raw, got, want)
+	}
+	if s.Next(flatDescend) {
+		t.Fatalf("Scanner on %q: Next true after the end", raw)
 	}
 }
 
@@ -64,20 +84,20 @@ func TestForEachFlatValid(t *testing.T) {
 			checkValid(t, s, max)
 		}
 	}
-	deep := strings.Repeat(`{"user":`, 70) + `1` + strings.Repeat(`}`, 70)
-	for _, max := range []int{69, 70, 71} {
-		checkValid(t, deep, max)
-	}
-	n := 0
-	if ForEachFlatValid(`{"a":1,"b":2,"c":3}`, 64, nil, func(_, _ *gjson.Result) bool { n++; return n < 2 }) || n != 2 {
-		t.Fatalf("iteration went on after false, or reported it valid: %d calls", n)
+	for _, n := range []int{MaxDescend - 1, MaxDescend, MaxDescend + 1, 70} {
+		descended := strings.Repeat(`{"user":`, n) + `1` + strings.Repeat(`}`, n)
+		nested := strings.Repeat(`{"a":`, n) + `1` + strings.Repeat(`}`, n)
+		for _, max := range []int{n - 1, n, n + 1} {
+			checkValid(t, descended, max)
+			checkValid(t, nested, max)
+		}
 	}
 }
 
-// FuzzForEachFlatValid checks that ForEachFlatValid accepts exactly the
-// JSON that gjson.Valid, utf8.Valid and jsonlimit accept, and then yields
-// what ForEachFlat yields.
-func FuzzForEachFlatValid(f *testing.F) {
+// FuzzScanner checks that a Scanner accepts exactly the JSON that
+// gjson.Valid, utf8.Valid and jsonlimit accept, and then yields what
+// ForEachFlat yields.
+func FuzzScanner(f *testing.F) {
 	for _, s := range append(append([]string(nil), seeds...), invalidSeeds...) {
 		f.Add(s, uint8(3))
 	}
@@ -87,7 +107,7 @@ func FuzzForEachFlatValid(f *testing.F) {
 	})
 }
 
-func BenchmarkForEachFlatValid(b *testing.B) {
+func BenchmarkScanner(b *testing.B) {
 	raw := `{"event_type":"users.messages.email.Open","id":"9f3c1a2e-4b5d-4e6f-8a7b-0c1d2e3f4a5b","time":1700000000,` +
 		`"user":{"user_id":"21b72250f1f039efbdef1ece","external_user_id":"usr_100006249","device_id":"ce4b7bc7-8e75-5241-43fc-55a395dbd748","timezone":"America/Sao_Paulo"},` +
 		`"properties":{"app_group_id":"5e9e4cfe-2112-6a47-a166-08f210c396d1","campaign_name":"` + strings.Repeat("Winter sale ", 4) + `","url":"https://example.com/a/b/c?d=e&f=g","n":[1,2.5,{"x":true}]}}`
@@ -95,7 +115,11 @@ func BenchmarkForEachFlatValid(b *testing.B) {
 	b.Run("fused", func(b *testing.B) {
 		b.SetBytes(int64(len(raw)))
 		for b.Loop() {
-			if !ForEachFlatValid(raw, 64, flatDescend, func(_, _ *gjson.Result) bool { return true }) {
+			var s Scanner
+			s.Reset(raw, 64)
+			for s.Next(flatDescend) {
+			}
+			if !s.Valid() {
 				b.Fatal("invalid")
 			}
 		}
