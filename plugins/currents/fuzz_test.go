@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
@@ -49,6 +53,54 @@ func FuzzAppendEvent(f *testing.F) {
 			t.Fatalf("required fields missing: %s", out[1:])
 		}
 		checkPropertiesLast(t, out[1:])
+	})
+}
+
+// FuzzFastPath checks the mapper's fast path (validation in the walk)
+// against the slow one (jsonlimit, gjson.Valid, then AppendValidEvent):
+// whenever it accepts an event, the output, result and error are the slow
+// path's; and it declines only what the slow path rejects or may
+// split as a request body (and descents deeper than jsonscan.MaxDescend).
+func FuzzFastPath(f *testing.F) {
+	for _, tc := range mappingCases {
+		f.Add([]byte(tc.flat), tc.typ)
+	}
+	for _, ev := range generatedStream(50) {
+		f.Add(ev, "")
+	}
+	for _, seed := range []string{
+		`{"events":[{"id":"a"}]}`, `{"event_type":"users.messages.email.Open","properties":{"events":[1]}}`,
+		`{"event_type":"users.UserDeleteRequest","id":"i","time":1,"device_id":"d"}`, `{"event_type":"x.Unknown"}`,
+		`{"event_type":"users.messages.email.Open","id":"i","time":1,"user":{"external_user_id":"é\u00e9"}} `,
+		`{"event_type":"users.messages.email.Open","id":"i","time":1,"user":{"external_user_id":"\xff"}}`,
+		`{"event_type":"users.messages.email.Open","id":"i","time":"1","user":{"external_user_id":"u"}}`,
+		`{"id":"i","time":1,"device_id":"d","properties":"{\"a\":[1,{\"b\":2}]}","user":{"user":{"device_id":"e"}}}`,
+	} {
+		f.Add([]byte(seed), TypeCustomEvent)
+	}
+	m := mustMapper(f, func(o *Options) { o.ExcludeEvents, o.DeviceFields = DefaultExcludeEvents, true })
+	slow := func(event []byte, hint string) ([]byte, Result, error) {
+		if err := jsonlimit.Check(event, MaxDepth); err != nil {
+			return []byte("x"), Result{}, err
+		}
+		return m.appendDepthChecked([]byte("x"), event, hint)
+	}
+	f.Fuzz(func(t *testing.T, event []byte, hint string) {
+		got, gotRes, gotErr, ok := m.appendUnchecked([]byte("x"), event, hint)
+		want, wantRes, wantErr := slow(event, hint)
+		if !ok {
+			if string(got) != "x" {
+				t.Fatalf("fast path declined %q but wrote %q", event, got)
+			}
+			if wantErr == nil && !bytes.Contains(event, []byte(`"events"`)) && utf8.Valid(event) &&
+				bytes.Count(event, []byte("{")) < jsonscan.MaxDescend {
+				t.Fatalf("fast path declined %q, which the slow path maps to %q", event, want)
+			}
+			return
+		}
+		if string(got) != string(want) || gotRes != wantRes || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Fatalf("fast path on %q: %q %+v %v; slow path: %q %+v %v", event, got, gotRes, gotErr, want, wantRes, wantErr)
+		}
 	})
 }
 
