@@ -298,84 +298,185 @@ func (m *Mapper) appendUnchecked(dst, event []byte, typeHint string) ([]byte, Re
 // appendUnchecked when it is true.
 func (m *Mapper) appendEvent(dst, event []byte, typeHint string, check bool) ([]byte, Result, error, bool) {
 	raw := unsafestr.FromBytes(event)
-	info, res, err := m.eventType(raw, typeHint)
-	if check && (err != nil || res.Dropped != "") {
-		// Bad input is told apart the slow way; a drop is final only for
-		// an event known to be valid.
-		var b bodyCheck
-		var s jsonscan.Scanner
-		for s.Reset(raw, MaxDepth); s.Next(b.descend); {
-		}
-		if err != nil || !s.Valid() || b.body {
-			return dst, Result{}, nil, false
-		}
+	out, res, err, how := m.scanEvent(dst, raw, typeHint, check, false)
+	if how == scanRetype {
+		out, res, err, how = m.scanEvent(dst, raw, typeHint, check, true)
+	}
+	switch {
+	case how == scanDone:
+		return out, res, err, true
+	case check:
+		return dst, Result{}, nil, false
+	}
+	// Valid JSON that the scanner does not follow (descents deeper than
+	// jsonscan.MaxDescend): the plain walk.
+	out, res, err = m.walkEvent(dst, raw, typeHint)
+	return out, res, err, true
+}
+
+// scanHow is how scanEvent ended.
+type scanHow int
+
+const (
+	// scanDone: the event is mapped, dropped or rejected.
+	scanDone scanHow = iota
+	// scanRetype: the type hint was taken for the event's type, but the
+	// event's event_type field may say otherwise: scan it again, looking
+	// the field up first.
+	scanRetype
+	// scanDecline: the event is left to the slow path (see appendUnchecked)
+	// or, known valid, to the plain walk.
+	scanDecline
+)
+
+// scanEvent maps the event raw in one pass of a jsonscan.Scanner, which
+// validates it when check is set. The type comes from an event_type field
+// leading the event (the HTTP shape), else from typeHint unless lookup is
+// set (the flat shape: the scan checks that no event_type field says
+// otherwise), else from looking the field up.
+func (m *Mapper) scanEvent(dst []byte, raw, typeHint string, check, lookup bool) ([]byte, Result, error, scanHow) {
+	name, hinted, err := eventTypeName(raw, typeHint, lookup)
+	var info *typeInfo
+	var res Result
+	if err == nil {
+		info, res, err = m.resolveType(name)
 	}
 	if err != nil || res.Dropped != "" {
-		return dst, res, err, true
+		switch {
+		case hinted:
+			return dst, Result{}, nil, scanRetype
+		case check && !validEvent(raw):
+			// Bad input is told apart the slow way; a drop or an error is
+			// final only for an event known to be valid.
+			return dst, Result{}, nil, scanDecline
+		}
+		return dst, res, err, scanDone
 	}
 
-	start := len(dst)
 	// event_properties are written aside, then placed after the top-level
 	// fields, so that readers of the ids (the rate limiter, the output) find
 	// them without scanning the properties.
 	props := m.props.Get().(*[]byte)
 	defer m.putProps(props)
 	w := walker{m: m, info: info, dst: (*props)[:0]}
-	if check {
-		var s jsonscan.Scanner
-		for s.Reset(raw, MaxDepth); s.Next(w.descend) && w.visit(&s.Key, &s.Value); {
+	typed := !hinted // the first event_type field, if any, was checked
+	var s jsonscan.Scanner
+	for s.Reset(raw, MaxDepth); s.Next(w.descend); {
+		if !typed && s.Depth() == 1 && s.Key.Str == "event_type" {
+			typed = true
+			if v := &s.Value; v.Type != gjson.Null && (v.Type != gjson.String || v.Str != name) {
+				*props = w.dst
+				return dst, Result{}, nil, scanRetype
+			}
 		}
-		*props = w.dst
-		if !s.Valid() || w.body {
-			return dst, Result{}, nil, false
+		if !w.visit(&s.Key, &s.Value) {
+			break
 		}
-	} else {
-		jsonscan.ForEachFlat(raw, flattened, func(k, v gjson.Result) bool { return w.visit(&k, &v) })
-		*props = w.dst
 	}
-	if w.err != nil {
-		return dst[:start], res, w.err, true
+	*props = w.dst
+	switch {
+	case w.err != nil && check:
+		return dst, Result{}, nil, scanDecline
+	case w.err != nil && !typed:
+		return dst, Result{}, nil, scanRetype
+	case w.err != nil:
+		return dst, res, w.err, scanDone
+	case !s.Valid(), check && w.body:
+		return dst, Result{}, nil, scanDecline
 	}
-	out, err := m.finish(dst, info, &w.f, w.dst)
-	if err != nil {
-		return dst[:start], res, err, true
-	}
-	if out == nil {
-		if m.opts.UnidentifiedEvents == PolicyReject {
-			return dst[:start], res, errors.New("event has neither external_user_id nor device_id: Amplitude needs one of them"), true
-		}
-		res.Dropped = DropUnidentified
-		return dst[:start], res, nil, true
-	}
-	return out, res, nil, true
+	out, res, err := m.complete(dst, info, res, &w)
+	return out, res, err, scanDone
 }
 
-// eventType reads the Currents type of the event raw (its event_type field,
-// else typeHint) and resolves it: an error for bad input or a rejected
-// type, Result.Dropped for a dropped one. raw need not be valid JSON (the
-// caller validates it before trusting the outcome).
-func (m *Mapper) eventType(raw, typeHint string) (*typeInfo, Result, error) {
-	var res Result
+// walkEvent is scanEvent for valid JSON, with jsonscan.ForEachFlat.
+func (m *Mapper) walkEvent(dst []byte, raw, typeHint string) ([]byte, Result, error) {
+	name, _, err := eventTypeName(raw, typeHint, true)
+	if err != nil {
+		return dst, Result{}, err
+	}
+	info, res, err := m.resolveType(name)
+	if err != nil || res.Dropped != "" {
+		return dst, res, err
+	}
+	props := m.props.Get().(*[]byte)
+	defer m.putProps(props)
+	w := walker{m: m, info: info, dst: (*props)[:0]}
+	jsonscan.ForEachFlat(raw, flattened, func(k, v gjson.Result) bool { return w.visit(&k, &v) })
+	*props = w.dst
+	if w.err != nil {
+		return dst, res, w.err
+	}
+	return m.complete(dst, info, res, &w)
+}
+
+// complete appends the event whose members w walked to dst (unchanged when
+// it is dropped or fails).
+func (m *Mapper) complete(dst []byte, info *typeInfo, res Result, w *walker) ([]byte, Result, error) {
+	out, err := m.finish(dst, info, &w.f, w.dst)
+	switch {
+	case err != nil:
+		return dst, res, err
+	case out != nil:
+		return out, res, nil
+	case m.opts.UnidentifiedEvents == PolicyReject:
+		return dst, res, errors.New("event has neither external_user_id nor device_id: Amplitude needs one of them")
+	}
+	res.Dropped = DropUnidentified
+	return dst, res, nil
+}
+
+// validEvent reports whether raw is a valid event that appendUnchecked may
+// map: valid JSON holding valid UTF-8, nested within MaxDepth, with no
+// "events" list.
+func validEvent(raw string) bool {
+	var b bodyCheck
+	var s jsonscan.Scanner
+	for s.Reset(raw, MaxDepth); s.Next(b.descend); {
+	}
+	return s.Valid() && !b.body
+}
+
+// leadingType opens an event whose first member is event_type, written as
+// Braze's HTTP connector writes it.
+const leadingType = `{"event_type":"`
+
+// eventTypeName returns the Currents type of the event raw: its event_type
+// field, else typeHint. A leading event_type field (without escapes) is read
+// in place; hinted says the type is typeHint, taken without looking the
+// field up (unless lookup), which the caller must then check. raw need not
+// be valid JSON (the caller validates it before trusting the outcome).
+func eventTypeName(raw, typeHint string, lookup bool) (name string, hinted bool, err error) {
+	if rest, ok := strings.CutPrefix(raw, leadingType); ok {
+		if j := strings.IndexByte(rest, '"'); j > 0 && strings.IndexByte(rest[:j], '\\') < 0 {
+			return rest[:j], false, nil
+		}
+	}
 	root := gjson.Parse(raw)
 	if !root.IsObject() {
-		return nil, res, fmt.Errorf("event must be a JSON object, got %s", typeName(root))
+		return "", false, fmt.Errorf("event must be a JSON object, got %s", typeName(root))
+	}
+	if !lookup && typeHint != "" {
+		return typeHint, true, nil
 	}
 	typ := root.Get("event_type")
-	var name string
 	switch {
 	case typ.Type == gjson.String && typ.Str != "":
-		name = typ.Str
+		return typ.Str, false, nil
 	case typ.Exists() && typ.Type != gjson.Null:
-		return nil, res, fmt.Errorf("field event_type must be a string, got %s", typeName(typ))
+		return "", false, fmt.Errorf("field event_type must be a string, got %s", typeName(typ))
 	case typeHint != "":
-		name = typeHint
-	default:
-		return nil, res, errors.New("missing event type: no event_type field and no currents_event_type metadata")
+		return typeHint, false, nil
 	}
+	return "", false, errors.New("missing event type: no event_type field and no currents_event_type metadata")
+}
+
+// resolveType resolves a Currents type against the options: an error for a
+// rejected type, Result.Dropped for a dropped one.
+func (m *Mapper) resolveType(name string) (*typeInfo, Result, error) {
+	var res Result
 	if len(name) > MaxIDLength {
 		return nil, res, fmt.Errorf("event type is %d bytes long, over the %d-byte limit", len(name), MaxIDLength)
 	}
-
 	info, ok := m.types[name]
 	if ok {
 		res.EventType = info.typ // never an alias of event, which the caller may reuse

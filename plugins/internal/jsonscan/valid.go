@@ -69,6 +69,10 @@ func (s *Scanner) Reset(raw string, maxDepth int) {
 	s.nframes, s.i = 1, i+1
 }
 
+// Depth is the nesting of the member Next found in the descended
+// containers: 1 for a member of the root.
+func (s *Scanner) Depth() int { return s.nframes }
+
 // Valid reports whether raw was read to its end and is valid.
 func (s *Scanner) Valid() bool { return s.valid }
 
