@@ -1,6 +1,7 @@
 package currents
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -262,7 +263,7 @@ func (bs *batchScratch) finish() {
 	if len(bs.mapped) == 0 {
 		return
 	}
-	data := append(make([]byte, 0, len(bs.arena)), bs.arena...)
+	data := bytes.Clone(bs.arena) // allocated without being zeroed first
 	bs.marks.Reset()
 	for _, m := range bs.mapped {
 		m.msg.SetBytes(data[m.start:m.end:m.end])
