@@ -4,9 +4,14 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
 const (
@@ -455,6 +460,48 @@ func TestEventTypeFieldWinsOverHint(t *testing.T) {
 					continue
 				}
 				assert.Equal(t, tc.wantType, decode(t, out)["event_type"])
+			}
+		})
+	}
+}
+
+// BenchmarkMapperWalks compares, on the benchmark's generated stream, the
+// mapper's walks over one event: validating (untrusted bytes, the
+// validation done in the walk), trusted (bytes a component of ours
+// validated, such as braze_currents_http's events), and the plain walk
+// after the separate checks it replaced (jsonlimit, gjson.Valid,
+// utf8.Valid, then jsonscan.ForEachFlat). One op is one event.
+func BenchmarkMapperWalks(b *testing.B) {
+	events := generatedStream(10000)
+	m := mustMapper(b, func(o *Options) { o.ExcludeEvents = DefaultExcludeEvents })
+	walks := []struct {
+		name string
+		walk func(dst, event []byte) []byte
+	}{
+		{"validating", func(dst, event []byte) []byte {
+			out, _, _, _ := m.appendUnchecked(dst, event, "")
+			return out
+		}},
+		{"trusted", func(dst, event []byte) []byte {
+			out, _, _ := m.AppendValidEvent(dst, event, "")
+			return out
+		}},
+		{"checks_then_plain_walk", func(dst, event []byte) []byte {
+			if jsonlimit.Check(event, MaxDepth) != nil || !gjson.ValidBytes(event) || !utf8.Valid(event) {
+				b.Fatal("invalid event")
+			}
+			out, _, _ := m.walkEvent(dst, unsafestr.FromBytes(event), "")
+			return out
+		}},
+	}
+	for _, w := range walks {
+		b.Run(w.name, func(b *testing.B) {
+			b.ReportAllocs()
+			buf := make([]byte, 0, 4096)
+			i := 0
+			for b.Loop() {
+				buf = w.walk(buf[:0], events[i])
+				i = (i + 1) % len(events)
 			}
 		})
 	}
