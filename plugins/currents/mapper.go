@@ -298,9 +298,9 @@ func (m *Mapper) appendUnchecked(dst, event []byte, typeHint string) ([]byte, Re
 // appendUnchecked when it is true.
 func (m *Mapper) appendEvent(dst, event []byte, typeHint string, check bool) ([]byte, Result, error, bool) {
 	raw := unsafestr.FromBytes(event)
-	out, res, err, how := m.scanEvent(dst, raw, typeHint, check, false)
+	out, res, how, err := m.scanEvent(dst, raw, typeHint, check, false)
 	if how == scanRetype {
-		out, res, err, how = m.scanEvent(dst, raw, typeHint, check, true)
+		out, res, how, err = m.scanEvent(dst, raw, typeHint, check, true)
 	}
 	switch {
 	case how == scanDone:
@@ -334,7 +334,7 @@ const (
 // leading the event (the HTTP shape), else from typeHint unless lookup is
 // set (the flat shape: the scan checks that no event_type field says
 // otherwise), else from looking the field up.
-func (m *Mapper) scanEvent(dst []byte, raw, typeHint string, check, lookup bool) ([]byte, Result, error, scanHow) {
+func (m *Mapper) scanEvent(dst []byte, raw, typeHint string, check, lookup bool) ([]byte, Result, scanHow, error) {
 	name, hinted, err := eventTypeName(raw, typeHint, lookup)
 	var info *typeInfo
 	var res Result
@@ -344,13 +344,13 @@ func (m *Mapper) scanEvent(dst []byte, raw, typeHint string, check, lookup bool)
 	if err != nil || res.Dropped != "" {
 		switch {
 		case hinted:
-			return dst, Result{}, nil, scanRetype
+			return dst, Result{}, scanRetype, nil
 		case check && !validEvent(raw):
 			// Bad input is told apart the slow way; a drop or an error is
 			// final only for an event known to be valid.
-			return dst, Result{}, nil, scanDecline
+			return dst, Result{}, scanDecline, nil
 		}
-		return dst, res, err, scanDone
+		return dst, res, scanDone, err
 	}
 
 	// event_properties are written aside, then placed after the top-level
@@ -366,7 +366,7 @@ func (m *Mapper) scanEvent(dst []byte, raw, typeHint string, check, lookup bool)
 			typed = true
 			if v := &s.Value; v.Type != gjson.Null && (v.Type != gjson.String || v.Str != name) {
 				*props = w.dst
-				return dst, Result{}, nil, scanRetype
+				return dst, Result{}, scanRetype, nil
 			}
 		}
 		if !w.visit(&s.Key, &s.Value) {
@@ -376,16 +376,16 @@ func (m *Mapper) scanEvent(dst []byte, raw, typeHint string, check, lookup bool)
 	*props = w.dst
 	switch {
 	case w.err != nil && check:
-		return dst, Result{}, nil, scanDecline
+		return dst, Result{}, scanDecline, nil
 	case w.err != nil && !typed:
-		return dst, Result{}, nil, scanRetype
+		return dst, Result{}, scanRetype, nil
 	case w.err != nil:
-		return dst, res, w.err, scanDone
+		return dst, res, scanDone, w.err
 	case !s.Valid(), check && w.body:
-		return dst, Result{}, nil, scanDecline
+		return dst, Result{}, scanDecline, nil
 	}
 	out, res, err := m.complete(dst, info, res, &w)
-	return out, res, err, scanDone
+	return out, res, scanDone, err
 }
 
 // walkEvent is scanEvent for valid JSON, with jsonscan.ForEachFlat.
