@@ -514,7 +514,7 @@ const maxPooledProps = 64 << 10
 // (props, the properties already written without braces). It returns nil,
 // nil when the event has no identity.
 func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields, props []byte) ([]byte, error) {
-	id, err := requiredString(f.id, "id")
+	id, err := requiredString(&f.id, "id")
 	if err != nil {
 		return nil, err
 	}
@@ -522,44 +522,44 @@ func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields, props []byte) ([]
 	if err != nil {
 		return nil, err
 	}
-	ext, err := optionalString(f.extUserID, "external_user_id")
+	ext, err := optionalString(&f.extUserID, "external_user_id")
 	if err != nil {
 		return nil, err
 	}
-	dev, err := optionalString(f.deviceID, "device_id")
+	dev, err := optionalString(&f.deviceID, "device_id")
 	if err != nil {
 		return nil, err
 	}
 	dst = append(dst, `{"event_type":`...)
 	if info.kind == KindCustom {
-		name, err := requiredString(f.name, "name")
+		name, err := requiredString(&f.name, "name")
 		if err != nil {
 			return nil, err
 		}
 		dst = append(dst, '"')
 		dst = append(dst, m.customEventPrefix...)
-		dst = append(dst, name.Raw[1:]...)
+		dst = append(dst, name[1:]...)
 	} else {
 		dst = append(dst, info.name...)
 	}
-	if ext.Raw == "" && dev.Raw == "" {
+	if ext == "" && dev == "" {
 		return nil, nil
 	}
-	if ext.Raw != "" {
-		dst = append(append(dst, `,"user_id":`...), ext.Raw...)
+	if ext != "" {
+		dst = append(append(dst, `,"user_id":`...), ext...)
 	}
-	if dev.Raw != "" {
-		dst = append(append(dst, `,"device_id":`...), dev.Raw...)
+	if dev != "" {
+		dst = append(append(dst, `,"device_id":`...), dev...)
 	}
-	dst = append(append(dst, `,"insert_id":`...), id.Raw...)
+	dst = append(append(dst, `,"insert_id":`...), id...)
 	dst = jsonw.AppendInt(append(dst, `,"time":`...), ms)
 	dst = append(dst, `,"library":"`+library+`"`...)
-	if ad, err := optionalString(f.adID, "ad_id"); err == nil && ad.Raw != "" {
+	if ad, err := optionalString(&f.adID, "ad_id"); err == nil && ad != "" {
 		switch f.adIDType.Str {
 		case "ios_idfa":
-			dst = append(append(dst, `,"idfa":`...), ad.Raw...)
+			dst = append(append(dst, `,"idfa":`...), ad...)
 		case "google_ad_id":
-			dst = append(append(dst, `,"adid":`...), ad.Raw...)
+			dst = append(append(dst, `,"adid":`...), ad...)
 		}
 	}
 	switch {
@@ -568,12 +568,12 @@ func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields, props []byte) ([]
 			return nil, err
 		}
 	case info.rules&topProductID != 0:
-		pid, err := optionalString(f.productID, "product_id")
+		pid, err := optionalString(&f.productID, "product_id")
 		if err != nil {
 			return nil, err
 		}
-		if pid.Raw != "" {
-			dst = append(append(dst, `,"productId":`...), pid.Raw...)
+		if pid != "" {
+			dst = append(append(dst, `,"productId":`...), pid...)
 		}
 	}
 	if m.opts.DeviceFields {
@@ -585,14 +585,14 @@ func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields, props []byte) ([]
 }
 
 func appendPurchase(dst []byte, f *fields) ([]byte, error) {
-	pid, err := requiredString(f.productID, "product_id")
+	pid, err := requiredString(&f.productID, "product_id")
 	if err != nil {
 		return nil, err
 	}
 	if f.price.Type != gjson.Number {
 		return nil, fmt.Errorf("field price must be a number, got %s", typeName(f.price))
 	}
-	dst = append(append(dst, `,"productId":`...), pid.Raw...)
+	dst = append(append(dst, `,"productId":`...), pid...)
 	dst = appendNumber(append(dst, `,"price":`...), &f.price, true)
 	switch f.quantity.Type {
 	case gjson.Null:
@@ -624,12 +624,12 @@ func appendDeviceFields(dst []byte, f *fields) []byte {
 // else time (seconds) × 1000.
 func eventTime(f *fields) (int64, error) {
 	if f.timeMS.Type != gjson.Null {
-		return positiveInt(f.timeMS, "time_ms")
+		return positiveInt(&f.timeMS, "time_ms")
 	}
 	if !f.time.Exists() {
 		return 0, errors.New("missing field time")
 	}
-	s, err := positiveInt(f.time, "time")
+	s, err := positiveInt(&f.time, "time")
 	if err != nil {
 		return 0, err
 	}
@@ -639,9 +639,9 @@ func eventTime(f *fields) (int64, error) {
 	return s * 1000, nil
 }
 
-func positiveInt(v gjson.Result, name string) (int64, error) {
+func positiveInt(v *gjson.Result, name string) (int64, error) {
 	if v.Type != gjson.Number {
-		return 0, fmt.Errorf("field %s must be an integer, got %s", name, typeName(v))
+		return 0, fmt.Errorf("field %s must be an integer, got %s", name, typeName(*v))
 	}
 	n, err := strconv.ParseInt(v.Raw, 10, 64)
 	if err != nil || n <= 0 {
@@ -650,33 +650,35 @@ func positiveInt(v gjson.Result, name string) (int64, error) {
 	return n, nil
 }
 
-func requiredString(v gjson.Result, name string) (gjson.Result, error) {
+// requiredString checks a string field that must be set and returns it as
+// written (quoted).
+func requiredString(v *gjson.Result, name string) (string, error) {
 	if !v.Exists() || v.Type == gjson.Null {
-		return v, fmt.Errorf("missing field %s", name)
+		return "", fmt.Errorf("missing field %s", name)
 	}
-	v, err := optionalString(v, name)
-	if err == nil && v.Raw == "" {
+	raw, err := optionalString(v, name)
+	if err == nil && raw == "" {
 		err = fmt.Errorf("field %s is empty", name)
 	}
-	return v, err
+	return raw, err
 }
 
-// optionalString checks a string field; absent, null and "" all come back
-// with an empty Raw.
-func optionalString(v gjson.Result, name string) (gjson.Result, error) {
+// optionalString checks a string field and returns it as written (quoted);
+// absent, null and "" all come back "".
+func optionalString(v *gjson.Result, name string) (string, error) {
 	switch v.Type {
 	case gjson.Null:
-		return gjson.Result{}, nil
+		return "", nil
 	case gjson.String:
 		if len(v.Raw) > MaxIDLength+2 {
-			return v, fmt.Errorf("field %s is %d bytes long, over the %d-byte limit", name, len(v.Raw)-2, MaxIDLength)
+			return "", fmt.Errorf("field %s is %d bytes long, over the %d-byte limit", name, len(v.Raw)-2, MaxIDLength)
 		}
 		if v.Str == "" {
-			return gjson.Result{}, nil
+			return "", nil
 		}
-		return v, nil
+		return v.Raw, nil
 	}
-	return v, fmt.Errorf("field %s must be a string, got %s", name, typeName(v))
+	return "", fmt.Errorf("field %s must be a string, got %s", name, typeName(*v))
 }
 
 // DeriveName builds an Amplitude base name for a Currents type the catalogue
