@@ -78,7 +78,7 @@ var invalidSeeds = []string{
 	`{"properties":{"list":[1,2,`, `{"a":"0123456789abcdef0123456789` + "\x1f" + `"}`, `{"a":"0123456789abcdef\"01234\\\"56789"}`,
 }
 
-func TestForEachFlatValid(t *testing.T) {
+func TestScanner(t *testing.T) {
 	for _, s := range append(append([]string(nil), seeds...), invalidSeeds...) {
 		for _, max := range []int{0, 1, 2, 3, 4, 64} {
 			checkValid(t, s, max)
