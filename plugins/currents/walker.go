@@ -119,7 +119,7 @@ func (w *walker) visit(key, value *gjson.Result) bool {
 func flattened(key string, array bool) bool { return !array && (key == "user" || key == "properties") }
 
 // bodyCheck is the descend function of a validating walk
-// (jsonscan.ForEachFlatValid): it flattens as flattened does, and notes an
+// (jsonscan.Scanner): it flattens as flattened does, and notes an
 // "events" list, which may make the event a request body (told apart the
 // slow way).
 type bodyCheck struct{ body bool }
