@@ -116,7 +116,9 @@ func (s *Scanner) Next(descend func(key string, array bool) bool) bool {
 			if !ok {
 				return s.fail()
 			}
-			s.Key = gjson.Result{Type: gjson.String, Raw: raw[i:end], Str: unquote(raw[i:end], escaped), Index: i}
+			// Field by field: Indexes stays nil, as Reset left it.
+			k := &s.Key
+			k.Type, k.Raw, k.Str, k.Num, k.Index = gjson.String, raw[i:end], unquote(raw[i:end], escaped), 0, i
 			if i = skipWS(raw, end); i >= len(raw) || raw[i] != ':' {
 				return s.fail()
 			}
@@ -124,7 +126,8 @@ func (s *Scanner) Next(descend func(key string, array bool) bool) bool {
 				return s.fail()
 			}
 		} else {
-			s.Key = gjson.Result{Type: gjson.Number, Num: float64(fr.n)}
+			k := &s.Key
+			k.Type, k.Raw, k.Str, k.Num, k.Index = gjson.Number, "", "", float64(fr.n), 0
 		}
 		fr.n++
 		if c := raw[i]; obj && (c == '{' || c == '[') && descend != nil && descend(s.Key.Str, c == '[') {
@@ -166,7 +169,9 @@ func closerOf(opener byte) byte {
 // it.
 func (s *Scanner) readValue(i, depth int, r *gjson.Result) (int, bool) {
 	raw := s.raw
-	*r = gjson.Result{Index: i}
+	// Field by field: Indexes is never set (nil in any Result r a caller
+	// zeroed).
+	r.Str, r.Num, r.Index = "", 0, i
 	switch c := raw[i]; {
 	case c == '"':
 		end, escaped, ok := s.str(i)
