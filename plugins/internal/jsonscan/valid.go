@@ -293,10 +293,12 @@ func (s *Scanner) str(i int) (end int, escaped, ok bool) {
 		for j+8 <= len(b) {
 			x := binary.LittleEndian.Uint64(b[j:])
 			// The high bit of each byte that is a quote, a backslash, a
-			// control character or non-ASCII: the lowest one is exact
-			// (the others may be a borrow's false positives).
+			// control character or non-ASCII (x's own high bits): for an
+			// ASCII byte, b-1 (b the byte xor '"' or '\\') and b-0x20
+			// have it set only when b is 0, resp. below 0x20. The lowest
+			// one is exact; the others may be a borrow's false positives.
 			q, bs := x^(lsb*'"'), x^(lsb*'\\')
-			m := ((q-lsb)&^q | (bs-lsb)&^bs | (x-lsb*0x20)&^x | x) & msb
+			m := ((q - lsb) | (bs - lsb) | (x - lsb*0x20) | x) & msb
 			if m != 0 {
 				j += bits.TrailingZeros64(m) >> 3
 				break

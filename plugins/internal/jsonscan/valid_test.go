@@ -94,6 +94,26 @@ func TestScanner(t *testing.T) {
 	}
 }
 
+// TestScannerStringBytes puts every byte value, alone and after a
+// backslash, and some UTF-8 sequences, at every offset of a string longer
+// than two 8-byte words, so that each lane of the word-at-a-time check meets
+// each of them.
+func TestScannerStringBytes(t *testing.T) {
+	const filler = "abcdefghijklmnopqrstuvwx"
+	var inserts []string
+	for c := range 256 {
+		inserts = append(inserts, string([]byte{byte(c)}), string([]byte{'\\', byte(c)}))
+	}
+	inserts = append(inserts, "é", `\u00e9`, `\u00`, `\ud83d\ude00`, "€", "\xe2\x82", "\xf0\x9f\x98\x80", "\xed\xa0\x80", "\xc0\xaf")
+	for _, ins := range inserts {
+		for pos := range 17 {
+			str := filler[:pos] + ins + filler[pos:]
+			checkValid(t, `{"k":"`+str+`","k2":1}`, 64)
+			checkValid(t, `{"`+str+`":"v"}`, 64)
+		}
+	}
+}
+
 // FuzzScanner checks that a Scanner accepts exactly the JSON that
 // gjson.Valid, utf8.Valid and jsonlimit accept, and then yields what
 // ForEachFlat yields.
