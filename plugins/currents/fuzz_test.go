@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/tidwall/gjson"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
@@ -50,6 +55,94 @@ func FuzzAppendEvent(f *testing.F) {
 		}
 		checkPropertiesLast(t, out[1:])
 	})
+}
+
+// FuzzFastPath checks the mapper's walks against the plain one (jsonlimit,
+// gjson.Valid, the type looked up with gjson, then jsonscan.ForEachFlat:
+// the mapper before the validating walk): the validating walk
+// (appendUnchecked), whenever it accepts an event, and the trusted one
+// (AppendValidEvent), on valid JSON, give its output, result and error; the
+// validating walk declines only what the plain one rejects or may split as
+// a request body (or descents deeper than jsonscan.MaxDescend).
+func FuzzFastPath(f *testing.F) {
+	for _, tc := range mappingCases {
+		f.Add([]byte(tc.flat), tc.typ)
+	}
+	for _, ev := range generatedStream(50) {
+		f.Add(ev, "")
+	}
+	for _, seed := range []string{
+		`{"events":[{"id":"a"}]}`, `{"event_type":"users.messages.email.Open","properties":{"events":[1]}}`,
+		`{"event_type":"users.UserDeleteRequest","id":"i","time":1,"device_id":"d"}`, `{"event_type":"x.Unknown"}`,
+		`{"event_type":"users.messages.email.Open","id":"i","time":1,"user":{"external_user_id":"é\u00e9"}} `,
+		`{"event_type":"users.messages.email.Open","id":"i","time":1,"user":{"external_user_id":"\xff"}}`,
+		`{"event_type":"users.messages.email.Open","id":"i","time":"1","user":{"external_user_id":"u"}}`,
+		`{"id":"i","time":1,"device_id":"d","properties":"{\"a\":[1,{\"b\":2}]}","user":{"user":{"device_id":"e"}}}`,
+		`{"id":"i","time":1,"device_id":"d","event_type":"users.messages.email.Open"}`,
+		`{"id":"i","time":1,"device_id":"d","event_type":null,"event_type":"users.messages.email.Open"}`,
+		`{"user":5,"id":"i","time":1,"device_id":"d","event_type":"users.messages.email.Open"}`,
+		`{"event_type":"users.messages.email.Op\u0065n","id":"i","time":1,"device_id":"d"}`, `[{"id":"i"}]`,
+	} {
+		f.Add([]byte(seed), TypeCustomEvent)
+	}
+	m := mustMapper(f, func(o *Options) { o.ExcludeEvents, o.DeviceFields = DefaultExcludeEvents, true })
+	plain := func(event []byte, hint string) ([]byte, Result, error, bool) {
+		if err := jsonlimit.Check(event, MaxDepth); err != nil {
+			return []byte("x"), Result{}, err, false
+		}
+		if !gjson.ValidBytes(event) {
+			return []byte("x"), Result{}, errors.New("event is not valid JSON"), false
+		}
+		event = bytes.ToValidUTF8(event, replacementChar)
+		out, res, err := m.walkEvent([]byte("x"), string(event), hint)
+		return out, res, err, true
+	}
+	f.Fuzz(func(t *testing.T, event []byte, hint string) {
+		want, wantRes, wantErr, valid := plain(event, hint)
+		same := func(walk string, got []byte, gotRes Result, gotErr error) {
+			if string(got) != string(want) || gotRes != wantRes || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+				t.Fatalf("%s walk on %q (hint %q): %q %+v %v; plain walk: %q %+v %v", walk, event, hint, got, gotRes, gotErr, want, wantRes, wantErr)
+			}
+		}
+		if valid {
+			checkTypeName(t, event, hint)
+			got, gotRes, gotErr := m.AppendValidEvent([]byte("x"), event, hint)
+			same("trusted", got, gotRes, gotErr)
+		}
+		got, gotRes, gotErr, ok := m.appendUnchecked([]byte("x"), event, hint)
+		if ok {
+			same("validating", got, gotRes, gotErr)
+			return
+		}
+		if string(got) != "x" {
+			t.Fatalf("validating walk declined %q but wrote %q", event, got)
+		}
+		if wantErr == nil && !bytes.Contains(event, []byte(`"events"`)) && utf8.Valid(event) &&
+			bytes.Count(event, []byte("{")) < jsonscan.MaxDescend {
+			t.Fatalf("validating walk declined %q, which the plain walk maps to %q %+v", event, want, wantRes)
+		}
+	})
+}
+
+// checkTypeName checks eventTypeName's reading of the type of a valid event
+// against gjson's.
+func checkTypeName(t *testing.T, event []byte, hint string) {
+	t.Helper()
+	root := gjson.ParseBytes(event)
+	if !root.IsObject() {
+		return
+	}
+	want := hint
+	if typ := root.Get("event_type"); typ.Exists() && typ.Type != gjson.Null {
+		want = typ.Str
+		if typ.Type != gjson.String || typ.Str == "" {
+			want = ""
+		}
+	}
+	got, _, err := eventTypeName(string(event), hint, true)
+	if got != want || (err == nil) != (want != "") {
+		t.Fatalf("eventTypeName(%q, %q) = %q, %v; gjson: %q", event, hint, got, err, want)
+	}
 }
 
 // FuzzSplitEvents feeds arbitrary bodies to currentsbody.SplitEvents: it must never panic,

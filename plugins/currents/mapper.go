@@ -252,6 +252,9 @@ type fields struct {
 // MaxDepth). Invalid UTF-8 is replaced by U+FFFD, as the dead-letter record
 // of the event does.
 func (m *Mapper) AppendEvent(dst, event []byte, typeHint string) ([]byte, Result, error) {
+	if out, res, err, ok := m.appendUnchecked(dst, event, typeHint); ok {
+		return out, res, err
+	}
 	if err := jsonlimit.Check(event, MaxDepth); err != nil {
 		return dst, Result{}, deadletter.Wrap(deadletter.ReasonTooLarge, err)
 	}
@@ -272,30 +275,208 @@ func (m *Mapper) appendDepthChecked(dst, event []byte, typeHint string) ([]byte,
 // SplitEvents returns from a request body checked with jsonlimit: it skips
 // the validation pass. On invalid JSON its output is undefined.
 func (m *Mapper) AppendValidEvent(dst, event []byte, typeHint string) ([]byte, Result, error) {
-	var res Result
 	if !utf8.Valid(event) {
 		event = bytes.ToValidUTF8(event, replacementChar)
 	}
-	root := gjson.Parse(unsafestr.FromBytes(event))
-	if !root.IsObject() {
-		return dst, res, fmt.Errorf("event must be a JSON object, got %s", typeName(root))
+	out, res, err, _ := m.appendEvent(dst, event, typeHint, false)
+	return out, res, err
+}
+
+// appendUnchecked is the fast path of AppendEvent for an event not known to
+// be valid: it validates the event in the walk that maps it. It returns
+// ok = false, with dst unchanged, unless the event is valid JSON holding
+// valid UTF-8, nested at most MaxDepth levels deep, holds no "events" list
+// (it may be a request body) and maps without an error of the walk; then
+// the caller takes the slow path (AppendEvent's checks, then
+// AppendValidEvent), which gives the same result for every event this one
+// accepts, and says what is wrong with the others.
+func (m *Mapper) appendUnchecked(dst, event []byte, typeHint string) ([]byte, Result, error, bool) {
+	return m.appendEvent(dst, event, typeHint, true)
+}
+
+// appendEvent is AppendValidEvent for valid UTF-8 when check is false, and
+// appendUnchecked when it is true.
+func (m *Mapper) appendEvent(dst, event []byte, typeHint string, check bool) ([]byte, Result, error, bool) {
+	raw := unsafestr.FromBytes(event)
+	out, res, how, err := m.scanEvent(dst, raw, typeHint, check, false)
+	if how == scanRetype {
+		out, res, how, err = m.scanEvent(dst, raw, typeHint, check, true)
 	}
-	typ := root.Get("event_type")
-	var name string
 	switch {
-	case typ.Type == gjson.String && typ.Str != "":
-		name = typ.Str
-	case typ.Exists() && typ.Type != gjson.Null:
-		return dst, res, fmt.Errorf("field event_type must be a string, got %s", typeName(typ))
-	case typeHint != "":
-		name = typeHint
-	default:
-		return dst, res, errors.New("missing event type: no event_type field and no currents_event_type metadata")
+	case how == scanDone:
+		return out, res, err, true
+	case check:
+		return dst, Result{}, nil, false
 	}
-	if len(name) > MaxIDLength {
-		return dst, res, fmt.Errorf("event type is %d bytes long, over the %d-byte limit", len(name), MaxIDLength)
+	// Valid JSON that the scanner does not follow (descents deeper than
+	// jsonscan.MaxDescend): the plain walk.
+	out, res, err = m.walkEvent(dst, raw, typeHint)
+	return out, res, err, true
+}
+
+// scanHow is how scanEvent ended.
+type scanHow int
+
+const (
+	// scanDone: the event is mapped, dropped or rejected.
+	scanDone scanHow = iota
+	// scanRetype: the type hint was taken for the event's type, but the
+	// event's event_type field may say otherwise: scan it again, looking
+	// the field up first.
+	scanRetype
+	// scanDecline: the event is left to the slow path (see appendUnchecked)
+	// or, known valid, to the plain walk.
+	scanDecline
+)
+
+// scanEvent maps the event raw in one pass of a jsonscan.Scanner, which
+// validates it when check is set. The type comes from an event_type field
+// leading the event (the HTTP shape), else from typeHint unless lookup is
+// set (the flat shape: the scan checks that no event_type field says
+// otherwise), else from looking the field up.
+func (m *Mapper) scanEvent(dst []byte, raw, typeHint string, check, lookup bool) ([]byte, Result, scanHow, error) {
+	name, hinted, err := eventTypeName(raw, typeHint, lookup)
+	var info *typeInfo
+	var res Result
+	if err == nil {
+		info, res, err = m.resolveType(name)
+	}
+	if err != nil || res.Dropped != "" {
+		switch {
+		case hinted:
+			return dst, Result{}, scanRetype, nil
+		case check && !validEvent(raw):
+			// Bad input is told apart the slow way; a drop or an error is
+			// final only for an event known to be valid.
+			return dst, Result{}, scanDecline, nil
+		}
+		return dst, res, scanDone, err
 	}
 
+	// event_properties are written aside, then placed after the top-level
+	// fields, so that readers of the ids (the rate limiter, the output) find
+	// them without scanning the properties.
+	props := m.props.Get().(*[]byte)
+	defer m.putProps(props)
+	w := walker{m: m, info: info, dst: (*props)[:0]}
+	typed := !hinted // the first event_type field, if any, was checked
+	var s jsonscan.Scanner
+	for s.Reset(raw, MaxDepth); s.Next(w.descend); {
+		if !typed && s.Depth() == 1 && s.Key.Str == "event_type" {
+			typed = true
+			if v := &s.Value; v.Type != gjson.Null && (v.Type != gjson.String || v.Str != name) {
+				*props = w.dst
+				return dst, Result{}, scanRetype, nil
+			}
+		}
+		if !w.visit(&s.Key, &s.Value) {
+			break
+		}
+	}
+	*props = w.dst
+	switch {
+	case w.err != nil && check:
+		return dst, Result{}, scanDecline, nil
+	case w.err != nil && !typed:
+		return dst, Result{}, scanRetype, nil
+	case w.err != nil:
+		return dst, res, scanDone, w.err
+	case !s.Valid(), check && w.body:
+		return dst, Result{}, scanDecline, nil
+	}
+	out, res, err := m.complete(dst, info, res, &w)
+	return out, res, scanDone, err
+}
+
+// walkEvent is scanEvent for valid JSON, with jsonscan.ForEachFlat.
+func (m *Mapper) walkEvent(dst []byte, raw, typeHint string) ([]byte, Result, error) {
+	name, _, err := eventTypeName(raw, typeHint, true)
+	if err != nil {
+		return dst, Result{}, err
+	}
+	info, res, err := m.resolveType(name)
+	if err != nil || res.Dropped != "" {
+		return dst, res, err
+	}
+	props := m.props.Get().(*[]byte)
+	defer m.putProps(props)
+	w := walker{m: m, info: info, dst: (*props)[:0]}
+	jsonscan.ForEachFlat(raw, flattened, func(k, v gjson.Result) bool { return w.visit(&k, &v) })
+	*props = w.dst
+	if w.err != nil {
+		return dst, res, w.err
+	}
+	return m.complete(dst, info, res, &w)
+}
+
+// complete appends the event whose members w walked to dst (unchanged when
+// it is dropped or fails).
+func (m *Mapper) complete(dst []byte, info *typeInfo, res Result, w *walker) ([]byte, Result, error) {
+	out, err := m.finish(dst, info, &w.f, w.dst)
+	switch {
+	case err != nil:
+		return dst, res, err
+	case out != nil:
+		return out, res, nil
+	case m.opts.UnidentifiedEvents == PolicyReject:
+		return dst, res, errors.New("event has neither external_user_id nor device_id: Amplitude needs one of them")
+	}
+	res.Dropped = DropUnidentified
+	return dst, res, nil
+}
+
+// validEvent reports whether raw is a valid event that appendUnchecked may
+// map: valid JSON holding valid UTF-8, nested within MaxDepth, with no
+// "events" list.
+func validEvent(raw string) bool {
+	var b bodyCheck
+	var s jsonscan.Scanner
+	for s.Reset(raw, MaxDepth); s.Next(b.descend); {
+	}
+	return s.Valid() && !b.body
+}
+
+// leadingType opens an event whose first member is event_type, written as
+// Braze's HTTP connector writes it.
+const leadingType = `{"event_type":"`
+
+// eventTypeName returns the Currents type of the event raw: its event_type
+// field, else typeHint. A leading event_type field (without escapes) is read
+// in place; hinted says the type is typeHint, taken without looking the
+// field up (unless lookup), which the caller must then check. raw need not
+// be valid JSON (the caller validates it before trusting the outcome).
+func eventTypeName(raw, typeHint string, lookup bool) (name string, hinted bool, err error) {
+	if rest, ok := strings.CutPrefix(raw, leadingType); ok {
+		if j := strings.IndexByte(rest, '"'); j > 0 && strings.IndexByte(rest[:j], '\\') < 0 {
+			return rest[:j], false, nil
+		}
+	}
+	root := gjson.Parse(raw)
+	if !root.IsObject() {
+		return "", false, fmt.Errorf("event must be a JSON object, got %s", typeName(root))
+	}
+	if !lookup && typeHint != "" {
+		return typeHint, true, nil
+	}
+	typ := root.Get("event_type")
+	switch {
+	case typ.Type == gjson.String && typ.Str != "":
+		return typ.Str, false, nil
+	case typ.Exists() && typ.Type != gjson.Null:
+		return "", false, fmt.Errorf("field event_type must be a string, got %s", typeName(typ))
+	case typeHint != "":
+		return typeHint, false, nil
+	}
+	return "", false, errors.New("missing event type: no event_type field and no currents_event_type metadata")
+}
+
+// resolveType resolves a Currents type against the options: an error for a
+// rejected type, Result.Dropped for a dropped one.
+func (m *Mapper) resolveType(name string) (*typeInfo, Result, error) {
+	var res Result
+	if len(name) > MaxIDLength {
+		return nil, res, fmt.Errorf("event type is %d bytes long, over the %d-byte limit", len(name), MaxIDLength)
+	}
 	info, ok := m.types[name]
 	if ok {
 		res.EventType = info.typ // never an alias of event, which the caller may reuse
@@ -305,41 +486,17 @@ func (m *Mapper) AppendValidEvent(dst, event []byte, typeHint string) ([]byte, R
 		case PolicyDerive:
 			info = m.resolve(res.EventType, DeriveName(name), KindRegular, 0)
 		case PolicyReject:
-			return dst, res, fmt.Errorf("unknown Currents event type %q (add it to event_names or set unknown_events: derive)", name)
+			return nil, res, fmt.Errorf("unknown Currents event type %q (add it to event_names or set unknown_events: derive)", name)
 		default:
 			res.Dropped = DropUnknown
-			return dst, res, nil
+			return nil, res, nil
 		}
 	}
 	if !info.allowed {
 		res.Dropped = DropFiltered
-		return dst, res, nil
+		return nil, res, nil
 	}
-
-	start := len(dst)
-	// event_properties are written aside, then placed after the top-level
-	// fields, so that readers of the ids (the rate limiter, the output) find
-	// them without scanning the properties.
-	props := m.props.Get().(*[]byte)
-	defer m.putProps(props)
-	w := walker{m: m, info: info, dst: (*props)[:0]}
-	jsonscan.ForEachFlat(root.Raw, flattened, w.visit)
-	*props = w.dst
-	if w.err != nil {
-		return dst[:start], res, w.err
-	}
-	out, err := m.finish(dst, info, &w.f, w.dst)
-	if err != nil {
-		return dst[:start], res, err
-	}
-	if out == nil {
-		if m.opts.UnidentifiedEvents == PolicyReject {
-			return dst[:start], res, errors.New("event has neither external_user_id nor device_id: Amplitude needs one of them")
-		}
-		res.Dropped = DropUnidentified
-		return dst[:start], res, nil
-	}
-	return out, res, nil
+	return info, res, nil
 }
 
 // putProps returns a properties buffer to the pool, unless an outsized event
@@ -357,7 +514,7 @@ const maxPooledProps = 64 << 10
 // (props, the properties already written without braces). It returns nil,
 // nil when the event has no identity.
 func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields, props []byte) ([]byte, error) {
-	id, err := requiredString(f.id, "id")
+	id, err := requiredString(&f.id, "id")
 	if err != nil {
 		return nil, err
 	}
@@ -365,44 +522,44 @@ func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields, props []byte) ([]
 	if err != nil {
 		return nil, err
 	}
-	ext, err := optionalString(f.extUserID, "external_user_id")
+	ext, err := optionalString(&f.extUserID, "external_user_id")
 	if err != nil {
 		return nil, err
 	}
-	dev, err := optionalString(f.deviceID, "device_id")
+	dev, err := optionalString(&f.deviceID, "device_id")
 	if err != nil {
 		return nil, err
 	}
 	dst = append(dst, `{"event_type":`...)
 	if info.kind == KindCustom {
-		name, err := requiredString(f.name, "name")
+		name, err := requiredString(&f.name, "name")
 		if err != nil {
 			return nil, err
 		}
 		dst = append(dst, '"')
 		dst = append(dst, m.customEventPrefix...)
-		dst = append(dst, name.Raw[1:]...)
+		dst = append(dst, name[1:]...)
 	} else {
 		dst = append(dst, info.name...)
 	}
-	if ext.Raw == "" && dev.Raw == "" {
+	if ext == "" && dev == "" {
 		return nil, nil
 	}
-	if ext.Raw != "" {
-		dst = append(append(dst, `,"user_id":`...), ext.Raw...)
+	if ext != "" {
+		dst = append(append(dst, `,"user_id":`...), ext...)
 	}
-	if dev.Raw != "" {
-		dst = append(append(dst, `,"device_id":`...), dev.Raw...)
+	if dev != "" {
+		dst = append(append(dst, `,"device_id":`...), dev...)
 	}
-	dst = append(append(dst, `,"insert_id":`...), id.Raw...)
+	dst = append(append(dst, `,"insert_id":`...), id...)
 	dst = jsonw.AppendInt(append(dst, `,"time":`...), ms)
 	dst = append(dst, `,"library":"`+library+`"`...)
-	if ad, err := optionalString(f.adID, "ad_id"); err == nil && ad.Raw != "" {
+	if ad, err := optionalString(&f.adID, "ad_id"); err == nil && ad != "" {
 		switch f.adIDType.Str {
 		case "ios_idfa":
-			dst = append(append(dst, `,"idfa":`...), ad.Raw...)
+			dst = append(append(dst, `,"idfa":`...), ad...)
 		case "google_ad_id":
-			dst = append(append(dst, `,"adid":`...), ad.Raw...)
+			dst = append(append(dst, `,"adid":`...), ad...)
 		}
 	}
 	switch {
@@ -411,12 +568,12 @@ func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields, props []byte) ([]
 			return nil, err
 		}
 	case info.rules&topProductID != 0:
-		pid, err := optionalString(f.productID, "product_id")
+		pid, err := optionalString(&f.productID, "product_id")
 		if err != nil {
 			return nil, err
 		}
-		if pid.Raw != "" {
-			dst = append(append(dst, `,"productId":`...), pid.Raw...)
+		if pid != "" {
+			dst = append(append(dst, `,"productId":`...), pid...)
 		}
 	}
 	if m.opts.DeviceFields {
@@ -428,15 +585,15 @@ func (m *Mapper) finish(dst []byte, info *typeInfo, f *fields, props []byte) ([]
 }
 
 func appendPurchase(dst []byte, f *fields) ([]byte, error) {
-	pid, err := requiredString(f.productID, "product_id")
+	pid, err := requiredString(&f.productID, "product_id")
 	if err != nil {
 		return nil, err
 	}
 	if f.price.Type != gjson.Number {
 		return nil, fmt.Errorf("field price must be a number, got %s", typeName(f.price))
 	}
-	dst = append(append(dst, `,"productId":`...), pid.Raw...)
-	dst = appendNumber(append(dst, `,"price":`...), f.price, true)
+	dst = append(append(dst, `,"productId":`...), pid...)
+	dst = appendNumber(append(dst, `,"price":`...), &f.price, true)
 	switch f.quantity.Type {
 	case gjson.Null:
 	case gjson.Number:
@@ -457,8 +614,8 @@ func appendDeviceFields(dst []byte, f *fields) []byte {
 		}
 	}
 	if f.lat.Type == gjson.Number && f.lng.Type == gjson.Number {
-		dst = appendNumber(append(dst, `,"location_lat":`...), f.lat, true)
-		dst = appendNumber(append(dst, `,"location_lng":`...), f.lng, true)
+		dst = appendNumber(append(dst, `,"location_lat":`...), &f.lat, true)
+		dst = appendNumber(append(dst, `,"location_lng":`...), &f.lng, true)
 	}
 	return dst
 }
@@ -467,12 +624,12 @@ func appendDeviceFields(dst []byte, f *fields) []byte {
 // else time (seconds) × 1000.
 func eventTime(f *fields) (int64, error) {
 	if f.timeMS.Type != gjson.Null {
-		return positiveInt(f.timeMS, "time_ms")
+		return positiveInt(&f.timeMS, "time_ms")
 	}
 	if !f.time.Exists() {
 		return 0, errors.New("missing field time")
 	}
-	s, err := positiveInt(f.time, "time")
+	s, err := positiveInt(&f.time, "time")
 	if err != nil {
 		return 0, err
 	}
@@ -482,9 +639,9 @@ func eventTime(f *fields) (int64, error) {
 	return s * 1000, nil
 }
 
-func positiveInt(v gjson.Result, name string) (int64, error) {
+func positiveInt(v *gjson.Result, name string) (int64, error) {
 	if v.Type != gjson.Number {
-		return 0, fmt.Errorf("field %s must be an integer, got %s", name, typeName(v))
+		return 0, fmt.Errorf("field %s must be an integer, got %s", name, typeName(*v))
 	}
 	n, err := strconv.ParseInt(v.Raw, 10, 64)
 	if err != nil || n <= 0 {
@@ -493,33 +650,35 @@ func positiveInt(v gjson.Result, name string) (int64, error) {
 	return n, nil
 }
 
-func requiredString(v gjson.Result, name string) (gjson.Result, error) {
+// requiredString checks a string field that must be set and returns it as
+// written (quoted).
+func requiredString(v *gjson.Result, name string) (string, error) {
 	if !v.Exists() || v.Type == gjson.Null {
-		return v, fmt.Errorf("missing field %s", name)
+		return "", fmt.Errorf("missing field %s", name)
 	}
-	v, err := optionalString(v, name)
-	if err == nil && v.Raw == "" {
+	raw, err := optionalString(v, name)
+	if err == nil && raw == "" {
 		err = fmt.Errorf("field %s is empty", name)
 	}
-	return v, err
+	return raw, err
 }
 
-// optionalString checks a string field; absent, null and "" all come back
-// with an empty Raw.
-func optionalString(v gjson.Result, name string) (gjson.Result, error) {
+// optionalString checks a string field and returns it as written (quoted);
+// absent, null and "" all come back "".
+func optionalString(v *gjson.Result, name string) (string, error) {
 	switch v.Type {
 	case gjson.Null:
-		return gjson.Result{}, nil
+		return "", nil
 	case gjson.String:
 		if len(v.Raw) > MaxIDLength+2 {
-			return v, fmt.Errorf("field %s is %d bytes long, over the %d-byte limit", name, len(v.Raw)-2, MaxIDLength)
+			return "", fmt.Errorf("field %s is %d bytes long, over the %d-byte limit", name, len(v.Raw)-2, MaxIDLength)
 		}
 		if v.Str == "" {
-			return gjson.Result{}, nil
+			return "", nil
 		}
-		return v, nil
+		return v.Raw, nil
 	}
-	return v, fmt.Errorf("field %s must be a string, got %s", name, typeName(v))
+	return "", fmt.Errorf("field %s must be a string, got %s", name, typeName(*v))
 }
 
 // DeriveName builds an Amplitude base name for a Currents type the catalogue

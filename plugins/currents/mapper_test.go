@@ -4,9 +4,14 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
 const (
@@ -415,5 +420,89 @@ func TestDefaultExcludeEvents(t *testing.T) {
 	out, res, err := m.AppendEvent(nil, event("users.messages.email.Open"), "")
 	if err != nil || res.Dropped != "" || len(out) == 0 {
 		t.Errorf("email open: got %q, %+v, %v; want it mapped", out, res, err)
+	}
+}
+
+// TestEventTypeFieldWinsOverHint checks where the type comes from, in both
+// the validating walk (AppendEvent) and the trusted one (AppendValidEvent):
+// an event_type field that is a non-empty string wins over the hint wherever
+// it is (the first one), null or "" leaves the hint, anything else is an
+// error, and the flattened user and properties objects do not count.
+func TestEventTypeFieldWinsOverHint(t *testing.T) {
+	const open, click = "users.messages.email.Open", "users.messages.email.Click"
+	body := `"id":"i","time":1,"external_user_id":"u"`
+	cases := []struct{ name, event, hint, wantType, wantErr string }{
+		{"leading field", `{"event_type":"` + open + `",` + body + `}`, click, "[Appboy] Email Open", ""},
+		{"trailing field", `{` + body + `,"event_type":"` + open + `"}`, click, "[Appboy] Email Open", ""},
+		{"field equal to the hint", `{` + body + `,"event_type":"` + open + `"}`, open, "[Appboy] Email Open", ""},
+		{"null field", `{` + body + `,"event_type":null}`, click, "[Appboy] Email Click", ""},
+		{"empty field", `{` + body + `,"event_type":""}`, click, "", "event_type must be a string"},
+		{"escaped field", `{"event_type":"users.messages.email.Op\u0065n",` + body + `}`, click, "[Appboy] Email Open", ""},
+		{"first of two fields", `{` + body + `,"event_type":"` + open + `","event_type":"` + click + `"}`, click, "[Appboy] Email Open", ""},
+		{"field in user does not count", `{` + body + `,"user":{"event_type":"` + open + `"}}`, click, "[Appboy] Email Click", ""},
+		{"field not a string", `{` + body + `,"event_type":7}`, click, "", "event_type must be a string, got a number"},
+		{"field after a bad member", `{"user":"u",` + body + `,"event_type":7}`, click, "", "event_type must be a string"},
+		{"field of a filtered type", `{` + body + `,"event_type":"` + open + `"}`, "users.UserDeleteRequest", "[Appboy] Email Open", ""},
+		{"filtered hint", `{` + body + `,"event_type":null}`, "users.UserDeleteRequest", "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mustMapper(t, func(o *Options) { o.ExcludeEvents = DefaultExcludeEvents })
+			for _, f := range []func(dst, event []byte, hint string) ([]byte, Result, error){m.AppendEvent, m.AppendValidEvent} {
+				out, res, err := f(nil, []byte(tc.event), tc.hint)
+				if tc.wantErr != "" {
+					require.ErrorContains(t, err, tc.wantErr)
+					continue
+				}
+				require.NoError(t, err)
+				if tc.wantType == "" {
+					assert.Equal(t, DropFiltered, res.Dropped)
+					continue
+				}
+				assert.Equal(t, tc.wantType, decode(t, out)["event_type"])
+			}
+		})
+	}
+}
+
+// BenchmarkMapperWalks compares, on the benchmark's generated stream, the
+// mapper's walks over one event: validating (untrusted bytes, the
+// validation done in the walk), trusted (bytes a component of ours
+// validated, such as braze_currents_http's events), and the plain walk
+// after the separate checks it replaced (jsonlimit, gjson.Valid,
+// utf8.Valid, then jsonscan.ForEachFlat). One op is one event.
+func BenchmarkMapperWalks(b *testing.B) {
+	events := generatedStream(10000)
+	m := mustMapper(b, func(o *Options) { o.ExcludeEvents = DefaultExcludeEvents })
+	walks := []struct {
+		name string
+		walk func(dst, event []byte) []byte
+	}{
+		{"validating", func(dst, event []byte) []byte {
+			out, _, _, _ := m.appendUnchecked(dst, event, "")
+			return out
+		}},
+		{"trusted", func(dst, event []byte) []byte {
+			out, _, _ := m.AppendValidEvent(dst, event, "")
+			return out
+		}},
+		{"checks_then_plain_walk", func(dst, event []byte) []byte {
+			if jsonlimit.Check(event, MaxDepth) != nil || !gjson.ValidBytes(event) || !utf8.Valid(event) {
+				b.Fatal("invalid event")
+			}
+			out, _, _ := m.walkEvent(dst, unsafestr.FromBytes(event), "")
+			return out
+		}},
+	}
+	for _, w := range walks {
+		b.Run(w.name, func(b *testing.B) {
+			b.ReportAllocs()
+			buf := make([]byte, 0, 4096)
+			i := 0
+			for b.Loop() {
+				buf = w.walk(buf[:0], events[i])
+				i = (i + 1) % len(events)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package currents
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -262,7 +263,7 @@ func (bs *batchScratch) finish() {
 	if len(bs.mapped) == 0 {
 		return
 	}
-	data := append(make([]byte, 0, len(bs.arena)), bs.arena...)
+	data := bytes.Clone(bs.arena) // allocated without being zeroed first
 	bs.marks.Reset()
 	for _, m := range bs.mapped {
 		m.msg.SetBytes(data[m.start:m.end:m.end])
@@ -292,9 +293,18 @@ func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, bs *batchScrat
 		deadletter.Fail(msg, deadletter.ReasonUnreadable, err)
 		return append(out, msg)
 	}
+	hint, _ := msg.MetaGet(currentsbody.MetaEventType)
 	// Bytes our input validated (trusted) skip the validation pass, and the
-	// depth check when their nesting was bounded within MaxDepth.
+	// depth check when their nesting was bounded within MaxDepth. Others
+	// are validated in the walk that maps them; only those it does not
+	// accept (invalid, too deep, a request body, an error) are checked
+	// first, the slow way, which says what is wrong.
 	mark := trusted.Of(msg, raw)
+	if mark == nil {
+		if mapped, done := p.appendEvent(out, bs, msg, raw, hint, mapUnchecked, false); done {
+			return mapped
+		}
+	}
 	if mark == nil || mark.Depth() == 0 || mark.Depth() > MaxDepth {
 		if err := jsonlimit.Check(raw, MaxDepth); err != nil {
 			deadletter.Fail(msg, deadletter.ReasonTooLarge, err)
@@ -306,23 +316,44 @@ func (p *brazeToAmplitude) appendMapped(out service.MessageBatch, bs *batchScrat
 		deadletter.Fail(msg, deadletter.ReasonUnreadable, err)
 		return append(out, msg)
 	}
-	hint, _ := msg.MetaGet(currentsbody.MetaEventType)
 	if !isBody {
-		return p.appendEvent(out, bs, msg, raw, hint, mark != nil, false)
+		mode := mapDepthChecked
+		if mark != nil {
+			mode = mapValid
+		}
+		out, _ = p.appendEvent(out, bs, msg, raw, hint, mode, false)
+		return out
 	}
 	for _, ev := range events {
-		out = p.appendEvent(out, bs, msg.Copy(), ev, hint, true, true)
+		out, _ = p.appendEvent(out, bs, msg.Copy(), ev, hint, mapValid, true)
 	}
 	return out
 }
 
+// mapMode says what is known of an event's bytes.
+type mapMode int
+
+const (
+	// mapUnchecked: nothing; the mapper's fast path validates it in its
+	// walk, or leaves it to the slow path (see Mapper.appendUnchecked).
+	mapUnchecked mapMode = iota
+	// mapDepthChecked: nested within MaxDepth; validated before the walk.
+	mapDepthChecked
+	// mapValid: valid JSON nested within MaxDepth.
+	mapValid
+)
+
 // appendEvent maps event into msg (which it owns) and appends msg to out,
-// unless the event is dropped; valid says the event is known to be valid
-// JSON nested within MaxDepth. A failing event is flagged; when it was split
+// unless the event is dropped. A failing event is flagged; when it was split
 // from a request body, msg is set to that event alone, so that a dead-letter
-// output receives it with its reason.
-func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, bs *batchScratch, msg *service.Message, event []byte, hint string, valid, split bool) service.MessageBatch {
-	mapped, err := p.mapOne(bs, msg, event, hint, valid)
+// output receives it with its reason. done is false, with out and msg
+// unchanged, when mode is mapUnchecked and the fast path left the event to
+// the slow one.
+func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, bs *batchScratch, msg *service.Message, event []byte, hint string, mode mapMode, split bool) (service.MessageBatch, bool) {
+	mapped, err, done := p.mapOne(bs, msg, event, hint, mode)
+	if !done {
+		return out, false
+	}
 	if err != nil {
 		if split {
 			msg.SetBytes(append([]byte(nil), event...))
@@ -333,43 +364,62 @@ func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, bs *batchScratc
 			reason, err = typed.Reason, typed.Err
 		}
 		deadletter.Fail(msg, reason, err)
-		return append(out, msg)
+		return append(out, msg), true
 	}
 	if !mapped {
-		return out
+		return out, true
 	}
-	return append(out, msg)
+	return append(out, msg), true
 }
 
 // mapOne maps event into the batch's arena for msg (which it owns; its
-// bytes are set by finish); valid says the event is known to be valid JSON
-// nested within MaxDepth, else it is validated (its depth was checked). It
-// returns false, nil when the event is dropped.
-func (p *brazeToAmplitude) mapOne(bs *batchScratch, msg *service.Message, event []byte, hint string, valid bool) (bool, error) {
+// bytes are set by finish). It returns false, nil when the event is
+// dropped, and done = false, having changed nothing, when mode is
+// mapUnchecked and the fast path left the event to the slow one.
+func (p *brazeToAmplitude) mapOne(bs *batchScratch, msg *service.Message, event []byte, hint string, mode mapMode) (mapped bool, err error, done bool) {
 	start := len(bs.arena)
 	var buf []byte
 	var res Result
-	var err error
-	if valid {
-		buf, res, err = p.mapper.AppendValidEvent(bs.arena, event, hint)
-	} else {
+	switch mode {
+	case mapUnchecked:
+		if buf, res, err, done = p.mapper.appendUnchecked(bs.arena, event, hint); !done {
+			return false, nil, false
+		}
+	case mapDepthChecked:
 		buf, res, err = p.mapper.appendDepthChecked(bs.arena, event, hint)
+	default:
+		buf, res, err = p.mapper.AppendValidEvent(bs.arena, event, hint)
 	}
-	if boxed, ok := p.typeMeta[res.EventType]; ok {
-		msg.MetaSetMut(currentsbody.MetaEventType, boxed)
-	} else if res.EventType != "" {
-		msg.MetaSetMut(currentsbody.MetaEventType, res.EventType)
-	}
+	p.setEventType(msg, res.EventType)
 	if err != nil {
-		return false, err
+		return false, err, true
 	}
 	if res.Dropped != "" {
 		p.drop(res)
-		return false, nil
+		return false, nil, true
 	}
 	bs.arena = buf
 	bs.mapped = append(bs.mapped, mappedEvent{msg: msg, start: start, end: len(buf)})
-	return true, nil
+	return true, nil, true
+}
+
+// setEventType sets the currents_event_type metadata of msg to typ, unless
+// it holds typ already (as currents_avro sets it), saving a map assignment
+// per event.
+func (p *brazeToAmplitude) setEventType(msg *service.Message, typ string) {
+	if typ == "" {
+		return
+	}
+	if v, ok := msg.MetaGetMut(currentsbody.MetaEventType); ok {
+		if s, ok := v.(string); ok && s == typ {
+			return
+		}
+	}
+	if boxed, ok := p.typeMeta[typ]; ok {
+		msg.MetaSetMut(currentsbody.MetaEventType, boxed)
+		return
+	}
+	msg.MetaSetMut(currentsbody.MetaEventType, typ)
 }
 
 // drop counts a dropped event and logs it: at warn level the first time a

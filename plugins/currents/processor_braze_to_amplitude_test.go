@@ -51,6 +51,8 @@ func TestProcessorSingleEvents(t *testing.T) {
 		{name: "http shape", body: procEmailOpen, wantType: "users.messages.email.Open", wantName: "[Appboy] Email Open"},
 		{name: "flat shape with metadata type", body: procFlatPush, hint: "users.messages.pushnotification.Send",
 			wantType: "users.messages.pushnotification.Send", wantName: "[Appboy] Push Notification Send"},
+		{name: "field wins over the metadata, which is rewritten", body: procEmailOpen, hint: "users.messages.pushnotification.Send",
+			wantType: "users.messages.email.Open", wantName: "[Appboy] Email Open"},
 		{name: "flat shape without type", body: procFlatPush, wantErr: "missing event type"},
 		{name: "unknown type dropped", body: procFlatPush, hint: "users.messages.pigeon.Send", dropped: true},
 		{name: "invalid JSON", body: `{"id"`, wantErr: "not valid JSON"},
@@ -85,6 +87,20 @@ func TestProcessorSingleEvents(t *testing.T) {
 			assert.Equal(t, tc.wantType, typ)
 		})
 	}
+}
+
+// TestProcessorEventTypeMetadataIsAString checks that the type metadata
+// comes out a string even when the input set it as another value.
+func TestProcessorEventTypeMetadataIsAString(t *testing.T) {
+	p := newTestProcessor(t, `{ event_names: { "7": "Seven" } }`)
+	msg := service.NewMessage([]byte(procFlatPush))
+	msg.MetaSetMut(currentsbody.MetaEventType, 7)
+	batch := processAll(t, p, msg)
+	require.Len(t, batch, 1)
+	require.NoError(t, batch[0].GetError())
+	typ, ok := batch[0].MetaGetMut(currentsbody.MetaEventType)
+	require.True(t, ok)
+	assert.Equal(t, "7", typ)
 }
 
 func TestProcessorExpandsRequestBody(t *testing.T) {

@@ -20,24 +20,27 @@ type walker struct {
 	dst  []byte
 	f    fields
 	err  error
+	bodyCheck
 }
 
-func (w *walker) visit(key, value gjson.Result) bool {
+// visit is called for each member of the event (see flattened); key and
+// value are valid during the call only.
+func (w *walker) visit(key, value *gjson.Result) bool {
 	k := key.Str
 	switch k {
 	case "event_type", "user_id":
 		return true
 	case "id":
-		w.f.id = value
+		w.f.id = *value
 		return true
 	case "time":
-		w.f.time = value
+		w.f.time = *value
 		return true
 	case "external_user_id":
-		w.f.extUserID = value
+		w.f.extUserID = *value
 		return true
 	case "device_id":
-		w.f.deviceID = value
+		w.f.deviceID = *value
 		return true
 	case "user":
 		return w.notObject(value, k) // an object's members are visited in its place (flattened)
@@ -50,21 +53,21 @@ func (w *walker) visit(key, value gjson.Result) bool {
 			return w.customProperties(value, k)
 		}
 	case "time_ms":
-		w.f.timeMS = value
+		w.f.timeMS = *value
 	case "ad_id":
-		w.f.adID = value
+		w.f.adID = *value
 	case "ad_id_type":
-		w.f.adIDType = value
+		w.f.adIDType = *value
 	case "platform":
-		w.f.platform = value
+		w.f.platform = *value
 	case "os_version":
-		w.f.osVersion = value
+		w.f.osVersion = *value
 	case "device_model":
-		w.f.deviceModel = value
+		w.f.deviceModel = *value
 	case "latitude":
-		w.f.lat = value
+		w.f.lat = *value
 	case "longitude":
-		w.f.lng = value
+		w.f.lng = *value
 	case "gender", "country", "language", "carrier", "resolution", "sdk_version",
 		"canvas_step_message_variation_id":
 		return true // demographics and internal ids Braze does not send
@@ -78,22 +81,22 @@ func (w *walker) visit(key, value gjson.Result) bool {
 		}
 	case "name":
 		if w.info.kind == KindCustom {
-			w.f.name = value
+			w.f.name = *value
 			return true
 		}
 	case "product_id", "price", "quantity":
 		if k == "product_id" && w.info.rules&topProductID != 0 {
-			w.f.productID = value
+			w.f.productID = *value
 			return true
 		}
 		if w.info.kind == KindPurchase {
 			switch k {
 			case "product_id":
-				w.f.productID = value
+				w.f.productID = *value
 			case "price":
-				w.f.price = value
+				w.f.price = *value
 			default:
-				w.f.quantity = value
+				w.f.quantity = *value
 			}
 			return true
 		}
@@ -115,20 +118,34 @@ func (w *walker) visit(key, value gjson.Result) bool {
 // (jsonscan.ForEachFlat).
 func flattened(key string, array bool) bool { return !array && (key == "user" || key == "properties") }
 
+// bodyCheck is the descend function of a validating walk
+// (jsonscan.Scanner): it flattens as flattened does, and notes an
+// "events" list, which may make the event a request body (told apart the
+// slow way).
+type bodyCheck struct{ body bool }
+
+func (b *bodyCheck) descend(key string, array bool) bool {
+	if array && key == "events" {
+		b.body = true
+	}
+	return flattened(key, array)
+}
+
 // notObject handles a user or properties member that is not an object
 // (objects are flattened): null is nothing, anything else an error.
-func (w *walker) notObject(value gjson.Result, name string) bool {
+func (w *walker) notObject(value *gjson.Result, name string) bool {
 	if value.Type == gjson.Null {
 		return true
 	}
-	w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(value))
+	w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(*value))
 	return false
 }
 
 // customProperties writes custom event or purchase properties, given as an
 // object (HTTP shape) or a JSON-encoded string (storage shape), with the
 // configured key prefix.
-func (w *walker) customProperties(value gjson.Result, name string) bool {
+func (w *walker) customProperties(v *gjson.Result, name string) bool {
+	value := *v
 	switch value.Type {
 	case gjson.Null:
 		return true
@@ -177,7 +194,7 @@ func (w *walker) comma() {
 
 // property writes one Braze field under its raw (quoted) JSON key; nulls are
 // left out.
-func (w *walker) property(rawKey string, value gjson.Result, float bool) {
+func (w *walker) property(rawKey string, value *gjson.Result, float bool) {
 	if value.Type == gjson.Null {
 		return
 	}
@@ -188,7 +205,7 @@ func (w *walker) property(rawKey string, value gjson.Result, float bool) {
 
 // appendNumber writes value as is, except Avro floats: a number exactly
 // representable as a float32 is written in its shortest float32 form.
-func appendNumber(dst []byte, value gjson.Result, float bool) []byte {
+func appendNumber(dst []byte, value *gjson.Result, float bool) []byte {
 	if float && value.Type == gjson.Number && strings.ContainsAny(value.Raw, ".eE") {
 		if f32 := float32(value.Num); float64(f32) == value.Num {
 			return strconv.AppendFloat(dst, float64(f32), 'g', -1, 32)

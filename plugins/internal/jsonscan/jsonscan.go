@@ -6,7 +6,9 @@
 //
 // ForEach yields the same keys and values as gjson's ForEach on valid JSON
 // (FuzzForEach checks it). On invalid JSON its results are meaningless, but
-// it never panics and always ends.
+// it never panics and always ends. A Scanner iterates JSON not known to be
+// valid, validating it in the same pass (FuzzScanner checks it against
+// gjson.Valid).
 package jsonscan
 
 import (
