@@ -2,6 +2,7 @@ package jsonscan
 
 import (
 	"encoding/binary"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonvalid"
 	"math/bits"
 	"unicode/utf8"
 	"unsafe"
@@ -60,7 +61,7 @@ type frame struct {
 // Reset starts reading raw, nested at most maxDepth levels deep.
 func (s *Scanner) Reset(raw string, maxDepth int) {
 	*s = Scanner{raw: raw, b: unsafe.Slice(unsafe.StringData(raw), len(raw)), max: maxDepth}
-	i := skipWS(raw, 0)
+	i := jsonvalid.SkipSpace(raw, 0)
 	if i >= len(raw) || (raw[i] != '{' && raw[i] != '[') || maxDepth < 1 {
 		s.failed = true
 		return
@@ -87,14 +88,14 @@ func (s *Scanner) Next(descend func(key string, array bool) bool) bool {
 	raw := s.raw
 	for s.nframes > 0 {
 		fr := &s.frames[s.nframes-1]
-		i := skipWS(raw, s.i)
+		i := jsonvalid.SkipSpace(raw, s.i)
 		if i >= len(raw) {
 			return s.fail()
 		}
 		if fr.n > 0 {
 			switch raw[i] {
 			case ',':
-				if i = skipWS(raw, i+1); i >= len(raw) {
+				if i = jsonvalid.SkipSpace(raw, i+1); i >= len(raw) {
 					return s.fail()
 				}
 			case fr.closer:
@@ -119,10 +120,10 @@ func (s *Scanner) Next(descend func(key string, array bool) bool) bool {
 			// Field by field: Indexes stays nil, as Reset left it.
 			k := &s.Key
 			k.Type, k.Raw, k.Str, k.Num, k.Index = gjson.String, raw[i:end], unquote(raw[i:end], escaped), 0, i
-			if i = skipWS(raw, end); i >= len(raw) || raw[i] != ':' {
+			if i = jsonvalid.SkipSpace(raw, end); i >= len(raw) || raw[i] != ':' {
 				return s.fail()
 			}
-			if i = skipWS(raw, i+1); i >= len(raw) {
+			if i = jsonvalid.SkipSpace(raw, i+1); i >= len(raw) {
 				return s.fail()
 			}
 		} else {
@@ -145,7 +146,7 @@ func (s *Scanner) Next(descend func(key string, array bool) bool) bool {
 		s.i = end
 		return true
 	}
-	if skipWS(raw, s.i) != len(raw) {
+	if jsonvalid.SkipSpace(raw, s.i) != len(raw) {
 		return s.fail()
 	}
 	s.valid = true
@@ -200,7 +201,7 @@ func (s *Scanner) readValue(i, depth int, r *gjson.Result) (int, bool) {
 		r.Type, r.Raw = typ, lit
 		return end, true
 	case c == '-' || c >= '0' && c <= '9':
-		end, ok := number(raw, i)
+		end, ok := jsonvalid.Number(raw, i)
 		if !ok {
 			return end, false
 		}
@@ -237,7 +238,7 @@ func (s *Scanner) container(i, depth int) (int, bool) {
 	if obj {
 		closer = '}'
 	}
-	i = skipWS(raw, i+1)
+	i = jsonvalid.SkipSpace(raw, i+1)
 	if i < len(raw) && raw[i] == closer {
 		return i + 1, true
 	}
@@ -253,22 +254,22 @@ func (s *Scanner) container(i, depth int) (int, bool) {
 			if i, _, ok = s.str(i); !ok {
 				return i, false
 			}
-			if i = skipWS(raw, i); i >= len(raw) || raw[i] != ':' {
+			if i = jsonvalid.SkipSpace(raw, i); i >= len(raw) || raw[i] != ':' {
 				return i, false
 			}
-			if i = skipWS(raw, i+1); i >= len(raw) {
+			if i = jsonvalid.SkipSpace(raw, i+1); i >= len(raw) {
 				return i, false
 			}
 		}
 		if i, ok = s.skip(i, depth); !ok {
 			return i, false
 		}
-		if i = skipWS(raw, i); i >= len(raw) {
+		if i = jsonvalid.SkipSpace(raw, i); i >= len(raw) {
 			return i, false
 		}
 		switch raw[i] {
 		case ',':
-			i = skipWS(raw, i+1)
+			i = jsonvalid.SkipSpace(raw, i+1)
 		case closer:
 			return i + 1, true
 		default:
@@ -320,7 +321,7 @@ func (s *Scanner) str(i int) (end int, escaped, ok bool) {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				j += 2
 			case 'u':
-				if j+6 > len(raw) || !isHex(raw[j+2]) || !isHex(raw[j+3]) || !isHex(raw[j+4]) || !isHex(raw[j+5]) {
+				if j+6 > len(raw) || !jsonvalid.IsHex(raw[j+2]) || !jsonvalid.IsHex(raw[j+3]) || !jsonvalid.IsHex(raw[j+4]) || !jsonvalid.IsHex(raw[j+5]) {
 					return j, escaped, false
 				}
 				j += 6
@@ -341,49 +342,6 @@ func (s *Scanner) str(i int) (end int, escaped, ok bool) {
 	}
 }
 
-// number validates the number starting at raw[i] (JSON's grammar, as gjson
-// reads it) and returns the offset after it.
-func number(raw string, i int) (int, bool) {
-	if raw[i] == '-' {
-		i++
-	}
-	switch {
-	case i >= len(raw) || raw[i] < '0' || raw[i] > '9':
-		return i, false
-	case raw[i] == '0':
-		i++
-	default:
-		i = digits(raw, i)
-	}
-	if i < len(raw) && raw[i] == '.' {
-		if i++; i >= len(raw) || raw[i] < '0' || raw[i] > '9' {
-			return i, false
-		}
-		i = digits(raw, i)
-	}
-	if i < len(raw) && (raw[i] == 'e' || raw[i] == 'E') {
-		if i++; i < len(raw) && (raw[i] == '+' || raw[i] == '-') {
-			i++
-		}
-		if i >= len(raw) || raw[i] < '0' || raw[i] > '9' {
-			return i, false
-		}
-		i = digits(raw, i)
-	}
-	return i, true
-}
-
-func digits(raw string, i int) int {
-	for i < len(raw) && raw[i] >= '0' && raw[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
 // unquote returns the text of a valid quoted JSON string: its inside when
 // it holds no escapes, else gjson's unescaping (as stringValue).
 func unquote(quoted string, escaped bool) string {
@@ -391,17 +349,4 @@ func unquote(quoted string, escaped bool) string {
 		return quoted[1 : len(quoted)-1]
 	}
 	return gjson.Parse(quoted).Str
-}
-
-// skipWS skips JSON's whitespace (only the four bytes gjson accepts).
-func skipWS(raw string, i int) int {
-	for i < len(raw) {
-		switch raw[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
 }

@@ -41,7 +41,7 @@ func Value(b []byte, i, maxDepth int) (int, bool) {
 				return i, false
 			}
 			open = append(open, c)
-			if i = skipSpace(b, i+1); i < len(b) && b[i] == c+2 { // '}' is '{'+2, ']' is '['+2
+			if i = SkipSpace(b, i+1); i < len(b) && b[i] == c+2 { // '}' is '{'+2, ']' is '['+2
 				open = open[:len(open)-1]
 				i++
 			} else if c == '[' {
@@ -68,7 +68,7 @@ func Value(b []byte, i, maxDepth int) (int, bool) {
 				return i, false
 			}
 		default:
-			if i, ok = number(b, i); !ok {
+			if i, ok = Number(b, i); !ok {
 				return i, false
 			}
 		}
@@ -77,12 +77,12 @@ func Value(b []byte, i, maxDepth int) (int, bool) {
 			if len(open) == 0 {
 				return i, true
 			}
-			if i = skipSpace(b, i); i >= len(b) {
+			if i = SkipSpace(b, i); i >= len(b) {
 				return i, false
 			}
 			top := open[len(open)-1]
 			if b[i] == ',' {
-				if i = skipSpace(b, i+1); top == '{' {
+				if i = SkipSpace(b, i+1); top == '{' {
 					if i, ok = member(b, i); !ok {
 						return i, false
 					}
@@ -108,18 +108,10 @@ func member(b []byte, i int) (int, bool) {
 	if !ok {
 		return i, false
 	}
-	if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
+	if i = SkipSpace(b, i); i >= len(b) || b[i] != ':' {
 		return i, false
 	}
-	return skipSpace(b, i+1), true
-}
-
-// skipSpace skips JSON whitespace.
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
-		i++
-	}
-	return i
+	return SkipSpace(b, i+1), true
 }
 
 const (
@@ -163,7 +155,7 @@ func stringEnd(b []byte, i int) (int, bool) {
 				i += 2
 			case 'u':
 				for k := i + 2; k < i+6; k++ {
-					if k >= len(b) || !isHex(b[k]) {
+					if k >= len(b) || !IsHex(b[k]) {
 						return k, false
 					}
 				}
@@ -179,54 +171,10 @@ func stringEnd(b []byte, i int) (int, bool) {
 	}
 }
 
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
 // literal checks that b[i:] starts with word.
 func literal(b []byte, i int, word string) (int, bool) {
 	if len(b)-i < len(word) || string(b[i:i+len(word)]) != word {
 		return i, false
 	}
 	return i + len(word), true
-}
-
-// number validates the number starting at b[i]: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func number(b []byte, i int) (int, bool) {
-	if b[i] == '-' {
-		i++
-	}
-	switch {
-	case i >= len(b) || !isDigit(b[i]):
-		return i, false
-	case b[i] == '0':
-		i++
-	default:
-		i = digits(b, i)
-	}
-	if i < len(b) && b[i] == '.' {
-		if i++; i >= len(b) || !isDigit(b[i]) {
-			return i, false
-		}
-		i = digits(b, i)
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		if i++; i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || !isDigit(b[i]) {
-			return i, false
-		}
-		i = digits(b, i)
-	}
-	return i, true
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func digits(b []byte, i int) int {
-	for i < len(b) && isDigit(b[i]) {
-		i++
-	}
-	return i
 }

@@ -1,4 +1,4 @@
-package jsonvalid
+package jsonvalid_test
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonvalid"
 )
 
 func TestValue(t *testing.T) {
@@ -62,7 +63,7 @@ func TestValue(t *testing.T) {
 		if deep == 0 {
 			deep = 64
 		}
-		end, ok := Value([]byte(tc.in), 0, deep)
+		end, ok := jsonvalid.Value([]byte(tc.in), 0, deep)
 		if tc.end < 0 {
 			if ok {
 				t.Errorf("%q: accepted, ends at %d", tc.in, end)
@@ -73,11 +74,11 @@ func TestValue(t *testing.T) {
 			t.Errorf("%q: end %d, ok %v; want %d", tc.in, end, ok, tc.end)
 		}
 	}
-	if _, ok := Value([]byte(strings.Repeat("[", 1<<20)), 0, 64); ok {
+	if _, ok := jsonvalid.Value([]byte(strings.Repeat("[", 1<<20)), 0, 64); ok {
 		t.Error("a million levels accepted")
 	}
 	deep := strings.Repeat("[", 200) + strings.Repeat("]", 200)
-	if end, ok := Value([]byte(deep), 0, 200); !ok || end != len(deep) {
+	if end, ok := jsonvalid.Value([]byte(deep), 0, 200); !ok || end != len(deep) {
 		t.Errorf("200 levels within a limit of 200 (beyond the fixed stack): end %d, ok %v", end, ok)
 	}
 }
@@ -92,7 +93,7 @@ func FuzzValue(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, depth uint8) {
 		max := 1 + int(depth%70)
-		end, ok := Value(data, 0, max)
+		end, ok := jsonvalid.Value(data, 0, max)
 		if end < 0 || end > len(data) {
 			t.Fatalf("%q: end %d out of range", data, end)
 		}
@@ -125,7 +126,7 @@ func BenchmarkValue(b *testing.B) {
 		b.SetBytes(int64(len(ev)))
 		b.ReportAllocs()
 		for b.Loop() {
-			if end, ok := Value(ev, 0, 62); !ok || end != len(ev) {
+			if end, ok := jsonvalid.Value(ev, 0, 62); !ok || end != len(ev) {
 				b.Fatal("refused")
 			}
 		}
