@@ -297,6 +297,7 @@ type amplitudeOutput struct {
 	holds      *holds
 	silenced   silencedSet
 	pacer      *pacer // nil: pacing off
+	waiting    waiters
 	deadLetter *deadletter.Writer
 	state      quotaState
 	clock      clock.Clock
