@@ -19,6 +19,9 @@ type heldEvent struct {
 	// throttled: held after Amplitude refused it (429), not by the pacer;
 	// only such holds end with the back-off's max_elapsed_time.
 	throttled bool
+	// waiter is the id hash the event is counted under in o.waiting while
+	// it waits for the pacer (0: not counted).
+	waiter uint64
 }
 
 // delivery is the state machine of one WriteBatch: requests to send, events
@@ -47,6 +50,9 @@ type delivery struct {
 	// and bisections lower it, so that events coming back from a hold are
 	// not merged again into a request Amplitude refuses.
 	limit int
+	// waiting is what this write added to o.waiting, given back when its
+	// events stop waiting or the write ends.
+	waiting map[uint64]int32
 }
 
 func newDelivery(o *amplitudeOutput) *delivery {
@@ -86,6 +92,63 @@ func (d *delivery) holdEvent(e *event, t time.Time, throttled bool) {
 	d.held = append(d.held, heldEvent{ev: e, until: t, throttled: throttled})
 }
 
+// wakeTogether is how many events of one id waiting for its budget wake
+// together when the pacer next has room; the others wait for later turns.
+// Below it, events of many ids wake at the same instants and go in the same
+// requests; above it, the hundreds of writes a hot device's backlog can fill
+// would all wake for one event's room, 27 times a second.
+const wakeTogether = 32
+
+// holdPaced parks an event whose id had no budget until its turn: when the
+// pacer has room (t), or, behind wakeTogether events of the id already
+// waiting (in this write or others), one pacer interval later per event
+// beyond them. The turn is an estimate (the event takes the budget only if
+// it is there when it wakes), but it keeps a hot id's waiting events from
+// waking all at once, and a turn past the caller's deadline nacks the event
+// at once.
+func (d *delivery) holdPaced(e *event, t time.Time) {
+	o := d.o
+	id := e.deviceID
+	key := deviceKey(id)
+	if id == "" {
+		key = userKey(e.userID)
+	}
+	h := o.pacer.idHash(key)
+	if behind := o.waiting.add(h, 1) - wakeTogether; behind > 0 {
+		t = t.Add(time.Duration(behind) * time.Duration(o.pacer.interval))
+	}
+	if !d.deadline.IsZero() && t.After(d.deadline) {
+		o.waiting.add(h, -1)
+		d.holdEvent(e, t, false) // nacks it
+		return
+	}
+	if d.waiting == nil {
+		d.waiting = map[uint64]int32{}
+	}
+	d.waiting[h]++
+	d.held = append(d.held, heldEvent{ev: e, until: t, waiter: h})
+}
+
+// unwait stops counting a held event as waiting for its id's budget.
+func (d *delivery) unwait(h heldEvent) {
+	if h.waiter == 0 {
+		return
+	}
+	d.o.waiting.add(h.waiter, -1)
+	if d.waiting[h.waiter]--; d.waiting[h.waiter] == 0 {
+		delete(d.waiting, h.waiter)
+	}
+}
+
+// endWaits gives back what the write still counts in o.waiting (events
+// dropped or nacked while they waited).
+func (d *delivery) endWaits() {
+	for h, n := range d.waiting {
+		d.o.waiting.add(h, -n)
+	}
+	d.waiting = nil
+}
+
 // sendable returns the events that may be sent now, parking the others:
 // events of ids Amplitude holds (429, daily quota) and events whose id has
 // no budget left. Budgets are charged here, just before the send, so every
@@ -112,7 +175,7 @@ func (d *delivery) sendable(events []*event) []*event {
 		}
 		if t, ok := d.o.pacer.take(e, now); !ok {
 			d.o.metrics.paced.Incr(1)
-			d.holdEvent(e, t, false)
+			d.holdPaced(e, t)
 			continue
 		}
 		out = append(out, e)
@@ -154,6 +217,7 @@ func (d *delivery) run(ctx context.Context, events []*event) {
 		d.deadline = dl
 	}
 	d.queue = d.split(events)
+	defer d.endWaits()
 	for len(d.queue) > 0 || len(d.held) > 0 {
 		if len(d.queue) == 0 {
 			if !d.waitForHeld(ctx) {
@@ -367,6 +431,7 @@ func (d *delivery) waitForHeld(ctx context.Context) bool {
 			kept = append(kept, h)
 			continue
 		}
+		d.unwait(h)
 		due = append(due, h.ev)
 	}
 	d.held = kept

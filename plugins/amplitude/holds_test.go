@@ -58,3 +58,54 @@ func TestSilencedSet(t *testing.T) {
 		t.Fatal("membership")
 	}
 }
+
+// TestPacedEventsTakeTurns: events of one id waiting for its budget, in one
+// write or several, are held until the instant the pacer has room, up to
+// wakeTogether of them, and the others until successive turns one pacer
+// interval apart; a turn past the write's deadline nacks the event; nothing
+// stays counted once the events stop waiting or their write ends.
+func TestPacedEventsTakeTurns(t *testing.T) {
+	o := &amplitudeOutput{pacer: newPacer(endpointHTTPV2, 0.1), metrics: newOutputMetrics(nil)}
+	t0 := time.Unix(1_700_000_000, 0)
+	iv := time.Duration(o.pacer.interval)
+	w1, w2, w3 := newDelivery(o), newDelivery(o), newDelivery(o)
+	w3.deadline = t0.Add(3*iv - time.Nanosecond)
+	hot := func() *event { return &event{deviceID: "hot-device", userID: "hot-user"} }
+	for range wakeTogether - 1 {
+		w1.holdPaced(hot(), t0)
+	}
+	w2.holdPaced(hot(), t0) // the last to wake at t0
+	w2.holdPaced(hot(), t0)
+	w1.holdPaced(hot(), t0)
+	w3.holdPaced(hot(), t0) // its turn, t0+3iv, is past its deadline
+	w2.holdPaced(&event{userID: "cold-user"}, t0)
+	turns := map[time.Duration]int{}
+	for _, d := range []*delivery{w1, w2} {
+		for _, h := range d.held {
+			turns[h.until.Sub(t0)]++
+		}
+	}
+	if want := map[time.Duration]int{0: wakeTogether + 1, iv: 1, 2 * iv: 1}; fmt.Sprint(turns) != fmt.Sprint(want) {
+		t.Errorf("events per turn %v, want %v", turns, want)
+	}
+	if len(w3.held) != 0 || len(w3.errs) != 1 {
+		t.Errorf("the event whose turn is past the deadline: held %d, failed %d; want nacked", len(w3.held), len(w3.errs))
+	}
+	h := o.pacer.idHash(deviceKey("hot-device"))
+	if n := o.waiting.add(h, 0); n != wakeTogether+2 {
+		t.Errorf("%d events counted waiting for hot-device, want %d", n, wakeTogether+2)
+	}
+	w1.unwait(w1.held[0])
+	w1.held = w1.held[1:]
+	if n := o.waiting.add(h, 0); n != wakeTogether+1 {
+		t.Errorf("%d events counted after one stopped waiting, want %d", n, wakeTogether+1)
+	}
+	w1.endWaits()
+	w2.endWaits()
+	w3.endWaits()
+	for i := range o.waiting.shards {
+		if s := &o.waiting.shards[i]; len(s.n) != 0 {
+			t.Errorf("ids still counted after every write ended: %v", s.n)
+		}
+	}
+}

@@ -145,7 +145,8 @@ const amplitudeOutputDescription = "" +
 	"- `amplitude_events_retried_total`: events re-sent after an outage-like answer.\n" +
 	"- `amplitude_events_throttled_total`: events held after a 429.\n" +
 	"- `amplitude_events_paced_total`: times an event waited for its id's budget.\n" +
-	"- `amplitude_hedges_total`: requests sent a second time after `hedge_after` without an answer.\n" +
+	"- `amplitude_hedges_total`: copies of requests sent because earlier attempts had no answer (see `hedge_after`).\n" +
+	"- `amplitude_hedge_wins_total`: hedged requests whose answer came from a copy rather than the first attempt.\n" +
 	"- `amplitude_ids_removed_total` (label `field`: `user_id` or `device_id`): ids removed before sending because " +
 	"Amplitude refuses them (the event went with its other id); a warning with the last reason is logged at most every 10 s.\n" +
 	"- `amplitude_requests_total` (label `status`: the HTTP status, or `error`): requests sent.\n" +
@@ -213,7 +214,7 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 				Example(dailyQuotaFail).
 				Default(dailyQuotaHold),
 			service.NewDurationField(aoFieldHedgeAfter).
-				Description("When a request has had no answer for this long, send it once more and take the first answer: a request that hangs then costs `hedge_after`, not `timeout`. Safe because Amplitude de-duplicates by `insert_id`; the copy is charged to the budgets (and not sent when they have no room). Set it well above the normal latency; `0s` turns hedging off.").
+				Description("When a request has had no answer for this long, send a copy and take the first answer that is not a failure: a request that hangs then costs about `hedge_after`, not `timeout`. Safe because Amplitude de-duplicates by `insert_id`. While the first attempt is in flight, another copy follows after twice the previous wait when the copy hangs too, or after a back-off when a copy fails; at most 3 attempts at once. Every copy is charged to the budgets: when they have no room it waits until they do (never sent over budget, never dropped). Set it well above the normal latency; `0s` turns hedging off.").
 				Example("5s").
 				Default("2s").
 				Advanced(),
@@ -264,7 +265,7 @@ func init() {
 // outputMetrics are the amplitude_* metrics.
 type outputMetrics struct {
 	sent, ingested, retried, throttled, paced, unconfirmed *service.MetricCounter
-	hedges                                                 *service.MetricCounter
+	hedges, hedgeWins                                      *service.MetricCounter
 	failed                                                 *service.MetricCounter // label reason
 	nacked                                                 *service.MetricCounter // label reason
 	idsRemoved                                             *service.MetricCounter // label field
@@ -281,6 +282,7 @@ func newOutputMetrics(m *service.Metrics) outputMetrics {
 		paced:       m.NewCounter("amplitude_events_paced_total"),
 		unconfirmed: m.NewCounter("amplitude_events_unconfirmed_total"),
 		hedges:      m.NewCounter("amplitude_hedges_total"),
+		hedgeWins:   m.NewCounter("amplitude_hedge_wins_total"),
 		failed:      m.NewCounter("amplitude_events_failed_total", "reason"),
 		nacked:      m.NewCounter("amplitude_events_nacked_total", "reason"),
 		idsRemoved:  m.NewCounter("amplitude_ids_removed_total", "field"),
@@ -303,6 +305,7 @@ type amplitudeOutput struct {
 	holds      *holds
 	silenced   silencedSet
 	pacer      *pacer // nil: pacing off
+	waiting    waiters
 	deadLetter *deadletter.Writer
 	state      quotaState
 	clock      clock.Clock

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // send posts one request and classifies the answer.
@@ -34,59 +35,117 @@ func (o *amplitudeOutput) send(ctx context.Context, events []*event) outcome {
 	return o.hedged(ctx, body, events)
 }
 
-// hedged posts body and, when no answer came within hedge_after, posts it
-// once more and takes the first answer that is not an outage (Amplitude
-// de-duplicates the events by insert_id, so a second copy ingests nothing
-// twice). The second copy is charged to the events' budgets; when any of
-// them has no budget left, no copy is sent. It returns once both attempts
-// are over, so the body is not reused while one is still being sent.
+// hedgeInFlight is the most attempts of one request in flight at once (the
+// first and two copies).
+const hedgeInFlight = 3
+
+// hedgeMinWait is the shortest wait for budget before a copy is tried again.
+const hedgeMinWait = time.Millisecond
+
+// attemptResult is the outcome of one attempt of a hedged request.
+type attemptResult struct {
+	out  outcome
+	copy bool // a hedged copy, not the first attempt
+}
+
+// hedged posts body and takes the first answer that is not an outage from
+// it or its copies (Amplitude de-duplicates the events by insert_id, so a
+// copy ingests nothing twice). While the first attempt is in flight (at
+// most its timeout), a copy is sent when the attempts in flight have had no
+// answer for hedge_after (twice as long after each copy), or after a
+// back-off when an attempt failed while another is still in flight (a hung
+// request whose copy got a 503 does not wait for its own timeout); at most
+// hedgeInFlight attempts at once. Each copy is charged to its events'
+// budgets; when one has no budget, the copy waits until the pacer allows it
+// instead of being dropped, so that a hang costs about hedge_after, not the
+// timeout. When every attempt failed it returns the last outage. It returns
+// once every attempt is over, so the body is not reused while one is still
+// being sent.
 func (o *amplitudeOutput) hedged(ctx context.Context, body []byte, events []*event) outcome {
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	results := make(chan outcome, 2)
-	attempt := func() { results <- o.post(hctx, body, len(events)) }
-	go attempt()
-	running := 1
-	timer := o.clock.NewTimer(o.hedgeAfter)
-	defer timer.Stop()
-	var first outcome
-	select {
-	case first = <-results:
-		return first
-	case <-timer.C():
+	results := make(chan attemptResult, hedgeInFlight)
+	attempt := func(copy bool) { results <- attemptResult{o.post(hctx, body, len(events)), copy} }
+	go attempt(false)
+	running, first := 1, true // first: the first attempt is in flight
+	// silence is how long the attempts in flight may go without an answer
+	// before a copy: hedge_after, doubled with every copy.
+	silence := o.hedgeAfter
+	bo := o.backoff
+	bo.Clock = o.clock
+	bo.MaxElapsedTime = 0
+	bo.Reset()
+	// wake is when to try a copy (nil: none due); it is set only while
+	// the first attempt and fewer than hedgeInFlight are in flight.
+	wake := o.clock.NewTimer(o.hedgeAfter)
+	stop := func() {
+		if wake != nil {
+			wake.Stop()
+			wake = nil
+		}
 	}
-	if o.chargeHedge(events) {
-		o.metrics.hedges.Incr(1)
-		o.metrics.sent.Incr(int64(len(events)))
-		go attempt()
-		running++
+	defer stop()
+	arm := func(d time.Duration) {
+		stop()
+		if first && running < hedgeInFlight {
+			wake = o.clock.NewTimer(d)
+		}
 	}
-	first = <-results
-	running--
-	if first.verdict == verdictOutage && running > 0 {
-		first = <-results
-		running--
+	var result attemptResult
+	for {
+		var due <-chan time.Time
+		if wake != nil {
+			due = wake.C()
+		}
+		select {
+		case result = <-results:
+			running--
+			first = first && result.copy
+		case <-due:
+			wake = nil
+			if at, ok := o.chargeHedge(events); !ok {
+				arm(max(at.Sub(o.clock.Now()), hedgeMinWait))
+				continue
+			}
+			o.metrics.hedges.Incr(1)
+			o.metrics.sent.Incr(int64(len(events)))
+			go attempt(true)
+			running++
+			silence *= 2
+			arm(silence)
+			continue
+		}
+		if result.out.verdict != verdictOutage || running == 0 {
+			break
+		}
+		// Another attempt is still in flight: try a copy after a back-off
+		// instead of waiting for that one's timeout.
+		arm(bo.NextBackOff())
+	}
+	if result.copy && result.out.verdict != verdictOutage {
+		o.metrics.hedgeWins.Incr(1)
 	}
 	cancel()
 	for ; running > 0; running-- {
 		<-results
 	}
-	return first
+	return result.out
 }
 
-// chargeHedge charges a hedge's events to their budgets, or charges nothing
-// and returns false when one has no budget.
-func (o *amplitudeOutput) chargeHedge(events []*event) bool {
+// chargeHedge charges a copy's events to their budgets and returns true, or
+// charges nothing and returns when the first event without budget may next
+// be sent.
+func (o *amplitudeOutput) chargeHedge(events []*event) (time.Time, bool) {
 	now := o.clock.Now()
 	for i, e := range events {
-		if _, ok := o.pacer.take(e, now); !ok {
+		if at, ok := o.pacer.take(e, now); !ok {
 			for _, c := range events[:i] {
 				o.pacer.give(c, now)
 			}
-			return false
+			return at, false
 		}
 	}
-	return true
+	return time.Time{}, true
 }
 
 // post sends one body of n events, with the request timeout, and classifies
@@ -105,6 +164,8 @@ func (o *amplitudeOutput) post(ctx context.Context, body []byte, n int) outcome 
 	}
 	start := o.clock.Now()
 	res, err := o.client.Do(req)
+	defer func() {
+	}()
 	if err != nil {
 		o.metrics.latency.Timing(o.clock.Now().Sub(start).Nanoseconds())
 		o.metrics.requests.Incr(1, "error")

@@ -87,11 +87,12 @@ func (c *counters) NewGaugeCtor(string, ...string) service.MetricsExporterGaugeC
 func (c *counters) Close(context.Context) error { return nil }
 
 // notable lists, sorted, the counters worth a note in a report: anything
-// delayed, throttled, retried, rejected, dropped, failed or in error.
+// delayed, throttled, retried, hedged, rejected, dropped, failed or in error
+// (hedged and retried requests are where duplicates at Amplitude come from).
 func notable(m map[string]int64) []string {
 	var out []string
 	for k, v := range m {
-		for _, w := range []string{"delay", "throttl", "retr", "reject", "drop", "fail", "error"} {
+		for _, w := range []string{"delay", "throttl", "retr", "hedge", "reject", "drop", "fail", "error"} {
 			if !strings.Contains(k, w) {
 				continue
 			}
