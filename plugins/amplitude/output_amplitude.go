@@ -114,7 +114,7 @@ const amplitudeOutputDescription = "" +
 	"an invalid or missing API key, any HTML answer (a proxy, WAF or captive portal), timeouts, connection errors. " +
 	"An invalid API key therefore stops the stream (and logs an error) instead of failing every event.\n" +
 	"- Withdrawn: an event whose message context ends before it is sent (`kafka_franz` cancels it when the record's " +
-	"partition is revoked or lost) is not sent any more, even once its budget allows: it is nacked " +
+	"partition is revoked or the stream stops) is not sent any more, even once its budget allows: it is nacked " +
 	"(reason `abandoned`, logged at debug level, no alert) and its input delivers it again.\n\n" +
 	"### Failures\n\n" +
 	"With a `dead_letter` output, events that fail for a reason of their own (invalid_event, missing_fields, " +
