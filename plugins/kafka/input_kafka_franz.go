@@ -681,8 +681,12 @@ func (f *franzInput) readBatch(ctx context.Context) (service.MessageBatch, servi
 		if b != nil {
 			// A shallow copy: processors replace the bytes of what they are
 			// given, and a nacked batch must be redelivered as it was read.
-			return b.msgs.Copy(), func(_ context.Context, err error) error {
-				f.ack(b, err)
+			// Indexed, so that a nack naming the messages that failed is
+			// traced back to them (see failedMessages).
+			out := b.msgs.Copy()
+			ix := out.Index()
+			return out, func(_ context.Context, err error) error {
+				f.settle(b, err, failedMessages(ix, len(out), err))
 				return nil
 			}, nil
 		}
