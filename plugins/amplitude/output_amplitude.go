@@ -295,6 +295,9 @@ type amplitudeOutput struct {
 	holds      *holds
 	silenced   silencedSet
 	pacer      *pacer // nil: pacing off
+	// guard bounds each id's events in flight or answered recently (nil:
+	// pacing off); see arrivals.go.
+	guard      *arrivalGuard
 	deadLetter *deadletter.Writer
 	state      quotaState
 	clock      clock.Clock
@@ -449,6 +452,7 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	}
 	if pacing {
 		o.pacer = newPacer(c.endpoint, c.headroom)
+		o.guard = newArrivalGuard(c.endpoint)
 	}
 	return o, nil
 }

@@ -28,6 +28,8 @@ func (o *amplitudeOutput) send(ctx context.Context, events []*event) outcome {
 		body = zb.Bytes()
 	}
 	o.metrics.sent.Incr(int64(len(events)))
+	// The events were admitted in flight by sendable (see arrivals.go).
+	defer func() { o.guard.answered(events, o.clock.Now()) }()
 	if o.hedgeAfter <= 0 {
 		return o.post(ctx, body, len(events))
 	}
@@ -60,6 +62,7 @@ func (o *amplitudeOutput) hedged(ctx context.Context, body []byte, events []*eve
 		o.metrics.sent.Incr(int64(len(events)))
 		go attempt()
 		running++
+		defer func() { o.guard.answered(events, o.clock.Now()) }()
 	}
 	first = <-results
 	running--
@@ -79,10 +82,18 @@ func (o *amplitudeOutput) hedged(ctx context.Context, body []byte, events []*eve
 func (o *amplitudeOutput) chargeHedge(events []*event) bool {
 	now := o.clock.Now()
 	for i, e := range events {
-		if _, ok := o.pacer.take(e, now); !ok {
+		_, paced := o.pacer.take(e, now)
+		if paced {
+			if _, ok := o.guard.admit(e, now); !ok {
+				o.pacer.give(e, now)
+				paced = false
+			}
+		}
+		if !paced {
 			for _, c := range events[:i] {
 				o.pacer.give(c, now)
 			}
+			o.guard.answered(events[:i], now) // never sent: counted as answered now, on the safe side
 			return false
 		}
 	}
