@@ -42,15 +42,14 @@ const (
 	guardShards = 64
 	// guardBuckets covers a window and the bucket it starts in.
 	guardBuckets = 11
-	// guardSweepEvery is how many operations of a shard pass between two
-	// sweeps of its quiet ids.
-	guardSweepEvery = 4096
 )
 
 type guardShard struct {
 	mu  sync.Mutex
 	ids map[uint64]guardState
-	ops int
+	// ops counts the operations since the last sweep, in bucket swept.
+	ops   int
+	swept int64
 }
 
 // guardState is one id's events in flight and answered recently.
@@ -191,17 +190,30 @@ func (g *arrivalGuard) finish(h uint64, n int64, answered bool) {
 }
 
 // tick sweeps the shard's quiet ids (nothing in flight, nothing answered in
-// the window) every guardSweepEvery operations. It runs under s.mu.
+// the window): at most once per window, and only once the operations since
+// the last sweep are half as many as the ids (so a sweep costs O(1) per
+// operation). A sweep that leaves fewer ids than it removed rebuilds the map,
+// whose iteration otherwise keeps costing its largest size. It runs under
+// s.mu.
 func (s *guardShard) tick(k int64) {
 	s.ops++
-	if s.ops < guardSweepEvery && s.ops < 2*len(s.ids) {
+	if k-s.swept < guardBuckets || s.ops < len(s.ids)/2 {
 		return
 	}
-	s.ops = 0
+	s.ops, s.swept = 0, k
+	removed := 0
 	for h, st := range s.ids {
 		if st.inFlight == 0 && st.last <= k-guardBuckets {
 			delete(s.ids, h)
+			removed++
 		}
+	}
+	if removed > len(s.ids) {
+		ids := make(map[uint64]guardState, len(s.ids))
+		for h, st := range s.ids {
+			ids[h] = st
+		}
+		s.ids = ids
 	}
 }
 

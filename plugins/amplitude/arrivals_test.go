@@ -3,6 +3,7 @@ package amplitude
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -163,4 +164,79 @@ func TestArrivalGuardForgetsQuietIDs(t *testing.T) {
 	assert.LessOrEqual(t, total, 20000, "quiet ids swept")
 	_, found := g.shards[g.hash(deviceKey("device-a"))>>58].ids[g.hash(deviceKey("device-a"))]
 	require.False(t, found, "device-a, quiet for an hour, was swept")
+}
+
+// BenchmarkArrivalGuardMemory reports the heap the guard keeps per id
+// answered within the last window (2·10^5 ids), measured once whatever
+// -benchtime; the loop admits and answers one of them a second later.
+func BenchmarkArrivalGuardMemory(b *testing.B) {
+	const ids = 200_000
+	events := make([]*event, ids)
+	for i := range events {
+		events[i] = &event{deviceID: fmt.Sprintf("device-%07d", i)}
+	}
+	now := time.Unix(1_700_000_000, 0)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	g := newArrivalGuard(endpointHTTPV2)
+	for _, e := range events {
+		g.admit(e, now)
+	}
+	g.answered(events, now)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perID := (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / ids
+	for i := 0; b.Loop(); i++ {
+		now = now.Add(time.Millisecond)
+		e := events[i%ids]
+		g.admit(e, now)
+		g.answered([]*event{e}, now)
+	}
+	b.ReportAllocs()
+	b.ReportMetric(perID, "bytes/id") // after b.Loop, which clears reported metrics
+}
+
+// BenchmarkArrivalGuard is the guard's cost on the send path: one admission
+// and one answer per event (its device and its user), with 10^3 and 10^6
+// ids of each kind active (every id within the window: the worst case for
+// its table), hot (16 ids again and again) and cold (every id in turn),
+// beside BenchmarkPacer's figures for the same shapes.
+func BenchmarkArrivalGuard(b *testing.B) {
+	for _, ids := range []int{1_000, 1_000_000} {
+		events := make([]*event, ids)
+		for i := range events {
+			events[i] = &event{deviceID: fmt.Sprintf("device-%07d", i), userID: fmt.Sprintf("user-%07d", i)}
+		}
+		cold := make([]int, ids)
+		for i := range cold {
+			cold[i] = i
+		}
+		hot := rand.New(rand.NewPCG(1, 2)).Perm(ids)[:16]
+		for _, access := range []struct {
+			name  string
+			order []int
+		}{{"hot", hot}, {"cold", cold}} {
+			b.Run(fmt.Sprintf("ids=%d/%s", ids, access.name), func(b *testing.B) {
+				now := time.Unix(1_700_000_000, 0)
+				g := newArrivalGuard(endpointHTTPV2)
+				g.answered(nil, now)
+				for _, e := range events {
+					g.admit(e, now)
+				}
+				g.answered(events, now)
+				one := make([]*event, 1)
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					now = now.Add(time.Microsecond)
+					one[0] = events[access.order[i%len(access.order)]]
+					if _, ok := g.admit(one[0], now); !ok {
+						now = now.Add(time.Second) // the id's window is full: move on
+						continue
+					}
+					g.answered(one, now)
+				}
+			})
+		}
+	}
 }
