@@ -98,7 +98,10 @@ Records of one partition are handed to the pipeline in offset order, as batches 
 as the `+"`batching`"+` policy forms them; at most `+"`checkpoint_limit`"+` records of one partition are in flight at once.
 An offset is committed only once its message and every earlier message of the partition are acknowledged by the
 output (at-least-once). Nacked batches are redelivered with a back-off, ahead of the partition's later records
-(`+"`auto_replay_nacks: true`"+`, the default). With `+"`auto_replay_nacks: false`"+` a nacked batch is dropped, as in
+(`+"`auto_replay_nacks: true`"+`, the default). A nack that names the messages that failed (a batch error, as the
+`+"`amplitude`"+` output returns) redelivers only those, and the records before the first of them are committed: a
+partition that moves meanwhile resumes at that first failed record. Messages a processor filtered out, or whose
+fate the error does not tell, count as failed. With `+"`auto_replay_nacks: false`"+` a nacked batch is dropped, as in
 Redpanda Connect: counted in `+"`kafka_franz_records_dropped_total`"+`, logged, and its offsets may then be committed.
 
 When a partition is revoked (another instance joins or leaves the group), the input stops handing out its records,
