@@ -89,7 +89,11 @@ const amplitudeOutputDescription = "" +
 	"retries, re-sends after a 413 split or a bisection, hedged copies. Half the headroom lowers the rate, the other " +
 	"half is slack: no window of Amplitude's sees more than limit × (1 - headroom/2) events sent (HTTP V2 with the " +
 	"default 0.1: 27 events/s, at most 28 in any second), so that requests bunched on the network still arrive " +
-	"within the limit. A request never carries an event its id has no budget for: " +
+	"within the limit. Requests that bunch by more than that slack (a loaded machine, a slow hop) are caught by the " +
+	"arrival guard: an id may send only while fewer than its limit of events (HTTP V2: 30) are in flight or were " +
+	"answered within the last window, which keeps every window of arrivals within the limit whatever the delays " +
+	"(an id whose answers take a latency L sends at most limit/(window + L) per window; about 73 bytes per id active " +
+	"in the window). A request never carries an event its id has no budget for: " +
 	"such events wait (in their write) while the events of every other id, in the same write and in others, are sent. " +
 	"No events are queued beyond the writes in flight, so at most `max_in_flight` × the batch size events wait at " +
 	"once; when they do, the output takes no more messages (backpressure) rather than buffer or drop. The budgets " +
