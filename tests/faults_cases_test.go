@@ -429,10 +429,12 @@ func (k *kafkaTarget) feed(ctx context.Context, _ *testing.T, recs []record) err
 	if err := res.FirstErr(); err != nil {
 		return err
 	}
+	// The results come in completion order (grouped by partition), not in
+	// the order of batch: each record carries where it was written.
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for i, pr := range res {
-		k.placed[recs[i].id] = [2]int64{int64(pr.Record.Partition), pr.Record.Offset}
+	for i, r := range batch {
+		k.placed[recs[i].id] = [2]int64{int64(r.Partition), r.Offset}
 	}
 	return nil
 }
@@ -658,3 +660,41 @@ func (g *ingestTarget) deliveredTotal() int {
 
 func (g *ingestTarget) deadLetters() deadLetters { return g.none }
 func (g *ingestTarget) proxies() []faultInjector { return []faultInjector{g.faults} }
+
+// TestKafkaFeedPlacesRecords: the fault suite's Kafka delivery case knows
+// the partition and offset of every record it fed, as a consumer of the
+// topic reads them. checkAcked relies on it: a record placed at another
+// record's offset is reported missing below the committed offset while it
+// is not (ProduceSync's results come in completion order, grouped by
+// partition, not in the order the records were given).
+func TestKafkaFeedPlacesRecords(t *testing.T) {
+	const topic = "placed"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ProducerLinger(0),
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	tgt := &kafkaTarget{cl: cl, topic: topic, placed: map[string][2]int64{}}
+	recs := faultRecords(7, 200, 1000)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, tgt.feed(ctx, t, recs))
+
+	read := map[[2]int64]string{}
+	for len(read) < len(recs) && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			read[[2]int64{int64(r.Partition), r.Offset}] = gjson.GetBytes(r.Value, "id").Str
+		})
+	}
+	require.Len(t, read, len(recs))
+	parts := map[int64]bool{}
+	for _, r := range recs {
+		at, ok := tgt.placed[r.id]
+		require.True(t, ok, "record %s placed", r.id)
+		parts[at[0]] = true
+		assert.Equal(t, r.id, read[at], "the record at partition %d offset %d", at[0], at[1])
+	}
+	assert.Len(t, parts, 4, "the records span every partition")
+}

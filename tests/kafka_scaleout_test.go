@@ -186,8 +186,9 @@ func TestKafkaScaleOut(t *testing.T) {
 		"PIPELINE_THREADS": "2",
 		// The default: the previous owner abandons a revoked partition's
 		// paced backlog (the hot devices' 90 events would take about 3.3 s
-		// at 27/s), so one Amplitude window is enough for the two owners
-		// never to send one device within it.
+		// at 27/s) and waits for its requests in flight to be answered, so
+		// one Amplitude window is enough for the two owners' events never
+		// to arrive within it.
 		"KAFKA_PARTITION_START_DELAY": "1s",
 		"KAFKA_HEARTBEAT_INTERVAL":    "200ms",
 		"AMPLITUDE_API_KEY":           "test-key",
@@ -301,12 +302,23 @@ func TestKafkaScaleOut(t *testing.T) {
 	stops["c"].stop(t, 60*time.Second)
 	assert.Equal(t, total, amp.Count())
 	// Amplitude keeps one event per insert_id, and the count above proves each
-	// one arrived. Re-sends (which Amplitude de-duplicates) happen only when a
-	// request's answer is lost, e.g. a client time-out on a loaded machine,
-	// and the records it carried are redelivered: a graceful hand-over causes
-	// none, so they must stay rare.
-	assert.LessOrEqual(t, amp.Duplicates(), n/10, "events re-sent to Amplitude")
-	t.Logf("Amplitude answers: %v, events per instance: %v", amp.StatusCounts(), log.perInstance())
+	// one arrived. Re-sends (which Amplitude de-duplicates) come from the
+	// hand-over: b withdrew what it had not sent when it stopped, and its
+	// partitions' new owners start at the first withdrawn record of each,
+	// sending again what b delivered after it (the records before it are
+	// committed). So they never exceed what b sent of the load, plus a few
+	// for answers lost to a client time-out on a loaded machine.
+	bLoad := 0
+	log.mu.Lock()
+	for _, e := range log.events {
+		if e.instance == "b" && strings.HasPrefix(e.insertID, "ffffffff") {
+			bLoad++
+		}
+	}
+	log.mu.Unlock()
+	assert.LessOrEqual(t, amp.Duplicates(), bLoad+n/50, "events re-sent to Amplitude (b sent %d of the load)", bLoad)
+	t.Logf("Amplitude answers: %v, events per instance: %v, %d re-sent (b sent %d of the load)",
+		amp.StatusCounts(), log.perInstance(), amp.Duplicates(), bLoad)
 
 	log.mu.Lock()
 	defer log.mu.Unlock()
@@ -333,15 +345,15 @@ func TestKafkaScaleOut(t *testing.T) {
 	assert.Positive(t, moved, "no partition moved when b stopped")
 
 	// The hot devices' 90 events need three of Amplitude's windows (30
-	// events/s per device): the limiter and the output pace them, so
-	// Amplitude sees them over at least one second. The output's pacer sends
-	// at most 28 events in any second per device (27/s and a burst of 1.5),
-	// leaving Amplitude's 30 two events of slack (about 74 ms of arrival
-	// jitter) for arrivals bunched by a loaded machine. Under the race
-	// detector with five pipelines in one process, 1 run in 6 still drew a
-	// single 429 (held and re-sent: nothing is lost, the count above): allow
-	// that, never a storm.
-	assert.LessOrEqual(t, amp.StatusCounts()[http.StatusTooManyRequests], 2, "Amplitude throttled devices")
+	// events/s per device): the output paces them, so Amplitude sees them
+	// over at least one second. Its arrival guard counts each device's
+	// events in flight or answered within the last second, so arrivals
+	// bunched by a loaded machine (under the race detector, requests were
+	// seen reaching the fake 100 ms after the proxy in front of it) stay
+	// within 30 in every second: Amplitude never throttles. Without the
+	// guard (and without device_rate_limit), 6 of 8 runs drew 2 to 14
+	// answers 429.
+	assert.Zero(t, amp.StatusCounts()[http.StatusTooManyRequests], "Amplitude throttled devices")
 	for _, d := range []string{"device-0060-xxxxxxxx", "device-0061-xxxxxxxx"} {
 		var first, last time.Time
 		for _, e := range byDevice[d] {
@@ -361,7 +373,7 @@ func TestKafkaScaleOut(t *testing.T) {
 // BenchmarkKafkaToAmplitude measures records/s through Kafka ->
 // braze_to_amplitude -> amplitude (loopback fake) with
 // config/kafka_to_amplitude.yaml, for one and two delivery instances. Every
-// record has its own device, so the limiter never holds anything. The rate is
+// record has its own device, so pacing never holds anything. The rate is
 // measured once the group has started (from 10% to 100% of the records).
 //
 //	go test -run '^$' -bench BenchmarkKafkaToAmplitude -benchtime 20000x ./tests/

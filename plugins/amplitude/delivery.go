@@ -178,6 +178,14 @@ func (d *delivery) sendable(events []*event) []*event {
 			d.holdPaced(e, t)
 			continue
 		}
+		if t, ok := d.o.guard.admit(e, now); !ok {
+			// Its id's events in flight or just answered could all
+			// still arrive with it: see arrivals.go.
+			d.o.pacer.give(e, now)
+			d.o.metrics.paced.Incr(1)
+			d.holdEvent(e, t, false)
+			continue
+		}
 		out = append(out, e)
 	}
 	return out

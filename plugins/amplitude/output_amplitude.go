@@ -97,7 +97,11 @@ const amplitudeOutputDescription = "" +
 	"retries, re-sends after a 413 split or a bisection, hedged copies. Half the headroom lowers the rate, the other " +
 	"half is slack: no window of Amplitude's sees more than limit × (1 - headroom/2) events sent (HTTP V2 with the " +
 	"default 0.1: 27 events/s, at most 28 in any second), so that requests bunched on the network still arrive " +
-	"within the limit. A request never carries an event its id has no budget for: " +
+	"within the limit. Requests that bunch by more than that slack (a loaded machine, a slow hop) are caught by the " +
+	"arrival guard: an id may send only while fewer than its limit of events (HTTP V2: 30) are in flight or were " +
+	"answered within the last window, which keeps every window of arrivals within the limit whatever the delays " +
+	"(an id whose answers take a latency L sends at most limit/(window + L) per window; about 73 bytes per id active " +
+	"in the window). A request never carries an event its id has no budget for: " +
 	"such events wait (in their write) while the events of every other id, in the same write and in others, are sent. " +
 	"No events are queued beyond the writes in flight, so at most `max_in_flight` × the batch size events wait at " +
 	"once; when they do, the output takes no more messages (backpressure) rather than buffer or drop. The budgets " +
@@ -122,7 +126,7 @@ const amplitudeOutputDescription = "" +
 	"an invalid or missing API key, any HTML answer (a proxy, WAF or captive portal), timeouts, connection errors. " +
 	"An invalid API key therefore stops the stream (and logs an error) instead of failing every event.\n" +
 	"- Withdrawn: an event whose message context ends before it is sent (`kafka_franz` cancels it when the record's " +
-	"partition is revoked or lost) is not sent any more, even once its budget allows: it is nacked " +
+	"partition is revoked or the stream stops) is not sent any more, even once its budget allows: it is nacked " +
 	"(reason `abandoned`, logged at debug level, no alert) and its input delivers it again.\n\n" +
 	"### Failures\n\n" +
 	"With a `dead_letter` output, events that fail for a reason of their own (invalid_event, missing_fields, " +
@@ -306,6 +310,9 @@ type amplitudeOutput struct {
 	silenced   silencedSet
 	pacer      *pacer // nil: pacing off
 	waiting    waiters
+	// guard bounds each id's events in flight or answered recently (nil:
+	// pacing off); see arrivals.go.
+	guard      *arrivalGuard
 	deadLetter *deadletter.Writer
 	state      quotaState
 	clock      clock.Clock
@@ -461,6 +468,7 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	}
 	if pacing {
 		o.pacer = newPacer(c.endpoint, c.headroom)
+		o.guard = newArrivalGuard(c.endpoint)
 	}
 	return o, nil
 }

@@ -29,6 +29,8 @@ func (o *amplitudeOutput) send(ctx context.Context, events []*event) outcome {
 		body = zb.Bytes()
 	}
 	o.metrics.sent.Incr(int64(len(events)))
+	// The events were admitted in flight by sendable (see arrivals.go).
+	defer func() { o.guard.answered(events, o.clock.Now()) }()
 	if o.hedgeAfter <= 0 {
 		return o.post(ctx, body, len(events))
 	}
@@ -111,6 +113,8 @@ func (o *amplitudeOutput) hedged(ctx context.Context, body []byte, events []*eve
 			o.metrics.sent.Incr(int64(len(events)))
 			go attempt(true)
 			running++
+			// The copy's events were admitted in flight by chargeHedge.
+			defer func() { o.guard.answered(events, o.clock.Now()) }()
 			silence *= 2
 			arm(silence)
 			continue
@@ -138,10 +142,17 @@ func (o *amplitudeOutput) hedged(ctx context.Context, body []byte, events []*eve
 func (o *amplitudeOutput) chargeHedge(events []*event) (time.Time, bool) {
 	now := o.clock.Now()
 	for i, e := range events {
-		if at, ok := o.pacer.take(e, now); !ok {
+		at, ok := o.pacer.take(e, now)
+		if ok {
+			if at, ok = o.guard.admit(e, now); !ok {
+				o.pacer.give(e, now)
+			}
+		}
+		if !ok {
 			for _, c := range events[:i] {
 				o.pacer.give(c, now)
 			}
+			o.guard.answered(events[:i], now) // never sent: counted as answered now, on the safe side
 			return at, false
 		}
 	}

@@ -98,7 +98,10 @@ Records of one partition are handed to the pipeline in offset order, as batches 
 as the `+"`batching`"+` policy forms them; at most `+"`checkpoint_limit`"+` records of one partition are in flight at once.
 An offset is committed only once its message and every earlier message of the partition are acknowledged by the
 output (at-least-once). Nacked batches are redelivered with a back-off, ahead of the partition's later records
-(`+"`auto_replay_nacks: true`"+`, the default). With `+"`auto_replay_nacks: false`"+` a nacked batch is dropped, as in
+(`+"`auto_replay_nacks: true`"+`, the default). A nack that names the messages that failed (a batch error, as the
+`+"`amplitude`"+` output returns) redelivers only those, and the records before the first of them are committed: a
+partition that moves meanwhile resumes at that first failed record. Messages a processor filtered out, or whose
+fate the error does not tell, count as failed. With `+"`auto_replay_nacks: false`"+` a nacked batch is dropped, as in
 Redpanda Connect: counted in `+"`kafka_franz_records_dropped_total`"+`, logged, and its offsets may then be committed.
 
 When a partition is revoked (another instance joins or leaves the group), the input stops handing out its records,
@@ -106,9 +109,10 @@ waits up to half of `+"`rebalance_timeout`"+` for the records in flight to be ac
 then lets the partition move. The new owner therefore starts exactly after the last acknowledged record, and two
 instances never process the same partition at the same time. Records still unacknowledged after that wait are left
 to the new owner (counted in `+"`kafka_franz_records_released_total`"+`); their late acknowledgements are ignored.
-Each message carries its partition's context, cancelled as soon as the partition is revoked or lost: an output that
-has not sent a record yet may then give it up (nack) instead of sending it next to its new owner. The
-`+"`amplitude`"+` output does, so a paced backlog does not delay a hand-over.
+Each message carries its partition's context, cancelled as soon as the partition is revoked or lost, or the
+stream starts stopping: an output that has not sent a record yet may then give it up (nack) instead of sending it
+next to its new owner. The `+"`amplitude`"+` output does, so a paced backlog neither delays a hand-over nor a
+graceful stop.
 
 ### Metadata
 
@@ -318,7 +322,11 @@ type franzInput struct {
 	client *kgo.Client
 	// stopLag ends the lag refresher of the current client.
 	stopLag context.CancelFunc
-	parts   map[topicPartition]*partitionTracker
+	// readCtx is the context of the last ReadBatch call; unwatchRead stops
+	// the watch that withdraws the records in flight when it ends.
+	readCtx     context.Context
+	unwatchRead func() bool
+	parts       map[topicPartition]*partitionTracker
 	// assignedAt holds when partitions were assigned until their tracker is
 	// created (on their first records).
 	assignedAt map[topicPartition]time.Time
@@ -624,6 +632,43 @@ func (f *franzInput) Connect(ctx context.Context) error {
 // ReadBatch hands out the next batch of one partition, polling the brokers
 // when nothing is queued.
 func (f *franzInput) ReadBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
+	// Benthos reads with one context that it cancels when the stream starts
+	// stopping, whether or not a read is in progress: from then on, withdraw
+	// what is in flight, so that the output does not keep sending a paced
+	// backlog that the next owner (or the next run) re-reads from the
+	// committed offset anyway, and hand out nothing more.
+	f.watchReadContext(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	return f.readBatch(ctx)
+}
+
+// watchReadContext withdraws every record in flight once ctx, the context
+// ReadBatch is called with, ends.
+func (f *franzInput) watchReadContext(ctx context.Context) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ctx == f.readCtx {
+		return
+	}
+	if f.unwatchRead != nil {
+		f.unwatchRead()
+	}
+	f.readCtx = ctx
+	f.unwatchRead = context.AfterFunc(ctx, func() { f.withdrawAll(ErrStopping) })
+}
+
+// withdrawAll cancels the context of every owned partition's records.
+func (f *franzInput) withdrawAll(cause error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.parts {
+		p.cancel(cause)
+	}
+}
+
+func (f *franzInput) readBatch(ctx context.Context) (service.MessageBatch, service.AckFunc, error) {
 	for {
 		f.mu.Lock()
 		cl := f.client
@@ -639,8 +684,12 @@ func (f *franzInput) ReadBatch(ctx context.Context) (service.MessageBatch, servi
 		if b != nil {
 			// A shallow copy: processors replace the bytes of what they are
 			// given, and a nacked batch must be redelivered as it was read.
-			return b.msgs.Copy(), func(_ context.Context, err error) error {
-				f.ack(b, err)
+			// Indexed, so that a nack naming the messages that failed is
+			// traced back to them (see failedMessages).
+			out := b.msgs.Copy()
+			ix := out.Index()
+			return out, func(_ context.Context, err error) error {
+				f.settle(b, err, failedMessages(ix, len(out), err))
 				return nil
 			}, nil
 		}
@@ -753,6 +802,10 @@ func (f *franzInput) Close(ctx context.Context) error {
 	f.mu.Lock()
 	cl := f.client
 	f.client = nil
+	if f.unwatchRead != nil {
+		f.unwatchRead()
+		f.unwatchRead = nil
+	}
 	if f.stopLag != nil {
 		f.stopLag()
 		f.stopLag = nil

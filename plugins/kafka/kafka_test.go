@@ -417,3 +417,166 @@ func TestInputRedeliversNackedAsRead(t *testing.T) {
 	assert.Equal(t, 2, seen["v-3"], "v-3 redelivered once, with the bytes read from Kafka")
 	assert.Zero(t, seen["mapped by the pipeline"], "the pipeline's change reached the redelivery")
 }
+
+// TestInputNackNamingMessagesRedeliversOnlyThem: an output that fails some
+// messages of a batch (a *service.BatchError naming them) gets only those
+// again, and the records delivered before the first failed one are
+// committed: the next member starts at that record, not at the batch's first.
+func TestInputNackNamingMessagesRedeliversOnlyThem(t *testing.T) {
+	brokers := newCluster(t, "events", 1)
+	produce(t, brokers, "events", 0, 10, 1)
+
+	var mu sync.Mutex
+	got := map[string]int{}
+	sb := service.NewStreamBuilder()
+	require.NoError(t, sb.SetLoggerYAML("level: none"))
+	require.NoError(t, sb.AddInputYAML(inputYAML(brokers, "events", "g-partial", "  batch_size: 10")))
+	require.NoError(t, sb.AddBatchConsumerFunc(func(_ context.Context, b service.MessageBatch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		var berr *service.BatchError
+		for i, m := range b {
+			v, _ := m.AsBytes()
+			got[string(v)]++
+			if string(v) == "v-4" || string(v) == "v-7" {
+				if berr == nil {
+					berr = service.NewBatchError(b, errors.New("two refused"))
+				}
+				berr.Failed(i, errors.New("refused"))
+			}
+		}
+		if berr != nil {
+			return berr
+		}
+		return nil
+	}))
+	s, err := sb.Build()
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	waitFor(t, "v-4 redelivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got["v-4"] >= 3
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, s.Stop(ctx))
+	<-done
+	mu.Lock()
+	for i := range 10 {
+		v := fmt.Sprintf("v-%d", i)
+		if v == "v-4" || v == "v-7" {
+			assert.GreaterOrEqual(t, got[v], 3, "%s redelivered", v)
+			continue
+		}
+		assert.Equal(t, 1, got[v], "%s delivered once, never redelivered", v)
+	}
+	mu.Unlock()
+
+	// Committed up to v-4, the first failed record.
+	c2 := startConsumer(t, inputYAML(brokers, "events", "g-partial", ""), nil)
+	waitFor(t, "v-4..v-9 consumed", func() bool { return c2.count() == 6 })
+	assert.NotContains(t, c2.ackedValues(), "v-3", "the records before v-4 were committed")
+}
+
+// TestFailedMessages: a nack is traced back to the messages handed out, even
+// through processors that reorder or drop them; when it cannot be (a
+// failed message built anew, a plain error, a batch error naming nobody),
+// every message counts as failed.
+func TestFailedMessages(t *testing.T) {
+	refused := errors.New("refused")
+	for _, tc := range []struct {
+		name string
+		// nack builds the output's error from the batch it got.
+		nack func(out service.MessageBatch) error
+		want []bool
+	}{
+		{"plain error", func(service.MessageBatch) error { return refused }, nil},
+		{"batch error naming nobody", func(out service.MessageBatch) error { return service.NewBatchError(out, refused) }, nil},
+		{"named messages", func(out service.MessageBatch) error {
+			return service.NewBatchError(out, refused).Failed(1, refused).Failed(3, refused)
+		}, []bool{false, true, false, true}},
+		{"reordered by a processor", func(out service.MessageBatch) error {
+			rev := service.MessageBatch{out[3], out[2], out[1], out[0]}
+			return service.NewBatchError(rev, refused).Failed(0, refused)
+		}, []bool{false, false, false, true}},
+		{"one filtered out: not assumed delivered", func(out service.MessageBatch) error {
+			kept := service.MessageBatch{out[0], out[1], out[3]}
+			return service.NewBatchError(kept, refused).Failed(2, refused)
+		}, []bool{false, false, true, true}},
+		{"a failed message built anew", func(out service.MessageBatch) error {
+			fresh := service.MessageBatch{out[0], service.NewMessage([]byte("new"))}
+			return service.NewBatchError(fresh, refused).Failed(1, refused)
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			batch := service.MessageBatch{}
+			for i := range 4 {
+				batch = append(batch, service.NewMessage(fmt.Appendf(nil, "v-%d", i)))
+			}
+			out := batch.Copy()
+			ix := out.Index()
+			assert.Equal(t, tc.want, failedMessages(ix, len(out), tc.nack(out)))
+		})
+	}
+}
+
+// TestPartialNackOfARevokedPartitionCommitsTheDeliveredRecords: a batch
+// nacked after its partition was revoked (its unsent records withdrawn) is
+// left to the new owner from its first failed record: the records delivered
+// before it are committed, so the new owner does not send them again.
+func TestPartialNackOfARevokedPartitionCommitsTheDeliveredRecords(t *testing.T) {
+	f := newFranzInput(franzInputConf{checkpointLimit: 100, batchSize: 10, replayNacks: true}, service.MockResources(), clock.NewFake(time.Unix(1_767_225_600, 0)))
+	f.mu.Lock()
+	var recs []*kgo.Record
+	for i := range 5 {
+		recs = append(recs, &kgo.Record{Topic: "t", Offset: int64(40 + i), LeaderEpoch: 3, Value: fmt.Appendf(nil, "v-%d", i)})
+	}
+	f.addFetchLocked(kgo.FetchTopicPartition{Topic: "t", FetchPartition: kgo.FetchPartition{Partition: 0, Records: recs}})
+	b, _, _ := f.nextBatchLocked(time.Unix(1_767_225_600, 0))
+	f.mu.Unlock()
+	require.NotNil(t, b)
+	p := b.part
+
+	out := b.msgs.Copy()
+	ix := out.Index()
+	f.detach(map[string][]int32{"t": {0}}, partDraining)
+	berr := service.NewBatchError(out, errors.New("withdrawn")).Failed(2, errors.New("withdrawn")).Failed(4, errors.New("withdrawn"))
+	f.settle(b, berr, failedMessages(ix, len(out), berr))
+
+	assert.True(t, p.hasNext)
+	assert.Equal(t, kgo.EpochOffset{Epoch: 3, Offset: 42}, p.next, "committed up to the first failed record")
+	assert.Zero(t, p.inFlight)
+	assert.Empty(t, f.queue, "a revoked partition's batch is not redelivered here")
+
+	// On an active partition, only the failed messages come again, and the
+	// batch's success commits all of it.
+	f2 := newFranzInput(franzInputConf{checkpointLimit: 100, batchSize: 10, replayNacks: true}, service.MockResources(), clock.NewFake(time.Unix(1_767_225_600, 0)))
+	f2.mu.Lock()
+	f2.addFetchLocked(kgo.FetchTopicPartition{Topic: "t", FetchPartition: kgo.FetchPartition{Partition: 0, Records: recs}})
+	b2, _, _ := f2.nextBatchLocked(time.Unix(1_767_225_600, 0))
+	f2.mu.Unlock()
+	out = b2.msgs.Copy()
+	ix = out.Index()
+	berr = service.NewBatchError(out, errors.New("outage")).Failed(2, errors.New("outage")).Failed(4, errors.New("outage"))
+	f2.settle(b2, berr, failedMessages(ix, len(out), berr))
+	p2 := b2.part
+	assert.Equal(t, kgo.EpochOffset{Epoch: 3, Offset: 42}, p2.next)
+	require.Len(t, f2.queue, 1)
+	var vals []string
+	for _, m := range f2.queue[0].msgs {
+		v, _ := m.AsBytes()
+		vals = append(vals, string(v))
+	}
+	assert.Equal(t, []string{"v-2", "v-4"}, vals)
+	assert.Equal(t, 2, f2.queue[0].records)
+	f2.mu.Lock()
+	again, _, _ := f2.nextBatchLocked(time.Unix(1_767_225_700, 0))
+	f2.mu.Unlock()
+	require.Same(t, b2, again)
+	assert.Equal(t, 2, p2.inFlight)
+	f2.ack(again, nil)
+	assert.Equal(t, kgo.EpochOffset{Epoch: 3, Offset: 45}, p2.next, "the whole batch is committed once its failed records are delivered")
+	assert.Empty(t, p2.batches)
+}

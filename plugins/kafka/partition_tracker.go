@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -68,6 +70,11 @@ type trackedBatch struct {
 	// records is the number of Kafka records behind msgs (batching
 	// processors may change the number of messages).
 	records int
+	// offsets holds the offset of each message's record, when messages are
+	// records (nil with a batching policy, whose processors may not keep
+	// them apart): a nack naming the messages that failed then lets the
+	// records delivered before the first of them be committed.
+	offsets []kgo.EpochOffset
 	// next is the offset to commit once this batch and all earlier ones are
 	// acknowledged.
 	next      kgo.EpochOffset
@@ -127,9 +134,10 @@ func (f *franzInput) addFetchLocked(ftp kgo.FetchTopicPartition) {
 	}
 	for len(recs) > 0 {
 		n := min(len(recs), f.conf.batchSize)
-		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, n), records: n}
+		b := &trackedBatch{part: p, msgs: make(service.MessageBatch, n), records: n, offsets: make([]kgo.EpochOffset, n)}
 		for i, r := range recs[:n] {
 			b.msgs[i] = f.recordToMessage(p.ctx, r, ftp.HighWatermark)
+			b.offsets[i] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
 		}
 		last := recs[n-1]
 		b.next = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}
@@ -232,13 +240,20 @@ func (f *franzInput) releaseLocked(b *trackedBatch, why string) {
 	f.log.Debugf("Released %d records of %s/%d to the new owner: %s", b.records, b.part.tp.topic, b.part.tp.partition, why)
 }
 
-// ack records the outcome of a batch. A success advances the partition's
+// ack records the outcome of a batch as a whole (see settle).
+func (f *franzInput) ack(b *trackedBatch, err error) { f.settle(b, err, nil) }
+
+// settle records the outcome of a batch. A success advances the partition's
 // commit mark over every contiguous acknowledged batch; a failure queues the
 // batch for redelivery (auto_replay_nacks) or, when replays are off, counts
 // and logs it as dropped and then treats it as done, as Redpanda Connect
-// does. Outcomes of released partitions are ignored: the new owner
-// redelivers from the committed offset.
-func (f *franzInput) ack(b *trackedBatch, err error) {
+// does. When failed names the messages that failed (nil: all of them), only
+// those are redelivered (or dropped), and the records delivered before the
+// first of them may be committed, even when the partition was revoked
+// meanwhile: its new owner then starts at that first failed record instead
+// of sending the delivered ones again. Outcomes of released partitions are
+// ignored: the new owner redelivers from the committed offset.
+func (f *franzInput) settle(b *trackedBatch, err error, failed []bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.broadcastLocked()
@@ -249,6 +264,9 @@ func (f *franzInput) ack(b *trackedBatch, err error) {
 		return
 	}
 	if err != nil {
+		if failed != nil {
+			f.keepFailedLocked(b, failed)
+		}
 		if p.state == partDraining {
 			f.releaseLocked(b, "it was nacked after its partition was revoked")
 			return
@@ -269,6 +287,80 @@ func (f *franzInput) ack(b *trackedBatch, err error) {
 	}
 	b.acked = true
 	f.advanceLocked(p)
+}
+
+// keepFailedLocked narrows a nacked batch to its failed messages (failed[i]
+// for message i). The records before the first of them were delivered: they
+// become an acknowledged run ahead of the batch, and the commit mark may move
+// up to that first failed record. Records delivered after it stay covered by
+// the batch (committed with it; sent again by a new owner only). Without
+// per-record offsets (a batching policy) the batch stays whole.
+func (f *franzInput) keepFailedLocked(b *trackedBatch, failed []bool) {
+	if b.offsets == nil || len(failed) != len(b.msgs) {
+		return
+	}
+	first := slices.Index(failed, true)
+	if first < 0 {
+		// A nack that names no failed message: redeliver it all.
+		return
+	}
+	msgs, offsets := b.msgs[:0:0], b.offsets[:0:0]
+	for i, bad := range failed {
+		if bad {
+			msgs = append(msgs, b.msgs[i])
+			offsets = append(offsets, b.offsets[i])
+		}
+	}
+	b.msgs, b.offsets, b.records = msgs, offsets, len(msgs)
+	if first == 0 {
+		return
+	}
+	p := b.part
+	at := slices.Index(p.batches, b)
+	if at < 0 {
+		return
+	}
+	// A run of no record in flight, acknowledged: committing its next
+	// offset (the first failed record's) resumes the partition there.
+	done := &trackedBatch{part: p, acked: true, next: offsets[0]}
+	p.batches = slices.Insert(p.batches, at, done)
+	f.advanceLocked(p)
+}
+
+// failedMessages tells which of the n messages handed out with the indexer
+// ix a nack failed: nil when it names none of them in particular (a plain
+// error, a batch error without per-message errors) or when a failed message
+// of its batch cannot be traced back to one of them (a processor that built
+// new messages), in which case every message counts as failed. A message
+// the error's batch does not hold (a processor filtered it, or its outcome
+// is unknown) counts as failed too: it is redelivered, never assumed
+// delivered.
+func failedMessages(ix *service.Indexer, n int, err error) []bool {
+	var berr *service.BatchError
+	if err == nil || !errors.As(err, &berr) || berr.IndexedErrors() == 0 {
+		return nil
+	}
+	failed := make([]bool, n)
+	seen := make([]bool, n)
+	traced := 0
+	berr.WalkMessagesIndexedBy(ix, func(i int, _ *service.Message, merr error) bool {
+		if i < 0 || i >= n {
+			return true
+		}
+		seen[i] = true
+		if merr != nil {
+			failed[i] = true
+			traced++
+		}
+		return true
+	})
+	if traced < berr.IndexedErrors() {
+		return nil
+	}
+	for i := range failed {
+		failed[i] = failed[i] || !seen[i]
+	}
+	return failed
 }
 
 // advanceLocked moves the partition's commit mark over its leading

@@ -34,6 +34,11 @@ func (f *franzInput) onAssigned(_ context.Context, _ *kgo.Client, assigned map[s
 // amplitude output does: see its pacing.
 var ErrPartitionRevoked = errors.New("kafka partition revoked: its new owner delivers this record")
 
+// ErrStopping is the cause of a message's context once the stream stops
+// reading: the record is delivered again from the committed offset by the
+// partition's next owner or the next run, so an output may abandon it.
+var ErrStopping = errors.New("kafka input stopping: this record is delivered again from the committed offset")
+
 // onRevoked runs before revoked partitions move to another member: stop
 // handing them out, let in-flight records finish (for at most the drain
 // timeout, on the input's clock), commit, and release the partitions.

@@ -113,3 +113,25 @@ func TestRevokeCancelsTheMessagesContext(t *testing.T) {
 		assert.NoError(t, kept.Copy().Context().Err())
 	}
 }
+
+// TestStopWithdrawsRecordsInFlight: once the context Benthos reads with ends
+// (the stream is stopping), every owned partition's records are withdrawn
+// (cause ErrStopping) and nothing more is handed out.
+func TestStopWithdrawsRecordsInFlight(t *testing.T) {
+	f := newFranzInput(franzInputConf{checkpointLimit: 10, batchSize: 10}, service.MockResources(), clock.NewFake(time.Unix(1_767_225_600, 0)))
+	f.mu.Lock()
+	f.addFetchLocked(kgo.FetchTopicPartition{Topic: "t", FetchPartition: kgo.FetchPartition{
+		Partition: 0, Records: []*kgo.Record{{Topic: "t", Value: []byte("v")}}}})
+	msg := f.queue[0].msgs[0]
+	f.mu.Unlock()
+
+	ctx, stop := context.WithCancel(context.Background())
+	f.watchReadContext(ctx)
+	f.watchReadContext(ctx) // the same context again: one watch
+	require.NoError(t, msg.Context().Err())
+	stop()
+	<-msg.Context().Done() // the watch runs in its own goroutine
+	assert.ErrorIs(t, context.Cause(msg.Context()), ErrStopping)
+	_, _, err := f.ReadBatch(ctx)
+	assert.ErrorIs(t, err, context.Canceled, "a stopping input hands out nothing")
+}

@@ -63,9 +63,9 @@ func deviceRateLimitSpec() *service.ConfigSpec {
 		Description(`
 ### When to use it
 
-The `+"`amplitude`"+` output paces itself: it keeps Amplitude's per-device and per-user budgets and charges every send attempt to them (retries, 413 splits, bisections and hedges included), which a processor before the output cannot see. Pipelines that end in the `+"`amplitude`"+` output, the shipped ones included, therefore do not need this processor for Amplitude's limits, and should not put it in `+"`delay`"+` mode in front of the output (a delayed message holds a pipeline thread; the output's pacing does not).
+The `+"`amplitude`"+` output paces itself: it keeps Amplitude's per-device and per-user budgets and charges every send attempt to them (retries, 413 splits, bisections and hedges included), which a processor before the output cannot see. It also bounds what arrives at Amplitude however requests bunch on the way (its arrival guard). Pipelines that end in the `+"`amplitude`"+` output, the shipped ones included (the Kafka delivery tier too), therefore do not need this processor for Amplitude's limits, and should not put it in `+"`delay`"+` mode in front of the output (a delayed message holds a pipeline thread; the output's pacing does not).
 
-It stays useful where there is no output to pace: before a Kafka topic or another queue that will be delivered to Amplitude later, to keep what goes in within Amplitude's limits; and where the wanted behaviour is to reject (`+"`reject`"+`, routed by a `+"`switch`"+` to a deferred lane or dead letter) or drop events of busy devices rather than wait for them.
+It stays useful where there is no `+"`amplitude`"+` output to pace: before a Kafka topic or another queue that will be delivered to Amplitude later, to keep what goes in within Amplitude's limits; in front of another output that reaches Amplitude (an `+"`http_client`"+`, a proxy); and where the wanted behaviour is to reject (`+"`reject`"+`, routed by a `+"`switch`"+` to a deferred lane or dead letter) or drop events of busy devices rather than wait for them.
 
 ### How it limits
 

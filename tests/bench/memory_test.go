@@ -22,14 +22,17 @@ import (
 // heap grow to twice what is live before collecting, so each of these bytes
 // costs up to two of resident memory.
 const (
-	// sizingPacedBytes is the amplitude output's pacing table (the live,
-	// replay and backfill pipelines): measured 48.
-	sizingPacedBytes = 56
-	// sizingLimitedBytes adds device_rate_limit in front of the output (the
-	// Kafka delivery tier), its keys active (seen in the last second):
-	// measured 123. A key idle for a second drops to about 20 bytes of
-	// limiter (TestLimiterMemory in plugins/ratelimit).
-	sizingLimitedBytes = 135
+	// sizingPacedBytes is the amplitude output's pacing table (every
+	// pipeline ending in it) and its arrival guard, the ids active (the
+	// run lasts about a second, so every id answered within the guard's
+	// window): measured 131 and 133 (the pacing table alone 48; the guard
+	// forgets an id a window after its last answer, at the next sweep).
+	sizingPacedBytes = 145
+	// sizingLimitedBytes adds device_rate_limit in front of the output (a
+	// pipeline of your own), its keys active (seen in the last second):
+	// measured 205 and 211. A key idle for a second drops to about 20
+	// bytes of limiter (TestLimiterMemory in plugins/ratelimit).
+	sizingLimitedBytes = 225
 )
 
 // TestMemorySizing checks the sizing rule: it runs the end-to-end pipeline

@@ -1,0 +1,242 @@
+package amplitude
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// guardSim drives one hot id (always an event waiting) through the pacer
+// (when paced) and the guard for run, each request of one event arriving
+// after a random delay (up to maxDelay, and now and then a long stall) and
+// answered a little later. It returns the arrival times.
+func guardSim(t *testing.T, seed uint64, paced bool, maxDelay time.Duration, run time.Duration) []time.Time {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 29))
+	start := time.Unix(1_700_000_000, 0)
+	var p *pacer
+	if paced {
+		p = newPacer(endpointHTTPV2, 0.1)
+	}
+	g := newArrivalGuard(endpointHTTPV2)
+	e := &event{deviceID: "device", userID: "user"}
+	type answer struct{ at time.Time }
+	var pending []answer // sorted by at
+	var arrived []time.Time
+	now, next := start, start
+	for now.Before(start.Add(run)) {
+		for len(pending) > 0 && !pending[0].at.After(now) {
+			g.answered([]*event{e}, pending[0].at)
+			pending = pending[1:]
+		}
+		if !next.After(now) {
+			if at, ok := p.take(e, now); !ok {
+				next = at
+			} else if at, ok := g.admit(e, now); !ok {
+				p.give(e, now)
+				next = at
+			} else {
+				delay := time.Duration(rng.Int64N(int64(maxDelay) + 1))
+				if rng.IntN(20) == 0 {
+					delay += time.Duration(rng.Int64N(int64(2 * time.Second)))
+				}
+				arrival := now.Add(delay)
+				arrived = append(arrived, arrival)
+				ans := answer{arrival.Add(time.Duration(rng.Int64N(int64(20*time.Millisecond) + 1)))}
+				i, _ := slices.BinarySearchFunc(pending, ans, func(a, b answer) int { return a.at.Compare(b.at) })
+				pending = slices.Insert(pending, i, ans)
+				continue // the next event may go at the same instant
+			}
+		}
+		// Wake at the next answer or when the pacer or the guard said.
+		wake := next
+		if len(pending) > 0 && pending[0].at.Before(wake) {
+			wake = pending[0].at
+		}
+		if !wake.After(now) {
+			wake = now.Add(time.Nanosecond)
+		}
+		now = wake
+	}
+	slices.SortFunc(arrived, time.Time.Compare)
+	return arrived
+}
+
+// TestArrivalGuardHoldsWhateverTheDelays: however requests are delayed on
+// their way (here up to 400 ms, and one in twenty stalled up to 2 s more),
+// no window of Amplitude's length holds more than its limit of one id's
+// events at arrival, with or without the pacer in front; and with short
+// delays the guard costs little next to the pacer's own rate.
+func TestArrivalGuardHoldsWhateverTheDelays(t *testing.T) {
+	for _, tc := range []struct {
+		paced    bool
+		maxDelay time.Duration
+		minRate  float64 // events/s the id must still reach
+	}{
+		{true, 400 * time.Millisecond, 15},
+		{false, 400 * time.Millisecond, 15},
+		{true, 5 * time.Millisecond, 25},
+		{false, 5 * time.Millisecond, 25},
+	} {
+		for seed := range uint64(10) {
+			t.Run(fmt.Sprintf("paced=%v/delay=%v/seed=%d", tc.paced, tc.maxDelay, seed), func(t *testing.T) {
+				const run = 20 * time.Second
+				arrived := guardSim(t, seed, tc.paced, tc.maxDelay, run)
+				if got := maxInWindow(arrived, time.Second); got > 30 {
+					t.Fatalf("%d events of one id arrived within one second, limit 30", got)
+				}
+				rate := float64(len(arrived)) / run.Seconds()
+				t.Logf("%.1f events/s", rate)
+				if rate < tc.minRate {
+					t.Fatalf("%.1f events/s, want at least %v", rate, tc.minRate)
+				}
+			})
+		}
+	}
+}
+
+// TestPacerAloneBunchesWithDelays shows what the guard is for: the pacer
+// alone, with the same delays, lets more than the limit arrive within one
+// second.
+func TestPacerAloneBunchesWithDelays(t *testing.T) {
+	worst := 0
+	for seed := range uint64(10) {
+		rng := rand.New(rand.NewPCG(seed, 31))
+		p := newPacer(endpointHTTPV2, 0.1)
+		e := &event{deviceID: "device", userID: "user"}
+		now := time.Unix(1_700_000_000, 0)
+		var arrived []time.Time
+		for range 600 {
+			at, ok := p.take(e, now)
+			if !ok {
+				now = at
+				continue
+			}
+			delay := time.Duration(rng.Int64N(int64(400*time.Millisecond) + 1))
+			arrived = append(arrived, now.Add(delay))
+		}
+		slices.SortFunc(arrived, time.Time.Compare)
+		worst = max(worst, maxInWindow(arrived, time.Second))
+	}
+	if worst <= 30 {
+		t.Fatalf("the pacer alone kept every second within 30 events (worst %d): the guard's test proves nothing", worst)
+	}
+}
+
+// TestArrivalGuardForgetsQuietIDs: an id with nothing in flight and nothing
+// answered within the window is swept, and comes back with a full budget.
+func TestArrivalGuardForgetsQuietIDs(t *testing.T) {
+	g := newArrivalGuardWith(2, time.Second)
+	now := time.Unix(1_700_000_000, 0)
+	a := &event{deviceID: "device-a"}
+	for range 2 {
+		_, ok := g.admit(a, now)
+		require.True(t, ok, "within the limit")
+	}
+	at, ok := g.admit(a, now)
+	require.False(t, ok, "two in flight: the third waits")
+	require.True(t, at.After(now), "asked to come back later")
+	g.answered([]*event{a, a}, now)
+	_, ok = g.admit(a, now.Add(500*time.Millisecond))
+	require.False(t, ok, "answered half a second ago: still in the window")
+	_, ok = g.admit(a, now.Add(1200*time.Millisecond))
+	require.True(t, ok, "the answers left the window")
+	g.answered([]*event{a}, now.Add(1200*time.Millisecond))
+
+	// Enough other ids later, the quiet one is gone from its shard.
+	later := now.Add(time.Hour)
+	for i := range 20000 {
+		e := &event{deviceID: fmt.Sprintf("other-%d", i)}
+		_, ok := g.admit(e, later)
+		require.True(t, ok, "a fresh id")
+		g.answered([]*event{e}, later)
+	}
+	total := 0
+	for i := range g.shards {
+		total += len(g.shards[i].ids)
+	}
+	assert.LessOrEqual(t, total, 20000, "quiet ids swept")
+	_, found := g.shards[g.hash(deviceKey("device-a"))>>58].ids[g.hash(deviceKey("device-a"))]
+	require.False(t, found, "device-a, quiet for an hour, was swept")
+}
+
+// BenchmarkArrivalGuardMemory reports the heap the guard keeps per id
+// answered within the last window (2·10^5 ids), measured once whatever
+// -benchtime; the loop admits and answers one of them a second later.
+func BenchmarkArrivalGuardMemory(b *testing.B) {
+	const ids = 200_000
+	events := make([]*event, ids)
+	for i := range events {
+		events[i] = &event{deviceID: fmt.Sprintf("device-%07d", i)}
+	}
+	now := time.Unix(1_700_000_000, 0)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	g := newArrivalGuard(endpointHTTPV2)
+	for _, e := range events {
+		g.admit(e, now)
+	}
+	g.answered(events, now)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perID := (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / ids
+	for i := 0; b.Loop(); i++ {
+		now = now.Add(time.Millisecond)
+		e := events[i%ids]
+		g.admit(e, now)
+		g.answered([]*event{e}, now)
+	}
+	b.ReportAllocs()
+	b.ReportMetric(perID, "bytes/id") // after b.Loop, which clears reported metrics
+}
+
+// BenchmarkArrivalGuard is the guard's cost on the send path: one admission
+// and one answer per event (its device and its user), with 10^3 and 10^6
+// ids of each kind active (every id within the window: the worst case for
+// its table), hot (16 ids again and again) and cold (every id in turn),
+// beside BenchmarkPacer's figures for the same shapes.
+func BenchmarkArrivalGuard(b *testing.B) {
+	for _, ids := range []int{1_000, 1_000_000} {
+		events := make([]*event, ids)
+		for i := range events {
+			events[i] = &event{deviceID: fmt.Sprintf("device-%07d", i), userID: fmt.Sprintf("user-%07d", i)}
+		}
+		cold := make([]int, ids)
+		for i := range cold {
+			cold[i] = i
+		}
+		hot := rand.New(rand.NewPCG(1, 2)).Perm(ids)[:16]
+		for _, access := range []struct {
+			name  string
+			order []int
+		}{{"hot", hot}, {"cold", cold}} {
+			b.Run(fmt.Sprintf("ids=%d/%s", ids, access.name), func(b *testing.B) {
+				now := time.Unix(1_700_000_000, 0)
+				g := newArrivalGuard(endpointHTTPV2)
+				g.answered(nil, now)
+				for _, e := range events {
+					g.admit(e, now)
+				}
+				g.answered(events, now)
+				one := make([]*event, 1)
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					now = now.Add(time.Microsecond)
+					one[0] = events[access.order[i%len(access.order)]]
+					if _, ok := g.admit(one[0], now); !ok {
+						now = now.Add(time.Second) // the id's window is full: move on
+						continue
+					}
+					g.answered(one, now)
+				}
+			})
+		}
+	}
+}
