@@ -50,8 +50,8 @@ type verdict struct {
 }
 
 // keyState is the full ("hot") state of one key: a ring of per-second bucket
-// counts, and the daily count. 56 bytes, no pointers (the GC never scans
-// them).
+// counts, and the daily count. 56 bytes, 64 with its slot's key (one cache
+// line), no pointers.
 //
 // The daily count is compact while it is at most limiter.demoteMax (a 64th of
 // per_day): all of it is counted in hour dayLast, so it expires no earlier
@@ -68,7 +68,6 @@ type keyState struct {
 	dayTotal uint32
 	ring     uint32 // number of the key's hourly ring in hotTable.rings + 1; 0 while compact
 	sec      [secSlots]uint16
-	live     bool // in use (see hotTable)
 }
 
 // advance moves the windows of st forward to the bucket sb and the hour,
@@ -170,7 +169,7 @@ type shard struct {
 	// coldHour is the hour in which cold was last scanned for expired
 	// counts: they expire on the hour, so one scan per hour is enough.
 	coldHour uint32
-	_        [28]byte // 256 bytes: shards do not share cache lines
+	_        [60]byte // 192 bytes: shards do not share cache lines
 }
 
 // limiter is the keyed sliding-window limiter: every key may count at most
@@ -203,8 +202,8 @@ func (l *limiter) shardOf(h uint64) *shard {
 }
 
 // state returns the state of key h, creating it (or promoting it from the
-// cold table). The caller holds s.mu; the state stays at its address until the
-// next sweep.
+// cold table). The caller holds s.mu; the state stays at its address until
+// the next sweep or the next insert beyond what s.hot.reserve made room for.
 func (s *shard) state(h uint64, sb, hour uint32) *keyState {
 	if st := s.hot.get(h); st != nil {
 		return st
@@ -226,6 +225,18 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	n := l.lock(hs, &order)
 	defer l.unlock(&order, n)
 
+	// Room first, so that no insert moves a state taken before it; then
+	// every key's slots are loaded before any is read, so that the cache
+	// misses of tables larger than the caches overlap.
+	for _, h := range hs {
+		s := l.shardOf(h)
+		s.hot.reserve(len(hs))
+	}
+	for _, h := range hs {
+		s := l.shardOf(h)
+		s.hot.touch(h)
+		s.cold.touch(h)
+	}
 	var states [maxKeys]*keyState
 	var tables [maxKeys]*hotTable
 	for i, h := range hs {

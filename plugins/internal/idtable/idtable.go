@@ -147,6 +147,20 @@ func (t *Table[V]) Delete(j int) {
 	}
 }
 
+// DeleteFunc deletes, in place, the entries drop returns true for (drop may
+// change the value of an entry it keeps). An entry that a deletion moves
+// across the end of the table is offered twice, so drop must give the same
+// answer for an entry it has kept. Unlike Retain, it never reallocates.
+func (t *Table[V]) DeleteFunc(drop func(*Slot[V]) bool) {
+	for j := 0; j < len(t.slots); {
+		if s := &t.slots[j]; s.Key != 0 && drop(s) {
+			t.Delete(j) // an entry after j may move into j: look again
+			continue
+		}
+		j++
+	}
+}
+
 // Retain calls keep once for every entry (keep may change the entry's
 // value) and drops those it returns false for. Then, if any was dropped or
 // size(kept) differs from the table's size, the kept entries move into a

@@ -55,6 +55,23 @@ func TestTableMatchesMap(t *testing.T) {
 				}
 			}
 			check("delete")
+			seen := map[uint64]bool{}
+			tb.DeleteFunc(func(s *Slot[uint64]) bool {
+				if s.Key%7 == 0 {
+					if seen[s.Key] {
+						t.Fatalf("%x offered again after it was deleted", s.Key)
+					}
+					delete(want, s.Key)
+				}
+				seen[s.Key] = true
+				return s.Key%7 == 0
+			})
+			for k := range want {
+				if !seen[k] {
+					t.Fatalf("DeleteFunc did not offer %x", k)
+				}
+			}
+			check("delete func")
 			if _, ok := tb.Find(2); ok { // even keys are never inserted
 				t.Fatal("found an absent key")
 			}
