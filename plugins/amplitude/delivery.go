@@ -92,6 +92,7 @@ func (d *delivery) holdEvent(e *event, t time.Time, throttled bool) {
 // attempt (first send, retry, split, bisection) is charged.
 func (d *delivery) sendable(events []*event) []*event {
 	now := d.now()
+	d.o.pacer.prefetch(events)
 	out := events[:0:0]
 	for _, e := range events {
 		if e.abandoned() {

@@ -3,6 +3,7 @@ package amplitude
 import (
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -48,7 +49,7 @@ import (
 // both slots before reading either, so that the two cache misses of a table
 // larger than the caches overlap; it allocates nothing.
 //
-// Memory: 16 bytes per slot at a load between 3/8 and 3/4, so 21 to 43 bytes
+// Memory: 16 bytes per slot at a load between 1/2 and 3/4, so 21 to 32 bytes
 // per tracked id whatever the id's length (measured by BenchmarkPacerMemory;
 // docs/amplitude-delivery.md), outside the heap, so not doubled by the
 // collector; and 104 bytes more for an id with a daily ring (kept in a slice
@@ -279,6 +280,54 @@ func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
 	return time.Time{}, true
 }
 
+// prefetch loads the slots of the events' ids into the cache, all their
+// misses at once, before take charges the events one by one (the send path
+// holds a batch of them): with tables larger than the caches, most of a
+// take's cost is otherwise its two cache misses, one event after the other.
+// It locks the shards concerned (each once, in order) around the loads, so
+// that no table is rebuilt under them.
+func (p *pacer) prefetch(events []*event) {
+	if p == nil || len(events) < prefetchMin {
+		return
+	}
+	var hs [2 * prefetchChunk]uint64
+	for len(events) > 0 {
+		chunk := events[:min(len(events), prefetchChunk)]
+		events = events[len(chunk):]
+		n, mask := 0, uint64(0)
+		for _, e := range chunk {
+			if e.deviceID != "" {
+				hs[n] = p.idHash(deviceKey(e.deviceID))
+				mask |= 1 << (hs[n] >> 58)
+				n++
+			}
+			if e.userID != "" {
+				hs[n] = p.idHash(userKey(e.userID))
+				mask |= 1 << (hs[n] >> 58)
+				n++
+			}
+		}
+		for m := mask; m != 0; m &= m - 1 {
+			p.shards[bits.TrailingZeros64(m)].mu.Lock()
+		}
+		for _, h := range hs[:n] {
+			p.shard(h).table.Touch(h)
+		}
+		for m := mask; m != 0; m &= m - 1 {
+			p.shards[bits.TrailingZeros64(m)].mu.Unlock()
+		}
+	}
+}
+
+const (
+	// prefetchMin is the smallest batch prefetch loads: below it, the
+	// locks cost more than the misses saved.
+	prefetchMin = 16
+	// prefetchChunk is how many events prefetch loads under one round of
+	// locks (their slots, 2 × 64 bytes each, stay well within the caches).
+	prefetchChunk = 256
+)
+
 // lock locks the shards of the hashes hd and hu (0: no id), in shard order,
 // each once, and returns them (nil for no id).
 func (p *pacer) lock(hd, hu uint64) (sd, su *pacerShard) {
@@ -386,7 +435,7 @@ func (s *pacerShard) forget(sl *idtable.Slot[pace]) {
 	}
 }
 
-// rebuild moves the ids that are not idle into a table at most half full.
+// rebuild moves the ids that are not idle into a table half full.
 func (s *pacerShard) rebuild(n int64, hour int32, idle int64) {
 	s.table.Retain(func(sl *idtable.Slot[pace]) bool {
 		if s.idle(sl, n, hour, idle) {
@@ -395,11 +444,7 @@ func (s *pacerShard) rebuild(n int64, hour int32, idle int64) {
 		}
 		return true
 	}, func(live int) int {
-		size := minSlots
-		for size < 2*(live+1) {
-			size *= 2
-		}
-		return size
+		return max(minSlots, 2*(live+1)+3) &^ 3 // a multiple of a line's 4 slots
 	})
 }
 

@@ -257,9 +257,11 @@ func TestPacerForgetsIdleIDs(t *testing.T) {
 // BenchmarkPacer is the cost of pacing on the send path: one take per event
 // (its device and its user charged) with 10^3 and 10^6 distinct ids of each
 // kind tracked, hot (the same 16 ids again and again among them) and cold
-// (every id in a random order, so each take misses the caches), beside no
-// pacing (a nil pacer). Time moves so that every take is admitted: the
-// benchmark measures charges, not refusals.
+// (every id in turn, their slots at random places, so each take misses the
+// caches), beside no pacing (a nil pacer); "batch" is the send path's use,
+// the events of a batch of 256 prefetched before they are taken one by one.
+// Time moves so that every take is admitted: the benchmark measures charges,
+// not refusals.
 func BenchmarkPacer(b *testing.B) {
 	for _, ids := range []int{1_000, 1_000_000} {
 		events := make([]event, ids)
@@ -277,7 +279,7 @@ func BenchmarkPacer(b *testing.B) {
 			name  string
 			order []int
 		}{{"hot", hot}, {"cold", cold}} {
-			for _, impl := range []string{"paced", "off"} {
+			for _, impl := range []string{"paced", "batch", "off"} {
 				b.Run(fmt.Sprintf("ids=%d/%s/%s", ids, access.name, impl), func(b *testing.B) {
 					benchPacer(b, impl, events, access.order)
 				})
@@ -289,7 +291,7 @@ func BenchmarkPacer(b *testing.B) {
 func benchPacer(b *testing.B, impl string, events []event, order []int) {
 	now := time.Unix(1_700_000_000, 0)
 	var p *pacer
-	if impl == "paced" {
+	if impl != "off" {
 		p = newPacer(endpointHTTPV2, 0.1)
 		for i := range events {
 			p.take(&events[i], now)
@@ -298,13 +300,51 @@ func benchPacer(b *testing.B, impl string, events []event, order []int) {
 	// Each id comes back after a full interval of its budget.
 	step := time.Duration(int64(time.Second/27)/int64(len(order)) + 1)
 	now = now.Add(time.Second)
+	const batch = 256
+	var ptrs []*event // the events in order, for prefetch
+	if impl == "batch" {
+		for _, j := range order {
+			ptrs = append(ptrs, &events[j])
+		}
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		now = now.Add(step)
-		if _, ok := p.take(&events[order[i%len(order)]], now); !ok {
+		j := i % len(order)
+		if ptrs != nil && j%batch == 0 {
+			p.prefetch(ptrs[j:min(j+batch, len(ptrs))])
+		}
+		if _, ok := p.take(&events[order[j]], now); !ok {
 			b.Fatal("refused")
 		}
+	}
+}
+
+// TestPacerPrefetchChangesNothing: prefetching a batch's events leaves
+// every answer as it was.
+func TestPacerPrefetchChangesNothing(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	p, ref := newPacer(endpointHTTPV2, 0.1), newPacer(endpointHTTPV2, 0.1)
+	rng := rand.New(rand.NewPCG(3, 3))
+	var batch []*event
+	for i := range 400 {
+		batch = append(batch, &event{deviceID: fmt.Sprint("d", rng.IntN(50)), userID: fmt.Sprint("u", rng.IntN(30))})
+		if i%7 == 0 {
+			batch[i].userID = ""
+		}
+	}
+	now := start
+	for round := range 20 {
+		p.prefetch(batch)
+		for i, e := range batch {
+			at, ok := p.take(e, now)
+			refAt, refOK := ref.take(e, now)
+			if ok != refOK || !at.Equal(refAt) {
+				t.Fatalf("round %d, event %d: (%v, %v) with prefetch, (%v, %v) without", round, i, ok, at, refOK, refAt)
+			}
+		}
+		now = now.Add(300 * time.Millisecond)
 	}
 }
 

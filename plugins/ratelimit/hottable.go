@@ -95,8 +95,8 @@ func (t *hotTable) touch(h uint64) {
 
 // reserve makes room for k more keys, so that inserting them moves no state.
 func (t *hotTable) reserve(k int) {
-	for (t.tab.Len()+k)*4 > t.tab.Size()*3 {
-		t.tab.Resize(max(t.tab.Size()*2, minSlots))
+	if (t.tab.Len()+k)*4 > t.tab.Size()*3 {
+		t.tab.Resize(max(2*(t.tab.Len()+k), minSlots)) // half full
 	}
 }
 
@@ -178,9 +178,5 @@ func (t *hotTable) compact() {
 		t.tab.Free()
 		return
 	}
-	size := minSlots
-	for size*3 < t.tab.Len()*4*2 {
-		size *= 2
-	}
-	t.tab.Resize(size)
+	t.tab.Resize(max(2*t.tab.Len(), minSlots))
 }
