@@ -212,10 +212,10 @@ func TestLimiterConcurrent(t *testing.T) {
 
 // The sizing rule documented in the processor's spec: the most bytes per
 // key (a device id or a user id) while it is active (a 64-byte slot at a
-// load of 3/8 at the least), and once idle with a daily count (a 16-byte
+// load of 1/2 at the least), and once idle with a daily count (a 16-byte
 // slot at 53% at the least), heap and table memory outside it together.
 const (
-	sizingActiveBytes = 171
+	sizingActiveBytes = 128
 	sizingIdleBytes   = 31
 )
 

@@ -75,7 +75,7 @@ The windows slide: no interval of one second ever holds more than `+"`per_second
 
 ### Memory
 
-Sizing rule (checked by the package's tests at 10^5 to 3×10^6 keys): 85 to 170 bytes per key (a device id or a user id) seen in the last seconds (one 64-byte slot, with the table's fill; about 134 at 10^6 keys), 20 to 31 bytes per idle key that still has events in its 24 hours (about 26), nothing once they are out. On Linux the tables live outside the Go heap, so the garbage collector does not double them: these bytes are resident memory. For example 10^6 devices with 10^6 users: about 270 MB while all of them send at once, about 55 MB for a day's worth of them of which 10,000 send at a time, on top of the pipeline's own memory.
+Sizing rule (checked by the package's tests at 10^5 to 3×10^6 keys): 85 to 128 bytes per key (a device id or a user id) seen in the last seconds (one 64-byte slot, with the table's fill; about 120 at 10^6 keys), 20 to 31 bytes per idle key that still has events in its 24 hours (about 25), nothing once they are out. On Linux the tables live outside the Go heap, so the garbage collector does not double them: these bytes are resident memory. For example 10^6 devices with 10^6 users: about 240 MB while all of them send at once, about 50 MB for a day's worth of them of which 10,000 send at a time, on top of the pipeline's own memory.
 
 ### What happens to an event over the limit (`+"`on_limit`"+`)
 

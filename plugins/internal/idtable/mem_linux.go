@@ -8,7 +8,7 @@ import (
 const (
 	// offHeapMin is the smallest table mapped outside the heap (smaller
 	// ones cost more in system calls and page rounding than they save).
-	offHeapMin = 64 << 10
+	offHeapMin = 16 << 10
 	// hugePage is the size of a transparent huge page on x86-64 and arm64
 	// (4 KiB base pages); tables of at least one are aligned to it and
 	// advised to use them.
