@@ -9,7 +9,7 @@ import (
 // and resizes, at sizes on and off the heap and with line-aligned and
 // unaligned sizes, and checks it against a Go map after each step.
 func TestTableMatchesMap(t *testing.T) {
-	for _, size := range []int{5, 64, 1000, 100_003, 1 << 18} {
+	for _, size := range []int{5, 64, 1000, 100_003, 1 << 17} { // 1<<17 slots: 2 MiB, on huge pages
 		rng := rand.New(rand.NewPCG(uint64(size), 7))
 		var tb Table[uint64]
 		tb.Resize(size)
