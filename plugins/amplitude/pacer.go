@@ -393,6 +393,9 @@ func (p *pacer) charge(s *pacerShard, h uint64, n int64) int64 {
 // fresh one, reusing the first idle slot on the way or rebuilding a full
 // table; nil when absent and not inserted. It runs under s.mu.
 func (p *pacer) find(s *pacerShard, h uint64, n int64, hour int32, insert bool) *idtable.Slot[pace] {
+	if j, ok := s.table.Find(h); ok { // most lookups: no idle checks on the way
+		return s.table.At(j)
+	}
 	idle := p.interval + p.tolerance
 	j, found, reuse := s.table.FindReusable(h, func(sl *idtable.Slot[pace]) bool {
 		return s.idle(sl, n, hour, idle)
