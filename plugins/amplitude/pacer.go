@@ -36,18 +36,20 @@ import (
 //
 // The table: per shard (64, by the hash's top bits, each with its own lock),
 // an idtable (plugins/internal/idtable: open addressing, linear probing,
-// outside the Go heap on Linux, huge pages once large) of 16-byte slots
+// outside the Go heap on Linux, on huge pages once a shard's table reaches
+// 2 MiB, beyond about 5 million ids in all) of 16-byte slots
 // keyed by a seeded 64-bit hash of the id (ids themselves are not stored: no
 // string copy, no pointer for the collector to scan). A slot's value packs
 // the theoretical arrival time in nanoseconds relative to the shard's epoch
 // and the hour's count relative to the epoch's hour (see pace); the epoch
-// moves forward every 9 minutes or so, clamping the arrival times that fall
-// behind it, which changes no decision (they are long past). Ids whose
+// moves forward every 4.9 hours of the shard's time, clamping the arrival
+// times that fall behind it, which changes no decision (they are long past). Ids whose
 // budget is full again and whose hour is over are idle: a lookup that passes
 // one reuses its slot, and a table at 3/4 load is rebuilt without them (at
 // half load, so it also shrinks). A take locks its ids' shards, then loads
 // both slots before reading either, so that the two cache misses of a table
-// larger than the caches overlap; it allocates nothing.
+// larger than the caches overlap; it allocates nothing. The send path calls
+// prefetch on its batch first, which overlaps the misses of all its events.
 //
 // Memory: 16 bytes per slot at a load between 1/2 and 3/4, so 21 to 32 bytes
 // per tracked id whatever the id's length (measured by BenchmarkPacerMemory;
