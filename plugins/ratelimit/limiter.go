@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"math/bits"
 	"sync"
 	"time"
 )
@@ -263,6 +264,51 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	}
 	return v
 }
+
+// prefetch loads the slots of the keys of a batch's messages (those with
+// n >= 0) into the cache, all their misses at once, before take counts the
+// messages one by one: with tables larger than the caches, most of a take's
+// cost is otherwise its keys' cache misses, one message after the other. It
+// locks the shards concerned (each once, in order) around the loads, so that
+// no table is rebuilt under them. Batches of fewer than prefetchMin messages
+// are left as they are.
+func (l *limiter) prefetch(keys []msgKeys) {
+	if len(keys) < prefetchMin {
+		return
+	}
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), prefetchChunk)]
+		keys = keys[len(chunk):]
+		var mask uint64
+		for i := range chunk {
+			for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
+				mask |= 1 << (h >> 58)
+			}
+		}
+		for m := mask; m != 0; m &= m - 1 {
+			l.shards[bits.TrailingZeros64(m)].mu.Lock()
+		}
+		for i := range chunk {
+			for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
+				s := l.shardOf(h)
+				s.hot.touch(h)
+				s.cold.touch(h)
+			}
+		}
+		for m := mask; m != 0; m &= m - 1 {
+			l.shards[bits.TrailingZeros64(m)].mu.Unlock()
+		}
+	}
+}
+
+const (
+	// prefetchMin is the smallest batch prefetch loads: below it, the
+	// locks cost more than the misses saved.
+	prefetchMin = 16
+	// prefetchChunk is how many messages prefetch loads under one round of
+	// locks (their slots stay well within the caches).
+	prefetchChunk = 128
+)
 
 // lock locks the shards of hs in ascending order (each once) and records
 // them in order; it returns how many it locked.

@@ -185,7 +185,7 @@ func fastPath(raw string) (string, bool) {
 // msgKeys are the keys of one message: their values (which may point into
 // the message's bytes: clone before keeping) and hashes.
 type msgKeys struct {
-	n    int
+	n    int            // -1: the message is not limited (see ProcessBatch)
 	idx  [maxKeys]uint8 // index in the keys field
 	vals [maxKeys]string
 	hs   [maxKeys]uint64
@@ -353,6 +353,9 @@ func isObject(raw string) bool {
 	return false
 }
 
+// keysPool holds the slices of msgKeys ProcessBatch fills for a batch.
+var keysPool = sync.Pool{New: func() any { return new([]msgKeys) }}
+
 // pending is a message of a batch waiting for room in delay mode.
 type pending struct {
 	i    int
@@ -372,7 +375,21 @@ func (p *deviceRateLimit) ProcessBatch(ctx context.Context, batch service.Messag
 		// the caller's.
 		batch = append(service.MessageBatch(nil), batch...)
 	}
+	// Every message's keys first, so that the limiter loads all their slots
+	// at once (prefetch) before taking them one by one.
+	scratch := keysPool.Get().(*[]msgKeys)
+	keys := *scratch
+	if cap(keys) < len(batch) {
+		keys = make([]msgKeys, len(batch))
+	}
+	keys = keys[:len(batch)]
+	*scratch = keys
+	defer func() {
+		clear(keys) // the values point into the messages
+		keysPool.Put(scratch)
+	}()
 	for i, msg := range batch {
+		keys[i].n = -1 // not limited
 		if msg.GetError() != nil {
 			// Already failed upstream (e.g. unmappable): pass it on untouched
 			// so the dead-letter output sees the original reason. It will not
@@ -382,6 +399,14 @@ func (p *deviceRateLimit) ProcessBatch(ctx context.Context, batch service.Messag
 		k, err := p.extract(msg)
 		if err != nil {
 			msg.SetError(fmt.Errorf("device rate limit: %w", err))
+			continue
+		}
+		keys[i] = k
+	}
+	p.lim.prefetch(keys)
+	for i, msg := range batch {
+		k := keys[i]
+		if k.n < 0 {
 			continue
 		}
 		if err := p.cache.load(ctx, now, &k); err != nil {
