@@ -322,3 +322,31 @@ func TestLimiterHeavyKeyRing(t *testing.T) {
 	assert.Zero(t, tab.rings.live())
 	assert.Nil(t, tab.rings.chunks, "ring memory released")
 }
+
+// TestLimiterPrefetchChangesNothing: prefetching a batch's keys leaves every
+// verdict as it was, messages without keys (n = -1) included.
+func TestLimiterPrefetchChangesNothing(t *testing.T) {
+	l, ref := newLimiter(5, 40, t0), newLimiter(5, 40, t0)
+	rng := rand.New(rand.NewPCG(9, 9))
+	batch := make([]msgKeys, 200)
+	for i := range batch {
+		k := &batch[i]
+		k.n = rng.IntN(3) - 1
+		for j := range max(k.n, 0) {
+			k.hs[j] = rng.Uint64N(60) << 58 // few keys, spread over the shards
+		}
+	}
+	now := t0
+	for round := range 30 {
+		l.prefetch(batch)
+		for i := range batch {
+			k := &batch[i]
+			if k.n < 0 {
+				continue
+			}
+			got, want := l.take(now, k.hs[:k.n]), ref.take(now, k.hs[:k.n])
+			require.Equal(t, want, got, "round %d, message %d", round, i)
+		}
+		now += int64(400 * time.Millisecond)
+	}
+}
