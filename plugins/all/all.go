@@ -23,4 +23,13 @@ import (
 	_ "github.com/opencurrents/currents-amplitude/plugins/reconcile"
 	_ "github.com/opencurrents/currents-amplitude/plugins/replay"
 	_ "github.com/opencurrents/currents-amplitude/plugins/store"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/idtable"
 )
+
+// OffHeapBytes returns the memory that the plugins' per-id tables (the
+// amplitude output's pacing budgets, device_rate_limit's keys) hold outside
+// the Go heap: on Linux they are mapped directly, so Go's memory statistics
+// (runtime.MemStats, the go_memstats metrics) do not include them. It is 0
+// on other platforms, where the tables are in the heap.
+func OffHeapBytes() int64 { return idtable.Mapped() }

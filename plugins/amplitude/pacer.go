@@ -3,9 +3,11 @@ package amplitude
 import (
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/idtable"
 )
 
 // pacer keeps, per device_id and per user_id, the budget Amplitude enforces
@@ -33,20 +35,27 @@ import (
 // most 23/500 of the quota, 4.6%), so that only busy ids pay for it.
 //
 // The table: per shard (64, by the hash's top bits, each with its own lock),
-// an open-addressing table with linear probing of 24-byte slots keyed by a
-// seeded 64-bit hash of the id (ids themselves are not stored: no string
-// copy, no pointer for the collector to scan), holding the theoretical
-// arrival time as int64 nanoseconds and the hour's count. Ids whose budget
-// is full again and whose hour is over are idle: a lookup that passes one
-// reuses its slot, and a table at 3/4 load is rebuilt without them (at half
-// load, so it also shrinks). A charge is one hash and, mostly, one cache
-// line; it allocates nothing.
+// an idtable (plugins/internal/idtable: open addressing, linear probing,
+// outside the Go heap on Linux, on huge pages once a shard's table reaches
+// 2 MiB, beyond about 5 million ids in all) of 16-byte slots
+// keyed by a seeded 64-bit hash of the id (ids themselves are not stored: no
+// string copy, no pointer for the collector to scan). A slot's value packs
+// the theoretical arrival time in nanoseconds relative to the shard's epoch
+// and the hour's count relative to the epoch's hour (see pace); the epoch
+// moves forward every 4.9 hours of the shard's time, clamping the arrival
+// times that fall behind it, which changes no decision (they are long past). Ids whose
+// budget is full again and whose hour is over are idle: a lookup that passes
+// one reuses its slot, and a table at 3/4 load is rebuilt without them (at
+// half load, so it also shrinks). A take locks its ids' shards, then loads
+// both slots before reading either, so that the two cache misses of a table
+// larger than the caches overlap; it allocates nothing. The send path calls
+// prefetch on its batch first, which overlaps the misses of all its events.
 //
-// Memory: 24 bytes per slot at a load between 3/8 and 3/4, so 32 to 64 bytes
-// per tracked id whatever the id's length (50 at 10^6 ids, measured by
-// BenchmarkPacerMemory; docs/amplitude-delivery.md), and 104 bytes more for
-// an id with a daily ring (kept in a slice of its shard, reused once the id
-// is forgotten).
+// Memory: 16 bytes per slot at a load between 1/2 and 3/4, so 21 to 32 bytes
+// per tracked id whatever the id's length (measured by BenchmarkPacerMemory;
+// docs/amplitude-delivery.md), outside the heap, so not doubled by the
+// collector; and 104 bytes more for an id with a daily ring (kept in a slice
+// of its shard, reused once the id is forgotten).
 type pacer struct {
 	interval  int64 // ns per event (1/rate)
 	tolerance int64 // ns: how far ahead of now the arrival time may run
@@ -58,29 +67,113 @@ type pacer struct {
 
 const (
 	pacerShards = 64
-	// minSlots is the smallest table of a shard (a power of two).
+	// minSlots is the smallest table of a shard.
 	minSlots = 64
-	// ringHour, as a slot's hour, says that the id's hourly counts are in
-	// its shard's rings, at the index in the slot's count.
-	ringHour = math.MinInt32
+	// epochEvery is how far now may run ahead of a shard's epoch before the
+	// epoch moves to now - epochLag. The pace of an id keeps its arrival
+	// time in tatBits bits from the epoch: at most epochEvery + epochLag +
+	// the tolerance and an interval ahead of it, well within 2^46 ns; and
+	// its hour at most 7 after the epoch's. An id whose arrival time is more
+	// than epochLag behind now (far beyond any endpoint's interval plus
+	// tolerance: at most 1.7 s) is treated exactly as one whose arrival time
+	// is the epoch.
+	epochEvery = 1 << 44 // ns, 4.9 hours
+	epochLag   = 1 << 42 // ns, 1.2 hours
 )
 
 type pacerShard struct {
 	mu    sync.Mutex
-	slots []slot // len a power of two
-	// view is slots, for touch, which reads it without the lock.
-	view  atomic.Pointer[[]slot]
-	used  int // slots with a key
+	table idtable.Table[pace]
+	epoch epoch
 	rings []dayRing
 	free  []uint32 // indexes of unused rings
 }
 
-// slot is one id's state; key 0 is a free slot.
-type slot struct {
-	key   uint64 // the id's hash (never 0)
+// pace is one id's state, packed in 64 bits: the theoretical arrival time
+// (ns after the shard's epoch; 0: at or before it) in the low tatBits bits,
+// then either the hour (unix hours after the epoch's hour) and the events
+// counted in it, or, with ringBit, the index of the id's daily ring in its
+// shard (at most maxRings).
+type pace uint64
+
+const (
+	tatBits    = 46 // 19.5 hours
+	tatMax     = 1<<tatBits - 1
+	hourShift  = tatBits
+	hourBits   = 3
+	countShift = hourShift + hourBits
+	countBits  = 63 - countShift // 14: counts up to 16,383
+	countMax   = 1<<countBits - 1
+	ringBit    = 1 << 63
+	// maxRings is the number of daily rings a shard can index: 131,072, 8.4
+	// million in all, for ids sending over 1000 events an hour (2.3 million
+	// events/s at the least). Beyond them, a busy id is counted in its
+	// hour only, which can under-count its day: Amplitude's answer (429,
+	// over the daily quota) then holds it until the next hourly step.
+	maxRings = 1 << (hourBits + countBits)
+)
+
+// state is a pace unpacked against its shard's epoch.
+type state struct {
 	tat   int64  // theoretical arrival time, unix ns
-	hour  int32  // the hour (unix hours) count is for, or ringHour
+	hour  int32  // the hour (unix hours) count is for
 	count uint32 // events charged in hour, or the index of the id's ring
+	ring  bool
+}
+
+// epoch is what a shard's paces are relative to.
+type epoch struct {
+	ns   int64 // unix ns from which arrival times are counted
+	hour int32 // the unix hour of ns, from which hours are counted
+}
+
+func epochAt(ns int64) epoch {
+	return epoch{ns, int32(floorDiv(ns, int64(time.Hour)))}
+}
+
+func (e epoch) unpack(v pace) state {
+	if v&ringBit != 0 {
+		return state{tat: e.ns + int64(v&tatMax), count: uint32(v >> hourShift & (maxRings - 1)), ring: true}
+	}
+	return state{
+		tat:   e.ns + int64(v&tatMax),
+		hour:  e.hour + int32(v>>hourShift&(1<<hourBits-1)),
+		count: uint32(v>>countShift) & countMax,
+	}
+}
+
+// pack packs st against the shard's epoch. An arrival time before the epoch
+// is stored as the epoch, and a count of an hour before the epoch's hour,
+// which is not the current one, as no count: neither changes a decision. A
+// clock that steps back past the epoch stores later times than it gives,
+// which errs on the strict side.
+func (e epoch) pack(st state) pace {
+	v := pace(min(max(st.tat-e.ns, 0), tatMax))
+	if st.ring {
+		return v | ringBit | pace(st.count)<<hourShift
+	}
+	if h := st.hour - e.hour; st.count > 0 && h >= 0 {
+		v |= pace(min(h, 1<<hourBits-1))<<hourShift | pace(min(st.count, countMax))<<countShift
+	}
+	return v
+}
+
+// rebase moves the shard's epoch to n - epochLag, repacking every slot.
+func (s *pacerShard) rebase(n int64) {
+	old, e := s.epoch, epochAt(n-epochLag)
+	s.table.Retain(func(sl *idtable.Slot[pace]) bool {
+		sl.Val = e.pack(old.unpack(sl.Val))
+		return true
+	}, func(int) int { return s.table.Size() })
+	s.epoch = e
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
 }
 
 // dayRing holds the hourly counts of the last 24 hours of a busy id.
@@ -116,12 +209,14 @@ func newPacerWith(eps float64, window time.Duration, daily uint32, headroom floa
 	p := &pacer{
 		interval: int64(float64(time.Second) / rate),
 		daily:    daily,
-		track:    max(1, daily/500),
+		track:    min(max(1, daily/500), countMax-1),
 		seed:     maphash.MakeSeed(),
 	}
 	p.tolerance = int64((burst - 1) * float64(p.interval))
 	for i := range p.shards {
-		p.shards[i].setSlots(make([]slot, minSlots))
+		s := &p.shards[i]
+		s.table.Resize(minSlots)
+		s.epoch = epochAt(math.MinInt64 / 2) // the first take moves it to its time
 	}
 	return p
 }
@@ -155,26 +250,31 @@ func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
 	}
 	n := now.UnixNano()
 	var hd, hu uint64
-	// Both slots are touched before either is locked, so that the two
-	// cache misses of a table larger than the caches overlap (a lock is a
-	// barrier that would otherwise wait for the first).
 	if e.deviceID != "" {
 		hd = p.idHash(deviceKey(e.deviceID))
-		p.shard(hd).touch(hd)
 	}
 	if e.userID != "" {
 		hu = p.idHash(userKey(e.userID))
-		p.shard(hu).touch(hu)
 	}
-	if hd != 0 {
-		if dev := p.charge(hd, n); dev > 0 {
+	sd, su := p.lock(hd, hu)
+	defer unlock(sd, su)
+	// Both slots are loaded before either is read, so that the two cache
+	// misses of a table larger than the caches overlap.
+	if sd != nil {
+		sd.table.Touch(hd)
+	}
+	if su != nil {
+		su.table.Touch(hu)
+	}
+	if sd != nil {
+		if dev := p.charge(sd, hd, n); dev > 0 {
 			return time.Unix(0, dev), false
 		}
 	}
-	if hu != 0 {
-		if usr := p.charge(hu, n); usr > 0 {
-			if hd != 0 {
-				p.refund(hd, n)
+	if su != nil {
+		if usr := p.charge(su, hu, n); usr > 0 {
+			if sd != nil {
+				p.refund(sd, hd, n)
 			}
 			return time.Unix(0, usr), false
 		}
@@ -182,138 +282,175 @@ func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
 	return time.Time{}, true
 }
 
-// touch loads the first slot of h's probe without the lock (atomically: the
-// key is the one field written atomically), to bring it into the cache.
-func (s *pacerShard) touch(h uint64) {
-	if t := s.view.Load(); t != nil {
-		_ = atomic.LoadUint64(&(*t)[h&uint64(len(*t)-1)].key)
+// prefetch loads the slots of the events' ids into the cache, all their
+// misses at once, before take charges the events one by one (the send path
+// holds a batch of them): with tables larger than the caches, most of a
+// take's cost is otherwise its two cache misses, one event after the other.
+// It locks the shards concerned (each once, in order) around the loads, so
+// that no table is rebuilt under them.
+func (p *pacer) prefetch(events []*event) {
+	if p == nil || len(events) < prefetchMin {
+		return
+	}
+	var hs [2 * prefetchChunk]uint64
+	for len(events) > 0 {
+		chunk := events[:min(len(events), prefetchChunk)]
+		events = events[len(chunk):]
+		n, mask := 0, uint64(0)
+		for _, e := range chunk {
+			if e.deviceID != "" {
+				hs[n] = p.idHash(deviceKey(e.deviceID))
+				mask |= 1 << (hs[n] >> 58)
+				n++
+			}
+			if e.userID != "" {
+				hs[n] = p.idHash(userKey(e.userID))
+				mask |= 1 << (hs[n] >> 58)
+				n++
+			}
+		}
+		for m := mask; m != 0; m &= m - 1 {
+			p.shards[bits.TrailingZeros64(m)].mu.Lock()
+		}
+		for _, h := range hs[:n] {
+			p.shard(h).table.Touch(h)
+		}
+		for m := mask; m != 0; m &= m - 1 {
+			p.shards[bits.TrailingZeros64(m)].mu.Unlock()
+		}
 	}
 }
 
-// charge takes one event from the budget of the id whose hash is h at n
-// (unix ns) and returns 0, or returns the time (unix ns) it may next take
-// one, taking nothing.
-func (p *pacer) charge(h uint64, n int64) int64 {
-	s := p.shard(h)
+const (
+	// prefetchMin is the smallest batch prefetch loads: below it, the
+	// locks cost more than the misses saved.
+	prefetchMin = 16
+	// prefetchChunk is how many events prefetch loads under one round of
+	// locks (their slots, 2 × 64 bytes each, stay well within the caches).
+	prefetchChunk = 256
+)
+
+// lock locks the shards of the hashes hd and hu (0: no id), in shard order,
+// each once, and returns them (nil for no id).
+func (p *pacer) lock(hd, hu uint64) (sd, su *pacerShard) {
+	if hd != 0 {
+		sd = p.shard(hd)
+	}
+	if hu != 0 {
+		su = p.shard(hu)
+	}
+	switch {
+	case sd == nil || su == nil || sd == su:
+		if sd != nil {
+			sd.mu.Lock()
+		} else if su != nil {
+			su.mu.Lock()
+		}
+	case hd>>58 < hu>>58:
+		sd.mu.Lock()
+		su.mu.Lock()
+	default:
+		su.mu.Lock()
+		sd.mu.Lock()
+	}
+	return sd, su
+}
+
+// unlock unlocks what lock locked.
+func unlock(sd, su *pacerShard) {
+	if sd != nil {
+		sd.mu.Unlock()
+	}
+	if su != nil && su != sd {
+		su.mu.Unlock()
+	}
+}
+
+// charge takes one event from the budget of the id whose hash is h, in shard
+// s, at n (unix ns) and returns 0, or returns the time (unix ns) it may next
+// take one, taking nothing. It runs under s.mu.
+func (p *pacer) charge(s *pacerShard, h uint64, n int64) int64 {
 	hour := int32(n / int64(time.Hour))
-	s.mu.Lock()
-	sl := s.find(h, n, hour, p.interval+p.tolerance, true)
-	tat := max(sl.tat, n)
+	if n-s.epoch.ns > epochEvery || n < s.epoch.ns {
+		s.rebase(n)
+	}
+	sl := p.find(s, h, n, hour, true)
+	st := s.epoch.unpack(sl.Val)
+	tat := max(st.tat, n)
 	if tat-n > p.tolerance {
-		s.mu.Unlock()
 		return tat - p.tolerance
 	}
 	if p.daily > 0 {
-		if used := s.used24(sl, hour); used >= p.daily {
-			s.mu.Unlock()
+		if used := s.used24(&st, hour); used >= p.daily {
 			return int64(hour+1) * int64(time.Hour)
 		}
-		s.add(sl, hour, p.track)
+		s.add(&st, hour, p.track)
 	}
-	sl.tat = tat + p.interval
-	s.mu.Unlock()
+	st.tat = tat + p.interval
+	sl.Val = s.epoch.pack(st)
 	return 0
 }
 
-// find returns k's slot (h its hash) at n, or with insert a fresh one,
-// reusing the first idle slot on the way or rebuilding a full table; nil
-// when absent and not inserted. idle is how long after its arrival time an
-// id's budget is full again. It runs under s.mu.
-func (s *pacerShard) find(h uint64, n int64, hour int32, idle int64, insert bool) *slot {
-	mask := uint64(len(s.slots) - 1)
-	reuse := -1
-	i := h & mask
-	for {
-		sl := &s.slots[i]
-		if sl.key == h {
-			return sl
-		}
-		if sl.key == 0 {
-			break
-		}
-		if reuse < 0 && s.idle(sl, n, hour, idle) {
-			reuse = int(i)
-		}
-		i = (i + 1) & mask
+// find returns the slot of the id whose hash is h at n, or with insert a
+// fresh one, reusing the first idle slot on the way or rebuilding a full
+// table; nil when absent and not inserted. It runs under s.mu.
+func (p *pacer) find(s *pacerShard, h uint64, n int64, hour int32, insert bool) *idtable.Slot[pace] {
+	if j, ok := s.table.Find(h); ok { // most lookups: no idle checks on the way
+		return s.table.At(j)
 	}
-	if !insert {
+	idle := p.interval + p.tolerance
+	j, found, reuse := s.table.FindReusable(h, func(sl *idtable.Slot[pace]) bool {
+		return s.idle(sl, n, hour, idle)
+	})
+	switch {
+	case found:
+		return s.table.At(j)
+	case !insert:
 		return nil
-	}
-	if reuse >= 0 {
-		sl := &s.slots[reuse]
+	case reuse >= 0:
+		sl := s.table.At(reuse)
 		s.forget(sl)
-		sl.tat, sl.hour, sl.count = 0, 0, 0
-		atomic.StoreUint64(&sl.key, h)
+		*sl = idtable.Slot[pace]{Key: h}
 		return sl
-	}
-	if 4*(s.used+1) > 3*len(s.slots) {
+	case 4*(s.table.Len()+1) > 3*s.table.Size():
 		s.rebuild(n, hour, idle)
-		return s.find(h, n, hour, idle, true)
+		return p.find(s, h, n, hour, true)
 	}
-	s.used++
-	sl := &s.slots[i]
-	atomic.StoreUint64(&sl.key, h)
-	return sl
+	return s.table.Fill(j, h)
 }
 
-// idle reports whether an id's state may be forgotten at n: its budget is
-// full again and nothing is counted in the current hour, or in the last 24
-// hours for an id with a ring.
-func (s *pacerShard) idle(sl *slot, n int64, hour int32, idle int64) bool {
-	if sl.tat+idle >= n {
+// idle reports whether the id of sl may be forgotten at n: it behaves as a
+// fresh one, its budget full again and nothing counted in the current hour,
+// or in the last 24 hours for an id with a ring.
+func (s *pacerShard) idle(sl *idtable.Slot[pace], n int64, hour int32, idle int64) bool {
+	st := s.epoch.unpack(sl.Val)
+	if st.tat+idle >= n {
 		return false
 	}
-	if sl.hour == ringHour {
-		return s.rings[sl.count].hour+24 <= hour
+	if st.ring {
+		return s.rings[st.count].hour+24 <= hour
 	}
-	return sl.hour != hour
+	return st.count == 0 || st.hour != hour
 }
 
-// forget drops the ring of the id in sl, if any.
-func (s *pacerShard) forget(sl *slot) {
-	if sl.hour == ringHour {
-		s.free = append(s.free, sl.count)
+// forget drops the ring of the id of sl, if any.
+func (s *pacerShard) forget(sl *idtable.Slot[pace]) {
+	if st := s.epoch.unpack(sl.Val); st.ring {
+		s.free = append(s.free, st.count)
 	}
 }
 
-// rebuild moves the ids that are not idle into a table at most half full.
-// The old table is left as it is (touch may still read it).
+// rebuild moves the ids that are not idle into a table half full.
 func (s *pacerShard) rebuild(n int64, hour int32, idle int64) {
-	live := 0
-	for i := range s.slots {
-		if sl := &s.slots[i]; sl.key != 0 && !s.idle(sl, n, hour, idle) {
-			live++
-		}
-	}
-	size := minSlots
-	for size < 2*(live+1) {
-		size *= 2
-	}
-	old, slots := s.slots, make([]slot, size)
-	s.used = live
-	mask := uint64(size - 1)
-	for i := range old {
-		sl := &old[i]
-		if sl.key == 0 {
-			continue
-		}
+	s.table.Retain(func(sl *idtable.Slot[pace]) bool {
 		if s.idle(sl, n, hour, idle) {
 			s.forget(sl)
-			continue
+			return false
 		}
-		j := sl.key & mask
-		for slots[j].key != 0 {
-			j = (j + 1) & mask
-		}
-		slots[j] = *sl
-	}
-	s.setSlots(slots)
-}
-
-// setSlots replaces the table, once it is filled.
-func (s *pacerShard) setSlots(t []slot) {
-	s.slots = t
-	s.view.Store(&t)
+		return true
+	}, func(live int) int {
+		return max(minSlots, 2*(live+1)+3) &^ 3 // a multiple of a line's 4 slots
+	})
 }
 
 // give gives back one event taken at now (a hedge that was not sent).
@@ -322,72 +459,76 @@ func (p *pacer) give(e *event, now time.Time) {
 		return
 	}
 	n := now.UnixNano()
-	if e.deviceID != "" {
-		p.refund(p.idHash(deviceKey(e.deviceID)), n)
-	}
-	if e.userID != "" {
-		p.refund(p.idHash(userKey(e.userID)), n)
+	for _, k := range [2]idKey{deviceKey(e.deviceID), userKey(e.userID)} {
+		if k.id == "" {
+			continue
+		}
+		h := p.idHash(k)
+		s := p.shard(h)
+		s.mu.Lock()
+		p.refund(s, h, n)
+		s.mu.Unlock()
 	}
 }
 
 // refund gives back one event charged at n to the id whose hash is h (the
-// event's other id had no budget).
-func (p *pacer) refund(h uint64, n int64) {
-	s := p.shard(h)
+// event's other id had no budget). It runs under s.mu.
+func (p *pacer) refund(s *pacerShard, h uint64, n int64) {
 	hour := int32(n / int64(time.Hour))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sl := s.find(h, n, hour, p.interval+p.tolerance, false)
+	sl := p.find(s, h, n, hour, false)
 	if sl == nil {
 		return
 	}
-	sl.tat -= p.interval
-	if sl.hour == ringHour {
-		if r := &s.rings[sl.count]; r.hour == hour && r.counts[hour%24] > 0 {
+	st := s.epoch.unpack(sl.Val)
+	st.tat -= p.interval
+	if st.ring {
+		if r := &s.rings[st.count]; r.hour == hour && r.counts[hour%24] > 0 {
 			r.counts[hour%24]--
 			r.sum--
 		}
-	} else if sl.hour == hour && sl.count > 0 {
-		sl.count--
+	} else if st.hour == hour && st.count > 0 {
+		st.count--
 	}
+	sl.Val = s.epoch.pack(st)
 }
 
-// used24 returns the events counted for sl in the 24 hours ending with
-// hour.
-func (s *pacerShard) used24(sl *slot, hour int32) uint32 {
-	if sl.hour != ringHour {
-		if sl.hour == hour {
-			return sl.count
+// used24 returns the events counted for the id whose state is st in the 24
+// hours ending with hour.
+func (s *pacerShard) used24(st *state, hour int32) uint32 {
+	if !st.ring {
+		if st.hour == hour {
+			return st.count
 		}
 		return 0
 	}
-	r := &s.rings[sl.count]
+	r := &s.rings[st.count]
 	r.advance(hour)
 	return r.sum
 }
 
-// add counts one event for sl in hour; over track events in an hour, the id
-// gets a daily ring, whose earlier hours are assumed at track.
-func (s *pacerShard) add(sl *slot, hour int32, track uint32) {
-	if sl.hour == ringHour {
-		r := &s.rings[sl.count]
+// add counts one event in hour for the id whose state is st; over track
+// events in an hour, the id gets a daily ring, whose earlier hours are
+// assumed at track (while the shard has rings to give: maxRings).
+func (s *pacerShard) add(st *state, hour int32, track uint32) {
+	if st.ring {
+		r := &s.rings[st.count]
 		r.advance(hour)
 		r.counts[hour%24]++
 		r.sum++
 		return
 	}
-	if sl.hour != hour {
-		sl.hour, sl.count = hour, 0
+	if st.hour != hour {
+		st.hour, st.count = hour, 0
 	}
-	sl.count++
-	if sl.count <= track {
+	st.count++
+	if st.count <= track || len(s.free) == 0 && len(s.rings) == maxRings {
 		return
 	}
-	r := dayRing{hour: hour, sum: 23*track + sl.count}
+	r := dayRing{hour: hour, sum: 23*track + st.count}
 	for i := range r.counts {
 		r.counts[i] = track
 	}
-	r.counts[hour%24] = sl.count
+	r.counts[hour%24] = st.count
 	var at uint32
 	if n := len(s.free); n > 0 {
 		at, s.free = s.free[n-1], s.free[:n-1]
@@ -396,7 +537,7 @@ func (s *pacerShard) add(sl *slot, hour int32, track uint32) {
 		at = uint32(len(s.rings))
 		s.rings = append(s.rings, r)
 	}
-	sl.hour, sl.count = ringHour, at
+	st.ring, st.count = true, at
 }
 
 // advance clears the hours between the latest written and hour.
@@ -419,7 +560,7 @@ func (p *pacer) tracked() int {
 	for i := range p.shards {
 		s := &p.shards[i]
 		s.mu.Lock()
-		n += s.used
+		n += s.table.Len()
 		s.mu.Unlock()
 	}
 	return n

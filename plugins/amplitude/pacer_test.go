@@ -7,8 +7,10 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/idtable"
 )
 
 // arrivals returns the most events that fell in any window of length w.
@@ -255,9 +257,11 @@ func TestPacerForgetsIdleIDs(t *testing.T) {
 // BenchmarkPacer is the cost of pacing on the send path: one take per event
 // (its device and its user charged) with 10^3 and 10^6 distinct ids of each
 // kind tracked, hot (the same 16 ids again and again among them) and cold
-// (every id in a random order, so each take misses the caches), beside no
-// pacing (a nil pacer). Time moves so that every take is admitted: the
-// benchmark measures charges, not refusals.
+// (every id in turn, their slots at random places, so each take misses the
+// caches), beside no pacing (a nil pacer); "batch" is the send path's use,
+// the events of a batch of 256 prefetched before they are taken one by one.
+// Time moves so that every take is admitted: the benchmark measures charges,
+// not refusals.
 func BenchmarkPacer(b *testing.B) {
 	for _, ids := range []int{1_000, 1_000_000} {
 		events := make([]event, ids)
@@ -275,7 +279,7 @@ func BenchmarkPacer(b *testing.B) {
 			name  string
 			order []int
 		}{{"hot", hot}, {"cold", cold}} {
-			for _, impl := range []string{"paced", "off"} {
+			for _, impl := range []string{"paced", "batch", "off"} {
 				b.Run(fmt.Sprintf("ids=%d/%s/%s", ids, access.name, impl), func(b *testing.B) {
 					benchPacer(b, impl, events, access.order)
 				})
@@ -287,7 +291,7 @@ func BenchmarkPacer(b *testing.B) {
 func benchPacer(b *testing.B, impl string, events []event, order []int) {
 	now := time.Unix(1_700_000_000, 0)
 	var p *pacer
-	if impl == "paced" {
+	if impl != "off" {
 		p = newPacer(endpointHTTPV2, 0.1)
 		for i := range events {
 			p.take(&events[i], now)
@@ -296,19 +300,58 @@ func benchPacer(b *testing.B, impl string, events []event, order []int) {
 	// Each id comes back after a full interval of its budget.
 	step := time.Duration(int64(time.Second/27)/int64(len(order)) + 1)
 	now = now.Add(time.Second)
+	const batch = 256
+	var ptrs []*event // the events in order, for prefetch
+	if impl == "batch" {
+		for _, j := range order {
+			ptrs = append(ptrs, &events[j])
+		}
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		now = now.Add(step)
-		if _, ok := p.take(&events[order[i%len(order)]], now); !ok {
+		j := i % len(order)
+		if ptrs != nil && j%batch == 0 {
+			p.prefetch(ptrs[j:min(j+batch, len(ptrs))])
+		}
+		if _, ok := p.take(&events[order[j]], now); !ok {
 			b.Fatal("refused")
 		}
 	}
 }
 
-// BenchmarkPacerMemory reports the heap per tracked id (one device id per
-// event, 10^6 ids), measured once whatever -benchtime; the loop charges one
-// of them.
+// TestPacerPrefetchChangesNothing: prefetching a batch's events leaves
+// every answer as it was.
+func TestPacerPrefetchChangesNothing(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	p, ref := newPacer(endpointHTTPV2, 0.1), newPacer(endpointHTTPV2, 0.1)
+	rng := rand.New(rand.NewPCG(3, 3))
+	var batch []*event
+	for i := range 400 {
+		batch = append(batch, &event{deviceID: fmt.Sprint("d", rng.IntN(50)), userID: fmt.Sprint("u", rng.IntN(30))})
+		if i%7 == 0 {
+			batch[i].userID = ""
+		}
+	}
+	now := start
+	for round := range 20 {
+		p.prefetch(batch)
+		for i, e := range batch {
+			at, ok := p.take(e, now)
+			refAt, refOK := ref.take(e, now)
+			if ok != refOK || !at.Equal(refAt) {
+				t.Fatalf("round %d, event %d: (%v, %v) with prefetch, (%v, %v) without", round, i, ok, at, refOK, refAt)
+			}
+		}
+		now = now.Add(300 * time.Millisecond)
+	}
+}
+
+// BenchmarkPacerMemory reports the memory per tracked id (one device id per
+// event, 10^6 ids): the heap's growth plus the table memory held outside
+// the heap (idtable.Mapped), measured once whatever -benchtime; the loop
+// charges one of them.
 func BenchmarkPacerMemory(b *testing.B) {
 	const ids = 1_000_000
 	events := make([]event, ids)
@@ -319,18 +362,21 @@ func BenchmarkPacerMemory(b *testing.B) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	mapped := idtable.Mapped()
 	p := newPacer(endpointHTTPV2, 0.1)
 	for i := range events {
 		p.take(&events[i], now)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	perID := (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / ids
+	mapped = idtable.Mapped() - mapped
+	perID := (float64(after.HeapAlloc) - float64(before.HeapAlloc) + float64(mapped)) / ids
 	for i := 0; b.Loop(); i++ {
 		now = now.Add(time.Second)
 		p.take(&events[i%ids], now)
 	}
 	b.ReportMetric(perID, "bytes/id") // after b.Loop, which clears reported metrics
+	b.ReportMetric(float64(mapped)/ids, "offheap-bytes/id")
 }
 
 // TestPacerTableKeepsLiveIDs: ids that are not idle keep their state
@@ -354,5 +400,82 @@ func TestPacerTableKeepsLiveIDs(t *testing.T) {
 		if _, ok := p.take(&event{deviceID: fmt.Sprint("dev-", i)}, now); ok {
 			t.Fatalf("dev-%d forgot its charges when the table grew", i)
 		}
+	}
+}
+
+// TestPacerEpochMove: when a shard's epoch moves (every 9 minutes of its
+// time), the budgets of its ids are kept: an id whose epoch moved in the
+// middle of its burst gets the same answers, at the same times, as the same
+// id in a pacer whose epoch did not move, its hour's count included.
+func TestPacerEpochMove(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	p := newPacerWith(30, time.Second, 2_000_000, 0.4)
+	ref := newPacerWith(30, time.Second, 2_000_000, 0.4)
+	// Two devices of one shard.
+	a := &event{deviceID: "a"}
+	var b *event
+	for i := 0; b == nil; i++ {
+		if id := fmt.Sprint("b-", i); p.shard(p.idHash(deviceKey(id))) == p.shard(p.idHash(deviceKey("a"))) {
+			b = &event{deviceID: id}
+		}
+	}
+	if _, ok := p.take(b, start); !ok {
+		t.Fatal("b refused")
+	}
+	s := p.shard(p.idHash(deviceKey("a")))
+	first := s.epoch
+	// a spends its burst just before the epoch must move (in ref, its
+	// epoch starts there), b's take moves it, then a goes on taking as
+	// fast as it is let through for 3 minutes.
+	now := time.Unix(0, first.ns+epochEvery-1)
+	moved := false
+	refused := 0
+	for end := now.Add(3 * time.Minute); now.Before(end); {
+		at, ok := p.take(a, now)
+		refAt, refOK := ref.take(a, now)
+		if ok != refOK || !at.Equal(refAt) {
+			t.Fatalf("at %v: (%v, %v), without the epoch's move (%v, %v)", now, ok, at, refOK, refAt)
+		}
+		if !ok {
+			refused++
+			if !moved {
+				if _, ok := p.take(b, now.Add(2)); !ok {
+					t.Fatal("b refused")
+				}
+				if moved = s.epoch != first; !moved {
+					t.Fatal("the epoch did not move")
+				}
+			}
+			now = later(at, now.Add(time.Millisecond))
+		}
+	}
+	if refused == 0 {
+		t.Fatal("a was never refused: the test tests nothing")
+	}
+	// The hour's count (below the daily ring's threshold) moved too.
+	got, want := p.state(a.deviceID, now), ref.state(a.deviceID, now)
+	if got != want || got.count < 1000 {
+		t.Fatalf("a's state %+v, without the epoch's move %+v", got, want)
+	}
+}
+
+// state returns the state of device id, under its shard's lock.
+func (p *pacer) state(id string, now time.Time) state {
+	h := p.idHash(deviceKey(id))
+	s := p.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl := p.find(s, h, now.UnixNano(), int32(now.Unix()/3600), false)
+	if sl == nil {
+		return state{}
+	}
+	return s.epoch.unpack(sl.Val)
+}
+
+// TestPacerSlotSize: an id's slot is 16 bytes (the memory figures assume
+// it).
+func TestPacerSlotSize(t *testing.T) {
+	if n := unsafe.Sizeof(idtable.Slot[pace]{}); n != 16 {
+		t.Fatalf("slot of %d bytes, want 16", n)
 	}
 }

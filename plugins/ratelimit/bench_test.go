@@ -24,11 +24,22 @@ func benchKeys(n int) [][2]uint64 {
 // benchTake times limiter.take for events with a device and a user key:
 // n (device, user) pairs are tracked (2n ids), and the events draw from the
 // first active of them in turn, all under their limits (the pass path).
-func benchTake(b *testing.B, n, active int) {
+//
+// With batch, the events come in batches of 256 whose keys are prefetched
+// first, as ProcessBatch does.
+func benchTake(b *testing.B, n, active int, batch bool) {
 	keys := benchKeys(n)
 	l := newLimiter(65535, 1<<31, t0)
 	for i, k := range keys {
 		l.take(t0+int64(i), k[:])
+	}
+	var mk []msgKeys
+	if batch {
+		mk = make([]msgKeys, active)
+		for i := range mk {
+			mk[i].n = 2
+			mk[i].hs[0], mk[i].hs[1] = keys[i][0], keys[i][1]
+		}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -36,7 +47,11 @@ func benchTake(b *testing.B, n, active int) {
 	now := t0
 	for i := 0; b.Loop(); i++ {
 		now += 1000
-		if l.take(now, keys[i%active][:]).reason != reasonNone {
+		j := i % active
+		if batch && j%256 == 0 {
+			l.prefetch(mk[j:min(j+256, active)])
+		}
+		if l.take(now, keys[j][:]).reason != reasonNone {
 			b.Fatal("limited")
 		}
 	}
@@ -57,10 +72,11 @@ func reportCPU(b *testing.B) func() {
 // (device, user) pairs: every event on a different pair (the worst case:
 // with 2×10^6 ids, each lookup misses the CPU caches), and 10^6 pairs
 // tracked of which 10,000 are sending (a live stream: a day's devices
-// tracked, a few thousand active at a time).
+// tracked, a few thousand active at a time); each alone and in batches.
 func BenchmarkLimiterTake(b *testing.B) {
 	for _, c := range []struct{ n, active int }{{1024, 1024}, {1_000_000, 1_000_000}, {1_000_000, 10_000}} {
-		b.Run(fmt.Sprintf("keys=%d/active=%d", c.n, c.active), func(b *testing.B) { benchTake(b, c.n, c.active) })
+		b.Run(fmt.Sprintf("keys=%d/active=%d", c.n, c.active), func(b *testing.B) { benchTake(b, c.n, c.active, false) })
+		b.Run(fmt.Sprintf("keys=%d/active=%d/batch", c.n, c.active), func(b *testing.B) { benchTake(b, c.n, c.active, true) })
 	}
 }
 

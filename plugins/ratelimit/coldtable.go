@@ -1,16 +1,16 @@
 package ratelimit
 
-// coldTable holds the compact daily counts of idle keys: an open-addressing
-// table with linear probing over two parallel arrays, 12 bytes per slot, kept
-// between 53% and 80% full (about 15 to 23 bytes per key, against 20 to 40
-// for a Go map of the same entries). Slots are chosen by multiplying the low
-// 32 bits of the hash by the table size, so the table grows by half instead
-// of doubling.
+import "github.com/opencurrents/currents-amplitude/plugins/internal/idtable"
+
+// coldTable holds the compact daily counts of idle keys in an idtable
+// (outside the Go heap on Linux) of 16-byte slots, kept between 53% and 80%
+// full (about 20 to 30 bytes per key, not doubled by the collector), growing
+// by half instead of doubling. Key 0, which idtable keeps for empty slots,
+// has its value beside the table.
 type coldTable struct {
-	keys []uint64 // 0 marks an empty slot; key 0 itself is kept in zero
-	vals []uint32 // see packCold
-	n    int      // keys in the table, key 0 included
-	zero uint32   // value of key 0, when hasZero
+	tab  idtable.Table[uint32] // values: see packCold
+	n    int                   // keys in the table, key 0 included
+	zero uint32                // value of key 0, when hasZero
 	// hasZero says whether key 0 is in the table.
 	hasZero bool
 }
@@ -38,29 +38,15 @@ func unpackCold(v, now uint32) (hour, count uint32) {
 	return now - uint32(d), v >> coldHourBits
 }
 
-// home returns the slot at which key h starts probing.
-func (t *coldTable) home(h uint64) uint32 {
-	return uint32(uint64(uint32(h)) * uint64(len(t.keys)) >> 32)
+// touch loads the slot where key h starts its probe (see idtable's Touch).
+func (t *coldTable) touch(h uint64) {
+	t.tab.Touch(h)
 }
 
-// next returns the slot after j.
-func (t *coldTable) next(j uint32) uint32 {
-	if j++; j == uint32(len(t.keys)) {
-		return 0
-	}
-	return j
-}
-
-// find returns the slot of key h (not 0), or the empty slot where it would go.
-func (t *coldTable) find(h uint64) (uint32, bool) {
-	for j := t.home(h); ; j = t.next(j) {
-		switch t.keys[j] {
-		case h:
-			return j, true
-		case 0:
-			return j, false
-		}
-	}
+// coldSize returns a table size of about n slots (a multiple of 4, so that
+// probes start at cache line boundaries).
+func coldSize(n int) int {
+	return (n + 3) &^ 3
 }
 
 // len returns the number of keys.
@@ -73,11 +59,8 @@ func (t *coldTable) get(h uint64) (uint32, bool) {
 	if h == 0 {
 		return t.zero, t.hasZero
 	}
-	if len(t.keys) == 0 {
-		return 0, false
-	}
-	if j, ok := t.find(h); ok {
-		return t.vals[j], true
+	if j, ok := t.tab.Find(h); ok {
+		return t.tab.At(j).Val, true
 	}
 	return 0, false
 }
@@ -92,20 +75,12 @@ func (t *coldTable) take(h uint64) (uint32, bool) {
 		}
 		return v, ok
 	}
-	if len(t.keys) == 0 {
-		return 0, false
-	}
-	j, ok := t.find(h)
+	j, ok := t.tab.Find(h)
 	if !ok {
 		return 0, false
 	}
-	v := t.vals[j]
-	t.keys[j] = 0
-	backshift(j, t.next, func(k uint32) (uint32, bool) {
-		return t.home(t.keys[k]), t.keys[k] != 0
-	}, func(dst, src uint32) {
-		t.keys[dst], t.vals[dst], t.keys[src] = t.keys[src], t.vals[src], 0
-	})
+	v := t.tab.At(j).Val
+	t.tab.Delete(j)
 	t.n--
 	return v, true
 }
@@ -119,82 +94,37 @@ func (t *coldTable) put(h uint64, v uint32) {
 		t.zero, t.hasZero = v, true
 		return
 	}
-	if (t.n+1)*5 > len(t.keys)*4 {
-		t.resize(max(len(t.keys)*3/2, 16), nil)
+	if (t.tab.Len()+1)*5 > t.tab.Size()*4 {
+		t.tab.Resize(coldSize(max(t.tab.Size()*3/2, 16)))
 	}
-	j, ok := t.find(h)
+	j, ok := t.tab.Find(h)
 	if !ok {
-		t.keys[j] = h
+		t.tab.Fill(j, h)
 		t.n++
 	}
-	t.vals[j] = v
+	t.tab.At(j).Val = v
 }
 
-// retain removes the keys keep returns false for (keep is called more than
-// once per key and must answer the same), and rebuilds a table that became
-// less than a quarter full, giving its memory back.
+// retain removes the keys keep returns false for, and rebuilds a table that
+// became less than a quarter full, giving its memory back.
 func (t *coldTable) retain(keep func(h uint64, v uint32) bool) {
 	if t.hasZero && !keep(0, t.zero) {
 		t.zero, t.hasZero = 0, false
 		t.n--
 	}
-	kept := 0
-	for j, h := range t.keys {
-		if h != 0 && keep(h, t.vals[j]) {
-			kept++
+	t.tab.Retain(func(sl *idtable.Slot[uint32]) bool {
+		return keep(sl.Key, sl.Val)
+	}, func(kept int) int {
+		if kept == t.tab.Len() && kept*4 >= t.tab.Size() {
+			return t.tab.Size()
 		}
-	}
+		if kept == 0 {
+			return 0
+		}
+		return coldSize(max(kept*3/2, 16))
+	})
+	t.n = t.tab.Len()
 	if t.hasZero {
-		kept++
-	}
-	if kept == t.n && t.n*4 >= len(t.keys) {
-		return
-	}
-	size := kept * 3 / 2
-	if kept > 0 {
-		size = max(size, 16)
-	}
-	t.resize(size, keep)
-}
-
-// resize rebuilds the table with size slots, keeping only the keys keep
-// returns true for (all of them when keep is nil).
-func (t *coldTable) resize(size int, keep func(h uint64, v uint32) bool) {
-	old, oldVals := t.keys, t.vals
-	t.keys, t.vals = make([]uint64, size), make([]uint32, size)
-	t.n = 0
-	if t.hasZero {
-		t.n = 1
-	}
-	for j, h := range old {
-		if h != 0 && (keep == nil || keep(h, oldVals[j])) {
-			k, _ := t.find(h)
-			t.keys[k], t.vals[k] = h, oldVals[j]
-			t.n++
-		}
-	}
-}
-
-// backshift fills the hole at slot j of a linear-probing table by moving
-// back the entries after it that could otherwise no longer be found from
-// their home slot (Knuth's algorithm R). next steps to the following slot,
-// home returns the home slot of the entry in slot k (false when k is
-// empty), and move moves the entry of slot src to slot dst, emptying src.
-func backshift(j uint32, next func(uint32) uint32, home func(k uint32) (uint32, bool), move func(dst, src uint32)) {
-	for k := next(j); ; k = next(k) {
-		hk, ok := home(k)
-		if !ok {
-			return
-		}
-		var stays bool
-		if j <= k {
-			stays = j < hk && hk <= k
-		} else {
-			stays = j < hk || hk <= k
-		}
-		if !stays {
-			move(j, k)
-			j = k
-		}
+		t.n++
 	}
 }

@@ -1,5 +1,7 @@
 package ratelimit
 
+import "github.com/opencurrents/currents-amplitude/plugins/internal/idtable"
+
 // slab hands out values of type T by number, in fixed-size chunks: addresses
 // stay stable, slack stays small, and a T without pointers is never scanned
 // by the GC. Released numbers are handed out again first.
@@ -49,96 +51,69 @@ func (s *slab[T]) live() int {
 // indexed by hour modulo daySlots.
 type dayRing [daySlots]uint32
 
-// hotTable holds the full states of one shard's active keys, in a slab, found
-// through an open-addressing index with linear probing whose slots hold state
-// numbers and an 8-bit tag of the key's hash; each state carries its own key
-// hash. This costs about 8 bytes per key on top of the state, against 20 to
-// 40 for a Go map. The tag spares a probe the load of a state that is not
-// the key's (255 times in 256): with a million keys every state load is a
-// cache miss, so a lookup costs one miss in the index and one in the state.
-// The few keys whose daily count is large also own an hourly ring from a
-// second slab.
+// hotTable holds the full states of one shard's active keys inline in an
+// idtable (open addressing, linear probing, outside the Go heap on Linux) of
+// 64-byte slots, one cache line each: a lookup in a table larger than the
+// caches costs one miss, which take overlaps with those of its other keys
+// (it touches all their slots first). Key 0, which idtable keeps for empty
+// slots, has its state beside the table. The few keys whose daily count is
+// large also own an hourly ring from a slab.
+//
+// States move when the table grows or a key is removed: a pointer to one is
+// good until the next insert beyond what reserve made room for, or the next
+// sweep.
 type hotTable struct {
-	states slab[keyState]
-	rings  slab[dayRing]
-	slots  []uint32 // tag<<slotIndexBits | state number + 1, 0 when empty; len is a power of two
-	n      int      // keys in the table
-	peak   int      // largest n since the table was last rebuilt
+	tab   idtable.Table[keyState]
+	rings slab[dayRing]
+	zero  keyState // the state of key 0, when hasZero
+	// hasZero says whether key 0 is in the table.
+	hasZero bool
+	n       int // keys in the table, key 0 included
+	peak    int // largest n since the table was last rebuilt
 }
 
 const minSlots = 64
 
-// A slot holds a state number + 1 in its low slotIndexBits bits (so a shard
-// holds at most 2^24-1 keys, 10^9 over the 64 shards: 56 GB of states) and a
-// tag of the key's hash above them. The tag is taken from hash bits that
-// neither the shard (the top 6) nor the home slot (the low ones) use.
-const (
-	slotIndexBits = 24
-	slotIndexMask = 1<<slotIndexBits - 1
-	tagShift      = 50
-)
-
-// slotTag returns the tag bits of hash h, in place in a slot.
-func slotTag(h uint64) uint32 {
-	return uint32(uint8(h>>tagShift)) << slotIndexBits
-}
-
-// find returns the slot of hash h, or the empty slot where it would go.
-func (t *hotTable) find(h uint64) (uint32, bool) {
-	mask := uint32(len(t.slots) - 1)
-	tag := slotTag(h)
-	for j := uint32(h) & mask; ; j = (j + 1) & mask {
-		v := t.slots[j]
-		if v == 0 {
-			return j, false
-		}
-		if v&^slotIndexMask == tag && t.states.at(v&slotIndexMask-1).hash == h {
-			return j, true
-		}
-	}
-}
-
-// stateAt returns the state slot j points to.
-func (t *hotTable) stateAt(j uint32) *keyState {
-	return t.states.at(t.slots[j]&slotIndexMask - 1)
-}
-
 // get returns the state of key h, or nil.
 func (t *hotTable) get(h uint64) *keyState {
-	if t.n == 0 {
+	if h == 0 {
+		if t.hasZero {
+			return &t.zero
+		}
 		return nil
 	}
-	if j, ok := t.find(h); ok {
-		return t.stateAt(j)
+	if j, ok := t.tab.Find(h); ok {
+		return &t.tab.At(j).Val
 	}
 	return nil
 }
 
-// insert adds key h, which must be absent, and returns its (empty) state.
-func (t *hotTable) insert(h uint64) *keyState {
-	if (t.n+1)*4 > len(t.slots)*3 {
-		t.resize(max(len(t.slots)*2, minSlots))
-	}
-	i := t.states.alloc()
-	j, _ := t.find(h)
-	t.slots[j] = slotTag(h) | (i + 1)
-	t.n++
-	t.peak = max(t.peak, t.n)
-	st := t.states.at(i)
-	st.hash, st.live = h, true
-	return st
+// touch loads the slot where key h starts its probe (see idtable's Touch).
+func (t *hotTable) touch(h uint64) {
+	t.tab.Touch(h)
 }
 
-// resize rebuilds the index with size slots.
-func (t *hotTable) resize(size int) {
-	old := t.slots
-	t.slots = make([]uint32, size)
-	for _, v := range old {
-		if v != 0 {
-			j, _ := t.find(t.states.at(v&slotIndexMask - 1).hash)
-			t.slots[j] = v
-		}
+// reserve makes room for k more keys, so that inserting them moves no state.
+func (t *hotTable) reserve(k int) {
+	if (t.tab.Len()+k)*4 > t.tab.Size()*3 {
+		t.tab.Resize(max(2*(t.tab.Len()+k), minSlots)) // half full
 	}
+}
+
+// insert adds key h, which must be absent, and returns its (empty) state.
+// States move if it needs more room than reserve made.
+func (t *hotTable) insert(h uint64) *keyState {
+	t.n++
+	t.peak = max(t.peak, t.n)
+	if h == 0 {
+		t.zero, t.hasZero = keyState{}, true
+		return &t.zero
+	}
+	t.reserve(1)
+	j, _ := t.tab.Find(h)
+	st := &t.tab.Fill(j, h).Val
+	st.hash = h
+	return st
 }
 
 // ring returns the hourly ring of st, or nil while its daily count is compact.
@@ -172,54 +147,36 @@ func (t *hotTable) fold(st *keyState) {
 	st.ring = 0
 }
 
-// sweep calls keep for every state and removes the keys it returns false
+// sweep calls keep for every state (more than once for some: it must give
+// the same answer for a state it kept) and removes the keys it returns false
 // for, releasing their rings.
 func (t *hotTable) sweep(keep func(st *keyState) bool) {
-	for i := range t.states.used {
-		st := t.states.at(i)
-		if !st.live || keep(st) {
-			continue
-		}
-		t.fold(st)
-		j, _ := t.find(st.hash)
-		t.deleteSlot(j)
-		st.live = false
-		t.states.release(i)
+	if t.hasZero && !keep(&t.zero) {
+		t.fold(&t.zero)
+		t.zero, t.hasZero = keyState{}, false
+		t.n--
 	}
+	t.tab.DeleteFunc(func(sl *idtable.Slot[keyState]) bool {
+		if keep(&sl.Val) {
+			return false
+		}
+		t.fold(&sl.Val)
+		t.n--
+		return true
+	})
 	if t.rings.live() == 0 {
 		t.rings = slab[dayRing]{}
 	}
 }
 
-// deleteSlot empties slot j.
-func (t *hotTable) deleteSlot(j uint32) {
-	mask := uint32(len(t.slots) - 1)
-	t.slots[j] = 0
-	backshift(j, func(k uint32) uint32 { return (k + 1) & mask }, func(k uint32) (uint32, bool) {
-		v := t.slots[k]
-		if v == 0 {
-			return 0, false
-		}
-		return uint32(t.states.at(v&slotIndexMask-1).hash) & mask, true
-	}, func(dst, src uint32) {
-		t.slots[dst], t.slots[src] = t.slots[src], 0
-	})
-	t.n--
-}
-
-// compact rebuilds the table with only its live keys, releasing the memory
-// of the others. Rings are kept as they are (states keep their numbers).
+// compact rebuilds the table for its keys, releasing the memory of the
+// others (all of it when there are none). Rings are kept as they are
+// (states keep their numbers).
 func (t *hotTable) compact() {
-	old := *t
-	*t = hotTable{rings: old.rings}
-	size := minSlots
-	for size*3 < old.n*4*2 {
-		size *= 2
+	t.peak = t.n
+	if t.tab.Len() == 0 {
+		t.tab.Free()
+		return
 	}
-	t.slots = make([]uint32, size)
-	for i := range old.states.used {
-		if st := old.states.at(i); st.live {
-			*t.insert(st.hash) = *st
-		}
-	}
+	t.tab.Resize(max(2*t.tab.Len(), minSlots))
 }

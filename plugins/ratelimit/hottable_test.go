@@ -16,12 +16,12 @@ func TestHotTableMatchesMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	var tab hotTable
 	want := map[uint64]uint32{} // hash -> secTotal, used as a payload
-	key := func() uint64 {
-		low := rng.Uint64N(4)
+	key := func() uint64 {      // the home is the low 32 bits times the size, over 2^32
+		low := rng.Uint64N(4) << 24
 		if rng.IntN(2) == 0 {
-			low = 1<<20 - 1 - low
+			low = 1<<32 - 1 - low
 		}
-		return rng.Uint64N(300)<<20 | low
+		return rng.Uint64N(300)<<32 | low
 	}
 	for step := range 10_000 {
 		h := key()
@@ -75,15 +75,16 @@ func TestSizes(t *testing.T) {
 // TestHotTableWrap removes entries of a probe run that wraps around the end
 // of the index (homes 63 and 0 of 64 slots), in every order.
 func TestHotTableWrap(t *testing.T) {
-	// The low bits of a hash are its home slot.
-	homed := func(id, home uint64) uint64 { return id<<20 | home }
+	// The low 32 bits of a hash times the size, over 2^32, are its home
+	// slot.
+	homed := func(id, home uint64) uint64 { return id<<32 | home<<26 }
 	keys := []uint64{homed(1, 0), homed(2, 63), homed(3, 63), homed(4, 0), homed(5, 62)}
 	for del := range keys {
 		var tab hotTable
 		for _, h := range keys {
 			tab.insert(h)
 		}
-		require.Len(t, tab.slots, minSlots)
+		require.Equal(t, minSlots, tab.tab.Size())
 		tab.sweep(func(st *keyState) bool { return st.hash != keys[del] })
 		for i, h := range keys {
 			if i != del {
@@ -91,5 +92,17 @@ func TestHotTableWrap(t *testing.T) {
 			}
 		}
 		assert.Nil(t, tab.get(keys[del]))
+	}
+}
+
+// TestHotTableHomes: the keys of TestHotTableWrap home where it says.
+func TestHotTableHomes(t *testing.T) {
+	var tab hotTable
+	for _, home := range []uint64{0, 62, 63} {
+		h := 7<<32 | home<<26
+		tab.insert(h)
+		j, ok := tab.tab.Find(h)
+		require.True(t, ok)
+		assert.Equal(t, int(home), j)
 	}
 }

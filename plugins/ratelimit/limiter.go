@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"math/bits"
 	"sync"
 	"time"
 )
@@ -50,8 +51,8 @@ type verdict struct {
 }
 
 // keyState is the full ("hot") state of one key: a ring of per-second bucket
-// counts, and the daily count. 56 bytes, no pointers (the GC never scans
-// them).
+// counts, and the daily count. 56 bytes, 64 with its slot's key (one cache
+// line), no pointers.
 //
 // The daily count is compact while it is at most limiter.demoteMax (a 64th of
 // per_day): all of it is counted in hour dayLast, so it expires no earlier
@@ -68,7 +69,6 @@ type keyState struct {
 	dayTotal uint32
 	ring     uint32 // number of the key's hourly ring in hotTable.rings + 1; 0 while compact
 	sec      [secSlots]uint16
-	live     bool // in use (see hotTable)
 }
 
 // advance moves the windows of st forward to the bucket sb and the hour,
@@ -170,7 +170,7 @@ type shard struct {
 	// coldHour is the hour in which cold was last scanned for expired
 	// counts: they expire on the hour, so one scan per hour is enough.
 	coldHour uint32
-	_        [28]byte // 256 bytes: shards do not share cache lines
+	_        [60]byte // 192 bytes: shards do not share cache lines
 }
 
 // limiter is the keyed sliding-window limiter: every key may count at most
@@ -203,8 +203,8 @@ func (l *limiter) shardOf(h uint64) *shard {
 }
 
 // state returns the state of key h, creating it (or promoting it from the
-// cold table). The caller holds s.mu; the state stays at its address until the
-// next sweep.
+// cold table). The caller holds s.mu; the state stays at its address until
+// the next sweep or the next insert beyond what s.hot.reserve made room for.
 func (s *shard) state(h uint64, sb, hour uint32) *keyState {
 	if st := s.hot.get(h); st != nil {
 		return st
@@ -226,6 +226,18 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	n := l.lock(hs, &order)
 	defer l.unlock(&order, n)
 
+	// Room first, so that no insert moves a state taken before it; then
+	// every key's slots are loaded before any is read, so that the cache
+	// misses of tables larger than the caches overlap.
+	for _, h := range hs {
+		s := l.shardOf(h)
+		s.hot.reserve(len(hs))
+	}
+	for _, h := range hs {
+		s := l.shardOf(h)
+		s.hot.touch(h)
+		s.cold.touch(h)
+	}
 	var states [maxKeys]*keyState
 	var tables [maxKeys]*hotTable
 	for i, h := range hs {
@@ -252,6 +264,51 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	}
 	return v
 }
+
+// prefetch loads the slots of the keys of a batch's messages (those with
+// n >= 0) into the cache, all their misses at once, before take counts the
+// messages one by one: with tables larger than the caches, most of a take's
+// cost is otherwise its keys' cache misses, one message after the other. It
+// locks the shards concerned (each once, in order) around the loads, so that
+// no table is rebuilt under them. Batches of fewer than prefetchMin messages
+// are left as they are.
+func (l *limiter) prefetch(keys []msgKeys) {
+	if len(keys) < prefetchMin {
+		return
+	}
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), prefetchChunk)]
+		keys = keys[len(chunk):]
+		var mask uint64
+		for i := range chunk {
+			for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
+				mask |= 1 << (h >> 58)
+			}
+		}
+		for m := mask; m != 0; m &= m - 1 {
+			l.shards[bits.TrailingZeros64(m)].mu.Lock()
+		}
+		for i := range chunk {
+			for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
+				s := l.shardOf(h)
+				s.hot.touch(h)
+				s.cold.touch(h)
+			}
+		}
+		for m := mask; m != 0; m &= m - 1 {
+			l.shards[bits.TrailingZeros64(m)].mu.Unlock()
+		}
+	}
+}
+
+const (
+	// prefetchMin is the smallest batch prefetch loads: below it, the
+	// locks cost more than the misses saved.
+	prefetchMin = 16
+	// prefetchChunk is how many messages prefetch loads under one round of
+	// locks (their slots stay well within the caches).
+	prefetchChunk = 128
+)
 
 // lock locks the shards of hs in ascending order (each once) and records
 // them in order; it returns how many it locked.

@@ -71,11 +71,11 @@ It stays useful where there is no `+"`amplitude`"+` output to pace: before a Kaf
 
 Every message is limited by each of its `+"`keys`"+` (by default the `+"`device_id`"+` and the `+"`user_id`"+` of an Amplitude event), each counted on its own: a message passes only when every non-empty key has room under both limits, and then it counts against all of them. A key that evaluates to an empty string or `+"`null`"+` is not limited.
 
-The windows slide: no interval of one second ever holds more than `+"`per_second`"+` passed events of one key, and no 24 hours more than `+"`per_day`"+`. To guarantee it with about 75 bytes per active key (see Memory), counts are kept in 100 ms buckets over the last 1.1 s and hourly buckets over the last 25 hours; a key sending steadily therefore passes up to `+"`per_second`"+`/1.1 events per second. A key whose daily count is at most `+"`per_day`"+`/64 keeps it as one number dated to its latest hour (stricter, never looser, by at most `+"`per_day`"+`/64 events); only keys past that get the hourly buckets.
+The windows slide: no interval of one second ever holds more than `+"`per_second`"+` passed events of one key, and no 24 hours more than `+"`per_day`"+`. To guarantee it with one 64-byte slot per active key (see Memory), counts are kept in 100 ms buckets over the last 1.1 s and hourly buckets over the last 25 hours; a key sending steadily therefore passes up to `+"`per_second`"+`/1.1 events per second. A key whose daily count is at most `+"`per_day`"+`/64 keeps it as one number dated to its latest hour (stricter, never looser, by at most `+"`per_day`"+`/64 events); only keys past that get the hourly buckets.
 
 ### Memory
 
-Sizing rule (checked by the package's tests at 10^5 to 3×10^6 keys): about 75 bytes per key (a device id or a user id) seen in the last seconds, about 20 bytes per idle key that still has events in its 24 hours, nothing once they are out. For example 10^6 devices with 10^6 users: about 150 MB while all of them send at once, about 40 MB for a day's worth of them of which 10,000 send at a time, on top of the pipeline's own memory.
+Sizing rule (checked by the package's tests at 10^5 to 3×10^6 keys): 85 to 128 bytes per key (a device id or a user id) seen in the last seconds (one 64-byte slot, with the table's fill; about 120 at 10^6 keys), 20 to 31 bytes per idle key that still has events in its 24 hours (about 25), nothing once they are out. On Linux the tables live outside the Go heap, so the garbage collector does not double them: these bytes are resident memory. For example 10^6 devices with 10^6 users: about 240 MB while all of them send at once, about 50 MB for a day's worth of them of which 10,000 send at a time, on top of the pipeline's own memory.
 
 ### What happens to an event over the limit (`+"`on_limit`"+`)
 
@@ -185,7 +185,7 @@ func fastPath(raw string) (string, bool) {
 // msgKeys are the keys of one message: their values (which may point into
 // the message's bytes: clone before keeping) and hashes.
 type msgKeys struct {
-	n    int
+	n    int            // -1: the message is not limited (see ProcessBatch)
 	idx  [maxKeys]uint8 // index in the keys field
 	vals [maxKeys]string
 	hs   [maxKeys]uint64
@@ -353,6 +353,9 @@ func isObject(raw string) bool {
 	return false
 }
 
+// keysPool holds the slices of msgKeys ProcessBatch fills for a batch.
+var keysPool = sync.Pool{New: func() any { return new([]msgKeys) }}
+
 // pending is a message of a batch waiting for room in delay mode.
 type pending struct {
 	i    int
@@ -372,7 +375,21 @@ func (p *deviceRateLimit) ProcessBatch(ctx context.Context, batch service.Messag
 		// the caller's.
 		batch = append(service.MessageBatch(nil), batch...)
 	}
+	// Every message's keys first, so that the limiter loads all their slots
+	// at once (prefetch) before taking them one by one.
+	scratch := keysPool.Get().(*[]msgKeys)
+	keys := *scratch
+	if cap(keys) < len(batch) {
+		keys = make([]msgKeys, len(batch))
+	}
+	keys = keys[:len(batch)]
+	*scratch = keys
+	defer func() {
+		clear(keys) // the values point into the messages
+		keysPool.Put(scratch)
+	}()
 	for i, msg := range batch {
+		keys[i].n = -1 // not limited
 		if msg.GetError() != nil {
 			// Already failed upstream (e.g. unmappable): pass it on untouched
 			// so the dead-letter output sees the original reason. It will not
@@ -382,6 +399,14 @@ func (p *deviceRateLimit) ProcessBatch(ctx context.Context, batch service.Messag
 		k, err := p.extract(msg)
 		if err != nil {
 			msg.SetError(fmt.Errorf("device rate limit: %w", err))
+			continue
+		}
+		keys[i] = k
+	}
+	p.lim.prefetch(keys)
+	for i, msg := range batch {
+		k := keys[i]
+		if k.n < 0 {
 			continue
 		}
 		if err := p.cache.load(ctx, now, &k); err != nil {

@@ -1,0 +1,218 @@
+// Package idtable is the per-id state table of the amplitude output's pacer
+// and of device_rate_limit: an open-addressing hash table with linear
+// probing, keyed by a non-zero 64-bit hash of the id (ids themselves are
+// not stored), whose slots hold a fixed-size, pointer-free value.
+//
+// The slots live outside the Go heap where the platform allows it (mmap on
+// Linux, mem_linux.go), so the collector neither scans them nor lets the
+// heap grow to twice their size before collecting, and large tables are
+// backed by transparent huge pages (MADV_HUGEPAGE: a lookup in a table larger
+// than the caches then costs a cache miss without a TLB miss). Small tables,
+// and every table on other platforms, are plain Go slices.
+//
+// A slot's home is chosen by multiplying the low 32 bits of the hash by the
+// table's size, rounded down to a multiple of a cache line's worth of slots,
+// so that a probe starts at a line boundary and a short probe stays in the
+// line the lookup loads; the size need not be a power of two. A table is not
+// safe for concurrent use: its owner locks around it.
+package idtable
+
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
+// Slot is one id's entry: Key is the id's hash (0: the slot is empty) and
+// Val its state, which must hold no Go pointers (the slots may live outside
+// the heap, where the collector does not see them).
+type Slot[V any] struct {
+	Key uint64
+	Val V
+}
+
+// Table is an open-addressing table of slots. The zero Table is empty and
+// holds no memory; Resize gives it slots.
+type Table[V any] struct {
+	slots []Slot[V]
+	n     int     // slots with a key
+	mem   *region // the slots' memory when outside the heap, else nil
+	line  uint32  // slots per cache line (a power of two), at least 1
+}
+
+// lineBytes is the cache line the probes are aligned to.
+const lineBytes = 64
+
+// Len returns the number of keys in t.
+func (t *Table[V]) Len() int { return t.n }
+
+// Size returns the number of slots of t.
+func (t *Table[V]) Size() int { return len(t.slots) }
+
+// Bytes returns the memory of t's slots.
+func (t *Table[V]) Bytes() int { return len(t.slots) * int(unsafe.Sizeof(Slot[V]{})) }
+
+// home returns the slot at which key h starts probing: the first slot of a
+// cache line.
+func (t *Table[V]) home(h uint64) int {
+	j := uint32(uint64(uint32(h)) * uint64(len(t.slots)) >> 32)
+	return int(j &^ (t.line - 1))
+}
+
+// next returns the slot after j.
+func (t *Table[V]) next(j int) int {
+	if j++; j == len(t.slots) {
+		return 0
+	}
+	return j
+}
+
+// At returns slot j.
+func (t *Table[V]) At(j int) *Slot[V] { return &t.slots[j] }
+
+// Find returns the slot of key h (not 0) and true, or the empty slot that
+// ends its probe and false; -1 when t has no slots. t must not be full.
+func (t *Table[V]) Find(h uint64) (int, bool) {
+	if len(t.slots) == 0 {
+		return -1, false
+	}
+	for j := t.home(h); ; j = t.next(j) {
+		switch t.slots[j].Key {
+		case h:
+			return j, true
+		case 0:
+			return j, false
+		}
+	}
+}
+
+// FindReusable is Find that also returns the first slot on h's probe, before
+// the one returned, whose entry reusable says may be replaced (-1 when
+// none): an owner that forgets idle ids overwrites that slot instead of
+// filling a new one.
+func (t *Table[V]) FindReusable(h uint64, reusable func(*Slot[V]) bool) (j int, found bool, reuse int) {
+	reuse = -1
+	if len(t.slots) == 0 {
+		return -1, false, -1
+	}
+	for j = t.home(h); ; j = t.next(j) {
+		switch t.slots[j].Key {
+		case h:
+			return j, true, reuse
+		case 0:
+			return j, false, reuse
+		}
+		if reuse < 0 && reusable(&t.slots[j]) {
+			reuse = j
+		}
+	}
+}
+
+// Touch loads the home line of key h, so that the Find that follows (after
+// other independent work, such as touching another table) finds it in the
+// cache: the cache misses of several lookups then overlap. It must be
+// called under the owner's lock, like any other method.
+func (t *Table[V]) Touch(h uint64) {
+	if len(t.slots) > 0 {
+		_ = atomic.LoadUint64(&t.slots[t.home(h)].Key) // a load the compiler keeps
+	}
+}
+
+// Fill puts key h into the empty slot j that Find returned and returns the
+// slot, its value zero.
+func (t *Table[V]) Fill(j int, h uint64) *Slot[V] {
+	s := &t.slots[j]
+	*s = Slot[V]{Key: h}
+	t.n++
+	return s
+}
+
+// Delete empties slot j, moving back the entries after it that could
+// otherwise no longer be found from their home slot (Knuth's algorithm R):
+// entries move, so slot pointers taken before are stale.
+func (t *Table[V]) Delete(j int) {
+	t.slots[j] = Slot[V]{}
+	t.n--
+	for k := t.next(j); t.slots[k].Key != 0; k = t.next(k) {
+		hk := t.home(t.slots[k].Key)
+		var stays bool
+		if j <= k {
+			stays = j < hk && hk <= k
+		} else {
+			stays = j < hk || hk <= k
+		}
+		if !stays {
+			t.slots[j], t.slots[k] = t.slots[k], Slot[V]{}
+			j = k
+		}
+	}
+}
+
+// DeleteFunc deletes, in place, the entries drop returns true for (drop may
+// change the value of an entry it keeps). An entry that a deletion moves
+// across the end of the table is offered twice, so drop must give the same
+// answer for an entry it has kept. Unlike Retain, it never reallocates.
+func (t *Table[V]) DeleteFunc(drop func(*Slot[V]) bool) {
+	for j := 0; j < len(t.slots); {
+		if s := &t.slots[j]; s.Key != 0 && drop(s) {
+			t.Delete(j) // an entry after j may move into j: look again
+			continue
+		}
+		j++
+	}
+}
+
+// Retain calls keep once for every entry (keep may change the entry's
+// value) and drops those it returns false for. Then, if any was dropped or
+// size(kept) differs from the table's size, the kept entries move into a
+// new table of size(kept) slots (which must exceed kept) and the old
+// memory is released. It returns the number of entries dropped.
+func (t *Table[V]) Retain(keep func(*Slot[V]) bool, size func(kept int) int) int {
+	dropped := 0
+	for j := range t.slots {
+		if s := &t.slots[j]; s.Key != 0 && !keep(s) {
+			s.Key = 0 // the table is rebuilt below, probes need not hold
+			dropped++
+		}
+	}
+	kept := t.n - dropped
+	if n := size(kept); dropped > 0 || n != len(t.slots) {
+		t.rebuild(n)
+	}
+	return dropped
+}
+
+// Resize moves every entry into a new table of size slots (more than Len),
+// releasing the old memory.
+func (t *Table[V]) Resize(size int) { t.rebuild(size) }
+
+func (t *Table[V]) rebuild(size int) {
+	old, oldMem := t.slots, t.mem
+	t.slots, t.mem = alloc[V](size)
+	t.line = max(1, uint32(lineBytes/unsafe.Sizeof(Slot[V]{})))
+	if size < int(t.line) || size%int(t.line) != 0 {
+		t.line = 1 // the homes must stay within the table
+	}
+	t.n = 0
+	for i := range old {
+		if s := &old[i]; s.Key != 0 {
+			j, _ := t.Find(s.Key)
+			t.slots[j] = *s
+			t.n++
+		}
+	}
+	oldMem.free()
+}
+
+// Free releases t's memory; t is then empty.
+func (t *Table[V]) Free() {
+	t.mem.free()
+	*t = Table[V]{}
+}
+
+// mapped is the memory of all tables outside the Go heap.
+var mapped atomic.Int64
+
+// Mapped returns the bytes of table memory held outside the Go heap by the
+// whole process (0 where tables live in the heap): what a memory figure
+// must add to the heap's.
+func Mapped() int64 { return mapped.Load() }

@@ -1,0 +1,152 @@
+package idtable
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestTableMatchesMap drives a table with random inserts, deletes, retains
+// and resizes, at sizes on and off the heap and with line-aligned and
+// unaligned sizes, and checks it against a Go map after each step.
+func TestTableMatchesMap(t *testing.T) {
+	for _, size := range []int{5, 64, 1000, 100_003, 1 << 17} { // 1<<17 slots: 2 MiB, on huge pages
+		rng := rand.New(rand.NewPCG(uint64(size), 7))
+		var tb Table[uint64]
+		tb.Resize(size)
+		want := map[uint64]uint64{}
+		check := func(step string) {
+			t.Helper()
+			if tb.Len() != len(want) {
+				t.Fatalf("size %d, %s: Len %d, want %d", size, step, tb.Len(), len(want))
+			}
+			for k, v := range want {
+				j, ok := tb.Find(k)
+				if !ok || tb.At(j).Val != v {
+					t.Fatalf("size %d, %s: key %x lost", size, step, k)
+				}
+			}
+		}
+		// Keys whose low bits take 2×size values collide on their homes.
+		key := func() uint64 {
+			return rng.Uint64()&^0xffff_ffff | uint64(rng.IntN(2*size))*(1<<32/uint64(2*size)) | 1
+		}
+		rounds := 6
+		if size > 50_000 {
+			rounds = 2 // enough for the large table, in seconds under -race
+		}
+		for round := range rounds {
+			for range tb.Size() * 3 / 5 {
+				if tb.Len()+1 >= tb.Size() {
+					break
+				}
+				k := key()
+				j, ok := tb.Find(k)
+				if !ok {
+					tb.Fill(j, k)
+				}
+				tb.At(j).Val = k ^ 0x55
+				want[k] = k ^ 0x55
+			}
+			check("insert")
+			for k := range want {
+				if rng.IntN(3) == 0 {
+					j, ok := tb.Find(k)
+					if !ok {
+						t.Fatalf("key %x not found", k)
+					}
+					tb.Delete(j)
+					delete(want, k)
+				}
+			}
+			check("delete")
+			seen := map[uint64]bool{}
+			tb.DeleteFunc(func(s *Slot[uint64]) bool {
+				if s.Key%7 == 0 {
+					if seen[s.Key] {
+						t.Fatalf("%x offered again after it was deleted", s.Key)
+					}
+					delete(want, s.Key)
+				}
+				seen[s.Key] = true
+				return s.Key%7 == 0
+			})
+			for k := range want {
+				if !seen[k] {
+					t.Fatalf("DeleteFunc did not offer %x", k)
+				}
+			}
+			check("delete func")
+			if _, ok := tb.Find(2); ok { // even keys are never inserted
+				t.Fatal("found an absent key")
+			}
+			calls := 0
+			dropped := tb.Retain(func(s *Slot[uint64]) bool {
+				calls++
+				if s.Key%5 == 0 {
+					return false
+				}
+				s.Val++
+				return true
+			}, func(kept int) int { return max(size, 2*kept+round) })
+			n := 0
+			for k, v := range want {
+				if k%5 == 0 {
+					delete(want, k)
+					n++
+				} else {
+					want[k] = v + 1
+				}
+			}
+			if dropped != n || calls != n+len(want) {
+				t.Fatalf("Retain dropped %d (want %d) with %d calls (want %d)", dropped, n, calls, n+len(want))
+			}
+			check("retain")
+		}
+		tb.Free()
+		if tb.Size() != 0 || tb.Len() != 0 {
+			t.Fatal("Free left slots")
+		}
+	}
+	if m := Mapped(); m != 0 {
+		t.Fatalf("%d bytes still mapped after every table was freed", m)
+	}
+}
+
+// TestFindReusable: the first reusable entry on the probe is offered, and
+// the probe still finds a key past it.
+func TestFindReusable(t *testing.T) {
+	var tb Table[uint32]
+	tb.Resize(64)
+	// Keys with the same low 32 bits share a home.
+	keys := []uint64{1<<32 | 9, 2<<32 | 9, 3<<32 | 9}
+	for i, k := range keys {
+		j, _ := tb.Find(k)
+		tb.Fill(j, k).Val = uint32(i)
+	}
+	idle := func(s *Slot[uint32]) bool { return s.Val == 1 }
+	j, found, reuse := tb.FindReusable(keys[2], idle)
+	if !found || tb.At(j).Key != keys[2] {
+		t.Fatal("the key past a reusable entry was not found")
+	}
+	if reuse < 0 || tb.At(reuse).Key != keys[1] {
+		t.Fatalf("reuse %d, want the slot of the second key", reuse)
+	}
+	if _, found, reuse = tb.FindReusable(4<<32|9, idle); found || tb.At(reuse).Key != keys[1] {
+		t.Fatal("an absent key's probe did not offer the reusable slot")
+	}
+}
+
+// TestMappedAccounting: a large table is counted in Mapped (on Linux, where
+// it lives outside the heap) until freed.
+func TestMappedAccounting(t *testing.T) {
+	before := Mapped()
+	var tb Table[uint64]
+	tb.Resize(1 << 20) // 16 MiB
+	if offHeapMin < tb.Bytes() && Mapped()-before < int64(tb.Bytes()) {
+		t.Fatalf("Mapped grew by %d for a table of %d bytes", Mapped()-before, tb.Bytes())
+	}
+	tb.Free()
+	if Mapped() != before {
+		t.Fatalf("Mapped %d after Free, was %d", Mapped(), before)
+	}
+}

@@ -1,0 +1,42 @@
+package idtable
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+const (
+	// offHeapMin is the smallest table mapped outside the heap (smaller
+	// ones cost more in system calls and page rounding than they save).
+	offHeapMin = 16 << 10
+	// hugePage is the size of a transparent huge page on x86-64 and arm64
+	// (4 KiB base pages); tables of at least one are aligned to it and
+	// advised to use them.
+	hugePage = 2 << 20
+)
+
+// mapMem maps at least size zeroed bytes of anonymous memory and returns
+// the mapping and the bytes to use in it; tables of a huge page or more are
+// aligned to one and advised to use huge pages (with THP in "madvise" mode,
+// the default of many distributions, the Go heap gets none). The mapping's
+// bytes outside the ones used are never touched, so never resident.
+func mapMem(size int) (mapping, use []byte, ok bool) {
+	if size < hugePage {
+		b, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+		return b, b, err == nil
+	}
+	full := (size + hugePage - 1) &^ (hugePage - 1)
+	b, err := syscall.Mmap(-1, 0, full+hugePage, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return nil, nil, false
+	}
+	off := int((hugePage - uintptr(unsafe.Pointer(unsafe.SliceData(b)))%hugePage) % hugePage)
+	use = b[off : off+full : off+full]
+	_ = syscall.Madvise(use, syscall.MADV_HUGEPAGE) // advice: without it, 4 KiB pages
+	return b, use, true
+}
+
+// unmapMem releases a mapping of mapMem.
+func unmapMem(mapping []byte) {
+	_ = syscall.Munmap(mapping)
+}
