@@ -30,7 +30,7 @@ const (
 	// least (measured 28 and 29 at 10^5 devices).
 	sizingPacedBytes = 32
 	// sizingLimitedBytes adds device_rate_limit in front of the output (the
-	// Kafka delivery tier): a 64-byte slot per key active in the last
+	// benchmark's end to end scenario; no shipped pipeline runs it now): a 64-byte slot per key active in the last
 	// second, at a load of 1/2 at the least, and a 16-byte slot at 53% at
 	// the least (31 bytes) for a key idle since, whose active slot is given
 	// back once the active table is a quarter full (TestLimiterMemory in
