@@ -338,8 +338,8 @@ type amplitudeOutput struct {
 	unconfirmedWarn logthrottle.Warner
 	// deferredWarn reports events deferred by pacing_id_share.
 	deferredWarn logthrottle.Warner
-	alerts          alerter
-	bufs            sync.Pool // *[]byte request bodies
+	alerts       alerter
+	bufs         sync.Pool // *[]byte request bodies
 }
 
 // outputConfig is the parsed configuration, validated by validate.
