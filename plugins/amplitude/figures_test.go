@@ -358,7 +358,7 @@ func runStreamPaced(tb testing.TB, outputYAML string, n int, batch func(i int) [
 			msgs[j] = service.NewMessage([]byte(r))
 		}
 		in.pending.Add(len(msgs))
-		go in.deliver(redelivery{batch: msgs})
+		go in.deliver(redelivery{batch: msgs, idx: msgs.Index()})
 	}
 	acked := make(chan struct{})
 	go func() { in.pending.Wait(); close(acked) }()
@@ -382,6 +382,7 @@ type redeliverInput struct {
 // redelivery is a batch to deliver and how many times it was delivered.
 type redelivery struct {
 	batch    service.MessageBatch
+	idx      *service.Indexer // batch.Index(), taken before it is delivered
 	attempts int
 }
 
@@ -416,9 +417,9 @@ func (r *redeliverInput) ack(d redelivery, err error) {
 	var berr *service.BatchError
 	if errors.As(err, &berr) {
 		again = nil
-		berr.WalkMessages(func(_ int, m *service.Message, err error) bool {
+		berr.WalkMessagesIndexedBy(d.idx, func(i int, _ *service.Message, err error) bool {
 			if err != nil {
-				raw, _ := m.AsBytes()
+				raw, _ := d.batch[i].AsBytes()
 				again = append(again, service.NewMessage(raw))
 			}
 			return true
@@ -430,7 +431,7 @@ func (r *redeliverInput) ack(d redelivery, err error) {
 	}
 	r.redelivered.Add(int64(len(again)))
 	pause := min(10*time.Millisecond<<min(d.attempts, 10), time.Second)
-	time.AfterFunc(pause, func() { r.deliver(redelivery{batch: again, attempts: d.attempts + 1}) })
+	time.AfterFunc(pause, func() { r.deliver(redelivery{batch: again, idx: again.Index(), attempts: d.attempts + 1}) })
 }
 
 func (r *redeliverInput) Close(context.Context) error { return nil }
