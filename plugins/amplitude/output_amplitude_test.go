@@ -318,21 +318,7 @@ func TestOutputHotDevice(t *testing.T) {
 	}
 	// Move the clock hold by hold (the second batch's hot events may be
 	// throttled once more, as the first batch's fill the window again).
-	for pending := 2; pending > 0; {
-		select {
-		case failed := <-done:
-			if len(failed) != 0 {
-				t.Fatalf("failed %v", failed)
-			}
-			pending--
-			continue
-		default:
-		}
-		advanceToNextTimer(ctx, clk)
-		if ctx.Err() != nil {
-			t.Fatal("the writes did not end")
-		}
-	}
+	awaitWrites(t, ctx, clk, done, 2)
 	if srv.Count() != 39 || srv.Duplicates() != 0 {
 		t.Fatalf("ingested %d (duplicates %d), want 39", srv.Count(), srv.Duplicates())
 	}
@@ -511,6 +497,27 @@ func writeOnFakeClock(t *testing.T, clk *clock.Fake, out *amplitudeOutput, raws 
 	}
 }
 
+// awaitWrites moves clk timer by timer until n writes have reported on done,
+// and fails the test when one failed an event or ctx ends first.
+func awaitWrites(t *testing.T, ctx context.Context, clk *clock.Fake, done <-chan map[int]error, n int) {
+	t.Helper()
+	for n > 0 {
+		select {
+		case failed := <-done:
+			if len(failed) != 0 {
+				t.Fatalf("a write failed %v", failed)
+			}
+			n--
+			continue
+		default:
+		}
+		advanceToNextTimer(ctx, clk)
+		if ctx.Err() != nil {
+			t.Fatal("the writes did not end")
+		}
+	}
+}
+
 // advanceToNextTimer waits briefly for the code under test to arm a timer on
 // clk and moves clk to the earliest one; it returns the new time.
 func advanceToNextTimer(ctx context.Context, clk *clock.Fake) time.Time {
@@ -657,21 +664,7 @@ func TestOutputHotIDShare(t *testing.T) {
 	if _, ok := srv.Event("cold-2"); !ok {
 		t.Error("write 2's cold event was not delivered")
 	}
-	for pending := 2; pending > 0; {
-		select {
-		case f := <-done:
-			if len(f) != 0 {
-				t.Fatalf("a write holding the hot device failed %v", f)
-			}
-			pending--
-			continue
-		default:
-		}
-		advanceToNextTimer(ctx, clk)
-		if ctx.Err() != nil {
-			t.Fatal("the writes did not end")
-		}
-	}
+	awaitWrites(t, ctx, clk, done, 2)
 	if want := 3 + burst + 3 + 3; srv.Count() != want || srv.StatusCounts()[429] != 0 || srv.Duplicates() != 0 {
 		t.Fatalf("ingested %d of %d, statuses %v, duplicates %d", srv.Count(), want, srv.StatusCounts(), srv.Duplicates())
 	}
