@@ -108,7 +108,9 @@ const wakeTogether = 32
 // beyond them. The turn is an estimate (the event takes the budget only if
 // it is there when it wakes), but it keeps a hot id's waiting events from
 // waking all at once, and a turn past the caller's deadline nacks the event
-// at once.
+// at once. When its id already holds its share of the writes
+// (pacing_id_share) and this write is not one of them, the event is
+// deferred (nacked) instead of held.
 func (d *delivery) holdPaced(e *event, t time.Time) {
 	o := d.o
 	id := e.deviceID
@@ -121,6 +123,7 @@ func (d *delivery) holdPaced(e *event, t time.Time) {
 		d.deferEvent(e)
 		return
 	}
+	o.metrics.paced.Incr(1)
 	if behind := o.waiting.add(h, 1) - wakeTogether; behind > 0 {
 		t = t.Add(time.Duration(behind) * time.Duration(o.pacer.interval))
 	}
@@ -218,7 +221,6 @@ func (d *delivery) sendable(events []*event) []*event {
 			continue
 		}
 		if t, ok := d.o.pacer.take(e, now); !ok {
-			d.o.metrics.paced.Incr(1)
 			d.holdPaced(e, t)
 			continue
 		}
