@@ -53,6 +53,9 @@ type delivery struct {
 	// waiting is what this write added to o.waiting, given back when its
 	// events stop waiting or the write ends.
 	waiting map[uint64]int32
+	// claimed are the ids this write holds a claim of (see waiters.claim),
+	// released when the write ends.
+	claimed map[uint64]struct{}
 }
 
 func newDelivery(o *amplitudeOutput) *delivery {
@@ -105,7 +108,9 @@ const wakeTogether = 32
 // beyond them. The turn is an estimate (the event takes the budget only if
 // it is there when it wakes), but it keeps a hot id's waiting events from
 // waking all at once, and a turn past the caller's deadline nacks the event
-// at once.
+// at once. When its id already holds its share of the writes
+// (pacing_id_share) and this write is not one of them, the event is
+// deferred (nacked) instead of held.
 func (d *delivery) holdPaced(e *event, t time.Time) {
 	o := d.o
 	id := e.deviceID
@@ -114,6 +119,11 @@ func (d *delivery) holdPaced(e *event, t time.Time) {
 		key = userKey(e.userID)
 	}
 	h := o.pacer.idHash(key)
+	if !d.claim(h) {
+		d.deferEvent(e)
+		return
+	}
+	o.metrics.paced.Incr(1)
 	if behind := o.waiting.add(h, 1) - wakeTogether; behind > 0 {
 		t = t.Add(time.Duration(behind) * time.Duration(o.pacer.interval))
 	}
@@ -128,6 +138,38 @@ func (d *delivery) holdPaced(e *event, t time.Time) {
 	d.waiting[h]++
 	d.held = append(d.held, heldEvent{ev: e, until: t, waiter: h})
 }
+
+// claim reports whether this write may hold waiting events of the id whose
+// hash is h: it already does, or fewer than the output's idWrites writes do
+// (0: no bound).
+func (d *delivery) claim(h uint64) bool {
+	o := d.o
+	if o.idWrites == 0 {
+		return true
+	}
+	if _, ok := d.claimed[h]; ok {
+		return true
+	}
+	if !o.waiting.claim(h, o.idWrites) {
+		return false
+	}
+	if d.claimed == nil {
+		d.claimed = map[uint64]struct{}{}
+	}
+	d.claimed[h] = struct{}{}
+	return true
+}
+
+// deferEvent nacks an event that would have had to wait for its id's budget
+// while its id already holds as many writes as it may: its input delivers it
+// again later, and this write's slot is free once its other events are sent.
+func (d *delivery) deferEvent(e *event) {
+	d.errs[e.index] = errDeferred
+	d.o.metrics.nacked.Incr(1, string(OutageDeferred))
+}
+
+// errDeferred is the error of every deferred event.
+var errDeferred = newOutage(OutageDeferred, 0, "the event's id already has its share of the writes in flight waiting for its budget (pacing_id_share); nacked for redelivery")
 
 // unwait stops counting a held event as waiting for its id's budget.
 func (d *delivery) unwait(h heldEvent) {
@@ -147,6 +189,10 @@ func (d *delivery) endWaits() {
 		d.o.waiting.add(h, -n)
 	}
 	d.waiting = nil
+	for h := range d.claimed {
+		d.o.waiting.release(h)
+	}
+	d.claimed = nil
 }
 
 // sendable returns the events that may be sent now, parking the others:
@@ -175,7 +221,6 @@ func (d *delivery) sendable(events []*event) []*event {
 			continue
 		}
 		if t, ok := d.o.pacer.take(e, now); !ok {
-			d.o.metrics.paced.Incr(1)
 			d.holdPaced(e, t)
 			continue
 		}

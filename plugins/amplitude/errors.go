@@ -41,6 +41,12 @@ const (
 	// (kafka_franz: its partition was revoked, and the new owner delivers
 	// it); not an outage of Amplitude, so it raises no alert.
 	OutageAbandoned OutageReason = "abandoned"
+	// OutageDeferred: the event had to wait for its id's budget while as
+	// many writes as pacing_id_share allows already held waiting events of
+	// that id; it is given back at once so that its id's backlog does not
+	// take the write slots of every other id, and its input delivers it
+	// again. Not an outage of Amplitude, so it raises no alert.
+	OutageDeferred OutageReason = "deferred"
 )
 
 // OutageError is the error of a message that was not delivered because of an

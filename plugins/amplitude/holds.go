@@ -152,6 +152,8 @@ type waiters struct {
 type waiterShard struct {
 	mu sync.Mutex
 	n  map[uint64]int32
+	// writes counts, per id, the writes holding a claim (see claim).
+	writes map[uint64]int32
 }
 
 // add adds d to the count of the id whose hash is h and returns the new
@@ -170,4 +172,33 @@ func (w *waiters) add(h uint64, d int32) int32 {
 	}
 	s.n[h] = n
 	return n
+}
+
+// claim counts one more write holding waiting events of the id whose hash is
+// h, unless limit writes already do (false). Each write claims an id once,
+// at its first event of the id that must wait, and releases it when it ends:
+// so one hot id's backlog holds at most limit writes, and the others stay
+// free for every other id (see pacing_id_share).
+func (w *waiters) claim(h uint64, limit int32) bool {
+	s := &w.shards[h>>58]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writes[h] >= limit {
+		return false
+	}
+	if s.writes == nil {
+		s.writes = map[uint64]int32{}
+	}
+	s.writes[h]++
+	return true
+}
+
+// release gives back a write's claim on the id whose hash is h.
+func (w *waiters) release(h uint64) {
+	s := &w.shards[h>>58]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writes[h]--; s.writes[h] <= 0 {
+		delete(s.writes, h)
+	}
 }

@@ -109,3 +109,37 @@ func TestPacedEventsTakeTurns(t *testing.T) {
 		}
 	}
 }
+
+// TestPacedIDClaims: the waiting events of one id hold at most idWrites
+// writes; a write already holding the id adds more; a write that cannot
+// claim it defers the event (nacked, not held) while its events of other
+// ids wait; claims end with their write.
+func TestPacedIDClaims(t *testing.T) {
+	o := &amplitudeOutput{pacer: newPacer(endpointHTTPV2, 0.1), metrics: newOutputMetrics(nil), idWrites: 2}
+	t0 := time.Unix(1_700_000_000, 0)
+	hot := func(i int) *event { return &event{index: i, deviceID: "hot-device"} }
+	w1, w2, w3 := newDelivery(o), newDelivery(o), newDelivery(o)
+	w1.holdPaced(hot(0), t0)
+	w2.holdPaced(hot(0), t0)
+	w1.holdPaced(hot(1), t0) // w1 holds the id already
+	w3.holdPaced(hot(0), t0)
+	w3.holdPaced(&event{index: 1, deviceID: "cold-device"}, t0)
+	if len(w1.held) != 2 || len(w2.held) != 1 || len(w1.errs)+len(w2.errs) != 0 {
+		t.Fatalf("the 2 writes within the share: held %d and %d, failed %v %v", len(w1.held), len(w2.held), w1.errs, w2.errs)
+	}
+	if err := w3.errs[0]; err != errDeferred || len(w3.held) != 1 || w3.held[0].ev.deviceID != "cold-device" {
+		t.Fatalf("the third write: failed %v, held %d; want its hot event deferred and its cold one held", w3.errs, len(w3.held))
+	}
+	w1.endWaits()
+	w3.holdPaced(hot(2), t0) // w1's claim is free again
+	if len(w3.held) != 2 || len(w3.errs) != 1 {
+		t.Fatalf("after a write ended: held %d, failed %v; want the hot event held", len(w3.held), w3.errs)
+	}
+	w2.endWaits()
+	w3.endWaits()
+	for i := range o.waiting.shards {
+		if s := &o.waiting.shards[i]; len(s.writes) != 0 || len(s.n) != 0 {
+			t.Errorf("claims left after every write ended: %v %v", s.writes, s.n)
+		}
+	}
+}

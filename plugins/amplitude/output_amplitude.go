@@ -34,6 +34,7 @@ const (
 	aoFieldTLS          = "tls"
 	aoFieldPacing       = "pacing"
 	aoFieldHeadroom     = "pacing_headroom"
+	aoFieldIDShare      = "pacing_id_share"
 	aoFieldDailyQuota   = "daily_quota"
 	aoFieldHedgeAfter   = "hedge_after"
 	aoFieldStateCache   = "state_cache"
@@ -104,7 +105,10 @@ const amplitudeOutputDescription = "" +
 	"in the window). A request never carries an event its id has no budget for: " +
 	"such events wait (in their write) while the events of every other id, in the same write and in others, are sent. " +
 	"No events are queued beyond the writes in flight, so at most `max_in_flight` × the batch size events wait at " +
-	"once; when they do, the output takes no more messages (backpressure) rather than buffer or drop. The budgets " +
+	"once; when they do, the output takes no more messages (backpressure) rather than buffer or drop. The waiting events " +
+	"of one id hold at most `pacing_id_share` of the writes (a quarter by default): its further events that would " +
+	"have to wait are nacked at once (`deferred`) and redelivered by the input, so that one hot device's backlog " +
+	"cannot stop the output from taking the messages of every other device. The budgets " +
 	"take one 16-byte slot per tracked id, 21 to 32 bytes with the table's fill (30 at 10^6 ids), whatever the id's " +
 	"length, held outside the Go heap on Linux (so not doubled by the garbage collector); ids idle for the window and the hour are " +
 	"forgotten. A wait that would end after the write's deadline " +
@@ -137,7 +141,7 @@ const amplitudeOutputDescription = "" +
 	"Without it, every failed message is reported to Benthos individually (a batch error), so `fallback`, `switch` or " +
 	"`reject_errored` can route them. The error of an event fault is a typed dead-letter error reading " +
 	"`<reason>: <detail>`; the error of an outage reads `amplitude outage (<reason>): <detail>` with reason " +
-	"retries_exhausted, interrupted, throttled or abandoned. With output-level `batching`, Benthos reports failures per upstream " +
+	"retries_exhausted, interrupted, throttled, abandoned or deferred. With output-level `batching`, Benthos reports failures per upstream " +
 	"transaction.\n\n" +
 	"Logs: one line per failed write, with the reason and the counts: a warning for events dead-lettered or failed, an " +
 	"error (at most one every 10 s) for an outage, which needs a person.\n\n" +
@@ -146,7 +150,7 @@ const amplitudeOutputDescription = "" +
 	"- `amplitude_events_ingested_total`: events acknowledged by Amplitude.\n" +
 	"- `amplitude_events_unconfirmed_total`: events of 2xx answers beyond their `events_ingested`.\n" +
 	"- `amplitude_events_failed_total` (label `reason`): events that failed for a reason of their own.\n" +
-	"- `amplitude_events_nacked_total` (label `reason`): events given back to the input by an outage (or withdrawn by it: `abandoned`).\n" +
+	"- `amplitude_events_nacked_total` (label `reason`): events given back to the input by an outage (or withdrawn by it: `abandoned`; or deferred by `pacing_id_share`: `deferred`).\n" +
 	"- `amplitude_events_retried_total`: events re-sent after an outage-like answer.\n" +
 	"- `amplitude_events_throttled_total`: events held after a 429.\n" +
 	"- `amplitude_events_paced_total`: times an event waited for its id's budget.\n" +
@@ -190,7 +194,7 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 				Default(5),
 			service.NewBatchPolicyField(aoFieldBatching),
 			service.NewOutputMaxInFlightField().
-				Description("The maximum number of writes (batches) in flight. It also bounds the events waiting for their id's budget or a 429 hold: they wait inside their write, so at most `max_in_flight` × the batch size at once; then the output takes no more messages (backpressure)."),
+				Description("The maximum number of writes (batches) in flight. It also bounds the events waiting for their id's budget or a 429 hold: they wait inside their write, so at most `max_in_flight` × the batch size at once; then the output takes no more messages (backpressure). One id's waiting events hold at most `pacing_id_share` of them."),
 			service.NewDurationField(aoFieldTimeout).
 				Description("The time limit of one request; a request that times out is retried.").
 				Example("30s").
@@ -213,6 +217,11 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 				Description("The share of each budget kept unused, in [0, 0.5], so that network jitter (requests arriving closer together than they were sent) does not produce 429s: the rate is the limit × (1 - headroom) and the burst the limit's window × headroom/2, so no window holds more than limit × (1 - headroom/2) events as sent. 0.1 sends at most 27 events/s per device on `http_v2`, at most 28 in any second.").
 				Example(0.2).
 				Default(0.1).
+				Advanced(),
+			service.NewFloatField(aoFieldIDShare).
+				Description("The share of the `max_in_flight` writes that the waiting events of one `device_id` (or, without one, `user_id`) may hold, in (0, 1]: at least one write. An event that must wait for its id's budget while its id already holds that many writes is not waited for: it is nacked at once (reason `deferred`, no alert, a warning at most every 10 s) and its input delivers it again later, so one hot device's backlog cannot take every write slot and stop the output from taking messages of every other device. The input must redeliver nacked messages (`kafka_franz` redelivers only the ones named, after a back-off; the HTTP input answers an error and the sender re-sends the request). `1` lets one id's backlog hold every write (backpressure), for replays and backfills, where every id is hot and waiting is what they want, and behind a plain `fallback` (which would route deferred events like any failure) or an input that cannot redeliver.").
+				Example(1.0).
+				Default(0.25).
 				Advanced(),
 			service.NewStringEnumField(aoFieldDailyQuota, dailyQuotaHold, dailyQuotaFail).
 				Description("What becomes of events of ids Amplitude reports over their daily quota: `hold` keeps them until the next hourly step (nacking them when the write cannot wait that long, so the input keeps them), `fail` fails them (`daily_quota`: dead-lettered with `dead_letter`).").
@@ -311,6 +320,9 @@ type amplitudeOutput struct {
 	silenced   silencedSet
 	pacer      *pacer // nil: pacing off
 	waiting    waiters
+	// idWrites is how many writes the waiting events of one id may hold
+	// (0: all of them); see pacing_id_share.
+	idWrites int32
 	// guard bounds each id's events in flight or answered recently (nil:
 	// pacing off); see arrivals.go.
 	guard      *arrivalGuard
@@ -324,8 +336,10 @@ type amplitudeOutput struct {
 	// answers ingesting fewer events than sent; alerts outages.
 	removedWarn     logthrottle.Warner
 	unconfirmedWarn logthrottle.Warner
-	alerts          alerter
-	bufs            sync.Pool // *[]byte request bodies
+	// deferredWarn reports events deferred by pacing_id_share.
+	deferredWarn logthrottle.Warner
+	alerts       alerter
+	bufs         sync.Pool // *[]byte request bodies
 }
 
 // outputConfig is the parsed configuration, validated by validate.
@@ -334,7 +348,7 @@ type outputConfig struct {
 	stateCache, quota             string
 	minIDLength                   int
 	timeout, hold, hedgeAfter     time.Duration
-	headroom                      float64
+	headroom, idShare             float64
 }
 
 // check is one rule of validate: the error when ok is false.
@@ -357,6 +371,7 @@ func (c *outputConfig) validate() error {
 		{c.hedgeAfter >= 0, fmt.Sprintf("hedge_after must not be negative, got %v", c.hedgeAfter)},
 		{c.quota == dailyQuotaHold || c.quota == dailyQuotaFail, fmt.Sprintf("daily_quota must be %q or %q, got %q", dailyQuotaHold, dailyQuotaFail, c.quota)},
 		{c.headroom >= 0 && c.headroom <= 0.5, fmt.Sprintf("pacing_headroom must be within [0, 0.5], got %v", c.headroom)},
+		{c.idShare > 0 && c.idShare <= 1, fmt.Sprintf("pacing_id_share must be within (0, 1], got %v", c.idShare)},
 	} {
 		if !r.ok {
 			return errors.New(r.err)
@@ -401,6 +416,9 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	}
 	if err == nil {
 		c.headroom, err = conf.FieldFloat(aoFieldHeadroom)
+	}
+	if err == nil {
+		c.idShare, err = conf.FieldFloat(aoFieldIDShare)
 	}
 	if err != nil {
 		return nil, err
@@ -470,8 +488,19 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	if pacing {
 		o.pacer = newPacer(c.endpoint, c.headroom)
 		o.guard = newArrivalGuard(c.endpoint)
+		o.idWrites = idWrites(c.idShare, maxInFlight)
 	}
 	return o, nil
+}
+
+// idWrites is how many of maxInFlight writes the waiting events of one id
+// may hold with pacing_id_share share: at least one, and 0 (no bound) when
+// the share is all of them.
+func idWrites(share float64, maxInFlight int) int32 {
+	if share >= 1 {
+		return 0
+	}
+	return int32(max(1, int(share*float64(maxInFlight))))
 }
 
 // Connect restores the daily-quota ids from state_cache, if set; requests

@@ -318,21 +318,7 @@ func TestOutputHotDevice(t *testing.T) {
 	}
 	// Move the clock hold by hold (the second batch's hot events may be
 	// throttled once more, as the first batch's fill the window again).
-	for pending := 2; pending > 0; {
-		select {
-		case failed := <-done:
-			if len(failed) != 0 {
-				t.Fatalf("failed %v", failed)
-			}
-			pending--
-			continue
-		default:
-		}
-		advanceToNextTimer(ctx, clk)
-		if ctx.Err() != nil {
-			t.Fatal("the writes did not end")
-		}
-	}
+	awaitWrites(t, ctx, clk, done, 2)
 	if srv.Count() != 39 || srv.Duplicates() != 0 {
 		t.Fatalf("ingested %d (duplicates %d), want 39", srv.Count(), srv.Duplicates())
 	}
@@ -397,6 +383,10 @@ func TestOutputConfig(t *testing.T) {
 		{name: "hedge_after", conf: "api_key: k\nhedge_after: -1s\n", err: "hedge_after must not be negative"},
 		{name: "headroom high", conf: "api_key: k\npacing_headroom: 0.6\n", err: "pacing_headroom must be within [0, 0.5]"},
 		{name: "headroom negative", conf: "api_key: k\npacing_headroom: -0.1\n", err: "pacing_headroom must be within [0, 0.5]"},
+		{name: "id share zero", conf: "api_key: k\npacing_id_share: 0\n", err: "pacing_id_share must be within (0, 1]"},
+		{name: "id share high", conf: "api_key: k\npacing_id_share: 1.5\n", err: "pacing_id_share must be within (0, 1]"},
+		{name: "id share all", conf: "api_key: k\npacing_id_share: 1\n", check: func(o *amplitudeOutput) bool { return o.idWrites == 0 }},
+		{name: "id share small", conf: "api_key: k\nmax_in_flight: 3\npacing_id_share: 0.1\n", check: func(o *amplitudeOutput) bool { return o.idWrites == 1 }},
 		{name: "region", conf: "api_key: k\nregion: asia\n", err: "region must be \"us\" or \"eu\""},
 		{name: "endpoint", conf: "api_key: k\nendpoint: v3\n", err: "endpoint \"http_v2\" or \"batch\", g"},
 		{name: "daily_quota", conf: "api_key: k\ndaily_quota: drop\n", err: "drop"},
@@ -405,7 +395,7 @@ func TestOutputConfig(t *testing.T) {
 				o.pacer != nil && o.pacer.interval == int64(time.Second/900) && o.hedgeAfter == 2*time.Second && !o.quotaFails && o.deadLetter == nil
 		}},
 		{name: "defaults", conf: "api_key: k\n", check: func(o *amplitudeOutput) bool {
-			return o.url == "https://api2.amplitude.com/2/httpapi" && o.hold == 30*time.Second && o.pacer != nil && o.state.cache == ""
+			return o.url == "https://api2.amplitude.com/2/httpapi" && o.hold == 30*time.Second && o.pacer != nil && o.state.cache == "" && o.idWrites == 16
 		}},
 		{name: "pacing off, fail quota", conf: "api_key: k\npacing: false\ndaily_quota: fail\nhedge_after: 0s\n", check: func(o *amplitudeOutput) bool {
 			return o.pacer == nil && o.quotaFails && o.hedgeAfter == 0
@@ -503,6 +493,27 @@ func writeOnFakeClock(t *testing.T, clk *clock.Fake, out *amplitudeOutput, raws 
 		}
 		if ctx.Err() != nil {
 			t.Fatal("the write did not end")
+		}
+	}
+}
+
+// awaitWrites moves clk timer by timer until n writes have reported on done,
+// and fails the test when one failed an event or ctx ends first.
+func awaitWrites(t *testing.T, ctx context.Context, clk *clock.Fake, done <-chan map[int]error, n int) {
+	t.Helper()
+	for n > 0 {
+		select {
+		case failed := <-done:
+			if len(failed) != 0 {
+				t.Fatalf("a write failed %v", failed)
+			}
+			n--
+			continue
+		default:
+		}
+		advanceToNextTimer(ctx, clk)
+		if ctx.Err() != nil {
+			t.Fatal("the writes did not end")
 		}
 	}
 }
@@ -607,5 +618,61 @@ func TestOutputPacedHotDeviceInItsWrite(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatal("the write did not end")
 		}
+	}
+}
+
+// TestOutputHotIDShare: with max_in_flight 4 and pacing_id_share 0.5, the
+// waiting events of a hot device hold at most 2 writes; a third write's hot
+// events that would wait are nacked at once (deferred), so that write
+// returns without waiting, its cold events delivered; the 2 writes holding
+// the hot device's backlog deliver it at the paced rate, with no 429.
+func TestOutputHotIDShare(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	srv := amplitudetest.NewServer(amplitudetest.Options{Now: clk.Now})
+	t.Cleanup(srv.Close)
+	out, logs := newTestOutput(t, srv.HTTPV2URL(), "hedge_after: 0s\nmax_in_flight: 4\npacing_id_share: 0.5\n")
+	out.clock = clk
+	burst := burstOf(out.pacer)
+	batch := func(b, hot int) []string {
+		evs := []string{evt(fmt.Sprint("cold-", b), fmt.Sprint("cold-device-", b))}
+		for i := range hot {
+			evs = append(evs, evt(fmt.Sprintf("hot-%d-%d", b, i), "hot-device"))
+		}
+		return evs
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan map[int]error, 2)
+	go func() { done <- write(t, ctx, out, batch(0, burst+3)) }()
+	if !clk.WaitForTimers(ctx, 1) {
+		t.Fatal("write 0 never waited for the hot device's budget")
+	}
+	go func() { done <- write(t, ctx, out, batch(1, 3)) }()
+	if !clk.WaitForTimers(ctx, 2) {
+		t.Fatal("write 1 never waited for the hot device's budget")
+	}
+	// Write 2 finds the hot device holding its 2 writes: it does not wait.
+	failed := write(t, ctx, out, batch(2, 3))
+	if len(failed) != 3 {
+		t.Fatalf("write 2 failed %v, want its 3 hot events deferred", failed)
+	}
+	for i := 1; i <= 3; i++ {
+		if reasonOf(failed[i]) != "outage:deferred" {
+			t.Errorf("write 2 event %d: %v, want deferred", i, failed[i])
+		}
+	}
+	if _, ok := srv.Event("cold-2"); !ok {
+		t.Error("write 2's cold event was not delivered")
+	}
+	awaitWrites(t, ctx, clk, done, 2)
+	if want := 3 + burst + 3 + 3; srv.Count() != want || srv.StatusCounts()[429] != 0 || srv.Duplicates() != 0 {
+		t.Fatalf("ingested %d of %d, statuses %v, duplicates %d", srv.Count(), want, srv.StatusCounts(), srv.Duplicates())
+	}
+	// Claims are given back: a new write may hold the hot device again.
+	if failed := writeOnFakeClock(t, clk, out, batch(3, burst+2), time.Minute); len(failed) != 0 {
+		t.Fatalf("write 3 failed %v after the others ended", failed)
+	}
+	if !strings.Contains(logs.String(), "3 events nacked for redelivery") {
+		t.Errorf("no warning for the deferred events: %s", logs.String())
 	}
 }

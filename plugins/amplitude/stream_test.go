@@ -183,7 +183,9 @@ func readDeadLetters(t testing.TB, path, key, reasonPath string) map[string]stri
 // by insert_id and every invalid one (including messages errored upstream)
 // reaches the dead-letter file once with its reason, either through the
 // output's dead_letter field or through a plain YAML fallback reading the
-// typed error.
+// typed error. The test's input cannot redeliver, so it keeps every wait in
+// its write (pacing_id_share: 1); a plain fallback would route deferred
+// events too (see the output's pacing_id_share).
 func TestStreamFaultsAndDeadLetters(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -197,6 +199,7 @@ amplitude:
   url: %[2]s
   timeout: 300ms
   max_in_flight: 4
+  pacing_id_share: 1
   throttle_hold: 100ms
   backoff: { initial_interval: 5ms, max_interval: 50ms, max_elapsed_time: 0s }
   dead_letter:
@@ -211,6 +214,7 @@ fallback:
       url: %[2]s
       timeout: 300ms
       max_in_flight: 4
+      pacing_id_share: 1
       throttle_hold: 100ms
       backoff: { initial_interval: 5ms, max_interval: 50ms, max_elapsed_time: 0s }
   - file:

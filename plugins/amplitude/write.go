@@ -65,7 +65,7 @@ func (o *amplitudeOutput) WriteBatch(ctx context.Context, batch service.MessageB
 func (o *amplitudeOutput) report(ctx context.Context, batch service.MessageBatch, d *delivery) error {
 	idx := make([]int, 0, len(d.errs))
 	faults := map[deadletter.Reason]int{}
-	outages, abandoned := 0, 0
+	outages, abandoned, deferred := 0, 0, 0
 	for i, err := range d.errs {
 		idx = append(idx, i)
 		var oe *OutageError
@@ -74,6 +74,8 @@ func (o *amplitudeOutput) report(ctx context.Context, batch service.MessageBatch
 			faults[r]++
 		case errors.As(err, &oe) && oe.Reason == OutageAbandoned:
 			abandoned++
+		case errors.As(err, &oe) && oe.Reason == OutageDeferred:
+			deferred++
 		default:
 			outages++
 		}
@@ -111,6 +113,10 @@ func (o *amplitudeOutput) report(ctx context.Context, batch service.MessageBatch
 	}
 	if abandoned > 0 {
 		o.log.Debugf("%d of %d events not sent and nacked: their input withdrew them (a revoked Kafka partition, whose new owner delivers them)", abandoned, len(batch))
+	}
+	if deferred > 0 {
+		o.deferredWarn.WarnN(o.log, o.clock.Now().UnixNano(), int64(deferred),
+			"%d events nacked for redelivery since the last line (deferred): their id already held its share of the writes (pacing_id_share) waiting for its budget; last write: %d of %d events", deferred, len(batch))
 	}
 	if outages > 0 && d.last != nil {
 		o.alert("Amplitude unavailable: %d of %d events not delivered and nacked (%s, last status %d): %s",
