@@ -220,6 +220,7 @@ amplitude:
   api_key: %s
   url: %s
   max_in_flight: %d
+  pacing_id_share: 0.25
 `, testKey, srv.HTTPV2URL(), maxInFlight), ticks, batch, 10*time.Millisecond)
 	res.cpu = cpuTime() - cpu
 	for _, e := range srv.Events() {

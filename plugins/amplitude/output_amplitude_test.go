@@ -386,6 +386,7 @@ func TestOutputConfig(t *testing.T) {
 		{name: "id share zero", conf: "api_key: k\npacing_id_share: 0\n", err: "pacing_id_share must be within (0, 1]"},
 		{name: "id share high", conf: "api_key: k\npacing_id_share: 1.5\n", err: "pacing_id_share must be within (0, 1]"},
 		{name: "id share all", conf: "api_key: k\npacing_id_share: 1\n", check: func(o *amplitudeOutput) bool { return o.idWrites == 0 }},
+		{name: "id share quarter", conf: "api_key: k\npacing_id_share: 0.25\n", check: func(o *amplitudeOutput) bool { return o.idWrites == 16 }},
 		{name: "id share small", conf: "api_key: k\nmax_in_flight: 3\npacing_id_share: 0.1\n", check: func(o *amplitudeOutput) bool { return o.idWrites == 1 }},
 		{name: "region", conf: "api_key: k\nregion: asia\n", err: "region must be \"us\" or \"eu\""},
 		{name: "endpoint", conf: "api_key: k\nendpoint: v3\n", err: "endpoint \"http_v2\" or \"batch\", g"},
@@ -395,7 +396,7 @@ func TestOutputConfig(t *testing.T) {
 				o.pacer != nil && o.pacer.interval == int64(time.Second/900) && o.hedgeAfter == 2*time.Second && !o.quotaFails && o.deadLetter == nil
 		}},
 		{name: "defaults", conf: "api_key: k\n", check: func(o *amplitudeOutput) bool {
-			return o.url == "https://api2.amplitude.com/2/httpapi" && o.hold == 30*time.Second && o.pacer != nil && o.state.cache == "" && o.idWrites == 16
+			return o.url == "https://api2.amplitude.com/2/httpapi" && o.hold == 30*time.Second && o.pacer != nil && o.state.cache == "" && o.idWrites == 0
 		}},
 		{name: "pacing off, fail quota", conf: "api_key: k\npacing: false\ndaily_quota: fail\nhedge_after: 0s\n", check: func(o *amplitudeOutput) bool {
 			return o.pacer == nil && o.quotaFails && o.hedgeAfter == 0
