@@ -1,9 +1,12 @@
 package amplitude
 
 import (
-	"hash/maphash"
+	"math"
+	"math/bits"
 	"sync"
 	"time"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/idtable"
 )
 
 // arrivalGuard bounds what Amplitude can count per device_id and per user_id
@@ -26,16 +29,28 @@ import (
 //
 // The cost, next to the pacer: an id whose requests take a latency L to be
 // answered sends at most limit/(window+L) per window (HTTP V2 with 100 ms
-// answers: 27 events/s, the pacer's own rate). State is kept only for ids
-// with events in flight or answered within the last window: about 100 bytes
-// each (a map entry of 40 bytes and the map's own overhead), swept as the ids
-// go quiet.
+// answers: 27 events/s, the pacer's own rate).
+//
+// The table: per shard (64, by the top bits of the id's hash, the pacer's,
+// each with its own lock), an idtable (outside the Go heap on Linux, like
+// the pacer's) keyed by the hash the pacer uses (event.hashes: one hash per
+// id per event for both), whose value packs the events in flight, the
+// latest bucket answered (its index modulo 2^32: an id quiet for 2^31
+// buckets, 6.8 years on HTTP V2, would be misread) and the answered counts
+// of the last guardBuckets buckets, in bytes where the limit fits (HTTP V2:
+// 30; 16-byte values, 24-byte slots) and in 16-bit words otherwise (Batch:
+// 30,000; 28-byte values, 40-byte slots). Counts stay within the limit:
+// an event is admitted only while its id's count is below it. Ids with
+// nothing in flight and nothing answered within the window are idle: a
+// lookup that passes one reuses its slot, and a table at 3/4 load is
+// rebuilt without them at half load (so it also shrinks), which bounds the
+// table by the ids active within the last window. The send path's prefetch
+// loads a batch's slots with the pacer's (pacer.prefetch).
 type arrivalGuard struct {
 	limit  uint32 // events per window and id
 	window int64  // ns
 	bucket int64  // ns: window/guardBuckets-1
-	seed   maphash.Seed
-	shards [guardShards]guardShard
+	tab    guardTable
 }
 
 const (
@@ -44,22 +59,46 @@ const (
 	guardBuckets = 11
 )
 
-type guardShard struct {
-	mu  sync.Mutex
-	ids map[uint64]guardState
-	// ops counts the operations since the last sweep, in bucket swept.
-	ops   int
-	swept int64
+// guardTable is the guard's table of counts, in bytes or 16-bit words.
+type guardTable interface {
+	take(h uint64, n, k int64, g *arrivalGuard) (int64, bool)
+	finish(h uint64, k int64, answered bool)
+	touch(hs []uint64, mask uint64)
+	tracked() int
+	has(h uint64) bool
 }
 
+// guardCount is the width of the guard's counts, chosen by the limit.
+type guardCount interface{ ~uint8 | ~uint16 }
+
 // guardState is one id's events in flight and answered recently.
-type guardState struct {
-	inFlight uint32
-	// last is the latest bucket (unix ns / bucket) answered counts were
-	// added to; answered[k%guardBuckets] holds bucket k for k in
-	// (last-guardBuckets, last].
-	last     int64
-	answered [guardBuckets]uint16
+type guardState[C guardCount] struct {
+	// last is the latest bucket (unix ns / bucket, modulo 2^32) answered
+	// counts were added to; answered[k%guardBuckets] holds bucket k for k
+	// in (last-guardBuckets, last].
+	last     uint32
+	inFlight C
+	answered [guardBuckets]C
+}
+
+// lastAt returns the latest bucket answered in full, knowing the current
+// bucket k (within 2^31 buckets of it).
+func (st *guardState[C]) lastAt(k int64) int64 {
+	return k - int64(int32(uint32(k)-st.last))
+}
+
+// idle reports whether st behaves as a fresh id's state in bucket k.
+func (st *guardState[C]) idle(k int64) bool {
+	return st.inFlight == 0 && st.lastAt(k) <= k-guardBuckets
+}
+
+type guardTables[C guardCount] struct {
+	shards [guardShards]guardShard[C]
+}
+
+type guardShard[C guardCount] struct {
+	mu    sync.Mutex
+	table idtable.Table[guardState[C]]
 }
 
 // newArrivalGuard returns the guard of an endpoint's per-id limit.
@@ -69,19 +108,21 @@ func newArrivalGuard(endpoint string) *arrivalGuard {
 }
 
 func newArrivalGuardWith(limit uint32, window time.Duration) *arrivalGuard {
-	g := &arrivalGuard{limit: limit, window: int64(window), bucket: int64(window) / (guardBuckets - 1), seed: maphash.MakeSeed()}
-	for i := range g.shards {
-		g.shards[i].ids = map[uint64]guardState{}
+	g := &arrivalGuard{limit: limit, window: int64(window), bucket: int64(window) / (guardBuckets - 1)}
+	if limit <= math.MaxUint8 {
+		g.tab = newGuardTables[uint8]()
+	} else {
+		g.tab = newGuardTables[uint16]() // limits over 65,535 saturate their counts
 	}
 	return g
 }
 
-func (g *arrivalGuard) hash(k idKey) uint64 {
-	h := maphash.String(g.seed, k.id)
-	if k.user {
-		h = ^h*0x9e3779b97f4a7c15 + 1
+func newGuardTables[C guardCount]() *guardTables[C] {
+	t := &guardTables[C]{}
+	for i := range t.shards {
+		t.shards[i].table.Resize(minSlots)
 	}
-	return h
+	return t
 }
 
 // admit counts one event of e's ids in flight at now and returns true, or
@@ -91,17 +132,17 @@ func (g *arrivalGuard) admit(e *event, now time.Time) (time.Time, bool) {
 		return time.Time{}, true
 	}
 	n := now.UnixNano()
-	var hd uint64
-	if e.deviceID != "" {
-		hd = g.hash(deviceKey(e.deviceID))
-		if at, ok := g.take(hd, n); !ok {
+	k := n / g.bucket
+	hd, hu := e.hashes()
+	if hd != 0 {
+		if at, ok := g.tab.take(hd, n, k, g); !ok {
 			return time.Unix(0, at), false
 		}
 	}
-	if e.userID != "" {
-		if at, ok := g.take(g.hash(userKey(e.userID)), n); !ok {
+	if hu != 0 {
+		if at, ok := g.tab.take(hu, n, k, g); !ok {
 			if hd != 0 {
-				g.finish(hd, n, false)
+				g.tab.finish(hd, k, false)
 			}
 			return time.Unix(0, at), false
 		}
@@ -116,28 +157,39 @@ func (g *arrivalGuard) answered(events []*event, now time.Time) {
 	if g == nil {
 		return
 	}
-	n := now.UnixNano()
+	k := now.UnixNano() / g.bucket
 	for _, e := range events {
-		if e.deviceID != "" {
-			g.finish(g.hash(deviceKey(e.deviceID)), n, true)
+		hd, hu := e.hashes()
+		if hd != 0 {
+			g.tab.finish(hd, k, true)
 		}
-		if e.userID != "" {
-			g.finish(g.hash(userKey(e.userID)), n, true)
+		if hu != 0 {
+			g.tab.finish(hu, k, true)
 		}
 	}
 }
 
-// take counts one event of the id h in flight at n (unix ns), or returns
-// when to ask again.
-func (g *arrivalGuard) take(h uint64, n int64) (int64, bool) {
-	s := &g.shards[h>>58]
-	k := n / g.bucket
+// prefetch loads the slots of the hashes hs, in the shards of mask, into
+// the cache (see pacer.prefetch). A nil guard does nothing.
+func (g *arrivalGuard) prefetch(hs []uint64, mask uint64) {
+	if g != nil {
+		g.tab.touch(hs, mask)
+	}
+}
+
+// tracked returns the number of ids with state.
+func (g *arrivalGuard) tracked() int { return g.tab.tracked() }
+
+// take counts one event of the id h in flight at n (unix ns, in bucket k),
+// or returns when to ask again.
+func (t *guardTables[C]) take(h uint64, n, k int64, g *arrivalGuard) (int64, bool) {
+	s := &t.shards[h>>58]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tick(k)
-	st := s.ids[h]
-	used, oldest := st.inFlight, int64(-1)
-	for b := max(k-(guardBuckets-1), st.last-(guardBuckets-1)); b <= st.last; b++ {
+	st := &s.find(h, k, true).Val
+	last := st.lastAt(k)
+	used, oldest := uint32(st.inFlight), int64(-1)
+	for b := max(k-(guardBuckets-1), last-(guardBuckets-1)); b <= last; b++ {
 		if c := st.answered[mod(b)]; c > 0 {
 			used += uint32(c)
 			if oldest < 0 {
@@ -145,7 +197,7 @@ func (g *arrivalGuard) take(h uint64, n int64) (int64, bool) {
 			}
 		}
 	}
-	if used >= g.limit {
+	if used >= g.limit || st.inFlight == ^C(0) {
 		// Ask again once the oldest answered bucket has left the window,
 		// or, when only events in flight fill it, a bucket later.
 		at := n + g.bucket
@@ -155,66 +207,103 @@ func (g *arrivalGuard) take(h uint64, n int64) (int64, bool) {
 		return at, false
 	}
 	st.inFlight++
-	s.ids[h] = st
 	return 0, true
 }
 
-// finish takes one event of the id h out of flight at n, counting it as
-// answered then (or, when answered is false, as never sent).
-func (g *arrivalGuard) finish(h uint64, n int64, answered bool) {
-	s := &g.shards[h>>58]
-	k := n / g.bucket
+// finish takes one event of the id h out of flight in bucket k, counting it
+// as answered then (or, when answered is false, as never sent).
+func (t *guardTables[C]) finish(h uint64, k int64, answered bool) {
+	s := &t.shards[h>>58]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.ids[h]
-	if !ok {
+	sl := s.find(h, k, false)
+	if sl == nil {
 		return
 	}
+	st := &sl.Val
 	st.inFlight = max(st.inFlight, 1) - 1
-	if answered {
-		if k > st.last {
-			for b := max(st.last+1, k-(guardBuckets-1)); b <= k; b++ {
-				st.answered[mod(b)] = 0
-			}
-			st.last = k
-		}
-		// An answer dated before the latest (a concurrent one read the
-		// clock later) counts in the latest bucket: later, never earlier.
-		i := mod(max(k, st.last))
-		if st.answered[i] < ^uint16(0) {
-			st.answered[i]++
-		}
+	if !answered {
+		return
 	}
-	s.ids[h] = st
-	s.tick(k)
+	last := st.lastAt(k)
+	if k > last {
+		for b := max(last+1, k-(guardBuckets-1)); b <= k; b++ {
+			st.answered[mod(b)] = 0
+		}
+		last = k
+		st.last = uint32(k)
+	}
+	// An answer dated before the latest (a concurrent one read the clock
+	// later) counts in the latest bucket: later, never earlier.
+	if i := mod(last); st.answered[i] < ^C(0) {
+		st.answered[i]++
+	}
 }
 
-// tick sweeps the shard's quiet ids (nothing in flight, nothing answered in
-// the window): at most once per window, and only once the operations since
-// the last sweep are half as many as the ids (so a sweep costs O(1) per
-// operation). A sweep that leaves fewer ids than it removed rebuilds the map,
-// whose iteration otherwise keeps costing its largest size. It runs under
-// s.mu.
-func (s *guardShard) tick(k int64) {
-	s.ops++
-	if k-s.swept < guardBuckets || s.ops < len(s.ids)/2 {
-		return
+// find returns the slot of the id h in bucket k, or with insert a fresh
+// one, reusing the first idle slot on the way or rebuilding a full table;
+// nil when absent and not inserted. It runs under s.mu.
+func (s *guardShard[C]) find(h uint64, k int64, insert bool) *idtable.Slot[guardState[C]] {
+	if j, ok := s.table.Find(h); ok { // most lookups: no idle checks on the way
+		return s.table.At(j)
 	}
-	s.ops, s.swept = 0, k
-	removed := 0
-	for h, st := range s.ids {
-		if st.inFlight == 0 && st.last <= k-guardBuckets {
-			delete(s.ids, h)
-			removed++
-		}
+	// A fresh id's latest answered bucket is one that has left the window.
+	fresh := guardState[C]{last: uint32(k - guardBuckets)}
+	j, found, reuse := s.table.FindReusable(h, func(sl *idtable.Slot[guardState[C]]) bool {
+		return sl.Val.idle(k)
+	})
+	switch {
+	case found:
+		return s.table.At(j)
+	case !insert:
+		return nil
+	case reuse >= 0:
+		sl := s.table.At(reuse)
+		*sl = idtable.Slot[guardState[C]]{Key: h, Val: fresh}
+		return sl
+	case 4*(s.table.Len()+1) > 3*s.table.Size():
+		s.table.Retain(func(sl *idtable.Slot[guardState[C]]) bool {
+			return !sl.Val.idle(k)
+		}, func(live int) int {
+			return max(minSlots, 2*(live+1)+3) &^ 3 // a multiple of a line's slots
+		})
+		return s.find(h, k, true)
 	}
-	if removed > len(s.ids) {
-		ids := make(map[uint64]guardState, len(s.ids))
-		for h, st := range s.ids {
-			ids[h] = st
-		}
-		s.ids = ids
+	sl := s.table.Fill(j, h)
+	sl.Val = fresh
+	return sl
+}
+
+func (t *guardTables[C]) touch(hs []uint64, mask uint64) {
+	for m := mask; m != 0; m &= m - 1 {
+		t.shards[bits.TrailingZeros64(m)].mu.Lock()
 	}
+	for _, h := range hs {
+		t.shards[h>>58].table.Touch(h)
+	}
+	for m := mask; m != 0; m &= m - 1 {
+		t.shards[bits.TrailingZeros64(m)].mu.Unlock()
+	}
+}
+
+func (t *guardTables[C]) tracked() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		n += s.table.Len()
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// has reports whether the id h has state.
+func (t *guardTables[C]) has(h uint64) bool {
+	s := &t.shards[h>>58]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.table.Find(h)
+	return ok
 }
 
 func mod(b int64) int {

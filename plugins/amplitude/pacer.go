@@ -61,7 +61,6 @@ type pacer struct {
 	tolerance int64 // ns: how far ahead of now the arrival time may run
 	daily     uint32
 	track     uint32 // hourly count above which an id gets a daily ring
-	seed      maphash.Seed
 	shards    [pacerShards]pacerShard
 }
 
@@ -210,7 +209,6 @@ func newPacerWith(eps float64, window time.Duration, daily uint32, headroom floa
 		interval: int64(float64(time.Second) / rate),
 		daily:    daily,
 		track:    min(max(1, daily/500), countMax-1),
-		seed:     maphash.MakeSeed(),
 	}
 	p.tolerance = int64((burst - 1) * float64(p.interval))
 	for i := range p.shards {
@@ -221,13 +219,17 @@ func newPacerWith(eps float64, window time.Duration, daily uint32, headroom floa
 	return p
 }
 
-// idHash is the 64-bit hash that stands for an id in the table: ids are not
-// stored, so the table holds no pointers for the collector to scan and no
-// string to chase on a lookup. Two ids share a budget only if their seeded
-// hashes collide (about 1 in 2^64 per pair), which at worst paces both
-// together.
-func (p *pacer) idHash(k idKey) uint64 {
-	h := maphash.String(p.seed, k.id)
+// idSeed seeds idHash, the same for the pacer and the arrival guard, so
+// that an event's ids are hashed once for both (event.hashes).
+var idSeed = maphash.MakeSeed()
+
+// idHash is the 64-bit hash that stands for an id in the pacer's and the
+// arrival guard's tables: ids are not stored, so the tables hold no pointers
+// for the collector to scan and no string to chase on a lookup. Two ids
+// share a budget only if their seeded hashes collide (about 1 in 2^64 per
+// pair), which at worst paces both together.
+func idHash(k idKey) uint64 {
+	h := maphash.String(idSeed, k.id)
 	if k.user {
 		h = ^h*0x9e3779b97f4a7c15 + 1
 	}
@@ -236,6 +238,9 @@ func (p *pacer) idHash(k idKey) uint64 {
 	}
 	return h
 }
+
+// idHash is the package's idHash (a method for the tests' convenience).
+func (p *pacer) idHash(k idKey) uint64 { return idHash(k) }
 
 func (p *pacer) shard(h uint64) *pacerShard {
 	return &p.shards[h>>58] // the top 6 bits: pacerShards = 64
@@ -249,13 +254,7 @@ func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
 		return time.Time{}, true
 	}
 	n := now.UnixNano()
-	var hd, hu uint64
-	if e.deviceID != "" {
-		hd = p.idHash(deviceKey(e.deviceID))
-	}
-	if e.userID != "" {
-		hu = p.idHash(userKey(e.userID))
-	}
+	hd, hu := e.hashes()
 	sd, su := p.lock(hd, hu)
 	defer unlock(sd, su)
 	// Both slots are loaded before either is read, so that the two cache
@@ -282,13 +281,14 @@ func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
 	return time.Time{}, true
 }
 
-// prefetch loads the slots of the events' ids into the cache, all their
-// misses at once, before take charges the events one by one (the send path
-// holds a batch of them): with tables larger than the caches, most of a
-// take's cost is otherwise its two cache misses, one event after the other.
-// It locks the shards concerned (each once, in order) around the loads, so
-// that no table is rebuilt under them.
-func (p *pacer) prefetch(events []*event) {
+// prefetch loads the slots of the events' ids, in the pacer's tables and in
+// the guard g's (nil: none), into the cache, all their misses at once,
+// before take and admit charge the events one by one (the send path holds a
+// batch of them): with tables larger than the caches, most of their cost is
+// otherwise their cache misses, one event after the other. It locks the
+// shards concerned (each once, in order) around the loads, so that no table
+// is rebuilt under them.
+func (p *pacer) prefetch(events []*event, g *arrivalGuard) {
 	if p == nil || len(events) < prefetchMin {
 		return
 	}
@@ -298,15 +298,13 @@ func (p *pacer) prefetch(events []*event) {
 		events = events[len(chunk):]
 		n, mask := 0, uint64(0)
 		for _, e := range chunk {
-			if e.deviceID != "" {
-				hs[n] = p.idHash(deviceKey(e.deviceID))
-				mask |= 1 << (hs[n] >> 58)
-				n++
-			}
-			if e.userID != "" {
-				hs[n] = p.idHash(userKey(e.userID))
-				mask |= 1 << (hs[n] >> 58)
-				n++
+			hd, hu := e.hashes()
+			for _, h := range [2]uint64{hd, hu} {
+				if h != 0 {
+					hs[n] = h
+					mask |= 1 << (h >> 58)
+					n++
+				}
 			}
 		}
 		for m := mask; m != 0; m &= m - 1 {
@@ -318,6 +316,7 @@ func (p *pacer) prefetch(events []*event) {
 		for m := mask; m != 0; m &= m - 1 {
 			p.shards[bits.TrailingZeros64(m)].mu.Unlock()
 		}
+		g.prefetch(hs[:n], mask)
 	}
 }
 
@@ -459,11 +458,11 @@ func (p *pacer) give(e *event, now time.Time) {
 		return
 	}
 	n := now.UnixNano()
-	for _, k := range [2]idKey{deviceKey(e.deviceID), userKey(e.userID)} {
-		if k.id == "" {
+	hd, hu := e.hashes()
+	for _, h := range [2]uint64{hd, hu} {
+		if h == 0 {
 			continue
 		}
-		h := p.idHash(k)
 		s := p.shard(h)
 		s.mu.Lock()
 		p.refund(s, h, n)

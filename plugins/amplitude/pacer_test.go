@@ -313,7 +313,7 @@ func benchPacer(b *testing.B, impl string, events []event, order []int) {
 		now = now.Add(step)
 		j := i % len(order)
 		if ptrs != nil && j%batch == 0 {
-			p.prefetch(ptrs[j:min(j+batch, len(ptrs))])
+			p.prefetch(ptrs[j:min(j+batch, len(ptrs))], nil)
 		}
 		if _, ok := p.take(&events[order[j]], now); !ok {
 			b.Fatal("refused")
@@ -336,7 +336,7 @@ func TestPacerPrefetchChangesNothing(t *testing.T) {
 	}
 	now := start
 	for round := range 20 {
-		p.prefetch(batch)
+		p.prefetch(batch, nil)
 		for i, e := range batch {
 			at, ok := p.take(e, now)
 			refAt, refOK := ref.take(e, now)
