@@ -50,7 +50,11 @@ type arrivalGuard struct {
 	limit  uint32 // events per window and id
 	window int64  // ns
 	bucket int64  // ns: window/guardBuckets-1
-	tab    guardTable
+	// narrow holds the counts in bytes when the limit fits them, else wide
+	// in 16-bit words (concrete types, not an interface: a call through one
+	// would move prefetch's array of hashes to the heap).
+	narrow *guardTables[uint8]
+	wide   *guardTables[uint16]
 }
 
 const (
@@ -58,15 +62,6 @@ const (
 	// guardBuckets covers a window and the bucket it starts in.
 	guardBuckets = 11
 )
-
-// guardTable is the guard's table of counts, in bytes or 16-bit words.
-type guardTable interface {
-	take(h uint64, n, k int64, g *arrivalGuard) (int64, bool)
-	finish(h uint64, k int64, answered bool)
-	touch(hs []uint64, mask uint64)
-	tracked() int
-	has(h uint64) bool
-}
 
 // guardCount is the width of the guard's counts, chosen by the limit.
 type guardCount interface{ ~uint8 | ~uint16 }
@@ -110,9 +105,9 @@ func newArrivalGuard(endpoint string) *arrivalGuard {
 func newArrivalGuardWith(limit uint32, window time.Duration) *arrivalGuard {
 	g := &arrivalGuard{limit: limit, window: int64(window), bucket: int64(window) / (guardBuckets - 1)}
 	if limit <= math.MaxUint8 {
-		g.tab = newGuardTables[uint8]()
+		g.narrow = newGuardTables[uint8]()
 	} else {
-		g.tab = newGuardTables[uint16]() // limits over 65,535 saturate their counts
+		g.wide = newGuardTables[uint16]() // limits over 65,535 saturate their counts
 	}
 	return g
 }
@@ -134,18 +129,15 @@ func (g *arrivalGuard) admit(e *event, now time.Time) (time.Time, bool) {
 	n := now.UnixNano()
 	k := n / g.bucket
 	hd, hu := e.hashes()
-	if hd != 0 {
-		if at, ok := g.tab.take(hd, n, k, g); !ok {
-			return time.Unix(0, at), false
-		}
+	var at int64
+	var ok bool
+	if g.narrow != nil {
+		at, ok = g.narrow.admit(hd, hu, n, k, g.limit, g.bucket)
+	} else {
+		at, ok = g.wide.admit(hd, hu, n, k, g.limit, g.bucket)
 	}
-	if hu != 0 {
-		if at, ok := g.tab.take(hu, n, k, g); !ok {
-			if hd != 0 {
-				g.tab.finish(hd, k, false)
-			}
-			return time.Unix(0, at), false
-		}
+	if !ok {
+		return time.Unix(0, at), false
 	}
 	return time.Time{}, true
 }
@@ -158,34 +150,114 @@ func (g *arrivalGuard) answered(events []*event, now time.Time) {
 		return
 	}
 	k := now.UnixNano() / g.bucket
-	for _, e := range events {
-		hd, hu := e.hashes()
-		if hd != 0 {
-			g.tab.finish(hd, k, true)
-		}
-		if hu != 0 {
-			g.tab.finish(hu, k, true)
-		}
+	if g.narrow != nil {
+		g.narrow.answered(events, k)
+	} else {
+		g.wide.answered(events, k)
 	}
 }
 
 // prefetch loads the slots of the hashes hs, in the shards of mask, into
 // the cache (see pacer.prefetch). A nil guard does nothing.
 func (g *arrivalGuard) prefetch(hs []uint64, mask uint64) {
-	if g != nil {
-		g.tab.touch(hs, mask)
+	switch {
+	case g == nil:
+	case g.narrow != nil:
+		g.narrow.touch(hs, mask)
+	default:
+		g.wide.touch(hs, mask)
 	}
 }
 
 // tracked returns the number of ids with state.
-func (g *arrivalGuard) tracked() int { return g.tab.tracked() }
+func (g *arrivalGuard) tracked() int {
+	if g.narrow != nil {
+		return g.narrow.tracked()
+	}
+	return g.wide.tracked()
+}
 
-// take counts one event of the id h in flight at n (unix ns, in bucket k),
-// or returns when to ask again.
-func (t *guardTables[C]) take(h uint64, n, k int64, g *arrivalGuard) (int64, bool) {
-	s := &t.shards[h>>58]
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// has reports whether the id h has state.
+func (g *arrivalGuard) has(h uint64) bool {
+	if g.narrow != nil {
+		return g.narrow.has(h)
+	}
+	return g.wide.has(h)
+}
+
+// admit counts one event of the ids hd and hu (0: none) in flight at n
+// (unix ns, in bucket k of bucket ns) within limit, or counts nothing and
+// returns when to ask again. It locks both shards and loads both slots
+// before reading either, so that their cache misses overlap.
+func (t *guardTables[C]) admit(hd, hu uint64, n, k int64, limit uint32, bucket int64) (int64, bool) {
+	var sd, su *guardShard[C]
+	var md, mu *sync.Mutex
+	if hd != 0 {
+		sd = &t.shards[hd>>58]
+		md = &sd.mu
+	}
+	if hu != 0 {
+		su = &t.shards[hu>>58]
+		mu = &su.mu
+	}
+	lockPair(md, mu, hd>>58 < hu>>58)
+	defer unlockPair(md, mu)
+	if sd != nil {
+		sd.table.Touch(hd)
+	}
+	if su != nil {
+		su.table.Touch(hu)
+	}
+	if sd != nil {
+		if at, ok := sd.take(hd, n, k, limit, bucket); !ok {
+			return at, false
+		}
+	}
+	if su != nil {
+		if at, ok := su.take(hu, n, k, limit, bucket); !ok {
+			if sd != nil {
+				sd.finish(hd, k, false)
+			}
+			return at, false
+		}
+	}
+	return 0, true
+}
+
+// answered moves events from in flight to answered in bucket k: the slots
+// of a chunk of them are loaded first, all their misses at once (an answer
+// comes long after its request's send, when they are cold again).
+func (t *guardTables[C]) answered(events []*event, k int64) {
+	var hs [2 * prefetchChunk]uint64
+	for len(events) > 0 {
+		chunk := events[:min(len(events), prefetchChunk)]
+		events = events[len(chunk):]
+		n, mask := 0, uint64(0)
+		for _, e := range chunk {
+			hd, hu := e.hashes()
+			for _, h := range [2]uint64{hd, hu} {
+				if h != 0 {
+					hs[n] = h
+					mask |= 1 << (h >> 58)
+					n++
+				}
+			}
+		}
+		if len(chunk) >= prefetchMin {
+			t.touch(hs[:n], mask)
+		}
+		for _, h := range hs[:n] {
+			s := &t.shards[h>>58]
+			s.mu.Lock()
+			s.finish(h, k, true)
+			s.mu.Unlock()
+		}
+	}
+}
+
+// take counts one event of the id h in flight at n (unix ns, in bucket k of
+// bucket ns) within limit, or returns when to ask again. It runs under s.mu.
+func (s *guardShard[C]) take(h uint64, n, k int64, limit uint32, bucket int64) (int64, bool) {
 	st := &s.find(h, k, true).Val
 	last := st.lastAt(k)
 	used, oldest := uint32(st.inFlight), int64(-1)
@@ -197,12 +269,12 @@ func (t *guardTables[C]) take(h uint64, n, k int64, g *arrivalGuard) (int64, boo
 			}
 		}
 	}
-	if used >= g.limit || st.inFlight == ^C(0) {
+	if used >= limit || st.inFlight == ^C(0) {
 		// Ask again once the oldest answered bucket has left the window,
 		// or, when only events in flight fill it, a bucket later.
-		at := n + g.bucket
+		at := n + bucket
 		if oldest >= 0 {
-			at = max(n+1, (oldest+guardBuckets)*g.bucket)
+			at = max(n+1, (oldest+guardBuckets)*bucket)
 		}
 		return at, false
 	}
@@ -211,11 +283,9 @@ func (t *guardTables[C]) take(h uint64, n, k int64, g *arrivalGuard) (int64, boo
 }
 
 // finish takes one event of the id h out of flight in bucket k, counting it
-// as answered then (or, when answered is false, as never sent).
-func (t *guardTables[C]) finish(h uint64, k int64, answered bool) {
-	s := &t.shards[h>>58]
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// as answered then (or, when answered is false, as never sent). It runs
+// under s.mu.
+func (s *guardShard[C]) finish(h uint64, k int64, answered bool) {
 	sl := s.find(h, k, false)
 	if sl == nil {
 		return
@@ -297,7 +367,6 @@ func (t *guardTables[C]) tracked() int {
 	return n
 }
 
-// has reports whether the id h has state.
 func (t *guardTables[C]) has(h uint64) bool {
 	s := &t.shards[h>>58]
 	s.mu.Lock()

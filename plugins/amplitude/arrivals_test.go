@@ -160,7 +160,7 @@ func TestArrivalGuardForgetsQuietIDs(t *testing.T) {
 		g.answered([]*event{e}, later)
 	}
 	assert.LessOrEqual(t, g.tracked(), 20000, "quiet ids swept")
-	require.False(t, g.tab.has(idHash(deviceKey("device-a"))), "device-a, quiet for an hour, was swept")
+	require.False(t, g.has(idHash(deviceKey("device-a"))), "device-a, quiet for an hour, was swept")
 }
 
 // TestArrivalGuardWideCounts: Batch's limit (30,000 events per 30 s) does
@@ -233,6 +233,7 @@ func BenchmarkArrivalGuard(b *testing.B) {
 		events := make([]*event, ids)
 		for i := range events {
 			events[i] = &event{deviceID: fmt.Sprintf("device-%07d", i), userID: fmt.Sprintf("user-%07d", i)}
+			events[i].hd, events[i].hu = events[i].hashes() // as the request builder does
 		}
 		cold := make([]int, ids)
 		for i := range cold {

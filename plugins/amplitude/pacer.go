@@ -332,26 +332,16 @@ const (
 // lock locks the shards of the hashes hd and hu (0: no id), in shard order,
 // each once, and returns them (nil for no id).
 func (p *pacer) lock(hd, hu uint64) (sd, su *pacerShard) {
+	var md, mu *sync.Mutex
 	if hd != 0 {
 		sd = p.shard(hd)
+		md = &sd.mu
 	}
 	if hu != 0 {
 		su = p.shard(hu)
+		mu = &su.mu
 	}
-	switch {
-	case sd == nil || su == nil || sd == su:
-		if sd != nil {
-			sd.mu.Lock()
-		} else if su != nil {
-			su.mu.Lock()
-		}
-	case hd>>58 < hu>>58:
-		sd.mu.Lock()
-		su.mu.Lock()
-	default:
-		su.mu.Lock()
-		sd.mu.Lock()
-	}
+	lockPair(md, mu, hd>>58 < hu>>58)
 	return sd, su
 }
 
@@ -362,6 +352,36 @@ func unlock(sd, su *pacerShard) {
 	}
 	if su != nil && su != sd {
 		su.mu.Unlock()
+	}
+}
+
+// unlockPair unlocks what lockPair locked.
+func unlockPair(a, b *sync.Mutex) {
+	if a != nil {
+		a.Unlock()
+	}
+	if b != nil && b != a {
+		b.Unlock()
+	}
+}
+
+// lockPair locks a and b (nil: none), each once, a first when aFirst: the
+// shards of a device and a user, in shard order, so that two lockers never
+// wait for each other.
+func lockPair(a, b *sync.Mutex, aFirst bool) {
+	switch {
+	case a == nil || b == nil || a == b:
+		if a != nil {
+			a.Lock()
+		} else if b != nil {
+			b.Lock()
+		}
+	case aFirst:
+		a.Lock()
+		b.Lock()
+	default:
+		b.Lock()
+		a.Lock()
 	}
 }
 
