@@ -228,6 +228,14 @@ func (t *guardTables[C]) admit(hd, hu uint64, n, k int64, limit uint32, bucket i
 // of a chunk of them are loaded first, all their misses at once (an answer
 // comes long after its request's send, when they are cold again).
 func (t *guardTables[C]) answered(events []*event, k int64) {
+	if len(events) < prefetchMin {
+		for _, e := range events {
+			hd, hu := e.hashes()
+			t.finish(hd, k)
+			t.finish(hu, k)
+		}
+		return
+	}
 	var hs [2 * prefetchChunk]uint64
 	for len(events) > 0 {
 		chunk := events[:min(len(events), prefetchChunk)]
@@ -243,16 +251,22 @@ func (t *guardTables[C]) answered(events []*event, k int64) {
 				}
 			}
 		}
-		if len(chunk) >= prefetchMin {
-			t.touch(hs[:n], mask)
-		}
+		t.touch(hs[:n], mask)
 		for _, h := range hs[:n] {
-			s := &t.shards[h>>58]
-			s.mu.Lock()
-			s.finish(h, k, true)
-			s.mu.Unlock()
+			t.finish(h, k)
 		}
 	}
+}
+
+// finish counts one event of the id h (0: none) answered in bucket k.
+func (t *guardTables[C]) finish(h uint64, k int64) {
+	if h == 0 {
+		return
+	}
+	s := &t.shards[h>>58]
+	s.mu.Lock()
+	s.finish(h, k, true)
+	s.mu.Unlock()
 }
 
 // take counts one event of the id h in flight at n (unix ns, in bucket k of
@@ -261,12 +275,16 @@ func (s *guardShard[C]) take(h uint64, n, k int64, limit uint32, bucket int64) (
 	st := &s.find(h, k, true).Val
 	last := st.lastAt(k)
 	used, oldest := uint32(st.inFlight), int64(-1)
-	for b := max(k-(guardBuckets-1), last-(guardBuckets-1)); b <= last; b++ {
-		if c := st.answered[mod(b)]; c > 0 {
+	b := max(k-(guardBuckets-1), last-(guardBuckets-1))
+	for i := mod(b); b <= last; b++ { // i is mod(b): one division, not one a bucket
+		if c := st.answered[i]; c > 0 {
 			used += uint32(c)
 			if oldest < 0 {
 				oldest = b
 			}
+		}
+		if i++; i == guardBuckets {
+			i = 0
 		}
 	}
 	if used >= limit || st.inFlight == ^C(0) {
@@ -297,8 +315,12 @@ func (s *guardShard[C]) finish(h uint64, k int64, answered bool) {
 	}
 	last := st.lastAt(k)
 	if k > last {
-		for b := max(last+1, k-(guardBuckets-1)); b <= k; b++ {
-			st.answered[mod(b)] = 0
+		b := max(last+1, k-(guardBuckets-1))
+		for i := mod(b); b <= k; b++ {
+			st.answered[i] = 0
+			if i++; i == guardBuckets {
+				i = 0
+			}
 		}
 		last = k
 		st.last = uint32(k)
