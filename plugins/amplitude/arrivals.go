@@ -2,7 +2,6 @@ package amplitude
 
 import (
 	"math"
-	"math/bits"
 	"sync"
 	"time"
 
@@ -188,7 +187,7 @@ func (g *arrivalGuard) has(h uint64) bool {
 // admit counts one event of the ids hd and hu (0: none) in flight at n
 // (unix ns, in bucket k of bucket ns) within limit, or counts nothing and
 // returns when to ask again. It locks both shards and loads both slots
-// before reading either, so that their cache misses overlap.
+// before reading either (chargeBoth).
 func (t *guardTables[C]) admit(hd, hu uint64, n, k int64, limit uint32, bucket int64) (int64, bool) {
 	var sd, su *guardShard[C]
 	var md, mu *sync.Mutex
@@ -202,26 +201,10 @@ func (t *guardTables[C]) admit(hd, hu uint64, n, k int64, limit uint32, bucket i
 	}
 	lockPair(md, mu, hd>>58 < hu>>58)
 	defer unlockPair(md, mu)
-	if sd != nil {
-		sd.table.Touch(hd)
-	}
-	if su != nil {
-		su.table.Touch(hu)
-	}
-	if sd != nil {
-		if at, ok := sd.take(hd, n, k, limit, bucket); !ok {
-			return at, false
-		}
-	}
-	if su != nil {
-		if at, ok := su.take(hu, n, k, limit, bucket); !ok {
-			if sd != nil {
-				sd.finish(hd, k, false)
-			}
-			return at, false
-		}
-	}
-	return 0, true
+	return chargeBoth(sd, su, hd, hu,
+		func(s *guardShard[C], h uint64) { s.table.Touch(h) },
+		func(s *guardShard[C], h uint64) (int64, bool) { return s.take(h, n, k, limit, bucket) },
+		func(s *guardShard[C], h uint64) { s.finish(h, k, false) })
 }
 
 // answered moves events from in flight to answered in bucket k: the slots
@@ -240,17 +223,7 @@ func (t *guardTables[C]) answered(events []*event, k int64) {
 	for len(events) > 0 {
 		chunk := events[:min(len(events), prefetchChunk)]
 		events = events[len(chunk):]
-		n, mask := 0, uint64(0)
-		for _, e := range chunk {
-			hd, hu := e.hashes()
-			for _, h := range [2]uint64{hd, hu} {
-				if h != 0 {
-					hs[n] = h
-					mask |= 1 << (h >> 58)
-					n++
-				}
-			}
-		}
+		n, mask := chunkHashes(chunk, &hs)
 		t.touch(hs[:n], mask)
 		for _, h := range hs[:n] {
 			t.finish(h, k)
@@ -367,26 +340,17 @@ func (s *guardShard[C]) find(h uint64, k int64, insert bool) *idtable.Slot[guard
 }
 
 func (t *guardTables[C]) touch(hs []uint64, mask uint64) {
-	for m := mask; m != 0; m &= m - 1 {
-		t.shards[bits.TrailingZeros64(m)].mu.Lock()
-	}
+	forShards(mask, func(i int) { t.shards[i].mu.Lock() })
 	for _, h := range hs {
 		t.shards[h>>58].table.Touch(h)
 	}
-	for m := mask; m != 0; m &= m - 1 {
-		t.shards[bits.TrailingZeros64(m)].mu.Unlock()
-	}
+	forShards(mask, func(i int) { t.shards[i].mu.Unlock() })
 }
 
 func (t *guardTables[C]) tracked() int {
-	n := 0
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.Lock()
-		n += s.table.Len()
-		s.mu.Unlock()
-	}
-	return n
+	return sumLocked(t.shards[:], func(s *guardShard[C]) (*sync.Mutex, func() int) {
+		return &s.mu, s.table.Len
+	})
 }
 
 func (t *guardTables[C]) has(h uint64) bool {

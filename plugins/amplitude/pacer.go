@@ -257,28 +257,46 @@ func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
 	hd, hu := e.hashes()
 	sd, su := p.lock(hd, hu)
 	defer unlock(sd, su)
-	// Both slots are loaded before either is read, so that the two cache
-	// misses of a table larger than the caches overlap.
-	if sd != nil {
-		sd.table.Touch(hd)
-	}
-	if su != nil {
-		su.table.Touch(hu)
-	}
-	if sd != nil {
-		if dev := p.charge(sd, hd, n); dev > 0 {
-			return time.Unix(0, dev), false
-		}
-	}
-	if su != nil {
-		if usr := p.charge(su, hu, n); usr > 0 {
-			if sd != nil {
-				p.refund(sd, hd, n)
-			}
-			return time.Unix(0, usr), false
-		}
+	at, ok := chargeBoth(sd, su, hd, hu,
+		func(s *pacerShard, h uint64) { s.table.Touch(h) },
+		func(s *pacerShard, h uint64) (int64, bool) {
+			at := p.charge(s, h, n)
+			return at, at == 0
+		},
+		func(s *pacerShard, h uint64) { p.refund(s, h, n) })
+	if !ok {
+		return time.Unix(0, at), false
 	}
 	return time.Time{}, true
+}
+
+// chargeBoth charges an event to its device's slot (hash hd in shard sd) and
+// its user's (hu in su; a nil shard: no such id), under their locks, and
+// returns true, or charges neither and returns what the refusing one said.
+// Both slots are loaded (touch) before either is read, so that the two
+// cache misses of a table larger than the caches overlap; a user's refusal
+// gives the device's charge back (undo).
+func chargeBoth[S any](sd, su *S, hd, hu uint64, touch func(*S, uint64), charge func(*S, uint64) (int64, bool), undo func(*S, uint64)) (int64, bool) {
+	if sd != nil {
+		touch(sd, hd)
+	}
+	if su != nil {
+		touch(su, hu)
+	}
+	if sd != nil {
+		if at, ok := charge(sd, hd); !ok {
+			return at, false
+		}
+	}
+	if su != nil {
+		if at, ok := charge(su, hu); !ok {
+			if sd != nil {
+				undo(sd, hd)
+			}
+			return at, false
+		}
+	}
+	return 0, true
 }
 
 // prefetch loads the slots of the events' ids, in the pacer's tables and in
@@ -296,28 +314,31 @@ func (p *pacer) prefetch(events []*event, g *arrivalGuard) {
 	for len(events) > 0 {
 		chunk := events[:min(len(events), prefetchChunk)]
 		events = events[len(chunk):]
-		n, mask := 0, uint64(0)
-		for _, e := range chunk {
-			hd, hu := e.hashes()
-			for _, h := range [2]uint64{hd, hu} {
-				if h != 0 {
-					hs[n] = h
-					mask |= 1 << (h >> 58)
-					n++
-				}
-			}
-		}
-		for m := mask; m != 0; m &= m - 1 {
-			p.shards[bits.TrailingZeros64(m)].mu.Lock()
-		}
+		n, mask := chunkHashes(chunk, &hs)
+		forShards(mask, func(i int) { p.shards[i].mu.Lock() })
 		for _, h := range hs[:n] {
 			p.shard(h).table.Touch(h)
 		}
-		for m := mask; m != 0; m &= m - 1 {
-			p.shards[bits.TrailingZeros64(m)].mu.Unlock()
-		}
+		forShards(mask, func(i int) { p.shards[i].mu.Unlock() })
 		g.prefetch(hs[:n], mask)
 	}
+}
+
+// chunkHashes puts the hashes of the ids of chunk (at most prefetchChunk
+// events) into hs and returns how many and the mask of their shards (by the
+// top 6 bits: the pacer's and the guard's shards alike).
+func chunkHashes(chunk []*event, hs *[2 * prefetchChunk]uint64) (n int, mask uint64) {
+	for _, e := range chunk {
+		hd, hu := e.hashes()
+		for _, h := range [2]uint64{hd, hu} {
+			if h != 0 {
+				hs[n] = h
+				mask |= 1 << (h >> 58)
+				n++
+			}
+		}
+	}
+	return n, mask
 }
 
 const (
@@ -575,12 +596,27 @@ func (p *pacer) tracked() int {
 	if p == nil {
 		return 0
 	}
+	return sumLocked(p.shards[:], func(s *pacerShard) (*sync.Mutex, func() int) {
+		return &s.mu, s.table.Len
+	})
+}
+
+// sumLocked sums, over shards, what each shard's f gives, each read under
+// the shard's mutex.
+func sumLocked[S any](shards []S, f func(*S) (*sync.Mutex, func() int)) int {
 	n := 0
-	for i := range p.shards {
-		s := &p.shards[i]
-		s.mu.Lock()
-		n += s.table.Len()
-		s.mu.Unlock()
+	for i := range shards {
+		mu, get := f(&shards[i])
+		mu.Lock()
+		n += get()
+		mu.Unlock()
 	}
 	return n
+}
+
+// forShards calls f with the index of each shard of mask, in order.
+func forShards(mask uint64, f func(int)) {
+	for m := mask; m != 0; m &= m - 1 {
+		f(bits.TrailingZeros64(m))
+	}
 }
