@@ -187,7 +187,8 @@ func (g *arrivalGuard) has(h uint64) bool {
 // admit counts one event of the ids hd and hu (0: none) in flight at n
 // (unix ns, in bucket k of bucket ns) within limit, or counts nothing and
 // returns when to ask again. It locks both shards and loads both slots
-// before reading either (chargeBoth).
+// before reading either, so that their cache misses overlap, as pacer.take
+// does.
 func (t *guardTables[C]) admit(hd, hu uint64, n, k int64, limit uint32, bucket int64) (int64, bool) {
 	var sd, su *guardShard[C]
 	var md, mu *sync.Mutex
@@ -201,10 +202,26 @@ func (t *guardTables[C]) admit(hd, hu uint64, n, k int64, limit uint32, bucket i
 	}
 	lockPair(md, mu, hd>>58 < hu>>58)
 	defer unlockPair(md, mu)
-	return chargeBoth(sd, su, hd, hu,
-		func(s *guardShard[C], h uint64) { s.table.Touch(h) },
-		func(s *guardShard[C], h uint64) (int64, bool) { return s.take(h, n, k, limit, bucket) },
-		func(s *guardShard[C], h uint64) { s.finish(h, k, false) })
+	if sd != nil {
+		sd.table.Touch(hd)
+	}
+	if su != nil {
+		su.table.Touch(hu)
+	}
+	if sd != nil {
+		if at, ok := sd.take(hd, n, k, limit, bucket); !ok {
+			return at, false
+		}
+	}
+	if su != nil {
+		if at, ok := su.take(hu, n, k, limit, bucket); !ok {
+			if sd != nil {
+				sd.finish(hd, k, false)
+			}
+			return at, false
+		}
+	}
+	return 0, true
 }
 
 // answered moves events from in flight to answered in bucket k: the slots

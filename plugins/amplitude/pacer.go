@@ -257,46 +257,29 @@ func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
 	hd, hu := e.hashes()
 	sd, su := p.lock(hd, hu)
 	defer unlock(sd, su)
-	at, ok := chargeBoth(sd, su, hd, hu,
-		func(s *pacerShard, h uint64) { s.table.Touch(h) },
-		func(s *pacerShard, h uint64) (int64, bool) {
-			at := p.charge(s, h, n)
-			return at, at == 0
-		},
-		func(s *pacerShard, h uint64) { p.refund(s, h, n) })
-	if !ok {
-		return time.Unix(0, at), false
+	// Both slots are loaded before either is read, so that the two cache
+	// misses of a table larger than the caches overlap. (The guard's admit
+	// has the same shape: one generic with closures measured 10 to 25% slower.)
+	if sd != nil {
+		sd.table.Touch(hd)
+	}
+	if su != nil {
+		su.table.Touch(hu)
+	}
+	if sd != nil {
+		if dev := p.charge(sd, hd, n); dev > 0 {
+			return time.Unix(0, dev), false
+		}
+	}
+	if su != nil {
+		if usr := p.charge(su, hu, n); usr > 0 {
+			if sd != nil {
+				p.refund(sd, hd, n)
+			}
+			return time.Unix(0, usr), false
+		}
 	}
 	return time.Time{}, true
-}
-
-// chargeBoth charges an event to its device's slot (hash hd in shard sd) and
-// its user's (hu in su; a nil shard: no such id), under their locks, and
-// returns true, or charges neither and returns what the refusing one said.
-// Both slots are loaded (touch) before either is read, so that the two
-// cache misses of a table larger than the caches overlap; a user's refusal
-// gives the device's charge back (undo).
-func chargeBoth[S any](sd, su *S, hd, hu uint64, touch func(*S, uint64), charge func(*S, uint64) (int64, bool), undo func(*S, uint64)) (int64, bool) {
-	if sd != nil {
-		touch(sd, hd)
-	}
-	if su != nil {
-		touch(su, hu)
-	}
-	if sd != nil {
-		if at, ok := charge(sd, hd); !ok {
-			return at, false
-		}
-	}
-	if su != nil {
-		if at, ok := charge(su, hu); !ok {
-			if sd != nil {
-				undo(sd, hd)
-			}
-			return at, false
-		}
-	}
-	return 0, true
 }
 
 // prefetch loads the slots of the events' ids, in the pacer's tables and in
