@@ -163,6 +163,32 @@ func TestArrivalGuardForgetsQuietIDs(t *testing.T) {
 	require.False(t, g.has(idHash(deviceKey("device-a"))), "device-a, quiet for an hour, was swept")
 }
 
+// TestArrivalGuardBoundedByActiveIDs: ids that each send once, one a
+// millisecond for 100 s, leave at most the ids of the last window or so in
+// the tables (about 1100 active at a time; each shard's table keeps up to
+// 48 of its own before it is rebuilt without the quiet ones), not the 10^5
+// seen.
+func TestArrivalGuardBoundedByActiveIDs(t *testing.T) {
+	g := newArrivalGuard(endpointHTTPV2)
+	now := time.Unix(1_700_000_000, 0)
+	one := make([]*event, 1)
+	most := 0
+	for i := range 100_000 {
+		now = now.Add(time.Millisecond)
+		one[0] = &event{deviceID: fmt.Sprint("device-", i)}
+		_, ok := g.admit(one[0], now)
+		require.True(t, ok, "a fresh id")
+		g.answered(one, now)
+		if i%1000 == 0 {
+			most = max(most, g.tracked())
+		}
+	}
+	t.Logf("at most %d ids tracked", most)
+	if most > 64*48+1100 {
+		t.Fatalf("%d ids tracked, want those of about the last window", most)
+	}
+}
+
 // TestArrivalGuardWideCounts: Batch's limit (30,000 events per 30 s) does
 // not fit the bytes of HTTP V2's counts; the guard counts it in full.
 func TestArrivalGuardWideCounts(t *testing.T) {
