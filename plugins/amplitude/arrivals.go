@@ -38,8 +38,9 @@ import (
 // buckets, 6.8 years on HTTP V2, would be misread) and the answered counts
 // of the last guardBuckets buckets, in bytes where the limit fits (HTTP V2:
 // 30; 16-byte values, 24-byte slots) and in 16-bit words otherwise (Batch:
-// 30,000; 28-byte values, 40-byte slots). Counts stay within the limit:
-// an event is admitted only while its id's count is below it. Ids with
+// 30,000; 28-byte values, 40-byte slots). Counts stay within the limit
+// (an event is admitted only while its id's count is below it) and saturate
+// at their width otherwise. Ids with
 // nothing in flight and nothing answered within the window are idle: a
 // lookup that passes one reuses its slot, and a table at 3/4 load is
 // rebuilt without them at half load (so it also shrinks), which bounds the
@@ -75,7 +76,7 @@ type guardState[C guardCount] struct {
 	answered [guardBuckets]C
 }
 
-// lastAt returns the latest bucket answered in full, knowing the current
+// lastAt returns the full index of st.last, knowing the current
 // bucket k (within 2^31 buckets of it).
 func (st *guardState[C]) lastAt(k int64) int64 {
 	return k - int64(int32(uint32(k)-st.last))
