@@ -1,9 +1,11 @@
 package amplitude
 
 import (
-	"hash/maphash"
+	"math"
 	"sync"
 	"time"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/idtable"
 )
 
 // arrivalGuard bounds what Amplitude can count per device_id and per user_id
@@ -26,16 +28,33 @@ import (
 //
 // The cost, next to the pacer: an id whose requests take a latency L to be
 // answered sends at most limit/(window+L) per window (HTTP V2 with 100 ms
-// answers: 27 events/s, the pacer's own rate). State is kept only for ids
-// with events in flight or answered within the last window: about 100 bytes
-// each (a map entry of 40 bytes and the map's own overhead), swept as the ids
-// go quiet.
+// answers: 27 events/s, the pacer's own rate).
+//
+// The table: per shard (64, by the top bits of the id's hash, the pacer's,
+// each with its own lock), an idtable (outside the Go heap on Linux, like
+// the pacer's) keyed by the hash the pacer uses (event.hashes: one hash per
+// id per event for both), whose value packs the events in flight, the
+// latest bucket answered (its index modulo 2^32: an id quiet for 2^31
+// buckets, 6.8 years on HTTP V2, would be misread) and the answered counts
+// of the last guardBuckets buckets, in bytes where the limit fits (HTTP V2:
+// 30; 16-byte values, 24-byte slots) and in 16-bit words otherwise (Batch:
+// 30,000; 28-byte values, 40-byte slots). Counts stay within the limit
+// (an event is admitted only while its id's count is below it) and saturate
+// at their width otherwise. Ids with
+// nothing in flight and nothing answered within the window are idle: a
+// lookup that passes one reuses its slot, and a table at 3/4 load is
+// rebuilt without them at half load (so it also shrinks), which bounds the
+// table by the ids active within the last window. The send path's prefetch
+// loads a batch's slots with the pacer's (pacer.prefetch).
 type arrivalGuard struct {
 	limit  uint32 // events per window and id
 	window int64  // ns
 	bucket int64  // ns: window/guardBuckets-1
-	seed   maphash.Seed
-	shards [guardShards]guardShard
+	// narrow holds the counts in bytes when the limit fits them, else wide
+	// in 16-bit words (concrete types, not an interface: a call through one
+	// would move prefetch's array of hashes to the heap).
+	narrow *guardTables[uint8]
+	wide   *guardTables[uint16]
 }
 
 const (
@@ -44,22 +63,37 @@ const (
 	guardBuckets = 11
 )
 
-type guardShard struct {
-	mu  sync.Mutex
-	ids map[uint64]guardState
-	// ops counts the operations since the last sweep, in bucket swept.
-	ops   int
-	swept int64
-}
+// guardCount is the width of the guard's counts, chosen by the limit.
+type guardCount interface{ ~uint8 | ~uint16 }
 
 // guardState is one id's events in flight and answered recently.
-type guardState struct {
-	inFlight uint32
-	// last is the latest bucket (unix ns / bucket) answered counts were
-	// added to; answered[k%guardBuckets] holds bucket k for k in
-	// (last-guardBuckets, last].
-	last     int64
-	answered [guardBuckets]uint16
+type guardState[C guardCount] struct {
+	// last is the latest bucket (unix ns / bucket, modulo 2^32) answered
+	// counts were added to; answered[k%guardBuckets] holds bucket k for k
+	// in (last-guardBuckets, last].
+	last     uint32
+	inFlight C
+	answered [guardBuckets]C
+}
+
+// lastAt returns the full index of st.last, knowing the current
+// bucket k (within 2^31 buckets of it).
+func (st *guardState[C]) lastAt(k int64) int64 {
+	return k - int64(int32(uint32(k)-st.last))
+}
+
+// idle reports whether st behaves as a fresh id's state in bucket k.
+func (st *guardState[C]) idle(k int64) bool {
+	return st.inFlight == 0 && st.lastAt(k) <= k-guardBuckets
+}
+
+type guardTables[C guardCount] struct {
+	shards [guardShards]guardShard[C]
+}
+
+type guardShard[C guardCount] struct {
+	mu    sync.Mutex
+	table idtable.Table[guardState[C]]
 }
 
 // newArrivalGuard returns the guard of an endpoint's per-id limit.
@@ -69,19 +103,21 @@ func newArrivalGuard(endpoint string) *arrivalGuard {
 }
 
 func newArrivalGuardWith(limit uint32, window time.Duration) *arrivalGuard {
-	g := &arrivalGuard{limit: limit, window: int64(window), bucket: int64(window) / (guardBuckets - 1), seed: maphash.MakeSeed()}
-	for i := range g.shards {
-		g.shards[i].ids = map[uint64]guardState{}
+	g := &arrivalGuard{limit: limit, window: int64(window), bucket: int64(window) / (guardBuckets - 1)}
+	if limit <= math.MaxUint8 {
+		g.narrow = newGuardTables[uint8]()
+	} else {
+		g.wide = newGuardTables[uint16]() // limits over 65,535 saturate their counts
 	}
 	return g
 }
 
-func (g *arrivalGuard) hash(k idKey) uint64 {
-	h := maphash.String(g.seed, k.id)
-	if k.user {
-		h = ^h*0x9e3779b97f4a7c15 + 1
+func newGuardTables[C guardCount]() *guardTables[C] {
+	t := &guardTables[C]{}
+	for i := range t.shards {
+		t.shards[i].table.Resize(minSlots)
 	}
-	return h
+	return t
 }
 
 // admit counts one event of e's ids in flight at now and returns true, or
@@ -91,20 +127,17 @@ func (g *arrivalGuard) admit(e *event, now time.Time) (time.Time, bool) {
 		return time.Time{}, true
 	}
 	n := now.UnixNano()
-	var hd uint64
-	if e.deviceID != "" {
-		hd = g.hash(deviceKey(e.deviceID))
-		if at, ok := g.take(hd, n); !ok {
-			return time.Unix(0, at), false
-		}
+	k := n / g.bucket
+	hd, hu := e.hashes()
+	var at int64
+	var ok bool
+	if g.narrow != nil {
+		at, ok = g.narrow.admit(hd, hu, n, k, g.limit, g.bucket)
+	} else {
+		at, ok = g.wide.admit(hd, hu, n, k, g.limit, g.bucket)
 	}
-	if e.userID != "" {
-		if at, ok := g.take(g.hash(userKey(e.userID)), n); !ok {
-			if hd != 0 {
-				g.finish(hd, n, false)
-			}
-			return time.Unix(0, at), false
-		}
+	if !ok {
+		return time.Unix(0, at), false
 	}
 	return time.Time{}, true
 }
@@ -116,105 +149,234 @@ func (g *arrivalGuard) answered(events []*event, now time.Time) {
 	if g == nil {
 		return
 	}
-	n := now.UnixNano()
-	for _, e := range events {
-		if e.deviceID != "" {
-			g.finish(g.hash(deviceKey(e.deviceID)), n, true)
+	k := now.UnixNano() / g.bucket
+	if g.narrow != nil {
+		g.narrow.answered(events, k)
+	} else {
+		g.wide.answered(events, k)
+	}
+}
+
+// prefetch loads the slots of the hashes hs, in the shards of mask, into
+// the cache (see pacer.prefetch). A nil guard does nothing.
+func (g *arrivalGuard) prefetch(hs []uint64, mask uint64) {
+	switch {
+	case g == nil:
+	case g.narrow != nil:
+		g.narrow.touch(hs, mask)
+	default:
+		g.wide.touch(hs, mask)
+	}
+}
+
+// tracked returns the number of ids with state.
+func (g *arrivalGuard) tracked() int {
+	if g.narrow != nil {
+		return g.narrow.tracked()
+	}
+	return g.wide.tracked()
+}
+
+// has reports whether the id h has state.
+func (g *arrivalGuard) has(h uint64) bool {
+	if g.narrow != nil {
+		return g.narrow.has(h)
+	}
+	return g.wide.has(h)
+}
+
+// admit counts one event of the ids hd and hu (0: none) in flight at n
+// (unix ns, in bucket k of bucket ns) within limit, or counts nothing and
+// returns when to ask again. It locks both shards and loads both slots
+// before reading either, so that their cache misses overlap, as pacer.take
+// does.
+func (t *guardTables[C]) admit(hd, hu uint64, n, k int64, limit uint32, bucket int64) (int64, bool) {
+	var sd, su *guardShard[C]
+	var md, mu *sync.Mutex
+	if hd != 0 {
+		sd = &t.shards[hd>>58]
+		md = &sd.mu
+	}
+	if hu != 0 {
+		su = &t.shards[hu>>58]
+		mu = &su.mu
+	}
+	lockPair(md, mu, hd>>58 < hu>>58)
+	defer unlockPair(md, mu)
+	if sd != nil {
+		sd.table.Touch(hd)
+	}
+	if su != nil {
+		su.table.Touch(hu)
+	}
+	if sd != nil {
+		if at, ok := sd.take(hd, n, k, limit, bucket); !ok {
+			return at, false
 		}
-		if e.userID != "" {
-			g.finish(g.hash(userKey(e.userID)), n, true)
+	}
+	if su != nil {
+		if at, ok := su.take(hu, n, k, limit, bucket); !ok {
+			if sd != nil {
+				sd.finish(hd, k, false)
+			}
+			return at, false
+		}
+	}
+	return 0, true
+}
+
+// answered moves events from in flight to answered in bucket k: the slots
+// of a chunk of them are loaded first, all their misses at once (an answer
+// comes long after its request's send, when they are cold again).
+func (t *guardTables[C]) answered(events []*event, k int64) {
+	if len(events) < prefetchMin {
+		for _, e := range events {
+			hd, hu := e.hashes()
+			t.finish(hd, k)
+			t.finish(hu, k)
+		}
+		return
+	}
+	var hs [2 * prefetchChunk]uint64
+	for len(events) > 0 {
+		chunk := events[:min(len(events), prefetchChunk)]
+		events = events[len(chunk):]
+		n, mask := chunkHashes(chunk, &hs)
+		t.touch(hs[:n], mask)
+		for _, h := range hs[:n] {
+			t.finish(h, k)
 		}
 	}
 }
 
-// take counts one event of the id h in flight at n (unix ns), or returns
-// when to ask again.
-func (g *arrivalGuard) take(h uint64, n int64) (int64, bool) {
-	s := &g.shards[h>>58]
-	k := n / g.bucket
+// finish counts one event of the id h (0: none) answered in bucket k.
+func (t *guardTables[C]) finish(h uint64, k int64) {
+	if h == 0 {
+		return
+	}
+	s := &t.shards[h>>58]
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.tick(k)
-	st := s.ids[h]
-	used, oldest := st.inFlight, int64(-1)
-	for b := max(k-(guardBuckets-1), st.last-(guardBuckets-1)); b <= st.last; b++ {
-		if c := st.answered[mod(b)]; c > 0 {
+	s.finish(h, k, true)
+	s.mu.Unlock()
+}
+
+// take counts one event of the id h in flight at n (unix ns, in bucket k of
+// bucket ns) within limit, or returns when to ask again. It runs under s.mu.
+func (s *guardShard[C]) take(h uint64, n, k int64, limit uint32, bucket int64) (int64, bool) {
+	st := &s.find(h, k, true).Val
+	last := st.lastAt(k)
+	used, oldest := uint32(st.inFlight), int64(-1)
+	b := max(k-(guardBuckets-1), last-(guardBuckets-1))
+	for i := mod(b); b <= last; b++ { // i is mod(b): one division, not one a bucket
+		if c := st.answered[i]; c > 0 {
 			used += uint32(c)
 			if oldest < 0 {
 				oldest = b
 			}
 		}
+		if i++; i == guardBuckets {
+			i = 0
+		}
 	}
-	if used >= g.limit {
+	if used >= limit || st.inFlight == ^C(0) {
 		// Ask again once the oldest answered bucket has left the window,
 		// or, when only events in flight fill it, a bucket later.
-		at := n + g.bucket
+		at := n + bucket
 		if oldest >= 0 {
-			at = max(n+1, (oldest+guardBuckets)*g.bucket)
+			at = max(n+1, (oldest+guardBuckets)*bucket)
 		}
 		return at, false
 	}
 	st.inFlight++
-	s.ids[h] = st
 	return 0, true
 }
 
-// finish takes one event of the id h out of flight at n, counting it as
-// answered then (or, when answered is false, as never sent).
-func (g *arrivalGuard) finish(h uint64, n int64, answered bool) {
-	s := &g.shards[h>>58]
-	k := n / g.bucket
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.ids[h]
-	if !ok {
+// finish takes one event of the id h out of flight in bucket k, counting it
+// as answered then (or, when answered is false, as never sent). It runs
+// under s.mu.
+func (s *guardShard[C]) finish(h uint64, k int64, answered bool) {
+	sl := s.find(h, k, false)
+	if sl == nil {
 		return
 	}
+	st := &sl.Val
 	st.inFlight = max(st.inFlight, 1) - 1
-	if answered {
-		if k > st.last {
-			for b := max(st.last+1, k-(guardBuckets-1)); b <= k; b++ {
-				st.answered[mod(b)] = 0
-			}
-			st.last = k
-		}
-		// An answer dated before the latest (a concurrent one read the
-		// clock later) counts in the latest bucket: later, never earlier.
-		i := mod(max(k, st.last))
-		if st.answered[i] < ^uint16(0) {
-			st.answered[i]++
-		}
+	if !answered {
+		return
 	}
-	s.ids[h] = st
-	s.tick(k)
+	last := st.lastAt(k)
+	if k > last {
+		b := max(last+1, k-(guardBuckets-1))
+		for i := mod(b); b <= k; b++ {
+			st.answered[i] = 0
+			if i++; i == guardBuckets {
+				i = 0
+			}
+		}
+		last = k
+		st.last = uint32(k)
+	}
+	// An answer dated before the latest (a concurrent one read the clock
+	// later) counts in the latest bucket: later, never earlier.
+	if i := mod(last); st.answered[i] < ^C(0) {
+		st.answered[i]++
+	}
 }
 
-// tick sweeps the shard's quiet ids (nothing in flight, nothing answered in
-// the window): at most once per window, and only once the operations since
-// the last sweep are half as many as the ids (so a sweep costs O(1) per
-// operation). A sweep that leaves fewer ids than it removed rebuilds the map,
-// whose iteration otherwise keeps costing its largest size. It runs under
-// s.mu.
-func (s *guardShard) tick(k int64) {
-	s.ops++
-	if k-s.swept < guardBuckets || s.ops < len(s.ids)/2 {
-		return
+// find returns the slot of the id h in bucket k, or with insert a fresh
+// one, reusing the first idle slot on the way or rebuilding a full table;
+// nil when absent and not inserted. It runs under s.mu.
+func (s *guardShard[C]) find(h uint64, k int64, insert bool) *idtable.Slot[guardState[C]] {
+	if j, ok := s.table.Find(h); ok { // most lookups: no idle checks on the way
+		return s.table.At(j)
 	}
-	s.ops, s.swept = 0, k
-	removed := 0
-	for h, st := range s.ids {
-		if st.inFlight == 0 && st.last <= k-guardBuckets {
-			delete(s.ids, h)
-			removed++
-		}
+	// A fresh id's latest answered bucket is one that has left the window.
+	fresh := guardState[C]{last: uint32(k - guardBuckets)}
+	j, found, reuse := s.table.FindReusable(h, func(sl *idtable.Slot[guardState[C]]) bool {
+		return sl.Val.idle(k)
+	})
+	switch {
+	case found:
+		return s.table.At(j)
+	case !insert:
+		return nil
+	case reuse >= 0:
+		sl := s.table.At(reuse)
+		*sl = idtable.Slot[guardState[C]]{Key: h, Val: fresh}
+		return sl
+	case 4*(s.table.Len()+1) > 3*s.table.Size():
+		s.table.Retain(func(sl *idtable.Slot[guardState[C]]) bool {
+			return !sl.Val.idle(k)
+		}, func(live int) int {
+			return max(minSlots, 2*(live+1)+3) &^ 3 // a multiple of a line's slots
+		})
+		return s.find(h, k, true)
 	}
-	if removed > len(s.ids) {
-		ids := make(map[uint64]guardState, len(s.ids))
-		for h, st := range s.ids {
-			ids[h] = st
-		}
-		s.ids = ids
+	sl := s.table.Fill(j, h)
+	sl.Val = fresh
+	return sl
+}
+
+func (t *guardTables[C]) touch(hs []uint64, mask uint64) {
+	forShards(mask, func(i int) { t.shards[i].mu.Lock() })
+	for _, h := range hs {
+		t.shards[h>>58].table.Touch(h)
 	}
+	forShards(mask, func(i int) { t.shards[i].mu.Unlock() })
+}
+
+func (t *guardTables[C]) tracked() int {
+	return sumLocked(t.shards[:], func(s *guardShard[C]) (*sync.Mutex, func() int) {
+		return &s.mu, s.table.Len
+	})
+}
+
+func (t *guardTables[C]) has(h uint64) bool {
+	s := &t.shards[h>>58]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.table.Find(h)
+	return ok
 }
 
 func mod(b int64) int {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/idtable"
 )
 
 // guardSim drives one hot id (always an event waiting) through the pacer
@@ -157,18 +159,64 @@ func TestArrivalGuardForgetsQuietIDs(t *testing.T) {
 		require.True(t, ok, "a fresh id")
 		g.answered([]*event{e}, later)
 	}
-	total := 0
-	for i := range g.shards {
-		total += len(g.shards[i].ids)
-	}
-	assert.LessOrEqual(t, total, 20000, "quiet ids swept")
-	_, found := g.shards[g.hash(deviceKey("device-a"))>>58].ids[g.hash(deviceKey("device-a"))]
-	require.False(t, found, "device-a, quiet for an hour, was swept")
+	assert.LessOrEqual(t, g.tracked(), 20000, "quiet ids swept")
+	require.False(t, g.has(idHash(deviceKey("device-a"))), "device-a, quiet for an hour, was swept")
 }
 
-// BenchmarkArrivalGuardMemory reports the heap the guard keeps per id
-// answered within the last window (2·10^5 ids), measured once whatever
-// -benchtime; the loop admits and answers one of them a second later.
+// TestArrivalGuardBoundedByActiveIDs: ids that each send once, one a
+// millisecond for 100 s, leave at most the ids of the last window or so in
+// the tables (about 1100 active at a time; each shard's table keeps up to
+// 48 of its own before it is rebuilt without the quiet ones), not the 10^5
+// seen.
+func TestArrivalGuardBoundedByActiveIDs(t *testing.T) {
+	g := newArrivalGuard(endpointHTTPV2)
+	now := time.Unix(1_700_000_000, 0)
+	one := make([]*event, 1)
+	most := 0
+	for i := range 100_000 {
+		now = now.Add(time.Millisecond)
+		one[0] = &event{deviceID: fmt.Sprint("device-", i)}
+		_, ok := g.admit(one[0], now)
+		require.True(t, ok, "a fresh id")
+		g.answered(one, now)
+		if i%1000 == 0 {
+			most = max(most, g.tracked())
+		}
+	}
+	t.Logf("at most %d ids tracked", most)
+	if most > 64*48+1100 {
+		t.Fatalf("%d ids tracked, want those of about the last window", most)
+	}
+}
+
+// TestArrivalGuardWideCounts: Batch's limit (30,000 events per 30 s) does
+// not fit the bytes of HTTP V2's counts; the guard counts it in full.
+func TestArrivalGuardWideCounts(t *testing.T) {
+	g := newArrivalGuard(endpointBatch)
+	require.EqualValues(t, 30_000, g.limit)
+	now := time.Unix(1_700_000_001, 0) // at the start of a 3-second bucket
+	e := &event{deviceID: "device", userID: "user"}
+	for i := range 30_000 {
+		_, ok := g.admit(e, now)
+		require.True(t, ok, "event %d within the limit", i)
+		if i%2 == 0 {
+			g.answered([]*event{e}, now)
+		}
+	}
+	at, ok := g.admit(e, now)
+	require.False(t, ok, "30,000 in flight or answered: the next waits")
+	require.Equal(t, now.Add(33*time.Second), at, "until the first answers' bucket leaves the window")
+	g.answered(slices.Repeat([]*event{e}, 15_000), now.Add(time.Second)) // the same bucket
+	_, ok = g.admit(e, now.Add(32*time.Second))
+	require.False(t, ok, "all answered within the window")
+	_, ok = g.admit(e, now.Add(33*time.Second))
+	require.True(t, ok, "the answers' bucket left the window")
+}
+
+// BenchmarkArrivalGuardMemory reports the memory the guard keeps per id
+// answered within the last window (2·10^5 ids): heap and tables outside it
+// (idtable.Mapped), measured once whatever -benchtime; the loop admits and
+// answers one of them a second later.
 func BenchmarkArrivalGuardMemory(b *testing.B) {
 	const ids = 200_000
 	events := make([]*event, ids)
@@ -179,6 +227,7 @@ func BenchmarkArrivalGuardMemory(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
+	mapped := idtable.Mapped()
 	g := newArrivalGuard(endpointHTTPV2)
 	for _, e := range events {
 		g.admit(e, now)
@@ -186,7 +235,9 @@ func BenchmarkArrivalGuardMemory(b *testing.B) {
 	g.answered(events, now)
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	perID := (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / ids
+	heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+	off := float64(idtable.Mapped() - mapped)
+	perID := (heap + off) / ids
 	for i := 0; b.Loop(); i++ {
 		now = now.Add(time.Millisecond)
 		e := events[i%ids]
@@ -195,6 +246,7 @@ func BenchmarkArrivalGuardMemory(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ReportMetric(perID, "bytes/id") // after b.Loop, which clears reported metrics
+	b.ReportMetric(heap/ids, "heap-bytes/id")
 }
 
 // BenchmarkArrivalGuard is the guard's cost on the send path: one admission
@@ -207,6 +259,7 @@ func BenchmarkArrivalGuard(b *testing.B) {
 		events := make([]*event, ids)
 		for i := range events {
 			events[i] = &event{deviceID: fmt.Sprintf("device-%07d", i), userID: fmt.Sprintf("user-%07d", i)}
+			events[i].hd, events[i].hu = events[i].hashes() // as the request builder does
 		}
 		cold := make([]int, ids)
 		for i := range cold {

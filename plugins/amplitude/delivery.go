@@ -201,7 +201,7 @@ func (d *delivery) endWaits() {
 // attempt (first send, retry, split, bisection) is charged.
 func (d *delivery) sendable(events []*event) []*event {
 	now := d.now()
-	d.o.pacer.prefetch(events)
+	d.o.pacer.prefetch(events, d.o.guard)
 	out := events[:0:0]
 	for _, e := range events {
 		if e.abandoned() {

@@ -101,8 +101,9 @@ const amplitudeOutputDescription = "" +
 	"within the limit. Requests that bunch by more than that slack (a loaded machine, a slow hop) are caught by the " +
 	"arrival guard: an id may send only while fewer than its limit of events (HTTP V2: 30) are in flight or were " +
 	"answered within the last window, which keeps every window of arrivals within the limit whatever the delays " +
-	"(an id whose answers take a latency L sends at most limit/(window + L) per window; about 73 bytes per id active " +
-	"in the window). A request never carries an event its id has no budget for: " +
+	"(an id whose answers take a latency L sends at most limit/(window + L) per window; one slot per id active in the " +
+	"window, 24 bytes on HTTP V2 and 40 on Batch, 32 to 48 and 53 to 80 bytes with the table's fill, outside the Go " +
+	"heap on Linux like the budgets). A request never carries an event its id has no budget for: " +
 	"such events wait (in their write) while the events of every other id, in the same write and in others, are sent. " +
 	"No events are queued beyond the writes in flight, so at most `max_in_flight` × the batch size events wait at " +
 	"once; when they do, the output takes no more messages (backpressure) rather than buffer or drop. The waiting events " +

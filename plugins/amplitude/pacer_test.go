@@ -259,14 +259,18 @@ func TestPacerForgetsIdleIDs(t *testing.T) {
 // kind tracked, hot (the same 16 ids again and again among them) and cold
 // (every id in turn, their slots at random places, so each take misses the
 // caches), beside no pacing (a nil pacer); "batch" is the send path's use,
-// the events of a batch of 256 prefetched before they are taken one by one.
-// Time moves so that every take is admitted: the benchmark measures charges,
-// not refusals.
+// the events of a batch of 256 prefetched before they are taken one by one;
+// "guarded" is that with the arrival guard too (the whole send path: its
+// slots prefetched with the pacer's, each event taken and admitted, and the
+// batch answered once taken). The events' hashes are computed once, as the
+// request builder does. Time moves so that every take is admitted: the
+// benchmark measures charges, not refusals.
 func BenchmarkPacer(b *testing.B) {
 	for _, ids := range []int{1_000, 1_000_000} {
 		events := make([]event, ids)
 		for i := range events {
 			events[i] = event{deviceID: fmt.Sprintf("device-%07d", i), userID: fmt.Sprintf("user-%07d", i)}
+			events[i].hd, events[i].hu = events[i].hashes()
 		}
 		rng := rand.New(rand.NewPCG(1, 2))
 		cold := make([]int, ids) // the ids in turn: the table's accesses are random by hash
@@ -279,7 +283,7 @@ func BenchmarkPacer(b *testing.B) {
 			name  string
 			order []int
 		}{{"hot", hot}, {"cold", cold}} {
-			for _, impl := range []string{"paced", "batch", "off"} {
+			for _, impl := range []string{"paced", "batch", "guarded", "off"} {
 				b.Run(fmt.Sprintf("ids=%d/%s/%s", ids, access.name, impl), func(b *testing.B) {
 					benchPacer(b, impl, events, access.order)
 				})
@@ -291,18 +295,30 @@ func BenchmarkPacer(b *testing.B) {
 func benchPacer(b *testing.B, impl string, events []event, order []int) {
 	now := time.Unix(1_700_000_000, 0)
 	var p *pacer
+	var g *arrivalGuard
 	if impl != "off" {
 		p = newPacer(endpointHTTPV2, 0.1)
 		for i := range events {
 			p.take(&events[i], now)
 		}
 	}
+	if impl == "guarded" {
+		// HTTP V2's window with the most events the byte counts hold:
+		// the hot ids' events in flight between answers would otherwise
+		// fill its limit, and the benchmark measures admissions.
+		g = newArrivalGuardWith(255, time.Second)
+		for i := range events { // the ids in its table, as the pacer's
+			g.admit(&events[i], now)
+		}
+		g.answered(ptrsOf(events), now)
+	}
 	// Each id comes back after a full interval of its budget.
 	step := time.Duration(int64(time.Second/27)/int64(len(order)) + 1)
 	now = now.Add(time.Second)
 	const batch = 256
 	var ptrs []*event // the events in order, for prefetch
-	if impl == "batch" {
+	answer := make([]*event, batch)
+	if impl == "batch" || impl == "guarded" {
 		for _, j := range order {
 			ptrs = append(ptrs, &events[j])
 		}
@@ -313,12 +329,29 @@ func benchPacer(b *testing.B, impl string, events []event, order []int) {
 		now = now.Add(step)
 		j := i % len(order)
 		if ptrs != nil && j%batch == 0 {
-			p.prefetch(ptrs[j:min(j+batch, len(ptrs))])
+			p.prefetch(ptrs[j:min(j+batch, len(ptrs))], g)
+		}
+		if g != nil && i%batch == 0 && i > 0 { // the last batch's answer
+			for k := range answer {
+				answer[k] = &events[order[(i-batch+k)%len(order)]]
+			}
+			g.answered(answer, now)
 		}
 		if _, ok := p.take(&events[order[j]], now); !ok {
 			b.Fatal("refused")
 		}
+		if _, ok := g.admit(&events[order[j]], now); !ok {
+			b.Fatal("refused by the guard")
+		}
 	}
+}
+
+func ptrsOf(events []event) []*event {
+	ptrs := make([]*event, len(events))
+	for i := range events {
+		ptrs[i] = &events[i]
+	}
+	return ptrs
 }
 
 // TestPacerPrefetchChangesNothing: prefetching a batch's events leaves
@@ -336,7 +369,7 @@ func TestPacerPrefetchChangesNothing(t *testing.T) {
 	}
 	now := start
 	for round := range 20 {
-		p.prefetch(batch)
+		p.prefetch(batch, nil)
 		for i, e := range batch {
 			at, ok := p.take(e, now)
 			refAt, refOK := ref.take(e, now)

@@ -49,6 +49,11 @@ type event struct {
 	// ctx is the message's context when it can end (nil otherwise): an
 	// event whose context ended is abandoned, not sent (abandon.go).
 	ctx context.Context
+	// hd and hu are idHash of the device and the user, computed once when
+	// the event is built (0: not computed, or no such id), so that the
+	// pacer and the arrival guard hash each id once per event whatever the
+	// attempts.
+	hd, hu uint64
 }
 
 // idKey names a device or a user, as Amplitude throttles them. Looking one
@@ -73,6 +78,19 @@ func (k idKey) String() string {
 // id stands for an absent id.
 func (e *event) idKeys() [2]idKey {
 	return [2]idKey{deviceKey(e.deviceID), userKey(e.userID)}
+}
+
+// hashes returns idHash of the event's device and user (0 for an absent
+// id), from the ones computed when it was built if any.
+func (e *event) hashes() (hd, hu uint64) {
+	hd, hu = e.hd, e.hu
+	if hd == 0 && e.deviceID != "" {
+		hd = idHash(deviceKey(e.deviceID))
+	}
+	if hu == 0 && e.userID != "" {
+		hu = idHash(userKey(e.userID))
+	}
+	return hd, hu
 }
 
 // requestBuilder checks events and writes request bodies.
@@ -177,6 +195,7 @@ func (b *requestBuilder) prepareMarked(ev *event, index int, raw []byte, mark *t
 	if len(b.prefix)+len(ev.raw)+len(b.suffix) > b.maxBytes {
 		return eventFault(reasonTooLarge, "event is larger than one request may be")
 	}
+	ev.hd, ev.hu = ev.hashes()
 	return nil
 }
 

@@ -27,24 +27,32 @@ import (
 const (
 	// sizingPacedBytes is the amplitude output's pacing table (the live,
 	// replay and backfill pipelines): 16-byte slots at a load of 1/2 at the
-	// least (measured 28 and 29 at 10^5 devices).
-	sizingPacedBytes = 32
+	// least (measured 28 and 29 at 10^5 devices before the guard's table),
+	// and its arrival guard's (every id of this run was answered within the
+	// guard's window).
+	sizingPacedBytes = 32 + sizingGuardBytes + 2*sizingPageBytes
+	// sizingGuardBytes is the amplitude output's arrival guard on HTTP V2:
+	// 24-byte slots at a load of 1/2 at the least (measured 32 end to end,
+	// pacer and guard 60 and 61; BenchmarkArrivalGuardMemory 45 and 46).
+	sizingGuardBytes = 48
+	// sizingPageBytes is what the whole pages a table's 64 shards are
+	// mapped in add at 10^5 devices (4 KiB at most per shard: 3 bytes per
+	// id), per table.
+	sizingPageBytes = 3
 	// sizingLimitedBytes adds device_rate_limit in front of the output (the
-	// benchmark's end to end scenario; no shipped pipeline runs it now): a 64-byte slot per key active in the last
-	// second, at a load of 1/2 at the least, and a 16-byte slot at 53% at
-	// the least (31 bytes) for a key idle since, whose active slot is given
-	// back once the active table is a quarter full (TestLimiterMemory in
-	// plugins/ratelimit). Measured 132 and 147 at 10^5 devices.
-	sizingLimitedBytes = sizingPacedBytes + 128 + 31
+	// benchmark's end to end scenario; no shipped pipeline runs it now): a
+	// 64-byte slot per key active in the last second, at a load of 1/2 at
+	// the least, and a 16-byte slot at 53% at the least (31 bytes) for a
+	// key idle since, whose active slot is given back once the active table
+	// is a quarter full (TestLimiterMemory in plugins/ratelimit). Measured
+	// 195 to 243 at 10^5 devices, the pacer's and the guard's tables
+	// included.
+	sizingLimitedBytes = sizingPacedBytes + 128 + 31 + 2*sizingPageBytes
 	// sizingHeapBytes bounds the heap kept per id beside the tables
-	// (measured 5 to 12 paced, 21 and 22 with device_rate_limit): no table
+	// (measured 14 to 16 paced, 16 to 23 with device_rate_limit): no table
 	// is in it, the rest of the pipeline keeps that much more after a run
 	// over more ids.
-	sizingHeapBytes = 32 + sizingGuardBytes
-	// sizingGuardBytes is the amplitude output's arrival guard, which is
-	// kept in the heap: every id of this run was answered within the
-	// guard's window (measured 73 alone, 83 end to end).
-	sizingGuardBytes = 90
+	sizingHeapBytes = 32
 )
 
 // TestMemorySizing checks the sizing rule: it runs the end-to-end pipeline

@@ -1,5 +1,5 @@
 // Package idtable is the per-id state table of the amplitude output's pacer
-// and of device_rate_limit: an open-addressing hash table with linear
+// and arrival guard and of device_rate_limit: an open-addressing hash table with linear
 // probing, keyed by a non-zero 64-bit hash of the id (ids themselves are
 // not stored), whose slots hold a fixed-size, pointer-free value.
 //
