@@ -257,8 +257,7 @@ func readScalars(obj string) (f headFields, ok bool) {
 				v.Str = gjson.Parse(v.Raw).Str
 			}
 		case obj[i] == '-' || obj[i] >= '0' && obj[i] <= '9':
-			for end = i + 1; end < len(obj) && isNumberByte(obj[end]); end++ {
-			}
+			end = jsonscan.NumberEnd(obj, i+1)
 			// Num is not read by prepare: only the type and the text.
 			v = gjson.Result{Type: gjson.Number, Raw: obj[i:end], Index: i}
 		default:
@@ -274,10 +273,6 @@ func readScalars(obj string) (f headFields, ok bool) {
 			return f, false
 		}
 	}
-}
-
-func isNumberByte(c byte) bool {
-	return c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }
 
 // quotedEnd returns the offset after the JSON string starting at s[i] (a

@@ -132,10 +132,7 @@ func parseValue(raw string, i int) (gjson.Result, int) {
 	case 'n':
 		v.Type, end = gjson.Null, min(i+4, len(raw))
 	default:
-		end = i
-		for end < len(raw) && isNumberByte(raw[end]) {
-			end++
-		}
+		end = NumberEnd(raw, i)
 		v.Type = gjson.Number
 		v.Raw = raw[i:end]
 		v.Num = parseNumber(v.Raw)
@@ -172,6 +169,15 @@ func parseNumber(s string) float64 {
 		n = -n
 	}
 	return float64(n)
+}
+
+// NumberEnd returns the offset after the number starting at raw[i] in JSON
+// already known to be valid.
+func NumberEnd(raw string, i int) int {
+	for i < len(raw) && isNumberByte(raw[i]) {
+		i++
+	}
+	return i
 }
 
 func isNumberByte(c byte) bool {
