@@ -220,16 +220,13 @@ func (d *delivery) sendable(events []*event) []*event {
 			d.fail(e.index, eventFault(reasonSilenced, "Amplitude silenced the event's device_id"))
 			continue
 		}
-		if t, ok := d.o.pacer.take(e, now); !ok {
-			d.holdPaced(e, t)
-			continue
-		}
-		if t, ok := d.o.guard.admit(e, now); !ok {
-			// Its id's events in flight or just answered could all
-			// still arrive with it: see arrivals.go.
-			d.o.pacer.give(e, now)
-			d.o.metrics.paced.Incr(1)
-			d.holdEvent(e, t, false)
+		if t, paced, ok := d.o.charge(e, now); !ok {
+			if paced {
+				d.holdPaced(e, t)
+			} else {
+				d.o.metrics.paced.Incr(1)
+				d.holdEvent(e, t, false)
+			}
 			continue
 		}
 		out = append(out, e)

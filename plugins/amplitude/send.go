@@ -142,13 +142,7 @@ func (o *amplitudeOutput) hedged(ctx context.Context, body []byte, events []*eve
 func (o *amplitudeOutput) chargeHedge(events []*event) (time.Time, bool) {
 	now := o.clock.Now()
 	for i, e := range events {
-		at, ok := o.pacer.take(e, now)
-		if ok {
-			if at, ok = o.guard.admit(e, now); !ok {
-				o.pacer.give(e, now)
-			}
-		}
-		if !ok {
+		if at, _, ok := o.charge(e, now); !ok {
 			for _, c := range events[:i] {
 				o.pacer.give(c, now)
 			}
@@ -157,6 +151,23 @@ func (o *amplitudeOutput) chargeHedge(events []*event) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, true
+}
+
+// charge takes one event of e's ids from the pacer's budgets and admits it
+// past the arrival guard at now, as every send attempt must be, and returns
+// true; or takes nothing and returns when to try again, and whether the
+// pacer (not the guard) refused it.
+func (o *amplitudeOutput) charge(e *event, now time.Time) (at time.Time, paced, ok bool) {
+	if at, ok := o.pacer.take(e, now); !ok {
+		return at, true, false
+	}
+	if at, ok := o.guard.admit(e, now); !ok {
+		// Its id's events in flight or just answered could all still
+		// arrive with it: see arrivals.go.
+		o.pacer.give(e, now)
+		return at, false, false
+	}
+	return time.Time{}, false, true
 }
 
 // post sends one body of n events, with the request timeout, and classifies
