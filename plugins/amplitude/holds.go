@@ -162,16 +162,7 @@ func (w *waiters) add(h uint64, d int32) int32 {
 	s := &w.shards[h>>58]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.n == nil {
-		s.n = map[uint64]int32{}
-	}
-	n := s.n[h] + d
-	if n <= 0 {
-		delete(s.n, h)
-		return 0
-	}
-	s.n[h] = n
-	return n
+	return addCount(&s.n, h, d)
 }
 
 // claim counts one more write holding waiting events of the id whose hash is
@@ -186,10 +177,7 @@ func (w *waiters) claim(h uint64, limit int32) bool {
 	if s.writes[h] >= limit {
 		return false
 	}
-	if s.writes == nil {
-		s.writes = map[uint64]int32{}
-	}
-	s.writes[h]++
+	addCount(&s.writes, h, 1)
 	return true
 }
 
@@ -198,7 +186,20 @@ func (w *waiters) release(h uint64) {
 	s := &w.shards[h>>58]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.writes[h]--; s.writes[h] <= 0 {
-		delete(s.writes, h)
+	addCount(&s.writes, h, -1)
+}
+
+// addCount adds d to (*m)[h], making the map when it has none yet and
+// deleting the key at zero or below, and returns the new count (0 then).
+func addCount(m *map[uint64]int32, h uint64, d int32) int32 {
+	if *m == nil {
+		*m = map[uint64]int32{}
 	}
+	n := (*m)[h] + d
+	if n <= 0 {
+		delete(*m, h)
+		return 0
+	}
+	(*m)[h] = n
+	return n
 }
