@@ -198,3 +198,41 @@ func TestE2EReplayLongLines(t *testing.T) {
 	assert.Equal(t, "too_large", gjson.Get(dlq[0], "reason").String())
 	assert.Equal(t, "65", gjson.Get(dlq[0], "source.currents_line").String())
 }
+
+// TestE2EReplayOutageAfterTheLastLine: Amplitude is down until after the
+// whole file is read and the output has given the events back (nacked):
+// the real binary reads them again, delivers every one once Amplitude is
+// back, and only then exits 0. With Benthos' own replay of nacks on the file
+// input, the run ended at the first nack and nothing was delivered.
+func TestE2EReplayOutageAfterTheLastLine(t *testing.T) {
+	amp := amplitudetest.NewServer(amplitudetest.Options{APIKey: "e2e-amplitude-key"})
+	t.Cleanup(amp.Close)
+	amp.SetFaults(1, amplitudetest.Fault503)
+
+	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 9, Devices: 500}, 1200)
+	var file bytes.Buffer
+	for _, ev := range events {
+		file.Write(ev.Raw)
+		file.WriteByte('\n')
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "backfill.jsonl")
+	require.NoError(t, os.WriteFile(path, file.Bytes(), 0o600))
+	p := startProc(t, "currents_replay_to_amplitude.yaml", map[string]string{
+		"AMPLITUDE_API_KEY":   "e2e-amplitude-key",
+		"AMPLITUDE_URL":       amp.BatchURL(),
+		"AMPLITUDE_RETRY_FOR": "1s",
+		"REPLAY_PATHS":        path,
+		"REPLAY_BATCH_SIZE":   "100",
+		"DLQ_PATH":            filepath.Join(dir, "dlq.jsonl"),
+	}, false)
+
+	require.Eventually(t, func() bool {
+		return strings.Contains(p.output(), "not delivered and nacked")
+	}, time.Minute, 10*time.Millisecond, "the output gives the events back during the outage")
+	assert.Zero(t, amp.Count())
+	amp.SetFaults(0)
+
+	require.Zero(t, p.wait(t, 2*time.Minute), "the replay ends by itself with exit code 0")
+	assert.Equal(t, len(events), amp.Count(), "every event delivered after the outage")
+}

@@ -149,7 +149,13 @@ func TestE2EAmplitudeOutage(t *testing.T) {
 	st := c.Statuses()
 	assert.GreaterOrEqual(t, st[http.StatusBadGateway]+st[http.StatusTooManyRequests], 8, "%v", st)
 	assert.Equal(t, len(events), amp.Count(), "nothing lost")
-	assert.Zero(t, amp.Duplicates(), "nothing reached Amplitude twice: failed requests ingest nothing")
+	// A failed request ingests nothing, but one Braze request may go out as
+	// several Amplitude requests (a device's second event waits for its
+	// budget): when the outage ends between them, the request is answered
+	// 502 with some of its events in, and Braze's re-send repeats those
+	// (Amplitude de-duplicates them by insert_id). A few such requests at
+	// most, never the outage's whole backlog.
+	assert.LessOrEqual(t, amp.Duplicates(), 2*ingesttest.BatchSize, "only requests the outage's end cut in two are repeated")
 	assert.Empty(t, readLines(t, env["DLQ_PATH"]))
 }
 

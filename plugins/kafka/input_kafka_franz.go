@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/partialnack"
 )
 
 // Input field names (Redpanda Connect's, plus batch_size and
@@ -685,11 +686,11 @@ func (f *franzInput) readBatch(ctx context.Context) (service.MessageBatch, servi
 			// A shallow copy: processors replace the bytes of what they are
 			// given, and a nacked batch must be redelivered as it was read.
 			// Indexed, so that a nack naming the messages that failed is
-			// traced back to them (see failedMessages).
+			// traced back to them (see partialnack.Failed).
 			out := b.msgs.Copy()
 			ix := out.Index()
 			return out, func(_ context.Context, err error) error {
-				f.settle(b, err, failedMessages(ix, len(out), err))
+				f.settle(b, err, partialnack.Failed(ix, len(out), err))
 				return nil
 			}, nil
 		}

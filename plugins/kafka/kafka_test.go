@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/partialnack"
 )
 
 // newCluster starts an in-process Kafka cluster with the topic seeded.
@@ -517,7 +518,7 @@ func TestFailedMessages(t *testing.T) {
 			}
 			out := batch.Copy()
 			ix := out.Index()
-			assert.Equal(t, tc.want, failedMessages(ix, len(out), tc.nack(out)))
+			assert.Equal(t, tc.want, partialnack.Failed(ix, len(out), tc.nack(out)))
 		})
 	}
 }
@@ -543,7 +544,7 @@ func TestPartialNackOfARevokedPartitionCommitsTheDeliveredRecords(t *testing.T) 
 	ix := out.Index()
 	f.detach(map[string][]int32{"t": {0}}, partDraining)
 	berr := service.NewBatchError(out, errors.New("withdrawn")).Failed(2, errors.New("withdrawn")).Failed(4, errors.New("withdrawn"))
-	f.settle(b, berr, failedMessages(ix, len(out), berr))
+	f.settle(b, berr, partialnack.Failed(ix, len(out), berr))
 
 	assert.True(t, p.hasNext)
 	assert.Equal(t, kgo.EpochOffset{Epoch: 3, Offset: 42}, p.next, "committed up to the first failed record")
@@ -560,7 +561,7 @@ func TestPartialNackOfARevokedPartitionCommitsTheDeliveredRecords(t *testing.T) 
 	out = b2.msgs.Copy()
 	ix = out.Index()
 	berr = service.NewBatchError(out, errors.New("outage")).Failed(2, errors.New("outage")).Failed(4, errors.New("outage"))
-	f2.settle(b2, berr, failedMessages(ix, len(out), berr))
+	f2.settle(b2, berr, partialnack.Failed(ix, len(out), berr))
 	p2 := b2.part
 	assert.Equal(t, kgo.EpochOffset{Epoch: 3, Offset: 42}, p2.next)
 	require.Len(t, f2.queue, 1)

@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"time"
 
@@ -325,42 +324,6 @@ func (f *franzInput) keepFailedLocked(b *trackedBatch, failed []bool) {
 	done := &trackedBatch{part: p, acked: true, next: offsets[0]}
 	p.batches = slices.Insert(p.batches, at, done)
 	f.advanceLocked(p)
-}
-
-// failedMessages tells which of the n messages handed out with the indexer
-// ix a nack failed: nil when it names none of them in particular (a plain
-// error, a batch error without per-message errors) or when a failed message
-// of its batch cannot be traced back to one of them (a processor that built
-// new messages), in which case every message counts as failed. A message
-// the error's batch does not hold (a processor filtered it, or its outcome
-// is unknown) counts as failed too: it is redelivered, never assumed
-// delivered.
-func failedMessages(ix *service.Indexer, n int, err error) []bool {
-	var berr *service.BatchError
-	if err == nil || !errors.As(err, &berr) || berr.IndexedErrors() == 0 {
-		return nil
-	}
-	failed := make([]bool, n)
-	seen := make([]bool, n)
-	traced := 0
-	berr.WalkMessagesIndexedBy(ix, func(i int, _ *service.Message, merr error) bool {
-		if i < 0 || i >= n {
-			return true
-		}
-		seen[i] = true
-		if merr != nil {
-			failed[i] = true
-			traced++
-		}
-		return true
-	})
-	if traced < berr.IndexedErrors() {
-		return nil
-	}
-	for i := range failed {
-		failed[i] = failed[i] || !seen[i]
-	}
-	return failed
 }
 
 // advanceLocked moves the partition's commit mark over its leading

@@ -1,4 +1,8 @@
-// Package replay provides the currents_lines scanner: it reads JSON-lines
+// Package replay reads recorded Currents events back: the currents_lines
+// scanner, and the replay_nacks input that sends nacked messages again
+// until they are delivered.
+//
+// The currents_lines scanner reads JSON-lines
 // files of Braze Currents events (one event or one {"events": [...]}
 // request body per line) for any Benthos input that takes a scanner (file,
 // stdin, ...), with the live input's limits.

@@ -223,6 +223,11 @@ func (s Scenario) Config(p Params) string {
     scanner:
       %s`, strings.Join(paths, ", "), indent(scanner, 6)[6:])
 	}
+	if s.Side == Ours && s.Server {
+		// As in the shipped replay and backfill: a batch nacked after the
+		// last file was read is sent again (replay_nacks).
+		input = "replay_nacks:\n    input:\n      " + strings.ReplaceAll(input, "\n", "\n    ")
+	}
 	return fmt.Sprintf(`logger:
   level: WARN
 metrics:
