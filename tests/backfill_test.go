@@ -226,3 +226,37 @@ func BenchmarkBackfillEndToEnd(b *testing.B) {
 		})
 	}
 }
+
+// TestBackfillOutageThenRecoveryInOneRun: Amplitude answers 503 until the
+// output has given the first records back (nacked); the same run reads them
+// again, delivers every one once Amplitude is back, and ends by itself.
+func TestBackfillOutageThenRecoveryInOneRun(t *testing.T) {
+	dir := t.TempDir()
+	good, _, _ := avroscantest.File(t, ocf.Deflate, 300, 30)
+	f := "event_type=users.behaviors.Purchase/date=2026-11-29-10/a.avro"
+	writeTree(t, dir, map[string][]byte{f: good})
+	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: "backfill-test-key"})
+	t.Cleanup(srv.Close)
+	srv.SetFaults(1, amplitudetest.Fault503)
+	env := backfillEnv(t, dir, srv, filepath.Join(t.TempDir(), "dlq.jsonl"))
+	env["AMPLITUDE_RETRY_FOR"] = "300ms"
+
+	env["LOG_LEVEL"] = "ERROR"
+
+	// The real binary, to wait for its log line saying it gave records back.
+	p := startProc(t, backfillFile, env, false)
+	require.Eventually(t, func() bool { return strings.Contains(p.output(), "not delivered and nacked") },
+		30*time.Second, 10*time.Millisecond, "the output gives records back during the outage")
+	srv.SetFaults(0)
+	require.Zero(t, p.wait(t, time.Minute), "the backfill ends by itself with exit code 0")
+
+	want := 0
+	for i := range 300 {
+		if r := avroscantest.Record(i); r.External != nil && *r.External != "x" {
+			want++
+		}
+	}
+	assert.Equal(t, want, srv.Count(), "every record delivered in the run that saw the outage")
+	_, err := os.Stat(filepath.Join(dir, f))
+	assert.True(t, os.IsNotExist(err), "delivered: deleted")
+}
