@@ -320,14 +320,11 @@ type amplitudeOutput struct {
 	quotaFails bool
 	holds      *holds
 	silenced   silencedSet
-	pacer      *pacer // nil: pacing off
+	pacer      *pacer // budgets and arrival guard (arrivals.go); nil: pacing off
 	waiting    waiters
 	// idWrites is how many writes the waiting events of one id may hold
 	// (0: all of them); see pacing_id_share.
-	idWrites int32
-	// guard bounds each id's events in flight or answered recently (nil:
-	// pacing off); see arrivals.go.
-	guard      *arrivalGuard
+	idWrites   int32
 	deadLetter *deadletter.Writer
 	state      quotaState
 	clock      clock.Clock
@@ -489,7 +486,6 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	}
 	if pacing {
 		o.pacer = newPacer(c.endpoint, c.headroom)
-		o.guard = newArrivalGuard(c.endpoint)
 		o.idWrites = idWrites(c.idShare, maxInFlight)
 	}
 	return o, nil
