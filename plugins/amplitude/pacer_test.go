@@ -254,15 +254,16 @@ func TestPacerForgetsIdleIDs(t *testing.T) {
 	}
 }
 
-// BenchmarkPacer is the cost of pacing on the send path: one take per event
-// (its device and its user charged) with 10^3 and 10^6 distinct ids of each
+// BenchmarkPacer is the cost of pacing on the send path: one charge per
+// event (its device and its user) with 10^3 and 10^6 distinct ids of each
 // kind tracked, hot (the same 16 ids again and again among them) and cold
 // (every id in turn, their slots at random places, so each take misses the
 // caches), beside no pacing (a nil pacer); "batch" is the send path's use,
 // the events of a batch of 256 prefetched before they are taken one by one;
-// "guarded" is that with the arrival guard too (the whole send path: its
-// slots prefetched with the pacer's, each event taken and admitted, and the
-// batch answered once taken). The events' hashes are computed once, as the
+// "guarded" is that with the arrival guard too (the whole send path: each
+// event charged to its budgets and its guards in one lookup per id, and the
+// batch answered once charged), "guarded-single" the same without the
+// prefetch ("paced" beside "batch"). The events' hashes are computed once, as the
 // request builder does. Time moves so that every take is admitted: the
 // benchmark measures charges, not refusals.
 func BenchmarkPacer(b *testing.B) {
