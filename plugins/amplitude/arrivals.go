@@ -1,22 +1,16 @@
 package amplitude
 
-import (
-	"math"
-	"sync"
-	"time"
+import "time"
 
-	"github.com/opencurrents/currents-amplitude/plugins/internal/idtable"
-)
-
-// arrivalGuard bounds what Amplitude can count per device_id and per user_id
-// where requests arrive, whatever the delays between the send and the
-// arrival. The pacer spaces sends, but Amplitude counts arrivals: a request
-// delayed on the way (a busy machine, a slow network hop) arrives together
-// with the ones sent after it, and the pacer's slack (half its headroom,
-// 55 ms of bunching on HTTP V2) is then not enough. The guard needs no
-// estimate of the delay: an event may be sent only while its id has fewer
-// than the limit of events in flight or answered within the last window
-// (counted per bucket of a tenth of it, rounded up).
+// The arrival guard bounds what Amplitude can count per device_id and per
+// user_id where requests arrive, whatever the delays between the send and
+// the arrival. The pacer spaces sends, but Amplitude counts arrivals: a
+// request delayed on the way (a busy machine, a slow network hop) arrives
+// together with the ones sent after it, and the pacer's slack (half its
+// headroom, 55 ms of bunching on HTTP V2) is then not enough. The guard
+// needs no estimate of the delay: an event may be sent only while its id has
+// fewer than the limit of events in flight or answered within the last
+// window (counted per bucket of a tenth of it, rounded up).
 //
 // Why that suffices: take any window of Amplitude's length ending at an
 // arrival, holding events of one id, and the last of them to be sent, at s.
@@ -30,35 +24,19 @@ import (
 // answered sends at most limit/(window+L) per window (HTTP V2 with 100 ms
 // answers: 27 events/s, the pacer's own rate).
 //
-// The table: per shard (64, by the top bits of the id's hash, the pacer's,
-// each with its own lock), an idtable (outside the Go heap on Linux, like
-// the pacer's) keyed by the hash the pacer uses (event.hashes: one hash per
-// id per event for both), whose value packs the events in flight, the
+// The guard's state of an id lives in the id's slot of the pacer
+// (pacer.charge asks both under one lookup): the events in flight, the
 // latest bucket answered (its index modulo 2^32: an id quiet for 2^31
 // buckets, 6.8 years on HTTP V2, would be misread) and the answered counts
 // of the last guardBuckets buckets, in bytes where the limit fits (HTTP V2:
-// 30; 16-byte values, 24-byte slots) and in 16-bit words otherwise (Batch:
-// 30,000; 28-byte values, 40-byte slots). Counts stay within the limit
-// (an event is admitted only while its id's count is below it) and saturate
-// at their width otherwise. Ids with
-// nothing in flight and nothing answered within the window are idle: a
-// lookup that passes one reuses its slot, and a table at 3/4 load is
-// rebuilt without them at half load (so it also shrinks), which bounds the
-// table by the ids active within the last window. The send path's prefetch
-// loads a batch's slots with the pacer's (pacer.prefetch).
-type arrivalGuard struct {
-	limit  uint32 // events per window and id
-	window int64  // ns
-	bucket int64  // ns: window/guardBuckets-1
-	// narrow holds the counts in bytes when the limit fits them, else wide
-	// in 16-bit words (concrete types, not an interface: a call through one
-	// would move prefetch's array of hashes to the heap).
-	narrow *guardTables[uint8]
-	wide   *guardTables[uint16]
-}
+// 30; 16 bytes) and in 16-bit words otherwise (Batch: 30,000; 28 bytes).
+// Counts stay within the limit (an event is admitted only while its id's
+// count is below it) and saturate at their width otherwise. An id with
+// nothing in flight and nothing answered within the window is idle for the
+// guard: the pacer forgets it once its budget is idle too, which bounds the
+// table by the ids active within the last window.
 
 const (
-	guardShards = 64
 	// guardBuckets covers a window and the bucket it starts in.
 	guardBuckets = 11
 )
@@ -87,183 +65,52 @@ func (st *guardState[C]) idle(k int64) bool {
 	return st.inFlight == 0 && st.lastAt(k) <= k-guardBuckets
 }
 
-type guardTables[C guardCount] struct {
-	shards [guardShards]guardShard[C]
-}
-
-type guardShard[C guardCount] struct {
-	mu    sync.Mutex
-	table idtable.Table[guardState[C]]
-}
-
-// newArrivalGuard returns the guard of an endpoint's per-id limit.
-func newArrivalGuard(endpoint string) *arrivalGuard {
-	b := endpointBudgets[endpoint]
-	return newArrivalGuardWith(uint32(b.eps*b.window.Seconds()), b.window)
-}
-
-func newArrivalGuardWith(limit uint32, window time.Duration) *arrivalGuard {
-	g := &arrivalGuard{limit: limit, window: int64(window), bucket: int64(window) / (guardBuckets - 1)}
-	if limit <= math.MaxUint8 {
-		g.narrow = newGuardTables[uint8]()
-	} else {
-		g.wide = newGuardTables[uint16]() // limits over 65,535 saturate their counts
-	}
-	return g
-}
-
-func newGuardTables[C guardCount]() *guardTables[C] {
-	t := &guardTables[C]{}
-	for i := range t.shards {
-		t.shards[i].table.Resize(minSlots)
-	}
-	return t
-}
-
-// admit counts one event of e's ids in flight at now and returns true, or
-// counts nothing and returns when to ask again. A nil guard admits all.
-func (g *arrivalGuard) admit(e *event, now time.Time) (time.Time, bool) {
-	if g == nil {
-		return time.Time{}, true
-	}
-	n := now.UnixNano()
-	k := n / g.bucket
-	hd, hu := e.hashes()
-	var at int64
-	var ok bool
-	if g.narrow != nil {
-		at, ok = g.narrow.admit(hd, hu, n, k, g.limit, g.bucket)
-	} else {
-		at, ok = g.wide.admit(hd, hu, n, k, g.limit, g.bucket)
-	}
-	if !ok {
-		return time.Unix(0, at), false
-	}
-	return time.Time{}, true
-}
-
 // answered moves e's events from in flight to answered at now: their
 // request's answer came (whatever it was), so they reached Amplitude, if at
-// all, by now.
-func (g *arrivalGuard) answered(events []*event, now time.Time) {
-	if g == nil {
+// all, by now. The slots of a chunk of them are loaded first, all their
+// misses at once (an answer comes long after its request's send, when they
+// are cold again).
+func (p *pacer) answered(events []*event, now time.Time) {
+	if p == nil || p.limit == 0 {
 		return
 	}
-	k := now.UnixNano() / g.bucket
-	if g.narrow != nil {
-		g.narrow.answered(events, k)
+	if p.narrow != nil {
+		p.narrow.answered(p, events, now.UnixNano())
 	} else {
-		g.wide.answered(events, k)
+		p.wide.answered(p, events, now.UnixNano())
 	}
 }
 
-// prefetch loads the slots of the hashes hs, in the shards of mask, into
-// the cache (see pacer.prefetch). A nil guard does nothing.
-func (g *arrivalGuard) prefetch(hs []uint64, mask uint64) {
-	switch {
-	case g == nil:
-	case g.narrow != nil:
-		g.narrow.touch(hs, mask)
-	default:
-		g.wide.touch(hs, mask)
-	}
-}
-
-// tracked returns the number of ids with state.
-func (g *arrivalGuard) tracked() int {
-	if g.narrow != nil {
-		return g.narrow.tracked()
-	}
-	return g.wide.tracked()
-}
-
-// has reports whether the id h has state.
-func (g *arrivalGuard) has(h uint64) bool {
-	if g.narrow != nil {
-		return g.narrow.has(h)
-	}
-	return g.wide.has(h)
-}
-
-// admit counts one event of the ids hd and hu (0: none) in flight at n
-// (unix ns, in bucket k of bucket ns) within limit, or counts nothing and
-// returns when to ask again. It locks both shards and loads both slots
-// before reading either, so that their cache misses overlap, as pacer.take
-// does.
-func (t *guardTables[C]) admit(hd, hu uint64, n, k int64, limit uint32, bucket int64) (int64, bool) {
-	var sd, su *guardShard[C]
-	var md, mu *sync.Mutex
-	if hd != 0 {
-		sd = &t.shards[hd>>58]
-		md = &sd.mu
-	}
-	if hu != 0 {
-		su = &t.shards[hu>>58]
-		mu = &su.mu
-	}
-	lockPair(md, mu, hd>>58 < hu>>58)
-	defer unlockPair(md, mu)
-	if sd != nil {
-		sd.table.Touch(hd)
-	}
-	if su != nil {
-		su.table.Touch(hu)
-	}
-	if sd != nil {
-		if at, ok := sd.take(hd, n, k, limit, bucket); !ok {
-			return at, false
-		}
-	}
-	if su != nil {
-		if at, ok := su.take(hu, n, k, limit, bucket); !ok {
-			if sd != nil {
-				sd.finish(hd, k, false)
-			}
-			return at, false
-		}
-	}
-	return 0, true
-}
-
-// answered moves events from in flight to answered in bucket k: the slots
-// of a chunk of them are loaded first, all their misses at once (an answer
-// comes long after its request's send, when they are cold again).
-func (t *guardTables[C]) answered(events []*event, k int64) {
-	if len(events) < prefetchMin {
-		for _, e := range events {
-			hd, hu := e.hashes()
-			t.finish(hd, k)
-			t.finish(hu, k)
-		}
+func (t *paceTables[C]) answered(p *pacer, events []*event, n int64) {
+	if len(events) >= prefetchMin {
+		t.load(p, events, true, n)
 		return
 	}
-	var hs [2 * prefetchChunk]uint64
-	for len(events) > 0 {
-		chunk := events[:min(len(events), prefetchChunk)]
-		events = events[len(chunk):]
-		n, mask := chunkHashes(chunk, &hs)
-		t.touch(hs[:n], mask)
-		for _, h := range hs[:n] {
-			t.finish(h, k)
-		}
+	hour, k := int32(n/int64(time.Hour)), n/p.bucket
+	for _, e := range events {
+		hd, hu := e.hashes()
+		t.finish(p, hd, n, hour, k)
+		t.finish(p, hu, n, hour, k)
 	}
 }
 
-// finish counts one event of the id h (0: none) answered in bucket k.
-func (t *guardTables[C]) finish(h uint64, k int64) {
+// finish counts one event of the id h (0: none) answered at n (in hour and
+// bucket k).
+func (t *paceTables[C]) finish(p *pacer, h uint64, n int64, hour int32, k int64) {
 	if h == 0 {
 		return
 	}
-	s := &t.shards[h>>58]
+	s := t.shard(h)
 	s.mu.Lock()
-	s.finish(h, k, true)
+	if sl := s.find(p, h, n, hour, k, false); sl != nil {
+		sl.Val.guard.finish(k, true)
+	}
 	s.mu.Unlock()
 }
 
-// take counts one event of the id h in flight at n (unix ns, in bucket k of
-// bucket ns) within limit, or returns when to ask again. It runs under s.mu.
-func (s *guardShard[C]) take(h uint64, n, k int64, limit uint32, bucket int64) (int64, bool) {
-	st := &s.find(h, k, true).Val
+// admit counts one event in flight at n (unix ns, in bucket k of bucket ns)
+// within limit, or counts nothing and returns when to ask again.
+func (st *guardState[C]) admit(n, k int64, limit uint32, bucket int64) (int64, bool) {
 	last := st.lastAt(k)
 	used, oldest := uint32(st.inFlight), int64(-1)
 	b := max(k-(guardBuckets-1), last-(guardBuckets-1))
@@ -291,15 +138,9 @@ func (s *guardShard[C]) take(h uint64, n, k int64, limit uint32, bucket int64) (
 	return 0, true
 }
 
-// finish takes one event of the id h out of flight in bucket k, counting it
-// as answered then (or, when answered is false, as never sent). It runs
-// under s.mu.
-func (s *guardShard[C]) finish(h uint64, k int64, answered bool) {
-	sl := s.find(h, k, false)
-	if sl == nil {
-		return
-	}
-	st := &sl.Val
+// finish takes one event out of flight in bucket k, counting it as answered
+// then (or, when answered is false, as never sent).
+func (st *guardState[C]) finish(k int64, answered bool) {
 	st.inFlight = max(st.inFlight, 1) - 1
 	if !answered {
 		return
@@ -321,62 +162,6 @@ func (s *guardShard[C]) finish(h uint64, k int64, answered bool) {
 	if i := mod(last); st.answered[i] < ^C(0) {
 		st.answered[i]++
 	}
-}
-
-// find returns the slot of the id h in bucket k, or with insert a fresh
-// one, reusing the first idle slot on the way or rebuilding a full table;
-// nil when absent and not inserted. It runs under s.mu.
-func (s *guardShard[C]) find(h uint64, k int64, insert bool) *idtable.Slot[guardState[C]] {
-	if j, ok := s.table.Find(h); ok { // most lookups: no idle checks on the way
-		return s.table.At(j)
-	}
-	// A fresh id's latest answered bucket is one that has left the window.
-	fresh := guardState[C]{last: uint32(k - guardBuckets)}
-	j, found, reuse := s.table.FindReusable(h, func(sl *idtable.Slot[guardState[C]]) bool {
-		return sl.Val.idle(k)
-	})
-	switch {
-	case found:
-		return s.table.At(j)
-	case !insert:
-		return nil
-	case reuse >= 0:
-		sl := s.table.At(reuse)
-		*sl = idtable.Slot[guardState[C]]{Key: h, Val: fresh}
-		return sl
-	case 4*(s.table.Len()+1) > 3*s.table.Size():
-		s.table.Retain(func(sl *idtable.Slot[guardState[C]]) bool {
-			return !sl.Val.idle(k)
-		}, func(live int) int {
-			return max(minSlots, 2*(live+1)+3) &^ 3 // a multiple of a line's slots
-		})
-		return s.find(h, k, true)
-	}
-	sl := s.table.Fill(j, h)
-	sl.Val = fresh
-	return sl
-}
-
-func (t *guardTables[C]) touch(hs []uint64, mask uint64) {
-	forShards(mask, func(i int) { t.shards[i].mu.Lock() })
-	for _, h := range hs {
-		t.shards[h>>58].table.Touch(h)
-	}
-	forShards(mask, func(i int) { t.shards[i].mu.Unlock() })
-}
-
-func (t *guardTables[C]) tracked() int {
-	return sumLocked(t.shards[:], func(s *guardShard[C]) (*sync.Mutex, func() int) {
-		return &s.mu, s.table.Len
-	})
-}
-
-func (t *guardTables[C]) has(h uint64) bool {
-	s := &t.shards[h>>58]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.table.Find(h)
-	return ok
 }
 
 func mod(b int64) int {

@@ -22,11 +22,10 @@ func guardSim(t *testing.T, seed uint64, paced bool, maxDelay time.Duration, run
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 29))
 	start := time.Unix(1_700_000_000, 0)
-	var p *pacer
-	if paced {
-		p = newPacer(endpointHTTPV2, 0.1)
-	}
 	g := newArrivalGuard(endpointHTTPV2)
+	if paced {
+		g = newPacer(endpointHTTPV2, 0.1)
+	}
 	e := &event{deviceID: "device", userID: "user"}
 	type answer struct{ at time.Time }
 	var pending []answer // sorted by at
@@ -38,10 +37,7 @@ func guardSim(t *testing.T, seed uint64, paced bool, maxDelay time.Duration, run
 			pending = pending[1:]
 		}
 		if !next.After(now) {
-			if at, ok := p.take(e, now); !ok {
-				next = at
-			} else if at, ok := g.admit(e, now); !ok {
-				p.give(e, now)
+			if at, ok := g.take(e, now); !ok {
 				next = at
 			} else {
 				delay := time.Duration(rng.Int64N(int64(maxDelay) + 1))
@@ -110,7 +106,7 @@ func TestPacerAloneBunchesWithDelays(t *testing.T) {
 	worst := 0
 	for seed := range uint64(10) {
 		rng := rand.New(rand.NewPCG(seed, 31))
-		p := newPacer(endpointHTTPV2, 0.1)
+		p := pacerOnly(endpointHTTPV2, 0.1)
 		e := &event{deviceID: "device", userID: "user"}
 		now := time.Unix(1_700_000_000, 0)
 		var arrived []time.Time
@@ -138,16 +134,16 @@ func TestArrivalGuardForgetsQuietIDs(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	a := &event{deviceID: "device-a"}
 	for range 2 {
-		_, ok := g.admit(a, now)
+		_, ok := g.take(a, now)
 		require.True(t, ok, "within the limit")
 	}
-	at, ok := g.admit(a, now)
+	at, ok := g.take(a, now)
 	require.False(t, ok, "two in flight: the third waits")
 	require.True(t, at.After(now), "asked to come back later")
 	g.answered([]*event{a, a}, now)
-	_, ok = g.admit(a, now.Add(500*time.Millisecond))
+	_, ok = g.take(a, now.Add(500*time.Millisecond))
 	require.False(t, ok, "answered half a second ago: still in the window")
-	_, ok = g.admit(a, now.Add(1200*time.Millisecond))
+	_, ok = g.take(a, now.Add(1200*time.Millisecond))
 	require.True(t, ok, "the answers left the window")
 	g.answered([]*event{a}, now.Add(1200*time.Millisecond))
 
@@ -155,7 +151,7 @@ func TestArrivalGuardForgetsQuietIDs(t *testing.T) {
 	later := now.Add(time.Hour)
 	for i := range 20000 {
 		e := &event{deviceID: fmt.Sprintf("other-%d", i)}
-		_, ok := g.admit(e, later)
+		_, ok := g.take(e, later)
 		require.True(t, ok, "a fresh id")
 		g.answered([]*event{e}, later)
 	}
@@ -176,7 +172,7 @@ func TestArrivalGuardBoundedByActiveIDs(t *testing.T) {
 	for i := range 100_000 {
 		now = now.Add(time.Millisecond)
 		one[0] = &event{deviceID: fmt.Sprint("device-", i)}
-		_, ok := g.admit(one[0], now)
+		_, ok := g.take(one[0], now)
 		require.True(t, ok, "a fresh id")
 		g.answered(one, now)
 		if i%1000 == 0 {
@@ -197,19 +193,19 @@ func TestArrivalGuardWideCounts(t *testing.T) {
 	now := time.Unix(1_700_000_001, 0) // at the start of a 3-second bucket
 	e := &event{deviceID: "device", userID: "user"}
 	for i := range 30_000 {
-		_, ok := g.admit(e, now)
+		_, ok := g.take(e, now)
 		require.True(t, ok, "event %d within the limit", i)
 		if i%2 == 0 {
 			g.answered([]*event{e}, now)
 		}
 	}
-	at, ok := g.admit(e, now)
+	at, ok := g.take(e, now)
 	require.False(t, ok, "30,000 in flight or answered: the next waits")
 	require.Equal(t, now.Add(33*time.Second), at, "until the first answers' bucket leaves the window")
 	g.answered(slices.Repeat([]*event{e}, 15_000), now.Add(time.Second)) // the same bucket
-	_, ok = g.admit(e, now.Add(32*time.Second))
+	_, ok = g.take(e, now.Add(32*time.Second))
 	require.False(t, ok, "all answered within the window")
-	_, ok = g.admit(e, now.Add(33*time.Second))
+	_, ok = g.take(e, now.Add(33*time.Second))
 	require.True(t, ok, "the answers' bucket left the window")
 }
 
@@ -230,7 +226,7 @@ func BenchmarkArrivalGuardMemory(b *testing.B) {
 	mapped := idtable.Mapped()
 	g := newArrivalGuard(endpointHTTPV2)
 	for _, e := range events {
-		g.admit(e, now)
+		g.take(e, now)
 	}
 	g.answered(events, now)
 	runtime.GC()
@@ -241,12 +237,25 @@ func BenchmarkArrivalGuardMemory(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		now = now.Add(time.Millisecond)
 		e := events[i%ids]
-		g.admit(e, now)
+		g.take(e, now)
 		g.answered([]*event{e}, now)
 	}
 	b.ReportAllocs()
 	b.ReportMetric(perID, "bytes/id") // after b.Loop, which clears reported metrics
 	b.ReportMetric(heap/ids, "heap-bytes/id")
+}
+
+// newArrivalGuard returns the arrival guard of an endpoint's limit, without
+// its budgets.
+func newArrivalGuard(endpoint string) *pacer {
+	b := endpointBudgets[endpoint]
+	return newArrivalGuardWith(uint32(b.eps*b.window.Seconds()), b.window)
+}
+
+// newArrivalGuardWith returns a pacer that is only an arrival guard of limit
+// events per window.
+func newArrivalGuardWith(limit uint32, window time.Duration) *pacer {
+	return newPacerWith(0, window, 0, 0, limit)
 }
 
 // BenchmarkArrivalGuard is the guard's cost on the send path: one admission
@@ -275,7 +284,7 @@ func BenchmarkArrivalGuard(b *testing.B) {
 				g := newArrivalGuard(endpointHTTPV2)
 				g.answered(nil, now)
 				for _, e := range events {
-					g.admit(e, now)
+					g.take(e, now)
 				}
 				g.answered(events, now)
 				one := make([]*event, 1)
@@ -283,7 +292,7 @@ func BenchmarkArrivalGuard(b *testing.B) {
 				for i := 0; b.Loop(); i++ {
 					now = now.Add(time.Microsecond)
 					one[0] = events[access.order[i%len(access.order)]]
-					if _, ok := g.admit(one[0], now); !ok {
+					if _, ok := g.take(one[0], now); !ok {
 						now = now.Add(time.Second) // the id's window is full: move on
 						continue
 					}

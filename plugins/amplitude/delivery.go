@@ -201,7 +201,7 @@ func (d *delivery) endWaits() {
 // attempt (first send, retry, split, bisection) is charged.
 func (d *delivery) sendable(events []*event) []*event {
 	now := d.now()
-	d.o.pacer.prefetch(events, d.o.guard)
+	d.o.pacer.prefetch(events)
 	out := events[:0:0]
 	for _, e := range events {
 		if e.abandoned() {
@@ -220,7 +220,7 @@ func (d *delivery) sendable(events []*event) []*event {
 			d.fail(e.index, eventFault(reasonSilenced, "Amplitude silenced the event's device_id"))
 			continue
 		}
-		if t, paced, ok := d.o.charge(e, now); !ok {
+		if t, paced, ok := d.o.pacer.charge(e, now); !ok {
 			if paced {
 				d.holdPaced(e, t)
 			} else {

@@ -101,19 +101,20 @@ const amplitudeOutputDescription = "" +
 	"within the limit. Requests that bunch by more than that slack (a loaded machine, a slow hop) are caught by the " +
 	"arrival guard: an id may send only while fewer than its limit of events (HTTP V2: 30) are in flight or were " +
 	"answered within the last window, which keeps every window of arrivals within the limit whatever the delays " +
-	"(an id whose answers take a latency L sends at most limit/(window + L) per window; one slot per id active in the " +
-	"window, 24 bytes on HTTP V2 and 40 on Batch, 32 to 48 and 53 to 80 bytes with the table's fill, outside the Go " +
-	"heap on Linux like the budgets). A request never carries an event its id has no budget for: " +
+	"(an id whose answers take a latency L sends at most limit/(window + L) per window; its state shares the id's " +
+	"slot with its budget, so that charging an event is one lookup per id). A request never carries an event its id " +
+	"has no budget for: " +
 	"such events wait (in their write) while the events of every other id, in the same write and in others, are sent. " +
 	"No events are queued beyond the writes in flight, so at most `max_in_flight` × the batch size events wait at " +
 	"once; when they do, the output takes no more messages (backpressure) rather than buffer or drop. The waiting events " +
 	"of one id may be bounded to `pacing_id_share` of the writes (the default, 1, " +
 	"is no bound; the shipped live and Kafka pipelines set 0.25: see the field): its further events that would " +
 	"have to wait are nacked at once (`deferred`) and redelivered by the input, so that one hot device's backlog " +
-	"cannot stop the output from taking the messages of every other device. The budgets " +
-	"take one 16-byte slot per tracked id, 21 to 32 bytes with the table's fill (30 at 10^6 ids), whatever the id's " +
-	"length, held outside the Go heap on Linux (so not doubled by the garbage collector); ids idle for the window and the hour are " +
-	"forgotten. A wait that would end after the write's deadline " +
+	"cannot stop the output from taking the messages of every other device. The budgets and the guard " +
+	"take one slot per tracked id, 32 bytes on HTTP V2 and 48 on Batch, 43 to 64 and 64 to 96 bytes with the table's " +
+	"fill (62 at 10^6 ids on HTTP V2), whatever the id's length, held outside the Go heap on Linux (so not " +
+	"doubled by the garbage collector); ids idle for the window and the hour are forgotten. A wait that would end " +
+	"after the write's deadline " +
 	"nacks the events at once instead (`throttled`).\n\n" +
 	"### Answers\n\n" +
 	"Answers are classified in one place. Only refusals that are the events' own fault fail events:\n\n" +
@@ -320,14 +321,11 @@ type amplitudeOutput struct {
 	quotaFails bool
 	holds      *holds
 	silenced   silencedSet
-	pacer      *pacer // nil: pacing off
+	pacer      *pacer // budgets and arrival guard (arrivals.go); nil: pacing off
 	waiting    waiters
 	// idWrites is how many writes the waiting events of one id may hold
 	// (0: all of them); see pacing_id_share.
-	idWrites int32
-	// guard bounds each id's events in flight or answered recently (nil:
-	// pacing off); see arrivals.go.
-	guard      *arrivalGuard
+	idWrites   int32
 	deadLetter *deadletter.Writer
 	state      quotaState
 	clock      clock.Clock
@@ -489,7 +487,6 @@ func newAmplitudeOutputFromParsed(conf *service.ParsedConfig, mgr *service.Resou
 	}
 	if pacing {
 		o.pacer = newPacer(c.endpoint, c.headroom)
-		o.guard = newArrivalGuard(c.endpoint)
 		o.idWrites = idWrites(c.idShare, maxInFlight)
 	}
 	return o, nil

@@ -14,6 +14,8 @@ import (
 // for the chosen endpoint, and is charged for every event just before it is
 // sent (first sends, retries, re-sends after a 413 split or a bisection, and
 // hedges), so that what Amplitude counts at arrival stays within its limits.
+// The same slot of an id holds its arrival guard's state (arrivals.go), so
+// that charging an event is one lookup and one lock per id for both.
 //
 // The rate is a GCRA (generic cell rate algorithm, as in RFC 2698 meters): one
 // theoretical arrival time per id, advanced by 1/rate for each event; an event
@@ -26,7 +28,7 @@ import (
 // any window when sends are delayed by up to (limit×window×headroom -
 // burst)/rate (HTTP V2 with the default headroom 0.1: 27 events/s, bursts
 // of 1.5, at most 28 events sent in any second, arrivals may bunch by
-// 55 ms; TestPacerBurstSlack).
+// 55 ms; TestPacerBurstSlack). Longer delays are the guard's.
 //
 // The daily quota (500,000 events per rolling 24 hours, counted by Amplitude
 // in hourly steps) is counted per id in the current hour; an id that sends
@@ -37,31 +39,43 @@ import (
 // The table: per shard (64, by the hash's top bits, each with its own lock),
 // an idtable (plugins/internal/idtable: open addressing, linear probing,
 // outside the Go heap on Linux, on huge pages once a shard's table reaches
-// 2 MiB, beyond about 5 million ids in all) of 16-byte slots
-// keyed by a seeded 64-bit hash of the id (ids themselves are not stored: no
-// string copy, no pointer for the collector to scan). A slot's value packs
-// the theoretical arrival time in nanoseconds relative to the shard's epoch
-// and the hour's count relative to the epoch's hour (see pace); the epoch
-// moves forward every 4.9 hours of the shard's time, clamping the arrival
-// times that fall behind it, which changes no decision (they are long past). Ids whose
-// budget is full again and whose hour is over are idle: a lookup that passes
-// one reuses its slot, and a table at 3/4 load is rebuilt without them (at
-// half load, so it also shrinks). A take locks its ids' shards, then loads
-// both slots before reading either, so that the two cache misses of a table
-// larger than the caches overlap; it allocates nothing. The send path calls
-// prefetch on its batch first, which overlaps the misses of all its events.
+// 2 MiB) keyed by a seeded 64-bit hash of the id (ids themselves are not
+// stored: no string copy, no pointer for the collector to scan), of 32-byte
+// slots on HTTP V2 (the guard's counts in bytes: its limit is 30) and 48-byte
+// ones on Batch (16-bit counts: 30,000). A slot's value packs the
+// theoretical arrival time in nanoseconds relative to the shard's epoch and
+// the hour's count relative to the epoch's hour (see pace), then the guard's
+// state (guardState); the epoch moves forward every 4.9 hours of the shard's
+// time, clamping the arrival times that fall behind it, which changes no
+// decision (they are long past). Ids whose budget is full again, whose hour
+// is over and whose guard has nothing in flight or answered within its
+// window are idle: a lookup that passes one reuses its slot, and a table at
+// 3/4 load is rebuilt without them (at half load, so it also shrinks). A
+// charge locks its ids' shards, then loads both slots before reading either,
+// so that the two cache misses of a table larger than the caches overlap; it
+// allocates nothing. The send path calls prefetch on its batch first, which
+// overlaps the misses of all its events.
 //
-// Memory: 16 bytes per slot at a load between 1/2 and 3/4, so 21 to 32 bytes
-// per tracked id whatever the id's length (measured by BenchmarkPacerMemory;
+// Memory: 32 bytes per slot on HTTP V2 at a load between 1/2 and 3/4, so 43
+// to 64 bytes per tracked id whatever the id's length (48-byte slots, 64 to
+// 96 bytes, on Batch; measured by BenchmarkPacerMemory;
 // docs/amplitude-delivery.md), outside the heap, so not doubled by the
 // collector; and 104 bytes more for an id with a daily ring (kept in a slice
 // of its shard, reused once the id is forgotten).
 type pacer struct {
-	interval  int64 // ns per event (1/rate)
+	interval  int64 // ns per event (1/rate); 0: no rate
 	tolerance int64 // ns: how far ahead of now the arrival time may run
 	daily     uint32
 	track     uint32 // hourly count above which an id gets a daily ring
-	shards    [pacerShards]pacerShard
+	// limit is the guard's events per window and id (0: no guard), counted
+	// per bucket ns (a tenth of the window).
+	limit  uint32
+	bucket int64
+	// narrow holds the guard's counts in bytes when the limit fits them,
+	// else wide in 16-bit words (concrete types, not an interface: a call
+	// through one would move prefetch's array of hashes to the heap).
+	narrow *paceTables[uint8]
+	wide   *paceTables[uint16]
 }
 
 const (
@@ -80,15 +94,25 @@ const (
 	epochLag   = 1 << 42 // ns, 1.2 hours
 )
 
-type pacerShard struct {
+type paceTables[C guardCount] struct {
+	shards [pacerShards]pacerShard[C]
+}
+
+type pacerShard[C guardCount] struct {
 	mu    sync.Mutex
-	table idtable.Table[pace]
+	table idtable.Table[idState[C]]
 	epoch epoch
 	rings []dayRing
 	free  []uint32 // indexes of unused rings
 }
 
-// pace is one id's state, packed in 64 bits: the theoretical arrival time
+// idState is one id's slot value: its budget and its guard's state.
+type idState[C guardCount] struct {
+	pace  pace
+	guard guardState[C]
+}
+
+// pace is one id's budget, packed in 64 bits: the theoretical arrival time
 // (ns after the shard's epoch; 0: at or before it) in the low tatBits bits,
 // then either the hour (unix hours after the epoch's hour) and the events
 // counted in it, or, with ringBit, the index of the id's daily ring in its
@@ -158,10 +182,10 @@ func (e epoch) pack(st state) pace {
 }
 
 // rebase moves the shard's epoch to n - epochLag, repacking every slot.
-func (s *pacerShard) rebase(n int64) {
+func (s *pacerShard[C]) rebase(n int64) {
 	old, e := s.epoch, epochAt(n-epochLag)
-	s.table.Retain(func(sl *idtable.Slot[pace]) bool {
-		sl.Val = e.pack(old.unpack(sl.Val))
+	s.table.Retain(func(sl *idtable.Slot[idState[C]]) bool {
+		sl.Val.pace = e.pack(old.unpack(sl.Val.pace))
 		return true
 	}, func(int) int { return s.table.Size() })
 	s.epoch = e
@@ -195,39 +219,56 @@ var endpointBudgets = map[string]struct {
 	endpointBatch:  {1000, 30 * time.Second, 500_000},
 }
 
-// newPacer returns the pacer of an endpoint with headroom in [0, 1); nil
-// when pacing is off.
+// newPacer returns the pacer of an endpoint with headroom in [0, 1), its
+// arrival guard at the endpoint's limit.
 func newPacer(endpoint string, headroom float64) *pacer {
 	b := endpointBudgets[endpoint]
-	return newPacerWith(b.eps, b.window, b.daily, headroom)
+	return newPacerWith(b.eps, b.window, b.daily, headroom, uint32(b.eps*b.window.Seconds()))
 }
 
-func newPacerWith(eps float64, window time.Duration, daily uint32, headroom float64) *pacer {
-	rate := eps * (1 - headroom)
-	burst := max(1, eps*window.Seconds()*headroom/2)
+// newPacerWith returns a pacer of eps events/s (0: no rate) over window,
+// daily events a day (0: no quota), headroom in [0, 1), and an arrival guard
+// of limit events per window (0: no guard).
+func newPacerWith(eps float64, window time.Duration, daily uint32, headroom float64, limit uint32) *pacer {
 	p := &pacer{
-		interval: int64(float64(time.Second) / rate),
-		daily:    daily,
-		track:    min(max(1, daily/500), countMax-1),
+		daily:  daily,
+		track:  min(max(1, daily/500), countMax-1),
+		limit:  limit,
+		bucket: int64(window) / (guardBuckets - 1),
 	}
-	p.tolerance = int64((burst - 1) * float64(p.interval))
-	for i := range p.shards {
-		s := &p.shards[i]
-		s.table.Resize(minSlots)
-		s.epoch = epochAt(math.MinInt64 / 2) // the first take moves it to its time
+	if eps > 0 {
+		rate := eps * (1 - headroom)
+		burst := max(1, eps*window.Seconds()*headroom/2)
+		p.interval = int64(float64(time.Second) / rate)
+		p.tolerance = int64((burst - 1) * float64(p.interval))
+	}
+	if limit <= math.MaxUint8 {
+		p.narrow = newPaceTables[uint8]()
+	} else {
+		p.wide = newPaceTables[uint16]() // limits over 65,535 saturate their counts
 	}
 	return p
 }
 
-// idSeed seeds idHash, the same for the pacer and the arrival guard, so
-// that an event's ids are hashed once for both (event.hashes).
+func newPaceTables[C guardCount]() *paceTables[C] {
+	t := &paceTables[C]{}
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.table.Resize(minSlots)
+		s.epoch = epochAt(math.MinInt64 / 2) // the first charge moves it to its time
+	}
+	return t
+}
+
+// idSeed seeds idHash, so that an event's ids are hashed once (event.hashes)
+// for the pacer, its guard and the waiting events.
 var idSeed = maphash.MakeSeed()
 
-// idHash is the 64-bit hash that stands for an id in the pacer's and the
-// arrival guard's tables: ids are not stored, so the tables hold no pointers
-// for the collector to scan and no string to chase on a lookup. Two ids
-// share a budget only if their seeded hashes collide (about 1 in 2^64 per
-// pair), which at worst paces both together.
+// idHash is the 64-bit hash that stands for an id in the pacer's table: ids
+// are not stored, so the table holds no pointers for the collector to scan
+// and no string to chase on a lookup. Two ids share a budget only if their
+// seeded hashes collide (about 1 in 2^64 per pair), which at worst paces
+// both together.
 func idHash(k idKey) uint64 {
 	h := maphash.String(idSeed, k.id)
 	if k.user {
@@ -242,74 +283,163 @@ func idHash(k idKey) uint64 {
 // idHash is the package's idHash (a method for the tests' convenience).
 func (p *pacer) idHash(k idKey) uint64 { return idHash(k) }
 
-func (p *pacer) shard(h uint64) *pacerShard {
-	return &p.shards[h>>58] // the top 6 bits: pacerShards = 64
+func (t *paceTables[C]) shard(h uint64) *pacerShard[C] {
+	return &t.shards[h>>58] // the top 6 bits: pacerShards = 64
 }
 
-// take charges one event to its ids' budgets at now and returns true, or
-// charges nothing and returns when it may next be sent. A nil pacer lets
+// charge takes one event of e's ids from their budgets and counts it in
+// flight in their guards at now, as every send attempt must be, and returns
+// true; or takes nothing and returns when to try again, and whether the
+// budget (not the guard) refused it. Their budgets are asked first (the
+// device's, then the user's), then their guards. A nil pacer lets
 // everything through.
-func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
+func (p *pacer) charge(e *event, now time.Time) (at time.Time, paced, ok bool) {
 	if p == nil {
-		return time.Time{}, true
+		return time.Time{}, false, true
 	}
-	n := now.UnixNano()
 	hd, hu := e.hashes()
-	sd, su := p.lock(hd, hu)
-	defer unlock(sd, su)
-	// Both slots are loaded before either is read, so that the two cache
-	// misses of a table larger than the caches overlap. (The guard's admit
-	// has the same shape: one generic with closures measured 10 to 25% slower.)
+	var n int64
+	if p.narrow != nil {
+		n, paced, ok = p.narrow.charge(p, hd, hu, now.UnixNano())
+	} else {
+		n, paced, ok = p.wide.charge(p, hd, hu, now.UnixNano())
+	}
+	if !ok {
+		return time.Unix(0, n), paced, false
+	}
+	return time.Time{}, false, true
+}
+
+// charge charges one event of the ids hd and hu (0: none) at n (unix ns) or
+// returns when to try again (see pacer.charge). It locks both shards and
+// loads both slots before reading either, so that their cache misses
+// overlap.
+func (t *paceTables[C]) charge(p *pacer, hd, hu uint64, n int64) (at int64, paced, ok bool) {
+	var sd, su *pacerShard[C]
+	var md, mu *sync.Mutex
+	if hd != 0 {
+		sd = t.shard(hd)
+		md = &sd.mu
+	}
+	if hu != 0 {
+		su = t.shard(hu)
+		mu = &su.mu
+	}
+	lockPair(md, mu, hd>>58 < hu>>58)
+	defer unlockPair(md, mu)
 	if sd != nil {
 		sd.table.Touch(hd)
 	}
 	if su != nil {
 		su.table.Touch(hu)
 	}
+	hour, k := int32(n/int64(time.Hour)), n/p.bucket
+	// The device is charged in full when both its budget and its guard
+	// admit it; when its guard refuses, its refusal stands unless the user's
+	// budget refuses too (the budgets answer first).
+	var guardAt int64
+	charged := false
 	if sd != nil {
-		if dev := p.charge(sd, hd, n); dev > 0 {
-			return time.Unix(0, dev), false
+		if at, g := sd.charge(p, hd, n, hour, k); at > 0 && !g {
+			return at, true, false
+		} else if at > 0 {
+			guardAt = at
+		} else {
+			charged = true
 		}
 	}
 	if su != nil {
-		if usr := p.charge(su, hu, n); usr > 0 {
-			if sd != nil {
-				p.refund(sd, hd, n)
+		at, g := su.charge(p, hu, n, hour, k)
+		if at > 0 && (!g || guardAt == 0) {
+			if charged {
+				sd.refund(p, hd, n, hour, k, false)
 			}
-			return time.Unix(0, usr), false
+			return at, !g, false
+		}
+		if guardAt > 0 && at == 0 {
+			su.refund(p, hu, n, hour, k, false)
 		}
 	}
-	return time.Time{}, true
+	if guardAt > 0 {
+		return guardAt, false, false
+	}
+	return 0, false, true
 }
 
-// prefetch loads the slots of the events' ids, in the pacer's tables and in
-// the guard g's (nil: none), into the cache, all their misses at once,
-// before take and admit charge the events one by one (the send path holds a
-// batch of them): with tables larger than the caches, most of their cost is
-// otherwise their cache misses, one event after the other. It locks the
-// shards concerned (each once, in order) around the loads, so that no table
-// is rebuilt under them.
-func (p *pacer) prefetch(events []*event, g *arrivalGuard) {
-	if p == nil || len(events) < prefetchMin {
-		return
+// charge takes one event from the budget of the id whose hash is h and
+// counts it in flight in its guard, in bucket k, at n (unix ns, in hour) and
+// returns 0; or returns the time (unix ns) to try again, charging nothing,
+// and whether the guard (not the budget) refused it. It runs under s.mu.
+func (s *pacerShard[C]) charge(p *pacer, h uint64, n int64, hour int32, k int64) (int64, bool) {
+	if n-s.epoch.ns > epochEvery || n < s.epoch.ns {
+		s.rebase(n)
 	}
+	sl := s.find(p, h, n, hour, k, true)
+	st := s.epoch.unpack(sl.Val.pace)
+	tat := max(st.tat, n)
+	if tat-n > p.tolerance && p.interval > 0 {
+		return tat - p.tolerance, false
+	}
+	if p.daily > 0 {
+		if used := s.used24(&st, hour); used >= p.daily {
+			return int64(hour+1) * int64(time.Hour), false
+		}
+	}
+	if p.limit > 0 {
+		if at, ok := sl.Val.guard.admit(n, k, p.limit, p.bucket); !ok {
+			return at, true
+		}
+	}
+	if p.daily > 0 {
+		s.add(&st, hour, p.track)
+	}
+	st.tat = tat + p.interval
+	sl.Val.pace = s.epoch.pack(st)
+	return 0, false
+}
+
+// prefetch loads the slots of the events' ids into the cache, all their
+// misses at once, before charge takes the events one by one (the send path
+// holds a batch of them): with tables larger than the caches, most of their
+// cost is otherwise their cache misses, one event after the other.
+func (p *pacer) prefetch(events []*event) {
+	switch {
+	case p == nil || len(events) < prefetchMin:
+	case p.narrow != nil:
+		p.narrow.load(p, events, false, 0)
+	default:
+		p.wide.load(p, events, false, 0)
+	}
+}
+
+// load loads the slots of events' ids, a chunk at a time, locking the shards
+// concerned (each once, in order) around the loads, so that no table is
+// rebuilt under them; with answer, it then counts each chunk's events
+// answered at n in their guards (pacer.answered). (A flag, not a function
+// to call: a call through one would move the array of hashes to the heap.)
+func (t *paceTables[C]) load(p *pacer, events []*event, answer bool, n int64) {
+	hour, k := int32(n/int64(time.Hour)), n/p.bucket
 	var hs [2 * prefetchChunk]uint64
 	for len(events) > 0 {
 		chunk := events[:min(len(events), prefetchChunk)]
 		events = events[len(chunk):]
-		n, mask := chunkHashes(chunk, &hs)
-		forShards(mask, func(i int) { p.shards[i].mu.Lock() })
-		for _, h := range hs[:n] {
-			p.shard(h).table.Touch(h)
+		c, mask := chunkHashes(chunk, &hs)
+		forShards(mask, func(i int) { t.shards[i].mu.Lock() })
+		for _, h := range hs[:c] {
+			t.shard(h).table.Touch(h)
 		}
-		forShards(mask, func(i int) { p.shards[i].mu.Unlock() })
-		g.prefetch(hs[:n], mask)
+		forShards(mask, func(i int) { t.shards[i].mu.Unlock() })
+		if answer {
+			for _, h := range hs[:c] {
+				t.finish(p, h, n, hour, k)
+			}
+		}
 	}
 }
 
 // chunkHashes puts the hashes of the ids of chunk (at most prefetchChunk
 // events) into hs and returns how many and the mask of their shards (by the
-// top 6 bits: the pacer's and the guard's shards alike).
+// top 6 bits).
 func chunkHashes(chunk []*event, hs *[2 * prefetchChunk]uint64) (n int, mask uint64) {
 	for _, e := range chunk {
 		hd, hu := e.hashes()
@@ -332,32 +462,6 @@ const (
 	// locks (their slots, 2 × 64 bytes each, stay well within the caches).
 	prefetchChunk = 256
 )
-
-// lock locks the shards of the hashes hd and hu (0: no id), in shard order,
-// each once, and returns them (nil for no id).
-func (p *pacer) lock(hd, hu uint64) (sd, su *pacerShard) {
-	var md, mu *sync.Mutex
-	if hd != 0 {
-		sd = p.shard(hd)
-		md = &sd.mu
-	}
-	if hu != 0 {
-		su = p.shard(hu)
-		mu = &su.mu
-	}
-	lockPair(md, mu, hd>>58 < hu>>58)
-	return sd, su
-}
-
-// unlock unlocks what lock locked.
-func unlock(sd, su *pacerShard) {
-	if sd != nil {
-		sd.mu.Unlock()
-	}
-	if su != nil && su != sd {
-		su.mu.Unlock()
-	}
-}
 
 // unlockPair unlocks what lockPair locked.
 func unlockPair(a, b *sync.Mutex) {
@@ -389,42 +493,20 @@ func lockPair(a, b *sync.Mutex, aFirst bool) {
 	}
 }
 
-// charge takes one event from the budget of the id whose hash is h, in shard
-// s, at n (unix ns) and returns 0, or returns the time (unix ns) it may next
-// take one, taking nothing. It runs under s.mu.
-func (p *pacer) charge(s *pacerShard, h uint64, n int64) int64 {
-	hour := int32(n / int64(time.Hour))
-	if n-s.epoch.ns > epochEvery || n < s.epoch.ns {
-		s.rebase(n)
-	}
-	sl := p.find(s, h, n, hour, true)
-	st := s.epoch.unpack(sl.Val)
-	tat := max(st.tat, n)
-	if tat-n > p.tolerance {
-		return tat - p.tolerance
-	}
-	if p.daily > 0 {
-		if used := s.used24(&st, hour); used >= p.daily {
-			return int64(hour+1) * int64(time.Hour)
-		}
-		s.add(&st, hour, p.track)
-	}
-	st.tat = tat + p.interval
-	sl.Val = s.epoch.pack(st)
-	return 0
-}
-
-// find returns the slot of the id whose hash is h at n, or with insert a
-// fresh one, reusing the first idle slot on the way or rebuilding a full
-// table; nil when absent and not inserted. It runs under s.mu.
-func (p *pacer) find(s *pacerShard, h uint64, n int64, hour int32, insert bool) *idtable.Slot[pace] {
+// find returns the slot of the id whose hash is h at n (in hour and the
+// guard's bucket k), or with insert a fresh one, reusing the first idle slot
+// on the way or rebuilding a full table; nil when absent and not inserted.
+// It runs under s.mu.
+func (s *pacerShard[C]) find(p *pacer, h uint64, n int64, hour int32, k int64, insert bool) *idtable.Slot[idState[C]] {
 	if j, ok := s.table.Find(h); ok { // most lookups: no idle checks on the way
 		return s.table.At(j)
 	}
 	idle := p.interval + p.tolerance
-	j, found, reuse := s.table.FindReusable(h, func(sl *idtable.Slot[pace]) bool {
-		return s.idle(sl, n, hour, idle)
+	j, found, reuse := s.table.FindReusable(h, func(sl *idtable.Slot[idState[C]]) bool {
+		return s.idle(sl, n, hour, k, idle)
 	})
+	// A fresh id's latest answered bucket is one that has left the window.
+	fresh := idtable.Slot[idState[C]]{Key: h, Val: idState[C]{guard: guardState[C]{last: uint32(k - guardBuckets)}}}
 	switch {
 	case found:
 		return s.table.At(j)
@@ -433,21 +515,24 @@ func (p *pacer) find(s *pacerShard, h uint64, n int64, hour int32, insert bool) 
 	case reuse >= 0:
 		sl := s.table.At(reuse)
 		s.forget(sl)
-		*sl = idtable.Slot[pace]{Key: h}
+		*sl = fresh
 		return sl
 	case 4*(s.table.Len()+1) > 3*s.table.Size():
-		s.rebuild(n, hour, idle)
-		return p.find(s, h, n, hour, true)
+		s.rebuild(n, hour, k, idle)
+		return s.find(p, h, n, hour, k, true)
 	}
-	return s.table.Fill(j, h)
+	sl := s.table.Fill(j, h)
+	*sl = fresh
+	return sl
 }
 
 // idle reports whether the id of sl may be forgotten at n: it behaves as a
 // fresh one, its budget full again and nothing counted in the current hour,
-// or in the last 24 hours for an id with a ring.
-func (s *pacerShard) idle(sl *idtable.Slot[pace], n int64, hour int32, idle int64) bool {
-	st := s.epoch.unpack(sl.Val)
-	if st.tat+idle >= n {
+// or in the last 24 hours for an id with a ring, and its guard idle in
+// bucket k.
+func (s *pacerShard[C]) idle(sl *idtable.Slot[idState[C]], n int64, hour int32, k int64, idle int64) bool {
+	st := s.epoch.unpack(sl.Val.pace)
+	if st.tat+idle >= n || !sl.Val.guard.idle(k) {
 		return false
 	}
 	if st.ring {
@@ -457,52 +542,61 @@ func (s *pacerShard) idle(sl *idtable.Slot[pace], n int64, hour int32, idle int6
 }
 
 // forget drops the ring of the id of sl, if any.
-func (s *pacerShard) forget(sl *idtable.Slot[pace]) {
-	if st := s.epoch.unpack(sl.Val); st.ring {
+func (s *pacerShard[C]) forget(sl *idtable.Slot[idState[C]]) {
+	if st := s.epoch.unpack(sl.Val.pace); st.ring {
 		s.free = append(s.free, st.count)
 	}
 }
 
 // rebuild moves the ids that are not idle into a table half full.
-func (s *pacerShard) rebuild(n int64, hour int32, idle int64) {
-	s.table.Retain(func(sl *idtable.Slot[pace]) bool {
-		if s.idle(sl, n, hour, idle) {
+func (s *pacerShard[C]) rebuild(n int64, hour int32, k int64, idle int64) {
+	s.table.Retain(func(sl *idtable.Slot[idState[C]]) bool {
+		if s.idle(sl, n, hour, k, idle) {
 			s.forget(sl)
 			return false
 		}
 		return true
 	}, func(live int) int {
-		return max(minSlots, 2*(live+1)+3) &^ 3 // a multiple of a line's 4 slots
+		return max(minSlots, 2*(live+1)+3) &^ 3 // a multiple of a line's slots
 	})
 }
 
-// give gives back one event taken at now (a hedge that was not sent).
+// give gives back one event charged at now (a hedge that was not sent),
+// counting it as answered now in its guards, on the safe side.
 func (p *pacer) give(e *event, now time.Time) {
 	if p == nil {
 		return
 	}
-	n := now.UnixNano()
 	hd, hu := e.hashes()
+	if p.narrow != nil {
+		p.narrow.give(p, hd, hu, now.UnixNano())
+	} else {
+		p.wide.give(p, hd, hu, now.UnixNano())
+	}
+}
+
+func (t *paceTables[C]) give(p *pacer, hd, hu uint64, n int64) {
+	hour, k := int32(n/int64(time.Hour)), n/p.bucket
 	for _, h := range [2]uint64{hd, hu} {
 		if h == 0 {
 			continue
 		}
-		s := p.shard(h)
+		s := t.shard(h)
 		s.mu.Lock()
-		p.refund(s, h, n)
+		s.refund(p, h, n, hour, k, true)
 		s.mu.Unlock()
 	}
 }
 
-// refund gives back one event charged at n to the id whose hash is h (the
-// event's other id had no budget). It runs under s.mu.
-func (p *pacer) refund(s *pacerShard, h uint64, n int64) {
-	hour := int32(n / int64(time.Hour))
-	sl := p.find(s, h, n, hour, false)
+// refund gives back one event charged to the id whose hash is h, at n (in
+// hour and the guard's bucket k), taking it out of flight in its guard and
+// counting it as answered then when answered is true. It runs under s.mu.
+func (s *pacerShard[C]) refund(p *pacer, h uint64, n int64, hour int32, k int64, answered bool) {
+	sl := s.find(p, h, n, hour, k, false)
 	if sl == nil {
 		return
 	}
-	st := s.epoch.unpack(sl.Val)
+	st := s.epoch.unpack(sl.Val.pace)
 	st.tat -= p.interval
 	if st.ring {
 		if r := &s.rings[st.count]; r.hour == hour && r.counts[hour%24] > 0 {
@@ -512,12 +606,15 @@ func (p *pacer) refund(s *pacerShard, h uint64, n int64) {
 	} else if st.hour == hour && st.count > 0 {
 		st.count--
 	}
-	sl.Val = s.epoch.pack(st)
+	sl.Val.pace = s.epoch.pack(st)
+	if p.limit > 0 {
+		sl.Val.guard.finish(k, answered)
+	}
 }
 
 // used24 returns the events counted for the id whose state is st in the 24
 // hours ending with hour.
-func (s *pacerShard) used24(st *state, hour int32) uint32 {
+func (s *pacerShard[C]) used24(st *state, hour int32) uint32 {
 	if !st.ring {
 		if st.hour == hour {
 			return st.count
@@ -532,7 +629,7 @@ func (s *pacerShard) used24(st *state, hour int32) uint32 {
 // add counts one event in hour for the id whose state is st; over track
 // events in an hour, the id gets a daily ring, whose earlier hours are
 // assumed at track (while the shard has rings to give: maxRings).
-func (s *pacerShard) add(st *state, hour int32, track uint32) {
+func (s *pacerShard[C]) add(st *state, hour int32, track uint32) {
 	if st.ring {
 		r := &s.rings[st.count]
 		r.advance(hour)
@@ -576,25 +673,41 @@ func (r *dayRing) advance(hour int32) {
 
 // tracked returns the number of ids with state.
 func (p *pacer) tracked() int {
-	if p == nil {
+	switch {
+	case p == nil:
 		return 0
+	case p.narrow != nil:
+		return p.narrow.tracked()
+	default:
+		return p.wide.tracked()
 	}
-	return sumLocked(p.shards[:], func(s *pacerShard) (*sync.Mutex, func() int) {
-		return &s.mu, s.table.Len
-	})
 }
 
-// sumLocked sums, over shards, what each shard's f gives, each read under
-// the shard's mutex.
-func sumLocked[S any](shards []S, f func(*S) (*sync.Mutex, func() int)) int {
+func (t *paceTables[C]) tracked() int {
 	n := 0
-	for i := range shards {
-		mu, get := f(&shards[i])
-		mu.Lock()
-		n += get()
-		mu.Unlock()
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		n += s.table.Len()
+		s.mu.Unlock()
 	}
 	return n
+}
+
+// has reports whether the id h has state.
+func (p *pacer) has(h uint64) bool {
+	if p.narrow != nil {
+		return p.narrow.has(h)
+	}
+	return p.wide.has(h)
+}
+
+func (t *paceTables[C]) has(h uint64) bool {
+	s := t.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.table.Find(h)
+	return ok
 }
 
 // forShards calls f with the index of each shard of mask, in order.

@@ -44,7 +44,7 @@ func TestPacerKeepsAmplitudeLimits(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%s headroom %v", tc.endpoint, tc.headroom), func(t *testing.T) {
 			clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-			p := newPacer(tc.endpoint, tc.headroom)
+			p := pacerOnly(tc.endpoint, tc.headroom)
 			hot := &event{deviceID: "hot-device", userID: "hot-user"}
 			other := &event{deviceID: "other-device"}
 			var sent []time.Time
@@ -74,7 +74,7 @@ func TestPacerKeepsAmplitudeLimits(t *testing.T) {
 // TestPacerNextTime: a refused event is told when it may go, and it may.
 func TestPacerNextTime(t *testing.T) {
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-	p := newPacer(endpointHTTPV2, 0.1)
+	p := pacerOnly(endpointHTTPV2, 0.1)
 	e := &event{deviceID: "d1"}
 	for {
 		at, ok := p.take(e, clk.Now())
@@ -100,7 +100,7 @@ func burstOf(p *pacer) int { return int(p.tolerance/p.interval) + 1 }
 // nothing to its device.
 func TestPacerUserRefundsDevice(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	p := newPacerWith(30, time.Second, 0, 0.4) // a burst of several events
+	p := newPacerWith(30, time.Second, 0, 0.4, 0) // a burst of several events
 	burst := burstOf(p)
 	if burst < 2 {
 		t.Fatalf("burst %d: the test needs a burst of at least 2", burst)
@@ -154,7 +154,7 @@ func TestPacerBurstSlack(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(seed), 13))
 				clk := clock.NewFake(time.Unix(1_700_000_000, 0))
 				start := clk.Now()
-				p := newPacer(tc.endpoint, tc.headroom)
+				p := pacerOnly(tc.endpoint, tc.headroom)
 				// Arrivals: clumps of 1..3×burst events at exponential gaps,
 				// twice the limit on average.
 				var arrivals []time.Time
@@ -213,7 +213,7 @@ func later(a, b time.Time) time.Time {
 func TestPacerDailyQuota(t *testing.T) {
 	start := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	clk := clock.NewFake(start)
-	p := newPacerWith(1e9, time.Second, 2500, 0) // rate no object; quota 2500/24 h
+	p := newPacerWith(1e9, time.Second, 2500, 0, 0) // rate no object; quota 2500/24 h
 	e := &event{deviceID: "busy"}
 	n := 0
 	for ; n < 3000; n++ {
@@ -242,7 +242,7 @@ func TestPacerDailyQuota(t *testing.T) {
 // ago.
 func TestPacerForgetsIdleIDs(t *testing.T) {
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-	p := newPacer(endpointHTTPV2, 0.1)
+	p := pacerOnly(endpointHTTPV2, 0.1)
 	for i := range 200_000 {
 		p.take(&event{deviceID: fmt.Sprint("dev-", i)}, clk.Now())
 		if i%10_000 == 0 {
@@ -254,15 +254,16 @@ func TestPacerForgetsIdleIDs(t *testing.T) {
 	}
 }
 
-// BenchmarkPacer is the cost of pacing on the send path: one take per event
-// (its device and its user charged) with 10^3 and 10^6 distinct ids of each
+// BenchmarkPacer is the cost of pacing on the send path: one charge per
+// event (its device and its user) with 10^3 and 10^6 distinct ids of each
 // kind tracked, hot (the same 16 ids again and again among them) and cold
 // (every id in turn, their slots at random places, so each take misses the
 // caches), beside no pacing (a nil pacer); "batch" is the send path's use,
 // the events of a batch of 256 prefetched before they are taken one by one;
-// "guarded" is that with the arrival guard too (the whole send path: its
-// slots prefetched with the pacer's, each event taken and admitted, and the
-// batch answered once taken). The events' hashes are computed once, as the
+// "guarded" is that with the arrival guard too (the whole send path: each
+// event charged to its budgets and its guards in one lookup per id, and the
+// batch answered once charged), "guarded-single" the same without the
+// prefetch ("paced" beside "batch"). The events' hashes are computed once, as the
 // request builder does. Time moves so that every take is admitted: the
 // benchmark measures charges, not refusals.
 func BenchmarkPacer(b *testing.B) {
@@ -283,7 +284,7 @@ func BenchmarkPacer(b *testing.B) {
 			name  string
 			order []int
 		}{{"hot", hot}, {"cold", cold}} {
-			for _, impl := range []string{"paced", "batch", "guarded", "off"} {
+			for _, impl := range []string{"paced", "batch", "guarded", "guarded-single", "off"} {
 				b.Run(fmt.Sprintf("ids=%d/%s/%s", ids, access.name, impl), func(b *testing.B) {
 					benchPacer(b, impl, events, access.order)
 				})
@@ -295,23 +296,22 @@ func BenchmarkPacer(b *testing.B) {
 func benchPacer(b *testing.B, impl string, events []event, order []int) {
 	now := time.Unix(1_700_000_000, 0)
 	var p *pacer
-	var g *arrivalGuard
-	if impl != "off" {
-		p = newPacer(endpointHTTPV2, 0.1)
-		for i := range events {
-			p.take(&events[i], now)
-		}
+	guarded := impl == "guarded" || impl == "guarded-single"
+	switch {
+	case guarded:
+		// HTTP V2's budgets and window, with the most events the guard's
+		// byte counts hold: the hot ids' events in flight between answers
+		// would otherwise fill its limit, and the benchmark measures
+		// admissions.
+		b := endpointBudgets[endpointHTTPV2]
+		p = newPacerWith(b.eps, b.window, b.daily, 0.1, 255)
+	case impl != "off":
+		p = pacerOnly(endpointHTTPV2, 0.1)
 	}
-	if impl == "guarded" {
-		// HTTP V2's window with the most events the byte counts hold:
-		// the hot ids' events in flight between answers would otherwise
-		// fill its limit, and the benchmark measures admissions.
-		g = newArrivalGuardWith(255, time.Second)
-		for i := range events { // the ids in its table, as the pacer's
-			g.admit(&events[i], now)
-		}
-		g.answered(ptrsOf(events), now)
+	for i := range events { // every id in the table
+		p.take(&events[i], now)
 	}
+	p.answered(ptrsOf(events), now)
 	// Each id comes back after a full interval of its budget.
 	step := time.Duration(int64(time.Second/27)/int64(len(order)) + 1)
 	now = now.Add(time.Second)
@@ -329,19 +329,16 @@ func benchPacer(b *testing.B, impl string, events []event, order []int) {
 		now = now.Add(step)
 		j := i % len(order)
 		if ptrs != nil && j%batch == 0 {
-			p.prefetch(ptrs[j:min(j+batch, len(ptrs))], g)
+			p.prefetch(ptrs[j:min(j+batch, len(ptrs))])
 		}
-		if g != nil && i%batch == 0 && i > 0 { // the last batch's answer
+		if guarded && i%batch == 0 && i > 0 { // the last batch's answer
 			for k := range answer {
 				answer[k] = &events[order[(i-batch+k)%len(order)]]
 			}
-			g.answered(answer, now)
+			p.answered(answer, now)
 		}
 		if _, ok := p.take(&events[order[j]], now); !ok {
 			b.Fatal("refused")
-		}
-		if _, ok := g.admit(&events[order[j]], now); !ok {
-			b.Fatal("refused by the guard")
 		}
 	}
 }
@@ -358,7 +355,7 @@ func ptrsOf(events []event) []*event {
 // every answer as it was.
 func TestPacerPrefetchChangesNothing(t *testing.T) {
 	start := time.Unix(1_700_000_000, 0)
-	p, ref := newPacer(endpointHTTPV2, 0.1), newPacer(endpointHTTPV2, 0.1)
+	p, ref := pacerOnly(endpointHTTPV2, 0.1), pacerOnly(endpointHTTPV2, 0.1)
 	rng := rand.New(rand.NewPCG(3, 3))
 	var batch []*event
 	for i := range 400 {
@@ -369,7 +366,7 @@ func TestPacerPrefetchChangesNothing(t *testing.T) {
 	}
 	now := start
 	for round := range 20 {
-		p.prefetch(batch, nil)
+		p.prefetch(batch)
 		for i, e := range batch {
 			at, ok := p.take(e, now)
 			refAt, refOK := ref.take(e, now)
@@ -396,7 +393,7 @@ func BenchmarkPacerMemory(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	mapped := idtable.Mapped()
-	p := newPacer(endpointHTTPV2, 0.1)
+	p := pacerOnly(endpointHTTPV2, 0.1)
 	for i := range events {
 		p.take(&events[i], now)
 	}
@@ -416,7 +413,7 @@ func BenchmarkPacerMemory(b *testing.B) {
 // through the table's growth, and any id collides with none other.
 func TestPacerTableKeepsLiveIDs(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	p := newPacer(endpointHTTPV2, 0.1)
+	p := pacerOnly(endpointHTTPV2, 0.1)
 	burst := burstOf(p)
 	const ids = 50_000
 	for i := range ids {
@@ -442,20 +439,20 @@ func TestPacerTableKeepsLiveIDs(t *testing.T) {
 // id in a pacer whose epoch did not move, its hour's count included.
 func TestPacerEpochMove(t *testing.T) {
 	start := time.Unix(1_700_000_000, 0)
-	p := newPacerWith(30, time.Second, 2_000_000, 0.4)
-	ref := newPacerWith(30, time.Second, 2_000_000, 0.4)
+	p := newPacerWith(30, time.Second, 2_000_000, 0.4, 0)
+	ref := newPacerWith(30, time.Second, 2_000_000, 0.4, 0)
 	// Two devices of one shard.
 	a := &event{deviceID: "a"}
 	var b *event
 	for i := 0; b == nil; i++ {
-		if id := fmt.Sprint("b-", i); p.shard(p.idHash(deviceKey(id))) == p.shard(p.idHash(deviceKey("a"))) {
+		if id := fmt.Sprint("b-", i); p.narrow.shard(p.idHash(deviceKey(id))) == p.narrow.shard(p.idHash(deviceKey("a"))) {
 			b = &event{deviceID: id}
 		}
 	}
 	if _, ok := p.take(b, start); !ok {
 		t.Fatal("b refused")
 	}
-	s := p.shard(p.idHash(deviceKey("a")))
+	s := p.narrow.shard(p.idHash(deviceKey("a")))
 	first := s.epoch
 	// a spends its burst just before the epoch must move (in ref, its
 	// epoch starts there), b's take moves it, then a goes on taking as
@@ -495,20 +492,36 @@ func TestPacerEpochMove(t *testing.T) {
 // state returns the state of device id, under its shard's lock.
 func (p *pacer) state(id string, now time.Time) state {
 	h := p.idHash(deviceKey(id))
-	s := p.shard(h)
+	s := p.narrow.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sl := p.find(s, h, now.UnixNano(), int32(now.Unix()/3600), false)
+	sl := s.find(p, h, now.UnixNano(), int32(now.Unix()/3600), now.UnixNano()/p.bucket, false)
 	if sl == nil {
 		return state{}
 	}
-	return s.epoch.unpack(sl.Val)
+	return s.epoch.unpack(sl.Val.pace)
 }
 
-// TestPacerSlotSize: an id's slot is 16 bytes (the memory figures assume
-// it).
+// TestPacerSlotSize: an id's slot, its budget and its guard's state, is 32
+// bytes with the guard's byte counts (HTTP V2) and 48 with 16-bit ones
+// (Batch): the memory figures assume it.
 func TestPacerSlotSize(t *testing.T) {
-	if n := unsafe.Sizeof(idtable.Slot[pace]{}); n != 16 {
-		t.Fatalf("slot of %d bytes, want 16", n)
+	if n := unsafe.Sizeof(idtable.Slot[idState[uint8]]{}); n != 32 {
+		t.Fatalf("slot of %d bytes, want 32", n)
 	}
+	if n := unsafe.Sizeof(idtable.Slot[idState[uint16]]{}); n != 48 {
+		t.Fatalf("wide slot of %d bytes, want 48", n)
+	}
+}
+
+// pacerOnly returns the pacer of an endpoint without its arrival guard.
+func pacerOnly(endpoint string, headroom float64) *pacer {
+	b := endpointBudgets[endpoint]
+	return newPacerWith(b.eps, b.window, b.daily, headroom, 0)
+}
+
+// take is charge without the pacer's reason for a refusal.
+func (p *pacer) take(e *event, now time.Time) (time.Time, bool) {
+	at, _, ok := p.charge(e, now)
+	return at, ok
 }

@@ -30,7 +30,7 @@ func (o *amplitudeOutput) send(ctx context.Context, events []*event) outcome {
 	}
 	o.metrics.sent.Incr(int64(len(events)))
 	// The events were admitted in flight by sendable (see arrivals.go).
-	defer func() { o.guard.answered(events, o.clock.Now()) }()
+	defer func() { o.pacer.answered(events, o.clock.Now()) }()
 	if o.hedgeAfter <= 0 {
 		return o.post(ctx, body, len(events))
 	}
@@ -114,7 +114,7 @@ func (o *amplitudeOutput) hedged(ctx context.Context, body []byte, events []*eve
 			go attempt(true)
 			running++
 			// The copy's events were admitted in flight by chargeHedge.
-			defer func() { o.guard.answered(events, o.clock.Now()) }()
+			defer func() { o.pacer.answered(events, o.clock.Now()) }()
 			silence *= 2
 			arm(silence)
 			continue
@@ -142,32 +142,14 @@ func (o *amplitudeOutput) hedged(ctx context.Context, body []byte, events []*eve
 func (o *amplitudeOutput) chargeHedge(events []*event) (time.Time, bool) {
 	now := o.clock.Now()
 	for i, e := range events {
-		if at, _, ok := o.charge(e, now); !ok {
+		if at, _, ok := o.pacer.charge(e, now); !ok {
 			for _, c := range events[:i] {
-				o.pacer.give(c, now)
+				o.pacer.give(c, now) // never sent: counted as answered now, on the safe side
 			}
-			o.guard.answered(events[:i], now) // never sent: counted as answered now, on the safe side
 			return at, false
 		}
 	}
 	return time.Time{}, true
-}
-
-// charge takes one event of e's ids from the pacer's budgets and admits it
-// past the arrival guard at now, as every send attempt must be, and returns
-// true; or takes nothing and returns when to try again, and whether the
-// pacer (not the guard) refused it.
-func (o *amplitudeOutput) charge(e *event, now time.Time) (at time.Time, paced, ok bool) {
-	if at, ok := o.pacer.take(e, now); !ok {
-		return at, true, false
-	}
-	if at, ok := o.guard.admit(e, now); !ok {
-		// Its id's events in flight or just answered could all still
-		// arrive with it: see arrivals.go.
-		o.pacer.give(e, now)
-		return at, false, false
-	}
-	return time.Time{}, false, true
 }
 
 // post sends one body of n events, with the request timeout, and classifies

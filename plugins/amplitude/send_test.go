@@ -16,7 +16,7 @@ import (
 // charges nothing and says when it may be sent, and a sent one is charged.
 func TestHedgeChargedToBudget(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	o := &amplitudeOutput{pacer: newPacerWith(30, time.Second, 0, 0.4), clock: clock.NewFake(now)}
+	o := &amplitudeOutput{pacer: newPacerWith(30, time.Second, 0, 0.4, 0), clock: clock.NewFake(now)}
 	burst := burstOf(o.pacer)
 	if burst < 2 {
 		t.Fatalf("burst %d: the test needs a burst of at least 2", burst)

@@ -26,15 +26,14 @@ import (
 // before collecting, so each heap byte costs up to two.
 const (
 	// sizingPacedBytes is the amplitude output's pacing table (the live,
-	// replay and backfill pipelines): 16-byte slots at a load of 1/2 at the
-	// least (measured 28 and 29 at 10^5 devices before the guard's table),
-	// and its arrival guard's (every id of this run was answered within the
-	// guard's window).
-	sizingPacedBytes = 32 + sizingGuardBytes + 2*sizingPageBytes
-	// sizingGuardBytes is the amplitude output's arrival guard on HTTP V2:
-	// 24-byte slots at a load of 1/2 at the least (measured 32 end to end,
-	// pacer and guard 60 and 61; BenchmarkArrivalGuardMemory 45 and 46).
-	sizingGuardBytes = 48
+	// replay and backfill pipelines), its arrival guard's state in the same
+	// slots: 32-byte slots on HTTP V2 at a load of 1/2 at the least, one
+	// table (measured 57 at 10^5 devices; 60 and 61 with a table each).
+	sizingPacedBytes = 64 + sizingGuardBytes + 1*sizingPageBytes
+	// sizingGuardBytes is what the amplitude output's arrival guard adds:
+	// nothing, its state is in the pacing table's slots (it had 24-byte
+	// slots of its own before, 48 bytes per id at the most).
+	sizingGuardBytes = 0
 	// sizingPageBytes is what the whole pages a table's 64 shards are
 	// mapped in add at 10^5 devices (4 KiB at most per shard: 3 bytes per
 	// id), per table.
@@ -45,8 +44,8 @@ const (
 	// the least, and a 16-byte slot at 53% at the least (31 bytes) for a
 	// key idle since, whose active slot is given back once the active table
 	// is a quarter full (TestLimiterMemory in plugins/ratelimit). Measured
-	// 195 to 243 at 10^5 devices, the pacer's and the guard's tables
-	// included.
+	// 195 to 243 at 10^5 devices with a pacing table and a guard's, 196
+	// with the one table.
 	sizingLimitedBytes = sizingPacedBytes + 128 + 31 + 2*sizingPageBytes
 	// sizingHeapBytes bounds the heap kept per id beside the tables
 	// (measured 14 to 16 paced, 16 to 23 with device_rate_limit): no table
