@@ -62,7 +62,7 @@ properties too, with their prefixes. Purchases set `+"`productId`"+`, `+"`price`
 `+"`idfa`"+` (`+"`ios_idfa`"+`) or `+"`adid`"+` (`+"`google_ad_id`"+`). Avro float artefacts are removed
 (3.140000104904175 becomes 3.14).
 
-Every output carries the metadata `+"`currents_event_type`"+`, and `+"`currents_trusted`"+`: a mark, which only this distribution's code can make, that lets the `+"`amplitude`"+` output skip validating the event (it vouches only for the bytes written here: after a `+"`mapping`"+` the event is validated again). Events marked by `+"`braze_currents_http`"+` are not validated again here. Dropped events (filtered, unknown or unidentified) are
+Every output carries the metadata `+"`currents_event_type`"+`, and, in the message's context (a metadata key would make Benthos copy the message's whole metadata), a mark, which only this distribution's code can make, that lets the `+"`amplitude`"+` output skip validating the event (it vouches only for the bytes written here: after a `+"`mapping`"+` the event is validated again). Events marked by `+"`braze_currents_http`"+` are not validated again here. Dropped events (filtered, unknown or unidentified) are
 counted in the metric `+"`braze_to_amplitude_dropped_total`"+` (label `+"`reason`"+`) and logged. Bad input and rejected
 events keep flowing as errored messages carrying their dead-letter reason (`+"`unmappable`"+`; `+"`unreadable`"+` for a
 request body that is not valid JSON; `+"`too_large`"+` for JSON nested deeper than 64 levels) as a typed error and in
@@ -206,10 +206,11 @@ type batchScratch struct {
 	marks  trusted.Builder
 }
 
-// mappedEvent is a message whose Amplitude event is arena[start:end].
+// mappedEvent is a message, at index pos of the output batch, whose
+// Amplitude event is arena[start:end].
 type mappedEvent struct {
-	msg        *service.Message
-	start, end int
+	msg             *service.Message
+	pos, start, end int
 }
 
 func newBrazeToAmplitudeFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*brazeToAmplitude, error) {
@@ -250,7 +251,7 @@ func (p *brazeToAmplitude) ProcessBatch(_ context.Context, in service.MessageBat
 	for _, msg := range in {
 		out = p.appendMapped(out, bs, msg)
 	}
-	bs.finish()
+	bs.finish(out)
 	if len(out) == 0 {
 		return nil, nil
 	}
@@ -258,8 +259,10 @@ func (p *brazeToAmplitude) ProcessBatch(_ context.Context, in service.MessageBat
 }
 
 // finish copies the batch's Amplitude events into one allocation, sets each
-// as its message's bytes and marks them.
-func (bs *batchScratch) finish() {
+// as its message's bytes and marks them. The mark goes in the context of the
+// messages of out (trusted.With), not in their metadata: writing the
+// metadata of a message in a processor first copies the whole map.
+func (bs *batchScratch) finish(out service.MessageBatch) {
 	if len(bs.mapped) == 0 {
 		return
 	}
@@ -271,7 +274,7 @@ func (bs *batchScratch) finish() {
 	}
 	mark := bs.marks.AmplitudeMark(data, 0)
 	for _, m := range bs.mapped {
-		trusted.Set(m.msg, mark)
+		out[m.pos] = trusted.With(m.msg, mark)
 	}
 }
 
@@ -369,6 +372,7 @@ func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, bs *batchScratc
 	if !mapped {
 		return out, true
 	}
+	bs.mapped[len(bs.mapped)-1].pos = len(out)
 	return append(out, msg), true
 }
 
