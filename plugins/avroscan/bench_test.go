@@ -105,24 +105,8 @@ func BenchmarkDecode(b *testing.B) {
 				c := newTestCreator(b, sc.yaml)
 				ctx := context.Background()
 				for b.Loop() {
-					f, err := os.Open(path)
-					require.NoError(b, err)
-					details := service.NewScannerSourceDetails()
-					details.SetName(path)
-					s, err := c.Create(f, func(context.Context, error) error { return nil }, details)
-					require.NoError(b, err)
-					n := 0
-					for {
-						batch, ack, err := s.NextBatch(ctx)
-						if errors.Is(err, io.EOF) {
-							break
-						}
-						require.NoError(b, err)
-						n += len(batch)
-						_ = ack(ctx, nil)
-					}
+					n := scanFile(ctx, b, c, path, func(service.MessageBatch) {})
 					require.Equal(b, benchRecords, n)
-					require.NoError(b, s.Close(ctx))
 				}
 				reportRecords(b, benchRecords)
 			})
@@ -186,4 +170,28 @@ func BenchmarkScanProgress(b *testing.B) {
 			reportRecords(b, benchRecords)
 		})
 	}
+}
+
+// scanFile scans the file at path with a scanner of c, calls each with every
+// batch before acknowledging it, and returns the records scanned.
+func scanFile(ctx context.Context, b *testing.B, c *service.OwnedScannerCreator, path string, each func(service.MessageBatch)) int {
+	f, err := os.Open(path)
+	require.NoError(b, err)
+	details := service.NewScannerSourceDetails()
+	details.SetName(path)
+	s, err := c.Create(f, func(context.Context, error) error { return nil }, details)
+	require.NoError(b, err)
+	n := 0
+	for {
+		batch, ack, err := s.NextBatch(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(b, err)
+		each(batch)
+		n += len(batch)
+		_ = ack(ctx, nil)
+	}
+	require.NoError(b, s.Close(ctx))
+	return n
 }

@@ -62,7 +62,7 @@ properties too, with their prefixes. Purchases set `+"`productId`"+`, `+"`price`
 `+"`idfa`"+` (`+"`ios_idfa`"+`) or `+"`adid`"+` (`+"`google_ad_id`"+`). Avro float artefacts are removed
 (3.140000104904175 becomes 3.14).
 
-Every output carries the metadata `+"`currents_event_type`"+`, and `+"`currents_trusted`"+`: a mark, which only this distribution's code can make, that lets the `+"`amplitude`"+` output skip validating the event (it vouches only for the bytes written here: after a `+"`mapping`"+` the event is validated again). Events marked by `+"`braze_currents_http`"+` are not validated again here. Dropped events (filtered, unknown or unidentified) are
+Every output carries the metadata `+"`currents_event_type`"+`, and a mark (the metadata key `+"`currents_trusted`"+` when `+"`currents_event_type`"+` was written here, else a value of the message's context, which spares Benthos a copy of the message's whole metadata), which only this distribution's code can make, that lets the `+"`amplitude`"+` output skip validating the event (it vouches only for the bytes written here: after a `+"`mapping`"+` the event is validated again). Events marked by `+"`braze_currents_http`"+` are not validated again here. Dropped events (filtered, unknown or unidentified) are
 counted in the metric `+"`braze_to_amplitude_dropped_total`"+` (label `+"`reason`"+`) and logged. Bad input and rejected
 events keep flowing as errored messages carrying their dead-letter reason (`+"`unmappable`"+`; `+"`unreadable`"+` for a
 request body that is not valid JSON; `+"`too_large`"+` for JSON nested deeper than 64 levels) as a typed error and in
@@ -206,10 +206,13 @@ type batchScratch struct {
 	marks  trusted.Builder
 }
 
-// mappedEvent is a message whose Amplitude event is arena[start:end].
+// mappedEvent is a message, at index pos of the output batch, whose
+// Amplitude event is arena[start:end]; metaSet says the processor wrote its
+// metadata (currents_event_type).
 type mappedEvent struct {
-	msg        *service.Message
-	start, end int
+	msg             *service.Message
+	pos, start, end int
+	metaSet         bool
 }
 
 func newBrazeToAmplitudeFromParsed(conf *service.ParsedConfig, mgr *service.Resources) (*brazeToAmplitude, error) {
@@ -250,7 +253,7 @@ func (p *brazeToAmplitude) ProcessBatch(_ context.Context, in service.MessageBat
 	for _, msg := range in {
 		out = p.appendMapped(out, bs, msg)
 	}
-	bs.finish()
+	bs.finish(out)
 	if len(out) == 0 {
 		return nil, nil
 	}
@@ -258,8 +261,13 @@ func (p *brazeToAmplitude) ProcessBatch(_ context.Context, in service.MessageBat
 }
 
 // finish copies the batch's Amplitude events into one allocation, sets each
-// as its message's bytes and marks them.
-func (bs *batchScratch) finish() {
+// as its message's bytes and marks them. The first metadata write of a
+// message in a processor copies its whole metadata map (shared with the
+// input's copy): the mark goes in the metadata of a message whose
+// currents_event_type was written (the copy is made), else in the context
+// of the message of out (trusted.With: a context value and a wrapper, where
+// a copy of the eight keys of a backfill's messages is a hash table).
+func (bs *batchScratch) finish(out service.MessageBatch) {
 	if len(bs.mapped) == 0 {
 		return
 	}
@@ -271,7 +279,11 @@ func (bs *batchScratch) finish() {
 	}
 	mark := bs.marks.AmplitudeMark(data, 0)
 	for _, m := range bs.mapped {
-		trusted.Set(m.msg, mark)
+		if m.metaSet {
+			trusted.Set(m.msg, mark)
+		} else {
+			out[m.pos] = trusted.With(m.msg, mark)
+		}
 	}
 }
 
@@ -369,6 +381,7 @@ func (p *brazeToAmplitude) appendEvent(out service.MessageBatch, bs *batchScratc
 	if !mapped {
 		return out, true
 	}
+	bs.mapped[len(bs.mapped)-1].pos = len(out)
 	return append(out, msg), true
 }
 
@@ -390,7 +403,7 @@ func (p *brazeToAmplitude) mapOne(bs *batchScratch, msg *service.Message, event 
 	default:
 		buf, res, err = p.mapper.AppendValidEvent(bs.arena, event, hint)
 	}
-	p.setEventType(msg, res.EventType)
+	metaSet := p.setEventType(msg, res.EventType)
 	if err != nil {
 		return false, err, true
 	}
@@ -399,27 +412,28 @@ func (p *brazeToAmplitude) mapOne(bs *batchScratch, msg *service.Message, event 
 		return false, nil, true
 	}
 	bs.arena = buf
-	bs.mapped = append(bs.mapped, mappedEvent{msg: msg, start: start, end: len(buf)})
+	bs.mapped = append(bs.mapped, mappedEvent{msg: msg, start: start, end: len(buf), metaSet: metaSet})
 	return true, nil, true
 }
 
 // setEventType sets the currents_event_type metadata of msg to typ, unless
 // it holds typ already (as currents_avro sets it), saving a map assignment
-// per event.
-func (p *brazeToAmplitude) setEventType(msg *service.Message, typ string) {
+// (and the copy of the map) per event. It reports whether it wrote.
+func (p *brazeToAmplitude) setEventType(msg *service.Message, typ string) bool {
 	if typ == "" {
-		return
+		return false
 	}
 	if v, ok := msg.MetaGetMut(currentsbody.MetaEventType); ok {
 		if s, ok := v.(string); ok && s == typ {
-			return
+			return false
 		}
 	}
 	if boxed, ok := p.typeMeta[typ]; ok {
 		msg.MetaSetMut(currentsbody.MetaEventType, boxed)
-		return
+		return true
 	}
 	msg.MetaSetMut(currentsbody.MetaEventType, typ)
+	return true
 }
 
 // drop counts a dropped event and logs it: at warn level the first time a

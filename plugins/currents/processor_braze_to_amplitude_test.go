@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/outcome"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
 func newTestProcessor(t testing.TB, yaml string) *brazeToAmplitude {
@@ -184,4 +185,39 @@ include_events: [ "users.[" ]
 	require.NoError(t, err)
 	_, err = newBrazeToAmplitudeFromParsed(conf, service.MockResources())
 	assert.ErrorContains(t, err, `invalid event type pattern "users.["`)
+}
+
+// TestProcessorMarksOutput checks that every mapped event carries the
+// processor's mark: in the metadata when currents_event_type was written
+// (the map copied anyway), else in the message's context, leaving the
+// metadata (shared with the input's copy) unwritten.
+func TestProcessorMarksOutput(t *testing.T) {
+	p := newTestProcessor(t, `{}`)
+	cases := []struct {
+		name, event, hint string
+		inMeta            bool
+	}{
+		{"type written", procEmailOpen, "", true},
+		{"type from the input", procFlatPush, "users.messages.pushnotification.Send", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := service.NewMessage([]byte(tc.event))
+			if tc.hint != "" {
+				in.MetaSetMut(currentsbody.MetaEventType, tc.hint)
+			}
+			batch := processAll(t, p, in.Copy()) // as Benthos hands messages to processors
+			require.Len(t, batch, 1)
+			require.NoError(t, batch[0].GetError())
+			raw, err := batch[0].AsBytes()
+			require.NoError(t, err)
+			mark := trusted.Of(batch[0], raw)
+			require.NotNil(t, mark, "mapped event without the processor's mark")
+			assert.True(t, mark.PropertiesLast())
+			_, inMeta := batch[0].MetaGetMut(trusted.MetaKey)
+			assert.Equal(t, tc.inMeta, inMeta, "mark in the metadata")
+			_, written := in.MetaGetMut(trusted.MetaKey)
+			assert.False(t, written, "the input's metadata was written")
+		})
+	}
 }

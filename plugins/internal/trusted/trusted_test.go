@@ -1,6 +1,7 @@
 package trusted
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
@@ -35,23 +36,52 @@ func TestOf(t *testing.T) {
 		{name: "forged value mark", raw: buf[0:7], meta: Mark{buf: buf, spans: []span{{0, 7}}}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			msg := service.NewMessage(tc.raw)
-			switch {
-			case tc.noKey:
-			case tc.meta != nil:
-				msg.MetaSetMut(MetaKey, tc.meta)
-			default:
-				Set(msg, mark)
+		// The mark in the metadata (Set) and in the context (With).
+		for _, inContext := range []bool{false, true} {
+			if inContext && (tc.noKey || tc.meta != nil) {
+				continue
 			}
-			got := Of(msg, tc.raw)
-			if (got != nil) != tc.want {
-				t.Fatalf("Of = %v, want vouching %v", got, tc.want)
-			}
-			if got != nil && (got.Depth() != 5 || got.PropertiesLast()) {
-				t.Fatalf("Depth %d, PropertiesLast %v", got.Depth(), got.PropertiesLast())
-			}
-		})
+			t.Run(fmt.Sprintf("%s/context=%v", tc.name, inContext), func(t *testing.T) {
+				msg := service.NewMessage(tc.raw)
+				switch {
+				case tc.noKey:
+				case tc.meta != nil:
+					msg.MetaSetMut(MetaKey, tc.meta)
+				case inContext:
+					msg = With(msg, mark)
+					if _, ok := msg.MetaGetMut(MetaKey); ok {
+						t.Fatal("With wrote the metadata")
+					}
+				default:
+					Set(msg, mark)
+				}
+				got := Of(msg, tc.raw)
+				if (got != nil) != tc.want {
+					t.Fatalf("Of = %v, want vouching %v", got, tc.want)
+				}
+				if got != nil && (got.Depth() != 5 || got.PropertiesLast()) {
+					t.Fatalf("Depth %d, PropertiesLast %v", got.Depth(), got.PropertiesLast())
+				}
+			})
+		}
+	}
+}
+
+// TestWithThenSet checks that a context mark that does not vouch for the
+// bytes leaves the metadata mark to be found, and that a copy of the
+// message keeps the context mark.
+func TestWithThenSet(t *testing.T) {
+	buf := []byte(`{"a":1}{"b":2}`)
+	first := MarkSlices(buf, [][]byte{buf[0:7]}, 1)
+	second := MarkSlices(buf, [][]byte{buf[7:14]}, 2)
+	msg := With(service.NewMessage(buf[7:14]), first) // vouches for other bytes
+	Set(msg, second)
+	if got := Of(msg, buf[7:14]); got != second {
+		t.Fatalf("Of = %v, want the metadata mark", got)
+	}
+	copied := With(service.NewMessage(buf[0:7]), first).Copy()
+	if got := Of(copied, buf[0:7]); got != first {
+		t.Fatalf("Of of a copy = %v, want the context mark", got)
 	}
 }
 
