@@ -120,22 +120,32 @@ func TestBackfillPipelineEndToEnd(t *testing.T) {
 	}
 }
 
+// outageBackfill writes one Avro file of n records, perBlock to a block,
+// into a folder and returns the folder, the file's
+// path in it, a loopback Amplitude answering only 503 for now, and the
+// backfill's environment (retries for 300 ms before nacking).
+func outageBackfill(t *testing.T, n, perBlock int) (string, string, *amplitudetest.Server, map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	good, _, _ := avroscantest.File(t, ocf.Deflate, n, perBlock)
+	f := "event_type=users.behaviors.Purchase/date=2026-11-29-10/a.avro"
+	writeTree(t, dir, map[string][]byte{f: good})
+	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: "backfill-test-key"})
+	t.Cleanup(srv.Close)
+	srv.SetFaults(1, amplitudetest.Fault503)
+	env := backfillEnv(t, dir, srv, filepath.Join(t.TempDir(), "dlq.jsonl"))
+	env["AMPLITUDE_RETRY_FOR"] = "300ms"
+	return dir, f, srv, env
+}
+
 // TestBackfillOutageKeepsFilesAndResumes runs the backfill while Amplitude
 // answers only 503: nothing is dead-lettered but what fails for its own
 // reason, the run does not end, no file is deleted. Stopped and started
 // again once Amplitude is back, it delivers everything, and the events
 // dead-lettered in the first run are not written again (the progress file).
 func TestBackfillOutageKeepsFilesAndResumes(t *testing.T) {
-	dir := t.TempDir()
-	good, _, _ := avroscantest.File(t, ocf.Deflate, 200, 20)
-	f := "event_type=users.behaviors.Purchase/date=2026-11-29-10/a.avro"
-	writeTree(t, dir, map[string][]byte{f: good})
-	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: "backfill-test-key"})
-	t.Cleanup(srv.Close)
-	srv.SetFaults(1, amplitudetest.Fault503)
-	dlq := filepath.Join(t.TempDir(), "dlq.jsonl")
-	env := backfillEnv(t, dir, srv, dlq)
-	env["AMPLITUDE_RETRY_FOR"] = "300ms"
+	dir, f, srv, env := outageBackfill(t, 200, 20)
+	dlq := env["DLQ_PATH"]
 	// ownReasons counts the records dead-lettered for their own reason
 	// (ids too short for Amplitude, refused before sending) and fails on any
 	// other.
@@ -231,16 +241,7 @@ func BenchmarkBackfillEndToEnd(b *testing.B) {
 // output has given the first records back (nacked); the same run reads them
 // again, delivers every one once Amplitude is back, and ends by itself.
 func TestBackfillOutageThenRecoveryInOneRun(t *testing.T) {
-	dir := t.TempDir()
-	good, _, _ := avroscantest.File(t, ocf.Deflate, 300, 30)
-	f := "event_type=users.behaviors.Purchase/date=2026-11-29-10/a.avro"
-	writeTree(t, dir, map[string][]byte{f: good})
-	srv := amplitudetest.NewServer(amplitudetest.Options{APIKey: "backfill-test-key"})
-	t.Cleanup(srv.Close)
-	srv.SetFaults(1, amplitudetest.Fault503)
-	env := backfillEnv(t, dir, srv, filepath.Join(t.TempDir(), "dlq.jsonl"))
-	env["AMPLITUDE_RETRY_FOR"] = "300ms"
-
+	dir, f, srv, env := outageBackfill(t, 300, 30)
 	env["LOG_LEVEL"] = "ERROR"
 
 	// The real binary, to wait for its log line saying it gave records back.
