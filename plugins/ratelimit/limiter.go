@@ -306,10 +306,9 @@ func (l *limiter) takeBatch(now int64, keys []msgKeys, vs []verdict) {
 	}
 }
 
-// prefetch loads the slots of the keys of a chunk's messages into the
-// cache: first the line where each key's probe starts, all of them at once,
-// then, with those in the cache, the rest of each probe. The caller holds
-// the locks of their shards.
+// prefetch loads the slots where the keys of a chunk's messages start
+// their probes into the cache, all of them at once. The caller holds the
+// locks of their shards.
 func (l *limiter) prefetch(chunk []msgKeys) {
 	for i := range chunk {
 		for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
@@ -318,24 +317,18 @@ func (l *limiter) prefetch(chunk []msgKeys) {
 			s.cold.touch(h)
 		}
 	}
-	for i := range chunk {
-		for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
-			if s := l.shardOf(h); s.hot.get(h) == nil {
-				s.cold.get(h)
-			}
-		}
-	}
 }
 
 const (
 	// prefetchMin is the smallest chunk takeBatch prefetches: below it,
 	// loading the slots twice costs more than the overlapped misses save.
 	prefetchMin = 16
-	// batchChunk is how many messages takeBatch takes under one round of
-	// locks (their slots stay well within the caches, and other threads
-	// wait for the locks no longer than that many takes).
-	batchChunk = 128
 )
+
+// batchChunk is how many messages takeBatch takes under one round of
+// locks (their slots stay well within the caches, and other threads
+// wait for the locks no longer than that many takes).
+const batchChunk = 128
 
 // lock locks the shards of hs in ascending order (each once) and records
 // them in order; it returns how many it locked.
