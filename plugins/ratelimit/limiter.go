@@ -323,12 +323,11 @@ const (
 	// prefetchMin is the smallest chunk takeBatch prefetches: below it,
 	// loading the slots twice costs more than the overlapped misses save.
 	prefetchMin = 16
+	// batchChunk is how many messages takeBatch takes under one round of
+	// locks (their slots stay well within the caches, and other threads
+	// wait for the locks no longer than that many takes).
+	batchChunk = 128
 )
-
-// batchChunk is how many messages takeBatch takes under one round of
-// locks (their slots stay well within the caches, and other threads
-// wait for the locks no longer than that many takes).
-const batchChunk = 128
 
 // lock locks the shards of hs in ascending order (each once) and records
 // them in order; it returns how many it locked.
