@@ -67,14 +67,7 @@ func TestCacheReadOncePerBatch(t *testing.T) {
 	res, closeFn, err := rb.Build()
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = closeFn(context.Background()) })
-	require.NoError(t, res.AccessCache(context.Background(), "counts", func(c service.Cache) {
-		require.NoError(t, c.Set(context.Background(), "device_rate_limit:0:d", []byte("garbage"), nil))
-	}))
-	conf, err := deviceRateLimitSpec().ParseYAML("cache: counts", nil)
-	require.NoError(t, err)
-	p, err := newDeviceRateLimitFromParsed(conf, res, newFakeClock())
-	require.NoError(t, err)
-	defer p.Close(context.Background())
+	p := corruptCountsProc(t, res)
 	out := process(t, p, event("d", ""), event("d", ""), event("e", ""), event("d", ""))
 	require.Len(t, out, 4)
 	for i, m := range out {
