@@ -25,8 +25,8 @@ func benchKeys(n int) [][2]uint64 {
 // n (device, user) pairs are tracked (2n ids), and the events draw from the
 // first active of them in turn, all under their limits (the pass path).
 //
-// With batch, the events come in batches of 256 whose keys are prefetched
-// first, as ProcessBatch does.
+// With batch, the events come in batches of 256, taken together
+// (takeBatch), as ProcessBatch does.
 func benchTake(b *testing.B, n, active int, batch bool) {
 	keys := benchKeys(n)
 	l := newLimiter(65535, 1<<31, t0)
@@ -34,8 +34,9 @@ func benchTake(b *testing.B, n, active int, batch bool) {
 		l.take(t0+int64(i), k[:])
 	}
 	var mk []msgKeys
+	var vs []verdict
 	if batch {
-		mk = make([]msgKeys, active)
+		mk, vs = make([]msgKeys, active), make([]verdict, 256)
 		for i := range mk {
 			mk[i].n = 2
 			mk[i].hs[0], mk[i].hs[1] = keys[i][0], keys[i][1]
@@ -48,11 +49,20 @@ func benchTake(b *testing.B, n, active int, batch bool) {
 	for i := 0; b.Loop(); i++ {
 		now += 1000
 		j := i % active
-		if batch && j%256 == 0 {
-			l.prefetch(mk[j:min(j+256, active)])
+		if !batch {
+			if l.take(now, keys[j][:]).reason != reasonNone {
+				b.Fatal("limited")
+			}
+			continue
 		}
-		if l.take(now, keys[j][:]).reason != reasonNone {
-			b.Fatal("limited")
+		if j%256 == 0 {
+			chunk := mk[j:min(j+256, active)]
+			l.takeBatch(now, chunk, vs)
+			for _, v := range vs[:len(chunk)] {
+				if v.reason != reasonNone {
+					b.Fatal("limited")
+				}
+			}
 		}
 	}
 }

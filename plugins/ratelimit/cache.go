@@ -59,14 +59,35 @@ func (c *countCache) cacheKey(k *msgKeys, i int) string {
 	return c.prefix + strconv.Itoa(int(k.idx[i])) + ":" + k.vals[i]
 }
 
-// load seeds the limiter with the stored counts of the keys it does not
-// track yet.
-func (c *countCache) load(ctx context.Context, now int64, k *msgKeys) error {
+// load seeds the limiter with the stored counts of the keys of a batch's
+// messages (those with n >= 0) that it does not track yet, before any of
+// them is taken: a key is read at its first message only (taking that
+// message makes the key known to the later ones). failed is called with the
+// error of each message whose counts could not be read.
+func (c *countCache) load(ctx context.Context, now int64, keys []msgKeys, failed func(error)) {
 	if c == nil {
-		return nil
+		return
 	}
+	seen := map[uint64]struct{}{}
+	for i := range keys {
+		if keys[i].n < 0 {
+			continue
+		}
+		if err := c.loadKeys(ctx, now, &keys[i], seen); err != nil {
+			failed(err)
+		}
+	}
+}
+
+// loadKeys is load for the keys of one message, skipping those in seen
+// (and adding them to it).
+func (c *countCache) loadKeys(ctx context.Context, now int64, k *msgKeys, seen map[uint64]struct{}) error {
 	var errs []error
 	for i, h := range k.hs[:k.n] {
+		if _, ok := seen[h]; ok {
+			continue
+		}
+		seen[h] = struct{}{}
 		if c.lim.known(h) {
 			continue
 		}

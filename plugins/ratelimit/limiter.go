@@ -225,7 +225,12 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	var order [maxKeys]uint8
 	n := l.lock(hs, &order)
 	defer l.unlock(&order, n)
+	return l.takeLocked(sb, hour, hs)
+}
 
+// takeLocked is take at the buckets sb and hour, with the shards of hs
+// locked.
+func (l *limiter) takeLocked(sb, hour uint32, hs []uint64) verdict {
 	// Room first, so that no insert moves a state taken before it; then
 	// every key's slots are loaded before any is read, so that the cache
 	// misses of tables larger than the caches overlap.
@@ -265,20 +270,18 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	return v
 }
 
-// prefetch loads the slots of the keys of a batch's messages (those with
-// n >= 0) into the cache, all their misses at once, before take counts the
-// messages one by one: with tables larger than the caches, most of a take's
-// cost is otherwise its keys' cache misses, one message after the other. It
-// locks the shards concerned (each once, in order) around the loads, so that
-// no table is rebuilt under them. Batches of fewer than prefetchMin messages
-// are left as they are.
-func (l *limiter) prefetch(keys []msgKeys) {
-	if len(keys) < prefetchMin {
-		return
-	}
+// takeBatch takes the messages of a batch at now, in order, as take would
+// one after the other, and sets vs[i] to the verdict of keys[i]; messages
+// with n < 0 are not limited (their verdict is left as it is). It works in
+// chunks of batchChunk messages, each under one round of locks (the shards
+// concerned, each once, in order): first it loads the slots of all their
+// keys into the cache, all their misses at once (with tables larger than the
+// caches, most of a take's cost is otherwise its keys' cache misses, one
+// message after the other), then it takes them. vs must be as long as keys.
+func (l *limiter) takeBatch(now int64, keys []msgKeys, vs []verdict) {
+	sb, hour := l.buckets(now)
 	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), prefetchChunk)]
-		keys = keys[len(chunk):]
+		chunk := keys[:min(len(keys), batchChunk)]
 		var mask uint64
 		for i := range chunk {
 			for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
@@ -288,26 +291,42 @@ func (l *limiter) prefetch(keys []msgKeys) {
 		for m := mask; m != 0; m &= m - 1 {
 			l.shards[bits.TrailingZeros64(m)].mu.Lock()
 		}
+		if len(chunk) >= prefetchMin {
+			l.prefetch(chunk)
+		}
 		for i := range chunk {
-			for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
-				s := l.shardOf(h)
-				s.hot.touch(h)
-				s.cold.touch(h)
+			if k := &chunk[i]; k.n >= 0 {
+				vs[i] = l.takeLocked(sb, hour, k.hs[:k.n])
 			}
 		}
 		for m := mask; m != 0; m &= m - 1 {
 			l.shards[bits.TrailingZeros64(m)].mu.Unlock()
 		}
+		keys, vs = keys[len(chunk):], vs[len(chunk):]
+	}
+}
+
+// prefetch loads the slots where the keys of a chunk's messages start
+// their probes into the cache, all of them at once. The caller holds the
+// locks of their shards.
+func (l *limiter) prefetch(chunk []msgKeys) {
+	for i := range chunk {
+		for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
+			s := l.shardOf(h)
+			s.hot.touch(h)
+			s.cold.touch(h)
+		}
 	}
 }
 
 const (
-	// prefetchMin is the smallest batch prefetch loads: below it, the
-	// locks cost more than the misses saved.
+	// prefetchMin is the smallest chunk takeBatch prefetches: below it,
+	// loading the slots twice costs more than the overlapped misses save.
 	prefetchMin = 16
-	// prefetchChunk is how many messages prefetch loads under one round of
-	// locks (their slots stay well within the caches).
-	prefetchChunk = 128
+	// batchChunk is how many messages takeBatch takes under one round of
+	// locks (their slots stay well within the caches, and other threads
+	// wait for the locks no longer than that many takes).
+	batchChunk = 128
 )
 
 // lock locks the shards of hs in ascending order (each once) and records

@@ -323,12 +323,14 @@ func TestLimiterHeavyKeyRing(t *testing.T) {
 	assert.Nil(t, tab.rings.chunks, "ring memory released")
 }
 
-// TestLimiterPrefetchChangesNothing: prefetching a batch's keys leaves every
-// verdict as it was, messages without keys (n = -1) included.
-func TestLimiterPrefetchChangesNothing(t *testing.T) {
+// TestLimiterTakeBatchMatchesTake: taking a batch's messages together gives
+// every message the verdict of taking them one by one, messages without
+// keys (n = -1) included, in batches below and above prefetchMin and across
+// chunks.
+func TestLimiterTakeBatchMatchesTake(t *testing.T) {
 	l, ref := newLimiter(5, 40, t0), newLimiter(5, 40, t0)
 	rng := rand.New(rand.NewPCG(9, 9))
-	batch := make([]msgKeys, 200)
+	batch := make([]msgKeys, 300)
 	for i := range batch {
 		k := &batch[i]
 		k.n = rng.IntN(3) - 1
@@ -336,16 +338,17 @@ func TestLimiterPrefetchChangesNothing(t *testing.T) {
 			k.hs[j] = rng.Uint64N(60) << 58 // few keys, spread over the shards
 		}
 	}
+	vs := make([]verdict, len(batch))
 	now := t0
 	for round := range 30 {
-		l.prefetch(batch)
-		for i := range batch {
-			k := &batch[i]
+		part := batch[:[]int{1, prefetchMin - 1, batchChunk + 7, len(batch)}[round%4]]
+		l.takeBatch(now, part, vs)
+		for i := range part {
+			k := &part[i]
 			if k.n < 0 {
 				continue
 			}
-			got, want := l.take(now, k.hs[:k.n]), ref.take(now, k.hs[:k.n])
-			require.Equal(t, want, got, "round %d, message %d", round, i)
+			require.Equal(t, ref.take(now, k.hs[:k.n]), vs[i], "round %d, message %d", round, i)
 		}
 		now += int64(400 * time.Millisecond)
 	}

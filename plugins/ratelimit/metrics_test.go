@@ -7,6 +7,7 @@ import (
 
 	// The resource builder needs the core tracer ("none").
 	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -52,4 +53,26 @@ func TestMetrics(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCacheReadOncePerBatch: a key's stored counts are read at its first
+// message in a batch only, as when the messages are taken one by one (the
+// first take makes the key known): a corrupt entry shared by three messages
+// is one cache error, and every message still passes.
+func TestCacheReadOncePerBatch(t *testing.T) {
+	rec := metricstest.New(t)
+	rb := service.NewResourceBuilder()
+	require.NoError(t, rb.SetMetricsYAML(rec.YAML()))
+	require.NoError(t, rb.AddCacheYAML("label: counts\nmemory: {}"))
+	res, closeFn, err := rb.Build()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = closeFn(context.Background()) })
+	p := corruptCountsProc(t, res)
+	out := process(t, p, event("d", ""), event("d", ""), event("e", ""), event("d", ""))
+	require.Len(t, out, 4)
+	for i, m := range out {
+		assert.NoError(t, m.GetError(), "message %d", i)
+	}
+	assert.Equal(t, int64(1), rec.Get("device_rate_limit_cache_errors_total"))
+	assert.Equal(t, int64(4), rec.Get("device_rate_limit_passed_total"))
 }

@@ -353,8 +353,14 @@ func isObject(raw string) bool {
 	return false
 }
 
-// keysPool holds the slices of msgKeys ProcessBatch fills for a batch.
-var keysPool = sync.Pool{New: func() any { return new([]msgKeys) }}
+// batchScratch holds the keys and verdicts of a batch's messages.
+type batchScratch struct {
+	keys []msgKeys
+	vs   []verdict
+}
+
+// scratchPool holds the batchScratch ProcessBatch fills for a batch.
+var scratchPool = sync.Pool{New: func() any { return new(batchScratch) }}
 
 // pending is a message of a batch waiting for room in delay mode.
 type pending struct {
@@ -375,18 +381,16 @@ func (p *deviceRateLimit) ProcessBatch(ctx context.Context, batch service.Messag
 		// the caller's.
 		batch = append(service.MessageBatch(nil), batch...)
 	}
-	// Every message's keys first, so that the limiter loads all their slots
-	// at once (prefetch) before taking them one by one.
-	scratch := keysPool.Get().(*[]msgKeys)
-	keys := *scratch
-	if cap(keys) < len(batch) {
-		keys = make([]msgKeys, len(batch))
+	// Every message's keys first, so that the limiter takes them all
+	// together (takeBatch).
+	sc := scratchPool.Get().(*batchScratch)
+	if cap(sc.keys) < len(batch) {
+		sc.keys, sc.vs = make([]msgKeys, len(batch)), make([]verdict, len(batch))
 	}
-	keys = keys[:len(batch)]
-	*scratch = keys
+	keys, vs := sc.keys[:len(batch)], sc.vs[:len(batch)]
 	defer func() {
 		clear(keys) // the values point into the messages
-		keysPool.Put(scratch)
+		scratchPool.Put(sc)
 	}()
 	for i, msg := range batch {
 		keys[i].n = -1 // not limited
@@ -403,29 +407,26 @@ func (p *deviceRateLimit) ProcessBatch(ctx context.Context, batch service.Messag
 		}
 		keys[i] = k
 	}
-	p.lim.prefetch(keys)
+	p.cache.load(ctx, now, keys, p.cacheFailed)
+	p.lim.takeBatch(now, keys, vs)
 	for i, msg := range batch {
-		k := keys[i]
+		k, v := &keys[i], vs[i]
 		if k.n < 0 {
 			continue
 		}
-		if err := p.cache.load(ctx, now, &k); err != nil {
-			p.cacheFailed(err)
-		}
-		v := p.lim.take(now, k.hs[:k.n])
 		if v.reason == reasonNone {
 			passed++
-			p.cache.touch(&k)
+			p.cache.touch(k)
 			continue
 		}
 		switch {
 		case p.mode == modeDrop:
-			p.drop(batch, i, &k, v)
+			p.drop(batch, i, k, v)
 			dropped = true
 		case p.mode == modeReject || v.reason == reasonPerDay:
-			p.reject(msg, &k, v)
+			p.reject(msg, k, v)
 		default:
-			waiting = append(waiting, pending{i: i, keys: k, v: v})
+			waiting = append(waiting, pending{i: i, keys: *k, v: v})
 		}
 	}
 	p.mPassed.Incr(passed)

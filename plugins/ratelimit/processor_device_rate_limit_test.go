@@ -386,8 +386,10 @@ func TestCachePersistsDailyCounts(t *testing.T) {
 	assert.Equal(t, fmt.Sprint(t0/int64(time.Hour)+1, ":2,3"), string(stored))
 }
 
-func TestCacheCorruptValue(t *testing.T) {
-	resources := service.MockResources(service.MockResourcesOptAddCache("counts"))
+// corruptCountsProc returns a processor whose cache resource "counts" of
+// resources holds a corrupt entry for device "d".
+func corruptCountsProc(t *testing.T, resources *service.Resources) *deviceRateLimit {
+	t.Helper()
 	require.NoError(t, resources.AccessCache(context.Background(), "counts", func(c service.Cache) {
 		require.NoError(t, c.Set(context.Background(), "device_rate_limit:0:d", []byte("garbage"), nil))
 	}))
@@ -395,7 +397,12 @@ func TestCacheCorruptValue(t *testing.T) {
 	require.NoError(t, err)
 	p, err := newDeviceRateLimitFromParsed(parsed, resources, newFakeClock())
 	require.NoError(t, err)
-	defer p.Close(context.Background())
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
+}
+
+func TestCacheCorruptValue(t *testing.T) {
+	p := corruptCountsProc(t, service.MockResources(service.MockResourcesOptAddCache("counts")))
 	assert.NoError(t, process(t, p, event("d", "u"))[0].GetError(), "a bad cache entry does not stop events")
 }
 
