@@ -27,7 +27,6 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/secrettoken"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
-	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
 const (
@@ -92,7 +91,7 @@ On shutdown the input stops taking requests (503), waits for the batches already
 
 ### Metadata
 
-Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header, empty when absent), `+"`"+deadletter.MetaRequestID+"`"+` (an id of the request, also sent back in the `+"`"+requestIDHeader+"`"+` answer header and written in dead-letter records), one key per URL query parameter (Braze lets you tag the source workspace with a query parameter), `+"`"+currentsbody.MetaEventType+"`"+` (the event's `+"`event_type`"+`, on events that start with it, as Braze writes them), and `+"`currents_trusted`"+`: a mark, which only this distribution's code can make, that the event was validated here, so that `+"`braze_to_amplitude`"+` does not validate it again (a query parameter of that name is ignored).
+Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header, empty when absent), `+"`"+deadletter.MetaRequestID+"`"+` (an id of the request, also sent back in the `+"`"+requestIDHeader+"`"+` answer header and written in dead-letter records), one key per URL query parameter (Braze lets you tag the source workspace with a query parameter), and `+"`currents_trusted`"+`: a mark, which only this distribution's code can make, that the event was validated here, so that `+"`braze_to_amplitude`"+` does not validate it again (a query parameter of that name is ignored).
 
 ### Metrics
 
@@ -668,42 +667,24 @@ func splitEvents(body []byte) ([][]byte, error) {
 
 // toBatch turns the events, sub-slices of the validated body, into one
 // message batch with the request metadata, and marks them validated
-// (trusted.MetaKey, set after the query parameters so that one of that name
-// cannot replace it), so that braze_to_amplitude does not validate them
-// again.
-//
-// The metadata is set once per request, on a template, and each event's
-// message is a copy sharing its map (Benthos copies a message's metadata on
-// its first write only). An event whose event_type leads it, as Braze writes
-// it, also gets currents_event_type: one template per type, so that
-// braze_to_amplitude, which sets that key to the type it maps, finds it set
-// and does not copy the map for each event.
+// (trusted.MetaKey, set last so that a query parameter of that name cannot
+// replace it), so that braze_to_amplitude does not validate them again.
 func (in *brazeCurrentsHTTP) toBatch(body []byte, events [][]byte, version, id string, r *http.Request) service.MessageBatch {
-	base := service.NewMessage(nil)
-	base.MetaSetMut(MetaVersion, version)
+	// The metadata is the same for every event: it is set once, on a
+	// template, and each event's message is a copy sharing it (Benthos
+	// copies a message's metadata on its first write only).
+	tmpl := service.NewMessage(nil)
+	tmpl.MetaSetMut(MetaVersion, version)
 	for k, v := range r.URL.Query() {
 		if len(v) > 0 {
-			base.MetaSetMut(k, v[0])
+			tmpl.MetaSetMut(k, v[0])
 		}
 	}
-	base.MetaSetMut(deadletter.MetaRequestID, id)
+	tmpl.MetaSetMut(deadletter.MetaRequestID, id)
 	// An event nests two levels below the body ({"events": [...]}).
-	trusted.Set(base, trusted.MarkSlices(body, events, in.conf.maxDepth-2))
-	var byType map[string]*service.Message // the template of each event type
+	trusted.Set(tmpl, trusted.MarkSlices(body, events, in.conf.maxDepth-2))
 	batch := make(service.MessageBatch, len(events))
 	for i, ev := range events {
-		tmpl := base
-		if typ, ok := currentsbody.LeadingType(unsafestr.FromBytes(ev)); ok {
-			if tmpl = byType[typ]; tmpl == nil {
-				if byType == nil {
-					byType = make(map[string]*service.Message, 4)
-				}
-				typ = strings.Clone(typ) // not an alias keeping the body alive
-				tmpl = base.Copy()
-				tmpl.MetaSetMut(currentsbody.MetaEventType, typ)
-				byType[typ] = tmpl
-			}
-		}
 		m := tmpl.Copy()
 		m.SetBytes(ev)
 		batch[i] = m

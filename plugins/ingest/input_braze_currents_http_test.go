@@ -19,11 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/opencurrents/currents-amplitude/plugins/internal/currentsbody"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logtest"
-	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
 const testToken = "s3cr3t-token"
@@ -230,41 +228,6 @@ func TestBatchContentAndMetadata(t *testing.T) {
 		assert.Equal(t, resp.Header.Get(requestIDHeader), id, "the answer names the request id of its events")
 		ws, _ := b[i].MetaGet("workspace")
 		assert.Equal(t, "acme", ws)
-	}
-}
-
-// TestMetadataSharedPerRequest checks the metadata that the events of one
-// request share: currents_event_type for an event whose event_type leads it
-// (and only then), the trusted mark on every event, and that a write to one
-// message's metadata changes no other message.
-func TestMetadataSharedPerRequest(t *testing.T) {
-	in, url := startInput(t, testConfig())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var rd reader
-	go rd.run(ctx, in, nil)
-
-	late := `{"id":"e-3","event_type":"users.messages.email.Open","user":{"external_user_id":"u3"}}`
-	escaped := `{"event_type":"users.messages.email\u002eOpen","id":"e-4"}`
-	resp, _ := post(t, url+"?currents_event_type=forged", req{body: `{"events":[` + ev1 + `,` + ev2 + `,` + ev1 + `,` + late + `,` + escaped + `]}`})
-	require.Equal(t, 200, resp.StatusCode)
-	require.Equal(t, 1, rd.count())
-	b := rd.batches[0]
-	require.Len(t, b, 5)
-	for i, want := range []string{"users.messages.email.Open", "users.behaviors.CustomEvent", "users.messages.email.Open", "forged", "forged"} {
-		typ, _ := b[i].MetaGet(currentsbody.MetaEventType)
-		assert.Equal(t, want, typ, "event %d", i)
-		raw, err := b[i].AsBytes()
-		require.NoError(t, err)
-		assert.NotNil(t, trusted.Of(b[i], raw), "event %d is marked validated", i)
-	}
-	b[0].MetaSetMut(currentsbody.MetaEventType, "changed")
-	b[3].MetaSetMut("workspace", "other")
-	for i := range b {
-		typ, _ := b[i].MetaGet(currentsbody.MetaEventType)
-		assert.Equal(t, i == 0, typ == "changed", "event %d", i)
-		_, ws := b[i].MetaGetMut("workspace")
-		assert.Equal(t, i == 3, ws, "event %d", i)
 	}
 }
 

@@ -26,27 +26,6 @@ import (
 // when an event has no event_type field, and set by it on every output.
 const MetaEventType = "currents_event_type"
 
-// leadingType opens an event whose first member is event_type, written as
-// Braze's HTTP connector writes it.
-const leadingType = `{"event_type":"`
-
-// LeadingType returns the event_type of the event raw when it is its first
-// member, written as Braze's HTTP connector writes it ({"event_type":"...",
-// no whitespace, no escape in the value), and false otherwise (the type may
-// still be elsewhere in the event). raw need not be valid JSON; the name is
-// a substring of raw.
-func LeadingType(raw string) (string, bool) {
-	rest, ok := strings.CutPrefix(raw, leadingType)
-	if !ok {
-		return "", false
-	}
-	j := strings.IndexByte(rest, '"')
-	if j <= 0 || strings.IndexByte(rest[:j], '\\') >= 0 {
-		return "", false
-	}
-	return rest[:j], true
-}
-
 // eventsKey is the key of a request body's event list, as it appears in the
 // raw JSON.
 var eventsKey = []byte(`"events"`)

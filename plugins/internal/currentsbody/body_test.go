@@ -207,26 +207,3 @@ func FuzzSplitChecked(f *testing.F) {
 		}
 	})
 }
-
-func TestLeadingType(t *testing.T) {
-	for _, tc := range []struct {
-		raw, want string
-		ok        bool
-	}{
-		{`{"event_type":"users.messages.email.Open","id":"1"}`, "users.messages.email.Open", true},
-		{`{"event_type":"a"}`, "a", true},
-		{`{"id":"1","event_type":"a"}`, "", false}, // not the first member
-		{`{ "event_type":"a"}`, "", false},         // whitespace
-		{`{"event_type":"a\u002eb"}`, "", false},   // an escape
-		{`{"event_type":"a\"b"}`, "", false},       // an escaped quote
-		{`{"event_type":""}`, "", false},           // empty
-		{`{"event_type":"unterminated`, "", false}, // no closing quote
-		{`{"event_type":1}`, "", false},            // not a string
-		{`{"event_types":"a"}`, "", false},         // another key
-	} {
-		got, ok := LeadingType(tc.raw)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("LeadingType(%s) = %q, %v; want %q, %v", tc.raw, got, ok, tc.want, tc.ok)
-		}
-	}
-}
