@@ -22,6 +22,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logtest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
 const testToken = "s3cr3t-token"
@@ -228,6 +229,39 @@ func TestBatchContentAndMetadata(t *testing.T) {
 		assert.Equal(t, resp.Header.Get(requestIDHeader), id, "the answer names the request id of its events")
 		ws, _ := b[i].MetaGet("workspace")
 		assert.Equal(t, "acme", ws)
+	}
+}
+
+// TestMetadataSharedPerRequest checks the metadata that the events of one
+// request share (one map, copied on write): the trusted mark vouches for
+// every event, and a write to one message's metadata changes no other.
+func TestMetadataSharedPerRequest(t *testing.T) {
+	in, url := startInput(t, testConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rd reader
+	go rd.run(ctx, in, nil)
+
+	resp, _ := post(t, url+"?workspace=acme", req{body: `{"events":[` + ev1 + `,` + ev2 + `,` + ev1 + `]}`})
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, 1, rd.count())
+	b := rd.batches[0]
+	require.Len(t, b, 3)
+	for i := range b {
+		raw, err := b[i].AsBytes()
+		require.NoError(t, err)
+		assert.NotNil(t, trusted.Of(b[i], raw), "event %d is marked validated", i)
+	}
+	b[0].MetaSetMut("workspace", "changed")
+	b[1].MetaSetMut("added", "x")
+	b[2].MetaDelete(MetaVersion)
+	for i := range b {
+		ws, _ := b[i].MetaGet("workspace")
+		assert.Equal(t, i == 0, ws == "changed", "event %d", i)
+		_, added := b[i].MetaGetMut("added")
+		assert.Equal(t, i == 1, added, "event %d", i)
+		_, version := b[i].MetaGetMut(MetaVersion)
+		assert.Equal(t, i != 2, version, "event %d", i)
 	}
 }
 
