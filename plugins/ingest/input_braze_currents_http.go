@@ -561,11 +561,12 @@ func (in *brazeCurrentsHTTP) readBody(w http.ResponseWriter, r *http.Request) ([
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(raw)
+		zr, err := newGzipReader(raw)
 		if err != nil {
 			return nil, readErrorStatus(err), fmt.Errorf("invalid gzip body: %w", err)
 		}
-		defer zr.Close()
+		// Put back once the body is read: nothing keeps the reader.
+		defer gzipReaders.Put(zr)
 		src = io.LimitReader(zr, limit+1) // decompressed size
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q", enc)
@@ -586,6 +587,23 @@ func (in *brazeCurrentsHTTP) readBody(w http.ResponseWriter, r *http.Request) ([
 		return nil, http.StatusRequestEntityTooLarge, tooLarge
 	}
 	return buf.Bytes(), 0, nil
+}
+
+// gzipReaders holds idle gzip readers: each holds a decompressor of some
+// 40 KiB, too much to allocate for every request of 100 events.
+var gzipReaders sync.Pool // *gzip.Reader
+
+// newGzipReader returns a gzip reader of r, from gzipReaders when one is
+// idle; the caller puts it back once the body is read.
+func newGzipReader(r io.Reader) (*gzip.Reader, error) {
+	if zr, ok := gzipReaders.Get().(*gzip.Reader); ok {
+		if err := zr.Reset(r); err != nil {
+			gzipReaders.Put(zr)
+			return nil, err
+		}
+		return zr, nil
+	}
+	return gzip.NewReader(r)
 }
 
 // readErrorStatus is 413 for a body cut at max_body_bytes, else 400.

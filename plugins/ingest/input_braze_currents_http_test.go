@@ -265,6 +265,46 @@ func TestMetadataSharedPerRequest(t *testing.T) {
 	}
 }
 
+// TestGzipReadersReused checks gzip bodies answered one after another by
+// the same input, whose gzip readers are reused: a truncated or invalid
+// gzip body between them changes nothing for the next.
+func TestGzipReadersReused(t *testing.T) {
+	in, url := startInput(t, testConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rd reader
+	go rd.run(ctx, in, nil)
+
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(`{"events":[` + ev1 + `]}`))
+	require.NoError(t, zw.Close())
+	truncated := gz.String()[:gz.Len()/2]
+	gzipped := map[string]string{"Content-Encoding": "gzip"}
+	for i, tc := range []struct {
+		r    req
+		want int
+	}{
+		{req{body: `{"events":[` + ev2 + `]}`, gzip: true}, 200},
+		{req{body: "not gzip", headers: gzipped}, 400},
+		{req{body: `{"events":[` + ev1 + `,` + ev2 + `]}`, gzip: true}, 200},
+		{req{body: truncated, headers: gzipped}, 400},
+		{req{body: `{"events":[` + ev1 + `]}`, gzip: true}, 200},
+	} {
+		resp, _ := post(t, url, tc.r)
+		assert.Equal(t, tc.want, resp.StatusCode, "request %d", i)
+	}
+	require.Equal(t, 3, rd.count())
+	for i, want := range [][]string{{ev2}, {ev1, ev2}, {ev1}} {
+		require.Len(t, rd.batches[i], len(want))
+		for j, ev := range want {
+			got, err := rd.batches[i][j].AsBytes()
+			require.NoError(t, err)
+			assert.Equal(t, ev, string(got))
+		}
+	}
+}
+
 func TestNackAnswers502(t *testing.T) {
 	in, url := startInput(t, testConfig())
 	ctx, cancel := context.WithCancel(context.Background())
