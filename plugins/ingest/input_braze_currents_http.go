@@ -713,23 +713,21 @@ func splitEvents(body []byte) ([][]byte, error) {
 // (trusted.MetaKey, set last so that a query parameter of that name cannot
 // replace it), so that braze_to_amplitude does not validate them again.
 func (in *brazeCurrentsHTTP) toBatch(body []byte, events [][]byte, version, id string, r *http.Request) service.MessageBatch {
-	// The metadata is the same for every event: it is set once, on a
-	// template, and each event's message is a copy sharing it (Benthos
-	// copies a message's metadata on its first write only).
-	tmpl := service.NewMessage(nil)
-	tmpl.MetaSetMut(MetaVersion, version)
-	for k, v := range r.URL.Query() {
-		if len(v) > 0 {
-			tmpl.MetaSetMut(k, v[0])
-		}
-	}
-	tmpl.MetaSetMut(deadletter.MetaRequestID, id)
-	// An event nests two levels below the body ({"events": [...]}).
-	trusted.Set(tmpl, trusted.MarkSlices(body, events, in.conf.maxDepth-2))
+	query := r.URL.Query()
 	batch := make(service.MessageBatch, len(events))
+	var versionMeta, idMeta any = version, id // boxed once for all messages
+	// An event nests two levels below the body ({"events": [...]}).
+	mark := trusted.MarkSlices(body, events, in.conf.maxDepth-2)
 	for i, ev := range events {
-		m := tmpl.Copy()
-		m.SetBytes(ev)
+		m := service.NewMessage(ev)
+		m.MetaSetMut(MetaVersion, versionMeta)
+		for k, v := range query {
+			if len(v) > 0 {
+				m.MetaSetMut(k, v[0])
+			}
+		}
+		m.MetaSetMut(deadletter.MetaRequestID, idMeta)
+		trusted.Set(m, mark)
 		batch[i] = m
 	}
 	return batch

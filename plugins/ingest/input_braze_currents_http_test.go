@@ -232,10 +232,10 @@ func TestBatchContentAndMetadata(t *testing.T) {
 	}
 }
 
-// TestMetadataSharedPerRequest checks the metadata that the events of one
-// request share (one map, copied on write): the trusted mark vouches for
-// every event, and a write to one message's metadata changes no other.
-func TestMetadataSharedPerRequest(t *testing.T) {
+// TestMetadataPerMessage checks the metadata of a request's events: the
+// trusted mark vouches for every event, and a write to one message's
+// metadata changes no other.
+func TestMetadataPerMessage(t *testing.T) {
 	in, url := startInput(t, testConfig())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
