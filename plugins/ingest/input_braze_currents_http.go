@@ -569,7 +569,7 @@ func (in *brazeCurrentsHTTP) readBody(w http.ResponseWriter, r *http.Request) ([
 			return nil, readErrorStatus(err), fmt.Errorf("invalid gzip body: %w", err)
 		}
 		// Put back once the body is read: nothing keeps the reader.
-		defer gzipReaders.Put(zr)
+		defer putGzipReader(zr)
 		src = io.LimitReader(zr, limit+1) // decompressed size
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q", enc)
@@ -608,6 +608,21 @@ func newGzipReader(r io.Reader) (*gzip.Reader, error) {
 	}
 	return gzip.NewReader(r)
 }
+
+// putGzipReader returns zr to gzipReaders, pointed at nothing first, so that
+// an idle reader keeps no request alive.
+func putGzipReader(zr *gzip.Reader) {
+	_ = zr.Reset(noBody{}) // io.EOF: no header to read, as expected
+	gzipReaders.Put(zr)
+}
+
+// noBody is an empty flate.Reader (stateless, so shared by every request),
+// which gzip.Reader.Reset takes without wrapping it in a new bufio.Reader.
+type noBody struct{}
+
+func (noBody) Read([]byte) (int, error) { return 0, io.EOF }
+
+func (noBody) ReadByte() (byte, error) { return 0, io.EOF }
 
 // eventLists holds idle lists of a request's events (*[][]byte): a list is
 // needed only until the request's batch is made (the messages and the

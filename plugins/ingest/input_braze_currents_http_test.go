@@ -305,6 +305,36 @@ func TestGzipReadersReused(t *testing.T) {
 	}
 }
 
+// TestGzipConcurrent posts gzip bodies from several clients at once (run
+// with -race: the pooled readers share no state between requests).
+func TestGzipConcurrent(t *testing.T) {
+	in, url := startInput(t, testConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rd reader
+	go rd.run(ctx, in, nil)
+
+	var wg sync.WaitGroup
+	codes := make([]int, 8)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				resp, _ := post(t, url, req{body: `{"events":[` + ev1 + `,` + ev2 + `]}`, gzip: true})
+				if codes[i] = resp.StatusCode; codes[i] != 200 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, code := range codes {
+		assert.Equal(t, 200, code, "client %d", i)
+	}
+	assert.Equal(t, 40, rd.count())
+}
+
 func TestNackAnswers502(t *testing.T) {
 	in, url := startInput(t, testConfig())
 	ctx, cancel := context.WithCancel(context.Background())
