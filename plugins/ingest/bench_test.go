@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +16,13 @@ import (
 // BenchmarkServeRequest measures one Braze request of 100 events through the
 // input: authentication, body read, validation, split into a batch, hand-off
 // and the answer once the batch is acked.
-func BenchmarkServeRequest(b *testing.B) {
+func BenchmarkServeRequest(b *testing.B) { benchServe(b, false) }
+
+// BenchmarkServeRequestGzip is BenchmarkServeRequest with the body
+// gzip-compressed (Content-Encoding: gzip).
+func BenchmarkServeRequestGzip(b *testing.B) { benchServe(b, true) }
+
+func benchServe(b *testing.B, compressed bool) {
 	in, err := newBrazeCurrentsHTTP(testConfig(), service.MockResources())
 	if err != nil {
 		b.Fatal(err)
@@ -33,12 +40,24 @@ func BenchmarkServeRequest(b *testing.B) {
 	}()
 	body := ingesttest.Body(ingesttest.Generate(ingesttest.GenConfig{Seed: 1}, 100))
 	b.SetBytes(int64(len(body)))
+	if compressed {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(body)
+		if err := zw.Close(); err != nil {
+			b.Fatal(err)
+		}
+		body = buf.Bytes()
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		r := httptest.NewRequest(http.MethodPost, "/currents", bytes.NewReader(body))
 		r.Header.Set("Authorization", "Bearer "+testToken)
 		r.Header.Set("Braze-Currents-Version", "1")
+		if compressed {
+			r.Header.Set("Content-Encoding", "gzip")
+		}
 		w := httptest.NewRecorder()
 		in.ServeHTTP(w, r)
 		if w.Code != http.StatusOK {

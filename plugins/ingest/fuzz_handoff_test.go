@@ -28,7 +28,7 @@ func FuzzTrustedEvents(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, query string) {
-		events, clean, err := in.split(body)
+		events, clean, err := in.split(nil, body)
 		if err != nil || len(events) == 0 {
 			return
 		}

@@ -452,7 +452,10 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request, id st
 	if err != nil {
 		return status, err.Error()
 	}
-	events, body, err := in.split(body)
+	list := eventLists.Get().(*[][]byte)
+	defer putEventList(list)
+	events, body, err := in.split((*list)[:0], body)
+	*list = events // the grown list is the one to reuse
 	if err != nil {
 		in.log.Debugf("braze_currents_http: malformed request: %v", err)
 		return http.StatusBadRequest, err.Error()
@@ -561,11 +564,12 @@ func (in *brazeCurrentsHTTP) readBody(w http.ResponseWriter, r *http.Request) ([
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(raw)
+		zr, err := newGzipReader(raw)
 		if err != nil {
 			return nil, readErrorStatus(err), fmt.Errorf("invalid gzip body: %w", err)
 		}
-		defer zr.Close()
+		// Put back once the body is read: nothing keeps the reader.
+		defer putGzipReader(zr)
 		src = io.LimitReader(zr, limit+1) // decompressed size
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q", enc)
@@ -588,6 +592,59 @@ func (in *brazeCurrentsHTTP) readBody(w http.ResponseWriter, r *http.Request) ([
 	return buf.Bytes(), 0, nil
 }
 
+// gzipReaders holds idle gzip readers: each holds a decompressor of some
+// 40 KiB, too much to allocate for every request of 100 events.
+var gzipReaders sync.Pool // *gzip.Reader
+
+// newGzipReader returns a gzip reader of r, from gzipReaders when one is
+// idle; the caller puts it back once the body is read.
+func newGzipReader(r io.Reader) (*gzip.Reader, error) {
+	if zr, ok := gzipReaders.Get().(*gzip.Reader); ok {
+		if err := zr.Reset(r); err != nil {
+			gzipReaders.Put(zr)
+			return nil, err
+		}
+		return zr, nil
+	}
+	return gzip.NewReader(r)
+}
+
+// putGzipReader returns zr to gzipReaders, pointed at nothing first, so that
+// an idle reader keeps no request alive.
+func putGzipReader(zr *gzip.Reader) {
+	_ = zr.Reset(noBody{}) // io.EOF: no header to read, as expected
+	gzipReaders.Put(zr)
+}
+
+// noBody is an empty flate.Reader (stateless, so shared by every request),
+// which gzip.Reader.Reset takes without wrapping it in a new bufio.Reader.
+type noBody struct{}
+
+func (noBody) Read([]byte) (int, error) { return 0, io.EOF }
+
+func (noBody) ReadByte() (byte, error) { return 0, io.EOF }
+
+// eventLists holds idle lists of a request's events (*[][]byte): a list is
+// needed only until the request's batch is made (the messages and the
+// trusted mark keep their own copies of the slices), so it is reused instead
+// of grown from nothing for every request.
+var eventLists = sync.Pool{New: func() any { return new([][]byte) }}
+
+// maxPooledEvents bounds the lists kept in eventLists: a body of many tiny
+// events (up to max_body_bytes/3 of them) must not pin its list.
+const maxPooledEvents = 4096
+
+// putEventList returns list to eventLists, emptied so that it keeps no body
+// alive, unless an outsized request grew it.
+func putEventList(list *[][]byte) {
+	if cap(*list) > maxPooledEvents {
+		return
+	}
+	clear((*list)[:cap(*list)])
+	*list = (*list)[:0]
+	eventLists.Put(list)
+}
+
 // readErrorStatus is 413 for a body cut at max_body_bytes, else 400.
 func readErrorStatus(err error) int {
 	var mbe *http.MaxBytesError
@@ -602,14 +659,15 @@ func readErrorStatus(err error) int {
 // same valid text, and JSON nested deeper than max_json_depth is refused
 // before it is parsed recursively (which costs stack memory in proportion to
 // the depth). It returns the body the
-// events are sub-slices of.
-func (in *brazeCurrentsHTTP) split(body []byte) ([][]byte, []byte, error) {
+// events are sub-slices of; the events of Braze's exact shape are appended
+// to dst.
+func (in *brazeCurrentsHTTP) split(dst [][]byte, body []byte) ([][]byte, []byte, error) {
 	if !utf8.Valid(body) {
 		body = bytes.ToValidUTF8(body, []byte("\uFFFD")) // no bracket or quote changes
 	}
 	// Braze's exact shape is checked and split in one pass; anything else
 	// (or anything wrong) the slow way, which says what is wrong.
-	if events, ok := currentsbody.SplitChecked(body, in.conf.maxDepth); ok {
+	if events, ok := currentsbody.SplitChecked(dst, body, in.conf.maxDepth); ok {
 		return events, body, nil
 	}
 	if err := jsonlimit.Check(body, in.conf.maxDepth); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logtest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
 const testToken = "s3cr3t-token"
@@ -229,6 +230,109 @@ func TestBatchContentAndMetadata(t *testing.T) {
 		ws, _ := b[i].MetaGet("workspace")
 		assert.Equal(t, "acme", ws)
 	}
+}
+
+// TestMetadataPerMessage checks the metadata of a request's events: the
+// trusted mark vouches for every event, and a write to one message's
+// metadata changes no other.
+func TestMetadataPerMessage(t *testing.T) {
+	in, url := startInput(t, testConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rd reader
+	go rd.run(ctx, in, nil)
+
+	resp, _ := post(t, url+"?workspace=acme", req{body: `{"events":[` + ev1 + `,` + ev2 + `,` + ev1 + `]}`})
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, 1, rd.count())
+	b := rd.batches[0]
+	require.Len(t, b, 3)
+	for i := range b {
+		raw, err := b[i].AsBytes()
+		require.NoError(t, err)
+		assert.NotNil(t, trusted.Of(b[i], raw), "event %d is marked validated", i)
+	}
+	b[0].MetaSetMut("workspace", "changed")
+	b[1].MetaSetMut("added", "x")
+	b[2].MetaDelete(MetaVersion)
+	for i := range b {
+		ws, _ := b[i].MetaGet("workspace")
+		assert.Equal(t, i == 0, ws == "changed", "event %d", i)
+		_, added := b[i].MetaGetMut("added")
+		assert.Equal(t, i == 1, added, "event %d", i)
+		_, version := b[i].MetaGetMut(MetaVersion)
+		assert.Equal(t, i != 2, version, "event %d", i)
+	}
+}
+
+// TestGzipReadersReused checks gzip bodies answered one after another by
+// the same input, whose gzip readers are reused: a truncated or invalid
+// gzip body between them changes nothing for the next.
+func TestGzipReadersReused(t *testing.T) {
+	in, url := startInput(t, testConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rd reader
+	go rd.run(ctx, in, nil)
+
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(`{"events":[` + ev1 + `]}`))
+	require.NoError(t, zw.Close())
+	truncated := gz.String()[:gz.Len()/2]
+	gzipped := map[string]string{"Content-Encoding": "gzip"}
+	for i, tc := range []struct {
+		r    req
+		want int
+	}{
+		{req{body: `{"events":[` + ev2 + `]}`, gzip: true}, 200},
+		{req{body: "not gzip", headers: gzipped}, 400},
+		{req{body: `{"events":[` + ev1 + `,` + ev2 + `]}`, gzip: true}, 200},
+		{req{body: truncated, headers: gzipped}, 400},
+		{req{body: `{"events":[` + ev1 + `]}`, gzip: true}, 200},
+	} {
+		resp, _ := post(t, url, tc.r)
+		assert.Equal(t, tc.want, resp.StatusCode, "request %d", i)
+	}
+	require.Equal(t, 3, rd.count())
+	for i, want := range [][]string{{ev2}, {ev1, ev2}, {ev1}} {
+		require.Len(t, rd.batches[i], len(want))
+		for j, ev := range want {
+			got, err := rd.batches[i][j].AsBytes()
+			require.NoError(t, err)
+			assert.Equal(t, ev, string(got))
+		}
+	}
+}
+
+// TestGzipConcurrent posts gzip bodies from several clients at once (run
+// with -race: the pooled readers share no state between requests).
+func TestGzipConcurrent(t *testing.T) {
+	in, url := startInput(t, testConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rd reader
+	go rd.run(ctx, in, nil)
+
+	var wg sync.WaitGroup
+	codes := make([]int, 8)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				resp, _ := post(t, url, req{body: `{"events":[` + ev1 + `,` + ev2 + `]}`, gzip: true})
+				if codes[i] = resp.StatusCode; codes[i] != 200 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, code := range codes {
+		assert.Equal(t, 200, code, "client %d", i)
+	}
+	assert.Equal(t, 40, rd.count())
 }
 
 func TestNackAnswers502(t *testing.T) {

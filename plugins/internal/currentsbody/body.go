@@ -145,8 +145,9 @@ func eventsList(raw string) (list gjson.Result, hasType bool) {
 // validated, bounded (two levels below the body) and delimited in one
 // iterative pass (jsonvalid.Value), and the envelope between the events is
 // checked byte by byte, so a body it accepts is valid as a whole. Events are
-// sub-slices of body.
-func SplitChecked(body []byte, maxDepth int) ([][]byte, bool) {
+// sub-slices of body, appended to dst (a list to reuse, or nil); on false
+// the result is nil, and dst's backing array may have been written.
+func SplitChecked(dst [][]byte, body []byte, maxDepth int) ([][]byte, bool) {
 	raw := unsafestr.FromBytes(body)
 	i := skipSpace(raw, 0)
 	for _, want := range []string{"{", `"events"`, ":", "["} {
@@ -155,7 +156,7 @@ func SplitChecked(body []byte, maxDepth int) ([][]byte, bool) {
 		}
 		i = skipSpace(raw, i+len(want))
 	}
-	var events [][]byte
+	events := dst
 	if i < len(raw) && raw[i] == ']' {
 		i++
 	} else {

@@ -163,7 +163,7 @@ func TestSplitChecked(t *testing.T) {
 		`{"events":[{"a":[[[[1]]]]}]}`:                -1, // 7 levels with the envelope, over 6
 		`{"events":[{"a":[[[1]]]}]}`:                  1,
 	} {
-		events, ok := SplitChecked([]byte(in), 6)
+		events, ok := SplitChecked(nil, []byte(in), 6)
 		if want < 0 {
 			assert.False(t, ok, in)
 			assert.Nil(t, events, in)
@@ -173,7 +173,7 @@ func TestSplitChecked(t *testing.T) {
 		assert.Len(t, events, want, in)
 	}
 	deep := []byte(`{"events":[{"a":` + strings.Repeat("[", 1<<20) + `]}]}`)
-	_, ok := SplitChecked(deep, 64)
+	_, ok := SplitChecked(nil, deep, 64)
 	assert.False(t, ok, "a body nested a million levels deep")
 }
 
@@ -186,7 +186,7 @@ func FuzzSplitChecked(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, depth uint8) {
 		max := 3 + int(depth%64)
-		events, ok := SplitChecked(data, max)
+		events, ok := SplitChecked(nil, data, max)
 		if !ok {
 			return
 		}
