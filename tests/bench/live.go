@@ -211,6 +211,11 @@ func RunLive(o LiveOptions) ([]LiveRow, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	if o.ProfileDir != "" {
+		if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
 	bodies, err := liveBodies(o.DataDir, o.Dataset)
 	if err != nil {
 		return nil, err

@@ -66,6 +66,11 @@ func Run(o Options) ([]Row, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	if o.ProfileDir != "" {
+		if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
 	var blobl string
 	if b, err := os.ReadFile(filepath.Join(root, BloblangPath)); err == nil {
 		blobl = string(b)
