@@ -66,6 +66,13 @@ func (e *OutageError) Error() string {
 	return "amplitude outage (" + string(e.Reason) + "): " + e.Detail
 }
 
+// RateLimited reports whether the events were given back for their ids'
+// rate (deferred, throttled) rather than for an outage, so that an input
+// answering a sender can say "too many requests" (plugins/internal/ratelimited).
+func (e *OutageError) RateLimited() bool {
+	return e.Reason == OutageDeferred || e.Reason == OutageThrottled
+}
+
 // IsOutage reports whether err is (or wraps) an *OutageError.
 func IsOutage(err error) bool {
 	var o *OutageError

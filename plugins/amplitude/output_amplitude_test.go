@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
-	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +18,9 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/batchtest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/ratelimited"
 )
 
 const testKey = "test-api-key-0123456789"
@@ -675,5 +676,19 @@ func TestOutputHotIDShare(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "3 events nacked for redelivery") {
 		t.Errorf("no warning for the deferred events: %s", logs.String())
+	}
+}
+
+// Only the nacks that are about the ids' rate tell an answering input
+// (braze_currents_http) to say 429 instead of 502.
+func TestOutageRateLimited(t *testing.T) {
+	for reason, want := range map[OutageReason]bool{
+		OutageDeferred: true, OutageThrottled: true,
+		OutageRetriesExhausted: false, OutageInterrupted: false, OutageAbandoned: false,
+	} {
+		err := fmt.Errorf("write: %w", newOutage(reason, 0, "detail"))
+		if got := ratelimited.Is(err); got != want {
+			t.Errorf("%s: rate limited %v, want %v", reason, got, want)
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/logthrottle"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/ratelimited"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/secrettoken"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
@@ -74,6 +75,7 @@ Braze posts `+"`{\"events\": [...]}`"+` batches (100 events by default) with the
 | malformed JSON, JSON nested deeper than `+"`max_json_depth`"+`, or not a `+"`{\"events\": [...]}`"+` object of objects | 400 | splits into single events, drops those refused again |
 | body larger than `+"`max_body_bytes`"+`, or more events than `+"`max_events`"+` | 413 | splits into smaller batches |
 | `+"`max_in_flight`"+` requests already waiting, or no acknowledgement within `+"`timeout`"+` | 429 (with Retry-After) | retries with backoff |
+| the pipeline nacked the batch only because its devices or users are over Amplitude's rate (the `+"`amplitude`"+` output's `+"`deferred`"+` and `+"`throttled`"+` nacks) | 429 (with Retry-After) | retries with backoff |
 | the pipeline nacked the batch (e.g. Amplitude unavailable and no dead-letter output took it) | 502 | retries with backoff |
 | the input is shutting down | 503 | retries with backoff |
 | `+"`Braze-Currents-Version`"+` not in `+"`accepted_versions`"+` | 501 | retries with backoff (nothing is lost while you upgrade) |
@@ -487,7 +489,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request, id st
 	}
 	select {
 	case err := <-p.res:
-		return in.ackStatus(err, id)
+		return in.ackStatus(w, err, id)
 	case <-timer.C():
 		in.setRetryAfter(w)
 		return http.StatusTooManyRequests, "events not acknowledged in time"
@@ -496,7 +498,7 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request, id st
 	case <-in.closed:
 		select { // an ack that raced with Close wins
 		case err := <-p.res:
-			return in.ackStatus(err, id)
+			return in.ackStatus(w, err, id)
 		default:
 		}
 		in.setRetryAfter(w)
@@ -507,7 +509,16 @@ func (in *brazeCurrentsHTTP) serve(w http.ResponseWriter, r *http.Request, id st
 // msgNotDelivered answers a request whose batch was nacked.
 const msgNotDelivered = "events not delivered, retry later"
 
-func (in *brazeCurrentsHTTP) ackStatus(err error, id string) (int, string) {
+// msgRateLimited answers a request whose batch was nacked only because its
+// devices or users are over Amplitude's rate limits.
+const msgRateLimited = "over the rate limit, retry later"
+
+func (in *brazeCurrentsHTTP) ackStatus(w http.ResponseWriter, err error, id string) (int, string) {
+	if ratelimited.Only(err) {
+		in.warnRefusal(http.StatusTooManyRequests, msgRateLimited, truncate(err.Error(), 300), id)
+		in.setRetryAfter(w)
+		return http.StatusTooManyRequests, msgRateLimited
+	}
 	if err != nil {
 		// The cause goes to the log only: the answer body reaches Braze's
 		// error reports and must not show internals.

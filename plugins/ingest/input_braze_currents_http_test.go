@@ -347,6 +347,54 @@ func TestNackAnswers502(t *testing.T) {
 	assert.NotContains(t, body, "amplitude unavailable", "internal errors stay in the logs")
 }
 
+// rateLimitedErr is a nack marked as a rate limit (plugins/internal/ratelimited),
+// as the amplitude output's deferred and throttled nacks are.
+type rateLimitedErr struct{}
+
+func (rateLimitedErr) Error() string     { return "amplitude outage (deferred)" }
+func (rateLimitedErr) RateLimited() bool { return true }
+
+// A batch nacked only for its ids' rate is answered 429 with Retry-After
+// (Braze retries later, no outage on the dashboards); any other nack in it
+// makes it 502.
+func TestNackAnswersByReason(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		nack func(service.MessageBatch) error
+		want int
+	}{
+		{"an outage", func(service.MessageBatch) error { return errors.New("amplitude unavailable") }, http.StatusBadGateway},
+		{"over the rate limit", func(service.MessageBatch) error { return rateLimitedErr{} }, http.StatusTooManyRequests},
+		{"some events over the rate limit, the others delivered", func(b service.MessageBatch) error {
+			return service.NewBatchError(b, errors.New("1 of 2 not delivered")).Failed(1, rateLimitedErr{})
+		}, http.StatusTooManyRequests},
+		{"one over the rate limit, one in an outage", func(b service.MessageBatch) error {
+			return service.NewBatchError(b, errors.New("2 of 2 not delivered")).
+				Failed(0, rateLimitedErr{}).Failed(1, errors.New("503"))
+		}, http.StatusBadGateway},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, url := startInput(t, testConfig())
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				for {
+					b, ack, err := in.ReadBatch(ctx)
+					if err != nil {
+						return
+					}
+					_ = ack(ctx, tc.nack(b))
+				}
+			}()
+			resp, _ := post(t, url, req{body: `{"events":[` + ev1 + `,` + ev2 + `]}`})
+			assert.Equal(t, tc.want, resp.StatusCode)
+			if tc.want == http.StatusTooManyRequests {
+				assert.NotEmpty(t, resp.Header.Get("Retry-After"), "Braze is told when to retry")
+			}
+		})
+	}
+}
+
 func TestTooManyEvents(t *testing.T) {
 	c := testConfig()
 	c.maxEvents = 1
