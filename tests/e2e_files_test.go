@@ -18,6 +18,24 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/ingest/ingesttest"
 )
 
+// replayFile writes events as JSON lines into a new folder, each line of
+// after[i] right after the i-th event, and returns the folder and the file.
+func replayFile(t *testing.T, events []ingesttest.Event, after map[int]string) (dir, path string) {
+	t.Helper()
+	var file bytes.Buffer
+	for i, ev := range events {
+		file.Write(ev.Raw)
+		file.WriteByte('\n')
+		if line, ok := after[i]; ok {
+			file.WriteString(line + "\n")
+		}
+	}
+	dir = t.TempDir()
+	path = filepath.Join(dir, "backfill.jsonl")
+	require.NoError(t, os.WriteFile(path, file.Bytes(), 0o600))
+	return dir, path
+}
+
 // TestE2EReplay: a JSON-lines backfill file goes through the replay pipeline
 // to the Batch endpoint, despite 20% faults; the one unreadable line ends in
 // the dead-letter file, and the pipeline stops by itself.
@@ -26,17 +44,7 @@ func TestE2EReplay(t *testing.T) {
 	t.Cleanup(amp.Close)
 
 	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 8, Devices: 2000}, 3000)
-	var file bytes.Buffer
-	for i, ev := range events {
-		file.Write(ev.Raw)
-		file.WriteByte('\n')
-		if i == 1000 {
-			file.WriteString("{\"event_type\": \"users.messages.email.Open\", truncated\n")
-		}
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "backfill.jsonl")
-	require.NoError(t, os.WriteFile(path, file.Bytes(), 0o600))
+	dir, path := replayFile(t, events, map[int]string{1000: "{\"event_type\": \"users.messages.email.Open\", truncated"})
 
 	env := map[string]string{
 		"AMPLITUDE_API_KEY": "e2e-amplitude-key",
@@ -210,14 +218,7 @@ func TestE2EReplayOutageAfterTheLastLine(t *testing.T) {
 	amp.SetFaults(1, amplitudetest.Fault503)
 
 	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 9, Devices: 500}, 1200)
-	var file bytes.Buffer
-	for _, ev := range events {
-		file.Write(ev.Raw)
-		file.WriteByte('\n')
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "backfill.jsonl")
-	require.NoError(t, os.WriteFile(path, file.Bytes(), 0o600))
+	dir, path := replayFile(t, events, nil)
 	p := startProc(t, "currents_replay_to_amplitude.yaml", map[string]string{
 		"AMPLITUDE_API_KEY":   "e2e-amplitude-key",
 		"AMPLITUDE_URL":       amp.BatchURL(),

@@ -1,8 +1,6 @@
 package tests
 
 import (
-	"bytes"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -28,20 +26,10 @@ func TestE2EReplayProgress(t *testing.T) {
 
 	const n = 300
 	events := ingesttest.Generate(ingesttest.GenConfig{Seed: 3, Devices: 100}, n)
-	var file bytes.Buffer
-	for i, ev := range events {
-		file.Write(ev.Raw)
-		file.WriteByte('\n')
-		switch i {
-		case 10:
-			file.WriteString("{\"event_type\": \"users.messages.email.Open\", truncated\n")
-		case 20:
-			file.WriteString(`{"event_type":"users.messages.pigeon.Send","id":"pigeon-1","time":1700000000,"user":{"external_user_id":"u-1"},"properties":{}}` + "\n")
-		}
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "replay.jsonl")
-	require.NoError(t, os.WriteFile(path, file.Bytes(), 0o600))
+	dir, path := replayFile(t, events, map[int]string{
+		10: "{\"event_type\": \"users.messages.email.Open\", truncated",
+		20: `{"event_type":"users.messages.pigeon.Send","id":"pigeon-1","time":1700000000,"user":{"external_user_id":"u-1"},"properties":{}}`,
+	})
 
 	p := startProc(t, "currents_replay_to_amplitude.yaml", map[string]string{
 		"AMPLITUDE_API_KEY":       "e2e-amplitude-key",
