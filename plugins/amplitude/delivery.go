@@ -118,7 +118,7 @@ func (d *delivery) holdPaced(e *event, t time.Time) {
 	if id == "" {
 		key = userKey(e.userID)
 	}
-	h := o.pacer.idHash(key)
+	h := idHash(key)
 	if !d.claim(h) {
 		d.deferEvent(e)
 		return

@@ -91,7 +91,7 @@ func TestPacedEventsTakeTurns(t *testing.T) {
 	if len(w3.held) != 0 || len(w3.errs) != 1 {
 		t.Errorf("the event whose turn is past the deadline: held %d, failed %d; want nacked", len(w3.held), len(w3.errs))
 	}
-	h := o.pacer.idHash(deviceKey("hot-device"))
+	h := idHash(deviceKey("hot-device"))
 	if n := o.waiting.add(h, 0); n != wakeTogether+2 {
 		t.Errorf("%d events counted waiting for hot-device, want %d", n, wakeTogether+2)
 	}

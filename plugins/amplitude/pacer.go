@@ -280,9 +280,6 @@ func idHash(k idKey) uint64 {
 	return h
 }
 
-// idHash is the package's idHash (a method for the tests' convenience).
-func (p *pacer) idHash(k idKey) uint64 { return idHash(k) }
-
 func (t *paceTables[C]) shard(h uint64) *pacerShard[C] {
 	return &t.shards[h>>58] // the top 6 bits: pacerShards = 64
 }

@@ -445,14 +445,14 @@ func TestPacerEpochMove(t *testing.T) {
 	a := &event{deviceID: "a"}
 	var b *event
 	for i := 0; b == nil; i++ {
-		if id := fmt.Sprint("b-", i); p.narrow.shard(p.idHash(deviceKey(id))) == p.narrow.shard(p.idHash(deviceKey("a"))) {
+		if id := fmt.Sprint("b-", i); p.narrow.shard(idHash(deviceKey(id))) == p.narrow.shard(idHash(deviceKey("a"))) {
 			b = &event{deviceID: id}
 		}
 	}
 	if _, ok := p.take(b, start); !ok {
 		t.Fatal("b refused")
 	}
-	s := p.narrow.shard(p.idHash(deviceKey("a")))
+	s := p.narrow.shard(idHash(deviceKey("a")))
 	first := s.epoch
 	// a spends its burst just before the epoch must move (in ref, its
 	// epoch starts there), b's take moves it, then a goes on taking as
@@ -491,7 +491,7 @@ func TestPacerEpochMove(t *testing.T) {
 
 // state returns the state of device id, under its shard's lock.
 func (p *pacer) state(id string, now time.Time) state {
-	h := p.idHash(deviceKey(id))
+	h := idHash(deviceKey(id))
 	s := p.narrow.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
