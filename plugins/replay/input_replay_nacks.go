@@ -189,7 +189,7 @@ func (r *replayNacks) readLoop() {
 		case <-r.readCtx.Done():
 			return
 		}
-		if err != nil && (errors.Is(err, service.ErrEndOfInput) || r.readCtx.Err() != nil) {
+		if err != nil { // the end of the input, or Close (OwnedInput returns no other)
 			return
 		}
 	}
