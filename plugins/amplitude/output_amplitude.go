@@ -113,7 +113,9 @@ const amplitudeOutputDescription = "" +
 	"cannot stop the output from taking the messages of every other device. The budgets and the guard " +
 	"take one slot per tracked id, 32 bytes on HTTP V2 and 48 on Batch, 43 to 64 and 64 to 96 bytes with the table's " +
 	"fill (62 at 10^6 ids on HTTP V2), whatever the id's length, held outside the Go heap on Linux (so not " +
-	"doubled by the garbage collector); ids idle for the window and the hour are forgotten. A wait that would end " +
+	"doubled by the garbage collector); an id is forgotten once its budget and guard are idle (about a second after " +
+	"it last sent on HTTP V2), its count of the hour kept in a fixed 4 MiB sketch for the daily quota, so that the " +
+	"table holds the ids active within the last window, not every id of the hour. A wait that would end " +
 	"after the write's deadline " +
 	"nacks the events at once instead (`throttled`).\n\n" +
 	"### Answers\n\n" +

@@ -34,7 +34,10 @@ import (
 // in hourly steps) is counted per id in the current hour; an id that sends
 // more than quota/500 events (1000) in an hour gets a 24-hour ring of hourly
 // counts (earlier hours assumed at that threshold, which over-counts by at
-// most 23/500 of the quota, 4.6%), so that only busy ids pay for it.
+// most 23/500 of the quota, 4.6%), so that only busy ids pay for it. The
+// hour's count of an id that is forgotten within the hour (below) is kept
+// by its shard's hourSketch, an upper bound in a fixed 64 KiB, from which
+// the id starts again if it comes back in that hour.
 //
 // The table: per shard (64, by the hash's top bits, each with its own lock),
 // an idtable (plugins/internal/idtable: open addressing, linear probing,
@@ -47,10 +50,14 @@ import (
 // the hour's count relative to the epoch's hour (see pace), then the guard's
 // state (guardState); the epoch moves forward every 4.9 hours of the shard's
 // time, clamping the arrival times that fall behind it, which changes no
-// decision (they are long past). Ids whose budget is full again, whose hour
-// is over and whose guard has nothing in flight or answered within its
-// window are idle: a lookup that passes one reuses its slot, and a table at
-// 3/4 load is rebuilt without them (at half load, so it also shrinks). A
+// decision (they are long past). Ids whose budget is full again, whose guard
+// has nothing in flight or answered within its window and that have no daily
+// ring (or one with nothing in the last 24 hours) are idle: a lookup that
+// passes one reuses its slot, and a table at 3/4 load drops them in place
+// (then grows if it is still over half full, or shrinks under an eighth),
+// their hour's counts written to the sketch. The table therefore holds the ids that sent within about the
+// last window (HTTP V2: 1.1 s; Batch: 33 s) and the busy ids, not every id
+// of the hour. A
 // charge locks its ids' shards, then loads both slots before reading either,
 // so that the two cache misses of a table larger than the caches overlap; it
 // allocates nothing. The send path calls prefetch on its batch first, which
@@ -60,8 +67,9 @@ import (
 // to 64 bytes per tracked id whatever the id's length (48-byte slots, 64 to
 // 96 bytes, on Batch; measured by BenchmarkPacerMemory;
 // docs/amplitude-delivery.md), outside the heap, so not doubled by the
-// collector; and 104 bytes more for an id with a daily ring (kept in a slice
-// of its shard, reused once the id is forgotten).
+// collector; 104 bytes more for an id with a daily ring (kept in a slice
+// of its shard, reused once the id is forgotten); and the sketches, 4 MiB in
+// the heap once ids are forgotten within their hour.
 type pacer struct {
 	interval  int64 // ns per event (1/rate); 0: no rate
 	tolerance int64 // ns: how far ahead of now the arrival time may run
@@ -104,6 +112,7 @@ type pacerShard[C guardCount] struct {
 	epoch epoch
 	rings []dayRing
 	free  []uint32 // indexes of unused rings
+	hours hourSketch
 }
 
 // idState is one id's slot value: its budget and its guard's state.
@@ -423,7 +432,11 @@ func (t *paceTables[C]) load(p *pacer, events []*event, answer bool, n int64) {
 		c, mask := chunkHashes(chunk, &hs)
 		forShards(mask, func(i int) { t.shards[i].mu.Lock() })
 		for _, h := range hs[:c] {
-			t.shard(h).table.Touch(h)
+			s := t.shard(h)
+			s.table.Touch(h)
+			if !answer { // an id sending may be a fresh one
+				s.hours.touch(h)
+			}
 		}
 		forShards(mask, func(i int) { t.shards[i].mu.Unlock() })
 		if answer {
@@ -511,51 +524,69 @@ func (s *pacerShard[C]) find(p *pacer, h uint64, n int64, hour int32, k int64, i
 		return nil
 	case reuse >= 0:
 		sl := s.table.At(reuse)
-		s.forget(sl)
-		*sl = fresh
+		s.forget(sl, hour)
+		*sl = s.fresh(fresh, hour)
 		return sl
 	case 4*(s.table.Len()+1) > 3*s.table.Size():
 		s.rebuild(n, hour, k, idle)
 		return s.find(p, h, n, hour, k, true)
 	}
 	sl := s.table.Fill(j, h)
-	*sl = fresh
+	*sl = s.fresh(fresh, hour)
 	return sl
 }
 
-// idle reports whether the id of sl may be forgotten at n: it behaves as a
-// fresh one, its budget full again and nothing counted in the current hour,
-// or in the last 24 hours for an id with a ring, and its guard idle in
-// bucket k.
+// fresh returns sl, the slot of an id the shard does not hold, with the
+// count in hour the sketch remembers for the id, if any.
+func (s *pacerShard[C]) fresh(sl idtable.Slot[idState[C]], hour int32) idtable.Slot[idState[C]] {
+	if c := s.hours.bound(sl.Key, hour); c > 0 {
+		sl.Val.pace = s.epoch.pack(state{hour: hour, count: c})
+	}
+	return sl
+}
+
+// idle reports whether the id of sl may be forgotten at n: its budget is
+// full again, its guard idle in bucket k and, for an id with a ring, nothing
+// counted in the last 24 hours. The hour's count of an id without a ring
+// goes to the shard's sketch when it is forgotten (forget), so it need not
+// be kept.
 func (s *pacerShard[C]) idle(sl *idtable.Slot[idState[C]], n int64, hour int32, k int64, idle int64) bool {
 	st := s.epoch.unpack(sl.Val.pace)
 	if st.tat+idle >= n || !sl.Val.guard.idle(k) {
 		return false
 	}
-	if st.ring {
-		return s.rings[st.count].hour+24 <= hour
-	}
-	return st.count == 0 || st.hour != hour
+	return !st.ring || s.rings[st.count].hour+24 <= hour
 }
 
-// forget drops the ring of the id of sl, if any.
-func (s *pacerShard[C]) forget(sl *idtable.Slot[idState[C]]) {
+// forget drops the ring of the id of sl, if any, or writes its count of the
+// current hour to the shard's sketch.
+func (s *pacerShard[C]) forget(sl *idtable.Slot[idState[C]], hour int32) {
 	if st := s.epoch.unpack(sl.Val.pace); st.ring {
 		s.free = append(s.free, st.count)
+	} else {
+		s.hours.record(sl.Key, hour, st.hour, st.count)
 	}
 }
 
-// rebuild moves the ids that are not idle into a table half full.
+// rebuild drops the idle ids of a full table in place, then moves the
+// others into a table half full if more than half of it is still used, or
+// less than an eighth (to give memory back). In between, the table stays:
+// with ids forgotten a second after they send, most of a table's ids are
+// idle when it fills, and a table rebuilt at every fill would cost an
+// allocation (or a mapping) each time.
 func (s *pacerShard[C]) rebuild(n int64, hour int32, k int64, idle int64) {
-	s.table.Retain(func(sl *idtable.Slot[idState[C]]) bool {
+	s.table.DeleteFunc(func(sl *idtable.Slot[idState[C]]) bool {
 		if s.idle(sl, n, hour, k, idle) {
-			s.forget(sl)
-			return false
+			s.forget(sl, hour)
+			return true
 		}
-		return true
-	}, func(live int) int {
-		return max(minSlots, 2*(live+1)+3) &^ 3 // a multiple of a line's slots
+		return false
 	})
+	live, size := s.table.Len(), s.table.Size()
+	half := max(minSlots, 2*(live+1)+3) &^ 3 // a multiple of a line's slots
+	if half > size || 8*live < size && half < size {
+		s.table.Resize(half)
+	}
 }
 
 // give gives back one event charged at now (a hedge that was not sent),

@@ -254,6 +254,47 @@ func TestPacerForgetsIdleIDs(t *testing.T) {
 	}
 }
 
+// TestPacerForgetsWithinTheHour: an id whose budget and guard are idle is
+// forgotten before its hour ends (the table holds the ids active within the
+// last window), and the events it was charged in the hour still count: an
+// id forgotten between every event reaches its daily quota as one that is
+// never forgotten does.
+func TestPacerForgetsWithinTheHour(t *testing.T) {
+	start := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(start)
+	// 30/s, quota 100 a day: the tracking threshold is 1 event an hour, so
+	// a second event in the hour gives the id a ring whose earlier hours
+	// count 1 each (23 + 2), and the quota is reached after 75 more.
+	p := newPacerWith(30, time.Second, 100, 0.1, 30)
+	busy := &event{deviceID: "busy"}
+	hd, _ := busy.hashes()
+	other, sent := 0, 0
+	for ; sent < 200; sent++ {
+		if _, ok := p.take(busy, clk.Now()); !ok {
+			break
+		}
+		p.answered([]*event{busy}, clk.Now())
+		clk.Advance(2 * time.Second) // its budget and its guard idle again
+		// Fresh ids until the busy one's shard has forgotten it (while it
+		// has no ring: then it is kept for 24 hours).
+		for tries := 0; p.has(hd) && tries < 200_000 && sent < 1; tries++ {
+			p.take(&event{deviceID: fmt.Sprint("other-", other)}, clk.Now())
+			other++
+		}
+		if sent < 1 && p.has(hd) {
+			t.Fatal("an idle id without a ring was not forgotten within its hour")
+		}
+	}
+	if clk.Now().Sub(start) >= time.Hour {
+		t.Fatal("the test ran past its hour")
+	}
+	// Forgotten after its first event, the id would start again from 0
+	// without the sketch, and send one more (78).
+	if sent != 100-23 {
+		t.Fatalf("%d events sent in the hour, want the quota less the ring's 23 earlier hours: %d", sent, 100-23)
+	}
+}
+
 // BenchmarkPacer is the cost of pacing on the send path: one charge per
 // event (its device and its user) with 10^3 and 10^6 distinct ids of each
 // kind tracked, hot (the same 16 ids again and again among them) and cold
@@ -265,7 +306,11 @@ func TestPacerForgetsIdleIDs(t *testing.T) {
 // batch answered once charged), "guarded-single" the same without the
 // prefetch ("paced" beside "batch"). The events' hashes are computed once, as the
 // request builder does. Time moves so that every take is admitted: the
-// benchmark measures charges, not refusals.
+// benchmark measures charges, not refusals. "stream" is 10^6 ids in a
+// stream of 50,000 events/s, drawn at random, from an empty table: each id
+// comes back after 20 s on average, long forgotten, so the table holds the
+// ids of the last second and most takes insert (the hour's count read from
+// the sketch); a few ids drawn twice within their interval are refused.
 func BenchmarkPacer(b *testing.B) {
 	for _, ids := range []int{1_000, 1_000_000} {
 		events := make([]event, ids)
@@ -280,10 +325,17 @@ func BenchmarkPacer(b *testing.B) {
 		}
 		hotIDs := rng.Perm(ids)[:16]
 		hot := hotIDs
+		stream := make([]int, 1<<20) // ids drawn at random, 50,000 events/s
+		for i := range stream {
+			stream[i] = rng.IntN(ids)
+		}
 		for _, access := range []struct {
 			name  string
 			order []int
-		}{{"hot", hot}, {"cold", cold}} {
+		}{{"hot", hot}, {"cold", cold}, {"stream", stream}} {
+			if access.name == "stream" && ids < 1_000_000 {
+				continue // 50,000 events/s over 1000 ids: over their budgets
+			}
 			for _, impl := range []string{"paced", "batch", "guarded", "guarded-single", "off"} {
 				b.Run(fmt.Sprintf("ids=%d/%s/%s", ids, access.name, impl), func(b *testing.B) {
 					benchPacer(b, impl, events, access.order)
@@ -308,12 +360,26 @@ func benchPacer(b *testing.B, impl string, events []event, order []int) {
 	case impl != "off":
 		p = pacerOnly(endpointHTTPV2, 0.1)
 	}
-	for i := range events { // every id in the table
-		p.take(&events[i], now)
-	}
-	p.answered(ptrsOf(events), now)
-	// Each id comes back after a full interval of its budget.
+	// Each id comes back after a full interval of its budget, every id in
+	// the table from the start; or, in a stream, events come at 50,000 a
+	// second from an empty table (its first 2 s before the timer).
 	step := time.Duration(int64(time.Second/27)/int64(len(order)) + 1)
+	stream := len(order) > len(events)
+	if stream {
+		step = 20 * time.Microsecond
+		for _, j := range order[:100_000] {
+			now = now.Add(step)
+			p.take(&events[j], now)
+			if p != nil && p.limit > 0 {
+				p.answered([]*event{&events[j]}, now)
+			}
+		}
+	} else {
+		for i := range events {
+			p.take(&events[i], now)
+		}
+		p.answered(ptrsOf(events), now)
+	}
 	now = now.Add(time.Second)
 	const batch = 256
 	var ptrs []*event // the events in order, for prefetch
@@ -337,8 +403,8 @@ func benchPacer(b *testing.B, impl string, events []event, order []int) {
 			}
 			p.answered(answer, now)
 		}
-		if _, ok := p.take(&events[order[j]], now); !ok {
-			b.Fatal("refused")
+		if _, ok := p.take(&events[order[j]], now); !ok && !stream {
+			b.Fatal("refused") // a stream refuses the few ids drawn twice within their interval
 		}
 	}
 }

@@ -187,7 +187,7 @@ func (t *Table[V]) Resize(size int) { t.rebuild(size) }
 
 func (t *Table[V]) rebuild(size int) {
 	old, oldMem := t.slots, t.mem
-	t.slots, t.mem = alloc[V](size)
+	t.slots, t.mem = alloc[Slot[V]](size)
 	t.line = max(1, uint32(lineBytes/unsafe.Sizeof(Slot[V]{})))
 	if size < int(t.line) || size%int(t.line) != 0 {
 		t.line = 1 // the homes must stay within the table

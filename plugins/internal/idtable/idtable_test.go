@@ -150,3 +150,34 @@ func TestMappedAccounting(t *testing.T) {
 		t.Fatalf("Mapped %d after Free, was %d", Mapped(), before)
 	}
 }
+
+// TestArray: an Array's values start at zero, keep what is written, and
+// its memory is counted by Mapped while it is held, on and off the heap.
+func TestArray(t *testing.T) {
+	for _, n := range []int{10, 1 << 16} { // 20 bytes in the heap; 128 KiB outside it
+		before := Mapped()
+		a := NewArray[uint16](n)
+		items := a.Items()
+		if len(items) != n {
+			t.Fatalf("%d values, want %d", len(items), n)
+		}
+		for i := range items {
+			if items[i] != 0 {
+				t.Fatalf("value %d is %d, want 0", i, items[i])
+			}
+			items[i] = uint16(i)
+		}
+		for i, v := range a.Items() {
+			if v != uint16(i) {
+				t.Fatalf("value %d reads %d", i, v)
+			}
+		}
+		if grew := Mapped() - before; n*2 >= offHeapMin && grew < int64(n*2) {
+			t.Fatalf("Mapped grew by %d for %d bytes", grew, n*2)
+		}
+		a.Free()
+		if Mapped() != before || a.Items() != nil {
+			t.Fatalf("after Free: Mapped %d (was %d), %d values", Mapped(), before, len(a.Items()))
+		}
+	}
+}

@@ -13,21 +13,47 @@ type region struct {
 	cleanup runtime.Cleanup
 }
 
-// alloc returns n zeroed slots, outside the heap when they are large enough
-// and the platform allows it.
-func alloc[V any](n int) ([]Slot[V], *region) {
-	size := n * int(unsafe.Sizeof(Slot[V]{}))
+// alloc returns n zeroed values of a pointer-free type T, outside the heap
+// when they are large enough and the platform allows it.
+func alloc[T any](n int) ([]T, *region) {
+	var zero T
+	size := n * int(unsafe.Sizeof(zero))
 	if size < offHeapMin {
-		return make([]Slot[V], n), nil
+		return make([]T, n), nil
 	}
 	mem, use, ok := mapMem(size)
 	if !ok {
-		return make([]Slot[V], n), nil
+		return make([]T, n), nil
 	}
 	r := &region{mem: mem, used: len(use)}
 	r.cleanup = runtime.AddCleanup(r, unmapMem, mem)
 	mapped.Add(int64(r.used))
-	return unsafe.Slice((*Slot[V])(unsafe.Pointer(unsafe.SliceData(use))), n), r
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(use))), n), r
+}
+
+// Array is a fixed number of values of a pointer-free type, held as a
+// table's slots are (outside the Go heap where the platform allows it, and
+// counted by Mapped): for per-id state of a fixed size beside the tables,
+// such as a sketch of counts. The zero Array is empty. It is not safe for
+// concurrent use.
+type Array[T any] struct {
+	items []T
+	mem   *region
+}
+
+// NewArray returns an Array of n zeroed values.
+func NewArray[T any](n int) Array[T] {
+	items, mem := alloc[T](n)
+	return Array[T]{items, mem}
+}
+
+// Items returns the values of a.
+func (a *Array[T]) Items() []T { return a.items }
+
+// Free releases a's memory now; a is then empty.
+func (a *Array[T]) Free() {
+	a.mem.free()
+	*a = Array[T]{}
 }
 
 // free releases r's memory now; nil does nothing.
