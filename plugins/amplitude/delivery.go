@@ -120,7 +120,7 @@ func (d *delivery) holdPaced(e *event, t time.Time) {
 	}
 	h := idHash(key)
 	if !d.claim(h) {
-		d.deferEvent(e)
+		d.deferEvent(e, h)
 		return
 	}
 	o.metrics.paced.Incr(1)
@@ -161,14 +161,22 @@ func (d *delivery) claim(h uint64) bool {
 }
 
 // deferEvent nacks an event that would have had to wait for its id's budget
-// while its id already holds as many writes as it may: its input delivers it
-// again later, and this write's slot is free once its other events are sent.
-func (d *delivery) deferEvent(e *event) {
-	d.errs[e.index] = errDeferred
+// while its id (whose hash is h) already holds as many writes as it may: its
+// input delivers it again later, and this write's slot is free once its other
+// events are sent. Its error says when its turn comes (OutageError.RetryAfter:
+// waiters.deferTurn), so that the input need not deliver it again and again
+// before then.
+func (d *delivery) deferEvent(e *event, h uint64) {
+	err := *errDeferred
+	if p := d.o.pacer; p != nil && p.interval > 0 {
+		now := d.now().UnixNano()
+		err.Wait = time.Duration(d.o.waiting.deferTurn(h, now, p.interval) - now)
+	}
+	d.errs[e.index] = &err
 	d.o.metrics.nacked.Incr(1, string(OutageDeferred))
 }
 
-// errDeferred is the error of every deferred event.
+// errDeferred is what the error of every deferred event copies.
 var errDeferred = newOutage(OutageDeferred, 0, "the event's id already has its share of the writes in flight waiting for its budget (pacing_id_share); nacked for redelivery")
 
 // unwait stops counting a held event as waiting for its id's budget.

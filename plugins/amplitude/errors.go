@@ -3,6 +3,7 @@ package amplitude
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 )
@@ -59,6 +60,9 @@ type OutageError struct {
 	Status int
 	// Detail is the last answer or error, with secrets redacted.
 	Detail string
+	// Wait is, for a deferred event, about when its id's budget has room
+	// for it (its id's waiting events at the pacer's rate); 0: unknown.
+	Wait time.Duration
 }
 
 // Error returns "amplitude outage (<reason>): <detail>".
@@ -72,6 +76,12 @@ func (e *OutageError) Error() string {
 func (e *OutageError) RateLimited() bool {
 	return e.Reason == OutageDeferred || e.Reason == OutageThrottled
 }
+
+// RetryAfter returns e.Wait: how long an input should wait before it
+// delivers the events again (plugins/internal/ratelimited.After), so that a
+// hot device's deferred events are not redelivered many times before their
+// turn; 0: no hint, the input's own back-off applies.
+func (e *OutageError) RetryAfter() time.Duration { return e.Wait }
 
 // IsOutage reports whether err is (or wraps) an *OutageError.
 func IsOutage(err error) bool {

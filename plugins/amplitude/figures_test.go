@@ -17,6 +17,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/metricstest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/ratelimited"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ratelimit" // device_rate_limit, the figures' "before"
 )
 
@@ -324,7 +325,7 @@ func median(v []float64) float64 {
 // others, and waits until every message is acknowledged. Its input
 // redelivers what a write nacks, as kafka_franz does: only the messages a
 // batch error names (all of them when it names none), after a back-off of
-// 10 ms doubling per attempt up to 1 s. It returns the messages redelivered.
+// 10 ms doubling per attempt up to 1 s, or the nack's hint if longer. It returns the messages redelivered.
 func runStreamPaced(tb testing.TB, outputYAML string, n int, batch func(i int) []string, interval time.Duration) int64 {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -431,7 +432,7 @@ func (r *redeliverInput) ack(d redelivery, err error) {
 		return
 	}
 	r.redelivered.Add(int64(len(again)))
-	pause := min(10*time.Millisecond<<min(d.attempts, 10), time.Second)
+	pause := max(min(10*time.Millisecond<<min(d.attempts, 10), time.Second), ratelimited.After(err))
 	time.AfterFunc(pause, func() { r.deliver(redelivery{batch: again, idx: again.Index(), attempts: d.attempts + 1}) })
 }
 

@@ -154,7 +154,14 @@ type waiterShard struct {
 	n  map[uint64]int32
 	// writes counts, per id, the writes holding a claim (see claim).
 	writes map[uint64]int32
+	// turns is, per id with deferred events, the turn (unix ns) given to
+	// the latest of them (see deferTurn).
+	turns map[uint64]int64
 }
+
+// maxTurns is how many ids' deferred turns a shard keeps before it forgets
+// the past ones.
+const maxTurns = 1024
 
 // add adds d to the count of the id whose hash is h and returns the new
 // count.
@@ -163,6 +170,37 @@ func (w *waiters) add(h uint64, d int32) int32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return addCount(&s.n, h, d)
+}
+
+// deferTurn returns the turn (unix ns) of a deferred event of the id whose
+// hash is h, at now: when the id's waiting events will have been sent at
+// one per interval ns, or one interval after the turn of the id's previous
+// deferred event if that is later. Deferred events then come back one by
+// one at the id's rate, as its budget can take them, instead of all of them
+// at every back-off (a hot device's backlog beyond the writes it may hold
+// is redelivered about once, not once per back-off step). A turn is an
+// estimate, as for waiting events: an event that comes back and finds no
+// room waits, or is deferred again, behind the others.
+func (w *waiters) deferTurn(h uint64, now, interval int64) int64 {
+	s := &w.shards[h>>58]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	turn := now + int64(s.n[h]+1)*interval
+	if last, ok := s.turns[h]; ok && last+interval > turn {
+		turn = last + interval
+	}
+	if s.turns == nil || len(s.turns) >= maxTurns {
+		for id, last := range s.turns { // forget the turns that are past
+			if last < now {
+				delete(s.turns, id)
+			}
+		}
+		if s.turns == nil || len(s.turns) >= maxTurns {
+			s.turns = map[uint64]int64{}
+		}
+	}
+	s.turns[h] = turn
+	return turn
 }
 
 // claim counts one more write holding waiting events of the id whose hash is

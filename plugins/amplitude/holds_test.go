@@ -1,9 +1,13 @@
 package amplitude
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/ratelimited"
 )
 
 func TestHolds(t *testing.T) {
@@ -115,8 +119,8 @@ func TestPacedEventsTakeTurns(t *testing.T) {
 // claim it defers the event (nacked, not held) while its events of other
 // ids wait; claims end with their write.
 func TestPacedIDClaims(t *testing.T) {
-	o := &amplitudeOutput{pacer: newPacer(endpointHTTPV2, 0.1), metrics: newOutputMetrics(nil), idWrites: 2}
 	t0 := time.Unix(1_700_000_000, 0)
+	o := &amplitudeOutput{pacer: newPacer(endpointHTTPV2, 0.1), metrics: newOutputMetrics(nil), idWrites: 2, clock: clock.NewFake(t0)}
 	hot := func(i int) *event { return &event{index: i, deviceID: "hot-device"} }
 	w1, w2, w3 := newDelivery(o), newDelivery(o), newDelivery(o)
 	w1.holdPaced(hot(0), t0)
@@ -127,9 +131,22 @@ func TestPacedIDClaims(t *testing.T) {
 	if len(w1.held) != 2 || len(w2.held) != 1 || len(w1.errs)+len(w2.errs) != 0 {
 		t.Fatalf("the 2 writes within the share: held %d and %d, failed %v %v", len(w1.held), len(w2.held), w1.errs, w2.errs)
 	}
-	if err := w3.errs[0]; err != errDeferred || len(w3.held) != 1 || w3.held[0].ev.deviceID != "cold-device" {
+	var oe *OutageError
+	if !errors.As(w3.errs[0], &oe) || oe.Reason != OutageDeferred || len(w3.held) != 1 || w3.held[0].ev.deviceID != "cold-device" {
 		t.Fatalf("the third write: failed %v, held %d; want its hot event deferred and its cold one held", w3.errs, len(w3.held))
 	}
+	// Its hint: the id's 3 waiting events and itself, at the pacer's rate;
+	// the next deferred event's, one interval later.
+	iv := time.Duration(o.pacer.interval)
+	if want := 4 * iv; oe.RetryAfter() != want || ratelimited.After(w3.errs[0]) != want {
+		t.Fatalf("deferred with a hint of %v, want %v", oe.RetryAfter(), want)
+	}
+	w4 := newDelivery(o)
+	w4.holdPaced(hot(0), t0)
+	if got := ratelimited.After(w4.errs[0]); got != 5*iv {
+		t.Fatalf("the next deferred event's hint %v, want %v", got, 5*iv)
+	}
+	w4.endWaits()
 	w1.endWaits()
 	w3.holdPaced(hot(2), t0) // w1's claim is free again
 	if len(w3.held) != 2 || len(w3.errs) != 1 {
@@ -141,5 +158,30 @@ func TestPacedIDClaims(t *testing.T) {
 		if s := &o.waiting.shards[i]; len(s.writes) != 0 || len(s.n) != 0 {
 			t.Errorf("claims left after every write ended: %v %v", s.writes, s.n)
 		}
+	}
+}
+
+// TestDeferTurns: an id's deferred events get turns one interval apart,
+// after its waiting events; past turns do not hold later ones back, and a
+// shard forgets them once it has maxTurns ids.
+func TestDeferTurns(t *testing.T) {
+	var w waiters
+	const iv, now = int64(10), int64(1_000_000)
+	h := uint64(7)
+	w.add(h, 3)
+	for i, want := range []int64{now + 4*iv, now + 5*iv, now + 6*iv} {
+		if got := w.deferTurn(h, now, iv); got != want {
+			t.Fatalf("deferred event %d: turn %d, want %d", i, got, want)
+		}
+	}
+	later := now + 100*iv // the turns given are past
+	if got, want := w.deferTurn(h, later, iv), later+4*iv; got != want {
+		t.Fatalf("after the turns: %d, want %d", got, want)
+	}
+	for i := range 2 * maxTurns { // ids of the same shard (top bits 0)
+		w.deferTurn(uint64(i+100), later+int64(i)*1000, iv)
+	}
+	if n := len(w.shards[0].turns); n > maxTurns {
+		t.Fatalf("%d turns kept, at most %d", n, maxTurns)
 	}
 }

@@ -138,7 +138,7 @@ Each message carries `+"`"+MetaVersion+"`"+` (the Braze-Currents-Version header,
 				Default("30s").
 				Example("2m"),
 			service.NewDurationField(bchFieldRetryAfter).
-				Description("The Retry-After value sent with 429, 501 and 503 answers.").
+				Description("The Retry-After value sent with 429, 501 and 503 answers; a 429 for events over their rate that the output says will have room later (the `amplitude` output's `deferred` events) gives that later time, rounded up to a second.").
 				Default("5s").
 				Example("30s"),
 			service.NewStringField(bchFieldCertFile).
@@ -516,7 +516,7 @@ const msgRateLimited = "over the rate limit, retry later"
 func (in *brazeCurrentsHTTP) ackStatus(w http.ResponseWriter, err error, id string) (int, string) {
 	if ratelimited.Only(err) {
 		in.warnRefusal(http.StatusTooManyRequests, msgRateLimited, truncate(err.Error(), 300), id)
-		in.setRetryAfter(w)
+		in.setRetryAfterAtLeast(w, ratelimited.After(err))
 		return http.StatusTooManyRequests, msgRateLimited
 	}
 	if err != nil {
@@ -558,8 +558,14 @@ func (in *brazeCurrentsHTTP) versionAccepted(v string) bool {
 	return false
 }
 
-func (in *brazeCurrentsHTTP) setRetryAfter(w http.ResponseWriter) {
-	w.Header().Set("Retry-After", strconv.Itoa(int(in.conf.retryAfter/time.Second)))
+func (in *brazeCurrentsHTTP) setRetryAfter(w http.ResponseWriter) { in.setRetryAfterAtLeast(w, 0) }
+
+// setRetryAfterAtLeast sets Retry-After to retry_after or, when longer, the
+// nack's hint (a hot device's deferred events: when its backlog will have
+// been sent), rounded up to a second.
+func (in *brazeCurrentsHTTP) setRetryAfterAtLeast(w http.ResponseWriter, hint time.Duration) {
+	secs := max(in.conf.retryAfter, hint+time.Second-1) / time.Second
+	w.Header().Set("Retry-After", strconv.Itoa(int(secs)))
 }
 
 // readBody reads the (possibly gzip-compressed) body within max_body_bytes,

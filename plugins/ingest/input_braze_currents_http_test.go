@@ -354,24 +354,37 @@ type rateLimitedErr struct{}
 func (rateLimitedErr) Error() string     { return "amplitude outage (deferred)" }
 func (rateLimitedErr) RateLimited() bool { return true }
 
+// rateLimitedWait is a rate limit's nack that says how long to wait.
+type rateLimitedWait time.Duration
+
+func (e rateLimitedWait) Error() string             { return "over the rate: wait " + time.Duration(e).String() }
+func (rateLimitedWait) RateLimited() bool           { return true }
+func (e rateLimitedWait) RetryAfter() time.Duration { return time.Duration(e) }
+
 // A batch nacked only for its ids' rate is answered 429 with Retry-After
 // (Braze retries later, no outage on the dashboards); any other nack in it
 // makes it 502.
 func TestNackAnswersByReason(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		nack func(service.MessageBatch) error
-		want int
+		name       string
+		nack       func(service.MessageBatch) error
+		want       int
+		retryAfter string // "": any
 	}{
-		{"an outage", func(service.MessageBatch) error { return errors.New("amplitude unavailable") }, http.StatusBadGateway},
-		{"over the rate limit", func(service.MessageBatch) error { return rateLimitedErr{} }, http.StatusTooManyRequests},
+		{"an outage", func(service.MessageBatch) error { return errors.New("amplitude unavailable") }, http.StatusBadGateway, ""},
+		{"over the rate limit", func(service.MessageBatch) error { return rateLimitedErr{} }, http.StatusTooManyRequests, "3"},
+		{"over the rate limit until later than retry_after", func(b service.MessageBatch) error {
+			return service.NewBatchError(b, errors.New("2 of 2 not delivered")).
+				Failed(0, rateLimitedWait(7200*time.Millisecond)).Failed(1, rateLimitedWait(9*time.Second))
+		}, http.StatusTooManyRequests, "8"},
+		{"over the rate limit until sooner than retry_after", func(service.MessageBatch) error { return rateLimitedWait(time.Second) }, http.StatusTooManyRequests, "3"},
 		{"some events over the rate limit, the others delivered", func(b service.MessageBatch) error {
 			return service.NewBatchError(b, errors.New("1 of 2 not delivered")).Failed(1, rateLimitedErr{})
-		}, http.StatusTooManyRequests},
+		}, http.StatusTooManyRequests, "3"},
 		{"one over the rate limit, one in an outage", func(b service.MessageBatch) error {
 			return service.NewBatchError(b, errors.New("2 of 2 not delivered")).
 				Failed(0, rateLimitedErr{}).Failed(1, errors.New("503"))
-		}, http.StatusBadGateway},
+		}, http.StatusBadGateway, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in, url := startInput(t, testConfig())
@@ -390,6 +403,9 @@ func TestNackAnswersByReason(t *testing.T) {
 			assert.Equal(t, tc.want, resp.StatusCode)
 			if tc.want == http.StatusTooManyRequests {
 				assert.NotEmpty(t, resp.Header.Get("Retry-After"), "Braze is told when to retry")
+			}
+			if tc.retryAfter != "" {
+				assert.Equal(t, tc.retryAfter, resp.Header.Get("Retry-After"))
 			}
 		})
 	}

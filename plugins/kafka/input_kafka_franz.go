@@ -99,7 +99,9 @@ Records of one partition are handed to the pipeline in offset order, as batches 
 as the `+"`batching`"+` policy forms them; at most `+"`checkpoint_limit`"+` records of one partition are in flight at once.
 An offset is committed only once its message and every earlier message of the partition are acknowledged by the
 output (at-least-once). Nacked batches are redelivered with a back-off, ahead of the partition's later records
-(`+"`auto_replay_nacks: true`"+`, the default). A nack that names the messages that failed (a batch error, as the
+(`+"`auto_replay_nacks: true`"+`, the default); a nack whose failures all say how long to wait (the `+"`amplitude`"+`
+output's `+"`deferred`"+` events: when their hot device's backlog will have been sent) waits at least the shortest of
+them, so that a hot device's records are not redelivered many times before their turn. A nack that names the messages that failed (a batch error, as the
 `+"`amplitude`"+` output returns) redelivers only those, and the records before the first of them are committed: a
 partition that moves meanwhile resumes at that first failed record. Messages a processor filtered out, or whose
 fate the error does not tell, count as failed. With `+"`auto_replay_nacks: false`"+` a nacked batch is dropped, as in

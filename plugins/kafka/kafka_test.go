@@ -581,3 +581,44 @@ func TestPartialNackOfARevokedPartitionCommitsTheDeliveredRecords(t *testing.T) 
 	assert.Equal(t, kgo.EpochOffset{Epoch: 3, Offset: 45}, p2.next, "the whole batch is committed once its failed records are delivered")
 	assert.Empty(t, p2.batches)
 }
+
+// hintedErr is a rate limit's nack that says how long to wait (the amplitude
+// output's deferred events: when the hot device's backlog will have been
+// sent).
+type hintedErr time.Duration
+
+func (e hintedErr) Error() string             { return "over the rate: wait " + time.Duration(e).String() }
+func (e hintedErr) RetryAfter() time.Duration { return time.Duration(e) }
+
+// A nack that says how long to wait is redelivered no sooner, where the
+// back-off alone would redeliver it after 10 ms; one without a hint after
+// the back-off.
+func TestInputRedeliversNoSoonerThanTheNacksHint(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"a hint", hintedErr(5 * time.Second), 5 * time.Second},
+		{"a hint shorter than the back-off", hintedErr(time.Millisecond), nackDelay(1)},
+		{"no hint", errors.New("503"), nackDelay(1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewFake(time.Unix(1_767_225_600, 0))
+			f := newFranzInput(franzInputConf{checkpointLimit: 20, batchSize: 10, replayNacks: true}, service.MockResources(), clk)
+			p := newPartitionTracker(topicPartition{"t", 0})
+			b := &trackedBatch{part: p, msgs: make(service.MessageBatch, 1), records: 1}
+			p.batches = append(p.batches, b)
+			f.queue = append(f.queue, b)
+			now := clk.Now()
+			got, _, _ := f.nextBatchLocked(now)
+			require.Same(t, b, got)
+			f.ack(b, tc.err)
+			got, wait, _ := f.nextBatchLocked(now)
+			assert.Nil(t, got)
+			assert.Equal(t, tc.want, wait)
+			got, _, _ = f.nextBatchLocked(now.Add(tc.want))
+			assert.Same(t, b, got)
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/ratelimited"
 )
 
 // topicPartition names one partition of a topic.
@@ -272,7 +273,9 @@ func (f *franzInput) settle(b *trackedBatch, err error, failed []bool) {
 		}
 		if f.conf.replayNacks {
 			b.attempts++
-			b.notBefore = f.clk.Now().Add(nackDelay(b.attempts))
+			// A rate limit's hint (a hot device's deferred events: when its
+			// backlog will have been sent) outlasts the back-off.
+			b.notBefore = f.clk.Now().Add(max(nackDelay(b.attempts), ratelimited.After(err)))
 			f.mRedelivered.Incr(int64(b.records))
 			f.log.Debugf("Redelivering %d records of %s/%d after nack: %v", b.records, p.tp.topic, p.tp.partition, err)
 			f.queue = append([]*trackedBatch{b}, f.queue...)

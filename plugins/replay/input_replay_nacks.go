@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/partialnack"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/ratelimited"
 )
 
 const (
@@ -46,7 +47,8 @@ scanner's progress only see deliveries. The child input ends only once all its b
 waits for them), so this input ends after the last delivery.
 
 A nacked batch is sent again at once the first two times, then after `+"`retry_interval`"+`, doubling up to
-`+"`max_retry_interval`"+`. Nothing is ever dropped: a message that fails for a reason of its own is the output's to
+`+"`max_retry_interval`"+`; a nack whose failures all say how long to wait (the `+"`amplitude`"+` output's
+`+"`deferred`"+` events) waits at least the shortest of them. Nothing is ever dropped: a message that fails for a reason of its own is the output's to
 dead-letter. While `+"`max_pending`"+` messages or more have been nacked and are not delivered yet, no new batch is read from the
 child input: an outage holds what was in flight, not the whole input.
 
@@ -304,7 +306,9 @@ func (r *replayNacks) settle(ctx context.Context, a *attempt, idx *service.Index
 	done := a.from.remaining == 0
 	if len(failed) > 0 {
 		next := &attempt{msgs: failed, from: a.from, tries: a.tries + 1}
-		if wait := r.backoff(next.tries); wait > 0 {
+		// A rate limit's hint (a hot device's deferred events: when its
+		// backlog will have been sent) outlasts the back-off.
+		if wait := max(r.backoff(next.tries), ratelimited.After(err)); wait > 0 {
 			r.waiting++
 			go r.after(wait, next)
 		} else {

@@ -25,6 +25,7 @@ import (
 type nackingOutput struct {
 	plain    bool // fail the whole write with a plain error
 	failures func(key string) int
+	hint     time.Duration // > 0: each failure asks to wait that long (ratelimited.After)
 
 	mu       sync.Mutex
 	attempts map[string]int
@@ -61,7 +62,11 @@ func (o *nackingOutput) WriteBatch(_ context.Context, b service.MessageBatch) er
 			if berr == nil {
 				berr = service.NewBatchError(b, errors.New("some messages failed"))
 			}
-			berr.Failed(i, errors.New("not delivered"))
+			if o.hint > 0 {
+				berr.Failed(i, hintedErr(o.hint))
+			} else {
+				berr.Failed(i, errors.New("not delivered"))
+			}
 			continue
 		}
 		raw, _ := m.AsBytes()
@@ -291,6 +296,38 @@ func TestReplayNacksWaitsOnItsClockBeforeEnding(t *testing.T) {
 	rig.assertAllDelivered(t)
 	assert.Equal(t, 4, out.attemptsOf(`"l0003"`))
 	assert.Equal(t, int64(3), rig.metrics.Get("replay_nacks_retried_total"))
+}
+
+// hintedErr is a rate limit's nack that says how long to wait.
+type hintedErr time.Duration
+
+func (e hintedErr) Error() string             { return "over the rate: wait " + time.Duration(e).String() }
+func (e hintedErr) RetryAfter() time.Duration { return time.Duration(e) }
+
+// A nack that says how long to wait (a hot device's deferred events) is
+// retried no sooner, even where the back-off would retry at once.
+func TestReplayNacksWaitsForTheNacksHint(t *testing.T) {
+	fake := clock.NewFake(time.Unix(0, 0))
+	out := &nackingOutput{hint: 2 * time.Second, failures: func(k string) int {
+		if k == `"l0003"` {
+			return 1
+		}
+		return 0
+	}}
+	rig := newReplayNacksRig(t, fake, 20, out, false, "", "retry_interval: 500ms")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- rig.stream.Run(ctx) }()
+	require.True(t, fake.WaitForTimers(ctx, 1), "the first retry waits on the clock")
+	assert.Equal(t, 1, out.attemptsOf(`"l0003"`))
+	fake.Advance(2*time.Second - time.Nanosecond)
+	assert.Equal(t, 1, fake.Pending(), "not before the nack's hint")
+	assert.Equal(t, 1, out.attemptsOf(`"l0003"`))
+	fake.Advance(time.Nanosecond)
+	require.NoError(t, <-done)
+	rig.assertAllDelivered(t)
+	assert.Equal(t, 2, out.attemptsOf(`"l0003"`))
 }
 
 func (o *nackingOutput) attemptsOf(k string) int {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 	"github.com/stretchr/testify/assert"
@@ -45,6 +46,33 @@ func TestOnly(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, Only(tc.err))
+		})
+	}
+}
+
+type waitErr time.Duration
+
+func (e waitErr) Error() string             { return "wait " + time.Duration(e).String() }
+func (e waitErr) RetryAfter() time.Duration { return time.Duration(e) }
+
+func TestAfter(t *testing.T) {
+	outage := errors.New("503")
+	for _, tc := range []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"nil", nil, 0},
+		{"an outage", outage, 0},
+		{"a hint", waitErr(time.Second), time.Second},
+		{"a wrapped hint", fmt.Errorf("write: %w", waitErr(time.Second)), time.Second},
+		{"a negative hint", waitErr(-time.Second), 0},
+		{"a batch: the shortest hint", batchErr(waitErr(3*time.Second), waitErr(time.Second), waitErr(2*time.Second)), time.Second},
+		{"a batch with an outage among hints", batchErr(waitErr(time.Second), outage), 0},
+		{"a batch error naming no message, with a hinted headline", service.NewBatchError(service.MessageBatch{service.NewMessage(nil)}, waitErr(time.Second)), time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, After(tc.err))
 		})
 	}
 }
