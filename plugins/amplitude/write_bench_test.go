@@ -38,19 +38,10 @@ func BenchmarkWriteBatch(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { _ = out.Close(context.Background()) }()
-	var buf []byte
-	var marks trusted.Builder
-	var spans [][2]int
-	for i := range 100 {
-		start := len(buf)
-		buf = fmt.Appendf(buf, `{"event_type":"[Appboy] Purchase","user_id":"usr_%06d","device_id":"0f5e2c7a-9b14-4d36-8e2f-%012d","insert_id":"5c1a7e93-0d2b-4f6e-8a41-%012d","time":1767225600000,"library":"Braze","productId":"sneakers-air-42","price":89.99,"platform":"ios","os_version":"17.1","device_model":"iPhone15,2","event_properties":{"app_id":"b7e2d9c4-1f6a-4e3b-8c5d-0a9f8e7d6c5b","currency":"EUR","[Purchase property] size":"42"}}`, i, i, i)
-		marks.Add(start, len(buf))
-		spans = append(spans, [2]int{start, len(buf)})
-	}
-	mark := marks.AmplitudeMark(buf, 0)
-	batch := make(service.MessageBatch, len(spans))
-	for i, s := range spans {
-		m := service.NewMessage(buf[s[0]:s[1]])
+	raws, mark := markedEvents(100)
+	batch := make(service.MessageBatch, len(raws))
+	for i, raw := range raws {
+		m := service.NewMessage(raw)
 		m.MetaSetMut("braze_currents_version", "1")
 		m.MetaSetMut("request_id", "8f3a5c7e9b1d2f40")
 		m.MetaSetMut("currents_event_type", "users.behaviors.Purchase")
