@@ -2,6 +2,7 @@ package amplitude
 
 import (
 	"context"
+	"math/bits"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -206,16 +207,24 @@ type headFields struct {
 
 // set keeps v when key is one of the fields.
 func (f *headFields) set(key string, v gjson.Result) {
+	if p := f.field(key); p != nil {
+		*p = v
+	}
+}
+
+// field returns the field named key, or nil when key is none of them.
+func (f *headFields) field(key string) *gjson.Result {
 	switch key {
 	case "event_type":
-		f.eventType = v
+		return &f.eventType
 	case "user_id":
-		f.userID = v
+		return &f.userID
 	case "device_id":
-		f.deviceID = v
+		return &f.deviceID
 	case "time":
-		f.time = v
+		return &f.time
 	}
+	return nil
 }
 
 // readScalars reads the fields from obj, an Amplitude event object written
@@ -239,7 +248,8 @@ func readScalars(obj string) (f headFields, ok bool) {
 		}
 		key, first := obj[i+1:kend-1], i == 1
 		i = kend + 1
-		var v gjson.Result
+		// The value is built only for a field kept; the others are skipped.
+		kept := f.field(key)
 		var end int
 		switch {
 		case i >= len(obj):
@@ -252,18 +262,21 @@ func readScalars(obj string) (f headFields, ok bool) {
 			if end, escaped = quotedEnd(obj, i); end < 0 {
 				return f, false
 			}
-			v = gjson.Result{Type: gjson.String, Raw: obj[i:end], Str: obj[i+1 : end-1], Index: i}
-			if escaped {
-				v.Str = gjson.Parse(v.Raw).Str
+			if kept != nil {
+				*kept = gjson.Result{Type: gjson.String, Raw: obj[i:end], Str: obj[i+1 : end-1], Index: i}
+				if escaped {
+					kept.Str = gjson.Parse(kept.Raw).Str
+				}
 			}
 		case obj[i] == '-' || obj[i] >= '0' && obj[i] <= '9':
 			end = jsonscan.NumberEnd(obj, i+1)
-			// Num is not read by prepare: only the type and the text.
-			v = gjson.Result{Type: gjson.Number, Raw: obj[i:end], Index: i}
+			if kept != nil {
+				// Num is not read by prepare: only the type and the text.
+				*kept = gjson.Result{Type: gjson.Number, Raw: obj[i:end], Index: i}
+			}
 		default:
 			return f, false
 		}
-		f.set(key, v)
 		switch {
 		case end < len(obj) && obj[end] == ',':
 			i = end + 1
@@ -276,20 +289,54 @@ func readScalars(obj string) (f headFields, ok bool) {
 }
 
 // quotedEnd returns the offset after the JSON string starting at s[i] (a
-// quote), or -1 when it does not end, and whether it holds an escape. Ids
-// and keys are short: a byte loop beats a vectorised search's set-up.
+// quote), or -1 when it does not end, and whether it holds an escape. Eight
+// bytes are looked at a time (a vectorised search's set-up costs more than
+// an id or a key), the last few one by one.
 func quotedEnd(s string, i int) (int, bool) {
 	escaped := false
-	for j := i + 1; j < len(s); j++ {
+	for j := i + 1; ; {
+		for j+8 <= len(s) {
+			if m := quoteOrBackslash(load64(s, j)); m != 0 {
+				j += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			j += 8
+		}
+		if j >= len(s) {
+			return -1, escaped
+		}
 		switch s[j] {
 		case '"':
 			return j + 1, escaped
 		case '\\':
 			escaped = true
-			j++ // the escaped byte
+			j += 2 // the escaped byte
+		default:
+			j++ // one of the last bytes, fewer than eight
 		}
 	}
-	return -1, escaped
+}
+
+const (
+	lsbs = 0x0101010101010101
+	msbs = 0x8080808080808080
+)
+
+// quoteOrBackslash flags, in the high bit of each byte, the bytes of x
+// (eight bytes, little endian) that are a quote or a backslash: b-1 has it
+// set, where b itself has not, only when b (the byte xor '"', or xor '\\')
+// is 0. Only the lowest flag is exact (a borrow may flag bytes above it),
+// which is the one used.
+func quoteOrBackslash(x uint64) uint64 {
+	q, b := x^(lsbs*'"'), x^(lsbs*'\\')
+	return ((q-lsbs)&^q | (b-lsbs)&^b) & msbs
+}
+
+// load64 reads s[i:i+8] as a little-endian integer (one load).
+func load64(s string, i int) uint64 {
+	b := s[i : i+8] // one bounds check
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 // allZeros reports whether id holds only '0' and '-' (strings.Trim(id, "0-")

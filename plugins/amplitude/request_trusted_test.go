@@ -86,24 +86,30 @@ func FuzzReadScalars(f *testing.F) {
 	})
 }
 
-// BenchmarkPrepareMarked measures reading events braze_to_amplitude marked,
-// of the shape it writes.
-func BenchmarkPrepareMarked(b *testing.B) {
-	bld := newRequestBuilder("0123456789abcdef0123456789abcdef", 5, maxEventsPerRequest, maxBytesHTTPV2Request)
+// markedEvents returns n Amplitude events of the shape braze_to_amplitude
+// writes, in one buffer, and the mark it puts on them.
+func markedEvents(n int) ([][]byte, *trusted.Mark) {
 	var buf []byte
 	var marks trusted.Builder
 	var spans [][2]int
-	for i := range 100 {
+	for i := range n {
 		start := len(buf)
 		buf = fmt.Appendf(buf, `{"event_type":"[Appboy] Purchase","user_id":"usr_%06d","device_id":"0f5e2c7a-9b14-4d36-8e2f-%012d","insert_id":"5c1a7e93-0d2b-4f6e-8a41-%012d","time":1767225600000,"library":"Braze","productId":"sneakers-air-42","price":89.99,"platform":"ios","os_version":"17.1","device_model":"iPhone15,2","event_properties":{"app_id":"b7e2d9c4-1f6a-4e3b-8c5d-0a9f8e7d6c5b","currency":"EUR","[Purchase property] size":"42"}}`, i, i, i)
 		marks.Add(start, len(buf))
 		spans = append(spans, [2]int{start, len(buf)})
 	}
-	mark := marks.AmplitudeMark(buf, 0)
 	raws := make([][]byte, 0, len(spans))
 	for _, s := range spans {
 		raws = append(raws, buf[s[0]:s[1]])
 	}
+	return raws, marks.AmplitudeMark(buf, 0)
+}
+
+// BenchmarkPrepareMarked measures reading events braze_to_amplitude marked,
+// of the shape it writes.
+func BenchmarkPrepareMarked(b *testing.B) {
+	bld := newRequestBuilder("0123456789abcdef0123456789abcdef", 5, maxEventsPerRequest, maxBytesHTTPV2Request)
+	raws, mark := markedEvents(100)
 	store := make([]event, len(raws))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -39,7 +39,7 @@ func (o *amplitudeOutput) WriteBatch(ctx context.Context, batch service.MessageB
 			d.fail(i, eventFault(reasonInvalidEvent, "message has no readable body"))
 			continue
 		}
-		if eerr := o.builder.prepareMarked(&store[i], i, raw, trusted.Of(msg, raw)); eerr != nil {
+		if eerr := o.builder.prepareMarked(&store[i], i, raw, trusted.OfAt(msg, raw, i)); eerr != nil {
 			d.fail(i, eerr)
 			continue
 		}

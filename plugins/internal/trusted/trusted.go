@@ -107,9 +107,14 @@ func With(msg *service.Message, m *Mark) *service.Message {
 
 // Of returns the mark vouching for raw, the bytes of msg, or nil when none
 // does: the mark of its context (With), else that of its metadata (Set).
-func Of(msg *service.Message, raw []byte) *Mark {
+func Of(msg *service.Message, raw []byte) *Mark { return OfAt(msg, raw, -1) }
+
+// OfAt is Of for a message that is probably the at-th of the spans of its
+// mark (its index in a batch whose marked messages are all in order): that
+// span is looked at first, before a search of the others.
+func OfAt(msg *service.Message, raw []byte, at int) *Mark {
 	if ctx := msg.Context(); ctx != nil {
-		if m, ok := ctx.Value(ctxKey{}).(*Mark); ok && m != nil && m.covers(raw) {
+		if m, ok := ctx.Value(ctxKey{}).(*Mark); ok && m != nil && m.covers(raw, at) {
 			return m
 		}
 	}
@@ -118,18 +123,22 @@ func Of(msg *service.Message, raw []byte) *Mark {
 		return nil
 	}
 	m, ok := v.(*Mark)
-	if !ok || m == nil || !m.covers(raw) {
+	if !ok || m == nil || !m.covers(raw, at) {
 		return nil
 	}
 	return m
 }
 
 // covers reports whether raw is exactly one of the mark's spans of its
-// buffer (the same memory, not equal bytes elsewhere).
-func (m *Mark) covers(raw []byte) bool {
+// buffer (the same memory, not equal bytes elsewhere), looking first at the
+// span at (none when out of range).
+func (m *Mark) covers(raw []byte, at int) bool {
 	start, ok := offset(m.buf, raw)
 	if !ok {
 		return false
+	}
+	if at >= 0 && at < len(m.spans) && m.spans[at].start == start {
+		return m.spans[at].end == start+len(raw)
 	}
 	i, found := slices.BinarySearchFunc(m.spans, start, func(s span, t int) int { return s.start - t })
 	return found && m.spans[i].end == start+len(raw)

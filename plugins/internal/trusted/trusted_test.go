@@ -59,6 +59,12 @@ func TestOf(t *testing.T) {
 				if (got != nil) != tc.want {
 					t.Fatalf("Of = %v, want vouching %v", got, tc.want)
 				}
+				// Whatever span OfAt looks at first, it finds what Of finds.
+				for at := -1; at <= 3; at++ {
+					if g := OfAt(msg, tc.raw, at); g != got {
+						t.Fatalf("OfAt(%d) = %v, Of = %v", at, g, got)
+					}
+				}
 				if got != nil && (got.Depth() != 5 || got.PropertiesLast()) {
 					t.Fatalf("Depth %d, PropertiesLast %v", got.Depth(), got.PropertiesLast())
 				}
@@ -117,10 +123,20 @@ func BenchmarkOf(b *testing.B) {
 	msg := service.NewMessage(buf[4200:4900])
 	Set(msg, mark)
 	raw, _ := msg.AsBytes()
-	b.ReportAllocs()
-	for b.Loop() {
-		if Of(msg, raw) == nil {
-			b.Fatal("no mark")
+	b.Run("Of", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if Of(msg, raw) == nil {
+				b.Fatal("no mark")
+			}
 		}
-	}
+	})
+	b.Run("OfAt", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if OfAt(msg, raw, 6) == nil { // buf[4200:4900] is span 6
+				b.Fatal("no mark")
+			}
+		}
+	})
 }
