@@ -254,21 +254,34 @@ func TestReplayNacksDeliversEveryMessage(t *testing.T) {
 	}
 }
 
+// failLine3 fails the first n attempts of line 3.
+func failLine3(n int) func(string) int {
+	return func(k string) int {
+		if k == `"l0003"` {
+			return n
+		}
+		return 0
+	}
+}
+
+// runOnFakeClock runs a rig of 20 lines into out on fake (retry_interval
+// 500ms) and returns it, the run's context (a minute) and its result.
+func runOnFakeClock(t *testing.T, fake *clock.Fake, out *nackingOutput) (*replayNacksRig, context.Context, chan error) {
+	t.Helper()
+	rig := newReplayNacksRig(t, fake, 20, out, false, "", "retry_interval: 500ms")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- rig.stream.Run(ctx) }()
+	return rig, ctx, done
+}
+
 // A batch nacked a third time waits retry_interval on the input's clock,
 // and the input does not end meanwhile.
 func TestReplayNacksWaitsOnItsClockBeforeEnding(t *testing.T) {
 	fake := clock.NewFake(time.Unix(0, 0))
-	out := &nackingOutput{failures: func(k string) int {
-		if k == `"l0003"` {
-			return 3
-		}
-		return 0
-	}}
-	rig := newReplayNacksRig(t, fake, 20, out, false, "", "retry_interval: 500ms")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- rig.stream.Run(ctx) }()
+	out := &nackingOutput{failures: failLine3(3)}
+	rig, ctx, done := runOnFakeClock(t, fake, out)
 
 	waitCtx, stopWait := context.WithCancel(ctx)
 	go func() {
@@ -308,17 +321,8 @@ func (e hintedErr) RetryAfter() time.Duration { return time.Duration(e) }
 // retried no sooner, even where the back-off would retry at once.
 func TestReplayNacksWaitsForTheNacksHint(t *testing.T) {
 	fake := clock.NewFake(time.Unix(0, 0))
-	out := &nackingOutput{hint: 2 * time.Second, failures: func(k string) int {
-		if k == `"l0003"` {
-			return 1
-		}
-		return 0
-	}}
-	rig := newReplayNacksRig(t, fake, 20, out, false, "", "retry_interval: 500ms")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- rig.stream.Run(ctx) }()
+	out := &nackingOutput{hint: 2 * time.Second, failures: failLine3(1)}
+	rig, ctx, done := runOnFakeClock(t, fake, out)
 	require.True(t, fake.WaitForTimers(ctx, 1), "the first retry waits on the clock")
 	assert.Equal(t, 1, out.attemptsOf(`"l0003"`))
 	fake.Advance(2*time.Second - time.Nanosecond)
