@@ -29,21 +29,9 @@ type hinted interface {
 // message waits longer than its own failure asks; 0 when err is nil or any
 // failure gives no hint (an outage: the input's own back-off applies).
 func After(err error) time.Duration {
-	if err == nil {
-		return 0
-	}
-	var berr *service.BatchError
-	if !errors.As(err, &berr) || berr.IndexedErrors() == 0 {
-		return hint(err)
-	}
 	var wait time.Duration
-	// As in Only: the errors matter, not which message had them.
-	//lint:ignore SA1019 indexes are not compared with any batch
-	berr.WalkMessages(func(_ int, _ *service.Message, merr error) bool {
-		if merr == nil {
-			return true
-		}
-		h := hint(merr)
+	eachFailure(err, func(ferr error) bool {
+		h := hint(ferr)
 		if wait == 0 || h < wait {
 			wait = h
 		}
@@ -70,24 +58,31 @@ func Is(err error) bool {
 // itself, or, for a *service.BatchError with per-message errors, each of
 // them. It is false for a nil error.
 func Only(err error) bool {
-	if err == nil {
-		return false
-	}
-	var berr *service.BatchError
-	if !errors.As(err, &berr) || berr.IndexedErrors() == 0 {
-		return Is(err)
-	}
 	only, failed := true, false
-	// Only the errors matter here, not which message had them, so the walk
-	// needs no indexer (indexing a batch costs a context per message).
-	//lint:ignore SA1019 indexes are not compared with any batch
-	berr.WalkMessages(func(_ int, _ *service.Message, merr error) bool {
-		if merr == nil {
-			return true
-		}
+	eachFailure(err, func(ferr error) bool {
 		failed = true
-		only = Is(merr)
+		only = Is(ferr)
 		return only
 	})
 	return failed && only
+}
+
+// eachFailure calls f with each failure that err reports, until f returns
+// false: err itself, or, for a *service.BatchError with per-message errors,
+// each message's error. A nil err reports none.
+func eachFailure(err error, f func(error) bool) {
+	if err == nil {
+		return
+	}
+	var berr *service.BatchError
+	if !errors.As(err, &berr) || berr.IndexedErrors() == 0 {
+		f(err)
+		return
+	}
+	// Only the errors matter, not which message had them, so the walk needs
+	// no indexer (indexing a batch costs a context per message).
+	//lint:ignore SA1019 indexes are not compared with any batch
+	berr.WalkMessages(func(_ int, _ *service.Message, merr error) bool {
+		return merr == nil || f(merr)
+	})
 }
