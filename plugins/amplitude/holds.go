@@ -189,15 +189,15 @@ func (w *waiters) deferTurn(h uint64, now, interval int64) int64 {
 	if last, ok := s.turns[h]; ok && last+interval > turn {
 		turn = last + interval
 	}
-	if s.turns == nil || len(s.turns) >= maxTurns {
+	if len(s.turns) >= maxTurns {
 		for id, last := range s.turns { // forget the turns that are past
 			if last < now {
 				delete(s.turns, id)
 			}
 		}
-		if s.turns == nil || len(s.turns) >= maxTurns {
-			s.turns = map[uint64]int64{}
-		}
+	}
+	if s.turns == nil || len(s.turns) >= maxTurns {
+		s.turns = map[uint64]int64{}
 	}
 	s.turns[h] = turn
 	return turn
