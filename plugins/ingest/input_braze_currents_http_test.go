@@ -52,8 +52,10 @@ func startInput(t *testing.T, c httpConfig) (*brazeCurrentsHTTP, string) {
 	return in, "http://" + in.Addr().String() + c.path
 }
 
-// reader consumes batches from the input and acks each with ackErr.
+// reader consumes batches from the input and acks each with ackErr, or
+// with what nack returns for it when set.
 type reader struct {
+	nack    func(service.MessageBatch) error
 	mu      sync.Mutex
 	batches []service.MessageBatch
 }
@@ -67,6 +69,10 @@ func (rd *reader) run(ctx context.Context, in *brazeCurrentsHTTP, ackErr error) 
 		rd.mu.Lock()
 		rd.batches = append(rd.batches, b)
 		rd.mu.Unlock()
+		if rd.nack != nil {
+			_ = ack(ctx, rd.nack(b))
+			continue
+		}
 		_ = ack(ctx, ackErr)
 	}
 }
@@ -390,15 +396,7 @@ func TestNackAnswersByReason(t *testing.T) {
 			in, url := startInput(t, testConfig())
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			go func() {
-				for {
-					b, ack, err := in.ReadBatch(ctx)
-					if err != nil {
-						return
-					}
-					_ = ack(ctx, tc.nack(b))
-				}
-			}()
+			go (&reader{nack: tc.nack}).run(ctx, in, nil)
 			resp, _ := post(t, url, req{body: `{"events":[` + ev1 + `,` + ev2 + `]}`})
 			assert.Equal(t, tc.want, resp.StatusCode)
 			if tc.want == http.StatusTooManyRequests {
