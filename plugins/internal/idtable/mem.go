@@ -34,8 +34,8 @@ func alloc[T any](n int) ([]T, *region) {
 // Array is a fixed number of values of a pointer-free type, held as a
 // table's slots are (outside the Go heap where the platform allows it, and
 // counted by Mapped): for per-id state of a fixed size beside the tables,
-// such as a sketch of counts. The zero Array is empty. It is not safe for
-// concurrent use.
+// such as a sketch of counts. The zero Array is empty; an Array's memory is
+// released when it is collected. It is not safe for concurrent use.
 type Array[T any] struct {
 	items []T
 	mem   *region
@@ -49,12 +49,6 @@ func NewArray[T any](n int) Array[T] {
 
 // Items returns the values of a.
 func (a *Array[T]) Items() []T { return a.items }
-
-// Free releases a's memory now; a is then empty.
-func (a *Array[T]) Free() {
-	a.mem.free()
-	*a = Array[T]{}
-}
 
 // free releases r's memory now; nil does nothing.
 func (r *region) free() {
