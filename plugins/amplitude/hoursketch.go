@@ -33,8 +33,8 @@ import (
 // an id only when both of its counters were written by ids that sent more
 // in the hour; an over-count moves an id to a daily ring sooner (104 bytes
 // kept for 24 hours, and its earlier hours assumed at the threshold, as for
-// any ringed id) and never holds one of its events that would fit the quota
-// by the true counts less than 4.6% (the ring's assumption, pacer). Counts
+// any ringed id): it is then held at most that assumption (4.6% of the
+// quota, pacer) plus the over-count below its true quota. Counts
 // of refunded events are not taken back from the sketch (refunds are rare:
 // an event whose user's budget refused it after its device's was charged).
 //
@@ -43,9 +43,8 @@ import (
 // in the current hour, held as the tables are (outside the Go heap on Linux:
 // idtable.Array), and cleared when the hour changes.
 type hourSketch struct {
-	hour  int32 // the unix hour the counts are of
-	mem   idtable.Array[sketchLine]
-	lines []sketchLine // mem's
+	hour int32 // the unix hour the counts are of
+	mem  idtable.Array[sketchLine]
 }
 
 // sketchLine is one cache line of counts.
@@ -63,7 +62,7 @@ const (
 // bits) nor the table's home slot (the low 32 bits) use, and the second
 // counter differs from the first.
 func (s *hourSketch) cells(h uint64) (line *sketchLine, a, b int) {
-	line = &s.lines[h>>32%sketchLines]
+	line = &s.mem.Items()[h>>32%sketchLines]
 	a = int(h >> 42 % 32)
 	b = (a + 1 + int(h>>47%31)) % 32
 	return line, a, b
@@ -73,7 +72,7 @@ func (s *hourSketch) cells(h uint64) (line *sketchLine, a, b int) {
 // idtable's Touch does for a table, so that the misses of a batch's lookups
 // overlap (prefetch): an id absent from the table reads its bound next.
 func (s *hourSketch) touch(h uint64) {
-	if s.lines != nil {
+	if s.mem.Items() != nil {
 		line, _, _ := s.cells(h)
 		_ = atomic.LoadUint64((*uint64)(unsafe.Pointer(line))) // a load the compiler keeps
 	}
@@ -82,7 +81,7 @@ func (s *hourSketch) touch(h uint64) {
 // bound returns an upper bound of the events counted in hour for the id
 // whose hash is h when it was last forgotten (0: none, or another hour).
 func (s *hourSketch) bound(h uint64, hour int32) uint32 {
-	if s.lines == nil || s.hour != hour {
+	if s.mem.Items() == nil || s.hour != hour {
 		return 0
 	}
 	line, a, b := s.cells(h)
@@ -93,15 +92,15 @@ func (s *hourSketch) bound(h uint64, hour int32) uint32 {
 // count events in it. Counts of other hours than hour are of no use and
 // not written; the counts of a past hour are cleared first.
 func (s *hourSketch) record(h uint64, hour, countHour int32, count uint32) {
-	if count == 0 || countHour != hour || hour < s.hour && s.lines != nil {
+	lines := s.mem.Items()
+	if count == 0 || countHour != hour || hour < s.hour && lines != nil {
 		return
 	}
 	switch {
-	case s.lines == nil:
+	case lines == nil:
 		s.mem = idtable.NewArray[sketchLine](sketchLines)
-		s.lines = s.mem.Items()
 	case s.hour != hour:
-		clear(s.lines)
+		clear(lines)
 	}
 	s.hour = hour
 	line, a, b := s.cells(h)

@@ -55,9 +55,9 @@ import (
 // ring (or one with nothing in the last 24 hours) are idle: a lookup that
 // passes one reuses its slot, and a table at 3/4 load drops them in place
 // (then grows if it is still over half full, or shrinks under an eighth),
-// their hour's counts written to the sketch. The table therefore holds the ids that sent within about the
-// last window (HTTP V2: 1.1 s; Batch: 33 s) and the busy ids, not every id
-// of the hour. A
+// their hour's counts written to the sketch. The table therefore holds the
+// ids that sent within about the last window (HTTP V2: 1.1 s; Batch: 33 s)
+// and the busy ids, not every id of the hour. A
 // charge locks its ids' shards, then loads both slots before reading either,
 // so that the two cache misses of a table larger than the caches overlap; it
 // allocates nothing. The send path calls prefetch on its batch first, which
@@ -68,8 +68,8 @@ import (
 // 96 bytes, on Batch; measured by BenchmarkPacerMemory;
 // docs/amplitude-delivery.md), outside the heap, so not doubled by the
 // collector; 104 bytes more for an id with a daily ring (kept in a slice
-// of its shard, reused once the id is forgotten); and the sketches, 4 MiB in
-// the heap once ids are forgotten within their hour.
+// of its shard, reused once the id is forgotten); and the sketches, 4 MiB
+// outside the heap as the tables, once ids are forgotten within their hour.
 type pacer struct {
 	interval  int64 // ns per event (1/rate); 0: no rate
 	tolerance int64 // ns: how far ahead of now the arrival time may run
