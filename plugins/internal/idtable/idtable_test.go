@@ -1,6 +1,7 @@
 package idtable
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -174,6 +175,41 @@ func TestArray(t *testing.T) {
 		}
 		if grew := Mapped() - before; n*2 >= offHeapMin && grew < int64(n*2) {
 			t.Fatalf("Mapped grew by %d for %d bytes", grew, n*2)
+		}
+	}
+}
+
+// BenchmarkGrow fills empty tables the way the pacer's shards grow (to
+// twice the entries when three quarters full), one insert per op: the cost
+// of a table's growth, mappings and first touches of its memory included;
+// presized=true makes each table at its final size instead (the floor).
+func BenchmarkGrow(b *testing.B) {
+	type val [3]uint64 // a 32-byte slot, as the pacer's
+	for _, n := range []int{2_500, 16_000} {
+		for _, pre := range []bool{false, true} {
+			b.Run(fmt.Sprintf("entries=%d/presized=%v", n, pre), func(b *testing.B) {
+				b.ReportAllocs()
+				rng := rand.New(rand.NewPCG(1, 2))
+				var t Table[val]
+				t.Resize(64)
+				for i := 0; i < b.N; i++ {
+					if t.Len() == n {
+						t.Free()
+						if pre {
+							t.Resize(2*n + 4)
+						} else {
+							t.Resize(64)
+						}
+					}
+					if 4*(t.Len()+1) > 3*t.Size() {
+						t.Resize((2*(t.Len()+1) + 3) &^ 3)
+					}
+					h := rng.Uint64() | 1
+					if j, ok := t.Find(h); !ok {
+						t.Fill(j, h)
+					}
+				}
+			})
 		}
 	}
 }
