@@ -58,7 +58,8 @@ const (
 )
 
 // endpointURLs are Amplitude's ingestion URLs by region and endpoint
-// (amplitude-api.md §1).
+// (https://amplitude.com/docs/apis/analytics/http-v2#regions,
+// https://amplitude.com/docs/apis/analytics/batch-event-upload#regions).
 var endpointURLs = map[string]map[string]string{
 	regionUS: {endpointHTTPV2: "https://api2.amplitude.com/2/httpapi", endpointBatch: "https://api2.amplitude.com/batch"},
 	regionEU: {endpointHTTPV2: "https://api.eu.amplitude.com/2/httpapi", endpointBatch: "https://api.eu.amplitude.com/batch"},

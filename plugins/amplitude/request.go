@@ -11,13 +11,17 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonvalid"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonw"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/unsafestr"
 )
 
-// Amplitude's per-request limits (amplitude-api.md §3), counted on the
-// uncompressed JSON body.
+// Amplitude's per-request limits, counted on the uncompressed JSON body: at
+// most 2000 events per request, 1 MB per HTTP V2 request
+// (https://amplitude.com/docs/apis/analytics/http-v2#upload-limit) and 20 MB
+// per Batch request
+// (https://amplitude.com/docs/apis/analytics/batch-event-upload#upload-limit).
 const (
 	maxEventsPerRequest   = 2000
 	maxBytesHTTPV2Request = 1_000_000
@@ -296,7 +300,7 @@ func quotedEnd(s string, i int) (int, bool) {
 	escaped := false
 	for j := i + 1; ; {
 		for j+8 <= len(s) {
-			if m := quoteOrBackslash(load64(s, j)); m != 0 {
+			if m := jsonvalid.QuoteOrBackslash(jsonvalid.Load64(s, j)); m != 0 {
 				j += bits.TrailingZeros64(m) >> 3
 				break
 			}
@@ -315,28 +319,6 @@ func quotedEnd(s string, i int) (int, bool) {
 			j++ // one of the last bytes, fewer than eight
 		}
 	}
-}
-
-const (
-	lsbs = 0x0101010101010101
-	msbs = 0x8080808080808080
-)
-
-// quoteOrBackslash flags, in the high bit of each byte, the bytes of x
-// (eight bytes, little endian) that are a quote or a backslash: b-1 has it
-// set, where b itself has not, only when b (the byte xor '"', or xor '\\')
-// is 0. Only the lowest flag is exact (a borrow may flag bytes above it),
-// which is the one used.
-func quoteOrBackslash(x uint64) uint64 {
-	q, b := x^(lsbs*'"'), x^(lsbs*'\\')
-	return ((q-lsbs)&^q | (b-lsbs)&^b) & msbs
-}
-
-// load64 reads s[i:i+8] as a little-endian integer (one load).
-func load64(s string, i int) uint64 {
-	b := s[i : i+8] // one bounds check
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 // allZeros reports whether id holds only '0' and '-' (strings.Trim(id, "0-")

@@ -1,7 +1,6 @@
 package jsonscan
 
 import (
-	"encoding/binary"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonvalid"
 	"math/bits"
 	"unicode/utf8"
@@ -278,11 +277,6 @@ func (s *Scanner) container(i, depth int) (int, bool) {
 	}
 }
 
-const (
-	lsb = 0x0101010101010101
-	msb = 0x8080808080808080
-)
-
 // str validates the string whose opening quote is raw[i] (as gjson does:
 // no control characters, only JSON's escapes, and valid UTF-8) and returns
 // the offset after its closing quote and whether it holds escapes. Eight
@@ -292,15 +286,7 @@ func (s *Scanner) str(i int) (end int, escaped, ok bool) {
 	j := i + 1
 	for {
 		for j+8 <= len(b) {
-			x := binary.LittleEndian.Uint64(b[j:])
-			// The high bit of each byte that is a quote, a backslash, a
-			// control character or non-ASCII (x's own high bits): for an
-			// ASCII byte, b-1 (b the byte xor '"' or '\\') and b-0x20
-			// have it set only when b is 0, resp. below 0x20. The lowest
-			// one is exact; the others may be a borrow's false positives.
-			q, bs := x^(lsb*'"'), x^(lsb*'\\')
-			m := ((q - lsb) | (bs - lsb) | (x - lsb*0x20) | x) & msb
-			if m != 0 {
+			if m := jsonvalid.SpecialOrNonASCII(jsonvalid.Load64(b, j)); m != 0 {
 				j += bits.TrailingZeros64(m) >> 3
 				break
 			}

@@ -13,10 +13,7 @@
 // it against both.
 package jsonvalid
 
-import (
-	"encoding/binary"
-	"math/bits"
-)
+import "math/bits"
 
 // stackSize is the nesting Value tracks without allocating.
 const stackSize = 64
@@ -114,27 +111,12 @@ func member(b []byte, i int) (int, bool) {
 	return SkipSpace(b, i+1), true
 }
 
-const (
-	ones  = 0x0101010101010101
-	highs = 0x8080808080808080
-)
-
-// special flags, in the high bit of each byte, the bytes of x (eight bytes,
-// little endian) that a string scan must stop at: a quote, a backslash or a
-// control character. Only the lowest flag is exact (a borrow may flag bytes
-// above it), which is the one used.
-func special(x uint64) uint64 {
-	q := x ^ (ones * '"')
-	s := x ^ (ones * '\\')
-	return (((q - ones) &^ q) | ((s - ones) &^ s) | ((x - ones*0x20) &^ x)) & highs
-}
-
 // stringEnd validates the string whose content starts at b[i] and returns
 // the offset after its closing quote.
 func stringEnd(b []byte, i int) (int, bool) {
 	for {
 		for i+8 <= len(b) {
-			if m := special(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			if m := Special(Load64(b, i)); m != 0 {
 				i += bits.TrailingZeros64(m) >> 3
 				break
 			}
