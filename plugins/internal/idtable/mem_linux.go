@@ -11,7 +11,10 @@ const (
 	offHeapMin = 16 << 10
 	// hugePage is the size of a transparent huge page on x86-64 and arm64
 	// (4 KiB base pages); tables of at least one are aligned to it and
-	// advised to use them.
+	// advised to use them. Smaller ones gain nothing from them: at 10^6
+	// ids each pacer shard's table is just under 2 MiB, and on huge pages
+	// it measured no faster (BENCHMARKS.md, pacing cost): its misses are
+	// DRAM latency, not page walks.
 	hugePage = 2 << 20
 )
 
