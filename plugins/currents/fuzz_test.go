@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -254,5 +255,58 @@ func checkPropertiesLast(t *testing.T, raw []byte) {
 			t.Fatalf("top-level field %s is not a scalar: %s", k.Raw, raw)
 		}
 		return true
+	})
+}
+
+// FuzzEncodedProperties checks the one validating pass over JSON-encoded
+// custom properties (the storage shape) against the three it replaced:
+// jsonlimit's depth, gjson.Valid, then gjson's ForEach over an object. The
+// properties are written after one already there, so that a rejected
+// string must also leave what was written before it untouched.
+func FuzzEncodedProperties(f *testing.F) {
+	for _, seed := range []string{
+		`{"a":1}`, ` {"s":"a \"q\" é","n":null,"o":{"x":[1,"\u00e9"]}} `, `{"\u00e9":"\ud83d\ude00"}`, `[1]`, `"s"`, `1`,
+		`{"a":`, `{"a":1} x`, `{"a":1,}`, `{"a":"\ud800"}`, `{"a":"` + "\xff" + `"}`, `{}`, ` `,
+		strings.Repeat(`{"a":`, MaxDepth) + `1` + strings.Repeat(`}`, MaxDepth),
+		strings.Repeat(`{"a":`, MaxDepth+1) + `1` + strings.Repeat(`}`, MaxDepth+1),
+	} {
+		f.Add(seed)
+	}
+	m := mustMapper(f, nil)
+	info := m.types[TypeCustomEvent]
+	plain := func(enc string) (out string, props int, err string) {
+		switch {
+		case jsonlimit.Exceeds(enc, MaxDepth):
+			return "x", 1, "nests JSON deeper than"
+		case !gjson.Valid(enc):
+			return "x", 1, "is not a valid JSON-encoded object"
+		case !gjson.Parse(enc).IsObject():
+			return "x", 1, "must be an object"
+		}
+		out, props = "x", 1
+		gjson.Parse(enc).ForEach(func(k, v gjson.Result) bool {
+			if v.Type != gjson.Null {
+				out += `,"` + string(m.customPropPrefix) + k.Raw[1:] + ":" + v.Raw
+				props++
+			}
+			return true
+		})
+		return out, props, ""
+	}
+	f.Fuzz(func(t *testing.T, enc string) {
+		if enc == "" {
+			return // no properties
+		}
+		want, wantProps, wantErr := plain(enc)
+		text := []byte("t")
+		w := walker{m: m, info: info, dst: []byte("x"), text: &text}
+		w.f.props = 1
+		ok := w.customProperties(&gjson.Result{Type: gjson.String, Str: enc}, "properties")
+		switch {
+		case string(w.dst) != want || w.f.props != wantProps:
+			t.Fatalf("properties %q written as %q (%d), want %q (%d)", enc, w.dst, w.f.props, want, wantProps)
+		case ok != (wantErr == ""), wantErr != "" && !strings.Contains(fmt.Sprint(w.err), wantErr):
+			t.Fatalf("properties %q: ok %v, error %v; want error %q", enc, ok, w.err, wantErr)
+		}
 	})
 }

@@ -140,9 +140,8 @@ type typeInfo struct {
 type Mapper struct {
 	opts  Options
 	types map[string]*typeInfo
-	// props pools the buffers event_properties are written to before the
-	// event is assembled (*[]byte).
-	props sync.Pool
+	// scratch pools the buffers an event is walked with (*scratch).
+	scratch sync.Pool
 	// JSON-escaped prefixes without quotes, ready to splice into keys.
 	customEventPrefix, customPropPrefix, purchasePropPrefix []byte
 }
@@ -178,7 +177,7 @@ func NewMapper(opts Options) (*Mapper, error) {
 		customPropPrefix:   escapeInner(opts.CustomPropertyPrefix),
 		purchasePropPrefix: escapeInner(opts.PurchasePropertyPrefix),
 	}
-	m.props.New = func() any { return new([]byte) }
+	m.scratch.New = func() any { return new(scratch) }
 	for _, et := range catalogue {
 		m.types[et.Type] = m.resolve(et.Type, et.NameFor(opts.Naming), et.Kind, et.rules)
 	}
@@ -356,16 +355,20 @@ func (m *Mapper) scanEvent(dst []byte, raw, typeHint string, check, lookup bool)
 	// event_properties are written aside, then placed after the top-level
 	// fields, so that readers of the ids (the rate limiter, the output) find
 	// them without scanning the properties.
-	props := m.props.Get().(*[]byte)
-	defer m.putProps(props)
-	w := walker{m: m, info: info, dst: (*props)[:0]}
+	sc := m.scratch.Get().(*scratch)
+	defer m.putScratch(sc)
+	sc.text = sc.text[:0]
+	w := walker{m: m, info: info, dst: sc.props[:0], text: &sc.text}
 	typed := !hinted // the first event_type field, if any, was checked
 	var s jsonscan.Scanner
-	for s.Reset(raw, MaxDepth); s.Next(w.descend); {
+	s.Reset(raw, MaxDepth)
+	// The walk copies what it keeps into w.dst, so the unescaped strings
+	// may share one buffer, reused by the next event.
+	for s.Unescaped = w.text; s.Next(w.descend); {
 		if !typed && s.Depth() == 1 && s.Key.Str == "event_type" {
 			typed = true
 			if v := &s.Value; v.Type != gjson.Null && (v.Type != gjson.String || v.Str != name) {
-				*props = w.dst
+				sc.props = w.dst
 				return dst, Result{}, scanRetype, nil
 			}
 		}
@@ -373,7 +376,7 @@ func (m *Mapper) scanEvent(dst []byte, raw, typeHint string, check, lookup bool)
 			break
 		}
 	}
-	*props = w.dst
+	sc.props = w.dst
 	switch {
 	case w.err != nil && check:
 		return dst, Result{}, scanDecline, nil
@@ -398,11 +401,12 @@ func (m *Mapper) walkEvent(dst []byte, raw, typeHint string) ([]byte, Result, er
 	if err != nil || res.Dropped != "" {
 		return dst, res, err
 	}
-	props := m.props.Get().(*[]byte)
-	defer m.putProps(props)
-	w := walker{m: m, info: info, dst: (*props)[:0]}
+	sc := m.scratch.Get().(*scratch)
+	defer m.putScratch(sc)
+	sc.text = sc.text[:0]
+	w := walker{m: m, info: info, dst: sc.props[:0], text: &sc.text}
 	jsonscan.ForEachFlat(raw, flattened, func(k, v gjson.Result) bool { return w.visit(&k, &v) })
-	*props = w.dst
+	sc.props = w.dst
 	if w.err != nil {
 		return dst, res, w.err
 	}
@@ -499,16 +503,22 @@ func (m *Mapper) resolveType(name string) (*typeInfo, Result, error) {
 	return info, res, nil
 }
 
-// putProps returns a properties buffer to the pool, unless an outsized event
-// grew it.
-func (m *Mapper) putProps(b *[]byte) {
-	if cap(*b) <= maxPooledProps {
-		m.props.Put(b)
+// scratch holds the buffers an event is walked with: the event_properties,
+// written before the event is assembled, and the text of the strings that
+// hold escapes (see jsonscan.Scanner.Unescaped), which lives as long as
+// the walk.
+type scratch struct{ props, text []byte }
+
+// putScratch returns walk buffers to the pool, unless an outsized event
+// grew them.
+func (m *Mapper) putScratch(sc *scratch) {
+	if cap(sc.props) <= maxPooledScratch && cap(sc.text) <= maxPooledScratch {
+		m.scratch.Put(sc)
 	}
 }
 
-// maxPooledProps bounds the properties buffers kept for reuse.
-const maxPooledProps = 64 << 10
+// maxPooledScratch bounds each walk buffer kept for reuse.
+const maxPooledScratch = 64 << 10
 
 // finish writes the event: its top-level fields, then event_properties
 // (props, the properties already written without braces). It returns nil,

@@ -10,6 +10,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/internal/deadletter"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonlimit"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonscan"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/jsonvalid"
 )
 
 // walker visits the keys of an event (and of its user/properties objects),
@@ -18,6 +19,9 @@ type walker struct {
 	m    *Mapper
 	info *typeInfo
 	dst  []byte
+	// text receives the unescaped strings read while walking (see
+	// jsonscan.Scanner.Unescaped): they must not outlive the walk.
+	text *[]byte
 	f    fields
 	err  error
 	bodyCheck
@@ -150,9 +154,10 @@ func (w *walker) customProperties(v *gjson.Result, name string) bool {
 	case gjson.Null:
 		return true
 	case gjson.String:
-		if value.Str == "" {
+		if value.Str == "" || w.encodedProperties(value.Str) {
 			return true
 		}
+		// Not a JSON-encoded object: say why.
 		if jsonlimit.Exceeds(value.Str, MaxDepth) {
 			w.err = deadletter.New(deadletter.ReasonTooLarge, "field %s nests JSON deeper than %d levels", name, MaxDepth)
 			return false
@@ -167,22 +172,54 @@ func (w *walker) customProperties(v *gjson.Result, name string) bool {
 		w.err = fmt.Errorf("field %s must be an object, got %s", name, typeName(value))
 		return false
 	}
-	prefix := w.m.customPropPrefix
-	if w.info.kind == KindPurchase {
-		prefix = w.m.purchasePropPrefix
-	}
+	prefix := w.propPrefix()
 	jsonscan.ForEach(value.Raw, func(key, v gjson.Result) bool {
-		if v.Type == gjson.Null {
-			return true
-		}
-		w.comma()
-		w.dst = append(w.dst, '"')
-		w.dst = append(w.dst, prefix...)
-		w.dst = append(w.dst, key.Raw[1:]...)
-		w.dst = append(append(w.dst, ':'), v.Raw...)
+		w.customProperty(prefix, &key, &v)
 		return true
 	})
 	return true
+}
+
+// encodedProperties writes the members of enc, custom properties as a
+// JSON-encoded object, and reports whether enc is one (valid JSON nested
+// within MaxDepth): it is validated in the same pass. When it is not,
+// nothing is written.
+func (w *walker) encodedProperties(enc string) bool {
+	if i := jsonvalid.SkipSpace(enc, 0); i >= len(enc) || enc[i] != '{' {
+		return false
+	}
+	mark, n := len(w.dst), w.f.props
+	prefix := w.propPrefix()
+	var s jsonscan.Scanner
+	s.Reset(enc, MaxDepth)
+	for s.Unescaped = w.text; s.Next(nil); {
+		w.customProperty(prefix, &s.Key, &s.Value)
+	}
+	if !s.Valid() {
+		w.dst, w.f.props = w.dst[:mark], n
+		return false
+	}
+	return true
+}
+
+// propPrefix is the key prefix of the event's custom properties.
+func (w *walker) propPrefix() []byte {
+	if w.info.kind == KindPurchase {
+		return w.m.purchasePropPrefix
+	}
+	return w.m.customPropPrefix
+}
+
+// customProperty writes one custom property (nulls are left out).
+func (w *walker) customProperty(prefix []byte, key, v *gjson.Result) {
+	if v.Type == gjson.Null {
+		return
+	}
+	w.comma()
+	w.dst = append(w.dst, '"')
+	w.dst = append(w.dst, prefix...)
+	w.dst = append(w.dst, key.Raw[1:]...)
+	w.dst = append(append(w.dst, ':'), v.Raw...)
 }
 
 func (w *walker) comma() {

@@ -37,6 +37,14 @@ type Scanner struct {
 	// Key and Value are the member Next found, until its next call.
 	Key, Value gjson.Result
 
+	// Unescaped, when set after Reset, is where Next writes the text of
+	// the strings that hold escapes: their Str is appended to *Unescaped
+	// and points into it, instead of each being allocated. Such a Str stays
+	// valid until the bytes it points to are written over, so a caller that
+	// reuses the buffer (truncates it and appends again) must not keep one
+	// past that point. When nil, each is allocated (by gjson).
+	Unescaped *[]byte
+
 	raw     string
 	b       []byte // raw's bytes (read-only), for 8-byte loads
 	max     int
@@ -118,7 +126,7 @@ func (s *Scanner) Next(descend func(key string, array bool) bool) bool {
 			}
 			// Field by field: Indexes stays nil, as Reset left it.
 			k := &s.Key
-			k.Type, k.Raw, k.Str, k.Num, k.Index = gjson.String, raw[i:end], unquote(raw[i:end], escaped), 0, i
+			k.Type, k.Raw, k.Str, k.Num, k.Index = gjson.String, raw[i:end], s.unquote(raw[i:end], escaped), 0, i
 			if i = jsonvalid.SkipSpace(raw, end); i >= len(raw) || raw[i] != ':' {
 				return s.fail()
 			}
@@ -179,7 +187,7 @@ func (s *Scanner) readValue(i, depth int, r *gjson.Result) (int, bool) {
 			return end, false
 		}
 		r.Type, r.Raw = gjson.String, raw[i:end]
-		r.Str = unquote(r.Raw, escaped)
+		r.Str = s.unquote(r.Raw, escaped)
 		return end, true
 	case c == '{' || c == '[':
 		end, ok := s.container(i, depth+1)
@@ -329,10 +337,21 @@ func (s *Scanner) str(i int) (end int, escaped, ok bool) {
 }
 
 // unquote returns the text of a valid quoted JSON string: its inside when
-// it holds no escapes, else gjson's unescaping (as stringValue).
-func unquote(quoted string, escaped bool) string {
-	if !escaped {
-		return quoted[1 : len(quoted)-1]
+// it holds no escapes, else its unescaped text, in *s.Unescaped when set.
+func (s *Scanner) unquote(quoted string, escaped bool) string {
+	inner := quoted[1 : len(quoted)-1]
+	switch {
+	case !escaped:
+		return inner
+	case s.Unescaped == nil:
+		return gjson.Parse(quoted).Str
 	}
-	return gjson.Parse(quoted).Str
+	buf := *s.Unescaped
+	start := len(buf)
+	buf = AppendUnescaped(buf, inner)
+	*s.Unescaped = buf
+	if len(buf) == start {
+		return ""
+	}
+	return unsafe.String(&buf[start], len(buf)-start)
 }

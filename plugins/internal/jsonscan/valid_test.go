@@ -64,6 +64,23 @@ func checkValid(t *testing.T, raw string, max int) {
 	if s.Next(flatDescend) {
 		t.Fatalf("Scanner on %q: Next true after the end", raw)
 	}
+
+	// Unescaping into a buffer (that starts small, so that it grows): the
+	// members, kept until the end, are still what ForEachFlat yields.
+	var kept []gjson.Result
+	buf := make([]byte, 1, 2)
+	s.Reset(raw, max)
+	s.Unescaped = &buf
+	for s.Next(flatDescend) {
+		kept = append(kept, s.Key, s.Value)
+	}
+	got = got[:0]
+	for i := 0; i+1 < len(kept); i += 2 {
+		got = append(got, memberString(kept[i], kept[i+1]))
+	}
+	if s.Valid() && strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("Scanner unescaping into a buffer on %q:\n%v\nForEachFlat:\n%v", raw, got, want)
+	}
 }
 
 // memberString shows every field of a member.
