@@ -208,20 +208,28 @@ func (s Scenario) Config(p Params) string {
 	} else {
 		procs = "\n" + indent(procs, 4)
 	}
+	// Under replay_nacks (below) the file's own replay of nacks is off:
+	// replay_nacks never nacks it.
+	replay := "true"
+	if s.Side == Ours && s.Server {
+		replay = "false"
+	}
 	input := fmt.Sprintf(`broker:
     batching:
       count: %d
       period: 10ms
     inputs:
       - file:
+          auto_replay_nacks: %s
           paths: [ %s ]
           scanner:
-            %s`, batch, strings.Join(paths, ", "), indent(scanner, 12)[12:])
+            %s`, batch, replay, strings.Join(paths, ", "), indent(scanner, 12)[12:])
 	if s.Unbatched {
 		input = fmt.Sprintf(`file:
+    auto_replay_nacks: %s
     paths: [ %s ]
     scanner:
-      %s`, strings.Join(paths, ", "), indent(scanner, 6)[6:])
+      %s`, replay, strings.Join(paths, ", "), indent(scanner, 6)[6:])
 	}
 	if s.Side == Ours && s.Server {
 		// As in the shipped replay and backfill: a batch nacked after the
