@@ -357,14 +357,12 @@ func (m *Mapper) scanEvent(dst []byte, raw, typeHint string, check, lookup bool)
 	// them without scanning the properties.
 	sc := m.scratch.Get().(*scratch)
 	defer m.putScratch(sc)
-	sc.text = sc.text[:0]
-	w := walker{m: m, info: info, dst: sc.props[:0], text: &sc.text}
+	w := sc.walker(m, info)
 	typed := !hinted // the first event_type field, if any, was checked
 	var s jsonscan.Scanner
 	s.Reset(raw, MaxDepth)
-	// The walk copies what it keeps into w.dst, so the unescaped strings
-	// may share one buffer, reused by the next event.
-	for s.Unescaped = w.text; s.Next(w.descend); {
+	s.Unescaped = w.text
+	for s.Next(w.descend) {
 		if !typed && s.Depth() == 1 && s.Key.Str == "event_type" {
 			typed = true
 			if v := &s.Value; v.Type != gjson.Null && (v.Type != gjson.String || v.Str != name) {
@@ -403,8 +401,7 @@ func (m *Mapper) walkEvent(dst []byte, raw, typeHint string) ([]byte, Result, er
 	}
 	sc := m.scratch.Get().(*scratch)
 	defer m.putScratch(sc)
-	sc.text = sc.text[:0]
-	w := walker{m: m, info: info, dst: sc.props[:0], text: &sc.text}
+	w := sc.walker(m, info)
 	jsonscan.ForEachFlat(raw, flattened, func(k, v gjson.Result) bool { return w.visit(&k, &v) })
 	sc.props = w.dst
 	if w.err != nil {
@@ -508,6 +505,14 @@ func (m *Mapper) resolveType(name string) (*typeInfo, Result, error) {
 // hold escapes (see jsonscan.Scanner.Unescaped), which lives as long as
 // the walk.
 type scratch struct{ props, text []byte }
+
+// walker returns a walker of an event of type info writing into sc's
+// buffers, emptied: the walk copies what it keeps into the mapped event, so
+// the unescaped strings of one event may share the buffer the next reuses.
+func (sc *scratch) walker(m *Mapper, info *typeInfo) walker {
+	sc.text = sc.text[:0]
+	return walker{m: m, info: info, dst: sc.props[:0], text: &sc.text}
+}
 
 // putScratch returns walk buffers to the pool, unless an outsized event
 // grew them.

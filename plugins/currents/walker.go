@@ -192,7 +192,8 @@ func (w *walker) encodedProperties(enc string) bool {
 	prefix := w.propPrefix()
 	var s jsonscan.Scanner
 	s.Reset(enc, MaxDepth)
-	for s.Unescaped = w.text; s.Next(nil); {
+	s.Unescaped = w.text
+	for s.Next(nil) {
 		w.customProperty(prefix, &s.Key, &s.Value)
 	}
 	if !s.Valid() {

@@ -29,11 +29,13 @@ func BenchmarkReplayNacks(b *testing.B) {
 		fmt.Fprintf(&body, `{"id":"l%06d","time":1700000000}`+"\n", i)
 	}
 	require.NoError(b, os.WriteFile(path, []byte(body.String()), 0o644))
-	file := fmt.Sprintf("file: { paths: [ %q ], scanner: { currents_lines: { batch_size: 500 } } }", path)
+	file := func(autoReplay bool) string {
+		return fmt.Sprintf("file: { auto_replay_nacks: %v, paths: [ %q ], scanner: { currents_lines: { batch_size: 500 } } }", autoReplay, path)
+	}
 	for _, tc := range []struct{ name, input string }{
-		{"file_auto_replay_nacks", file},
-		{"replay_nacks", "replay_nacks: { input: { " + file + " } }"},
-		{"replay_nacks_child_without_auto_replay", "replay_nacks: { input: { " + strings.Replace(file, "{ ", "{ auto_replay_nacks: false, ", 1) + " } }"},
+		{"file_auto_replay_nacks", file(true)},
+		{"replay_nacks", "replay_nacks: { input: { " + file(true) + " } }"},
+		{"replay_nacks_child_without_auto_replay", "replay_nacks: { input: { " + file(false) + " } }"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()

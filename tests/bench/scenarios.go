@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -208,12 +209,12 @@ func (s Scenario) Config(p Params) string {
 	} else {
 		procs = "\n" + indent(procs, 4)
 	}
-	// Under replay_nacks (below) the file's own replay of nacks is off:
-	// replay_nacks never nacks it.
-	replay := "true"
-	if s.Side == Ours && s.Server {
-		replay = "false"
-	}
+	// As in the shipped replay and backfill, our delivery scenarios read
+	// through replay_nacks (a batch nacked after the last file was read is
+	// sent again), which never nacks the file input: its own replay of
+	// nacks is off then.
+	wrapped := s.Side == Ours && s.Server
+	replay := strconv.FormatBool(!wrapped)
 	input := fmt.Sprintf(`broker:
     batching:
       count: %d
@@ -231,9 +232,7 @@ func (s Scenario) Config(p Params) string {
     scanner:
       %s`, replay, strings.Join(paths, ", "), indent(scanner, 6)[6:])
 	}
-	if s.Side == Ours && s.Server {
-		// As in the shipped replay and backfill: a batch nacked after the
-		// last file was read is sent again (replay_nacks).
+	if wrapped {
 		input = "replay_nacks:\n    input:\n      " + strings.ReplaceAll(input, "\n", "\n    ")
 	}
 	return fmt.Sprintf(`logger:
