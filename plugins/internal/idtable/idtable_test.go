@@ -3,6 +3,7 @@ package idtable
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -150,6 +151,32 @@ func TestMappedAccounting(t *testing.T) {
 	if Mapped() != before {
 		t.Fatalf("Mapped %d after Free, was %d", Mapped(), before)
 	}
+}
+
+// TestMappedAfterCollection: a table or an Array dropped without Free (as
+// a stream's components are when it stops) is taken off Mapped once it is
+// collected, as it is unmapped: a process that builds streams one after the
+// other must not report the memory of those gone.
+func TestMappedAfterCollection(t *testing.T) {
+	before := Mapped()
+	func() {
+		var tb Table[uint64]
+		tb.Resize(1 << 16) // 1 MiB
+		a := NewArray[uint16](1 << 16)
+		if offHeapMin < tb.Bytes() && Mapped()-before < int64(tb.Bytes())+int64(2*len(a.Items())) {
+			t.Fatalf("Mapped grew by %d for a table of %d bytes and an Array of %d", Mapped()-before, tb.Bytes(), 2*len(a.Items()))
+		}
+	}()
+	// Cleanups run on a goroutine of their own after the collection that
+	// finds their object unreachable: collect and yield until they did.
+	for range 1000 {
+		if Mapped() == before {
+			return
+		}
+		runtime.GC()
+		runtime.Gosched()
+	}
+	t.Fatalf("Mapped %d once the table and the Array were collected, was %d", Mapped(), before)
 }
 
 // TestArray: an Array's values start at zero, keep what is written, and

@@ -1,6 +1,7 @@
 package idtable
 
 import (
+	"os"
 	"runtime"
 	"unsafe"
 )
@@ -25,8 +26,9 @@ func alloc[T any](n int) ([]T, *region) {
 	if !ok {
 		return make([]T, n), nil
 	}
-	r := &region{mem: mem, used: len(use)}
-	r.cleanup = runtime.AddCleanup(r, unmapMem, mem)
+	page := os.Getpagesize() // what the kernel maps in
+	r := &region{mem: mem, used: (len(use) + page - 1) &^ (page - 1)}
+	r.cleanup = runtime.AddCleanup(r, release, mapping{mem, r.used})
 	mapped.Add(int64(r.used))
 	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(use))), n), r
 }
@@ -56,7 +58,20 @@ func (r *region) free() {
 		return
 	}
 	r.cleanup.Stop()
-	mapped.Add(-int64(r.used))
-	unmapMem(r.mem)
+	release(mapping{r.mem, r.used})
 	r.mem = nil
+}
+
+// mapping is what releasing a region takes: its cleanup's argument, which
+// must not refer to the region.
+type mapping struct {
+	mem  []byte
+	used int
+}
+
+// release unmaps m and takes its bytes off Mapped: for a region freed, and
+// for one collected without Free (the cleanup).
+func release(m mapping) {
+	mapped.Add(-int64(m.used))
+	unmapMem(m.mem)
 }
