@@ -163,7 +163,7 @@ func measure(o Options, d Dataset, s Scenario, p Params) (Result, error) {
 	if s.Server {
 		srv = amplitudetest.NewServer(amplitudetest.Options{APIKey: APIKey})
 		defer srv.Close()
-		p.URL = srv.HTTPV2URL()
+		p.URL, p.BatchURL = srv.HTTPV2URL(), srv.BatchURL()
 	}
 	sp := Spec{Name: s.Name(), YAML: s.Config(p), Events: d.Events, Timeout: o.Timeout, Env: o.Env}
 	if o.ProfileDir != "" {

@@ -49,6 +49,9 @@ type Scenario struct {
 	// batching of InputBatch messages: a batch is what the scanner emits
 	// (one line for lines, as stdin or a plain file input would).
 	Unbatched bool
+	// Batch, when set, is the broker's batch of messages instead of the
+	// Input's (InputBatch, or 1 for InputBodies).
+	Batch int
 	// Of, for a scenario measured against another of ours rather than
 	// plain Benthos, names the group of its baseline (a row of that group
 	// on either side): the report gives its share of the baseline.
@@ -68,8 +71,9 @@ func (s Scenario) Name() string { return s.Group + " / " + s.Side }
 type Params struct {
 	// InputPaths are the files read (globs allowed).
 	InputPaths []string
-	// URL is the fake Amplitude's HTTP V2 endpoint.
-	URL string
+	// URL is the fake Amplitude's HTTP V2 endpoint, BatchURL its Batch
+	// one (URL where it is empty).
+	URL, BatchURL string
 	// Bloblang is the plain-Benthos mapping.
 	Bloblang string
 	// Threads is pipeline.threads; 0 means -1 (one per CPU).
@@ -85,6 +89,13 @@ const (
 	RequestEvents = 500
 	// MaxInFlight is the number of concurrent requests to Amplitude.
 	MaxInFlight = 4
+	// ReplayLines, ReplayRequestEvents and ReplayMaxInFlight are the
+	// shipped replay pipeline's batch of lines (currents_lines'
+	// batch_size), events per request and requests at once, which the
+	// GroupReplayEndToEnd scenarios use on both sides.
+	ReplayLines         = 500
+	ReplayRequestEvents = 2000
+	ReplayMaxInFlight   = 8
 	// APIKey is the key both sides send to the fake server.
 	APIKey = "bench-api-key-0123456789"
 )
@@ -120,17 +131,53 @@ func noProcessors(Params) string { return "" }
 
 func drop(Params) string { return "drop: {}" }
 
-func amplitudeOut(p Params) string {
+// sending is how a scenario's output sends: requests of events, at most
+// inFlight at once, both sides alike.
+type sending struct {
+	events, inFlight int
+	// endpoint is the amplitude output's (the fake answers both alike).
+	endpoint string
+}
+
+// harnessSending is the shared setting of the scenarios.
+var harnessSending = sending{RequestEvents, MaxInFlight, "http_v2"}
+
+// replaySending is the shipped replay pipeline's
+// (config/currents_replay_to_amplitude.yaml): requests of 2000 events to
+// the Batch API, 8 at once.
+var replaySending = sending{ReplayRequestEvents, ReplayMaxInFlight, "batch"}
+
+// plainReplaySending is replaySending for http_client, whose batches are
+// its requests: Benthos adds a whole incoming batch before it flushes, and
+// input batches cut short by their period add up past any count, so that a
+// request of count plus one input batch must stay within Amplitude's 2000
+// events (the amplitude output splits its batches into requests itself).
+var plainReplaySending = sending{ReplayRequestEvents - ReplayLines, ReplayMaxInFlight, "batch"}
+
+func amplitudeOut(p Params) string { return harnessSending.amplitude(p) }
+
+func httpClientOut(p Params) string { return harnessSending.httpClient(p) }
+
+// url is where c sends on the fake of p.
+func (c sending) url(p Params) string {
+	if c.endpoint == "batch" && p.BatchURL != "" {
+		return p.BatchURL
+	}
+	return p.URL
+}
+
+func (c sending) amplitude(p Params) string {
 	return fmt.Sprintf(`amplitude:
   api_key: %q
   url: %q
+  endpoint: %s
   max_in_flight: %d
   batching:
     count: %d
-    period: 50ms`, APIKey, p.URL, MaxInFlight, RequestEvents)
+    period: 50ms`, APIKey, c.url(p), c.endpoint, c.inFlight, c.events)
 }
 
-func httpClientOut(p Params) string {
+func (c sending) httpClient(p Params) string {
 	return fmt.Sprintf(`http_client:
   url: %q
   verb: POST
@@ -143,7 +190,7 @@ func httpClientOut(p Params) string {
     processors:
       - archive:
           format: json_array
-      - mapping: 'root = {"api_key": %q, "events": this}'`, p.URL, MaxInFlight, RequestEvents, APIKey)
+      - mapping: 'root = {"api_key": %q, "events": this}'`, c.url(p), c.inFlight, c.events, APIKey)
 }
 
 // Scenarios lists every benchmark, ours before plain within each group.
@@ -169,6 +216,13 @@ func Scenarios() []Scenario {
 			Input: InputBodies, Server: true, Processors: oursMapping, Output: amplitudeOut},
 		{Group: "end to end from request bodies", Side: Plain, Needs: []string{needBloblang},
 			Input: InputBodies, Server: true, Processors: both(plainSplit, plainMapping), Output: httpClientOut},
+		// The replay pipeline as shipped, against plain Benthos doing the
+		// same job with the same batches and requests in flight.
+		{Group: GroupReplayEndToEnd, Side: Ours, Needs: []string{"currents_lines", "braze_to_amplitude", "amplitude"},
+			Input: InputCurrents, Unbatched: true, Scanner: fmt.Sprintf("currents_lines:\n  batch_size: %d", ReplayLines),
+			Server: true, Processors: oursMapping, Output: replaySending.amplitude},
+		{Group: GroupReplayEndToEnd, Side: Plain, Needs: []string{needBloblang},
+			Input: InputCurrents, Batch: ReplayLines, Server: true, Processors: plainMapping, Output: plainReplaySending.httpClient},
 		{Group: "mapping", Side: Ours, Needs: []string{"braze_to_amplitude"},
 			Input: InputCurrents, Processors: oursMapping, Output: drop},
 		{Group: "mapping", Side: Plain, Needs: []string{needBloblang},
@@ -191,6 +245,9 @@ func (s Scenario) Config(p Params) string {
 		scanner = "currents_avro: {}"
 	case InputBodies:
 		batch = 1 // a body already holds InputBatch events
+	}
+	if s.Batch > 0 {
+		batch = s.Batch
 	}
 	if s.Scanner != "" {
 		scanner = s.Scanner

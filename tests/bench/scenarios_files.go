@@ -19,6 +19,15 @@ const (
 	// GroupBackfill is the backfill pipeline
 	// (config/currents_storage_backfill.yaml) up to its output.
 	GroupBackfill = "backfill"
+	// GroupReplayEndToEnd is the replay pipeline from the files to the
+	// fake Amplitude at its shipped batching (currents_lines under
+	// replay_nacks, braze_to_amplitude, amplitude on the Batch API with
+	// the shipped events per request and requests in flight; pipeline
+	// threads one per CPU as in every scenario, without the progress
+	// output), against plain Benthos doing the same job at the same
+	// settings. TestReplayScenarioSettings holds the settings to the
+	// shipped config.
+	GroupReplayEndToEnd = "replay end to end (shipped batching)"
 )
 
 // BackfillBatchSize is the currents_avro batch_size the backfill pipeline
