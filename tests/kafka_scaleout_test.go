@@ -186,7 +186,7 @@ func TestKafkaScaleOut(t *testing.T) {
 		"PIPELINE_THREADS": "2",
 		// The default: the previous owner abandons a revoked partition's
 		// paced backlog (the hot devices' 90 events would take about 3.3 s
-		// at 27/s) and waits for its requests in flight to be answered, so
+		// at 26.5/s) and waits for its requests in flight to be answered, so
 		// one Amplitude window is enough for the two owners' events never
 		// to arrive within it.
 		"KAFKA_PARTITION_START_DELAY": "1s",

@@ -22,7 +22,7 @@ import "time"
 //
 // The cost, next to the pacer: an id whose requests take a latency L to be
 // answered sends at most limit/(window+L) per window (HTTP V2 with 100 ms
-// answers: 27 events/s, the pacer's own rate).
+// answers: 27 events/s, about the pacer's own rate, 26.5).
 //
 // The guard's state of an id lives in the id's slot of the pacer
 // (pacer.charge asks both under one lookup): the events in flight, the

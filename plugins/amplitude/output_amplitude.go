@@ -98,8 +98,8 @@ const amplitudeOutputDescription = "" +
 	"rolling 24 hours in hourly steps), less `pacing_headroom`, and charges every send attempt to it: first sends, " +
 	"retries, re-sends after a 413 split or a bisection, hedged copies. Half the headroom lowers the rate, the other " +
 	"half is slack: no window of Amplitude's sees more than limit × (1 - headroom/2) events sent (HTTP V2 with the " +
-	"default 0.1: 27 events/s, at most 28 in any second), so that requests bunched on the network still arrive " +
-	"within the limit. Requests that bunch by more than that slack (a loaded machine, a slow hop) are caught by the " +
+	"default 0.1: 26.5 events/s with bursts of 2, so that an id's second event close behind its first does not wait; " +
+	"at most 28 in any second), so that requests bunched on the network still arrive within the limit. Requests that bunch by more than that slack (a loaded machine, a slow hop) are caught by the " +
 	"arrival guard: an id may send only while fewer than its limit of events (HTTP V2: 30) are in flight or were " +
 	"answered within the last window, which keeps every window of arrivals within the limit whatever the delays " +
 	"(an id whose answers take a latency L sends at most limit/(window + L) per window; its state shares the id's " +
@@ -220,7 +220,7 @@ func amplitudeOutputSpec() *service.ConfigSpec {
 				Example(false).
 				Default(true),
 			service.NewFloatField(aoFieldHeadroom).
-				Description("The share of each budget kept unused, in [0, 0.5], so that network jitter (requests arriving closer together than they were sent) does not produce 429s: the rate is the limit × (1 - headroom) and the burst the limit's window × headroom/2, so no window holds more than limit × (1 - headroom/2) events as sent. 0.1 sends at most 27 events/s per device on `http_v2`, at most 28 in any second.").
+				Description("The share of each budget kept unused, in [0, 0.5], so that network jitter (requests arriving closer together than they were sent) does not produce 429s: the rate is the limit × (1 - headroom) and the burst the limit's window × headroom/2, so no window holds more than limit × (1 - headroom/2) events as sent; where that burst is under 2 events (`http_v2` below 0.13), it is 2 and the rate is lowered to keep the same bound. 0.1 sends at most 26.5 events/s per device on `http_v2`, two at once, at most 28 in any second. `0` sends at the limit, one event at a time, with no slack.").
 				Example(0.2).
 				Default(0.1).
 				Advanced(),

@@ -21,14 +21,15 @@ import (
 // theoretical arrival time per id, advanced by 1/rate for each event; an event
 // conforms while that time is no more than burst events ahead of now. With
 // rate = limit×(1-headroom) and burst = limit×window×headroom/2 (at least
-// one event), no window of the endpoint's length holds more than
+// two events when there is headroom, the rate then lowered to keep the
+// bound: budgetRate), no window of the endpoint's length holds more than
 // limit×window×(1-headroom/2) events as sent: the other half of the headroom
 // is slack for arrivals that bunch on the network, so that Amplitude, which
 // counts where requests arrive, still sees at most limit×window events in
-// any window when sends are delayed by up to (limit×window×headroom -
-// burst)/rate (HTTP V2 with the default headroom 0.1: 27 events/s, bursts
-// of 1.5, at most 28 events sent in any second, arrivals may bunch by
-// 55 ms; TestPacerBurstSlack). Longer delays are the guard's.
+// any window when sends are delayed by up to (limit×window - burst)/rate -
+// window (HTTP V2 with the default headroom 0.1: 26.5 events/s, bursts of
+// 2, at most 28 events sent in any second, arrivals may bunch by 57 ms;
+// TestPacerBurstSlack). Longer delays are the guard's.
 //
 // The daily quota (500,000 events per rolling 24 hours, counted by Amplitude
 // in hourly steps) is counted per id in the current hour; an id that sends
@@ -246,8 +247,7 @@ func newPacerWith(eps float64, window time.Duration, daily uint32, headroom floa
 		bucket: int64(window) / (guardBuckets - 1),
 	}
 	if eps > 0 {
-		rate := eps * (1 - headroom)
-		burst := max(1, eps*window.Seconds()*headroom/2)
+		rate, burst := budgetRate(eps, window, headroom)
 		p.interval = int64(float64(time.Second) / rate)
 		p.tolerance = int64((burst - 1) * float64(p.interval))
 	}
@@ -257,6 +257,30 @@ func newPacerWith(eps float64, window time.Duration, daily uint32, headroom floa
 		p.wide = newPaceTables[uint16]() // limits over 65,535 saturate their counts
 	}
 	return p
+}
+
+// minBurst is the fewest events an id may send at once when there is
+// headroom: two, so that an id's second event close behind its first (a
+// session start and its first event, in one request or two) does not wait
+// for the rate's interval, which held its write and its request's answer
+// back (on HTTP V2, with a burst of 1.5, for 18 ms).
+const minBurst = 2
+
+// budgetRate returns the GCRA rate (events/s) and burst (events) of a limit
+// of eps events/s over window with headroom: the rate is eps×(1-headroom)
+// and the burst limit×headroom/2 (limit = eps×window), so that no window
+// holds more than limit×(1-headroom/2) events as sent. Where that burst is
+// under minBurst (HTTP V2: 1.5), the burst is minBurst and the rate is
+// lowered to keep the same bound (HTTP V2 with 0.1: 26.5 events/s, at most
+// 28.5 in any second, as before). Without headroom: the limit's rate, one
+// event at a time.
+func budgetRate(eps float64, window time.Duration, headroom float64) (rate, burst float64) {
+	limit := eps * window.Seconds()
+	rate, burst = eps*(1-headroom), max(1, limit*headroom/2)
+	if bound := limit * (1 - headroom/2); headroom > 0 && burst < minBurst && bound > 2*minBurst {
+		rate, burst = (bound-minBurst)/window.Seconds(), minBurst
+	}
+	return rate, burst
 }
 
 func newPaceTables[C guardCount]() *paceTables[C] {

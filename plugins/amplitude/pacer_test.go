@@ -2,6 +2,7 @@ package amplitude
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -92,6 +93,42 @@ func TestPacerNextTime(t *testing.T) {
 	}
 }
 
+// TestPacerBudgetRate: the rate and burst of each endpoint and headroom,
+// and the pacer built from them: an id may send two events at once where
+// there is headroom, never more per window than limit×(1-headroom/2), and
+// the full rate one at a time without headroom (whose GCRA lets one event
+// more than the limit into a closed window: it keeps no slack at all).
+func TestPacerBudgetRate(t *testing.T) {
+	for _, tc := range []struct {
+		endpoint    string
+		headroom    float64
+		rate, burst float64
+	}{
+		{endpointHTTPV2, 0.1, 26.5, 2},   // 1.5 raised to 2, the rate lowered to keep 28.5
+		{endpointHTTPV2, 0.05, 27.25, 2}, // 0.75 raised to 2
+		{endpointHTTPV2, 0.2, 24, 3},     // the formula's burst is already over 2
+		{endpointHTTPV2, 0, 30, 1},       // no headroom: the limit, one at a time
+		{endpointHTTPV2, 0.5, 15, 7.5},   // the formula's burst is over 2
+		{endpointBatch, 0.1, 900, 1500},  // the formula's
+		{endpointBatch, 0.01, 990, 150},  // the formula's
+	} {
+		t.Run(fmt.Sprintf("%s/%v", tc.endpoint, tc.headroom), func(t *testing.T) {
+			b := endpointBudgets[tc.endpoint]
+			rate, burst := budgetRate(b.eps, b.window, tc.headroom)
+			if math.Abs(rate-tc.rate) > 1e-9 || burst != tc.burst {
+				t.Fatalf("rate %v, burst %v; want %v, %v", rate, burst, tc.rate, tc.burst)
+			}
+			limit := b.eps * b.window.Seconds()
+			if bound := rate*b.window.Seconds() + burst; tc.headroom > 0 && bound > limit*(1-tc.headroom/2)+1e-9 {
+				t.Fatalf("%v events a window as sent, over %v", bound, limit*(1-tc.headroom/2))
+			}
+			if p := pacerOnly(tc.endpoint, tc.headroom); burstOf(p) != int(burst) {
+				t.Fatalf("the pacer lets %d events of a fresh id through at once, want %d", burstOf(p), int(burst))
+			}
+		})
+	}
+}
+
 // burstOf is how many events of one fresh id the pacer lets through at one
 // instant.
 func burstOf(p *pacer) int { return int(p.tolerance/p.interval) + 1 }
@@ -144,11 +181,10 @@ func TestPacerBurstSlack(t *testing.T) {
 	} {
 		b := endpointBudgets[tc.endpoint]
 		limit := b.eps * b.window.Seconds() // events per window
-		rate := b.eps * (1 - tc.headroom)
-		burst := max(1, limit*tc.headroom/2)
+		rate, burst := budgetRate(b.eps, b.window, tc.headroom)
 		// Sends delayed by up to jitter still fit limit in every window:
 		// (window+jitter)×rate + burst = limit.
-		jitter := time.Duration((limit*tc.headroom - burst) / rate * float64(time.Second))
+		jitter := time.Duration(((limit-burst)/rate - b.window.Seconds()) * float64(time.Second))
 		for seed := range int64(20) {
 			t.Run(fmt.Sprintf("%s/headroom=%v/seed=%d", tc.endpoint, tc.headroom, seed), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(seed), 13))
