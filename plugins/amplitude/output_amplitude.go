@@ -99,7 +99,8 @@ const amplitudeOutputDescription = "" +
 	"retries, re-sends after a 413 split or a bisection, hedged copies. Half the headroom lowers the rate, the other " +
 	"half is slack: no window of Amplitude's sees more than limit × (1 - headroom/2) events sent (HTTP V2 with the " +
 	"default 0.1: 26.5 events/s with bursts of 2, so that an id's second event close behind its first does not wait; " +
-	"at most 28 in any second), so that requests bunched on the network still arrive within the limit. Requests that bunch by more than that slack (a loaded machine, a slow hop) are caught by the " +
+	"at most 28 in any second), so that requests bunched on the network still arrive within the limit. Requests " +
+	"that bunch by more than that slack (a loaded machine, a slow hop) are caught by the " +
 	"arrival guard: an id may send only while fewer than its limit of events (HTTP V2: 30) are in flight or were " +
 	"answered within the last window, which keeps every window of arrivals within the limit whatever the delays " +
 	"(an id whose answers take a latency L sends at most limit/(window + L) per window; its state shares the id's " +
