@@ -168,11 +168,11 @@ func runStream(sp Spec) (Result, error) {
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	baseRSS, _ := memStatus()
-	ru0 := rusage()
+	cpu0 := processCPU()
 	start := time.Now()
 	err = strm.Run(ctx)
 	wall := time.Since(start)
-	ru1 := rusage()
+	cpu1 := processCPU()
 	runtime.ReadMemStats(&ms1)
 	_, peakRSS := memStatus()
 	if sp.UntilSignal && errors.Is(err, context.Canceled) {
@@ -185,7 +185,7 @@ func runStream(sp Spec) (Result, error) {
 		Name:       sp.Name,
 		Events:     sp.Events,
 		Wall:       wall,
-		CPU:        cpuTime(ru1) - cpuTime(ru0),
+		CPU:        cpu1 - cpu0,
 		Mallocs:    ms1.Mallocs - ms0.Mallocs,
 		AllocBytes: ms1.TotalAlloc - ms0.TotalAlloc,
 		BaseRSS:    baseRSS,
@@ -216,17 +216,6 @@ func memStatus() (rss, peak int64) {
 		}
 	}
 	return rss, peak
-}
-
-// rusage returns the resource usage of this process.
-func rusage() syscall.Rusage {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru
-}
-
-func cpuTime(ru syscall.Rusage) time.Duration {
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Measure runs sp in a child process (this test binary, re-executed) so
