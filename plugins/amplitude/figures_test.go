@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/opencurrents/currents-amplitude/plugins/amplitude/amplitudetest"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/metricstest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/proctime"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/ratelimited"
 	_ "github.com/opencurrents/currents-amplitude/plugins/ratelimit" // device_rate_limit, the figures' "before"
 )
@@ -215,7 +215,7 @@ func hotDeviceRun(tb testing.TB, dur time.Duration, hot bool, maxInFlight int) h
 		}
 		return b
 	}
-	cpu := cpuTime()
+	cpu := proctime.CPU()
 	res.redelivered = runStreamPaced(tb, fmt.Sprintf(`
 amplitude:
   api_key: %s
@@ -223,7 +223,7 @@ amplitude:
   max_in_flight: %d
   pacing_id_share: 0.25
 `, testKey, srv.HTTPV2URL(), maxInFlight), ticks, batch, 10*time.Millisecond)
-	res.cpu = cpuTime() - cpu
+	res.cpu = proctime.CPU() - cpu
 	for _, e := range srv.Events() {
 		if e.DeviceID == "hot-device" {
 			res.hotArrivals = append(res.hotArrivals, e.Arrived)
@@ -238,15 +238,6 @@ amplitude:
 		tb.Errorf("%d of %d cold events delivered", n, 10*ticks)
 	}
 	return res
-}
-
-// cpuTime is the process's CPU time so far (user + system).
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func p99(d []time.Duration) time.Duration {

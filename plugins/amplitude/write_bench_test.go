@@ -8,11 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"syscall"
 	"testing"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
 
+	"github.com/opencurrents/currents-amplitude/plugins/internal/proctime"
 	"github.com/opencurrents/currents-amplitude/plugins/internal/trusted"
 )
 
@@ -50,7 +50,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 	}
 	ctx := context.Background()
 	b.ReportAllocs()
-	cpu := processCPU()
+	cpu := proctime.CPU()
 	for b.Loop() {
 		if err := out.WriteBatch(ctx, batch); err != nil {
 			b.Fatal(err)
@@ -59,15 +59,5 @@ func BenchmarkWriteBatch(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/event")
 	// The process's CPU (the server's included), steadier than the wall
 	// time on a shared machine.
-	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N*len(batch)), "cpu-ns/event")
-}
-
-// processCPU returns the user and system CPU time of the process so far, in
-// nanoseconds.
-func processCPU() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
+	b.ReportMetric(float64(proctime.CPU()-cpu)/float64(b.N*len(batch)), "cpu-ns/event")
 }

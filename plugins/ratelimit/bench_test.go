@@ -9,6 +9,7 @@ import (
 	"github.com/redpanda-data/benthos/v4/public/service"
 
 	"github.com/opencurrents/currents-amplitude/plugins/internal/clock"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/proctime"
 )
 
 // benchKeys returns n (device, user) hash pairs.
@@ -70,9 +71,9 @@ func benchTake(b *testing.B, n, active int, batch bool) {
 // reportCPU reports the process CPU time per operation (cpu-ns/op) of the
 // benchmark between its call and the call of the function it returns.
 func reportCPU(b *testing.B) func() {
-	start := cpuTime()
+	start := proctime.CPU()
 	return func() {
-		if used := cpuTime() - start; used > 0 && b.N > 0 {
+		if used := proctime.CPU() - start; used > 0 && b.N > 0 {
 			b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/opencurrents/currents-amplitude/plugins/currentsgen"
 	"github.com/opencurrents/currents-amplitude/plugins/export"
 	"github.com/opencurrents/currents-amplitude/plugins/export/exporttest"
+	"github.com/opencurrents/currents-amplitude/plugins/internal/proctime"
 )
 
 // TestShippedPipeline runs config/reconcile.yaml on Currents Avro storage
@@ -127,13 +127,13 @@ func testShippedPipeline(t *testing.T, format string, n int) {
 	} {
 		t.Setenv(k, v)
 	}
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), proctime.CPU()
 	code, err := service.RunCLIToCode(context.Background(),
 		service.CLIOptSetArgs("currents-amplitude", "run", "../../config/reconcile.yaml"))
 	if err != nil || code != 0 {
 		t.Fatalf("run: code %d, %v", code, err)
 	}
-	cpu := cpuTime() - cpu0
+	cpu := proctime.CPU() - cpu0
 	t.Logf("%d events reconciled by config/reconcile.yaml in %s (%.0f events/s); CPU %s (%.0f events per CPU second, the fake servers included)",
 		n, time.Since(start).Round(time.Millisecond), float64(n)/time.Since(start).Seconds(), cpu.Round(time.Millisecond), float64(n)/cpu.Seconds())
 	rep, err := os.ReadFile(filepath.Join(dir, "report.json"))
@@ -165,11 +165,4 @@ func testShippedPipeline(t *testing.T, format string, n int) {
 	if !slices.Equal(sent, want) {
 		t.Errorf("re-sent %d events, want the %d missing", len(sent), len(want))
 	}
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

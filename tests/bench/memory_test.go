@@ -1,3 +1,7 @@
+// The sizing check reads its stream through a named pipe (syscall.Mkfifo).
+
+//go:build unix
+
 package bench
 
 import (
