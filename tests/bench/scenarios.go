@@ -216,8 +216,8 @@ func Scenarios() []Scenario {
 			Input: InputBodies, Server: true, Processors: oursMapping, Output: amplitudeOut},
 		{Group: "end to end from request bodies", Side: Plain, Needs: []string{needBloblang},
 			Input: InputBodies, Server: true, Processors: both(plainSplit, plainMapping), Output: httpClientOut},
-		// The replay pipeline as shipped, against plain Benthos doing the
-		// same job with the same batches and requests in flight.
+		// The replay pipeline at its shipped batching, against plain Benthos
+		// doing the same job with the same batches and requests in flight.
 		{Group: GroupReplayEndToEnd, Side: Ours, Needs: []string{"currents_lines", "braze_to_amplitude", "amplitude"},
 			Input: InputCurrents, Unbatched: true, Scanner: fmt.Sprintf("currents_lines:\n  batch_size: %d", ReplayLines),
 			Server: true, Processors: oursMapping, Output: replaySending.amplitude},
