@@ -399,7 +399,8 @@ func benchPacer(b *testing.B, impl string, events []event, order []int) {
 	// Each id comes back after a full interval of its budget, every id in
 	// the table from the start; or, in a stream, events come at 50,000 a
 	// second from an empty table (its first 2 s before the timer).
-	step := time.Duration(int64(time.Second/27)/int64(len(order)) + 1)
+	interval := pacerOnly(endpointHTTPV2, 0.1).interval // the pacer's rate, whatever impl
+	step := time.Duration(interval/int64(len(order)) + 1)
 	stream := len(order) > len(events)
 	if stream {
 		step = 20 * time.Microsecond

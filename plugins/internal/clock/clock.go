@@ -49,6 +49,33 @@ func OrSystem(c Clock) Clock {
 	return c
 }
 
+// AfterFunc calls f in its own goroutine once d has passed on c, unless
+// stop is called first; stop reports whether it prevented the call, as
+// time.Timer.Stop does. On System it is time.AfterFunc, which starts no
+// goroutine until f is due; on other clocks a goroutine waits on a timer of
+// c.
+func AfterFunc(c Clock, d time.Duration, f func()) (stop func() bool) {
+	if c == System {
+		return time.AfterFunc(d, f).Stop
+	}
+	t := c.NewTimer(d)
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-t.C():
+			f()
+		case <-stopped:
+		}
+	}()
+	return func() bool {
+		if !t.Stop() {
+			return false
+		}
+		close(stopped)
+		return true
+	}
+}
+
 // Sleep waits for d on c, or until ctx ends, whichever comes first, and
 // returns ctx's error in the latter case. A d of zero or less returns at once
 // (with ctx's error, if it has ended).

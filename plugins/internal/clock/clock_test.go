@@ -90,3 +90,45 @@ func TestSetNeverGoesBack(t *testing.T) {
 		t.Fatalf("NextDeadline = %v %v", d, ok)
 	}
 }
+
+// TestAfterFunc: f runs once its time has passed, on the fake clock and on
+// the system one, unless stop came first; stop reports whether it
+// prevented the call, as time.Timer.Stop does.
+func TestAfterFunc(t *testing.T) {
+	fake := NewFake(time.Unix(1_700_000_000, 0))
+	for _, tc := range []struct {
+		name    string
+		c       Clock
+		advance func(time.Duration)
+	}{
+		{"fake", fake, fake.Advance},
+		{"system", System, func(time.Duration) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			called := make(chan struct{}, 2)
+			stop := AfterFunc(tc.c, time.Hour, func() { called <- struct{}{} })
+			if !stop() {
+				t.Fatal("stop before the time reported false")
+			}
+			if stop() {
+				t.Fatal("a second stop reported true")
+			}
+			tc.advance(2 * time.Hour)
+			d := time.Duration(0) // the system clock: due at once
+			if tc.c != System {
+				d = time.Second
+			}
+			fired := AfterFunc(tc.c, d, func() { called <- struct{}{} })
+			tc.advance(time.Second)
+			<-called // the stopped call never comes, so this one is the second
+			if fired() {
+				t.Fatal("stop after the call reported true")
+			}
+			select {
+			case <-called:
+				t.Fatal("the stopped call ran")
+			default:
+			}
+		})
+	}
+}
