@@ -56,7 +56,7 @@ const (
 	sizingSketchBytes = 4 << 20
 	// sizingHeapBytes bounds the heap kept per id beside the tables
 	// (measured 13 to 15 paced, 22 to 26 with device_rate_limit, whose
-	// idle keys' tables are in the heap while a shard's is under 32 KiB,
+	// idle keys' tables are in the heap while a shard's is under 16 KiB,
 	// about 6 bytes per id here): the rest of the pipeline keeps that much
 	// more after a run over more ids.
 	sizingHeapBytes = 32

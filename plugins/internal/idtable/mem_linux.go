@@ -6,14 +6,9 @@ import (
 )
 
 const (
-	// offHeapMin is the smallest table mapped outside the heap: smaller
-	// ones cost more in system calls and page rounding than they save (64
-	// shards' tables under it hold at most 2 MiB of heap). At 16 KiB, the
-	// mappings and unmappings of the pacer's tables growing from empty
-	// were 2.3% of the live benchmark's CPU (10^4 devices, whose tables
-	// end at about 17 KiB a shard); munmap also interrupts the process's
-	// other threads to flush their TLBs.
-	offHeapMin = 32 << 10
+	// offHeapMin is the smallest table mapped outside the heap (smaller
+	// ones cost more in system calls and page rounding than they save).
+	offHeapMin = 16 << 10
 	// hugePage is the size of a transparent huge page on x86-64 and arm64
 	// (4 KiB base pages); tables of at least one are aligned to it and
 	// advised to use them. Smaller ones gain nothing from them: at 10^6
