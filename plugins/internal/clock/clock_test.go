@@ -120,7 +120,7 @@ func TestAfterFunc(t *testing.T) {
 			}
 			fired := AfterFunc(tc.c, d, func() { called <- struct{}{} })
 			tc.advance(time.Second)
-			<-called // the stopped call never comes, so this one is the second
+			<-called // the second AfterFunc's call: the stopped one must not come
 			if fired() {
 				t.Fatal("stop after the call reported true")
 			}
