@@ -455,11 +455,15 @@ func (t *paceTables[C]) load(p *pacer, events []*event, answer bool, n int64) {
 		events = events[len(chunk):]
 		c, mask := chunkHashes(chunk, &hs)
 		forShards(mask, func(i int) { t.shards[i].mu.Lock() })
-		for _, h := range hs[:c] {
-			s := t.shard(h)
-			s.table.Touch(h)
-			if !answer { // an id sending may be a fresh one
-				s.hours.touch(h)
+		if t.shards[0].table.Large() { // the shards are balanced by hash
+			t.probe(hs[:c], !answer)
+		} else {
+			for _, h := range hs[:c] {
+				s := t.shard(h)
+				s.table.Touch(h)
+				if !answer { // an id sending may be a fresh one
+					s.hours.touch(h)
+				}
 			}
 		}
 		forShards(mask, func(i int) { t.shards[i].mu.Unlock() })
@@ -469,6 +473,27 @@ func (t *paceTables[C]) load(p *pacer, events []*event, answer bool, n int64) {
 			}
 		}
 	}
+}
+
+// probe loads the slots of the ids hs (at most 2 × prefetchChunk) in
+// tables larger than the caches: their probes walked together, up to
+// probeRounds lines past their homes (idtable.Load); with hours, their
+// lines of the hour sketch too.
+// The caller holds the shards' locks.
+func (t *paceTables[C]) probe(hs []uint64, hours bool) {
+	var ps [2 * prefetchChunk]idtable.Probe[idState[C]]
+	n := 0
+	for _, h := range hs {
+		s := t.shard(h)
+		if pr, ok := s.table.Probe(h); ok {
+			ps[n] = pr
+			n++
+		}
+		if hours { // an id sending may be a fresh one
+			s.hours.touch(h)
+		}
+	}
+	idtable.Load(ps[:n], probeRounds)
 }
 
 // chunkHashes puts the hashes of the ids of chunk (at most prefetchChunk
@@ -495,6 +520,9 @@ const (
 	// prefetchChunk is how many events prefetch loads under one round of
 	// locks (their slots, 2 × 64 bytes each, stay well within the caches).
 	prefetchChunk = 256
+	// probeRounds is how many lines past its home prefetch follows an id's
+	// probe (see idtable.Load).
+	probeRounds = 8
 )
 
 // unlockPair unlocks what lockPair locked.

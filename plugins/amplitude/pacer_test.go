@@ -455,29 +455,46 @@ func ptrsOf(events []event) []*event {
 }
 
 // TestPacerPrefetchChangesNothing: prefetching a batch's events leaves
-// every answer as it was.
+// every answer as it was, with tables small and large enough for their
+// probes to be walked together (idtable's Large: 150,000 devices tracked
+// before).
 func TestPacerPrefetchChangesNothing(t *testing.T) {
-	start := time.Unix(1_700_000_000, 0)
-	p, ref := pacerOnly(endpointHTTPV2, 0.1), pacerOnly(endpointHTTPV2, 0.1)
-	rng := rand.New(rand.NewPCG(3, 3))
-	var batch []*event
-	for i := range 400 {
-		batch = append(batch, &event{deviceID: fmt.Sprint("d", rng.IntN(50)), userID: fmt.Sprint("u", rng.IntN(30))})
-		if i%7 == 0 {
-			batch[i].userID = ""
-		}
-	}
-	now := start
-	for round := range 20 {
-		p.prefetch(batch)
-		for i, e := range batch {
-			at, ok := p.take(e, now)
-			refAt, refOK := ref.take(e, now)
-			if ok != refOK || !at.Equal(refAt) {
-				t.Fatalf("round %d, event %d: (%v, %v) with prefetch, (%v, %v) without", round, i, ok, at, refOK, refAt)
+	for _, tracked := range []int{0, 150_000} {
+		t.Run(fmt.Sprintf("tracked=%d", tracked), func(t *testing.T) {
+			start := time.Unix(1_700_000_000, 0)
+			p, ref := pacerOnly(endpointHTTPV2, 0.1), pacerOnly(endpointHTTPV2, 0.1)
+			for i := range tracked {
+				e := &event{deviceID: fmt.Sprint("old", i)}
+				p.take(e, start)
+				ref.take(e, start)
 			}
-		}
-		now = now.Add(300 * time.Millisecond)
+			if large := p.narrow.shards[0].table.Large(); large != (tracked > 0) {
+				t.Fatalf("%d devices tracked: Large is %v", tracked, large)
+			}
+			rng := rand.New(rand.NewPCG(3, 3))
+			var batch []*event
+			for i := range 400 {
+				batch = append(batch, &event{deviceID: fmt.Sprint("d", rng.IntN(50)), userID: fmt.Sprint("u", rng.IntN(30))})
+				if i%7 == 0 {
+					batch[i].userID = ""
+				}
+				if tracked > 0 && i%3 == 0 {
+					batch[i].deviceID = fmt.Sprint("old", rng.IntN(tracked))
+				}
+			}
+			now := start
+			for round := range 20 {
+				p.prefetch(batch)
+				for i, e := range batch {
+					at, ok := p.take(e, now)
+					refAt, refOK := ref.take(e, now)
+					if ok != refOK || !at.Equal(refAt) {
+						t.Fatalf("round %d, event %d: (%v, %v) with prefetch, (%v, %v) without", round, i, ok, at, refOK, refAt)
+					}
+				}
+				now = now.Add(300 * time.Millisecond)
+			}
+		})
 	}
 }
 

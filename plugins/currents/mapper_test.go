@@ -158,7 +158,7 @@ func TestMapperEveryCatalogueType(t *testing.T) {
 			assert.Equal(t, "user-42", got["user_id"])
 			assert.Equal(t, "dev-1", got["device_id"])
 			assert.Equal(t, fxID, got["insert_id"])
-			assert.EqualValues(t, fxTime*1000, got["time"])
+			assert.EqualValues(t, int64(fxTime*1000), got["time"])
 			assert.Equal(t, "Braze", got["library"])
 			props := got["event_properties"].(map[string]any)
 			assert.Equal(t, "app-1", props["app_id"])

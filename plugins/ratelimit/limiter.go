@@ -4,6 +4,8 @@ import (
 	"math/bits"
 	"sync"
 	"time"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/idtable"
 )
 
 // Window geometry. A second is split into secSubBuckets buckets; a key's
@@ -98,8 +100,11 @@ func advanceRing[T uint16 | uint32](ring []T, last, total *uint32, cur uint32) {
 		clear(ring)
 		*total = 0
 	} else {
-		for i := uint32(1); i <= d; i++ {
-			j := (*last + i) % n
+		j := *last % n // one division, not one per bucket
+		for range d {
+			if j++; j == n {
+				j = 0
+			}
 			*total -= uint32(ring[j])
 			ring[j] = 0
 		}
@@ -307,22 +312,53 @@ func (l *limiter) takeBatch(now int64, keys []msgKeys, vs []verdict) {
 }
 
 // prefetch loads the slots where the keys of a chunk's messages start
-// their probes into the cache, all of them at once. The caller holds the
+// their probes into the cache, all of them at once, or, in tables larger
+// than the caches, the whole of their probes (probe). The caller holds the
 // locks of their shards.
 func (l *limiter) prefetch(chunk []msgKeys) {
+	if !l.shards[0].hot.tab.Large() { // the shards are balanced by hash
+		for i := range chunk {
+			for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
+				s := l.shardOf(h)
+				s.hot.touch(h)
+				s.cold.touch(h)
+			}
+		}
+		return
+	}
+	l.probe(chunk)
+}
+
+// probe is prefetch for tables larger than the caches: the keys' probes
+// are walked together, up to probeRounds lines past their homes
+// (idtable.Load).
+func (l *limiter) probe(chunk []msgKeys) {
+	var ps [2 * batchChunk]idtable.Probe[keyState] // two keys a message, as a rule
+	n := 0
 	for i := range chunk {
 		for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
 			s := l.shardOf(h)
-			s.hot.touch(h)
+			if p, ok := s.hot.tab.Probe(h); ok {
+				if n == len(ps) {
+					idtable.Load(ps[:], probeRounds)
+					n = 0
+				}
+				ps[n] = p
+				n++
+			}
 			s.cold.touch(h)
 		}
 	}
+	idtable.Load(ps[:n], probeRounds)
 }
 
 const (
 	// prefetchMin is the smallest chunk takeBatch prefetches: below it,
 	// loading the slots twice costs more than the overlapped misses save.
 	prefetchMin = 16
+	// probeRounds is how many lines further than its home prefetch loads
+	// a key's probe (see idtable.Load).
+	probeRounds = 8
 	// batchChunk is how many messages takeBatch takes under one round of
 	// locks (their slots stay well within the caches, and other threads
 	// wait for the locks no longer than that many takes).

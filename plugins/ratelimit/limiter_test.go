@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -326,30 +327,47 @@ func TestLimiterHeavyKeyRing(t *testing.T) {
 // TestLimiterTakeBatchMatchesTake: taking a batch's messages together gives
 // every message the verdict of taking them one by one, messages without
 // keys (n = -1) included, in batches below and above prefetchMin and across
-// chunks.
+// chunks; with tables small and large enough for their probes to be walked
+// together (idtable's Large: 50,000 keys tracked before).
 func TestLimiterTakeBatchMatchesTake(t *testing.T) {
-	l, ref := newLimiter(5, 40, t0), newLimiter(5, 40, t0)
-	rng := rand.New(rand.NewPCG(9, 9))
-	batch := make([]msgKeys, 300)
-	for i := range batch {
-		k := &batch[i]
-		k.n = rng.IntN(3) - 1
-		for j := range max(k.n, 0) {
-			k.hs[j] = rng.Uint64N(60) << 58 // few keys, spread over the shards
-		}
-	}
-	vs := make([]verdict, len(batch))
-	now := t0
-	for round := range 30 {
-		part := batch[:[]int{1, prefetchMin - 1, batchChunk + 7, len(batch)}[round%4]]
-		l.takeBatch(now, part, vs)
-		for i := range part {
-			k := &part[i]
-			if k.n < 0 {
-				continue
+	for _, tracked := range []int{0, 50_000} {
+		t.Run(fmt.Sprintf("tracked=%d", tracked), func(t *testing.T) {
+			l, ref := newLimiter(5, 40, t0), newLimiter(5, 40, t0)
+			rng := rand.New(rand.NewPCG(9, 9))
+			old := make([]uint64, tracked)
+			for i := range old {
+				old[i] = rng.Uint64() | 1
+				l.take(t0, old[i:i+1])
+				ref.take(t0, old[i:i+1])
 			}
-			require.Equal(t, ref.take(now, k.hs[:k.n]), vs[i], "round %d, message %d", round, i)
-		}
-		now += int64(400 * time.Millisecond)
+			if large := l.shards[0].hot.tab.Large(); large != (tracked > 0) {
+				t.Fatalf("%d keys tracked: Large is %v", tracked, large)
+			}
+			batch := make([]msgKeys, 300)
+			for i := range batch {
+				k := &batch[i]
+				k.n = rng.IntN(3) - 1
+				for j := range max(k.n, 0) {
+					k.hs[j] = rng.Uint64N(60) << 58 // few keys, spread over the shards
+					if tracked > 0 && rng.IntN(2) == 0 {
+						k.hs[j] = old[rng.IntN(len(old))]
+					}
+				}
+			}
+			vs := make([]verdict, len(batch))
+			now := t0
+			for round := range 30 {
+				part := batch[:[]int{1, prefetchMin - 1, batchChunk + 7, len(batch)}[round%4]]
+				l.takeBatch(now, part, vs)
+				for i := range part {
+					k := &part[i]
+					if k.n < 0 {
+						continue
+					}
+					require.Equal(t, ref.take(now, k.hs[:k.n]), vs[i], "round %d, message %d", round, i)
+				}
+				now += int64(400 * time.Millisecond)
+			}
+		})
 	}
 }

@@ -266,8 +266,8 @@ func parseLimits(conf *service.ParsedConfig) (perSec, perDay int, err error) {
 	if perSec < 1 || perSec > 65535 {
 		return 0, 0, fmt.Errorf("%s must be between 1 and 65535, got %d", drlFieldPerSecond, perSec)
 	}
-	if perDay < 1 || perDay > 1<<31 {
-		return 0, 0, fmt.Errorf("%s must be between 1 and %d, got %d", drlFieldPerDay, 1<<31, perDay)
+	if perDay < 1 || int64(perDay) > 1<<31 { // int64: 1<<31 overflows a 32-bit int
+		return 0, 0, fmt.Errorf("%s must be between 1 and %d, got %d", drlFieldPerDay, int64(1<<31), perDay)
 	}
 	return perSec, perDay, nil
 }

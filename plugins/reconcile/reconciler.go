@@ -73,8 +73,8 @@ func New(opts Options) (*Reconciler, error) {
 	if opts.MemoryLimit <= 0 {
 		opts.MemoryLimit = 256 << 20
 	}
-	if opts.MemoryLimit > MaxMemoryLimit {
-		return nil, fmt.Errorf("reconcile: memory limit %d above the maximum of %d bytes", opts.MemoryLimit, MaxMemoryLimit)
+	if int64(opts.MemoryLimit) > MaxMemoryLimit { // int64: the maximum overflows a 32-bit int
+		return nil, fmt.Errorf("reconcile: memory limit %d above the maximum of %d bytes", opts.MemoryLimit, int64(MaxMemoryLimit))
 	}
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = 30 * time.Second

@@ -25,6 +25,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -82,7 +83,7 @@ func NewServer(opts Options) *Server {
 		opts.RowsPerFile = 1000
 	}
 	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = 4 << 30
+		opts.MaxBytes = min(4<<30, math.MaxInt) // 4 GiB, or a 32-bit int's most
 	}
 	s := &Server{opts: opts}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"unsafe"
 )
 
 // TestTableMatchesMap drives a table with random inserts, deletes, retains
@@ -237,6 +238,92 @@ func BenchmarkGrow(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestProbeLoad: Large tells tables of probeMinBytes and more from smaller
+// ones; in a large table, a probe begun with Probe and walked a line at a
+// time, as Load walks it, ends at the slot Find returns (the key's, or the
+// empty slot that ends its probe), for keys present and absent, with slots
+// of 16, 48 and 64 bytes (several to a line, straddling lines, one to a
+// line), in tables whose probes wrap around their end; and Load leaves
+// every entry where it was.
+func TestProbeLoad(t *testing.T) {
+	t.Run("16-byte slots", func(t *testing.T) { testProbeLoad[uint64](t) })
+	t.Run("48-byte slots", func(t *testing.T) { testProbeLoad[[5]uint64](t) })
+	t.Run("64-byte slots", func(t *testing.T) { testProbeLoad[[7]uint64](t) })
+	var empty Table[uint64]
+	if _, ok := empty.Probe(1); ok {
+		t.Fatal("a table without slots began a probe")
+	}
+	Load([]Probe[uint64]{}, 8) // nothing to walk
+}
+
+func testProbeLoad[V any](t *testing.T) {
+	var small Table[V]
+	small.Resize(probeMinBytes/int(unsafe.Sizeof(Slot[V]{})) - 8)
+	if small.Large() {
+		t.Fatalf("a table of %d bytes is Large", small.Bytes())
+	}
+	// The tables Large reports, with sizes that are and are not a multiple
+	// of the slots in a line.
+	minSlots := (probeMinBytes + int(unsafe.Sizeof(Slot[V]{})) - 1) / int(unsafe.Sizeof(Slot[V]{}))
+	for _, size := range []int{minSlots, minSlots + 7, 3*minSlots + 1} {
+		rng := rand.New(rand.NewPCG(uint64(size), 9))
+		var tb Table[V]
+		tb.Resize(size)
+		if !tb.Large() {
+			t.Fatalf("a table of %d bytes is not Large", tb.Bytes())
+		}
+		// One key in 8 has one of the last homes, so that probes run off
+		// the end.
+		key := func() uint64 {
+			if rng.IntN(8) == 0 {
+				return rng.Uint64()&^0xffff_ffff | (0xffff_ffff - uint64(rng.IntN(1<<24))) | 1
+			}
+			return rng.Uint64() | 1
+		}
+		var present []uint64
+		for len(present) < size*3/4 {
+			h := key()
+			if j, ok := tb.Find(h); !ok {
+				tb.Fill(j, h)
+				present = append(present, h)
+			}
+		}
+		keys := append(append([]uint64{}, present...), key(), key(), key())
+		want := make(map[uint64]int, len(keys))
+		for _, h := range keys {
+			want[h], _ = tb.Find(h)
+		}
+		for _, h := range keys {
+			p, ok := tb.Probe(h)
+			if !ok {
+				t.Fatalf("size %d: no probe", size)
+			}
+			lines := 1
+			for tb.walkLine(&p) {
+				if lines++; lines > size+1 {
+					t.Fatalf("size %d: the probe of %x never ends", size, h)
+				}
+			}
+			if p.j != want[h] {
+				t.Fatalf("size %d: the probe of %x ends at slot %d, Find at %d", size, h, p.j, want[h])
+			}
+		}
+		for _, rounds := range []int{0, 1, 8, size} {
+			ps := make([]Probe[V], 0, len(keys))
+			for _, h := range keys {
+				p, _ := tb.Probe(h)
+				ps = append(ps, p)
+			}
+			Load(ps, rounds)
+			for _, h := range keys {
+				if j, _ := tb.Find(h); j != want[h] || tb.Len() != len(present) {
+					t.Fatalf("size %d, %d rounds: Load moved %x", size, rounds, h)
+				}
+			}
 		}
 	}
 }
