@@ -94,7 +94,7 @@ func (o *amplitudeOutput) hedged(ctx context.Context, body []byte, events []*eve
 // due. It cancels the attempts still in flight once it has chosen, and
 // returns once each has sent its result.
 func (o *amplitudeOutput) hedge(hctx context.Context, cancel context.CancelFunc, body []byte, events []*event, results chan attemptResult) outcome {
-	attempt := func(copy bool) { results <- attemptResult{o.post(hctx, body, len(events)), copy} }
+	attempt := func(hedged bool) { results <- attemptResult{o.post(hctx, body, len(events)), hedged} }
 	running, first := 1, true // first: the first attempt is in flight
 	// silence is how long the attempts in flight may go without an answer
 	// before a copy: hedge_after, doubled with every copy.

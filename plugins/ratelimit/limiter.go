@@ -230,23 +230,27 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	var order [maxKeys]uint8
 	n := l.lock(hs, &order)
 	defer l.unlock(&order, n)
-	return l.takeLocked(sb, hour, hs)
+	return l.takeLocked(sb, hour, hs, true)
 }
 
 // takeLocked is take at the buckets sb and hour, with the shards of hs
-// locked.
-func (l *limiter) takeLocked(sb, hour uint32, hs []uint64) verdict {
+// locked; with touch, it first loads the slots of all the keys, so that
+// their misses overlap (takeBatch has loaded them already when it
+// prefetched).
+func (l *limiter) takeLocked(sb, hour uint32, hs []uint64, touch bool) verdict {
 	// Room first, so that no insert moves a state taken before it; then
-	// every key's slots are loaded before any is read, so that the cache
-	// misses of tables larger than the caches overlap.
+	// (with touch) every key's slots are loaded before any is read, so that
+	// the cache misses of tables larger than the caches overlap.
 	for _, h := range hs {
 		s := l.shardOf(h)
 		s.hot.reserve(len(hs))
 	}
-	for _, h := range hs {
-		s := l.shardOf(h)
-		s.hot.touch(h)
-		s.cold.touch(h)
+	if touch {
+		for _, h := range hs {
+			s := l.shardOf(h)
+			s.hot.touch(h)
+			s.cold.touch(h)
+		}
 	}
 	var states [maxKeys]*keyState
 	var tables [maxKeys]*hotTable
@@ -296,12 +300,13 @@ func (l *limiter) takeBatch(now int64, keys []msgKeys, vs []verdict) {
 		for m := mask; m != 0; m &= m - 1 {
 			l.shards[bits.TrailingZeros64(m)].mu.Lock()
 		}
-		if len(chunk) >= prefetchMin {
+		loaded := len(chunk) >= prefetchMin
+		if loaded {
 			l.prefetch(chunk)
 		}
 		for i := range chunk {
 			if k := &chunk[i]; k.n >= 0 {
-				vs[i] = l.takeLocked(sb, hour, k.hs[:k.n])
+				vs[i] = l.takeLocked(sb, hour, k.hs[:k.n], !loaded)
 			}
 		}
 		for m := mask; m != 0; m &= m - 1 {
