@@ -97,7 +97,10 @@ func TestBrazeRetriesHonourRateLimitHeaders(t *testing.T) {
 			responses: func(time.Time) []cohorttest.Response {
 				return []cohorttest.Response{{Status: 500, Body: "oops"}, {Status: 503, Body: "busy"}, {Status: 423, Body: `{"message":"Resource locked"}`}}
 			},
-			minWait: 3 * time.Second,
+			// The three back-offs at their least: Benthos' FieldBackOff
+			// jitters each by ±50% around 1 s × 1.5^n, so 0.5 × (1 + 1.5 +
+			// 2.25) s (3 s, the bound before, failed one run in many).
+			minWait: 2375 * time.Millisecond,
 			sleeps:  3,
 		},
 	} {
