@@ -477,7 +477,7 @@ func (t *paceTables[C]) load(p *pacer, events []*event, answer bool, n int64) {
 
 // probe loads the slots of the ids hs (at most 2 × prefetchChunk) in
 // tables larger than the caches: their probes walked together, up to
-// probeRounds lines past their homes (idtable.Load); with hours, their
+// idtable.Rounds lines past their homes (idtable.Load); with hours, their
 // lines of the hour sketch too.
 // The caller holds the shards' locks.
 func (t *paceTables[C]) probe(hs []uint64, hours bool) {
@@ -493,7 +493,7 @@ func (t *paceTables[C]) probe(hs []uint64, hours bool) {
 			s.hours.touch(h)
 		}
 	}
-	idtable.Load(ps[:n], probeRounds)
+	idtable.Load(ps[:n], idtable.Rounds)
 }
 
 // chunkHashes puts the hashes of the ids of chunk (at most prefetchChunk
@@ -520,9 +520,6 @@ const (
 	// prefetchChunk is how many events prefetch loads under one round of
 	// locks (their slots, 2 × 64 bytes each, stay well within the caches).
 	prefetchChunk = 256
-	// probeRounds is how many lines past its home prefetch follows an id's
-	// probe (see idtable.Load).
-	probeRounds = 8
 )
 
 // unlockPair unlocks what lockPair locked.

@@ -335,7 +335,7 @@ func (l *limiter) prefetch(chunk []msgKeys) {
 }
 
 // probe is prefetch for tables larger than the caches: the keys' probes
-// are walked together, up to probeRounds lines past their homes
+// are walked together, up to idtable.Rounds lines past their homes
 // (idtable.Load).
 func (l *limiter) probe(chunk []msgKeys) {
 	var ps [2 * batchChunk]idtable.Probe[keyState] // two keys a message, as a rule
@@ -345,7 +345,7 @@ func (l *limiter) probe(chunk []msgKeys) {
 			s := l.shardOf(h)
 			if p, ok := s.hot.tab.Probe(h); ok {
 				if n == len(ps) {
-					idtable.Load(ps[:], probeRounds)
+					idtable.Load(ps[:], idtable.Rounds)
 					n = 0
 				}
 				ps[n] = p
@@ -354,16 +354,13 @@ func (l *limiter) probe(chunk []msgKeys) {
 			s.cold.touch(h)
 		}
 	}
-	idtable.Load(ps[:n], probeRounds)
+	idtable.Load(ps[:n], idtable.Rounds)
 }
 
 const (
 	// prefetchMin is the smallest chunk takeBatch prefetches: below it,
 	// loading the slots twice costs more than the overlapped misses save.
 	prefetchMin = 16
-	// probeRounds is how many lines further than its home prefetch loads
-	// a key's probe (see idtable.Load).
-	probeRounds = 8
 	// batchChunk is how many messages takeBatch takes under one round of
 	// locks (their slots stay well within the caches, and other threads
 	// wait for the locks no longer than that many takes).
