@@ -89,20 +89,21 @@ func (t *paceTables[C]) answered(p *pacer, events []*event, n int64) {
 	hour, k := int32(n/int64(time.Hour)), n/p.bucket
 	for _, e := range events {
 		hd, hu := e.hashes()
-		t.finish(p, hd, n, hour, k)
-		t.finish(p, hu, n, hour, k)
+		jd, ju := e.hints()
+		t.finish(p, hd, jd, n, hour, k)
+		t.finish(p, hu, ju, n, hour, k)
 	}
 }
 
-// finish counts one event of the id h (0: none) answered at n (in hour and
-// bucket k).
-func (t *paceTables[C]) finish(p *pacer, h uint64, n int64, hour int32, k int64) {
+// finish counts one event of the id h (0: none), whose slot was hint
+// (FindHinted), answered at n (in hour and bucket k).
+func (t *paceTables[C]) finish(p *pacer, h uint64, hint uint32, n int64, hour int32, k int64) {
 	if h == 0 {
 		return
 	}
 	s := t.shard(h)
 	s.mu.Lock()
-	if sl := s.find(p, h, n, hour, k, false); sl != nil {
+	if sl := s.find(p, h, hint, n, hour, k, false); sl != nil {
 		sl.Val.guard.finish(k, true)
 	}
 	s.mu.Unlock()
@@ -112,15 +113,10 @@ func (t *paceTables[C]) finish(p *pacer, h uint64, n int64, hour int32, k int64)
 // within limit, or counts nothing and returns when to ask again.
 func (st *guardState[C]) admit(n, k int64, limit uint32, bucket int64) (int64, bool) {
 	last := st.lastAt(k)
-	used, oldest := uint32(st.inFlight), int64(-1)
-	b := max(k-(guardBuckets-1), last-(guardBuckets-1))
-	for i := mod(b); b <= last; b++ { // i is mod(b): one division, not one a bucket
-		if c := st.answered[i]; c > 0 {
-			used += uint32(c)
-			if oldest < 0 {
-				oldest = b
-			}
-		}
+	used := uint32(st.inFlight)
+	lo := max(k-(guardBuckets-1), last-(guardBuckets-1)) // the window's first bucket held
+	for b, i := lo, mod(lo); b <= last; b++ {            // i is mod(b): one division, not one a bucket
+		used += uint32(st.answered[i]) // no branch on the count: most are 0 or not, at random
 		if i++; i == guardBuckets {
 			i = 0
 		}
@@ -129,8 +125,11 @@ func (st *guardState[C]) admit(n, k int64, limit uint32, bucket int64) (int64, b
 		// Ask again once the oldest answered bucket has left the window,
 		// or, when only events in flight fill it, a bucket later.
 		at := n + bucket
-		if oldest >= 0 {
-			at = max(n+1, (oldest+guardBuckets)*bucket)
+		for b := lo; b <= last; b++ {
+			if st.answered[mod(b)] > 0 {
+				at = max(n+1, (b+guardBuckets)*bucket)
+				break
+			}
 		}
 		return at, false
 	}
@@ -164,6 +163,10 @@ func (st *guardState[C]) finish(k int64, answered bool) {
 	}
 }
 
+// mod returns b modulo guardBuckets, in [0, guardBuckets).
 func mod(b int64) int {
+	if b >= 0 { // buckets since 1970: one unsigned division by a constant
+		return int(uint64(b) % guardBuckets)
+	}
 	return int(((b % guardBuckets) + guardBuckets) % guardBuckets)
 }

@@ -62,7 +62,10 @@ import (
 // charge locks its ids' shards, then loads both slots before reading either,
 // so that the two cache misses of a table larger than the caches overlap; it
 // allocates nothing. The send path calls prefetch on its batch first, which
-// overlaps the misses of all its events.
+// overlaps the misses of all its events and, in tables larger than the
+// caches, keeps in each event the slots where its ids were found (event.sd
+// and su): the charge reads those slots without walking the probes again,
+// and the answer's pass loads their lines directly.
 //
 // Memory: 32 bytes per slot on HTTP V2 at a load between 1/2 and 3/4, so 43
 // to 64 bytes per tracked id whatever the id's length (48-byte slots, 64 to
@@ -328,11 +331,12 @@ func (p *pacer) charge(e *event, now time.Time) (at time.Time, paced, ok bool) {
 		return time.Time{}, false, true
 	}
 	hd, hu := e.hashes()
+	jd, ju := e.hints()
 	var n int64
 	if p.narrow != nil {
-		n, paced, ok = p.narrow.charge(p, hd, hu, now.UnixNano())
+		n, paced, ok = p.narrow.charge(p, hd, hu, jd, ju, now.UnixNano())
 	} else {
-		n, paced, ok = p.wide.charge(p, hd, hu, now.UnixNano())
+		n, paced, ok = p.wide.charge(p, hd, hu, jd, ju, now.UnixNano())
 	}
 	if !ok {
 		return time.Unix(0, n), paced, false
@@ -340,11 +344,11 @@ func (p *pacer) charge(e *event, now time.Time) (at time.Time, paced, ok bool) {
 	return time.Time{}, false, true
 }
 
-// charge charges one event of the ids hd and hu (0: none) at n (unix ns) or
-// returns when to try again (see pacer.charge). It locks both shards and
-// loads both slots before reading either, so that their cache misses
-// overlap.
-func (t *paceTables[C]) charge(p *pacer, hd, hu uint64, n int64) (at int64, paced, ok bool) {
+// charge charges one event of the ids hd and hu (0: none), whose slots were
+// jd and ju (FindHinted's hints), at n (unix ns) or returns when to try
+// again (see pacer.charge). It locks both shards and loads both slots
+// before reading either, so that their cache misses overlap.
+func (t *paceTables[C]) charge(p *pacer, hd, hu uint64, jd, ju uint32, n int64) (at int64, paced, ok bool) {
 	var sd, su *pacerShard[C]
 	var md, mu *sync.Mutex
 	if hd != 0 {
@@ -357,10 +361,12 @@ func (t *paceTables[C]) charge(p *pacer, hd, hu uint64, n int64) (at int64, pace
 	}
 	lockPair(md, mu, hd>>58 < hu>>58)
 	defer unlockPair(md, mu)
-	if sd != nil {
+	// The hinted slots' lines are asked for (prefetch walked to them), or
+	// else the home lines loaded.
+	if sd != nil && !sd.table.Prefetch(jd) {
 		sd.table.Touch(hd)
 	}
-	if su != nil {
+	if su != nil && !su.table.Prefetch(ju) {
 		su.table.Touch(hu)
 	}
 	hour, k := int32(n/int64(time.Hour)), n/p.bucket
@@ -370,7 +376,7 @@ func (t *paceTables[C]) charge(p *pacer, hd, hu uint64, n int64) (at int64, pace
 	var guardAt int64
 	charged := false
 	if sd != nil {
-		if at, g := sd.charge(p, hd, n, hour, k); at > 0 && !g {
+		if at, g := sd.charge(p, hd, jd, n, hour, k); at > 0 && !g {
 			return at, true, false
 		} else if at > 0 {
 			guardAt = at
@@ -379,7 +385,7 @@ func (t *paceTables[C]) charge(p *pacer, hd, hu uint64, n int64) (at int64, pace
 		}
 	}
 	if su != nil {
-		at, g := su.charge(p, hu, n, hour, k)
+		at, g := su.charge(p, hu, ju, n, hour, k)
 		if at > 0 && (!g || guardAt == 0) {
 			if charged {
 				sd.refund(p, hd, n, hour, k, false)
@@ -396,15 +402,16 @@ func (t *paceTables[C]) charge(p *pacer, hd, hu uint64, n int64) (at int64, pace
 	return 0, false, true
 }
 
-// charge takes one event from the budget of the id whose hash is h and
-// counts it in flight in its guard, in bucket k, at n (unix ns, in hour) and
-// returns 0; or returns the time (unix ns) to try again, charging nothing,
-// and whether the guard (not the budget) refused it. It runs under s.mu.
-func (s *pacerShard[C]) charge(p *pacer, h uint64, n int64, hour int32, k int64) (int64, bool) {
+// charge takes one event from the budget of the id whose hash is h (its
+// slot hint, for FindHinted) and counts it in flight in its guard, in
+// bucket k, at n (unix ns, in hour) and returns 0; or returns the time (unix
+// ns) to try again, charging nothing, and whether the guard (not the
+// budget) refused it. It runs under s.mu.
+func (s *pacerShard[C]) charge(p *pacer, h uint64, hint uint32, n int64, hour int32, k int64) (int64, bool) {
 	if n-s.epoch.ns > epochEvery || n < s.epoch.ns {
 		s.rebase(n)
 	}
-	sl := s.find(p, h, n, hour, k, true)
+	sl := s.find(p, h, hint, n, hour, k, true)
 	st := s.epoch.unpack(sl.Val.pace)
 	tat := max(st.tat, n)
 	if tat-n > p.tolerance && p.interval > 0 {
@@ -447,18 +454,27 @@ func (p *pacer) prefetch(events []*event) {
 // rebuilt under them; with answer, it then counts each chunk's events
 // answered at n in their guards (pacer.answered). (A flag, not a function
 // to call: a call through one would move the array of hashes to the heap.)
+// In tables larger than the caches, the slots found are kept in the events
+// as hints (event.sd and su), and an answer loads its ids' hinted slots
+// directly, without walking their probes.
 func (t *paceTables[C]) load(p *pacer, events []*event, answer bool, n int64) {
 	hour, k := int32(n/int64(time.Hour)), n/p.bucket
-	var hs [2 * prefetchChunk]uint64
+	var hs [2 * prefetchChunk]uint64 // a chunk's device and user hashes, in turn (0: none)
+	var js [2 * prefetchChunk]uint32 // and their slot hints, in large tables
 	for len(events) > 0 {
 		chunk := events[:min(len(events), prefetchChunk)]
 		events = events[len(chunk):]
-		c, mask := chunkHashes(chunk, &hs)
+		mask := chunkHashes(chunk, &hs)
+		c := 2 * len(chunk)
 		forShards(mask, func(i int) { t.shards[i].mu.Lock() })
-		if t.shards[0].table.Large() { // the shards are balanced by hash
-			t.probe(hs[:c], !answer)
+		large := t.shards[0].table.Large() // the shards are balanced by hash
+		if large {
+			t.probe(chunk, hs[:c], js[:c], answer)
 		} else {
 			for _, h := range hs[:c] {
+				if h == 0 {
+					continue
+				}
 				s := t.shard(h)
 				s.table.Touch(h)
 				if !answer { // an id sending may be a fresh one
@@ -468,49 +484,71 @@ func (t *paceTables[C]) load(p *pacer, events []*event, answer bool, n int64) {
 		}
 		forShards(mask, func(i int) { t.shards[i].mu.Unlock() })
 		if answer {
-			for _, h := range hs[:c] {
-				t.finish(p, h, n, hour, k)
+			for i, h := range hs[:c] {
+				hint := idtable.NoHint
+				if large {
+					hint = js[i]
+				}
+				t.finish(p, h, hint, n, hour, k)
 			}
 		}
 	}
 }
 
-// probe loads the slots of the ids hs (at most 2 × prefetchChunk) in
-// tables larger than the caches: their probes walked together, up to
-// idtable.Rounds lines past their homes (idtable.Load); with hours, their
-// lines of the hour sketch too.
+// probe loads the slots of the ids hs of chunk (its events' device and
+// user in turn, 0: none) in tables larger than the caches, setting js to
+// their slots. Sending (not answer), their probes are walked together, up
+// to idtable.Rounds lines past their homes (idtable.Load), with their lines
+// of the hour sketch, and the slots found are kept in the events as hints
+// (event.sd and su; idtable.NoHint in js for the others). Answering, an id
+// with a hint has its slot's line loaded directly (a hint gone stale costs
+// a lookup in finish), the others are walked.
 // The caller holds the shards' locks.
-func (t *paceTables[C]) probe(hs []uint64, hours bool) {
+func (t *paceTables[C]) probe(chunk []*event, hs []uint64, js []uint32, answer bool) {
 	var ps [2 * prefetchChunk]idtable.Probe[idState[C]]
 	n := 0
-	for _, h := range hs {
+	for i, h := range hs {
+		if h == 0 {
+			continue
+		}
 		s := t.shard(h)
-		if pr, ok := s.table.Probe(h); ok {
+		if answer {
+			if js[i] = chunk[i/2].hint(i%2 == 1); s.table.Prefetch(js[i]) {
+				continue
+			}
+		}
+		js[i] = idtable.NoHint
+		if pr, ok := s.table.Probe(h, uint32(i)); ok {
 			ps[n] = pr
 			n++
 		}
-		if hours { // an id sending may be a fresh one
+		if !answer { // an id sending may be a fresh one
 			s.hours.touch(h)
 		}
 	}
-	idtable.Load(ps[:n], idtable.Rounds)
+	idtable.Load(ps[:n], idtable.Rounds, js)
+	if !answer {
+		for i, e := range chunk {
+			e.sd, e.su = js[2*i]+1, js[2*i+1]+1 // NoHint + 1 is 0: not known
+		}
+	}
 }
 
 // chunkHashes puts the hashes of the ids of chunk (at most prefetchChunk
-// events) into hs and returns how many and the mask of their shards (by the
-// top 6 bits).
-func chunkHashes(chunk []*event, hs *[2 * prefetchChunk]uint64) (n int, mask uint64) {
-	for _, e := range chunk {
+// events) into hs, the device's and the user's of each event in turn (0:
+// none), and returns the mask of their shards (by the top 6 bits).
+func chunkHashes(chunk []*event, hs *[2 * prefetchChunk]uint64) (mask uint64) {
+	for i, e := range chunk {
 		hd, hu := e.hashes()
-		for _, h := range [2]uint64{hd, hu} {
-			if h != 0 {
-				hs[n] = h
-				mask |= 1 << (h >> 58)
-				n++
-			}
+		hs[2*i], hs[2*i+1] = hd, hu
+		if hd != 0 {
+			mask |= 1 << (hd >> 58)
+		}
+		if hu != 0 {
+			mask |= 1 << (hu >> 58)
 		}
 	}
-	return n, mask
+	return mask
 }
 
 const (
@@ -552,12 +590,12 @@ func lockPair(a, b *sync.Mutex, aFirst bool) {
 	}
 }
 
-// find returns the slot of the id whose hash is h at n (in hour and the
-// guard's bucket k), or with insert a fresh one, reusing the first idle slot
-// on the way or rebuilding a full table; nil when absent and not inserted.
-// It runs under s.mu.
-func (s *pacerShard[C]) find(p *pacer, h uint64, n int64, hour int32, k int64, insert bool) *idtable.Slot[idState[C]] {
-	if j, ok := s.table.Find(h); ok { // most lookups: no idle checks on the way
+// find returns the slot of the id whose hash is h (its slot hint, for
+// FindHinted) at n (in hour and the guard's bucket k), or with insert a
+// fresh one, reusing the first idle slot on the way or rebuilding a full
+// table; nil when absent and not inserted. It runs under s.mu.
+func (s *pacerShard[C]) find(p *pacer, h uint64, hint uint32, n int64, hour int32, k int64, insert bool) *idtable.Slot[idState[C]] {
+	if j, ok := s.table.FindHinted(h, hint); ok { // most lookups: no idle checks on the way
 		return s.table.At(j)
 	}
 	idle := p.interval + p.tolerance
@@ -578,7 +616,7 @@ func (s *pacerShard[C]) find(p *pacer, h uint64, n int64, hour int32, k int64, i
 		return sl
 	case 4*(s.table.Len()+1) > 3*s.table.Size():
 		s.rebuild(n, hour, k, idle)
-		return s.find(p, h, n, hour, k, true)
+		return s.find(p, h, idtable.NoHint, n, hour, k, true)
 	}
 	sl := s.table.Fill(j, h)
 	*sl = s.fresh(fresh, hour)
@@ -669,7 +707,7 @@ func (t *paceTables[C]) give(p *pacer, hd, hu uint64, n int64) {
 // hour and the guard's bucket k), taking it out of flight in its guard and
 // counting it as answered then when answered is true. It runs under s.mu.
 func (s *pacerShard[C]) refund(p *pacer, h uint64, n int64, hour int32, k int64, answered bool) {
-	sl := s.find(p, h, n, hour, k, false)
+	sl := s.find(p, h, idtable.NoHint, n, hour, k, false)
 	if sl == nil {
 		return
 	}

@@ -454,15 +454,17 @@ func ptrsOf(events []event) []*event {
 	return ptrs
 }
 
-// TestPacerPrefetchChangesNothing: prefetching a batch's events leaves
-// every answer as it was, with tables small and large enough for their
-// probes to be walked together (idtable's Large: 150,000 devices tracked
-// before).
+// TestPacerPrefetchChangesNothing: prefetching a batch's events, and
+// answering them as a batch, leaves every answer as it was, with tables
+// small and large enough for their probes to be walked together (idtable's
+// Large: 150,000 devices tracked before), where the slots found are kept in
+// the events as hints for the charges and the answers; and every few rounds
+// the tables are rebuilt, moving the entries away from their hints.
 func TestPacerPrefetchChangesNothing(t *testing.T) {
 	for _, tracked := range []int{0, 150_000} {
 		t.Run(fmt.Sprintf("tracked=%d", tracked), func(t *testing.T) {
 			start := time.Unix(1_700_000_000, 0)
-			p, ref := pacerOnly(endpointHTTPV2, 0.1), pacerOnly(endpointHTTPV2, 0.1)
+			p, ref := newPacer(endpointHTTPV2, 0.1), newPacer(endpointHTTPV2, 0.1)
 			for i := range tracked {
 				e := &event{deviceID: fmt.Sprint("old", i)}
 				p.take(e, start)
@@ -472,29 +474,63 @@ func TestPacerPrefetchChangesNothing(t *testing.T) {
 				t.Fatalf("%d devices tracked: Large is %v", tracked, large)
 			}
 			rng := rand.New(rand.NewPCG(3, 3))
-			var batch []*event
+			var batch, refBatch []*event
 			for i := range 400 {
-				batch = append(batch, &event{deviceID: fmt.Sprint("d", rng.IntN(50)), userID: fmt.Sprint("u", rng.IntN(30))})
+				e := &event{deviceID: fmt.Sprint("d", rng.IntN(50)), userID: fmt.Sprint("u", rng.IntN(30))}
 				if i%7 == 0 {
-					batch[i].userID = ""
+					e.userID = ""
 				}
 				if tracked > 0 && i%3 == 0 {
-					batch[i].deviceID = fmt.Sprint("old", rng.IntN(tracked))
+					e.deviceID = fmt.Sprint("old", rng.IntN(tracked))
 				}
+				c := *e
+				batch, refBatch = append(batch, e), append(refBatch, &c)
 			}
-			now := start
+			now, hinted := start, 0
 			for round := range 20 {
 				p.prefetch(batch)
+				if round%5 == 4 { // entries move: the hints go stale
+					p.resize()
+				}
+				var sent, refSent []*event
 				for i, e := range batch {
 					at, ok := p.take(e, now)
-					refAt, refOK := ref.take(e, now)
+					refAt, refOK := ref.take(refBatch[i], now)
 					if ok != refOK || !at.Equal(refAt) {
 						t.Fatalf("round %d, event %d: (%v, %v) with prefetch, (%v, %v) without", round, i, ok, at, refOK, refAt)
 					}
+					if ok {
+						sent, refSent = append(sent, e), append(refSent, refBatch[i])
+					}
+					if e.sd != 0 || e.su != 0 {
+						hinted++
+					}
 				}
-				now = now.Add(300 * time.Millisecond)
+				now = now.Add(100 * time.Millisecond)
+				if round%5 == 2 {
+					p.resize()
+				}
+				p.answered(sent, now) // a batch: loaded first, with the hints
+				for _, e := range refSent {
+					ref.answered([]*event{e}, now) // one by one, no prefetch
+				}
+				now = now.Add(200 * time.Millisecond)
+			}
+			if hinted == 0 && tracked > 0 {
+				t.Fatal("no event got a hint from prefetch in large tables")
+			}
+			if hinted > 0 && tracked == 0 {
+				t.Fatal("events got hints in small tables")
 			}
 		})
+	}
+}
+
+// resize rebuilds every table of p a little larger, moving its entries.
+func (p *pacer) resize() {
+	for i := range p.narrow.shards {
+		tb := &p.narrow.shards[i].table
+		tb.Resize(tb.Size() + 4)
 	}
 }
 
@@ -615,7 +651,7 @@ func (p *pacer) state(id string, now time.Time) state {
 	s := p.narrow.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sl := s.find(p, h, now.UnixNano(), int32(now.Unix()/3600), now.UnixNano()/p.bucket, false)
+	sl := s.find(p, h, idtable.NoHint, now.UnixNano(), int32(now.Unix()/3600), now.UnixNano()/p.bucket, false)
 	if sl == nil {
 		return state{}
 	}

@@ -59,6 +59,23 @@ type event struct {
 	// pacer and the arrival guard hash each id once per event whatever the
 	// attempts.
 	hd, hu uint64
+	// sd and su are the slots (plus one; 0: not known) in which the pacer's
+	// prefetch last found the device and the user (idtable's FindHinted), so
+	// that charging the event and counting its answer do not walk their
+	// probes again, and the answer's prefetch loads the slot's line at once.
+	sd, su uint32
+}
+
+// hints returns the slots in which the pacer last found e's ids (idtable's
+// FindHinted hints: 0 - 1 is idtable.NoHint).
+func (e *event) hints() (jd, ju uint32) { return e.sd - 1, e.su - 1 }
+
+// hint returns the device's hint, or with user the user's.
+func (e *event) hint(user bool) uint32 {
+	if user {
+		return e.su - 1
+	}
+	return e.sd - 1
 }
 
 // idKey names a device or a user, as Amplitude throttles them. Looking one

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redpanda-data/benthos/v4/public/service"
+
+	"github.com/opencurrents/currents-amplitude/plugins/internal/idtable"
 )
 
 // cacheTTL is how long a key's daily counts are useful: the daily window.
@@ -244,7 +246,7 @@ func (l *limiter) seed(h uint64, now int64, d dayCounts) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sb, hour := l.buckets(now)
-	st := s.state(h, sb, hour)
+	st := s.state(h, idtable.NoHint, sb, hour)
 	r := s.hot.spread(st) // the next sweep folds it again if the count stays small
 	s.hot.advance(st, sb, max(hour, d.newest))
 	for i, c := range d.counts {

@@ -75,14 +75,17 @@ type hotTable struct {
 const minSlots = 64
 
 // get returns the state of key h, or nil.
-func (t *hotTable) get(h uint64) *keyState {
+func (t *hotTable) get(h uint64) *keyState { return t.getHinted(h, idtable.NoHint) }
+
+// getHinted is get for a key whose slot was hint (idtable's FindHinted).
+func (t *hotTable) getHinted(h uint64, hint uint32) *keyState {
 	if h == 0 {
 		if t.hasZero {
 			return &t.zero
 		}
 		return nil
 	}
-	if j, ok := t.tab.Find(h); ok {
+	if j, ok := t.tab.FindHinted(h, hint); ok {
 		return &t.tab.At(j).Val
 	}
 	return nil

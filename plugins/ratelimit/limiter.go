@@ -100,14 +100,18 @@ func advanceRing[T uint16 | uint32](ring []T, last, total *uint32, cur uint32) {
 		clear(ring)
 		*total = 0
 	} else {
-		j := *last % n // one division, not one per bucket
+		// One division, not one per bucket, and the sum in a register: through
+		// the pointer, each bucket's subtraction would wait for the last one's
+		// store.
+		j, t := *last%n, *total
 		for range d {
 			if j++; j == n {
 				j = 0
 			}
-			*total -= uint32(ring[j])
+			t -= uint32(ring[j])
 			ring[j] = 0
 		}
+		*total = t
 	}
 	*last = cur
 }
@@ -207,11 +211,12 @@ func (l *limiter) shardOf(h uint64) *shard {
 	return &l.shards[h>>58]
 }
 
-// state returns the state of key h, creating it (or promoting it from the
-// cold table). The caller holds s.mu; the state stays at its address until
-// the next sweep or the next insert beyond what s.hot.reserve made room for.
-func (s *shard) state(h uint64, sb, hour uint32) *keyState {
-	if st := s.hot.get(h); st != nil {
+// state returns the state of key h, whose slot was hint (idtable's
+// FindHinted), creating it (or promoting it from the cold table). The
+// caller holds s.mu; the state stays at its address until the next sweep or
+// the next insert beyond what s.hot.reserve made room for.
+func (s *shard) state(h uint64, hint uint32, sb, hour uint32) *keyState {
+	if st := s.hot.getHinted(h, hint); st != nil {
 		return st
 	}
 	st := s.hot.insert(h)
@@ -230,14 +235,15 @@ func (l *limiter) take(now int64, hs []uint64) verdict {
 	var order [maxKeys]uint8
 	n := l.lock(hs, &order)
 	defer l.unlock(&order, n)
-	return l.takeLocked(sb, hour, hs, true)
+	return l.takeLocked(sb, hour, hs, nil, true)
 }
 
 // takeLocked is take at the buckets sb and hour, with the shards of hs
-// locked; with touch, it first loads the slots of all the keys, so that
+// locked, hints (nil, or one per key) the slots where prefetch found the
+// keys; with touch, it first loads the slots of all the keys, so that
 // their misses overlap (takeBatch has loaded them already when it
 // prefetched).
-func (l *limiter) takeLocked(sb, hour uint32, hs []uint64, touch bool) verdict {
+func (l *limiter) takeLocked(sb, hour uint32, hs []uint64, hints []uint32, touch bool) verdict {
 	// Room first, so that no insert moves a state taken before it; then
 	// (with touch) every key's slots are loaded before any is read, so that
 	// the cache misses of tables larger than the caches overlap.
@@ -256,7 +262,11 @@ func (l *limiter) takeLocked(sb, hour uint32, hs []uint64, touch bool) verdict {
 	var tables [maxKeys]*hotTable
 	for i, h := range hs {
 		s := l.shardOf(h)
-		states[i], tables[i] = s.state(h, sb, hour), &s.hot
+		hint := idtable.NoHint
+		if hints != nil {
+			hint = hints[i]
+		}
+		states[i], tables[i] = s.state(h, hint, sb, hour), &s.hot
 	}
 	v := verdict{}
 	for i, st := range states[:len(hs)] {
@@ -289,6 +299,7 @@ func (l *limiter) takeLocked(sb, hour uint32, hs []uint64, touch bool) verdict {
 // message after the other), then it takes them. vs must be as long as keys.
 func (l *limiter) takeBatch(now int64, keys []msgKeys, vs []verdict) {
 	sb, hour := l.buckets(now)
+	var found [batchChunk * maxKeys]uint32 // prefetch's hints
 	for len(keys) > 0 {
 		chunk := keys[:min(len(keys), batchChunk)]
 		var mask uint64
@@ -301,12 +312,17 @@ func (l *limiter) takeBatch(now int64, keys []msgKeys, vs []verdict) {
 			l.shards[bits.TrailingZeros64(m)].mu.Lock()
 		}
 		loaded := len(chunk) >= prefetchMin
+		var hints *[batchChunk * maxKeys]uint32
 		if loaded {
-			l.prefetch(chunk)
+			hints = l.prefetch(chunk, &found)
 		}
 		for i := range chunk {
 			if k := &chunk[i]; k.n >= 0 {
-				vs[i] = l.takeLocked(sb, hour, k.hs[:k.n], !loaded)
+				var hs []uint32
+				if hints != nil {
+					hs = hints[i*maxKeys : i*maxKeys+k.n]
+				}
+				vs[i] = l.takeLocked(sb, hour, k.hs[:k.n], hs, !loaded)
 			}
 		}
 		for m := mask; m != 0; m &= m - 1 {
@@ -318,9 +334,11 @@ func (l *limiter) takeBatch(now int64, keys []msgKeys, vs []verdict) {
 
 // prefetch loads the slots where the keys of a chunk's messages start
 // their probes into the cache, all of them at once, or, in tables larger
-// than the caches, the whole of their probes (probe). The caller holds the
-// locks of their shards.
-func (l *limiter) prefetch(chunk []msgKeys) {
+// than the caches, the whole of their probes (probe), and then returns
+// found, holding the slot of each key found (found[i*maxKeys+k]: key k of
+// message i; idtable.NoHint for the others), so that the takes need not walk those
+// probes again. The caller holds the locks of their shards.
+func (l *limiter) prefetch(chunk []msgKeys, found *[batchChunk * maxKeys]uint32) *[batchChunk * maxKeys]uint32 {
 	if !l.shards[0].hot.tab.Large() { // the shards are balanced by hash
 		for i := range chunk {
 			for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
@@ -329,23 +347,25 @@ func (l *limiter) prefetch(chunk []msgKeys) {
 				s.cold.touch(h)
 			}
 		}
-		return
+		return nil
 	}
-	l.probe(chunk)
+	l.probe(chunk, found)
+	return found
 }
 
 // probe is prefetch for tables larger than the caches: the keys' probes
 // are walked together, up to idtable.Rounds lines past their homes
-// (idtable.Load).
-func (l *limiter) probe(chunk []msgKeys) {
+// (idtable.Load), which writes the slots it finds into found.
+func (l *limiter) probe(chunk []msgKeys, found *[batchChunk * maxKeys]uint32) {
 	var ps [2 * batchChunk]idtable.Probe[keyState] // two keys a message, as a rule
 	n := 0
 	for i := range chunk {
-		for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
+		for k, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
+			found[i*maxKeys+k] = idtable.NoHint
 			s := l.shardOf(h)
-			if p, ok := s.hot.tab.Probe(h); ok {
+			if p, ok := s.hot.tab.Probe(h, uint32(i*maxKeys+k)); ok {
 				if n == len(ps) {
-					idtable.Load(ps[:], idtable.Rounds)
+					idtable.Load(ps[:], idtable.Rounds, found[:])
 					n = 0
 				}
 				ps[n] = p
@@ -354,7 +374,7 @@ func (l *limiter) probe(chunk []msgKeys) {
 			s.cold.touch(h)
 		}
 	}
-	idtable.Load(ps[:n], idtable.Rounds)
+	idtable.Load(ps[:n], idtable.Rounds, found[:])
 }
 
 const (

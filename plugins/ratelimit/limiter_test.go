@@ -370,4 +370,49 @@ func TestLimiterTakeBatchMatchesTake(t *testing.T) {
 			}
 		})
 	}
+	// A chunk whose first keys are new and grow a shard's table, moving
+	// every entry after prefetch found the chunk's other keys: the takes
+	// that follow must not use the slots it found.
+	t.Run("grown mid-chunk", func(t *testing.T) {
+		l, ref := newLimiter(5, 40, t0), newLimiter(5, 40, t0)
+		rng := rand.New(rand.NewPCG(9, 10))
+		shard0 := func() uint64 { return rng.Uint64()>>6 | 1 } // top 6 bits 0: shard 0
+		var old []uint64
+		for i := 0; i < 50_000 || (l.shards[0].hot.tab.Len()+3)*4 <= l.shards[0].hot.tab.Size()*3; i++ {
+			h := rng.Uint64() | 1
+			if i >= 50_000 {
+				h = shard0()
+			}
+			l.take(t0, []uint64{h})
+			ref.take(t0, []uint64{h})
+			if h>>58 == 0 {
+				old = append(old, h)
+			}
+		}
+		tab := &l.shards[0].hot.tab
+		if !tab.Large() {
+			t.Fatal("shard 0's table is not Large")
+		}
+		size := tab.Size()
+		batch := make([]msgKeys, 100)
+		for i := range batch {
+			batch[i].n = 1
+			batch[i].hs[0] = old[rng.IntN(len(old))]
+			if i < 4 {
+				batch[i].hs[0] = shard0() // new keys: the table grows
+			}
+		}
+		vs := make([]verdict, len(batch))
+		now := t0 + int64(time.Second)
+		l.takeBatch(now, batch, vs)
+		if tab.Size() == size {
+			t.Fatalf("shard 0's table did not grow (%d slots, %d keys)", size, tab.Len())
+		}
+		for i := range batch {
+			require.Equal(t, ref.take(now, batch[i].hs[:1]), vs[i], "message %d", i)
+		}
+		for _, h := range old {
+			require.Equal(t, ref.take(now, []uint64{h}), l.take(now, []uint64{h}), "key %x after the batch", h)
+		}
+	})
 }

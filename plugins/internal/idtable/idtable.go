@@ -15,7 +15,10 @@
 // so that a probe starts at a line boundary and a short probe stays in the
 // line the lookup loads; the size need not be a power of two. Owners that
 // look up many ids at once start their lookups with Probe and walk them
-// together with Load, so that the misses of all their lines overlap. A table
+// together with Load, so that the misses of all their lines overlap; Load
+// reports the slots it found, which FindHinted then reads first instead of
+// walking the probes again (a hint is checked against the slot's key, so a
+// stale one costs a lookup, never a wrong answer). A table
 // is not safe for concurrent use: its owner locks around it.
 package idtable
 
@@ -73,7 +76,20 @@ func (t *Table[V]) At(j int) *Slot[V] { return &t.slots[j] }
 
 // Find returns the slot of key h (not 0) and true, or the empty slot that
 // ends its probe and false; -1 when t has no slots. t must not be full.
-func (t *Table[V]) Find(h uint64) (int, bool) {
+func (t *Table[V]) Find(h uint64) (int, bool) { return t.FindHinted(h, NoHint) }
+
+// NoHint is the hint of a key whose slot is not known (FindHinted).
+const NoHint = ^uint32(0)
+
+// FindHinted is Find for key h whose slot was hint when it was last looked
+// up (Load's found; NoHint: not known): the slot is read first and, when it
+// still holds h, is h's (a key is in one slot only), so that a lookup just
+// walked by Load is not walked again; otherwise (the entries moved since, or
+// no hint) it is Find.
+func (t *Table[V]) FindHinted(h uint64, hint uint32) (int, bool) {
+	if uint64(hint) < uint64(len(t.slots)) && t.slots[hint].Key == h {
+		return int(hint), true
+	}
 	if len(t.slots) == 0 {
 		return -1, false
 	}
@@ -183,7 +199,8 @@ func (t *Table[V]) Retain(keep func(*Slot[V]) bool, size func(kept int) int) int
 	return dropped
 }
 
-// Resize moves every entry into a new table of size slots (more than Len),
+// Resize moves every entry into a new table of size slots (more than Len,
+// and less than 2^32: home, Probe and FindHinted number slots in 32 bits),
 // releasing the old memory.
 func (t *Table[V]) Resize(size int) { t.rebuild(size) }
 
@@ -219,23 +236,36 @@ var mapped atomic.Int64
 // must add to the heap's.
 func Mapped() int64 { return mapped.Load() }
 
-// Probe is a lookup in progress, for Load: its key and the slot it has
-// reached, whose line has been asked for.
+// Probe is a lookup in progress, for Load: its key, the slot it has
+// reached, whose line has been asked for, and its owner's tag.
 type Probe[V any] struct {
-	t *Table[V]
-	h uint64
-	j int
+	t   *Table[V]
+	h   uint64
+	j   uint32
+	tag uint32
 }
 
-// Probe starts a lookup of key h (not 0) for Load: it asks for h's home
-// line without waiting for it. ok is false when t has no slots.
-func (t *Table[V]) Probe(h uint64) (p Probe[V], ok bool) {
+// Probe starts a lookup of key h (not 0) for Load, tagged tag (where Load
+// writes the slot it finds): it asks for h's home line without waiting for
+// it. ok is false when t has no slots.
+func (t *Table[V]) Probe(h uint64, tag uint32) (p Probe[V], ok bool) {
 	if len(t.slots) == 0 {
 		return Probe[V]{}, false
 	}
 	j := t.home(h)
 	prefetch(unsafe.Pointer(&t.slots[j]))
-	return Probe[V]{t: t, h: h, j: j}, true
+	return Probe[V]{t: t, h: h, j: uint32(j), tag: tag}, true
+}
+
+// Prefetch asks for the line of slot j without waiting for it, and reports
+// whether j is a slot of t (NoHint is not): for an owner that keeps the
+// slots Load found (FindHinted's hints) and will look them up again.
+func (t *Table[V]) Prefetch(j uint32) bool {
+	if uint64(j) >= uint64(len(t.slots)) {
+		return false
+	}
+	prefetch(unsafe.Pointer(&t.slots[j]))
+	return true
 }
 
 // Large reports whether t is large enough (probeMinBytes) for its lookups
@@ -263,15 +293,20 @@ const Rounds = 8
 // table larger than the caches, a third of the keys are not in their home
 // line, and each line further would otherwise be a miss in turn. (This is
 // group prefetching, as hash joins do it: Chen et al., "Improving Hash Join
-// Performance through Prefetching", ICDE 2004.) ps is used as scratch
-// space. The tables must not change between the Probe calls and Load.
-func Load[V any](ps []Probe[V], rounds int) {
+// Performance through Prefetching", ICDE 2004.) A probe that reaches its
+// key sets found[tag] to the key's slot, for FindHinted (found may be nil;
+// the other entries are left as they are). ps is used as scratch space. The
+// tables must not change between the Probe calls and Load.
+func Load[V any](ps []Probe[V], rounds int, found []uint32) {
 	for ; rounds > 0 && len(ps) > 0; rounds-- {
 		k := 0
 		for _, p := range ps {
-			if p.t.walkLine(&p) {
+			switch more, hit := p.t.walkLine(&p); {
+			case more:
 				ps[k] = p
 				k++
+			case hit && found != nil:
+				found[p.tag] = p.j
 			}
 		}
 		ps = ps[:k]
@@ -279,17 +314,20 @@ func Load[V any](ps []Probe[V], rounds int) {
 }
 
 // walkLine reads p's slots to the end of its line: it returns false when
-// the probe ends there, else moves p to the next line, which it asks for.
-func (t *Table[V]) walkLine(p *Probe[V]) bool {
+// the probe ends there (hit: at p's key, in slot p.j), else moves p to the
+// next line, which it asks for.
+func (t *Table[V]) walkLine(p *Probe[V]) (more, hit bool) {
 	for {
 		switch t.slots[p.j].Key {
-		case p.h, 0:
-			return false
+		case p.h:
+			return false, true
+		case 0:
+			return false, false
 		}
-		p.j = t.next(p.j)
+		p.j = uint32(t.next(int(p.j)))
 		if uint32(p.j)&(t.line-1) == 0 {
 			prefetch(unsafe.Pointer(&t.slots[p.j]))
-			return true
+			return true, false
 		}
 	}
 }

@@ -247,17 +247,19 @@ func BenchmarkGrow(b *testing.B) {
 // time, as Load walks it, ends at the slot Find returns (the key's, or the
 // empty slot that ends its probe), for keys present and absent, with slots
 // of 16, 48 and 64 bytes (several to a line, straddling lines, one to a
-// line), in tables whose probes wrap around their end; and Load leaves
-// every entry where it was.
+// line), in tables whose probes wrap around their end; Load leaves every
+// entry where it was and reports the slots of the keys it reached (all of
+// them with enough rounds, none without); FindHinted is Find whatever its
+// hint; Prefetch accepts only slots.
 func TestProbeLoad(t *testing.T) {
 	t.Run("16-byte slots", func(t *testing.T) { testProbeLoad[uint64](t) })
 	t.Run("48-byte slots", func(t *testing.T) { testProbeLoad[[5]uint64](t) })
 	t.Run("64-byte slots", func(t *testing.T) { testProbeLoad[[7]uint64](t) })
 	var empty Table[uint64]
-	if _, ok := empty.Probe(1); ok {
+	if _, ok := empty.Probe(1, 0); ok {
 		t.Fatal("a table without slots began a probe")
 	}
-	Load([]Probe[uint64]{}, 8) // nothing to walk
+	Load([]Probe[uint64]{}, 8, nil) // nothing to walk
 }
 
 func testProbeLoad[V any](t *testing.T) {
@@ -298,32 +300,61 @@ func testProbeLoad[V any](t *testing.T) {
 			want[h], _ = tb.Find(h)
 		}
 		for _, h := range keys {
-			p, ok := tb.Probe(h)
+			p, ok := tb.Probe(h, 0)
 			if !ok {
 				t.Fatalf("size %d: no probe", size)
 			}
 			lines := 1
-			for tb.walkLine(&p) {
+			for more, _ := tb.walkLine(&p); more; more, _ = tb.walkLine(&p) {
 				if lines++; lines > size+1 {
 					t.Fatalf("size %d: the probe of %x never ends", size, h)
 				}
 			}
-			if p.j != want[h] {
+			if int(p.j) != want[h] {
 				t.Fatalf("size %d: the probe of %x ends at slot %d, Find at %d", size, h, p.j, want[h])
 			}
 		}
 		for _, rounds := range []int{0, 1, 8, size} {
 			ps := make([]Probe[V], 0, len(keys))
-			for _, h := range keys {
-				p, _ := tb.Probe(h)
+			found := make([]uint32, len(keys))
+			for i, h := range keys {
+				p, _ := tb.Probe(h, uint32(i))
 				ps = append(ps, p)
+				found[i] = NoHint
 			}
-			Load(ps, rounds)
-			for _, h := range keys {
+			Load(ps, rounds, found)
+			hits := 0
+			for i, h := range keys {
 				if j, _ := tb.Find(h); j != want[h] || tb.Len() != len(present) {
 					t.Fatalf("size %d, %d rounds: Load moved %x", size, rounds, h)
 				}
+				switch {
+				case found[i] == NoHint:
+				case i >= len(present):
+					t.Fatalf("size %d, %d rounds: Load found absent key %x in slot %d", size, rounds, h, found[i])
+				case int(found[i]) != want[h]:
+					t.Fatalf("size %d, %d rounds: Load found %x in slot %d, Find in %d", size, rounds, h, found[i], want[h])
+				default:
+					hits++
+				}
 			}
+			if rounds > 0 && hits < len(present)/2 || rounds == 0 && hits > 0 || rounds == size && hits != len(present) {
+				t.Fatalf("size %d, %d rounds: Load found %d of %d keys", size, rounds, hits, len(present))
+			}
+		}
+		// FindHinted: a hint that holds the key is its slot; a stale, wrong,
+		// out-of-range or absent hint is Find.
+		for i, h := range keys {
+			other := uint32(want[keys[(i+1)%len(keys)]])
+			for _, hint := range []uint32{uint32(want[h]), other, NoHint, uint32(size), uint32(size) + 1<<20} {
+				j, ok := tb.FindHinted(h, hint)
+				if wj, wok := tb.Find(h); j != wj || ok != wok {
+					t.Fatalf("size %d: FindHinted(%x, %d) = %d, %v; Find: %d, %v", size, h, hint, j, ok, wj, wok)
+				}
+			}
+		}
+		if tb.Prefetch(NoHint) || tb.Prefetch(uint32(size)) || !tb.Prefetch(uint32(size-1)) {
+			t.Fatalf("size %d: Prefetch does not tell slots from others", size)
 		}
 	}
 }
