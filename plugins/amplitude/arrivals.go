@@ -103,10 +103,18 @@ func (t *paceTables[C]) finish(p *pacer, h uint64, hint uint32, n int64, hour in
 	}
 	s := t.shard(h)
 	s.mu.Lock()
+	s.finishLocked(p, h, hint, n, hour, k)
+	s.mu.Unlock()
+}
+
+// finishLocked is finish under s.mu, for an id of s (0: none).
+func (s *pacerShard[C]) finishLocked(p *pacer, h uint64, hint uint32, n int64, hour int32, k int64) {
+	if h == 0 {
+		return
+	}
 	if sl := s.find(p, h, hint, n, hour, k, false); sl != nil {
 		sl.Val.guard.finish(k, true)
 	}
-	s.mu.Unlock()
 }
 
 // admit counts one event in flight at n (unix ns, in bucket k of bucket ns)
