@@ -527,7 +527,12 @@ func (t *paceTables[C]) probe(chunk []*event, hs []uint64, js []uint32, answer b
 			s.hours.touch(h)
 		}
 	}
-	idtable.Load(ps[:n], idtable.Rounds, js)
+	idtable.Load(ps[:n], idtable.Rounds)
+	for i := range ps[:n] {
+		if j, ok := ps[i].Found(); ok {
+			js[ps[i].Tag()] = j
+		}
+	}
 	if !answer {
 		for i, e := range chunk {
 			e.sd, e.su = js[2*i]+1, js[2*i+1]+1 // NoHint + 1 is 0: not known

@@ -100,18 +100,14 @@ func advanceRing[T uint16 | uint32](ring []T, last, total *uint32, cur uint32) {
 		clear(ring)
 		*total = 0
 	} else {
-		// One division, not one per bucket, and the sum in a register: through
-		// the pointer, each bucket's subtraction would wait for the last one's
-		// store.
-		j, t := *last%n, *total
+		j := *last % n // one division, not one per bucket
 		for range d {
 			if j++; j == n {
 				j = 0
 			}
-			t -= uint32(ring[j])
+			*total -= uint32(ring[j])
 			ring[j] = 0
 		}
-		*total = t
 	}
 	*last = cur
 }
@@ -299,7 +295,6 @@ func (l *limiter) takeLocked(sb, hour uint32, hs []uint64, hints []uint32, touch
 // message after the other), then it takes them. vs must be as long as keys.
 func (l *limiter) takeBatch(now int64, keys []msgKeys, vs []verdict) {
 	sb, hour := l.buckets(now)
-	var found [batchChunk * maxKeys]uint32 // prefetch's hints
 	for len(keys) > 0 {
 		chunk := keys[:min(len(keys), batchChunk)]
 		var mask uint64
@@ -312,17 +307,14 @@ func (l *limiter) takeBatch(now int64, keys []msgKeys, vs []verdict) {
 			l.shards[bits.TrailingZeros64(m)].mu.Lock()
 		}
 		loaded := len(chunk) >= prefetchMin
-		var hints *[batchChunk * maxKeys]uint32
-		if loaded {
-			hints = l.prefetch(chunk, &found)
-		}
+		hinted := loaded && l.prefetch(chunk)
 		for i := range chunk {
 			if k := &chunk[i]; k.n >= 0 {
-				var hs []uint32
-				if hints != nil {
-					hs = hints[i*maxKeys : i*maxKeys+k.n]
+				var hints []uint32
+				if hinted {
+					hints = k.slots[:k.n]
 				}
-				vs[i] = l.takeLocked(sb, hour, k.hs[:k.n], hs, !loaded)
+				vs[i] = l.takeLocked(sb, hour, k.hs[:k.n], hints, !loaded)
 			}
 		}
 		for m := mask; m != 0; m &= m - 1 {
@@ -334,11 +326,11 @@ func (l *limiter) takeBatch(now int64, keys []msgKeys, vs []verdict) {
 
 // prefetch loads the slots where the keys of a chunk's messages start
 // their probes into the cache, all of them at once, or, in tables larger
-// than the caches, the whole of their probes (probe), and then returns
-// found, holding the slot of each key found (found[i*maxKeys+k]: key k of
-// message i; idtable.NoHint for the others), so that the takes need not walk those
-// probes again. The caller holds the locks of their shards.
-func (l *limiter) prefetch(chunk []msgKeys, found *[batchChunk * maxKeys]uint32) *[batchChunk * maxKeys]uint32 {
+// than the caches, the whole of their probes (probe), setting the messages'
+// slots to where it found their keys (idtable.NoHint for the others) and
+// returning true, so that the takes need not walk those probes again. The
+// caller holds the locks of their shards.
+func (l *limiter) prefetch(chunk []msgKeys) bool {
 	if !l.shards[0].hot.tab.Large() { // the shards are balanced by hash
 		for i := range chunk {
 			for _, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
@@ -347,25 +339,26 @@ func (l *limiter) prefetch(chunk []msgKeys, found *[batchChunk * maxKeys]uint32)
 				s.cold.touch(h)
 			}
 		}
-		return nil
+		return false
 	}
-	l.probe(chunk, found)
-	return found
+	l.probe(chunk)
+	return true
 }
 
 // probe is prefetch for tables larger than the caches: the keys' probes
 // are walked together, up to idtable.Rounds lines past their homes
-// (idtable.Load), which writes the slots it finds into found.
-func (l *limiter) probe(chunk []msgKeys, found *[batchChunk * maxKeys]uint32) {
+// (idtable.Load), and the slots found go into the messages' slots.
+func (l *limiter) probe(chunk []msgKeys) {
 	var ps [2 * batchChunk]idtable.Probe[keyState] // two keys a message, as a rule
 	n := 0
 	for i := range chunk {
-		for k, h := range chunk[i].hs[:max(chunk[i].n, 0)] {
-			found[i*maxKeys+k] = idtable.NoHint
+		k := &chunk[i]
+		for j, h := range k.hs[:max(k.n, 0)] {
+			k.slots[j] = idtable.NoHint
 			s := l.shardOf(h)
-			if p, ok := s.hot.tab.Probe(h, uint32(i*maxKeys+k)); ok {
+			if p, ok := s.hot.tab.Probe(h, uint32(i*maxKeys+j)); ok {
 				if n == len(ps) {
-					idtable.Load(ps[:], idtable.Rounds, found[:])
+					loadProbes(ps[:], chunk)
 					n = 0
 				}
 				ps[n] = p
@@ -374,7 +367,19 @@ func (l *limiter) probe(chunk []msgKeys, found *[batchChunk * maxKeys]uint32) {
 			s.cold.touch(h)
 		}
 	}
-	idtable.Load(ps[:n], idtable.Rounds, found[:])
+	loadProbes(ps[:n], chunk)
+}
+
+// loadProbes walks ps, the probes of chunk's keys (tagged message ×
+// maxKeys + key), and sets the slots of the keys found.
+func loadProbes(ps []idtable.Probe[keyState], chunk []msgKeys) {
+	idtable.Load(ps, idtable.Rounds)
+	for i := range ps {
+		if j, ok := ps[i].Found(); ok {
+			t := ps[i].Tag()
+			chunk[t/maxKeys].slots[t%maxKeys] = j
+		}
+	}
 }
 
 const (

@@ -189,6 +189,9 @@ type msgKeys struct {
 	idx  [maxKeys]uint8 // index in the keys field
 	vals [maxKeys]string
 	hs   [maxKeys]uint64
+	// slots are where the limiter's prefetch found the keys (idtable's
+	// FindHinted hints), for the take that follows it.
+	slots [maxKeys]uint32
 }
 
 type deviceRateLimit struct {

@@ -82,7 +82,7 @@ func (t *Table[V]) Find(h uint64) (int, bool) { return t.FindHinted(h, NoHint) }
 const NoHint = ^uint32(0)
 
 // FindHinted is Find for key h whose slot was hint when it was last looked
-// up (Load's found; NoHint: not known): the slot is read first and, when it
+// up (Probe.Found; NoHint: not known): the slot is read first and, when it
 // still holds h, is h's (a key is in one slot only), so that a lookup just
 // walked by Load is not walked again; otherwise (the entries moved since, or
 // no hint) it is Find.
@@ -237,7 +237,8 @@ var mapped atomic.Int64
 func Mapped() int64 { return mapped.Load() }
 
 // Probe is a lookup in progress, for Load: its key, the slot it has
-// reached, whose line has been asked for, and its owner's tag.
+// reached, whose line has been asked for, and its owner's tag, with
+// hitBit once Load has reached the key.
 type Probe[V any] struct {
 	t   *Table[V]
 	h   uint64
@@ -245,17 +246,28 @@ type Probe[V any] struct {
 	tag uint32
 }
 
-// Probe starts a lookup of key h (not 0) for Load, tagged tag (where Load
-// writes the slot it finds): it asks for h's home line without waiting for
-// it. ok is false when t has no slots.
+// hitBit marks, in a Probe's tag, a probe that has reached its key.
+const hitBit = 1 << 31
+
+// Probe starts a lookup of key h (not 0) for Load, tagged tag (below
+// 2^31: the owner's name for the lookup, such as the index of its key): it
+// asks for h's home line without waiting for it. ok is false when t has no
+// slots.
 func (t *Table[V]) Probe(h uint64, tag uint32) (p Probe[V], ok bool) {
 	if len(t.slots) == 0 {
 		return Probe[V]{}, false
 	}
 	j := t.home(h)
 	prefetch(unsafe.Pointer(&t.slots[j]))
-	return Probe[V]{t: t, h: h, j: uint32(j), tag: tag}, true
+	return Probe[V]{t: t, h: h, j: uint32(j), tag: tag &^ hitBit}, true
 }
+
+// Tag returns the tag p was begun with.
+func (p *Probe[V]) Tag() uint32 { return p.tag &^ hitBit }
+
+// Found returns the slot of p's key and true when Load reached it, for
+// FindHinted; false when the key is absent or Load stopped before it.
+func (p *Probe[V]) Found() (uint32, bool) { return p.j, p.tag&hitBit != 0 }
 
 // Prefetch asks for the line of slot j without waiting for it, and reports
 // whether j is a slot of t (NoHint is not): for an owner that keeps the
@@ -293,20 +305,20 @@ const Rounds = 8
 // table larger than the caches, a third of the keys are not in their home
 // line, and each line further would otherwise be a miss in turn. (This is
 // group prefetching, as hash joins do it: Chen et al., "Improving Hash Join
-// Performance through Prefetching", ICDE 2004.) A probe that reaches its
-// key sets found[tag] to the key's slot, for FindHinted (found may be nil;
-// the other entries are left as they are). ps is used as scratch space. The
-// tables must not change between the Probe calls and Load.
-func Load[V any](ps []Probe[V], rounds int, found []uint32) {
+// Performance through Prefetching", ICDE 2004.) On return, ps holds the
+// same probes in another order, and Found tells the slots of the keys
+// reached. The tables must not change between the Probe calls and Load.
+func Load[V any](ps []Probe[V], rounds int) {
 	for ; rounds > 0 && len(ps) > 0; rounds-- {
-		k := 0
-		for _, p := range ps {
-			switch more, hit := p.t.walkLine(&p); {
+		k := 0 // ps[:k]: the probes going on to another round
+		for i := range ps {
+			p := &ps[i]
+			switch more, hit := p.t.walkLine(p); {
 			case more:
-				ps[k] = p
+				ps[k], ps[i] = ps[i], ps[k]
 				k++
-			case hit && found != nil:
-				found[p.tag] = p.j
+			case hit:
+				p.tag |= hitBit
 			}
 		}
 		ps = ps[:k]

@@ -248,8 +248,8 @@ func BenchmarkGrow(b *testing.B) {
 // empty slot that ends its probe), for keys present and absent, with slots
 // of 16, 48 and 64 bytes (several to a line, straddling lines, one to a
 // line), in tables whose probes wrap around their end; Load leaves every
-// entry where it was and reports the slots of the keys it reached (all of
-// them with enough rounds, none without); FindHinted is Find whatever its
+// entry and every probe (reordered) where it was, and reports the slots of
+// the keys it reached (all of them with enough rounds, none without); FindHinted is Find whatever its
 // hint; Prefetch accepts only slots.
 func TestProbeLoad(t *testing.T) {
 	t.Run("16-byte slots", func(t *testing.T) { testProbeLoad[uint64](t) })
@@ -259,7 +259,7 @@ func TestProbeLoad(t *testing.T) {
 	if _, ok := empty.Probe(1, 0); ok {
 		t.Fatal("a table without slots began a probe")
 	}
-	Load([]Probe[uint64]{}, 8, nil) // nothing to walk
+	Load([]Probe[uint64]{}, 8) // nothing to walk
 }
 
 func testProbeLoad[V any](t *testing.T) {
@@ -322,7 +322,17 @@ func testProbeLoad[V any](t *testing.T) {
 				ps = append(ps, p)
 				found[i] = NoHint
 			}
-			Load(ps, rounds, found)
+			Load(ps, rounds)
+			tags := make(map[uint32]bool, len(ps))
+			for _, p := range ps {
+				if tags[p.Tag()] || len(ps) != len(keys) {
+					t.Fatalf("size %d, %d rounds: Load lost or doubled probe %d", size, rounds, p.Tag())
+				}
+				tags[p.Tag()] = true
+				if j, ok := p.Found(); ok {
+					found[p.Tag()] = j
+				}
+			}
 			hits := 0
 			for i, h := range keys {
 				if j, _ := tb.Find(h); j != want[h] || tb.Len() != len(present) {
